@@ -1,0 +1,203 @@
+"""Commands to downstream systems, tracked to acknowledgement.
+
+`issue` writes a command row and its `privacy-commands.<system>` event in the caller's transaction.
+`resend_due` re-sends every unacknowledged command whose backoff has elapsed (same `command_id`, new
+event id, so a system that deduplicates by event id still sees the retry) and reports commands past
+`respond_by` once each (metric + audit). `acknowledge` records an ack from `privacy-acks`.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import random
+import uuid
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import asyncpg
+
+from privacy_runtime import metrics
+from privacy_runtime.audit import AuditTrail
+from privacy_runtime.crypto import KeyRing
+from privacy_runtime.outbox import Outbox
+from schemas.events import PrivacyCommand
+from schemas.topics import command_topic
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class CommandPolicy:
+    respond_within: timedelta = timedelta(days=7)
+    resend_base: timedelta = timedelta(seconds=30)
+    resend_max: timedelta = timedelta(hours=6)
+
+    def next_delay(self, attempts: int) -> timedelta:
+        """Exponential backoff with +/-20% jitter so retries of a burst do not arrive together."""
+        base = min(self.resend_base * (2 ** max(0, attempts - 1)), self.resend_max)
+        return base * random.uniform(0.8, 1.2)
+
+
+@dataclass(frozen=True)
+class Ack:
+    command_id: str
+    system: str
+    status: str
+    subject: str
+    request_id: str | None
+    action: str
+    first: bool  # False when the command was already acknowledged
+
+
+class CommandTracker:
+    def __init__(self, outbox: Outbox, audit: AuditTrail, keyring: KeyRing, policy: CommandPolicy):
+        self.outbox = outbox
+        self.audit = audit
+        self.keyring = keyring
+        self.policy = policy
+
+    async def issue(
+        self,
+        conn: asyncpg.Connection,
+        *,
+        subject: str,
+        system: str,
+        action: str,
+        purpose: str | None = None,
+        request_id: str | None = None,
+        fields: dict[str, str] | None = None,
+        respond_by: datetime | None = None,
+        command_id: str | None = None,
+    ) -> str:
+        now = datetime.now(UTC)
+        command_id = command_id or str(uuid.uuid4())
+        respond_by = respond_by or now + self.policy.respond_within
+        sealed = (
+            await self.keyring.encrypt(conn, subject, f"command:{command_id}", json.dumps(fields))
+            if fields
+            else None
+        )
+        inserted = await conn.fetchval(
+            "INSERT INTO commands (command_id, subject, system, action, purpose, request_id, fields_sealed, "
+            "respond_by, next_attempt_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9) "
+            "ON CONFLICT (command_id) DO NOTHING RETURNING command_id",
+            uuid.UUID(command_id), subject, system, action, purpose,
+            uuid.UUID(request_id) if request_id else None, sealed, respond_by,
+            now + self.policy.next_delay(1),
+        )
+        if inserted is None:
+            return command_id
+        await self._publish(conn, command_id, subject, system, action, purpose, request_id, fields, respond_by)
+        metrics.COMMANDS_SENT.labels(system=system, action=action).inc()
+        return command_id
+
+    async def _publish(
+        self, conn: asyncpg.Connection, command_id: str, subject: str, system: str, action: str,
+        purpose: str | None, request_id: str | None, fields: dict[str, str] | None, respond_by: datetime,
+    ) -> None:
+        command = PrivacyCommand(
+            command_id=uuid.UUID(command_id), system=system, action=action, purpose=purpose,
+            request_id=uuid.UUID(request_id) if request_id else None, fields=fields, respond_by=respond_by,
+        )
+        await self.outbox.add(conn, command_topic(system), command, subject=subject)
+
+    async def resend_due(self, conn: asyncpg.Connection, limit: int = 500) -> int:
+        now = datetime.now(UTC)
+        rows = await conn.fetch(
+            "SELECT * FROM commands WHERE acked_at IS NULL AND next_attempt_at <= $1 "
+            "ORDER BY next_attempt_at LIMIT $2 FOR UPDATE SKIP LOCKED",
+            now, limit,
+        )
+        for row in rows:
+            subject = row["subject"]
+            command_id = str(row["command_id"])
+            fields = None
+            if row["fields_sealed"] is not None:
+                plain = await self.keyring.decrypt(conn, subject, f"command:{command_id}", row["fields_sealed"])
+                fields = json.loads(plain) if plain else None
+            if await self.keyring.is_erased(conn, subject) and row["action"] != "erase":
+                # Nothing more to tell a system about a subject whose data no longer exists here.
+                await conn.execute(
+                    "UPDATE commands SET acked_at = $2, ack_status = 'superseded' WHERE command_id = $1",
+                    row["command_id"], now,
+                )
+                continue
+            await self._publish(
+                conn, command_id, subject, row["system"], row["action"], row["purpose"],
+                str(row["request_id"]) if row["request_id"] else None, fields, row["respond_by"],
+            )
+            attempts = row["attempts"] + 1
+            await conn.execute(
+                "UPDATE commands SET attempts = $2, next_attempt_at = $3 WHERE command_id = $1",
+                row["command_id"], attempts, now + self.policy.next_delay(attempts),
+            )
+            metrics.COMMANDS_RESENT.labels(system=row["system"]).inc()
+            if row["respond_by"] <= now and not row["overdue_reported"]:
+                await conn.execute(
+                    "UPDATE commands SET overdue_reported = true WHERE command_id = $1", row["command_id"]
+                )
+                metrics.COMMANDS_OVERDUE_REPORTED.labels(system=row["system"]).inc()
+                await self.audit.record(
+                    conn, "command_overdue", subject=subject, ref=command_id,
+                    detail={"system": row["system"], "action": row["action"],
+                            "respond_by": row["respond_by"].isoformat(), "attempts": attempts},
+                )
+        return len(rows)
+
+    async def acknowledge(
+        self, conn: asyncpg.Connection, *, command_id: str, system: str, status: str, detail: str | None
+    ) -> Ack | None:
+        """Record an ack. None when the command is not ours (another service issued it)."""
+        try:
+            command_uuid = uuid.UUID(command_id)
+        except ValueError:
+            return None
+        row = await conn.fetchrow("SELECT * FROM commands WHERE command_id = $1 FOR UPDATE", command_uuid)
+        if row is None:
+            return None
+        if row["system"] != system:
+            log.warning("ack for command %s names system %s, expected %s", command_id, system, row["system"])
+            return None
+        first = row["acked_at"] is None
+        if first:
+            await conn.execute(
+                "UPDATE commands SET acked_at = now(), ack_status = $2, ack_detail = $3 WHERE command_id = $1",
+                command_uuid, status, (detail or "")[:1000],
+            )
+            metrics.COMMANDS_ACKNOWLEDGED.labels(system=system, status=status).inc()
+        return Ack(
+            command_id=command_id, system=system, status=status, subject=row["subject"],
+            request_id=str(row["request_id"]) if row["request_id"] else None, action=row["action"], first=first,
+        )
+
+    async def refresh_gauges(self, conn: asyncpg.Connection) -> None:
+        rows = await conn.fetch(
+            "SELECT system, count(*) AS outstanding, count(*) FILTER (WHERE respond_by < now()) AS overdue "
+            "FROM commands WHERE acked_at IS NULL GROUP BY system"
+        )
+        seen = set()
+        for row in rows:
+            seen.add(row["system"])
+            metrics.COMMANDS_OUTSTANDING.labels(system=row["system"]).set(row["outstanding"])
+            metrics.COMMANDS_OVERDUE.labels(system=row["system"]).set(row["overdue"])
+        for labels in list(metrics.COMMANDS_OUTSTANDING._metrics):  # reset systems now at zero
+            if labels[0] not in seen:
+                metrics.COMMANDS_OUTSTANDING.labels(system=labels[0]).set(0)
+                metrics.COMMANDS_OVERDUE.labels(system=labels[0]).set(0)
+
+
+async def resend_loop(runtime: Any, tracker: CommandTracker, interval: float = 1.0) -> None:
+    """Background loop run by services that issue commands."""
+    import asyncio
+
+    while True:
+        try:
+            async with runtime.transaction() as conn:
+                await tracker.resend_due(conn)
+            async with runtime.pool.acquire() as conn:
+                await tracker.refresh_gauges(conn)
+        except Exception as exc:
+            log.warning("command resend pass failed: %s", exc)
+        await asyncio.sleep(interval)

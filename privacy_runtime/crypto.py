@@ -1,0 +1,219 @@
+"""PII encryption at rest: per-subject AES-256-GCM data keys wrapped by the master key.
+
+Erasure ends with `shred_subject`, which deletes the subject's wrapped key: every ciphertext of
+that subject, in any table or backup, becomes unreadable (crypto-shredding). Master key rotation
+re-wraps data keys only; PII ciphertexts stay as they are.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import os
+from collections import OrderedDict
+
+import asyncpg
+from cryptography.exceptions import InvalidTag
+from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+
+NONCE_BYTES = 12
+
+
+class SubjectErased(Exception):
+    """The subject's key was destroyed: nothing may be stored or read for them again."""
+
+
+class DecryptionFailed(Exception):
+    pass
+
+
+def master_key_id(master_key: bytes) -> str:
+    """A short, non-secret fingerprint that says which master key wrapped a data key."""
+    return hashlib.sha256(b"privacy-master-key-id" + master_key).hexdigest()[:16]
+
+
+def seal(key: bytes, plaintext: bytes, aad: bytes) -> bytes:
+    nonce = os.urandom(NONCE_BYTES)
+    return nonce + AESGCM(key).encrypt(nonce, plaintext, aad)
+
+
+def open_sealed(key: bytes, sealed: bytes, aad: bytes) -> bytes:
+    try:
+        return AESGCM(key).decrypt(sealed[:NONCE_BYTES], sealed[NONCE_BYTES:], aad)
+    except InvalidTag as exc:
+        raise DecryptionFailed("ciphertext does not match its key or context") from exc
+
+
+class KeyRing:
+    """Unwraps and caches per-subject data keys for one service schema.
+
+    Table `subject_keys` and `erased_subjects` come from the runtime migrations.
+    """
+
+    def __init__(self, master_key: bytes, previous_master_key: bytes | None = None, cache_size: int = 20000):
+        self._master = master_key
+        self._master_id = master_key_id(master_key)
+        self._masters = {self._master_id: master_key}
+        if previous_master_key is not None:
+            self._masters[master_key_id(previous_master_key)] = previous_master_key
+        self._cache: OrderedDict[str, bytes] = OrderedDict()
+        self._cache_size = cache_size
+
+    @property
+    def current_master_id(self) -> str:
+        return self._master_id
+
+    def subject_digest(self, subject: str) -> str:
+        """Keyed hash of a subject id, for tombstones that must not name the person."""
+        return hmac.new(self._master, b"subject:" + subject.encode(), hashlib.sha256).hexdigest()
+
+    def keyed_hash(self, purpose: str, value: str) -> str:
+        """Keyed hash for lookups that must survive erasure (e.g. a marketing suppression entry)."""
+        normalised = value.strip().lower().encode()
+        return hmac.new(self._master, purpose.encode() + b":" + normalised, hashlib.sha256).hexdigest()
+
+    def _wrap(self, subject: str, data_key: bytes) -> bytes:
+        return seal(self._master, data_key, b"wrap:" + subject.encode())
+
+    def _unwrap(self, subject: str, wrapped: bytes, master_id: str) -> bytes:
+        master = self._masters.get(master_id)
+        if master is None:
+            raise DecryptionFailed(f"data key wrapped by unknown master key {master_id}")
+        return open_sealed(master, wrapped, b"wrap:" + subject.encode())
+
+    def _remember(self, subject: str, key: bytes) -> None:
+        self._cache[subject] = key
+        self._cache.move_to_end(subject)
+        if len(self._cache) > self._cache_size:
+            self._cache.popitem(last=False)
+
+    def forget(self, subject: str) -> None:
+        self._cache.pop(subject, None)
+
+    async def data_key(self, conn: asyncpg.Connection, subject: str, *, create: bool = True) -> bytes | None:
+        cached = self._cache.get(subject)
+        if cached is not None:
+            return cached
+        row = await conn.fetchrow(
+            "SELECT wrapped_key, master_key_id FROM subject_keys WHERE subject = $1", subject
+        )
+        if row is not None:
+            key = self._unwrap(subject, row["wrapped_key"], row["master_key_id"])
+            self._remember(subject, key)
+            return key
+        if not create:
+            return None
+        if await self.is_erased(conn, subject):
+            raise SubjectErased(subject)
+        key = AESGCM.generate_key(bit_length=256)
+        inserted = await conn.fetchval(
+            "INSERT INTO subject_keys (subject, wrapped_key, master_key_id) VALUES ($1, $2, $3) "
+            "ON CONFLICT (subject) DO NOTHING RETURNING subject",
+            subject,
+            self._wrap(subject, key),
+            self._master_id,
+        )
+        if inserted is None:  # a concurrent writer created it first
+            return await self.data_key(conn, subject, create=False)
+        self._remember(subject, key)
+        return key
+
+    async def ensure_keys(self, conn: asyncpg.Connection, subjects: set[str]) -> set[str]:
+        """Load or create the data keys of many subjects in two round trips (hot ingest path).
+
+        Returns the subjects that were erased and so have no key.
+        """
+        missing = [s for s in subjects if s not in self._cache]
+        if not missing:
+            return set()
+        rows = await conn.fetch(
+            "SELECT subject, wrapped_key, master_key_id FROM subject_keys WHERE subject = ANY($1::text[])",
+            missing,
+        )
+        for row in rows:
+            self._remember(row["subject"], self._unwrap(row["subject"], row["wrapped_key"], row["master_key_id"]))
+        absent = [s for s in missing if s not in self._cache]
+        if not absent:
+            return set()
+        digests = {self.subject_digest(s): s for s in absent}
+        erased_rows = await conn.fetch(
+            "SELECT subject_digest FROM erased_subjects WHERE subject_digest = ANY($1::text[])", list(digests)
+        )
+        erased = {digests[r["subject_digest"]] for r in erased_rows}
+        new_keys = {s: AESGCM.generate_key(bit_length=256) for s in absent if s not in erased}
+        if new_keys:
+            await conn.executemany(
+                "INSERT INTO subject_keys (subject, wrapped_key, master_key_id) VALUES ($1, $2, $3) "
+                "ON CONFLICT (subject) DO NOTHING",
+                [(s, self._wrap(s, k), self._master_id) for s, k in new_keys.items()],
+            )
+            # Another writer may have won a race: read back what is stored.
+            stored = await conn.fetch(
+                "SELECT subject, wrapped_key, master_key_id FROM subject_keys WHERE subject = ANY($1::text[])",
+                list(new_keys),
+            )
+            for row in stored:
+                self._remember(
+                    row["subject"], self._unwrap(row["subject"], row["wrapped_key"], row["master_key_id"])
+                )
+        return erased
+
+    def encrypt_cached(self, subject: str, field: str, value: str | None) -> bytes | None:
+        """Encrypt with a key already loaded by `ensure_keys` (no I/O)."""
+        if value is None:
+            return None
+        return seal(self._cache[subject], value.encode(), f"{subject}:{field}".encode())
+
+    async def is_erased(self, conn: asyncpg.Connection, subject: str) -> bool:
+        found = await conn.fetchval(
+            "SELECT 1 FROM erased_subjects WHERE subject_digest = $1", self.subject_digest(subject)
+        )
+        return found is not None
+
+    async def encrypt(self, conn: asyncpg.Connection, subject: str, field: str, value: str | None) -> bytes | None:
+        if value is None:
+            return None
+        key = await self.data_key(conn, subject)
+        assert key is not None
+        return seal(key, value.encode(), f"{subject}:{field}".encode())
+
+    async def decrypt(self, conn: asyncpg.Connection, subject: str, field: str, sealed: bytes | None) -> str | None:
+        """Plaintext, or None when there is no value or the subject's key was shredded."""
+        if sealed is None:
+            return None
+        key = await self.data_key(conn, subject, create=False)
+        if key is None:
+            return None
+        return open_sealed(key, sealed, f"{subject}:{field}".encode()).decode()
+
+    async def shred_subject(self, conn: asyncpg.Connection, subject: str) -> bool:
+        """Destroy the subject's data key and leave a tombstone. True when a key existed."""
+        self.forget(subject)
+        deleted = await conn.fetchval("DELETE FROM subject_keys WHERE subject = $1 RETURNING subject", subject)
+        await conn.execute(
+            "INSERT INTO erased_subjects (subject_digest) VALUES ($1) ON CONFLICT DO NOTHING",
+            self.subject_digest(subject),
+        )
+        return deleted is not None
+
+    async def rewrap_all(self, conn: asyncpg.Connection, batch: int = 1000) -> int:
+        """Re-wrap every data key under the current master key; safe to run while serving."""
+        total = 0
+        while True:
+            rows = await conn.fetch(
+                "SELECT subject, wrapped_key, master_key_id FROM subject_keys "
+                "WHERE master_key_id <> $1 LIMIT $2 FOR UPDATE SKIP LOCKED",
+                self._master_id,
+                batch,
+            )
+            if not rows:
+                return total
+            for row in rows:
+                key = self._unwrap(row["subject"], row["wrapped_key"], row["master_key_id"])
+                await conn.execute(
+                    "UPDATE subject_keys SET wrapped_key = $2, master_key_id = $3 WHERE subject = $1",
+                    row["subject"],
+                    self._wrap(row["subject"], key),
+                    self._master_id,
+                )
+            total += len(rows)

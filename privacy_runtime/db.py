@@ -1,0 +1,62 @@
+"""PostgreSQL access: one pool per service, pinned to the service's own schema."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+
+import asyncpg
+
+log = logging.getLogger(__name__)
+
+#: Errors that mean "the database is not reachable right now": wait and retry, never dead-letter.
+TRANSIENT_DB_ERRORS: tuple[type[BaseException], ...] = (
+    OSError,
+    asyncpg.exceptions.ConnectionDoesNotExistError,
+    asyncpg.exceptions.CannotConnectNowError,
+    asyncpg.exceptions.TooManyConnectionsError,
+    asyncpg.exceptions.AdminShutdownError,
+    asyncpg.exceptions.InterfaceError,
+    asyncpg.exceptions.SerializationError,
+    asyncpg.exceptions.DeadlockDetectedError,
+    asyncio.TimeoutError,
+    ConnectionError,
+)
+
+
+async def create_pool(
+    dsn: str, schema: str, *, min_size: int = 2, max_size: int = 10, wait_seconds: float = 120.0
+) -> asyncpg.Pool:
+    """Create a pool, waiting for PostgreSQL with backoff instead of crashing at start-up."""
+    await ensure_schema(dsn, schema, wait_seconds=wait_seconds)
+    pool = await asyncpg.create_pool(
+        dsn,
+        min_size=min_size,
+        max_size=max_size,
+        server_settings={"search_path": schema, "application_name": f"privacy-{schema}"},
+        command_timeout=60,
+    )
+    assert pool is not None
+    return pool
+
+
+async def connect_with_backoff(dsn: str, wait_seconds: float = 120.0) -> asyncpg.Connection:
+    delay = 0.2
+    deadline = asyncio.get_running_loop().time() + wait_seconds
+    while True:
+        try:
+            return await asyncpg.connect(dsn, timeout=10)
+        except TRANSIENT_DB_ERRORS as exc:
+            if asyncio.get_running_loop().time() > deadline:
+                raise
+            log.warning("database not reachable yet (%s); retrying in %.1fs", type(exc).__name__, delay)
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, 5.0)
+
+
+async def ensure_schema(dsn: str, schema: str, *, wait_seconds: float = 120.0) -> None:
+    conn = await connect_with_backoff(dsn, wait_seconds)
+    try:
+        await conn.execute(f'CREATE SCHEMA IF NOT EXISTS "{schema}"')
+    finally:
+        await conn.close()

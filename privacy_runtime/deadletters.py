@@ -1,0 +1,67 @@
+"""Dead-letter routing exactly as the contract says.
+
+The original key, value and headers go to `<topic>.dlq` unchanged, with `x-error`,
+`x-original-topic`, `x-original-partition` and `x-original-offset` added. The send is awaited before
+the original offset may be committed, so a bad message is never dropped silently.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+
+from aiokafka import AIOKafkaProducer
+
+from privacy_runtime import metrics
+from privacy_runtime.logs import scrub
+from schemas.topics import dlq_topic
+
+log = logging.getLogger(__name__)
+
+ERROR_HEADER_LIMIT = 2000
+
+
+def dead_letter_headers(
+    original_headers: Sequence[tuple[str, bytes]] | None,
+    error: str,
+    topic: str,
+    partition: int,
+    offset: int,
+) -> list[tuple[str, bytes]]:
+    headers = list(original_headers or [])
+    headers += [
+        ("x-error", scrub(error)[:ERROR_HEADER_LIMIT].encode()),
+        ("x-original-topic", topic.encode()),
+        ("x-original-partition", str(partition).encode()),
+        ("x-original-offset", str(offset).encode()),
+    ]
+    return headers
+
+
+class DeadLetters:
+    def __init__(self, producer: AIOKafkaProducer):
+        self.producer = producer
+
+    async def send(
+        self,
+        *,
+        topic: str,
+        partition: int,
+        offset: int,
+        key: bytes | None,
+        value: bytes | None,
+        headers: Sequence[tuple[str, bytes]] | None,
+        error: str,
+        reason: str,
+    ) -> None:
+        await self.producer.send_and_wait(
+            dlq_topic(topic),
+            key=key,
+            value=value,
+            headers=dead_letter_headers(headers, error, topic, partition, offset),
+        )
+        metrics.EVENTS_DEAD_LETTERED.labels(topic=topic, reason=reason).inc()
+        log.warning(
+            "dead-lettered %s[%d]@%d (%s): %s", topic, partition, offset, reason, scrub(error)[:300],
+            extra={"topic": topic},
+        )

@@ -1,0 +1,83 @@
+"""A service as a downstream system: act on `privacy-commands.<self>` and answer on `privacy-acks`.
+
+Each service supplies one coroutine per action (erase, restrict, lift_restriction, rectify, export).
+A command is applied once per `command_id`; a re-sent command (the sender missed our ack) is
+answered again with the recorded status, without being applied again.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import asyncpg
+
+from privacy_runtime.processor import Inbound
+from schemas.events import PrivacyAck
+from schemas.topics import PRIVACY_ACKS
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class Outcome:
+    status: str  # done | failed | not_found | retained
+    detail: str | None = None
+    retained_basis: str | None = None
+    export: dict[str, Any] | None = None
+    #: Called after the ack is queued, in the same transaction (e.g. shred the subject's key last).
+    after_ack: list[Callable[[asyncpg.Connection], Awaitable[None]]] = field(default_factory=list)
+
+
+Action = Callable[[asyncpg.Connection, str, Any], Awaitable[Outcome]]
+
+
+class CommandInbox:
+    def __init__(self, runtime: Any, system: str, actions: dict[str, Action]):
+        self.runtime = runtime
+        self.system = system
+        self.actions = actions
+
+    async def handle(self, conn: asyncpg.Connection, batch: list[Inbound]) -> None:
+        for item in batch:
+            await self.handle_one(conn, item)
+
+    async def handle_one(self, conn: asyncpg.Connection, item: Inbound) -> None:
+        command = item.data
+        subject = item.event.subject
+        previous = await conn.fetchrow(
+            "SELECT status FROM handled_commands WHERE command_id = $1", command.command_id
+        )
+        if previous is not None:
+            await self._ack(conn, subject, command, Outcome(previous["status"], detail="already handled"))
+            return
+        if str(command.system) != self.system:
+            outcome = Outcome("failed", detail=f"command for {command.system} arrived at {self.system}")
+        else:
+            action = self.actions.get(str(command.action))
+            if action is None:
+                outcome = Outcome("failed", detail=f"{self.system} does not support {command.action}")
+            else:
+                outcome = await action(conn, subject, command)
+        await conn.execute(
+            "INSERT INTO handled_commands (command_id, action, status) VALUES ($1, $2, $3)",
+            command.command_id, str(command.action), outcome.status,
+        )
+        await self.runtime.audit.record(
+            conn, f"command_{command.action}", subject=subject, ref=str(command.command_id),
+            detail={"system": self.system, "status": outcome.status,
+                    "request_id": str(command.request_id) if command.request_id else None},
+        )
+        await self._ack(conn, subject, command, outcome)
+        for step in outcome.after_ack:
+            await step(conn)
+
+    async def _ack(self, conn: asyncpg.Connection, subject: str, command: Any, outcome: Outcome) -> None:
+        ack = PrivacyAck(
+            command_id=command.command_id, system=self.system, status=outcome.status,
+            retained_basis=outcome.retained_basis, export=outcome.export, detail=outcome.detail,
+        )
+        # An export carries PII: seal it with the subject's key. Plain acks carry none.
+        await self.runtime.outbox.add(conn, PRIVACY_ACKS, ack, subject=subject, seal=outcome.export is not None)

@@ -1,0 +1,47 @@
+"""Versioned SQL migrations, applied at start-up under an advisory lock.
+
+The runtime's own files (`privacy_runtime/sql`) come first, then the service's. Each file runs once,
+in a transaction, and is recorded in `schema_migrations`.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+from pathlib import Path
+
+import asyncpg
+
+log = logging.getLogger(__name__)
+
+RUNTIME_SQL = Path(__file__).with_name("sql")
+
+
+def migration_files(service_sql: Path) -> list[tuple[str, Path]]:
+    files = [(f"runtime/{p.name}", p) for p in sorted(RUNTIME_SQL.glob("*.sql"))]
+    files += [(f"service/{p.name}", p) for p in sorted(service_sql.glob("*.sql"))]
+    return files
+
+
+async def apply_migrations(pool: asyncpg.Pool, schema: str, service_sql: Path) -> list[str]:
+    applied: list[str] = []
+    lock_id = int(hashlib.sha256(f"migrate:{schema}".encode()).hexdigest()[:15], 16)
+    async with pool.acquire() as conn:
+        await conn.execute("SELECT pg_advisory_lock($1)", lock_id)
+        try:
+            await conn.execute(
+                "CREATE TABLE IF NOT EXISTS schema_migrations "
+                "(name text PRIMARY KEY, applied_at timestamptz NOT NULL DEFAULT now())"
+            )
+            done = {r["name"] for r in await conn.fetch("SELECT name FROM schema_migrations")}
+            for name, path in migration_files(service_sql):
+                if name in done:
+                    continue
+                async with conn.transaction():
+                    await conn.execute(path.read_text())
+                    await conn.execute("INSERT INTO schema_migrations (name) VALUES ($1)", name)
+                applied.append(name)
+                log.info("applied migration %s to schema %s", name, schema)
+        finally:
+            await conn.execute("SELECT pg_advisory_unlock($1)", lock_id)
+    return applied

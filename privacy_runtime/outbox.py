@@ -1,0 +1,186 @@
+"""Transactional outbox and its relay.
+
+A handler writes its state change and the events that announce it in one transaction (`Outbox.add`).
+The relay publishes pending rows in id order and marks them published; a crash between publish and
+mark re-publishes the same event (same CloudEvents `id`), which every consumer ignores as a duplicate.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+from datetime import datetime
+from typing import Any
+
+import asyncpg
+from aiokafka import AIOKafkaProducer
+from pydantic import BaseModel
+
+from privacy_runtime import metrics
+from privacy_runtime.crypto import KeyRing, open_sealed
+from privacy_runtime.crypto import seal as seal_bytes
+from privacy_runtime.db import TRANSIENT_DB_ERRORS
+from schemas.envelope import new_event
+
+log = logging.getLogger(__name__)
+
+
+class Outbox:
+    """Writes outbound events inside the caller's transaction."""
+
+    def __init__(self, keyring: KeyRing, source: str):
+        self.keyring = keyring
+        self.source = source
+        self.wakeup = asyncio.Event()
+
+    async def add(
+        self,
+        conn: asyncpg.Connection,
+        topic: str,
+        data: BaseModel,
+        *,
+        subject: str | None,
+        key: str | None = None,
+        event_id: str | None = None,
+        time: datetime | None = None,
+        seal: bool = True,
+    ) -> str:
+        """Queue one CloudEvent; returns its id.
+
+        Events that may carry PII are sealed with the subject's key, so erasure shreds them too; events
+        that carry none (acks without export, status, audit) pass `seal=False` and survive erasure.
+        """
+        event = new_event(topic, data, subject=subject, source=self.source, time=time, id=event_id)
+        value = event.model_dump_json(exclude_none=False).encode()
+        kafka_key = (key if key is not None else subject or "").encode() or None
+        sealed_for = subject if (seal and subject is not None) else None
+        if sealed_for is not None:
+            data_key = await self.keyring.data_key(conn, sealed_for)
+            assert data_key is not None
+            value = seal_bytes(data_key, value, f"outbox:{sealed_for}".encode())
+        await conn.execute(
+            "INSERT INTO outbox (topic, key, subject, value) VALUES ($1, $2, $3, $4)",
+            topic,
+            kafka_key,
+            sealed_for,
+            value,
+        )
+        return str(event.id)
+
+    async def add_many(self, conn: asyncpg.Connection, rows: list[tuple[str, BaseModel, str]]) -> None:
+        """Queue many (topic, data, subject) events whose subjects' keys are already loaded."""
+        records: list[tuple[str, bytes, str, bytes]] = []
+        for topic, data, subject in rows:
+            event = new_event(topic, data, subject=subject, source=self.source)
+            plain = event.model_dump_json().encode()
+            data_key = await self.keyring.data_key(conn, subject)
+            assert data_key is not None
+            records.append(
+                (topic, subject.encode(), subject, seal_bytes(data_key, plain, f"outbox:{subject}".encode()))
+            )
+        if records:
+            await conn.executemany(
+                "INSERT INTO outbox (topic, key, subject, value) VALUES ($1, $2, $3, $4)", records
+            )
+
+
+class OutboxRelay:
+    """Publishes pending outbox rows. Several processes may relay at once (SKIP LOCKED)."""
+
+    def __init__(
+        self,
+        pool: asyncpg.Pool,
+        producer: AIOKafkaProducer,
+        outbox: Outbox,
+        *,
+        batch_size: int = 500,
+        poll_seconds: float = 0.5,
+        keep_published_seconds: float = 3600.0,
+    ):
+        self.pool = pool
+        self.producer = producer
+        self.outbox = outbox
+        self.batch_size = batch_size
+        self.poll_seconds = poll_seconds
+        self.keep_published_seconds = keep_published_seconds
+        self._stopping = False
+
+    def stop(self) -> None:
+        self._stopping = True
+        self.outbox.wakeup.set()
+
+    async def run(self) -> None:
+        delay = 0.2
+        while not self._stopping:
+            try:
+                published = await self.publish_pending()
+                delay = 0.2
+            except TRANSIENT_DB_ERRORS as exc:
+                log.warning("outbox relay waiting for the database: %s", type(exc).__name__)
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, 5.0)
+                continue
+            except Exception:
+                log.exception("outbox relay failed; retrying")
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, 5.0)
+                continue
+            if published < self.batch_size:
+                self.outbox.wakeup.clear()
+                try:
+                    await asyncio.wait_for(self.outbox.wakeup.wait(), timeout=self.poll_seconds)
+                except TimeoutError:
+                    await self.purge_published()
+
+    async def publish_pending(self) -> int:
+        async with self.pool.acquire() as conn, conn.transaction():
+            rows = await conn.fetch(
+                "SELECT id, topic, key, subject, value, headers FROM outbox "
+                "WHERE published_at IS NULL ORDER BY id LIMIT $1 FOR UPDATE SKIP LOCKED",
+                self.batch_size,
+            )
+            if not rows:
+                metrics.OUTBOX_PENDING.set(0)
+                return 0
+            futures = []
+            undeliverable: list[int] = []
+            for row in rows:
+                value = await self._plaintext(conn, row)
+                if value is None:
+                    undeliverable.append(row["id"])
+                    continue
+                headers = [(k, v.encode()) for k, v in json.loads(row["headers"])]
+                futures.append(
+                    await self.producer.send(row["topic"], value=value, key=row["key"], headers=headers or None)
+                )
+                metrics.OUTBOX_PUBLISHED.labels(topic=row["topic"]).inc()
+            await asyncio.gather(*futures)
+            await conn.execute(
+                "UPDATE outbox SET published_at = now() WHERE id = ANY($1::bigint[])", [r["id"] for r in rows]
+            )
+            if undeliverable:
+                # The subject was erased before the event left: nothing of theirs may be published now.
+                log.info("outbox dropped %d events of erased subjects", len(undeliverable))
+                metrics.OUTBOX_DROPPED_ERASED.inc(len(undeliverable))
+            if len(rows) < self.batch_size:
+                metrics.OUTBOX_PENDING.set(0)
+            else:
+                pending = await conn.fetchval("SELECT count(*) FROM outbox WHERE published_at IS NULL")
+                metrics.OUTBOX_PENDING.set(max(0, pending - len(rows)))
+            return len(rows)
+
+    async def _plaintext(self, conn: asyncpg.Connection, row: Any) -> bytes | None:
+        if row["subject"] is None:
+            return bytes(row["value"])
+        data_key = await self.outbox.keyring.data_key(conn, row["subject"], create=False)
+        if data_key is None:
+            return None
+        return open_sealed(data_key, bytes(row["value"]), f"outbox:{row['subject']}".encode())
+
+    async def purge_published(self) -> None:
+        async with self.pool.acquire() as conn:
+            await conn.execute(
+                "DELETE FROM outbox WHERE published_at < now() - make_interval(secs => $1)",
+                self.keep_published_seconds,
+            )

@@ -1,0 +1,153 @@
+"""Batch processing of one inbound topic: decode, dead-letter, deduplicate, apply, commit.
+
+A batch of messages is applied in one database transaction together with the idempotency claims of
+its event ids and the outbox rows it produces. Only after that commit are the Kafka offsets acked, so
+a crash at any point re-delivers the batch and the claims make the replay a no-op.
+
+- A message that cannot be decoded goes to `<topic>.dlq` (see `deadletters`).
+- A dependency that is down (database) stalls the batch with backoff; nothing is dead-lettered for it.
+- A handler error on good input re-runs the batch one event at a time, and the event that fails is
+  dead-lettered with the error, so one poison event never blocks its partition.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Awaitable, Callable, Iterable, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+import asyncpg
+
+from privacy_runtime import metrics
+from privacy_runtime.codec import DecodeError, decode
+from privacy_runtime.db import TRANSIENT_DB_ERRORS
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class RawMessage:
+    topic: str
+    partition: int
+    offset: int
+    key: bytes | None
+    value: bytes | None
+    headers: list[tuple[str, bytes]]
+
+
+@dataclass(frozen=True)
+class Inbound:
+    """A decoded event with where it came from."""
+
+    event: Any  # schemas CloudEvent of the topic's model
+    raw: RawMessage
+
+    @property
+    def data(self) -> Any:
+        return self.event.data
+
+
+Handler = Callable[[asyncpg.Connection, list[Inbound]], Awaitable[None]]
+
+
+def raw_from_faust(message: Any) -> RawMessage:
+    headers = message.headers or []
+    if isinstance(headers, dict):
+        headers = list(headers.items())
+    return RawMessage(
+        topic=message.topic,
+        partition=message.partition,
+        offset=message.offset,
+        key=message.key,
+        value=message.value,
+        headers=[(str(k), bytes(v) if v is not None else b"") for k, v in headers],
+    )
+
+
+class StreamProcessor:
+    def __init__(self, runtime: Any, topic: str, handler: Handler, *, deduplicate: bool = True):
+        self.runtime = runtime
+        self.topic = topic
+        self.handler = handler
+        self.deduplicate = deduplicate
+
+    async def consume(self, stream: Any) -> None:
+        """Body of a faust agent: take batches from the stream and process each."""
+        await self.runtime.started.wait()
+        settings = self.runtime.settings
+        async for events in stream.take_events(settings.batch_max_events, within=settings.batch_within_seconds):
+            await self.process([raw_from_faust(e.message) for e in events])
+
+    async def process(self, messages: Sequence[RawMessage]) -> None:
+        metrics.EVENTS_CONSUMED.labels(topic=self.topic).inc(len(messages))
+        good: list[Inbound] = []
+        for raw in messages:
+            try:
+                good.append(Inbound(decode(raw.topic, raw.key, raw.value), raw))
+            except DecodeError as exc:
+                await self.runtime.dead_letters.send(
+                    topic=raw.topic, partition=raw.partition, offset=raw.offset, key=raw.key,
+                    value=raw.value, headers=raw.headers, error=exc.message, reason=exc.reason,
+                )
+        if not good:
+            return
+        started = time.perf_counter()
+        try:
+            await self._with_retry(lambda: self._apply(good))
+        except Exception as exc:  # a handler error: isolate the event that causes it
+            log.warning("batch of %d on %s failed (%s); applying one by one", len(good), self.topic, exc)
+            for item in good:
+                try:
+                    await self._with_retry(lambda item=item: self._apply([item]))  # type: ignore[misc]
+                except Exception as item_exc:
+                    raw = item.raw
+                    await self.runtime.dead_letters.send(
+                        topic=raw.topic, partition=raw.partition, offset=raw.offset, key=raw.key,
+                        value=raw.value, headers=raw.headers,
+                        error=f"processing failed: {type(item_exc).__name__}: {item_exc}",
+                        reason="processing_error",
+                    )
+        metrics.EVENT_PROCESSING_SECONDS.labels(topic=self.topic).observe(time.perf_counter() - started)
+
+    async def _with_retry(self, attempt: Callable[[], Awaitable[None]]) -> None:
+        delay = 0.1
+        while True:
+            try:
+                await attempt()
+                return
+            except TRANSIENT_DB_ERRORS as exc:
+                metrics.PROCESSING_RETRIES.labels(topic=self.topic).inc()
+                log.warning("%s: dependency unavailable (%s); retrying in %.1fs", self.topic,
+                            type(exc).__name__, delay)
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, 5.0)
+
+    async def _apply(self, batch: list[Inbound]) -> None:
+        async with self.runtime.transaction() as conn:
+            fresh = await self._claim(conn, batch) if self.deduplicate else batch
+            if fresh:
+                await self.handler(conn, fresh)
+        now = datetime.now(UTC)
+        metrics.EVENTS_PROCESSED.labels(topic=self.topic).inc(len(fresh))
+        metrics.EVENTS_DUPLICATE.labels(topic=self.topic).inc(len(batch) - len(fresh))
+        delays = metrics.EVENT_DELAY_SECONDS.labels(topic=self.topic)
+        for item in fresh:
+            delays.observe(max(0.0, (now - item.event.time).total_seconds()))
+
+    async def _claim(self, conn: asyncpg.Connection, batch: Iterable[Inbound]) -> list[Inbound]:
+        """Keep the first delivery of each event id not processed before."""
+        first: dict[str, Inbound] = {}
+        for item in batch:
+            first.setdefault(item.event.id, item)
+        claimed = await conn.fetch(
+            "INSERT INTO processed_events (event_id, topic) SELECT unnest($1::text[]), $2 "
+            "ON CONFLICT DO NOTHING RETURNING event_id",
+            list(first),
+            self.topic,
+        )
+        ids = {r["event_id"] for r in claimed}
+        return [item for event_id, item in first.items() if event_id in ids]

@@ -1,0 +1,183 @@
+"""One object per service process: the faust app plus the shared runtime it wires in.
+
+`ServiceRuntime` owns the database pool, the key ring, the outbox and its relay, the audit trail,
+the dead-letter producer and the common HTTP pages. A service's `app.py` creates one and its
+`agents.py` and `views.py` use it; nothing here knows about any one service.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
+from pathlib import Path
+from typing import Any
+
+import asyncpg
+import faust
+import mode
+from aiokafka import AIOKafkaProducer
+
+from privacy_runtime import web
+from privacy_runtime.audit import AuditTrail
+from privacy_runtime.crypto import KeyRing
+from privacy_runtime.datamap import DataMap, load_data_map
+from privacy_runtime.db import create_pool
+from privacy_runtime.deadletters import DeadLetters
+from privacy_runtime.kafka import faust_broker_credentials, faust_broker_urls, make_producer
+from privacy_runtime.logs import configure_logging
+from privacy_runtime.migrations import apply_migrations
+from privacy_runtime.outbox import Outbox, OutboxRelay
+from privacy_runtime.processor import Handler, StreamProcessor
+from privacy_runtime.settings import ServiceSettings
+
+log = logging.getLogger(__name__)
+
+
+class ServiceRuntime:
+    def __init__(self, name: str, settings: ServiceSettings, sql_dir: Path, web_port: int):
+        configure_logging(settings.log_level)
+        self.name = name
+        self.settings = settings
+        self.sql_dir = sql_dir
+        self.keyring = KeyRing(settings.master_key(), settings.previous_master_key())
+        self.outbox = Outbox(self.keyring, source=f"urn:isopartner:privacy:{name}")
+        self.audit = AuditTrail(self.outbox, actor=f"service:{name}")
+        self.data_map: DataMap = load_data_map(settings.data_map_path)
+        self.started = asyncio.Event()
+        self._pool: asyncpg.Pool | None = None
+        self._producer: AIOKafkaProducer | None = None
+        self._dead_letters: DeadLetters | None = None
+        self._relay: OutboxRelay | None = None
+        self._background: list[asyncio.Task[None]] = []
+        self._on_started: list[Callable[[], Awaitable[None]]] = []
+        self.app = faust.App(
+            f"privacy-{name}",
+            broker=faust_broker_urls(settings),
+            broker_credentials=faust_broker_credentials(settings),
+            value_serializer="raw",
+            key_serializer="raw",
+            store="memory://",
+            web_port=web_port,
+            web_bind=settings.web_bind,
+            web_host=settings.web_bind,
+            consumer_auto_offset_reset="earliest",
+            producer_acks=-1,
+            broker_commit_every=1000,
+            broker_commit_interval=0.5,
+            stream_buffer_maxsize=4096,
+            datadir=str(Path(settings.state_dir) / name),
+            web_in_thread=False,
+        )
+        self.app.service(_Lifecycle(self, loop=None))
+        web.register_common_pages(self.app, self)
+
+    # --- wiring used by agents and views --------------------------------------------------
+
+    def topic(self, name: str) -> Any:
+        return self.app.topic(name, key_serializer="raw", value_serializer="raw")
+
+    def processor(self, topic: str, handler: Handler, *, deduplicate: bool = True) -> StreamProcessor:
+        return StreamProcessor(self, topic, handler, deduplicate=deduplicate)
+
+    def on_started(self, fn: Callable[[], Awaitable[None]]) -> Callable[[], Awaitable[None]]:
+        """Register a coroutine to run once the database and producer are up (e.g. a resend loop)."""
+        self._on_started.append(fn)
+        return fn
+
+    @property
+    def pool(self) -> asyncpg.Pool:
+        assert self._pool is not None, "runtime not started"
+        return self._pool
+
+    @property
+    def producer(self) -> AIOKafkaProducer:
+        assert self._producer is not None, "runtime not started"
+        return self._producer
+
+    @property
+    def dead_letters(self) -> DeadLetters:
+        assert self._dead_letters is not None, "runtime not started"
+        return self._dead_letters
+
+    @asynccontextmanager
+    async def transaction(self) -> AsyncIterator[asyncpg.Connection]:
+        """A connection in a transaction; after commit the outbox relay is woken at once."""
+        async with self.pool.acquire() as conn:
+            async with conn.transaction():
+                yield conn
+        self.outbox.wakeup.set()
+
+    # --- lifecycle ------------------------------------------------------------------------
+
+    async def start(self) -> None:
+        self._pool = await create_pool(self.settings.database_url, self.name)
+        await apply_migrations(self._pool, self.name, self.sql_dir)
+        self._producer = make_producer(self.settings)
+        await self._start_producer_with_backoff(self._producer)
+        self._dead_letters = DeadLetters(self._producer)
+        self._relay = OutboxRelay(self._pool, self._producer, self.outbox)
+        self._background.append(asyncio.create_task(self._relay.run(), name=f"{self.name}-outbox-relay"))
+        for fn in self._on_started:
+            self._background.append(asyncio.create_task(_forever(fn), name=f"{self.name}-{fn.__name__}"))
+        self.started.set()
+        log.info("%s runtime started", self.name)
+
+    async def stop(self) -> None:
+        if self._relay is not None:
+            self._relay.stop()
+        for task in self._background:
+            task.cancel()
+        await asyncio.gather(*self._background, return_exceptions=True)
+        if self._relay is not None:
+            # Drain what is already committed so shutdown leaves nothing waiting.
+            try:
+                await asyncio.wait_for(self._relay.publish_pending(), timeout=5)
+            except Exception as exc:
+                log.warning("outbox drain at shutdown incomplete: %s", exc)
+        if self._producer is not None:
+            await self._producer.stop()
+        if self._pool is not None:
+            await self._pool.close()
+        log.info("%s runtime stopped", self.name)
+
+    @staticmethod
+    async def _start_producer_with_backoff(producer: AIOKafkaProducer) -> None:
+        delay = 0.2
+        for _ in range(60):
+            try:
+                await producer.start()
+                return
+            except Exception as exc:
+                log.warning("Kafka not reachable yet (%s); retrying in %.1fs", type(exc).__name__, delay)
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, 5.0)
+        await producer.start()
+
+
+async def _forever(fn: Callable[[], Awaitable[None]]) -> None:
+    """Run a background loop; restart it after an unexpected error instead of dying silently."""
+    while True:
+        try:
+            await fn()
+            return
+        except asyncio.CancelledError:
+            raise
+        except Exception:
+            log.exception("background task %s failed; restarting in 1s", getattr(fn, "__name__", fn))
+            await asyncio.sleep(1.0)
+
+
+class _Lifecycle(mode.Service):
+    """Starts and stops the runtime with the faust worker."""
+
+    def __init__(self, runtime: ServiceRuntime, **kwargs: Any):
+        super().__init__(**kwargs)
+        self.runtime = runtime
+
+    async def on_start(self) -> None:
+        await self.runtime.start()
+
+    async def on_stop(self) -> None:
+        await self.runtime.stop()

@@ -1,0 +1,76 @@
+"""Settings from the environment (contract names in ../shared/DESIGN.md)."""
+
+from __future__ import annotations
+
+import base64
+import binascii
+from pathlib import Path
+
+from pydantic import Field, SecretStr, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+DEFAULT_DATA_MAP = Path(__file__).with_name("data_map.yaml")
+
+
+class ServiceSettings(BaseSettings):
+    """Settings every service shares. Environment variable names are part of the contract."""
+
+    model_config = SettingsConfigDict(env_prefix="", extra="ignore", case_sensitive=False)
+
+    kafka_bootstrap_servers: str = "127.0.0.1:9092"
+    kafka_security_protocol: str = "PLAINTEXT"
+    kafka_sasl_mechanism: str | None = None
+    kafka_sasl_username: str | None = None
+    kafka_sasl_password: SecretStr | None = None
+    kafka_ssl_cafile: str | None = None
+
+    database_url: str = "postgresql://privacy:privacy@127.0.0.1:5432/privacy"
+
+    smtp_host: str = "127.0.0.1"
+    smtp_port: int = 1025
+    smtp_from: str = "ISOPARTNER AB <privacy@isopartner.se>"
+
+    privacy_master_key: SecretStr
+    #: Extension for rotation without downtime: keys wrapped by the previous master key still unwrap.
+    privacy_master_key_previous: SecretStr | None = None
+    admin_token: SecretStr = Field(default=SecretStr(""))
+    public_base_url: str = "http://127.0.0.1:6067"
+    #: Contact address from the privacy policy, named in every email.
+    privacy_contact_email: str = "privacy@isopartner.se"
+
+    consent_web_port: int = 6066
+    dsar_web_port: int = 6067
+    notifier_web_port: int = 6068
+    web_bind: str = "127.0.0.1"
+
+    data_map_path: Path = DEFAULT_DATA_MAP
+    #: Max events handled in one database transaction, and how long to wait to fill a batch.
+    batch_max_events: int = 500
+    batch_within_seconds: float = 0.005
+    log_level: str = "INFO"
+    #: Where faust keeps its local state (tables are not used; faust still wants a folder).
+    state_dir: Path = Path("var/state")
+
+    @field_validator("privacy_master_key", "privacy_master_key_previous")
+    @classmethod
+    def _is_32_bytes_base64(cls, value: SecretStr | None) -> SecretStr | None:
+        if value is None:
+            return None
+        try:
+            raw = base64.b64decode(value.get_secret_value(), validate=True)
+        except (binascii.Error, ValueError) as exc:
+            raise ValueError("PRIVACY_MASTER_KEY must be base64") from exc
+        if len(raw) != 32:
+            raise ValueError(f"PRIVACY_MASTER_KEY must decode to 32 bytes, got {len(raw)}")
+        return value
+
+    def master_key(self) -> bytes:
+        return base64.b64decode(self.privacy_master_key.get_secret_value())
+
+    def previous_master_key(self) -> bytes | None:
+        if self.privacy_master_key_previous is None:
+            return None
+        return base64.b64decode(self.privacy_master_key_previous.get_secret_value())
+
+    def bootstrap_servers(self) -> list[str]:
+        return [s.strip() for s in self.kafka_bootstrap_servers.split(",") if s.strip()]

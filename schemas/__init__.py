@@ -1,0 +1,1 @@
+"""The event contract: one pydantic v2 model per topic (see ../shared/DESIGN.md)."""

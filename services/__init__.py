@@ -1,0 +1,1 @@
+"""The three privacy services: consent, dsar, notifier."""

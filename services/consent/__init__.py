@@ -1,0 +1,1 @@
+"""Consent service: the consent ledger, purpose decisions, and propagation of opt-outs."""

@@ -1,0 +1,39 @@
+"""Consent service wiring: the faust app, the runtime, and the objects agents and views share."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from pathlib import Path
+
+from privacy_runtime.commands import CommandPolicy, CommandTracker, resend_loop
+from privacy_runtime.inbox import CommandInbox
+from privacy_runtime.service import ServiceRuntime
+from privacy_runtime.tokens import UNSUBSCRIBE, TokenSigner
+from services.consent.downstream import consent_actions
+from services.consent.ledger import Ledger
+from services.consent.settings import ConsentSettings
+
+SYSTEM_ID = "consent"
+
+settings = ConsentSettings()  # type: ignore[call-arg]  # values come from the environment
+runtime = ServiceRuntime(SYSTEM_ID, settings, Path(__file__).with_name("migrations"), settings.consent_web_port)
+app = runtime.app
+
+tracker = CommandTracker(
+    runtime.outbox,
+    runtime.audit,
+    runtime.keyring,
+    CommandPolicy(
+        respond_within=timedelta(seconds=settings.command_respond_within_seconds),
+        resend_base=timedelta(seconds=settings.command_resend_base_seconds),
+        resend_max=timedelta(seconds=settings.command_resend_max_seconds),
+    ),
+)
+ledger = Ledger(runtime, tracker)
+inbox = CommandInbox(runtime, SYSTEM_ID, consent_actions(runtime, settings.policy_url))
+unsubscribe_tokens = TokenSigner(settings.master_key(), UNSUBSCRIBE)
+
+
+@runtime.on_started
+async def resend_commands() -> None:
+    await resend_loop(runtime, tracker)

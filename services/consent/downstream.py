@@ -1,0 +1,71 @@
+"""The consent service as a downstream system: its answers to `privacy-commands.consent`."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import asyncpg
+
+from privacy_runtime.inbox import Action, Outcome
+from services.consent import rules, store
+
+
+def consent_actions(runtime: Any, policy_url: str) -> dict[str, Action]:
+    keyring = runtime.keyring
+
+    async def erase(conn: asyncpg.Connection, subject: str, command: Any) -> Outcome:
+        removed = await store.erase_subject(conn, subject, keyring.subject_digest(subject))
+
+        async def shred(c: asyncpg.Connection) -> None:
+            await keyring.shred_subject(c, subject)
+
+        return Outcome("done", detail=f"removed {removed} ledger entries; opt-outs kept as keyed hashes",
+                       after_ack=[shred])
+
+    async def restrict(conn: asyncpg.Connection, subject: str, command: Any) -> Outcome:
+        found = await store.set_restriction(conn, subject, True, "requested")
+        return Outcome("done" if found else "not_found")
+
+    async def lift_restriction(conn: asyncpg.Connection, subject: str, command: Any) -> Outcome:
+        found = await store.set_restriction(conn, subject, False, None)
+        return Outcome("done" if found else "not_found")
+
+    async def rectify(conn: asyncpg.Connection, subject: str, command: Any) -> Outcome:
+        fields = command.fields or {}
+        if "country" not in fields:
+            return Outcome("done", detail="no field held by the consent service")
+        country = (fields["country"] or "").upper() or None
+        found = await store.rectify(conn, subject, country)
+        return Outcome("done" if found else "not_found")
+
+    async def export(conn: asyncpg.Connection, subject: str, command: Any) -> Outcome:
+        profile = await store.profile(conn, subject)
+        if profile is None:
+            return Outcome("not_found", export={"system": "consent", "records": []})
+        current = await store.states_of(conn, subject)
+        history = await store.history_of(conn, subject)
+        contact = runtime.settings.privacy_contact_email
+        return Outcome("done", export={
+            "system": "consent",
+            "profile": {"country": profile.country, "restricted": profile.restricted,
+                        "objections": sorted(profile.objections), "under_18_at_registration": profile.minor},
+            "current_consents": [
+                {"purpose": r.purpose, "granted": r.granted, "channel": r.channel,
+                 "policy_version": r.policy_version, "effective_at": r.effective_at.isoformat()}
+                for r in current
+            ],
+            "consent_history": [
+                {"purpose": r.purpose, "granted": r.granted, "channel": r.channel,
+                 "policy_version": r.policy_version, "effective_at": r.effective_at.isoformat(),
+                 "recorded_at": recorded.isoformat()}
+                for r, _, recorded in history
+            ],
+            "consent_receipts": [
+                rules.consent_receipt(subject=subject, record=r, country=jurisdiction, policy_url=policy_url,
+                                      contact_email=contact)
+                for r, jurisdiction, _ in history
+            ],
+        })
+
+    return {"erase": erase, "restrict": restrict, "lift_restriction": lift_restriction,
+            "rectify": rectify, "export": export}

@@ -1,0 +1,139 @@
+"""Consent use cases: record registrations and changes, and spread what they mean downstream.
+
+Each function runs inside the transaction the stream processor opened for a batch; it reads through
+`store`, decides through `rules`, and writes state, commands and outbound events together.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections import defaultdict
+from datetime import UTC, datetime
+from typing import Any
+
+import asyncpg
+
+from privacy_runtime import metrics
+from privacy_runtime.commands import CommandTracker
+from privacy_runtime.datamap import DataMap
+from privacy_runtime.processor import Inbound
+from services.consent import rules, store
+from schemas.events import ErasureRequested
+from schemas.topics import ERASURE_REQUESTED
+
+#: Stable namespace so the erasure opened for a child has the same request_id on every replay.
+CHILD_ERASURE_NAMESPACE = uuid.UUID("8f7e5a8c-2f0d-4d0b-9a55-6f1c1b1e0c01")
+
+
+def systems_by_purpose(data_map: DataMap) -> dict[str, list[str]]:
+    mapping: dict[str, list[str]] = defaultdict(list)
+    for system in data_map.systems.values():
+        if system.internal:
+            continue
+        for purpose in system.purposes:
+            mapping[purpose].append(system.id)
+    return dict(mapping)
+
+
+class Ledger:
+    def __init__(self, runtime: Any, tracker: CommandTracker):
+        self.runtime = runtime
+        self.tracker = tracker
+        self.routing = systems_by_purpose(runtime.data_map)
+
+    async def record_registrations(self, conn: asyncpg.Connection, batch: list[Inbound]) -> None:
+        today = datetime.now(UTC).date()
+        registrations = []
+        entries: list[tuple[str, rules.ConsentRecord]] = []
+        children: list[Inbound] = []
+        for item in batch:
+            data = item.data
+            subject = item.event.subject
+            minor = rules.is_minor(data.birth_date, item.event.time.date() if item.event.time else today)
+            country = data.country
+            registrations.append(
+                (subject, country, minor, str(data.source) if data.source else None, data.parent_account,
+                 item.event.time)
+            )
+            for consent in data.consents or []:
+                entries.append((subject, rules.ConsentRecord(
+                    event_id=f"{item.event.id}:{consent.purpose}", purpose=str(consent.purpose),
+                    granted=consent.granted, effective_at=item.event.time, channel="registration",
+                    policy_version=None,
+                )))
+            if minor:
+                children.append(item)
+        await store.upsert_registrations(conn, registrations)
+        await self._apply(conn, entries)
+        for item in children:
+            await self._request_child_erasure(conn, item)
+
+    async def record_changes(self, conn: asyncpg.Connection, batch: list[Inbound]) -> None:
+        entries: list[tuple[str, rules.ConsentRecord]] = []
+        for item in batch:
+            data = item.data
+            for purpose, granted in rules.expand_change(str(data.purpose), data.granted, str(data.channel)):
+                entries.append((item.event.subject, rules.ConsentRecord(
+                    event_id=f"{item.event.id}:{purpose}", purpose=purpose, granted=granted,
+                    effective_at=item.event.time, channel=str(data.channel), policy_version=data.policy_version,
+                )))
+        await store.ensure_subjects(conn, sorted({s for s, _ in entries}))
+        await self._apply(conn, entries)
+
+    async def _apply(self, conn: asyncpg.Connection, entries: list[tuple[str, rules.ConsentRecord]]) -> None:
+        """Append to the ledger, move current state forward in event time, send what changed."""
+        if not entries:
+            return
+        subjects = sorted({s for s, _ in entries})
+        jurisdictions = await store.countries(conn, subjects)
+        await store.append_ledger(
+            conn, [store.LedgerRow(s, r, jurisdictions.get(s)) for s, r in entries]
+        )
+        for _, record in entries:
+            metrics.CONSENT_CHANGES.labels(purpose=record.purpose, granted=str(record.granted).lower()).inc()
+        keys = sorted({(s, r.purpose) for s, r in entries})
+        stored = await store.current_states(conn, keys)
+        winners = dict(stored)
+        for subject, record in entries:
+            if rules.supersedes(record, winners.get((subject, record.purpose))):
+                winners[(subject, record.purpose)] = record
+        changed = [(key, rec) for key, rec in winners.items() if stored.get(key) is not rec]
+        await store.save_states(conn, [(key[0], rec) for key, rec in changed])
+        for (subject, _purpose), record in changed:
+            for command in rules.propagation(stored.get((subject, record.purpose)), record, self.routing):
+                await self.tracker.issue(
+                    conn, subject=subject, system=command.system, action=command.action, purpose=command.purpose
+                )
+
+    async def record_objections(self, conn: asyncpg.Connection, batch: list[Inbound]) -> None:
+        """An objection to marketing or profiling (Art. 21(2)-(3)) is absolute: withdraw at once."""
+        entries: list[tuple[str, rules.ConsentRecord]] = []
+        for item in batch:
+            data = item.data
+            processing = data.details.processing if data.details else None
+            if str(data.right) != "objection" or processing is None or str(processing) == "legitimate_interest":
+                continue  # legitimate-interest objections go to manual review in dsar
+            subject = item.event.subject
+            await store.ensure_subjects(conn, [subject])
+            await store.add_objection(conn, subject, str(processing))
+            purposes = ["profiling"] if str(processing) == "profiling" else ["marketing_email", "third_party_marketing", "profiling"]
+            for purpose in purposes:
+                entries.append((subject, rules.ConsentRecord(
+                    event_id=f"{item.event.id}:{purpose}", purpose=purpose, granted=False,
+                    effective_at=item.event.time, channel="api", policy_version=None,
+                )))
+        await self._apply(conn, entries)
+
+    async def _request_child_erasure(self, conn: asyncpg.Connection, item: Inbound) -> None:
+        request_id = uuid.uuid5(CHILD_ERASURE_NAMESPACE, f"{item.event.subject}:{item.event.id}")
+        await self.runtime.outbox.add(
+            conn, ERASURE_REQUESTED,
+            ErasureRequested(request_id=request_id, ground="child_data", identity_verified=True,
+                             requested_via="internal"),
+            subject=item.event.subject, event_id=str(uuid.uuid5(CHILD_ERASURE_NAMESPACE, str(request_id))),
+            seal=False,
+        )
+        await self.runtime.audit.record(
+            conn, "child_erasure_requested", subject=item.event.subject, ref=str(request_id),
+            detail={"reason": "under 18 at registration"},
+        )

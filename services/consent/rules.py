@@ -1,0 +1,239 @@
+"""Consent rules as pure functions: jurisdiction, legal basis, decisions, ordering, propagation.
+
+No I/O here. The store feeds these functions what it read and writes what they return.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from datetime import date, datetime
+
+CONTROLLER = "ISOPARTNER AB"
+
+PURPOSES: tuple[str, ...] = (
+    "service_delivery", "payments", "support", "security", "bookkeeping", "service_improvement",
+    "personalization", "analytics", "marketing_email", "third_party_marketing", "partner_sharing",
+    "group_sharing", "profiling",
+)
+
+#: Opt-in everywhere.
+CONSENT_ALWAYS = frozenset({"analytics", "profiling", "third_party_marketing"})
+#: Opt-in in the EEA, UK and Switzerland (and when the country is unknown); opt-out elsewhere.
+CONSENT_IN_STRICT_JURISDICTIONS = frozenset({"marketing_email", "partner_sharing", "group_sharing"})
+CONSENT_PURPOSES = CONSENT_ALWAYS | CONSENT_IN_STRICT_JURISDICTIONS
+
+CONTRACT_PURPOSES = frozenset({"service_delivery", "payments", "support"})
+LEGAL_OBLIGATION_PURPOSES = frozenset({"bookkeeping"})
+LEGITIMATE_INTEREST_PURPOSES = frozenset({"security", "service_improvement", "personalization"})
+
+MARKETING_PURPOSES = frozenset({"marketing_email", "third_party_marketing"})
+SHARING_PURPOSES = frozenset({"partner_sharing", "group_sharing", "third_party_marketing"})
+#: A Global Privacy Control signal is an opt-out of sale/sharing.
+GPC_WITHDRAWS = ("partner_sharing", "third_party_marketing", "group_sharing")
+#: A child is never asked for, and never given, consent-based processing.
+DENIED_TO_MINORS = CONSENT_PURPOSES
+ADULT_AGE = 18
+
+EEA = frozenset(
+    "AT BE BG HR CY CZ DK EE FI FR DE GR HU IE IT LV LT LU MT NL PL PT RO SK SI ES SE IS LI NO".split()
+)
+STRICT_JURISDICTIONS = EEA | {"GB", "CH"}
+
+# Legal bases, as named in GDPR Art. 6(1).
+CONSENT = "consent"
+CONTRACT = "contract"
+LEGAL_OBLIGATION = "legal_obligation"
+LEGITIMATE_INTEREST = "legitimate_interest"
+
+
+def is_strict_jurisdiction(country: str | None) -> bool:
+    """Unknown country counts as strict: a VPN can hide where someone is."""
+    return country is None or country.upper() in STRICT_JURISDICTIONS
+
+
+def requires_opt_in(purpose: str, country: str | None) -> bool:
+    if purpose in CONSENT_ALWAYS:
+        return True
+    return purpose in CONSENT_IN_STRICT_JURISDICTIONS and is_strict_jurisdiction(country)
+
+
+def legal_basis(purpose: str, country: str | None) -> str:
+    if purpose in CONTRACT_PURPOSES:
+        return CONTRACT
+    if purpose in LEGAL_OBLIGATION_PURPOSES:
+        return LEGAL_OBLIGATION
+    if purpose in LEGITIMATE_INTEREST_PURPOSES:
+        return LEGITIMATE_INTEREST
+    return CONSENT if requires_opt_in(purpose, country) else LEGITIMATE_INTEREST
+
+
+def age_on(birth_date: date, on: date) -> int:
+    years = on.year - birth_date.year
+    if (on.month, on.day) < (birth_date.month, birth_date.day):
+        years -= 1
+    return years
+
+
+def is_minor(birth_date: date | None, on: date) -> bool:
+    return birth_date is not None and age_on(birth_date, on) < ADULT_AGE
+
+
+@dataclass(frozen=True)
+class ConsentRecord:
+    """One ledger entry for one purpose."""
+
+    event_id: str
+    purpose: str
+    granted: bool
+    effective_at: datetime
+    channel: str
+    policy_version: str | None = None
+
+
+def precedence(record: ConsentRecord) -> tuple[datetime, int, str]:
+    """Total order of records of one purpose: event time, then a withdrawal beats a grant at the
+    same instant (privacy-protective), then the event id so ties are broken deterministically."""
+    return (record.effective_at, 0 if record.granted else 1, record.event_id)
+
+
+def supersedes(new: ConsentRecord, current: ConsentRecord | None) -> bool:
+    return current is None or precedence(new) > precedence(current)
+
+
+def current_state(records: Iterable[ConsentRecord]) -> dict[str, ConsentRecord]:
+    """The state event-time order gives, whatever order the records arrived in."""
+    state: dict[str, ConsentRecord] = {}
+    for record in records:
+        if supersedes(record, state.get(record.purpose)):
+            state[record.purpose] = record
+    return state
+
+
+def expand_change(purpose: str, granted: bool, channel: str) -> list[tuple[str, bool]]:
+    """The (purpose, granted) pairs a consent-changed event means. GPC withdraws all sharing."""
+    if channel == "gpc":
+        if granted:
+            return []  # GPC is an opt-out signal; it cannot grant anything
+        return [(p, False) for p in GPC_WITHDRAWS]
+    return [(purpose, granted)]
+
+
+@dataclass(frozen=True)
+class Command:
+    system: str
+    action: str
+    purpose: str
+
+
+def propagation(
+    previous: ConsentRecord | None, new: ConsentRecord, systems_by_purpose: dict[str, list[str]]
+) -> list[Command]:
+    """Commands a change of current state sends downstream.
+
+    A withdrawal tells every system using the purpose (suppress, or revoke_sharing for sharing);
+    a grant after a withdrawal undoes it. An initial registration answer changes nothing downstream.
+    """
+    if previous is None and new.channel == "registration":
+        return []
+    if previous is not None and previous.granted == new.granted:
+        return []
+    if not new.granted:
+        action = "revoke_sharing" if new.purpose in SHARING_PURPOSES else "suppress"
+    elif previous is not None:
+        action = "restore_sharing" if new.purpose in SHARING_PURPOSES else "unsuppress"
+    else:
+        return []
+    return [Command(system, action, new.purpose) for system in systems_by_purpose.get(new.purpose, [])]
+
+
+@dataclass(frozen=True)
+class SubjectProfile:
+    subject: str
+    country: str | None
+    minor: bool = False
+    restricted: bool = False
+    objections: frozenset[str] = field(default_factory=frozenset)
+
+
+@dataclass(frozen=True)
+class Decision:
+    allowed: bool
+    basis: str
+    reason: str
+
+    def as_dict(self) -> dict[str, object]:
+        return {"allowed": self.allowed, "basis": self.basis, "reason": self.reason}
+
+
+def decide(
+    purpose: str,
+    profile: SubjectProfile,
+    consent: ConsentRecord | None,
+    *,
+    system: str | None = None,
+    system_purposes: Iterable[str] | None = None,
+) -> Decision:
+    """May `purpose` be used for this subject (optionally: by this system)? First rule that denies wins."""
+    basis = legal_basis(purpose, profile.country)
+    if system is not None and system_purposes is not None and purpose not in set(system_purposes):
+        return Decision(False, basis, f"system {system} may use personal data only for its own purposes "
+                                      f"in the data map; {purpose} is not one of them")
+    if profile.restricted:
+        return Decision(False, basis, "processing is restricted (GDPR Art. 18): the data may only be stored")
+    if "marketing" in profile.objections and purpose in MARKETING_PURPOSES | {"profiling"}:
+        return Decision(False, basis, "the subject objected to direct marketing (GDPR Art. 21(3)); this is absolute")
+    if "profiling" in profile.objections and purpose == "profiling":
+        return Decision(False, basis, "the subject objected to profiling (GDPR Art. 21)")
+    if profile.minor and purpose in DENIED_TO_MINORS:
+        return Decision(False, basis, "the subject was under 18 at registration; no consent-based processing")
+    if purpose not in CONSENT_PURPOSES:
+        return Decision(True, basis, f"necessary on the basis of {basis.replace('_', ' ')}")
+    if consent is not None and not consent.granted:
+        return Decision(False, basis, f"consent withdrawn via {consent.channel} at {consent.effective_at.isoformat()}")
+    if consent is not None and consent.granted:
+        return Decision(True, CONSENT, f"consent given via {consent.channel} at {consent.effective_at.isoformat()}")
+    if requires_opt_in(purpose, profile.country):
+        where = profile.country or "unknown country (treated as the EEA)"
+        return Decision(False, CONSENT, f"{purpose} needs opt-in consent in {where}; none was given")
+    return Decision(True, basis, f"allowed in {profile.country} until the subject objects or withdraws")
+
+
+def consent_receipt(
+    *,
+    subject: str,
+    record: ConsentRecord,
+    country: str | None,
+    policy_url: str,
+    contact_email: str,
+) -> dict[str, object]:
+    """A receipt after the Kantara Consent Receipt specification (v1.1 field names)."""
+    return {
+        "version": "KI-CR-v1.1.0",
+        "jurisdiction": country or "unknown (treated as EEA)",
+        "consentTimestamp": int(record.effective_at.timestamp()),
+        "collectionMethod": record.channel,
+        "consentReceiptID": record.event_id,
+        "publicKey": None,
+        "language": "sv",
+        "piiPrincipalId": subject,
+        "piiControllers": [{"piiController": CONTROLLER, "onBehalf": False, "contact": contact_email,
+                            "address": "Sweden", "email": contact_email, "phone": None}],
+        "policyUrl": policy_url,
+        "policyVersion": record.policy_version,
+        "services": [{
+            "service": "ISOPARTNER services",
+            "purposes": [{
+                "purpose": record.purpose,
+                "purposeCategory": [record.purpose],
+                "consentType": "EXPLICIT",
+                "granted": record.granted,
+                "piiCategory": ["contact"],
+                "primaryPurpose": False,
+                "termination": "until withdrawn",
+                "thirdPartyDisclosure": record.purpose in SHARING_PURPOSES,
+            }],
+        }],
+        "sensitive": False,
+        "spiCat": [],
+    }

@@ -1,0 +1,199 @@
+"""Consent storage: SQL through asyncpg, nothing else."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime
+
+import asyncpg
+
+from services.consent.rules import ConsentRecord, SubjectProfile
+
+
+@dataclass(frozen=True)
+class LedgerRow:
+    subject: str
+    record: ConsentRecord
+    jurisdiction: str | None
+
+
+def _record(row: asyncpg.Record) -> ConsentRecord:
+    return ConsentRecord(
+        event_id=row["entry_id"], purpose=row["purpose"], granted=row["granted"],
+        effective_at=row["effective_at"], channel=row["channel"], policy_version=row["policy_version"],
+    )
+
+
+def _profile(row: asyncpg.Record) -> SubjectProfile:
+    return SubjectProfile(
+        subject=row["subject"], country=row["country"], minor=row["minor"], restricted=row["restricted"],
+        objections=frozenset(row["objections"] or ()),
+    )
+
+
+async def upsert_registrations(conn: asyncpg.Connection, rows: Sequence[tuple]) -> None:
+    """rows: (subject, country, minor, source, parent_account, registered_at). Newer registration wins."""
+    if not rows:
+        return
+    columns = list(zip(*rows, strict=True))
+    await conn.execute(
+        """
+        INSERT INTO subjects (subject, country, minor, registration_source, parent_account, registered_at)
+        SELECT * FROM unnest($1::text[], $2::text[], $3::bool[], $4::text[], $5::text[], $6::timestamptz[])
+        ON CONFLICT (subject) DO UPDATE SET
+            country = excluded.country, minor = subjects.minor OR excluded.minor,
+            registration_source = excluded.registration_source, parent_account = excluded.parent_account,
+            registered_at = excluded.registered_at
+        WHERE subjects.registered_at IS NULL OR subjects.registered_at <= excluded.registered_at
+        """,
+        *columns,
+    )
+
+
+async def ensure_subjects(conn: asyncpg.Connection, subjects: Sequence[str]) -> None:
+    """A consent change may arrive before its registration: keep a strict (country unknown) profile."""
+    await conn.execute(
+        "INSERT INTO subjects (subject) SELECT unnest($1::text[]) ON CONFLICT DO NOTHING", list(subjects)
+    )
+
+
+async def countries(conn: asyncpg.Connection, subjects: Sequence[str]) -> dict[str, str | None]:
+    rows = await conn.fetch(
+        "SELECT subject, country FROM subjects WHERE subject = ANY($1::text[])", list(subjects)
+    )
+    return {r["subject"]: r["country"] for r in rows}
+
+
+async def append_ledger(conn: asyncpg.Connection, rows: Sequence[LedgerRow]) -> None:
+    if not rows:
+        return
+    await conn.execute(
+        """
+        INSERT INTO consent_ledger (entry_id, subject, purpose, granted, channel, policy_version,
+                                    jurisdiction, effective_at)
+        SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::bool[], $5::text[], $6::text[],
+                             $7::text[], $8::timestamptz[])
+        ON CONFLICT (entry_id) DO NOTHING
+        """,
+        [r.record.event_id for r in rows], [r.subject for r in rows], [r.record.purpose for r in rows],
+        [r.record.granted for r in rows], [r.record.channel for r in rows],
+        [r.record.policy_version for r in rows], [r.jurisdiction for r in rows],
+        [r.record.effective_at for r in rows],
+    )
+
+
+async def current_states(
+    conn: asyncpg.Connection, keys: Sequence[tuple[str, str]]
+) -> dict[tuple[str, str], ConsentRecord]:
+    if not keys:
+        return {}
+    rows = await conn.fetch(
+        """
+        SELECT s.* FROM consent_state s
+        JOIN unnest($1::text[], $2::text[]) AS k(subject, purpose)
+          ON s.subject = k.subject AND s.purpose = k.purpose
+        """,
+        [k[0] for k in keys], [k[1] for k in keys],
+    )
+    return {(r["subject"], r["purpose"]): _record(r) for r in rows}
+
+
+async def save_states(conn: asyncpg.Connection, states: Sequence[tuple[str, ConsentRecord]]) -> None:
+    if not states:
+        return
+    await conn.execute(
+        """
+        INSERT INTO consent_state (subject, purpose, granted, channel, policy_version, effective_at, entry_id)
+        SELECT * FROM unnest($1::text[], $2::text[], $3::bool[], $4::text[], $5::text[],
+                             $6::timestamptz[], $7::text[])
+        ON CONFLICT (subject, purpose) DO UPDATE SET
+            granted = excluded.granted, channel = excluded.channel, policy_version = excluded.policy_version,
+            effective_at = excluded.effective_at, entry_id = excluded.entry_id
+        """,
+        [s for s, _ in states], [r.purpose for _, r in states], [r.granted for _, r in states],
+        [r.channel for _, r in states], [r.policy_version for _, r in states],
+        [r.effective_at for _, r in states], [r.event_id for _, r in states],
+    )
+
+
+async def profile(conn: asyncpg.Connection, subject: str) -> SubjectProfile | None:
+    row = await conn.fetchrow("SELECT * FROM subjects WHERE subject = $1", subject)
+    return _profile(row) if row else None
+
+
+async def profile_and_state(
+    conn: asyncpg.Connection, subject: str, purpose: str
+) -> tuple[SubjectProfile | None, ConsentRecord | None]:
+    """One round trip for the decision API's hot path."""
+    row = await conn.fetchrow(
+        """
+        SELECT p.*, s.entry_id, s.purpose, s.granted, s.channel, s.policy_version, s.effective_at
+        FROM subjects p LEFT JOIN consent_state s ON s.subject = p.subject AND s.purpose = $2
+        WHERE p.subject = $1
+        """,
+        subject, purpose,
+    )
+    if row is None:
+        return None, None
+    return _profile(row), (_record(row) if row["entry_id"] is not None else None)
+
+
+async def states_of(conn: asyncpg.Connection, subject: str) -> list[ConsentRecord]:
+    rows = await conn.fetch("SELECT * FROM consent_state WHERE subject = $1 ORDER BY purpose", subject)
+    return [_record(r) for r in rows]
+
+
+async def history_of(conn: asyncpg.Connection, subject: str) -> list[tuple[ConsentRecord, str | None, datetime]]:
+    rows = await conn.fetch(
+        "SELECT * FROM consent_ledger WHERE subject = $1 ORDER BY effective_at, id", subject
+    )
+    return [(_record(r), r["jurisdiction"], r["recorded_at"]) for r in rows]
+
+
+async def set_restriction(conn: asyncpg.Connection, subject: str, restricted: bool, circumstance: str | None) -> bool:
+    done = await conn.fetchval(
+        "UPDATE subjects SET restricted = $2, restriction_circumstance = $3 WHERE subject = $1 RETURNING 1",
+        subject, restricted, circumstance,
+    )
+    return done is not None
+
+
+async def add_objection(conn: asyncpg.Connection, subject: str, processing: str) -> None:
+    await conn.execute(
+        "UPDATE subjects SET objections = array(SELECT DISTINCT unnest(objections || $2::text)) "
+        "WHERE subject = $1",
+        subject, processing,
+    )
+
+
+async def rectify(conn: asyncpg.Connection, subject: str, country: str | None) -> bool:
+    done = await conn.fetchval(
+        "UPDATE subjects SET country = $2 WHERE subject = $1 RETURNING 1", subject, country
+    )
+    return done is not None
+
+
+async def erase_subject(conn: asyncpg.Connection, subject: str, subject_digest: str) -> int:
+    """Keep only proof of opt-outs (keyed hash, no subject id); remove everything else."""
+    await conn.execute(
+        """
+        INSERT INTO opt_out_proofs (subject_digest, purpose, channel, policy_version, effective_at)
+        SELECT $2, purpose, channel, policy_version, effective_at FROM consent_ledger
+        WHERE subject = $1 AND NOT granted ON CONFLICT DO NOTHING
+        """,
+        subject, subject_digest,
+    )
+    await conn.execute("SELECT set_config('privacy.erasing', 'on', true)")
+    removed = await conn.fetchval(
+        "WITH d AS (DELETE FROM consent_ledger WHERE subject = $1 RETURNING 1) SELECT count(*) FROM d", subject
+    )
+    await conn.execute("SELECT set_config('privacy.erasing', 'off', true)")
+    await conn.execute("DELETE FROM consent_state WHERE subject = $1", subject)
+    await conn.execute("DELETE FROM subjects WHERE subject = $1", subject)
+    return int(removed)
+
+
+async def has_opt_out_proof(conn: asyncpg.Connection, subject_digest: str) -> bool:
+    found = await conn.fetchval("SELECT 1 FROM opt_out_proofs WHERE subject_digest = $1 LIMIT 1", subject_digest)
+    return found is not None
