@@ -52,6 +52,8 @@ class ServiceRuntime:
         self._relay: OutboxRelay | None = None
         self._background: list[asyncio.Task[None]] = []
         self._on_started: list[Callable[[], Awaitable[None]]] = []
+        datadir = Path(settings.state_dir) / name
+        datadir.mkdir(parents=True, exist_ok=True)  # faust creates only the last level
         self.app = faust.App(
             f"privacy-{name}",
             broker=faust_broker_urls(settings),
@@ -67,7 +69,7 @@ class ServiceRuntime:
             broker_commit_every=1000,
             broker_commit_interval=0.5,
             stream_buffer_maxsize=4096,
-            datadir=str(Path(settings.state_dir) / name),
+            datadir=str(datadir),
             web_in_thread=False,
         )
         self.app.service(_Lifecycle(self, loop=None))

@@ -1,0 +1,198 @@
+"""Consent end to end, through the real broker and database, with the service as a real process."""
+
+from __future__ import annotations
+
+import json
+import uuid
+from collections.abc import AsyncIterator
+from datetime import UTC, date, datetime, timedelta
+
+import httpx
+import pytest
+
+from schemas.events import ConsentChanged, ConsentGrant, PrivacyAck, UserRegistered
+from schemas.topics import CONSENT_CHANGED, ERASURE_REQUESTED, PRIVACY_ACKS, USER_REGISTERED, command_topic
+from tests.helpers import (
+    ServiceProcess,
+    get_json,
+    publish,
+    publish_raw,
+    read_topic,
+    subject_id,
+    wait_for_messages,
+    wait_until,
+)
+
+pytestmark = pytest.mark.stack
+
+
+@pytest.fixture(scope="module")
+async def consent(stack) -> AsyncIterator[ServiceProcess]:  # type: ignore[no-untyped-def]
+    service = ServiceProcess("consent", stack.env(), {"COMMAND_RESEND_BASE_SECONDS": "1"}).start()
+    try:
+        await service.wait_ready()
+        yield service
+    finally:
+        service.stop()
+
+
+def _data(message) -> dict:  # type: ignore[no-untyped-def]
+    return json.loads(message.value)["data"]
+
+
+def _for(subject: str):  # type: ignore[no-untyped-def]
+    return lambda m: m.key == subject.encode()
+
+
+async def _register(bootstrap: str, subject: str, *, country: str | None, consents=(), birth_date=None,
+                    when: datetime | None = None) -> str:  # type: ignore[no-untyped-def]
+    return await publish(bootstrap, USER_REGISTERED, UserRegistered(
+        email=f"{subject}@example.com", name="Test Person", country=country, birth_date=birth_date,
+        source="web", consents=[ConsentGrant(purpose=p, granted=g) for p, g in consents],
+    ), subject=subject, time=when)
+
+
+async def _decision(consent: ServiceProcess, subject: str, purpose: str) -> dict:
+    async def known() -> dict | None:
+        status, body = await get_json(f"{consent.url}/v1/decisions", params={"subject": subject, "purpose": purpose})
+        return body if status == 200 else None
+
+    return await wait_until(known, what=f"a decision for {subject}")
+
+
+async def test_footer_opt_out_sends_one_suppress_resent_until_acked(stack, consent) -> None:  # type: ignore[no-untyped-def]
+    """A user in Sweden opts out from the email footer: marketing_email is told to suppress, once per
+    command id; the command is re-sent (same id) until the system acknowledges, and not after."""
+    bootstrap = stack.endpoints.kafka_bootstrap
+    subject = subject_id("se")
+    await _register(bootstrap, subject, country="SE", consents=[("marketing_email", True)],
+                    when=datetime.now(UTC) - timedelta(minutes=5))
+    assert (await _decision(consent, subject, "marketing_email"))["allowed"] is True
+    changed = ConsentChanged(purpose="marketing_email", granted=False, channel="email_footer", policy_version="2021-10-30")
+    event_id = await publish(bootstrap, CONSENT_CHANGED, changed, subject=subject)
+    await publish(bootstrap, CONSENT_CHANGED, changed, subject=subject, event_id=event_id)  # duplicate delivery
+
+    topic = command_topic("marketing_email")
+    sends = await wait_for_messages(bootstrap, topic, _for(subject), count=2, timeout=20)
+    commands = [_data(m) for m in sends]
+    assert {c["action"] for c in commands} == {"suppress"}
+    assert {c["purpose"] for c in commands} == {"marketing_email"}
+    assert len({c["command_id"] for c in commands}) == 1, "a re-send keeps the command id"
+    assert len({json.loads(m.value)["id"] for m in sends}) == len(sends), "each send is its own event"
+    assert (await _decision(consent, subject, "marketing_email"))["allowed"] is False
+
+    command_id = commands[0]["command_id"]
+    await publish(bootstrap, PRIVACY_ACKS, PrivacyAck(command_id=uuid.UUID(command_id), system="marketing_email",
+                                                       status="done"), subject=subject)
+
+    async def settled() -> int | None:
+        before = len([m for m in await read_topic(bootstrap, topic) if _for(subject)(m)])
+        await _sleep(4)
+        after = len([m for m in await read_topic(bootstrap, topic) if _for(subject)(m)])
+        return after if after == before else None
+
+    await wait_until(settled, timeout=30, what="re-sends to stop after the ack")
+    # Only marketing_email uses this purpose: no other system was told anything.
+    for system in ("partners", "ipcom_group", "analytics"):
+        assert not [m for m in await read_topic(bootstrap, command_topic(system)) if _for(subject)(m)]
+
+
+async def _sleep(seconds: float) -> None:
+    import asyncio
+
+    await asyncio.sleep(seconds)
+
+
+async def test_sharing_defaults_follow_jurisdiction(stack, consent) -> None:  # type: ignore[no-untyped-def]
+    """Sweden: partner_sharing needs opt-in. US: allowed until withdrawn. No country: as Sweden."""
+    bootstrap = stack.endpoints.kafka_bootstrap
+    se, us, unknown = subject_id("se"), subject_id("us"), subject_id("xx")
+    await _register(bootstrap, se, country="SE")
+    await _register(bootstrap, us, country="US")
+    await _register(bootstrap, unknown, country=None)
+    assert (await _decision(consent, se, "partner_sharing"))["allowed"] is False
+    us_decision = await _decision(consent, us, "partner_sharing")
+    assert us_decision["allowed"] is True
+    assert (await _decision(consent, unknown, "partner_sharing"))["allowed"] is False
+
+    await publish(bootstrap, CONSENT_CHANGED, ConsentChanged(
+        purpose="partner_sharing", granted=False, channel="preference_center", policy_version="2021-10-30"),
+        subject=us)
+
+    async def withdrawn() -> bool:
+        return (await _decision(consent, us, "partner_sharing"))["allowed"] is False
+
+    await wait_until(withdrawn, what="US withdrawal to apply")
+    revokes = await wait_for_messages(bootstrap, command_topic("partners"), _for(us))
+    assert _data(revokes[0])["action"] == "revoke_sharing"
+
+
+async def test_late_older_event_is_recorded_but_does_not_override(stack, consent) -> None:  # type: ignore[no-untyped-def]
+    bootstrap = stack.endpoints.kafka_bootstrap
+    subject = subject_id("late")
+    now = datetime.now(UTC)
+    await _register(bootstrap, subject, country="SE", when=now - timedelta(hours=2))
+    await publish(bootstrap, CONSENT_CHANGED, ConsentChanged(
+        purpose="analytics", granted=False, channel="cookie_banner", policy_version="v2"),
+        subject=subject, time=now - timedelta(minutes=1))
+    await publish(bootstrap, CONSENT_CHANGED, ConsentChanged(
+        purpose="analytics", granted=True, channel="cookie_banner", policy_version="v1"),
+        subject=subject, time=now - timedelta(hours=1))
+
+    async def both_recorded() -> dict | None:
+        status, body = await get_json(f"{consent.url}/v1/subjects/{subject}/consents")
+        return body if status == 200 and len(body["history"]) == 2 else None
+
+    body = await wait_until(both_recorded, what="both ledger entries")
+    analytics = next(p for p in body["purposes"] if p["purpose"] == "analytics")
+    assert analytics["allowed"] is False and analytics["consent"]["policy_version"] == "v2"
+
+
+async def test_under_18_registration_requests_erasure_and_denies_marketing(stack, consent) -> None:  # type: ignore[no-untyped-def]
+    bootstrap = stack.endpoints.kafka_bootstrap
+    subject = subject_id("kid")
+    birth = date.today().replace(year=date.today().year - 15)
+    await _register(bootstrap, subject, country="US", birth_date=birth,
+                    consents=[("marketing_email", True), ("third_party_marketing", True)])
+    erasures = await wait_for_messages(bootstrap, ERASURE_REQUESTED, _for(subject))
+    assert _data(erasures[0])["ground"] == "child_data"
+    for purpose in ("marketing_email", "third_party_marketing", "partner_sharing", "group_sharing", "profiling"):
+        assert (await _decision(consent, subject, purpose))["allowed"] is False, purpose
+
+
+async def test_http_errors_are_clear(stack, consent) -> None:  # type: ignore[no-untyped-def]
+    async with httpx.AsyncClient(base_url=consent.url) as client:
+        assert (await client.get("/v1/decisions", params={"subject": "nobody-here", "purpose": "analytics"})).status_code == 404
+        bad = await client.get("/v1/decisions", params={"subject": "x", "purpose": "spam"})
+        assert bad.status_code == 400 and "unknown purpose" in bad.json()["error"]
+        assert (await client.get("/v1/decisions", params={"purpose": "analytics"})).status_code == 400
+        assert (await client.get("/v1/subjects/nobody-here/consents")).status_code == 404
+        forged = await client.post("/v1/unsubscribe/not-a-token")
+        assert forged.status_code == 400
+
+
+@pytest.mark.parametrize("topic", [USER_REGISTERED, CONSENT_CHANGED, PRIVACY_ACKS, command_topic("consent")])
+async def test_malformed_messages_are_dead_lettered_and_the_next_is_processed(stack, consent, topic) -> None:  # type: ignore[no-untyped-def]
+    bootstrap = stack.endpoints.kafka_bootstrap
+    marker = subject_id("bad")
+    bad_values = [
+        b"{not json",
+        json.dumps({"hello": "world"}).encode(),
+        json.dumps({"specversion": "1.0", "id": str(uuid.uuid4()), "type": topic, "source": "urn:test",
+                    "time": datetime.now(UTC).isoformat(), "subject": marker,
+                    "datacontenttype": "application/json", "data": {"purpose": 42}}).encode(),
+    ]
+    for value in bad_values:
+        await publish_raw(bootstrap, topic, marker.encode(), value, headers=[("trace", b"t1")])
+    letters = await wait_for_messages(bootstrap, f"{topic}.dlq", _for(marker), count=3)
+    for letter in letters:
+        headers = dict((k, bytes(v)) for k, v in letter.headers)
+        assert headers["x-original-topic"] == topic.encode()
+        assert headers["trace"] == b"t1", "original headers are kept"
+        assert headers["x-error"] and headers["x-original-partition"] is not None
+        assert int(headers["x-original-offset"]) >= 0
+    assert {bytes(m.value) for m in letters} == set(bad_values), "values are kept unchanged"
+    # The service carries on: a valid event after them is processed.
+    subject = subject_id("next")
+    await _register(bootstrap, subject, country="SE")
+    assert (await _decision(consent, subject, "service_delivery"))["allowed"] is True

@@ -1,0 +1,220 @@
+"""Helpers for integration tests: publish and read events, run services as real processes, wait.
+
+Services run as subprocesses (`python -m services.<name> worker`) against the session's stack and
+are stopped by process id, exactly as in production (SIGTERM) or abruptly (SIGKILL) for fault tests.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+import uuid
+from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import dataclass, field
+from datetime import datetime
+from pathlib import Path
+from typing import Any, TypeVar
+
+import httpx
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
+from pydantic import BaseModel
+
+from schemas.envelope import new_event
+
+ROOT = Path(__file__).resolve().parent.parent
+T = TypeVar("T")
+
+#: One master key and admin token for every service a test session starts.
+TEST_MASTER_KEY = base64.b64encode(b"k" * 32).decode()
+TEST_ADMIN_TOKEN = "test-admin-token"
+
+WEB_PORT_ENV = {"consent": "CONSENT_WEB_PORT", "dsar": "DSAR_WEB_PORT", "notifier": "NOTIFIER_WEB_PORT"}
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def subject_id(prefix: str = "u") -> str:
+    return f"{prefix}-{uuid.uuid4().hex[:12]}"
+
+
+async def wait_until(check: Callable[[], Awaitable[T]], timeout: float = 30.0, interval: float = 0.2,
+                     what: str = "condition") -> T:
+    """Poll `check` until it returns something truthy; fail with `what` after `timeout` seconds."""
+    deadline = time.monotonic() + timeout
+    last: Any = None
+    while time.monotonic() < deadline:
+        last = await check()
+        if last:
+            return last
+        await asyncio.sleep(interval)
+    raise AssertionError(f"timed out after {timeout}s waiting for {what}; last value: {last!r}")
+
+
+async def publish(
+    bootstrap: str,
+    topic: str,
+    data: BaseModel,
+    *,
+    subject: str | None,
+    key: str | None = None,
+    event_id: str | None = None,
+    time: datetime | None = None,
+) -> str:
+    """Publish one contract event; returns its id."""
+    event = new_event(topic, data, subject=subject, source="urn:test", time=time, id=event_id)
+    await publish_raw(bootstrap, topic, (key or subject or "").encode(), event.model_dump_json().encode())
+    return str(event.id)
+
+
+async def publish_raw(bootstrap: str, topic: str, key: bytes | None, value: bytes | None,
+                      headers: list[tuple[str, bytes]] | None = None) -> None:
+    producer = AIOKafkaProducer(bootstrap_servers=bootstrap, acks="all")
+    await producer.start()
+    try:
+        await producer.send_and_wait(topic, key=key, value=value, headers=headers)
+    finally:
+        await producer.stop()
+
+
+async def read_topic(bootstrap: str, topic: str, *, timeout: float = 2.0) -> list[Any]:
+    """Every message currently on `topic`, from the beginning (no consumer group)."""
+    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False)
+    await consumer.start()
+    try:
+        partitions = consumer.partitions_for_topic(topic) or set()
+        if not partitions:
+            await consumer._client.force_metadata_update()  # noqa: SLF001
+            partitions = consumer.partitions_for_topic(topic) or set()
+        tps = [TopicPartition(topic, p) for p in sorted(partitions)]
+        if not tps:
+            return []
+        consumer.assign(tps)
+        await consumer.seek_to_beginning(*tps)
+        end = await consumer.end_offsets(tps)
+        messages: list[Any] = []
+        deadline = asyncio.get_running_loop().time() + timeout
+        while True:
+            positions = [await consumer.position(tp) for tp in tps]
+            if all(pos >= end[tp] for pos, tp in zip(positions, tps, strict=True)):
+                break
+            if asyncio.get_running_loop().time() > deadline:
+                break
+            batch = await consumer.getmany(timeout_ms=200)
+            for records in batch.values():
+                messages.extend(records)
+        return messages
+    finally:
+        await consumer.stop()
+
+
+async def wait_for_messages(bootstrap: str, topic: str, match: Callable[[Any], bool], *, count: int = 1,
+                            timeout: float = 30.0) -> list[Any]:
+    async def found() -> list[Any]:
+        hits = [m for m in await read_topic(bootstrap, topic) if match(m)]
+        return hits if len(hits) >= count else []
+
+    return await wait_until(found, timeout=timeout, what=f"{count} matching message(s) on {topic}")
+
+
+def header(message: Any, name: str) -> str | None:
+    for key, value in message.headers or []:
+        if key == name:
+            return bytes(value).decode()
+    return None
+
+
+@dataclass
+class ServiceProcess:
+    """A service running as a real process against the test stack."""
+
+    name: str
+    stack_env: Mapping[str, str]
+    extra_env: Mapping[str, str] = field(default_factory=dict)
+    port: int = field(default_factory=free_port)
+    process: subprocess.Popen[bytes] | None = None
+    log_path: Path | None = None
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def env(self) -> dict[str, str]:
+        env = {k: v for k, v in os.environ.items() if k not in ("KAFKA_BOOTSTRAP_SERVERS", "DATABASE_URL")}
+        env.update(self.stack_env)
+        env.update({
+            "PRIVACY_MASTER_KEY": TEST_MASTER_KEY,
+            "ADMIN_TOKEN": TEST_ADMIN_TOKEN,
+            WEB_PORT_ENV[self.name]: str(self.port),
+            "STATE_DIR": str(ROOT / "var" / "state" / f"{self.name}-{self.port}"),
+            "PUBLIC_BASE_URL": self.url,
+            "PYTHONUNBUFFERED": "1",
+        })
+        env.update(self.extra_env)
+        return env
+
+    def start(self) -> ServiceProcess:
+        log_dir = ROOT / "var" / "test-logs"
+        log_dir.mkdir(parents=True, exist_ok=True)
+        self.log_path = log_dir / f"{self.name}-{self.port}.log"
+        handle = self.log_path.open("ab")
+        self.process = subprocess.Popen(
+            [sys.executable, "-m", f"services.{self.name}", "worker", "-l", "warn"],
+            cwd=ROOT, env=self.env(), stdout=handle, stderr=subprocess.STDOUT, start_new_session=True,
+        )
+        return self
+
+    async def wait_ready(self, timeout: float = 60.0) -> None:
+        async def ready() -> bool:
+            if self.process is not None and self.process.poll() is not None:
+                raise AssertionError(f"{self.name} exited with {self.process.returncode}; log:\n{self.log_tail()}")
+            try:
+                async with httpx.AsyncClient(timeout=1.0) as client:
+                    response = await client.get(f"{self.url}/readyz")
+                return response.status_code == 200
+            except httpx.HTTPError:
+                return False
+
+        try:
+            await wait_until(ready, timeout=timeout, interval=0.25, what=f"{self.name} /readyz")
+        except AssertionError as exc:
+            raise AssertionError(f"{exc}\n--- {self.name} log ---\n{self.log_tail()}") from None
+
+    def log_tail(self, lines: int = 60) -> str:
+        if self.log_path is None or not self.log_path.exists():
+            return ""
+        return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-lines:])
+
+    def stop(self, sig: int = signal.SIGTERM, timeout: float = 20.0) -> None:
+        if self.process is None or self.process.poll() is not None:
+            return
+        try:
+            os.killpg(self.process.pid, sig)
+        except ProcessLookupError:
+            return
+        try:
+            self.process.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            os.killpg(self.process.pid, signal.SIGKILL)
+            self.process.wait(timeout=10)
+
+    def kill(self) -> None:
+        self.stop(signal.SIGKILL)
+
+
+async def get_json(url: str, **kwargs: Any) -> tuple[int, Any]:
+    async with httpx.AsyncClient(timeout=10.0) as client:
+        response = await client.get(url, **kwargs)
+    try:
+        return response.status_code, response.json()
+    except ValueError:
+        return response.status_code, response.text
