@@ -1,0 +1,47 @@
+# Two commands do everything on a fresh machine: `make run` and `make test`.
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+
+.PHONY: run test test-fast lint bench schemas tools clean down
+
+$(STAMP): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install -q --upgrade pip==25.3
+	$(BIN)/pip install -q -e '.[dev]'
+	touch $(STAMP)
+
+venv: $(STAMP)
+
+tools: $(STAMP)
+	@if [ -x deploy/tools/install.sh ]; then deploy/tools/install.sh; fi
+
+## make run: the whole system on the embedded stack (Kafka, PostgreSQL, SMTP sink), Ctrl-C stops it.
+run: $(STAMP)
+	$(BIN)/python -m devstack.system
+
+## make test: every test, on an embedded stack the suite starts and stops itself.
+test: $(STAMP) tools
+	$(BIN)/ruff check .
+	$(BIN)/python -m pytest -q -p no:cacheprovider --junitxml=var/junit.xml
+
+## make lint: ruff and mypy.
+lint: $(STAMP)
+	$(BIN)/ruff check .
+	$(BIN)/mypy privacy_runtime services schemas devstack privacyctl
+
+## make bench: every benchmark, one table, results under bench/results/.
+bench: $(STAMP)
+	$(BIN)/python -m bench
+
+## make schemas: regenerate JSON Schema files and the AsyncAPI document from the models.
+schemas: $(STAMP)
+	$(BIN)/python -m schemas.generate
+
+down: $(STAMP)
+	$(BIN)/python -m devstack down --root var/stack
+
+clean:
+	rm -rf var $(VENV)

@@ -1,0 +1,163 @@
+"""Consent rules: jurisdiction, legal bases, decisions, event-time ordering, propagation."""
+
+from __future__ import annotations
+
+import random
+from datetime import UTC, date, datetime, timedelta
+
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from services.consent import rules
+from services.consent.rules import ConsentRecord, SubjectProfile
+
+T0 = datetime(2026, 1, 1, tzinfo=UTC)
+ROUTING = {"marketing_email": ["marketing_email"], "partner_sharing": ["partners"],
+           "group_sharing": ["ipcom_group"], "third_party_marketing": ["partners"]}
+
+
+def record(purpose: str, granted: bool, minutes: int = 0, event_id: str = "e", channel: str = "api") -> ConsentRecord:
+    return ConsentRecord(event_id, purpose, granted, T0 + timedelta(minutes=minutes), channel, "v1")
+
+
+def test_unknown_country_is_treated_as_strict() -> None:
+    assert rules.is_strict_jurisdiction(None)
+    assert rules.is_strict_jurisdiction("SE") and rules.is_strict_jurisdiction("GB")
+    assert rules.is_strict_jurisdiction("CH") and rules.is_strict_jurisdiction("NO")
+    assert not rules.is_strict_jurisdiction("US")
+
+
+def test_opt_in_purposes() -> None:
+    for purpose in ("analytics", "profiling", "third_party_marketing"):
+        assert rules.requires_opt_in(purpose, "US"), purpose
+    for purpose in ("marketing_email", "partner_sharing", "group_sharing"):
+        assert rules.requires_opt_in(purpose, "SE") and not rules.requires_opt_in(purpose, "US")
+        assert rules.requires_opt_in(purpose, None)
+    assert not rules.requires_opt_in("service_delivery", None)
+
+
+def test_legal_bases() -> None:
+    assert rules.legal_basis("payments", "SE") == rules.CONTRACT
+    assert rules.legal_basis("bookkeeping", "SE") == rules.LEGAL_OBLIGATION
+    assert rules.legal_basis("security", "SE") == rules.LEGITIMATE_INTEREST
+    assert rules.legal_basis("partner_sharing", "SE") == rules.CONSENT
+    assert rules.legal_basis("partner_sharing", "US") == rules.LEGITIMATE_INTEREST
+
+
+def test_sweden_without_consent_is_denied_partner_sharing_us_is_allowed_until_withdrawn() -> None:
+    se = rules.decide("partner_sharing", SubjectProfile("s", "SE"), None)
+    assert not se.allowed and se.basis == rules.CONSENT and "opt-in" in se.reason
+    us = rules.decide("partner_sharing", SubjectProfile("s", "US"), None)
+    assert us.allowed
+    assert not rules.decide("partner_sharing", SubjectProfile("s", "US"), record("partner_sharing", False)).allowed
+    assert not rules.decide("partner_sharing", SubjectProfile("s", None), None).allowed
+
+
+def test_consent_allows_and_withdrawal_denies() -> None:
+    profile = SubjectProfile("s", "SE")
+    assert rules.decide("marketing_email", profile, record("marketing_email", True)).allowed
+    denied = rules.decide("marketing_email", profile, record("marketing_email", False, channel="email_footer"))
+    assert not denied.allowed and "email_footer" in denied.reason
+
+
+def test_restriction_denies_every_purpose() -> None:
+    profile = SubjectProfile("s", "US", restricted=True)
+    for purpose in rules.PURPOSES:
+        decision = rules.decide(purpose, profile, record(purpose, True))
+        assert not decision.allowed and "Art. 18" in decision.reason
+
+
+def test_objection_to_marketing_is_absolute_even_with_consent() -> None:
+    profile = SubjectProfile("s", "US", objections=frozenset({"marketing"}))
+    assert not rules.decide("marketing_email", profile, record("marketing_email", True)).allowed
+    assert not rules.decide("profiling", profile, record("profiling", True)).allowed
+    assert rules.decide("service_delivery", profile, None).allowed
+    profiling_only = SubjectProfile("s", "US", objections=frozenset({"profiling"}))
+    assert not rules.decide("profiling", profiling_only, record("profiling", True)).allowed
+    assert rules.decide("marketing_email", profiling_only, None).allowed
+
+
+def test_minors_get_no_consent_based_processing() -> None:
+    assert rules.is_minor(date(2010, 6, 1), date(2026, 5, 31))
+    assert not rules.is_minor(date(2008, 5, 31), date(2026, 5, 31))
+    assert not rules.is_minor(None, date(2026, 1, 1))
+    child = SubjectProfile("s", "US", minor=True)
+    for purpose in ("marketing_email", "third_party_marketing", "partner_sharing", "group_sharing", "profiling"):
+        assert not rules.decide(purpose, child, record(purpose, True)).allowed
+    assert rules.decide("service_delivery", child, None).allowed
+
+
+def test_system_may_use_only_its_purposes() -> None:
+    decision = rules.decide("marketing_email", SubjectProfile("s", "US"), None, system="billing",
+                            system_purposes=("payments", "bookkeeping"))
+    assert not decision.allowed and "billing" in decision.reason
+    assert rules.decide("payments", SubjectProfile("s", "US"), None, system="billing",
+                        system_purposes=("payments", "bookkeeping")).allowed
+
+
+def test_gpc_withdraws_all_sharing_and_cannot_grant() -> None:
+    assert rules.expand_change("analytics", False, "gpc") == [
+        ("partner_sharing", False), ("third_party_marketing", False), ("group_sharing", False)]
+    assert rules.expand_change("partner_sharing", True, "gpc") == []
+    assert rules.expand_change("analytics", True, "api") == [("analytics", True)]
+
+
+def test_a_later_event_wins_and_a_late_older_one_does_not() -> None:
+    newer, older = record("analytics", False, 10, "b"), record("analytics", True, 5, "a")
+    assert rules.current_state([newer, older])["analytics"] is newer
+    assert not rules.supersedes(older, newer)
+
+
+def test_ties_break_towards_withdrawal_then_event_id() -> None:
+    grant, withdraw = record("analytics", True, 0, "z"), record("analytics", False, 0, "a")
+    assert rules.current_state([withdraw, grant])["analytics"] is withdraw
+    first, second = record("analytics", True, 0, "a"), record("analytics", True, 0, "b")
+    assert rules.current_state([second, first])["analytics"] is second
+
+
+def test_propagation_withdrawal_grant_and_registration() -> None:
+    withdraw = record("marketing_email", False, 5, channel="email_footer")
+    assert rules.propagation(record("marketing_email", True), withdraw, ROUTING) == [
+        rules.Command("marketing_email", "suppress", "marketing_email")]
+    assert rules.propagation(None, withdraw, ROUTING) == [rules.Command("marketing_email", "suppress", "marketing_email")]
+    assert rules.propagation(withdraw, record("marketing_email", False, 9), ROUTING) == []
+    assert rules.propagation(withdraw, record("marketing_email", True, 9), ROUTING) == [
+        rules.Command("marketing_email", "unsuppress", "marketing_email")]
+    assert rules.propagation(None, record("partner_sharing", False, channel="gpc"), ROUTING) == [
+        rules.Command("partners", "revoke_sharing", "partner_sharing")]
+    assert rules.propagation(None, record("marketing_email", False, channel="registration"), ROUTING) == []
+    assert rules.propagation(None, record("marketing_email", True), ROUTING) == []
+
+
+def test_receipt_names_controller_jurisdiction_and_method() -> None:
+    receipt = rules.consent_receipt(subject="s1", record=record("analytics", True, channel="cookie_banner"),
+                                    country="SE", policy_url="https://x", contact_email="privacy@isopartner.se")
+    assert receipt["jurisdiction"] == "SE" and receipt["collectionMethod"] == "cookie_banner"
+    assert receipt["piiControllers"][0]["piiController"] == "ISOPARTNER AB"  # type: ignore[index]
+    assert receipt["policyVersion"] == "v1"
+
+
+events = st.lists(
+    st.tuples(
+        st.sampled_from(["analytics", "marketing_email", "partner_sharing"]),
+        st.booleans(),
+        st.integers(min_value=0, max_value=20),  # few distinct times, so ties happen
+        st.uuids().map(str),
+    ),
+    min_size=1,
+    max_size=30,
+)
+
+
+@settings(max_examples=300, deadline=None)
+@given(events, st.randoms(use_true_random=False))
+def test_any_arrival_order_gives_the_event_time_order_state(raw: list, rnd: random.Random) -> None:  # type: ignore[type-arg]
+    records = [record(p, g, m, eid) for p, g, m, eid in raw]
+    in_time_order = sorted(records, key=rules.precedence)
+    expected = rules.current_state(in_time_order)
+    shuffled = records[:]
+    rnd.shuffle(shuffled)
+    assert rules.current_state(shuffled) == expected
+    # And the state is the last record per purpose in event-time order.
+    for purpose, winner in expected.items():
+        assert winner == [r for r in in_time_order if r.purpose == purpose][-1]
