@@ -551,3 +551,26 @@ def test_python_objects_are_accepted_like_their_json_forms() -> None:
     assert data.purpose == "analytics"
     with pytest.raises(ValidationError):
         ConsentChanged(purpose="analytics", granted="yes", channel="gpc", policy_version="v1")  # type: ignore[arg-type]
+
+
+def test_generic_envelope_checks_type_against_data() -> None:
+    from schemas.envelope import CloudEvent
+
+    value = raw(topics.CONSENT_CHANGED)
+    event = CloudEvent[ConsentChanged].model_validate(value)
+    assert isinstance(event.data, ConsentChanged)
+    value["type"] = topics.ERASURE_REQUESTED
+    with pytest.raises(ValidationError):
+        CloudEvent[ConsentChanged].model_validate(value)
+    with pytest.raises(ValidationError):  # untyped data is refused: use envelope_model_for(topic)
+        CloudEvent.model_validate(raw(topics.CONSENT_CHANGED))
+
+
+def test_package_exports() -> None:
+    import schemas
+
+    event = schemas.new_event(
+        topics.CONSENT_CHANGED, example_data(topics.CONSENT_CHANGED), source="/x", subject="u1"
+    )
+    assert schemas.parse_event(schemas.dump_event(event)) == event
+    assert schemas.key_for(topics.CONSENT_CHANGED, event) == "u1"
