@@ -26,6 +26,9 @@ async def _up(args: argparse.Namespace) -> int:
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
         loop.add_signal_handler(sig, stop.set)
+    for name in ("stack.env", "stack.json"):  # a stale file must not look like a ready stack
+        with contextlib.suppress(OSError):
+            (stack.root / name).unlink()
     try:
         endpoints = await stack.start()
         env_file = stack.write_env_file(args.env_file)

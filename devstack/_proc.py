@@ -24,6 +24,7 @@ from pathlib import Path
 import psutil
 
 PID_FILE_NAME = "pid.json"
+MAX_LOG_BYTES = 50 * 1024 * 1024
 
 
 class DevstackError(RuntimeError):
@@ -83,10 +84,6 @@ class PidRecord:
             return proc
         except (psutil.NoSuchProcess, psutil.AccessDenied):
             return None
-
-    def owner_alive(self) -> bool:
-        """Is the Python process that started this child still running?"""
-        return psutil.pid_exists(self.owner_pid) and self.owner_pid != 0
 
 
 def write_pid_file(path: Path, name: str, pid: int, argv: Sequence[str]) -> PidRecord:
@@ -168,18 +165,12 @@ def _send(pid: int, sig: signal.Signals, group: bool) -> None:
             os.kill(pid, sig)
 
 
-def stop_recorded(root: Path, only_orphans: bool = False) -> list[str]:
-    """Stop every process recorded under ``root`` (used by ``down`` and the stale sweep).
-
-    With ``only_orphans`` a record is left alone while the Python process that
-    started it is still alive (another run owns it).
-    """
+def stop_recorded(root: Path) -> list[str]:
+    """Stop every process recorded under ``root`` (used by ``down`` and the stale sweep)."""
     stopped: list[str] = []
     for pid_file in iter_pid_files(root):
         record = read_pid_file(pid_file)
         if record is None:
-            continue
-        if only_orphans and record.owner_alive() and record.owner_pid != os.getpid():
             continue
         if record.process() is not None:
             say(f"stopping leftover {record.name} (pid {record.pid})")
@@ -208,6 +199,9 @@ def spawn(
     directly; ``runuser`` would stay in between as a watching parent.
     """
     log_file.parent.mkdir(parents=True, exist_ok=True)
+    with contextlib.suppress(OSError):
+        if log_file.stat().st_size > MAX_LOG_BYTES:  # keep a long-lived var/ from filling the disk
+            log_file.replace(log_file.with_name(log_file.name + ".old"))
     with open(log_file, "ab") as log:
         log.write(f"\n=== {time.strftime('%Y-%m-%d %H:%M:%S')} starting {name}\n".encode())
         log.flush()

@@ -6,7 +6,10 @@ installed JDK: ``java -cp <libs>/* kafka.Kafka server.properties``.
 What checking /work/shared/KAFKA_LOCAL.md against Kafka 4.3.1 showed:
 
 - Coordinates and main classes (``kafka.Kafka``, ``kafka.tools.StorageTool`` with
-  ``random-uuid`` / ``format -t ID -c FILE --standalone`` / ``-g``): correct.
+  ``random-uuid`` / ``format -t ID -c FILE --standalone`` / ``-g``): correct. So is
+  "``--standalone`` must not be combined with ``controller.quorum.voters``": format
+  refuses with "You cannot specify controller.quorum.voters and format the node with
+  ... --standalone"; this node uses ``controller.quorum.bootstrap.servers`` instead.
 - "The log binding is not in the published POM": half right. ``kafka_2.13`` 4.3.1
   already depends on ``log4j-api`` and ``log4j-core`` 2.25.4 at runtime; only the SLF4J
   binding is missing. ``log4j-slf4j-impl`` 2.25.4 works; ``log4j-slf4j2-impl`` indeed
@@ -16,6 +19,8 @@ What checking /work/shared/KAFKA_LOCAL.md against Kafka 4.3.1 showed:
   there is no ``offsets.topic.min.isr`` setting; ``__consumer_offsets`` follows the broker's
   ``min.insync.replicas`` (default 1, and ``format`` also writes 1). The other two do have
   ``*.min.isr`` settings (default 2) and need them set to 1.
+- Not mentioned: after a SIGKILL (crash test) the restarted node cannot register until
+  the old registration's ``broker.session.timeout.ms`` (9 s) runs out; lowered to 3 s.
 - Not mentioned but worth changing for a test broker: ``offsets.topic.num.partitions`` and
   ``share.coordinator.state.topic.num.partitions`` default to 50 (slow first group join),
   and ``log.cleaner.dedupe.buffer.size`` defaults to 128 MiB of heap, which a small heap
@@ -37,6 +42,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import fcntl
+import functools
 import hashlib
 import json
 import os
@@ -71,8 +77,9 @@ DEFAULT_HEAP = "512m"
 MIN_JAVA = 17
 
 
+@functools.cache
 def find_java() -> str:
-    """The ``java`` executable ($JAVA_HOME first), checked to be Java 17 or newer."""
+    """The ``java`` executable ($JAVA_HOME first), checked to be Java 17 or newer (cached)."""
     candidates = []
     java_home = os.environ.get("JAVA_HOME")
     if java_home:
@@ -267,6 +274,10 @@ class KafkaBroker:
             "share.coordinator.state.topic.min.isr": "1",
             "share.coordinator.state.topic.num.partitions": "4",
             "group.initial.rebalance.delay.ms": "0",
+            # After a SIGKILL the restarted node is refused (DUPLICATE_BROKER_REGISTRATION)
+            # until its old registration's session expires: 9 s by default, 3 s here.
+            "broker.session.timeout.ms": "3000",
+            "broker.heartbeat.interval.ms": "750",
             "auto.create.topics.enable": "true",
             "delete.topic.enable": "true",
             "log.cleaner.dedupe.buffer.size": str(8 * 1024 * 1024),
@@ -293,6 +304,12 @@ class KafkaBroker:
             main,
             *args,
         ]
+
+    def preflight(self) -> None:
+        """Fail before anything starts when java (or, for a first run, mvn) is missing."""
+        find_java()
+        if self._libs_dir is None and not (self.cache_dir / "kafka-libs" / ".resolved").is_file():
+            find_mvn()
 
     def _libs(self) -> Path:
         if self._libs_dir is None:

@@ -21,7 +21,6 @@ import sys
 import threading
 import time
 from collections.abc import Callable, Coroutine, Mapping
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from types import FrameType
@@ -187,6 +186,8 @@ class Stack:
         if self._started:
             return self.endpoints
         began = time.monotonic()
+        if self.kafka is not None:
+            self.kafka.preflight()
         sweep_stale_test_roots(self.cache_dir)
         self._claim_root()
         self._started = True
@@ -238,19 +239,20 @@ class Stack:
         return [("kafka", self.kafka), ("postgres", self.postgres), ("smtp", self.smtp)]
 
     def stop_sync(self) -> None:
-        """Stop every started part by pid, in parallel; safe to call twice (atexit does)."""
+        """Stop every started part by pid; safe to call twice (atexit does)."""
         if not self._started:
             return
         self._started = False
         with contextlib.suppress(Exception):
             atexit.unregister(self.stop_sync)
-        stoppers: list[Callable[[], None]] = [p.stop_sync for _, p in self._parts() if p is not None]
-        with ThreadPoolExecutor(max_workers=3) as pool:
-            for future in [pool.submit(fn) for fn in stoppers]:
+        # Sequential on purpose: this also runs from atexit, where no new threads or
+        # executors may start. SMTP and PostgreSQL stop in well under a second.
+        for _, part in reversed(self._parts()):
+            if part is not None:
                 try:
-                    future.result()
+                    part.stop_sync()
                 except Exception as exc:  # keep stopping the others
-                    say(f"error while stopping: {exc!r}")
+                    say(f"error while stopping {part.name}: {exc!r}")
         with contextlib.suppress(OSError):
             (self.root / OWNER_FILE).unlink()
         if self.cleanup:

@@ -88,7 +88,7 @@ async def main() -> int:
         stack.write_env_file(var_dir / "stack.env")
         env = service_env(endpoints.env(), local_secrets(var_dir), var_dir)
         (var_dir / "log").mkdir(exist_ok=True)
-        for name, port_var, default in SERVICES:
+        for name, _port_var, _default in SERVICES:
             log = (var_dir / "log" / f"{name}.log").open("ab")
             process = subprocess.Popen(
                 [sys.executable, "-m", f"services.{name}", "worker", "-l", "warn"],
@@ -107,7 +107,7 @@ async def main() -> int:
   Consent API:   http://127.0.0.1:{ports['consent']}/v1/decisions?subject=<id>&purpose=marketing_email
   DSAR API:      http://127.0.0.1:{ports['dsar']}/v1/requests/<request_id>
   Operator API:  http://127.0.0.1:{ports['dsar']}/v1/admin/requests  (Authorization: Bearer $ADMIN_TOKEN)
-  Metrics:       http://127.0.0.1:{ports['consent']}/metrics  :{ports['dsar']}/metrics  :{ports['notifier']}/metrics
+  Metrics:       /metrics on ports {ports['consent']}, {ports['dsar']}, {ports['notifier']}
   Kafka:         {endpoints.kafka_bootstrap}     PostgreSQL: {endpoints.database_url}
   Secrets:       {var_dir / 'secrets.env'}   Stack env: {var_dir / 'stack.env'}   Logs: {var_dir / 'log'}/
 
@@ -119,10 +119,10 @@ async def main() -> int:
         say("stopping")
         return 0
     finally:
-        for name, process in processes:
+        for _name, process in processes:
             if process.poll() is None:
                 os.killpg(process.pid, signal.SIGTERM)
-        for name, process in processes:
+        for _name, process in processes:
             try:
                 process.wait(timeout=20)
             except subprocess.TimeoutExpired:

@@ -79,6 +79,14 @@ EMAIL_QUEUE_DEPTH = Gauge("privacy_email_queue_depth", "Emails waiting to be sen
 EMAIL_SEND_SECONDS = Histogram("privacy_email_send_seconds", "SMTP send time per email", buckets=LATENCY_BUCKETS)
 FANOUT_RECIPIENTS = Counter("privacy_fanout_recipients_total", "Recipients queued by notice fan-outs", ["notice"])
 FANOUT_IN_PROGRESS = Gauge("privacy_fanout_in_progress", "Notice fan-outs not finished")
+EMAIL_UNCONFIRMED_SECONDS = Histogram(
+    "privacy_email_unconfirmed_seconds",
+    "From the SMTP relay accepting an email to the commit that marks it sent (a crash here resends it)",
+    buckets=(0.0001, 0.00025, 0.0005, *LATENCY_BUCKETS),
+)
+EMAILS_LEASE_EXPIRED = Counter(
+    "privacy_emails_lease_expired_total", "Emails left in sending past the lease and retried (possible duplicates)"
+)
 
 # --- HTTP -------------------------------------------------------------------------------------
 HTTP_REQUESTS = Counter("privacy_http_requests_total", "HTTP requests", ["route", "status"])

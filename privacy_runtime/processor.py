@@ -77,7 +77,7 @@ class StreamProcessor:
 
     async def consume(self, stream: Any) -> None:
         """Body of a faust agent: take batches from the stream and process each."""
-        await self.runtime.started.wait()
+        await self.runtime.ensure_started()
         settings = self.runtime.settings
         async for events in stream.take_events(settings.batch_max_events, within=settings.batch_within_seconds):
             await self.process([raw_from_faust(e.message) for e in events])

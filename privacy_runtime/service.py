@@ -46,6 +46,7 @@ class ServiceRuntime:
         self.audit = AuditTrail(self.outbox, actor=f"service:{name}")
         self.data_map: DataMap = load_data_map(settings.data_map_path)
         self.started = asyncio.Event()
+        self._start_lock = asyncio.Lock()
         self._pool: asyncpg.Pool | None = None
         self._producer: AIOKafkaProducer | None = None
         self._dead_letters: DeadLetters | None = None
@@ -67,6 +68,10 @@ class ServiceRuntime:
             consumer_auto_offset_reset="earliest",
             producer_acks=-1,
             broker_commit_every=1000,
+            # A member killed without leaving is noticed after this long; the default (60 s) would
+            # stall a restarted worker's first rebalance for a minute.
+            broker_session_timeout=10.0,
+            broker_heartbeat_interval=2.0,
             broker_commit_interval=0.5,
             stream_buffer_maxsize=4096,
             datadir=str(datadir),
@@ -112,6 +117,15 @@ class ServiceRuntime:
         self.outbox.wakeup.set()
 
     # --- lifecycle ------------------------------------------------------------------------
+
+    async def ensure_started(self) -> None:
+        """Start once, from whichever comes first: the first agent or the worker's service hook.
+
+        Agents start before the consumer group has assigned partitions; starting here means the
+        database, producer and relay (and so /readyz) do not wait for a rebalance."""
+        async with self._start_lock:
+            if not self.started.is_set():
+                await self.start()
 
     async def start(self) -> None:
         self._pool = await create_pool(self.settings.database_url, self.name)
@@ -179,7 +193,7 @@ class _Lifecycle(mode.Service):
         self.runtime = runtime
 
     async def on_start(self) -> None:
-        await self.runtime.start()
+        await self.runtime.ensure_started()
 
     async def on_stop(self) -> None:
         await self.runtime.stop()

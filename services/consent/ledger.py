@@ -17,9 +17,9 @@ from privacy_runtime import metrics
 from privacy_runtime.commands import CommandTracker
 from privacy_runtime.datamap import DataMap
 from privacy_runtime.processor import Inbound
-from services.consent import rules, store
 from schemas.events import ErasureRequested
 from schemas.topics import ERASURE_REQUESTED
+from services.consent import rules, store
 
 #: Stable namespace so the erasure opened for a child has the same request_id on every replay.
 CHILD_ERASURE_NAMESPACE = uuid.UUID("8f7e5a8c-2f0d-4d0b-9a55-6f1c1b1e0c01")
@@ -116,7 +116,10 @@ class Ledger:
             subject = item.event.subject
             await store.ensure_subjects(conn, [subject])
             await store.add_objection(conn, subject, str(processing))
-            purposes = ["profiling"] if str(processing) == "profiling" else ["marketing_email", "third_party_marketing", "profiling"]
+            purposes = (
+                ["profiling"] if str(processing) == "profiling"
+                else ["marketing_email", "third_party_marketing", "profiling"]
+            )
             for purpose in purposes:
                 entries.append((subject, rules.ConsentRecord(
                     event_id=f"{item.event.id}:{purpose}", purpose=purpose, granted=False,

@@ -80,7 +80,8 @@ class Decisions(ApiView):
         if system is not None:
             entry = runtime.data_map.get(system)
             if entry is None:
-                raise HttpError(400, f"unknown system {system[:64]!r}; known: {', '.join(runtime.data_map.system_ids())}")
+                known = ", ".join(runtime.data_map.system_ids())
+                raise HttpError(400, f"unknown system {system[:64]!r}; known: {known}")
             system_purposes = entry.purposes
         async with runtime.pool.acquire() as conn:
             profile, consent = await store.profile_and_state(conn, subject, purpose)

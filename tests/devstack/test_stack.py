@@ -148,7 +148,20 @@ async def test_kafka_restart_keeps_ports_data_and_clients(stack: Stack) -> None:
     ]
 
 
-async def test_postgres_restart_keeps_data(stack: Stack) -> None:
+async def test_kafka_comes_back_after_a_crash(stack: Stack) -> None:
+    if stack.kafka is None:
+        pytest.skip("external Kafka")
+    await stack.kafka.kill()
+    await stack.kafka.start()
+    producer = AIOKafkaProducer(bootstrap_servers=stack.endpoints.kafka_bootstrap)
+    await producer.start()
+    try:
+        await producer.send_and_wait("privacy-audit", b"after crash", key=b"k")
+    finally:
+        await producer.stop()
+
+
+async def test_postgres_crash_keeps_committed_data(stack: Stack) -> None:
     if stack.postgres is None:
         pytest.skip("external PostgreSQL")
     url = stack.endpoints.database_url
@@ -156,7 +169,7 @@ async def test_postgres_restart_keeps_data(stack: Stack) -> None:
     await conn.execute("CREATE TABLE IF NOT EXISTS kept (v int)")
     await conn.execute("INSERT INTO kept VALUES (7)")
     await conn.close()
-    await stack.postgres.restart(mode="immediate")
+    await stack.postgres.restart(mode="kill")  # crash: committed rows must survive
     conn = await asyncpg.connect(url)
     try:
         assert await conn.fetchval("SELECT sum(v) FROM kept") == 7
@@ -187,3 +200,15 @@ def test_status_reports_no_stack_in_an_empty_root(tmp_path: Path) -> None:
         check=False,
     )
     assert result.returncode == 1
+
+
+def test_servers_named_in_the_environment_are_used_instead(tmp_path: Path) -> None:
+    environ = {
+        "KAFKA_BOOTSTRAP_SERVERS": "kafka.example:9092",
+        "DATABASE_URL": "postgresql://u:p@db.example:5432/privacy",
+        "SMTP_HOST": "smtp.example",
+        "SMTP_PORT": "587",
+    }
+    external = Stack(tmp_path, cache_dir=tmp_path, environ=environ)
+    assert (external.kafka, external.postgres, external.smtp) == (None, None, None)
+    assert external.env() == environ

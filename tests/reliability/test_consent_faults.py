@@ -1,0 +1,134 @@
+"""Faults during a consent workload lose nothing and duplicate nothing.
+
+10,000 events (5,000 registrations granting marketing email + 5,000 footer opt-outs) are published
+while the consent service is SIGKILLed at random points and restarted, the Kafka broker is restarted
+and PostgreSQL is restarted. Afterwards every subject has exactly its two ledger rows, marketing
+email is denied for all, and exactly one suppress command exists per subject. The report is printed
+and written to var/reports/faults-consent.json.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import random
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import asyncpg
+import pytest
+from aiokafka import AIOKafkaProducer
+
+from schemas.envelope import new_event
+from schemas.events import ConsentChanged, ConsentGrant, UserRegistered
+from schemas.topics import CONSENT_CHANGED, USER_REGISTERED
+from tests.helpers import ROOT, ServiceProcess, wait_until
+
+pytestmark = [pytest.mark.stack, pytest.mark.faults]
+
+SUBJECTS = 5000
+
+
+async def _produce(bootstrap: str, prefix: str) -> int:
+    producer = AIOKafkaProducer(bootstrap_servers=bootstrap, acks="all", linger_ms=5)
+    await producer.start()
+    base = datetime.now(UTC) - timedelta(hours=1)
+    sent = 0
+    try:
+        for i in range(SUBJECTS):
+            subject = f"{prefix}-{i:05d}"
+            registered = new_event(USER_REGISTERED, UserRegistered(
+                email=f"{subject}@example.com", country="SE", source="web",
+                consents=[ConsentGrant(purpose="marketing_email", granted=True)]),
+                subject=subject, source="urn:test", time=base)
+            opted_out = new_event(CONSENT_CHANGED, ConsentChanged(
+                purpose="marketing_email", granted=False, channel="email_footer", policy_version="2021-10-30"),
+                subject=subject, source="urn:test", time=base + timedelta(minutes=30))
+            await producer.send(USER_REGISTERED, key=subject.encode(), value=registered.model_dump_json().encode())
+            await producer.send(CONSENT_CHANGED, key=subject.encode(), value=opted_out.model_dump_json().encode())
+            sent += 2
+            if i % 500 == 0:
+                await asyncio.sleep(0.05)  # spread the workload over the faults
+        await producer.flush()
+    finally:
+        await producer.stop()
+    return sent
+
+
+async def _counts(dsn: str, prefix: str) -> dict[str, int]:
+    conn = await asyncpg.connect(dsn)
+    try:
+        like = f"{prefix}-%"
+        return {
+            "ledger_rows": await conn.fetchval("SELECT count(*) FROM consent.consent_ledger WHERE subject LIKE $1", like),
+            "distinct_ledger_rows": await conn.fetchval(
+                "SELECT count(DISTINCT (subject, effective_at, granted)) FROM consent.consent_ledger "
+                "WHERE subject LIKE $1", like),
+            "denied_states": await conn.fetchval(
+                "SELECT count(*) FROM consent.consent_state WHERE subject LIKE $1 AND purpose = 'marketing_email' "
+                "AND NOT granted", like),
+            "suppress_commands": await conn.fetchval(
+                "SELECT count(*) FROM consent.commands WHERE subject LIKE $1 AND action = 'suppress'", like),
+            "subjects_with_one_suppress": await conn.fetchval(
+                "SELECT count(*) FROM (SELECT subject FROM consent.commands WHERE subject LIKE $1 "
+                "AND action = 'suppress' GROUP BY subject HAVING count(*) = 1) s", like),
+        }
+    finally:
+        await conn.close()
+
+
+async def test_kills_and_restarts_lose_and_duplicate_nothing(stack) -> None:  # type: ignore[no-untyped-def]
+    rng = random.Random(7)
+    prefix = f"fault{rng.randrange(10**6)}"
+    bootstrap = stack.endpoints.kafka_bootstrap
+    dsn = stack.endpoints.database_url
+    service = ServiceProcess("consent", stack.env(), {"COMMAND_RESEND_BASE_SECONDS": "3600"}).start()
+    faults: list[str] = []
+    try:
+        await service.wait_ready()
+        producing = asyncio.create_task(_produce(bootstrap, prefix))
+        for _ in range(3):
+            await asyncio.sleep(rng.uniform(0.5, 2.0))
+            service.kill()
+            faults.append("consent SIGKILL")
+            service = ServiceProcess("consent", stack.env(), {"COMMAND_RESEND_BASE_SECONDS": "3600"},
+                                     port=service.port).start()
+            await service.wait_ready()
+        if stack.kafka is not None:
+            await stack.kafka.restart()
+            faults.append("kafka broker restart")
+        if stack.postgres is not None:
+            await stack.postgres.restart()
+            faults.append("postgresql restart")
+        sent = await producing
+        service.kill()
+        faults.append("consent SIGKILL after the workload")
+        service = ServiceProcess("consent", stack.env(), {"COMMAND_RESEND_BASE_SECONDS": "3600"},
+                                 port=service.port).start()
+        await service.wait_ready(timeout=120)
+
+        async def settled() -> dict[str, int] | None:
+            counts = await _counts(dsn, prefix)
+            return counts if counts["ledger_rows"] >= 2 * SUBJECTS and counts["suppress_commands"] >= SUBJECTS else None
+
+        try:
+            counts = await wait_until(settled, timeout=240, interval=1.0, what="the workload to be applied")
+        except AssertionError:
+            counts = await _counts(dsn, prefix)
+        await asyncio.sleep(2)  # let anything late show itself
+        counts = await _counts(dsn, prefix)
+    finally:
+        service.stop()
+
+    expected = {"ledger_rows": 2 * SUBJECTS, "distinct_ledger_rows": 2 * SUBJECTS, "denied_states": SUBJECTS,
+                "suppress_commands": SUBJECTS, "subjects_with_one_suppress": SUBJECTS}
+    report = {
+        "faults": faults, "events_sent": sent, "effects_observed": counts,
+        "missing": sum(max(0, expected[k] - counts[k]) for k in expected),
+        "duplicated": sum(max(0, counts[k] - expected[k]) for k in expected),
+    }
+    out = ROOT / "var" / "reports"
+    out.mkdir(parents=True, exist_ok=True)
+    Path(out / "faults-consent.json").write_text(json.dumps(report, indent=2))
+    print("\nFAULT REPORT (consent):", json.dumps(report, indent=2))
+    assert counts == expected, report
