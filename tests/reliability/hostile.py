@@ -1,0 +1,166 @@
+"""The hostile-input corpus: messages and HTTP requests that must each end in a dead letter or a 4xx."""
+
+from __future__ import annotations
+
+import json
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+from schemas.examples import example_event
+from schemas.registry import key_for
+from schemas.topics import INBOUND_TOPICS
+
+
+@dataclass(frozen=True)
+class MessageCase:
+    topic: str
+    name: str
+    key: bytes | None
+    value: bytes | None
+
+
+def _valid(topic: str) -> dict[str, Any]:
+    event = example_event(topic)
+    doc = json.loads(event.model_dump_json())
+    doc["id"] = str(uuid.uuid4())
+    doc["time"] = datetime.now(UTC).isoformat()
+    return doc
+
+
+def _key(topic: str, doc: dict[str, Any]) -> bytes:
+    return key_for(topic, example_event(topic)).encode() if "subject" not in doc else str(doc["subject"]).encode()
+
+
+ENUM_FIELDS = {
+    "user-registered": "locale", "consent-changed": "purpose", "erasure-requested": "ground",
+    "dsar-requested": "right", "merger-notice": "kind", "policy-changed": "material",
+    "legal-disclosure": "recipient_country", "privacy-acks": "status",
+}
+
+
+def _first_field(doc: dict[str, Any]) -> str:
+    return next(iter(doc["data"]))
+
+
+def _mutations() -> list[tuple[str, Callable[[str, dict[str, Any]], tuple[bytes | None, bytes | None] | None]]]:
+    def dumps(doc: dict[str, Any]) -> bytes:
+        return json.dumps(doc).encode()
+
+    def with_env(field: str, value: Any) -> Callable[[str, dict[str, Any]], tuple[bytes | None, bytes | None]]:
+        def mutate(topic: str, doc: dict[str, Any]) -> tuple[bytes | None, bytes | None]:
+            key = _key(topic, doc)
+            doc[field] = value
+            return key, dumps(doc)
+        return mutate
+
+    def with_data(change: Callable[[dict[str, Any]], None]) -> Callable[[str, dict[str, Any]], tuple[bytes | None, bytes | None]]:
+        def mutate(topic: str, doc: dict[str, Any]) -> tuple[bytes | None, bytes | None]:
+            change(doc["data"])
+            return _key(topic, doc), dumps(doc)
+        return mutate
+
+    def set_first(value: Any) -> Callable[[dict[str, Any]], None]:
+        return lambda data: data.__setitem__(next(iter(data)), value)
+
+    def deep_nesting(topic: str, doc: dict[str, Any]) -> tuple[bytes | None, bytes | None]:
+        # Built as text: the json module itself cannot encode this deep.
+        first = _first_field(doc)
+        doc["data"][first] = "__DEEP__"
+        depth = 5000
+        return _key(topic, doc), dumps(doc).replace(b'"__DEEP__"', b'{"a":' * depth + b'"x"' + b"}" * depth)
+
+    def unknown_enum(topic: str, doc: dict[str, Any]) -> tuple[bytes | None, bytes | None]:
+        doc["data"][ENUM_FIELDS[topic]] = "not-a-known-value'; DROP TABLE x;--"
+        return _key(topic, doc), dumps(doc)
+
+    def raw(value: bytes | None) -> Callable[[str, dict[str, Any]], tuple[bytes | None, bytes | None]]:
+        return lambda topic, doc: (_key(topic, doc), value)
+
+    return [
+        ("broken json", raw(b'{"specversion": "1.0", "id": ')),
+        ("empty value", raw(b"")),
+        ("json array", raw(b"[]")),
+        ("json string", raw(b'"hello"')),
+        ("invalid utf-8", raw(b'{"specversion": "1.0", "id": "\xff\xfe"}')),
+        ("huge payload", with_data(set_first("x" * 300_000))),
+        ("deep nesting", deep_nesting),
+        ("wrong type in data", with_data(set_first(12345))),
+        ("unknown enum value", unknown_enum),
+        ("missing required field", with_data(lambda d: d.pop(next(iter(d))))),
+        ("extra data field", with_data(lambda d: d.__setitem__("unexpected", "x"))),
+        ("extra envelope attribute", with_env("Bad-Attribute", "x")),
+        ("control characters", with_data(set_first("line\x00break\x07"))),
+        ("template injection in subject", with_env("subject", "{{7*7}}")),
+        ("sql injection in subject", with_env("subject", "x'; DROP TABLE subjects;--")),
+        ("forged subject path", with_env("subject", "../../etc/passwd")),
+        ("subject too long", with_env("subject", "a" * 200)),
+        ("time far in the past", with_env("time", "1970-01-01T00:00:00+00:00")),
+        ("time far in the future", with_env("time", "2999-01-01T00:00:00+00:00")),
+        ("naive timestamp", with_env("time", "2026-01-01T00:00:00")),
+        ("wrong specversion", with_env("specversion", "0.3")),
+        ("type of another topic", with_env("type", "not-this-topic")),
+        ("missing id", lambda topic, doc: (_key(topic, doc), dumps({k: v for k, v in doc.items() if k != "id"}))),
+        ("key disagrees with subject", lambda topic, doc: (b"someone-else", dumps(doc))),
+    ]
+
+
+def message_cases() -> list[MessageCase]:
+    cases = []
+    for topic in INBOUND_TOPICS:
+        for name, mutate in _mutations():
+            result = mutate(topic, _valid(topic))
+            if result is None:
+                continue
+            key, value = result
+            cases.append(MessageCase(topic, name, key, value))
+    return cases
+
+
+@dataclass(frozen=True)
+class HttpCase:
+    service: str
+    method: str
+    path: str
+    name: str
+    params: dict[str, str] | None = None
+    body: bytes | None = None
+    headers: dict[str, str] | None = None
+
+
+def http_cases() -> list[HttpCase]:
+    c = "consent"
+    d = "dsar"
+    rid = str(uuid.uuid4())
+    return [
+        HttpCase(c, "GET", "/v1/decisions", "no parameters"),
+        HttpCase(c, "GET", "/v1/decisions", "unknown purpose", {"subject": "u1", "purpose": "spam"}),
+        HttpCase(c, "GET", "/v1/decisions", "sql in purpose", {"subject": "u1", "purpose": "x' OR 1=1--"}),
+        HttpCase(c, "GET", "/v1/decisions", "bad subject", {"subject": "../../x", "purpose": "analytics"}),
+        HttpCase(c, "GET", "/v1/decisions", "huge subject", {"subject": "a" * 5000, "purpose": "analytics"}),
+        HttpCase(c, "GET", "/v1/decisions", "unknown system", {"subject": "u1", "purpose": "analytics", "system": "nope"}),
+        HttpCase(c, "GET", "/v1/decisions", "unknown subject", {"subject": "nobody-xyz", "purpose": "analytics"}),
+        HttpCase(c, "GET", "/v1/decisions", "template injection", {"subject": "{{7*7}}", "purpose": "analytics"}),
+        HttpCase(c, "GET", "/v1/subjects/%7B%7B7*7%7D%7D/consents", "template injection in path"),
+        HttpCase(c, "GET", "/v1/subjects/nobody-xyz/consents", "unknown subject"),
+        HttpCase(c, "GET", "/v1/unsubscribe/forged", "forged token"),
+        HttpCase(c, "POST", "/v1/unsubscribe/forged", "forged token one-click", body=b"List-Unsubscribe=One-Click"),
+        HttpCase(c, "POST", "/v1/unsubscribe/" + "a" * 3000, "huge token"),
+        HttpCase(c, "GET", "/v1/unsubscribe/eyJzIjoidTEiLCJwIjoibWFya2V0aW5nX2VtYWlsIn0.AAAA.BBBB", "tampered token"),
+        HttpCase(d, "GET", f"/v1/requests/{rid}", "unknown request"),
+        HttpCase(d, "GET", "/v1/requests/not-a-uuid", "malformed request id"),
+        HttpCase(d, "POST", f"/v1/requests/{rid}/verify", "verify unknown request", body=b'{"code": "123456"}'),
+        HttpCase(d, "POST", f"/v1/requests/{rid}/verify", "verify broken json", body=b'{"code": '),
+        HttpCase(d, "POST", f"/v1/requests/{rid}/verify", "verify wrong type", body=b'{"code": 123456}'),
+        HttpCase(d, "POST", f"/v1/requests/{rid}/verify", "verify huge body", body=b'{"code": "' + b"1" * 100_000 + b'"}'),
+        HttpCase(d, "GET", "/v1/exports/forged-token", "forged export token"),
+        HttpCase(d, "GET", "/v1/exports/" + "a" * 3000, "huge export token"),
+        HttpCase(d, "GET", "/v1/admin/requests", "admin without token"),
+        HttpCase(d, "GET", "/v1/admin/requests", "admin wrong token", headers={"Authorization": "Bearer wrong"}),
+        HttpCase(d, "GET", "/v1/admin/requests", "admin wrong scheme", headers={"Authorization": "Basic dGVzdA=="}),
+        HttpCase(d, "POST", f"/v1/admin/requests/{rid}/approve", "approve without token"),
+        HttpCase(d, "POST", f"/v1/admin/requests/{rid}/reject", "reject without token", body=b'{"reason": "x"}'),
+        HttpCase(d, "POST", f"/v1/admin/requests/{rid}/extend", "extend without token", body=b'{"months": 2, "reason": "x"}'),
+    ]
