@@ -17,6 +17,7 @@ from privacy_runtime import metrics
 from privacy_runtime.commands import CommandTracker
 from privacy_runtime.datamap import DataMap
 from privacy_runtime.processor import Inbound
+from schemas.enums import ErasureGround, RequestedVia
 from schemas.events import ErasureRequested
 from schemas.topics import ERASURE_REQUESTED
 from services.consent import rules, store
@@ -131,8 +132,8 @@ class Ledger:
         request_id = uuid.uuid5(CHILD_ERASURE_NAMESPACE, f"{item.event.subject}:{item.event.id}")
         await self.runtime.outbox.add(
             conn, ERASURE_REQUESTED,
-            ErasureRequested(request_id=request_id, ground="child_data", identity_verified=True,
-                             requested_via="internal"),
+            ErasureRequested(request_id=request_id, ground=ErasureGround.CHILD_DATA, identity_verified=True,
+                             requested_via=RequestedVia.INTERNAL),
             subject=item.event.subject, event_id=str(uuid.uuid5(CHILD_ERASURE_NAMESPACE, str(request_id))),
             seal=False,
         )

@@ -12,6 +12,7 @@ from faust.web import Request, Response
 from privacy_runtime import metrics
 from privacy_runtime.tokens import InvalidToken
 from privacy_runtime.web import ApiView, HttpError, route
+from schemas.enums import ConsentChannel, Purpose
 from schemas.events import ConsentChanged
 from schemas.topics import CONSENT_CHANGED
 from services.consent import rules, store
@@ -152,7 +153,7 @@ async def withdraw_from_footer(subject: str, purpose: str, token: str) -> None:
         event_id = str(uuid.uuid5(UNSUBSCRIBE_NAMESPACE, f"{token}:{basis}"))
         await runtime.outbox.add(
             conn, CONSENT_CHANGED,
-            ConsentChanged(purpose=purpose, granted=False, channel="email_footer",
+            ConsentChanged(purpose=Purpose(purpose), granted=False, channel=ConsentChannel.EMAIL_FOOTER,
                            policy_version=CURRENT_POLICY_VERSION),
             subject=subject, event_id=event_id, seal=False,
         )
