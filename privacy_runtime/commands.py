@@ -97,10 +97,11 @@ class CommandTracker:
         self, conn: asyncpg.Connection, command_id: str, subject: str, system: str, action: str,
         purpose: str | None, request_id: str | None, fields: dict[str, str] | None, respond_by: datetime,
     ) -> None:
-        command = PrivacyCommand(
+        # model_validate: the str ids are validated into the contract enums (same as the constructor).
+        command = PrivacyCommand.model_validate(dict(
             command_id=uuid.UUID(command_id), system=system, action=action, purpose=purpose,
             request_id=uuid.UUID(request_id) if request_id else None, fields=fields, respond_by=respond_by,
-        )
+        ))
         await self.outbox.add(conn, command_topic(system), command, subject=subject)
 
     async def resend_due(self, conn: asyncpg.Connection, limit: int = 500) -> int:

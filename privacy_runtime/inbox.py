@@ -75,9 +75,9 @@ class CommandInbox:
             await step(conn)
 
     async def _ack(self, conn: asyncpg.Connection, subject: str, command: Any, outcome: Outcome) -> None:
-        ack = PrivacyAck(
+        ack = PrivacyAck.model_validate(dict(
             command_id=command.command_id, system=self.system, status=outcome.status,
             retained_basis=outcome.retained_basis, export=outcome.export, detail=outcome.detail,
-        )
+        ))
         # An export carries PII: seal it with the subject's key. Plain acks carry none.
         await self.runtime.outbox.add(conn, PRIVACY_ACKS, ack, subject=subject, seal=outcome.export is not None)

@@ -2,17 +2,53 @@
 
 from __future__ import annotations
 
+import asyncio
+import logging
 import ssl
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 import faust
 from aiokafka import AIOKafkaProducer
+from aiokafka.admin import AIOKafkaAdminClient
 
 from privacy_runtime.settings import ServiceSettings
 
+log = logging.getLogger(__name__)
+
+SECURITY_PROTOCOLS = ("PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL")
+
+
+def security_protocol(settings: ServiceSettings) -> str:
+    """The one protocol every client uses (faust's consumer and our producers must agree).
+
+    A SASL mechanism with PLAINTEXT/SSL means SASL_PLAINTEXT/SASL_SSL: that is what faust's
+    `SASLCredentials` does anyway, and aiokafka would otherwise connect *without* authenticating.
+    """
+    protocol = settings.kafka_security_protocol.strip().upper()
+    if protocol not in SECURITY_PROTOCOLS:
+        raise ValueError(
+            f"KAFKA_SECURITY_PROTOCOL={settings.kafka_security_protocol!r}; "
+            f"expected one of {', '.join(SECURITY_PROTOCOLS)}"
+        )
+    if settings.kafka_sasl_mechanism and not protocol.startswith("SASL_"):
+        protocol = f"SASL_{protocol}"
+    return protocol
+
+
+def sasl_mechanism(settings: ServiceSettings) -> str | None:
+    """KAFKA_SASL_MECHANISM, or PLAIN (Kafka's and aiokafka's default) for a SASL_* protocol without one."""
+    if settings.kafka_sasl_mechanism:
+        return settings.kafka_sasl_mechanism.strip().upper()
+    return "PLAIN" if settings.kafka_security_protocol.strip().upper().startswith("SASL_") else None
+
+
+def _sasl_password(settings: ServiceSettings) -> str | None:
+    return settings.kafka_sasl_password.get_secret_value() if settings.kafka_sasl_password else None
+
 
 def _ssl_context(settings: ServiceSettings) -> ssl.SSLContext | None:
-    if "SSL" not in settings.kafka_security_protocol.upper():
+    if "SSL" not in security_protocol(settings):
         return None
     return ssl.create_default_context(cafile=settings.kafka_ssl_cafile)
 
@@ -21,28 +57,34 @@ def aiokafka_options(settings: ServiceSettings) -> dict[str, Any]:
     """Keyword arguments for any aiokafka client, honouring KAFKA_SECURITY_PROTOCOL and SASL."""
     options: dict[str, Any] = {
         "bootstrap_servers": settings.bootstrap_servers(),
-        "security_protocol": settings.kafka_security_protocol.upper(),
+        "security_protocol": security_protocol(settings),
     }
     context = _ssl_context(settings)
     if context is not None:
         options["ssl_context"] = context
-    if settings.kafka_sasl_mechanism:
-        options["sasl_mechanism"] = settings.kafka_sasl_mechanism.upper()
+    mechanism = sasl_mechanism(settings)
+    if mechanism:
+        options["sasl_mechanism"] = mechanism
         options["sasl_plain_username"] = settings.kafka_sasl_username
-        options["sasl_plain_password"] = (
-            settings.kafka_sasl_password.get_secret_value() if settings.kafka_sasl_password else None
-        )
+        options["sasl_plain_password"] = _sasl_password(settings)
     return options
 
 
 def faust_broker_credentials(settings: ServiceSettings) -> Any:
-    """The same security settings in faust's terms (None for PLAINTEXT)."""
+    """The same security settings in faust's terms (None for PLAINTEXT).
+
+    faust-streaming 0.15.3 (`credentials_to_aiokafka_auth`) passes `SASLCredentials` to its consumer,
+    producer and topic admin as `security_protocol=SASL_SSL` when it has an ssl_context and
+    `SASL_PLAINTEXT` when `ssl_context=None`, with `sasl_plain_username/password`; PLAIN and both SCRAM
+    mechanisms go through the same fields.
+    """
     context = _ssl_context(settings)
-    if settings.kafka_sasl_mechanism:
+    mechanism = sasl_mechanism(settings)
+    if mechanism:
         return faust.SASLCredentials(
             username=settings.kafka_sasl_username or "",
-            password=settings.kafka_sasl_password.get_secret_value() if settings.kafka_sasl_password else "",
-            mechanism=settings.kafka_sasl_mechanism.upper(),
+            password=_sasl_password(settings) or "",
+            mechanism=mechanism,
             ssl_context=context,
         )
     if context is not None:
@@ -60,3 +102,40 @@ def make_producer(settings: ServiceSettings, **overrides: Any) -> AIOKafkaProduc
     options.update(acks="all", enable_idempotence=True, linger_ms=1, max_batch_size=256 * 1024)
     options.update(overrides)
     return AIOKafkaProducer(**options)
+
+
+async def wait_for_kafka(
+    settings: ServiceSettings,
+    *,
+    wait_seconds: float = 120.0,
+    sleep: Callable[[float], Awaitable[Any]] = asyncio.sleep,
+    should_stop: Callable[[], bool] = lambda: False,
+) -> None:
+    """Wait, with backoff, until the brokers answer with these settings (raises after `wait_seconds`).
+
+    faust starts its own producer first thing and a failed bootstrap ends the worker, so a service
+    started before its broker would crash. This probe runs before that. Wrong credentials look the
+    same as a broker that is down (aiokafka logs `SaslAuthenticationFailed` and raises
+    `KafkaConnectionError`): the service then stays not ready, logging why, until the deadline.
+    """
+    delay = 0.2
+    deadline = asyncio.get_running_loop().time() + wait_seconds
+    while not should_stop():
+        admin = AIOKafkaAdminClient(request_timeout_ms=10_000, **aiokafka_options(settings))
+        try:
+            await admin.start()
+            return
+        except Exception as exc:
+            if asyncio.get_running_loop().time() > deadline:
+                raise
+            log.warning(
+                "Kafka at %s not usable yet (%s: %s; security %s); retrying in %.1fs",
+                settings.kafka_bootstrap_servers, type(exc).__name__, exc, security_protocol(settings), delay,
+            )
+        finally:
+            try:
+                await admin.close()
+            except Exception as exc:  # a half-started client; nothing to keep
+                log.debug("closing the Kafka probe failed: %r", exc)
+        await sleep(delay)
+        delay = min(delay * 2, 5.0)

@@ -15,13 +15,13 @@ from typing import Any
 
 import asyncpg
 from aiokafka import AIOKafkaProducer
-from pydantic import BaseModel
 
 from privacy_runtime import metrics
 from privacy_runtime.crypto import KeyRing, open_sealed
 from privacy_runtime.crypto import seal as seal_bytes
 from privacy_runtime.db import TRANSIENT_DB_ERRORS
 from schemas.envelope import new_event
+from schemas.events import EventData
 
 log = logging.getLogger(__name__)
 
@@ -38,7 +38,7 @@ class Outbox:
         self,
         conn: asyncpg.Connection,
         topic: str,
-        data: BaseModel,
+        data: EventData,
         *,
         subject: str | None,
         key: str | None = None,
@@ -68,7 +68,7 @@ class Outbox:
         )
         return str(event.id)
 
-    async def add_many(self, conn: asyncpg.Connection, rows: list[tuple[str, BaseModel, str]]) -> None:
+    async def add_many(self, conn: asyncpg.Connection, rows: list[tuple[str, EventData, str]]) -> None:
         """Queue many (topic, data, subject) events whose subjects' keys are already loaded."""
         records: list[tuple[str, bytes, str, bytes]] = []
         for topic, data, subject in rows:

@@ -19,13 +19,13 @@ import faust
 import mode
 from aiokafka import AIOKafkaProducer
 
-from privacy_runtime import web
+from privacy_runtime import metrics, web
 from privacy_runtime.audit import AuditTrail
 from privacy_runtime.crypto import KeyRing
 from privacy_runtime.datamap import DataMap, load_data_map
 from privacy_runtime.db import create_pool
 from privacy_runtime.deadletters import DeadLetters
-from privacy_runtime.kafka import faust_broker_credentials, faust_broker_urls, make_producer
+from privacy_runtime.kafka import faust_broker_credentials, faust_broker_urls, make_producer, wait_for_kafka
 from privacy_runtime.logs import configure_logging
 from privacy_runtime.migrations import apply_migrations
 from privacy_runtime.outbox import Outbox, OutboxRelay
@@ -55,7 +55,7 @@ class ServiceRuntime:
         self._on_started: list[Callable[[], Awaitable[None]]] = []
         datadir = Path(settings.state_dir) / name
         datadir.mkdir(parents=True, exist_ok=True)  # faust creates only the last level
-        self.app = faust.App(
+        self.app = _App(
             f"privacy-{name}",
             broker=faust_broker_urls(settings),
             broker_credentials=faust_broker_credentials(settings),
@@ -77,7 +77,8 @@ class ServiceRuntime:
             datadir=str(datadir),
             web_in_thread=False,
         )
-        self.app.service(_Lifecycle(self, loop=None))
+        self.app.before_start = self._wait_for_kafka
+        self.app.service(_Lifecycle(self, loop=None))  # type: ignore[arg-type]  # an instance works too
         web.register_common_pages(self.app, self)
 
     # --- wiring used by agents and views --------------------------------------------------
@@ -135,6 +136,7 @@ class ServiceRuntime:
         self._dead_letters = DeadLetters(self._producer)
         self._relay = OutboxRelay(self._pool, self._producer, self.outbox)
         self._background.append(asyncio.create_task(self._relay.run(), name=f"{self.name}-outbox-relay"))
+        self._background.append(asyncio.create_task(_forever(self._report_lag), name=f"{self.name}-lag"))
         for fn in self._on_started:
             self._background.append(asyncio.create_task(_forever(fn), name=f"{self.name}-{fn.__name__}"))
         self.started.set()
@@ -157,6 +159,29 @@ class ServiceRuntime:
         if self._pool is not None:
             await self._pool.close()
         log.info("%s runtime stopped", self.name)
+
+    async def _wait_for_kafka(self) -> None:
+        await wait_for_kafka(self.settings, sleep=self.app.sleep, should_stop=lambda: self.app.should_stop)
+
+    async def _report_lag(self, interval: float = 5.0) -> None:
+        """Consumer lag per assigned partition: the high-water mark minus what this group committed."""
+        while True:
+            await asyncio.sleep(interval)
+            consumer: Any = self.app.consumer
+            try:
+                assigned = consumer.assignment()
+            except Exception:  # not yet assigned or rebalancing
+                continue
+            for tp in assigned:
+                if tp.topic.startswith(self.app.conf.id):
+                    continue  # faust's own internal topics
+                highwater = consumer.highwater(tp)
+                committed = consumer._committed_offset.get(tp)
+                if highwater is None:
+                    continue
+                position = committed if committed is not None else (await consumer.position(tp) or 0)
+                lag = max(0, highwater - position)
+                metrics.CONSUMER_LAG.labels(topic=tp.topic, partition=str(tp.partition)).set(lag)
 
     @staticmethod
     async def _start_producer_with_backoff(producer: AIOKafkaProducer) -> None:
@@ -183,6 +208,22 @@ async def _forever(fn: Callable[[], Awaitable[None]]) -> None:
         except Exception:
             log.exception("background task %s failed; restarting in 1s", getattr(fn, "__name__", fn))
             await asyncio.sleep(1.0)
+
+
+class _App(faust.App):
+    """A faust app that runs `before_start` before any of its Kafka clients start.
+
+    mode starts a service's own `on_start` before its children, and faust's producer (the first
+    child to touch Kafka) ends the worker when it cannot bootstrap: waiting here turns a broker that
+    is not up yet into a wait with backoff instead of a crash.
+    """
+
+    before_start: Callable[[], Awaitable[None]] | None = None
+
+    async def on_start(self) -> None:
+        await super().on_start()
+        if self.before_start is not None:
+            await self.before_start()
 
 
 class _Lifecycle(mode.Service):
