@@ -1,0 +1,1 @@
+"""Deployment assets: Kubernetes manifests, alert rules, dashboards and the tools that check them."""

@@ -1,0 +1,1 @@
+"""Grafana dashboards: dashboards.py builds the JSON files in this folder."""

@@ -1,0 +1,1 @@
+"""Kustomize base and overlays; generate.py writes the generated parts of the base."""

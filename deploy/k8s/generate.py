@@ -1,0 +1,689 @@
+"""Write the generated parts of the Kubernetes deployment from the contract, in one run.
+
+    python -m deploy.k8s.generate          # write the files
+    python -m deploy.k8s.generate --check  # exit 1 if a committed file is out of date
+
+Sources and outputs:
+
+* ``schemas.topics``: one Strimzi ``KafkaTopic`` per contract topic (``generated/kafka-topics.yaml``)
+  and the ``KafkaUser``s with their ACLs (``generated/kafka-users.yaml``).
+* :data:`SERVICES` below: per service a Deployment, Service, PodDisruptionBudget, NetworkPolicy,
+  KEDA ``ScaledObject`` + ``TriggerAuthentication`` and ``ServiceMonitor`` (``generated/<service>.yaml``).
+* ``deploy/prometheus/rules.yaml`` (the one hand-written copy of the alert rules): the
+  ``PrometheusRule`` embedding the same groups (``generated/prometheusrule.yaml``).
+* ``privacy_runtime/data_map.yaml``: copied to ``base/data_map.yaml`` for the ConfigMap generator
+  (kustomize only reads files inside the kustomization folder).
+* ``deploy/grafana/dashboards.py``: the dashboards ``deploy/grafana/*.json``.
+
+``tests/ops`` fails when a committed output differs from what this module renders.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import re
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+ROOT = Path(__file__).resolve().parents[2]
+if str(ROOT) not in sys.path:  # `python deploy/k8s/generate.py` works too
+    sys.path.insert(0, str(ROOT))
+
+from deploy.grafana import dashboards  # noqa: E402
+from schemas import topics  # noqa: E402
+
+K8S = ROOT / "deploy" / "k8s"
+BASE = K8S / "base"
+GENERATED = BASE / "generated"
+RULES_FILE = ROOT / "deploy" / "prometheus" / "rules.yaml"
+DATA_MAP_SOURCE = ROOT / "privacy_runtime" / "data_map.yaml"
+GRAFANA = ROOT / "deploy" / "grafana"
+
+PART_OF = "privacy-services"
+LABEL_PREFIX = "privacy.isopartner.se"
+#: The Strimzi Kafka cluster (same namespace as the services) whose operators own topics and users.
+KAFKA_CLUSTER = "privacy-kafka"
+KAFKA_TLS_PORT = 9093
+KAFKA_CA_SECRET = f"{KAFKA_CLUSTER}-cluster-ca-cert"
+#: Secret the operators create (never committed): PRIVACY_MASTER_KEY, ADMIN_TOKEN, DATABASE_URL.
+APP_SECRET = "privacy-secrets"
+IMAGE = "privacy-services"
+UID = 10001
+DATA_MAP_MOUNT = "/etc/privacy"
+KAFKA_CA_MOUNT = "/etc/kafka-ca"
+
+DAY_MS = 86_400_000
+PARTITIONS = 12
+DLQ_PARTITIONS = 1
+REPLICAS = 3
+MIN_INSYNC = 2
+
+
+@dataclass(frozen=True)
+class ServiceSpec:
+    name: str
+    port: int
+    port_env: str
+    consumes: tuple[str, ...]
+    produces: tuple[str, ...]
+    sends_commands: bool = False
+    smtp: bool = False
+    #: Other services whose HTTP API this one calls (NetworkPolicy egress to their port).
+    calls: tuple[str, ...] = ()
+    #: HTTP paths the public reaches through the Ingress (links in emails); the rest stays internal.
+    public_paths: tuple[str, ...] = ()
+
+    @property
+    def app(self) -> str:
+        return f"privacy-{self.name}"
+
+    @property
+    def group(self) -> str:
+        """The faust app id, which is also the Kafka consumer group id."""
+        return f"privacy-{self.name}"
+
+
+#: What each service reads and writes. ``consumes`` must match the agents in services/<name>/agents.py
+#: (tests/ops checks it); a topic missing here is denied by the broker in production (and nowhere else).
+SERVICES: tuple[ServiceSpec, ...] = (
+    ServiceSpec(
+        name="consent",
+        port=6066,
+        port_env="CONSENT_WEB_PORT",
+        public_paths=("/v1/unsubscribe",),
+        consumes=(
+            topics.USER_REGISTERED,
+            topics.CONSENT_CHANGED,
+            topics.DSAR_REQUESTED,
+            topics.PRIVACY_ACKS,
+            topics.command_topic("consent"),
+        ),
+        produces=(
+            topics.CONSENT_CHANGED,
+            topics.ERASURE_REQUESTED,
+            topics.NOTIFICATION_REQUESTED,
+            topics.PRIVACY_AUDIT,
+            topics.PRIVACY_ACKS,
+        ),
+        sends_commands=True,
+    ),
+    ServiceSpec(
+        name="dsar",
+        port=6067,
+        port_env="DSAR_WEB_PORT",
+        public_paths=("/v1/requests", "/v1/exports"),
+        consumes=(
+            topics.ERASURE_REQUESTED,
+            topics.DSAR_REQUESTED,
+            topics.PRIVACY_ACKS,
+            topics.command_topic("dsar"),
+        ),
+        produces=(
+            topics.DSAR_STATUS,
+            topics.NOTIFICATION_REQUESTED,
+            topics.PRIVACY_AUDIT,
+            topics.PRIVACY_ACKS,
+        ),
+        sends_commands=True,
+    ),
+    ServiceSpec(
+        name="notifier",
+        port=6068,
+        port_env="NOTIFIER_WEB_PORT",
+        consumes=(
+            topics.USER_REGISTERED,
+            topics.NOTIFICATION_REQUESTED,
+            topics.MERGER_NOTICE,
+            topics.POLICY_CHANGED,
+            topics.LEGAL_DISCLOSURE,
+            topics.command_topic("notifier"),
+        ),
+        produces=(topics.PRIVACY_AUDIT, topics.PRIVACY_ACKS),
+        smtp=True,
+        # Asks the consent decision API before any marketing email.
+        # CONSENT_BASE_URL / CONSENT_PUBLIC_URL come from the privacy-config ConfigMap.
+        calls=("consent",),
+    ),
+)
+
+#: The operators' user (privacyctl): publish contract events, read and replay dead letters.
+OPERATOR_USER = "privacy-operator"
+OPERATOR_GROUP_PREFIX = "privacyctl"
+
+
+def k8s_name(value: str) -> str:
+    """A DNS-1123 subdomain for a topic or system id (``_`` is not allowed in resource names)."""
+    name = re.sub(r"[^a-z0-9.-]", "-", value.lower()).strip("-.")
+    if not name or len(name) > 253:
+        raise ValueError(f"cannot make a resource name of {value!r}")
+    return name
+
+
+def system_user(system: str) -> str:
+    return f"privacy-system-{k8s_name(system)}"
+
+
+def labels(component: str, extra: dict[str, str] | None = None) -> dict[str, str]:
+    return {
+        "app.kubernetes.io/name": f"privacy-{component}",
+        "app.kubernetes.io/component": component,
+        "app.kubernetes.io/part-of": PART_OF,
+        **(extra or {}),
+    }
+
+
+def selector(svc: ServiceSpec) -> dict[str, str]:
+    return {"app.kubernetes.io/name": svc.app}
+
+
+# --- Kafka: topics -----------------------------------------------------------------------------
+
+
+def topic_class(topic: str) -> str:
+    if topic in topics.DLQ_TOPICS:
+        return "dlq"
+    if topic in topics.COMMAND_TOPICS:
+        return "command"
+    if topic in topics.OUTBOUND_TOPICS:
+        return "outbound"
+    return "inbound"
+
+
+#: Retention per class. Dead letters are kept long enough to fix and replay them (privacyctl dlq
+#: replay); events carry personal data, so nothing is kept longer than the work needs.
+RETENTION_DAYS = {"inbound": 7, "outbound": 7, "command": 14, "dlq": 14}
+AUDIT_RETENTION_DAYS = 90
+
+
+def kafka_topic(topic: str) -> dict[str, Any]:
+    cls = topic_class(topic)
+    days = AUDIT_RETENTION_DAYS if topic == topics.PRIVACY_AUDIT else RETENTION_DAYS[cls]
+    return {
+        "apiVersion": "kafka.strimzi.io/v1beta2",
+        "kind": "KafkaTopic",
+        "metadata": {
+            "name": k8s_name(topic),
+            "labels": {
+                "strimzi.io/cluster": KAFKA_CLUSTER,
+                "app.kubernetes.io/part-of": PART_OF,
+                f"{LABEL_PREFIX}/topic-class": cls,
+            },
+        },
+        "spec": {
+            "topicName": topic,
+            "partitions": DLQ_PARTITIONS if cls == "dlq" else PARTITIONS,
+            "replicas": REPLICAS,
+            "config": {
+                "cleanup.policy": "delete",
+                "retention.ms": days * DAY_MS,
+                "min.insync.replicas": MIN_INSYNC,
+            },
+        },
+    }
+
+
+def kafka_topics() -> list[dict[str, Any]]:
+    names = topics.all_topics()
+    resources = [kafka_topic(t) for t in names]
+    seen: dict[str, str] = {}
+    for topic, res in zip(names, resources, strict=True):
+        name = res["metadata"]["name"]
+        if name in seen:
+            raise ValueError(f"topics {seen[name]!r} and {topic!r} map to the same resource name {name!r}")
+        seen[name] = topic
+    return resources
+
+
+# --- Kafka: users and ACLs -----------------------------------------------------------------------
+
+
+def acl(kind: str, name: str, operations: list[str], pattern: str = "literal") -> dict[str, Any]:
+    return {
+        "resource": {"type": kind, "name": name, "patternType": pattern},
+        "operations": operations,
+        "host": "*",
+    }
+
+
+def kafka_user(name: str, acls: list[dict[str, Any]], component: str, role: str) -> dict[str, Any]:
+    return {
+        "apiVersion": "kafka.strimzi.io/v1beta2",
+        "kind": "KafkaUser",
+        "metadata": {
+            "name": name,
+            "labels": {
+                "strimzi.io/cluster": KAFKA_CLUSTER,
+                "app.kubernetes.io/part-of": PART_OF,
+                "app.kubernetes.io/component": component,
+                f"{LABEL_PREFIX}/kafka-role": role,
+            },
+        },
+        "spec": {
+            "authentication": {"type": "scram-sha-512"},
+            "authorization": {"type": "simple", "acls": acls},
+        },
+    }
+
+
+def service_user(svc: ServiceSpec) -> dict[str, Any]:
+    operations: dict[str, list[str]] = {}
+    for t in svc.consumes:
+        operations.setdefault(t, []).append("Read")
+    for t in (*svc.produces, *(topics.dlq_topic(t) for t in svc.consumes)):
+        operations.setdefault(t, []).append("Write")
+    acls = [acl("topic", t, [*ops, "Describe"]) for t, ops in operations.items()]
+    if svc.sends_commands:
+        acls.append(acl("topic", topics.COMMAND_TOPIC_PREFIX, ["Write", "Describe"], "prefix"))
+    acls.append(acl("group", svc.group, ["Read", "Describe"]))
+    # faust's own topics (<app id>-__assignor-__leader, changelogs): created and used by the app.
+    acls.append(acl("topic", f"{svc.group}-", ["Create", "Read", "Write", "Describe"], "prefix"))
+    return kafka_user(svc.app, acls, svc.name, "service")
+
+
+def downstream_user(system: str) -> dict[str, Any]:
+    """A downstream system: reads only its own command topic and writes only privacy-acks."""
+    acls = [
+        acl("topic", topics.command_topic(system), ["Read", "Describe"]),
+        acl("topic", topics.PRIVACY_ACKS, ["Write", "Describe"]),
+        acl("group", system_user(system), ["Read"], "prefix"),
+    ]
+    return kafka_user(system_user(system), acls, "downstream", "downstream-system")
+
+
+def operator_user() -> dict[str, Any]:
+    acls = [acl("topic", t, ["Write", "Describe"]) for t in topics.DATA_TOPICS]
+    acls += [acl("topic", t, ["Read", "Describe"]) for t in topics.DLQ_TOPICS]
+    acls.append(acl("group", OPERATOR_GROUP_PREFIX, ["Read"], "prefix"))
+    return kafka_user(OPERATOR_USER, acls, "privacyctl", "operator")
+
+
+def kafka_users() -> list[dict[str, Any]]:
+    users = [service_user(s) for s in SERVICES]
+    users += [downstream_user(s) for s in topics.EXTERNAL_SYSTEMS]
+    users.append(operator_user())
+    return users
+
+
+# --- per service -------------------------------------------------------------------------------
+
+
+def _probe(path: str, period: int, failures: int, initial: int = 0) -> dict[str, Any]:
+    probe: dict[str, Any] = {
+        "httpGet": {"path": path, "port": "http"},
+        "periodSeconds": period,
+        "timeoutSeconds": 3,
+        "failureThreshold": failures,
+    }
+    if initial:
+        probe["initialDelaySeconds"] = initial
+    return probe
+
+
+def deployment(svc: ServiceSpec) -> dict[str, Any]:
+    env: list[dict[str, Any]] = [
+        {"name": svc.port_env, "value": str(svc.port)},
+        {"name": "STATE_DIR", "value": "/tmp/state"},
+        {"name": "DATA_MAP_PATH", "value": f"{DATA_MAP_MOUNT}/data_map.yaml"},
+        {"name": "KAFKA_SASL_USERNAME", "value": svc.app},
+        # Strimzi writes the KafkaUser's password into a Secret named after the user.
+        {"name": "KAFKA_SASL_PASSWORD", "valueFrom": {"secretKeyRef": {"name": svc.app, "key": "password"}}},
+    ]
+    for key in ("PRIVACY_MASTER_KEY", "ADMIN_TOKEN", "DATABASE_URL"):
+        env.append({"name": key, "valueFrom": {"secretKeyRef": {"name": APP_SECRET, "key": key}}})
+    env.append(
+        {
+            "name": "PRIVACY_MASTER_KEY_PREVIOUS",
+            "valueFrom": {"secretKeyRef": {"name": APP_SECRET, "key": "PRIVACY_MASTER_KEY_PREVIOUS", "optional": True}},
+        }
+    )
+    container = {
+        "name": svc.name,
+        "image": IMAGE,
+        "imagePullPolicy": "IfNotPresent",
+        "command": ["python", "-m", f"services.{svc.name}", "worker", "-l", "warning"],
+        "ports": [{"name": "http", "containerPort": svc.port, "protocol": "TCP"}],
+        "envFrom": [{"configMapRef": {"name": "privacy-config"}}],
+        "env": env,
+        # Waits for PostgreSQL (up to 120 s) and applies migrations before it answers.
+        "startupProbe": _probe("/healthz", 5, 36),
+        "livenessProbe": _probe("/healthz", 15, 4),
+        "readinessProbe": _probe("/readyz", 5, 3),
+        "resources": {
+            "requests": {"cpu": "100m", "memory": "256Mi"},
+            "limits": {"cpu": "1", "memory": "512Mi"},
+        },
+        "securityContext": {
+            "allowPrivilegeEscalation": False,
+            "readOnlyRootFilesystem": True,
+            "runAsNonRoot": True,
+            "privileged": False,
+            "capabilities": {"drop": ["ALL"]},
+            "seccompProfile": {"type": "RuntimeDefault"},
+        },
+        "volumeMounts": [
+            {"name": "tmp", "mountPath": "/tmp"},
+            {"name": "data-map", "mountPath": DATA_MAP_MOUNT, "readOnly": True},
+            {"name": "kafka-ca", "mountPath": KAFKA_CA_MOUNT, "readOnly": True},
+        ],
+    }
+    return {
+        "apiVersion": "apps/v1",
+        "kind": "Deployment",
+        "metadata": {"name": svc.app, "labels": labels(svc.name)},
+        "spec": {
+            "replicas": 2,
+            "revisionHistoryLimit": 5,
+            "strategy": {"type": "RollingUpdate", "rollingUpdate": {"maxUnavailable": 0, "maxSurge": 1}},
+            "selector": {"matchLabels": selector(svc)},
+            "template": {
+                "metadata": {"labels": labels(svc.name)},
+                "spec": {
+                    "automountServiceAccountToken": False,
+                    "enableServiceLinks": False,
+                    "terminationGracePeriodSeconds": 30,
+                    "securityContext": {
+                        "runAsNonRoot": True,
+                        "runAsUser": UID,
+                        "runAsGroup": UID,
+                        "fsGroup": UID,
+                        "seccompProfile": {"type": "RuntimeDefault"},
+                    },
+                    "topologySpreadConstraints": [
+                        {
+                            "maxSkew": 1,
+                            "topologyKey": key,
+                            "whenUnsatisfiable": "ScheduleAnyway",
+                            "labelSelector": {"matchLabels": selector(svc)},
+                        }
+                        for key in ("kubernetes.io/hostname", "topology.kubernetes.io/zone")
+                    ],
+                    "containers": [container],
+                    "volumes": [
+                        {"name": "tmp", "emptyDir": {"sizeLimit": "256Mi"}},
+                        {
+                            "name": "data-map",
+                            "configMap": {
+                                "name": "privacy-data-map",
+                                "items": [{"key": "data_map.yaml", "path": "data_map.yaml"}],
+                            },
+                        },
+                        {
+                            "name": "kafka-ca",
+                            "secret": {
+                                "secretName": KAFKA_CA_SECRET,
+                                "items": [{"key": "ca.crt", "path": "ca.crt"}],
+                            },
+                        },
+                    ],
+                },
+            },
+        },
+    }
+
+
+def service(svc: ServiceSpec) -> dict[str, Any]:
+    return {
+        "apiVersion": "v1",
+        "kind": "Service",
+        "metadata": {"name": svc.app, "labels": labels(svc.name)},
+        "spec": {
+            "type": "ClusterIP",
+            "selector": selector(svc),
+            "ports": [{"name": "http", "port": svc.port, "targetPort": "http", "protocol": "TCP"}],
+        },
+    }
+
+
+def pdb(svc: ServiceSpec) -> dict[str, Any]:
+    return {
+        "apiVersion": "policy/v1",
+        "kind": "PodDisruptionBudget",
+        "metadata": {"name": svc.app, "labels": labels(svc.name)},
+        "spec": {
+            "minAvailable": 1,
+            "unhealthyPodEvictionPolicy": "AlwaysAllow",
+            "selector": {"matchLabels": selector(svc)},
+        },
+    }
+
+
+def network_policy(svc: ServiceSpec) -> dict[str, Any]:
+    egress: list[dict[str, Any]] = [
+        {
+            "to": [{"podSelector": {"matchLabels": {"strimzi.io/cluster": KAFKA_CLUSTER, "strimzi.io/kind": "Kafka"}}}],
+            "ports": [{"protocol": "TCP", "port": KAFKA_TLS_PORT}],
+        },
+        {
+            "to": [
+                {
+                    "namespaceSelector": {},
+                    "podSelector": {"matchLabels": {"app.kubernetes.io/name": "postgresql"}},
+                }
+            ],
+            "ports": [{"protocol": "TCP", "port": 5432}],
+        },
+        {
+            "to": [
+                {
+                    "namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": "kube-system"}},
+                    "podSelector": {"matchLabels": {"k8s-app": "kube-dns"}},
+                }
+            ],
+            "ports": [{"protocol": "UDP", "port": 53}, {"protocol": "TCP", "port": 53}],
+        },
+    ]
+    if svc.smtp:
+        # The SMTP relay may be outside the cluster: any destination, SMTP ports only. Keep this rule
+        # fourth (index 3): the dev overlay adds its SMTP catcher's port to it.
+        egress.append({"ports": [{"protocol": "TCP", "port": p} for p in (25, 465, 587)]})
+    for other in svc.calls:
+        target = next(o for o in SERVICES if o.name == other)
+        egress.append(
+            {
+                "to": [{"podSelector": {"matchLabels": selector(target)}}],
+                "ports": [{"protocol": "TCP", "port": target.port}],
+            }
+        )
+    return {
+        "apiVersion": "networking.k8s.io/v1",
+        "kind": "NetworkPolicy",
+        "metadata": {"name": svc.app, "labels": labels(svc.name)},
+        "spec": {
+            "podSelector": {"matchLabels": selector(svc)},
+            "policyTypes": ["Ingress", "Egress"],
+            # API callers and Prometheus, on the service's own port only.
+            "ingress": [{"ports": [{"protocol": "TCP", "port": svc.port}]}],
+            "egress": egress,
+        },
+    }
+
+
+def trigger_authentication(svc: ServiceSpec) -> dict[str, Any]:
+    """KEDA reads the lag with the service's own Kafka user (taken from the Deployment's env)."""
+    return {
+        "apiVersion": "keda.sh/v1alpha1",
+        "kind": "TriggerAuthentication",
+        "metadata": {"name": f"{svc.app}-kafka", "labels": labels(svc.name)},
+        "spec": {
+            "env": [
+                {"parameter": "username", "name": "KAFKA_SASL_USERNAME", "containerName": svc.name},
+                {"parameter": "password", "name": "KAFKA_SASL_PASSWORD", "containerName": svc.name},
+            ],
+            "secretTargetRef": [{"parameter": "ca", "name": KAFKA_CA_SECRET, "key": "ca.crt"}],
+        },
+    }
+
+
+def scaled_object(svc: ServiceSpec) -> dict[str, Any]:
+    return {
+        "apiVersion": "keda.sh/v1alpha1",
+        "kind": "ScaledObject",
+        "metadata": {"name": svc.app, "labels": labels(svc.name)},
+        "spec": {
+            "scaleTargetRef": {"apiVersion": "apps/v1", "kind": "Deployment", "name": svc.app},
+            "minReplicaCount": 2,
+            # More members than partitions would sit idle (keyed by subject: partitions bound parallelism).
+            "maxReplicaCount": PARTITIONS,
+            "pollingInterval": 15,
+            "cooldownPeriod": 300,
+            "advanced": {
+                "horizontalPodAutoscalerConfig": {
+                    "behavior": {
+                        "scaleDown": {
+                            "stabilizationWindowSeconds": 300,
+                            "policies": [{"type": "Pods", "value": 1, "periodSeconds": 60}],
+                        }
+                    }
+                }
+            },
+            "triggers": [
+                {
+                    "type": "kafka",
+                    "metadata": {
+                        # Replaced by kustomize with KAFKA_BOOTSTRAP_SERVERS from the privacy-config ConfigMap.
+                        "bootstrapServers": "KAFKA_BOOTSTRAP_SERVERS",
+                        "consumerGroup": svc.group,
+                        "lagThreshold": "500",
+                        "activationLagThreshold": "0",
+                        "offsetResetPolicy": "earliest",
+                        "allowIdleConsumers": "false",
+                        "sasl": "scram_sha512",
+                        "tls": "enable",
+                    },
+                    "authenticationRef": {"name": f"{svc.app}-kafka"},
+                }
+            ],
+        },
+    }
+
+
+def service_monitor(svc: ServiceSpec) -> dict[str, Any]:
+    return {
+        "apiVersion": "monitoring.coreos.com/v1",
+        "kind": "ServiceMonitor",
+        "metadata": {"name": svc.app, "labels": labels(svc.name)},
+        "spec": {
+            "selector": {"matchLabels": selector(svc)},
+            "endpoints": [{"port": "http", "path": "/metrics", "interval": "30s", "scrapeTimeout": "10s"}],
+        },
+    }
+
+
+def service_resources(svc: ServiceSpec) -> list[dict[str, Any]]:
+    return [
+        deployment(svc),
+        service(svc),
+        pdb(svc),
+        network_policy(svc),
+        trigger_authentication(svc),
+        scaled_object(svc),
+        service_monitor(svc),
+    ]
+
+
+# --- public entry -------------------------------------------------------------------------------
+
+PUBLIC_HOST = "privacy.isopartner.se"
+
+
+def ingress() -> dict[str, Any]:
+    """Only the paths emailed links point at (unsubscribe, request status/verify, export downloads).
+
+    Operator endpoints (/v1/admin), decisions, consents and /metrics stay inside the cluster.
+    """
+    paths = [
+        {
+            "path": path,
+            "pathType": "Prefix",
+            "backend": {"service": {"name": svc.app, "port": {"number": svc.port}}},
+        }
+        for svc in SERVICES
+        for path in svc.public_paths
+    ]
+    return {
+        "apiVersion": "networking.k8s.io/v1",
+        "kind": "Ingress",
+        "metadata": {"name": "privacy-public", "labels": labels("public")},
+        "spec": {
+            "ingressClassName": "nginx",
+            "tls": [{"hosts": [PUBLIC_HOST], "secretName": "privacy-public-tls"}],
+            "rules": [{"host": PUBLIC_HOST, "http": {"paths": paths}}],
+        },
+    }
+
+
+# --- alerts ------------------------------------------------------------------------------------
+
+
+def prometheus_rule(rules_text: str) -> dict[str, Any]:
+    rules = yaml.safe_load(rules_text)
+    return {
+        "apiVersion": "monitoring.coreos.com/v1",
+        "kind": "PrometheusRule",
+        "metadata": {"name": "privacy-services", "labels": labels("alerts")},
+        "spec": {"groups": rules["groups"]},
+    }
+
+
+# --- rendering -----------------------------------------------------------------------------------
+
+
+def _header(source: str) -> str:
+    return f"# Generated by deploy/k8s/generate.py from {source}. Do not edit: run `python -m deploy.k8s.generate`.\n"
+
+
+def dump_all(docs: list[dict[str, Any]], source: str) -> str:
+    body = yaml.safe_dump_all(docs, sort_keys=False, default_flow_style=False, width=120, explicit_start=True)
+    return _header(source) + body
+
+
+def render() -> dict[Path, str]:
+    """Every generated file, path -> content."""
+    out: dict[Path, str] = {
+        GENERATED / "kafka-topics.yaml": dump_all(kafka_topics(), "schemas.topics.all_topics()"),
+        GENERATED / "kafka-users.yaml": dump_all(kafka_users(), "schemas.topics and SERVICES"),
+        GENERATED / "prometheusrule.yaml": dump_all(
+            [prometheus_rule(RULES_FILE.read_text())], "deploy/prometheus/rules.yaml"
+        ),
+        GENERATED / "ingress.yaml": dump_all([ingress()], "SERVICES in this script"),
+        BASE / "data_map.yaml": DATA_MAP_SOURCE.read_text(),
+    }
+    for svc in SERVICES:
+        out[GENERATED / f"{svc.name}.yaml"] = dump_all(service_resources(svc), "SERVICES in this script")
+    for filename, board in dashboards.all_dashboards().items():
+        out[GRAFANA / filename] = json.dumps(board, indent=2, ensure_ascii=False) + "\n"
+    return out
+
+
+def stale(rendered: dict[Path, str] | None = None) -> list[Path]:
+    """Generated files whose committed content differs from a fresh render."""
+    rendered = rendered if rendered is not None else render()
+    return [p for p, text in rendered.items() if not p.exists() or p.read_text() != text]
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--check", action="store_true", help="exit 1 if a generated file is out of date")
+    args = parser.parse_args(argv)
+    rendered = render()
+    changed = stale(rendered)
+    if args.check:
+        for path in changed:
+            print(f"out of date: {path.relative_to(ROOT)}", file=sys.stderr)
+        if changed:
+            print("run: python -m deploy.k8s.generate", file=sys.stderr)
+        return 1 if changed else 0
+    for path in changed:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(rendered[path])
+        print(f"wrote {path.relative_to(ROOT)}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

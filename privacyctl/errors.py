@@ -1,0 +1,31 @@
+"""The one error type commands raise: a message a person can act on, and an exit code."""
+
+from __future__ import annotations
+
+from urllib.parse import urlsplit, urlunsplit
+
+#: Exit codes: 0 done, 1 the operation failed or found problems, 2 the input was not valid.
+FAILED = 1
+INVALID = 2
+
+LOCAL_STACK_HINT = "with the local stack (make run), `source var/stack.env` first"
+
+
+class CtlError(Exception):
+    def __init__(self, message: str, exit_code: int = FAILED):
+        super().__init__(message)
+        self.message = message
+        self.exit_code = exit_code
+
+
+def redact_url(url: str) -> str:
+    """The URL with any password replaced by ``***`` (safe to print)."""
+    try:
+        parts = urlsplit(url)
+    except ValueError:
+        return "<unparseable URL>"
+    if parts.password is None:
+        return url
+    netloc = parts.netloc.rsplit("@", 1)[1]
+    user = parts.username or ""
+    return urlunsplit(parts._replace(netloc=f"{user}:***@{netloc}"))
