@@ -1,3 +1,26 @@
-"""Test-wide fixtures: the embedded stack (real Kafka, PostgreSQL, SMTP) started once per session."""
+"""Test-wide fixtures: the embedded stack (real Kafka, PostgreSQL, SMTP) started once per session,
+and the whole system (three services) for the tests that need it."""
+
+from collections.abc import AsyncIterator
+
+import pytest
+
+from tests.helpers import ServiceProcess
 
 pytest_plugins = ["devstack.pytest_plugin"]
+
+
+@pytest.fixture(scope="session")
+async def system(stack) -> AsyncIterator[dict[str, ServiceProcess]]:  # type: ignore[no-untyped-def]
+    """All three services running against the session's stack (for tests that need the whole system)."""
+    consent = ServiceProcess("consent", stack.env()).start()
+    dsar = ServiceProcess("dsar", stack.env()).start()
+    notifier = ServiceProcess("notifier", stack.env(), {"CONSENT_BASE_URL": consent.url}).start()
+    running = {"consent": consent, "dsar": dsar, "notifier": notifier}
+    try:
+        for service in running.values():
+            await service.wait_ready(timeout=90)
+        yield running
+    finally:
+        for service in running.values():
+            service.stop()

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import json
 from collections import Counter
-from collections.abc import AsyncIterator
 
 import httpx
 import pytest
@@ -14,27 +13,15 @@ from aiokafka import AIOKafkaProducer
 
 from schemas.events import ConsentChanged, UserRegistered
 from schemas.topics import CONSENT_CHANGED, USER_REGISTERED, dlq_topic
-from tests.helpers import ROOT, TEST_ADMIN_TOKEN, ServiceProcess, get_json, publish, read_topic, subject_id, wait_until
+from tests.helpers import ROOT, TEST_ADMIN_TOKEN, get_json, publish, read_topic, subject_id, wait_until
 from tests.reliability.hostile import http_cases, message_cases
 
 pytestmark = pytest.mark.stack
 
 
 @pytest.fixture(scope="module")
-async def services(stack) -> AsyncIterator[dict[str, ServiceProcess]]:  # type: ignore[no-untyped-def]
-    consent = ServiceProcess("consent", stack.env()).start()
-    running = {"consent": consent}
-    dsar = ServiceProcess("dsar", stack.env()).start()
-    running["dsar"] = dsar
-    notifier = ServiceProcess("notifier", stack.env(), {"CONSENT_BASE_URL": consent.url}).start()
-    running["notifier"] = notifier
-    try:
-        for service in running.values():
-            await service.wait_ready(timeout=90)
-        yield running
-    finally:
-        for service in running.values():
-            service.stop()
+def services(system):  # type: ignore[no-untyped-def]
+    return system
 
 
 async def test_hostile_corpus(stack, services) -> None:  # type: ignore[no-untyped-def]
