@@ -1,0 +1,1 @@
+"""DSAR service: data-subject-request cases, identity verification, fan-out to systems, exports."""

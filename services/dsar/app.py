@@ -1,0 +1,44 @@
+"""DSAR service wiring: the faust app, the runtime, and the objects agents and views share."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from pathlib import Path
+
+from privacy_runtime.commands import CommandPolicy, CommandTracker, resend_loop
+from privacy_runtime.inbox import CommandInbox
+from privacy_runtime.service import ServiceRuntime
+from services.dsar.downstream import dsar_actions
+from services.dsar.settings import DsarSettings
+from services.dsar.workflow import Workflow
+
+SYSTEM_ID = "dsar"
+
+settings = DsarSettings()  # type: ignore[call-arg]  # values come from the environment
+runtime = ServiceRuntime(SYSTEM_ID, settings, Path(__file__).with_name("migrations"), settings.dsar_web_port)
+app = runtime.app
+
+tracker = CommandTracker(
+    runtime.outbox,
+    runtime.audit,
+    runtime.keyring,
+    CommandPolicy(
+        respond_within=timedelta(seconds=settings.command_respond_within_seconds),
+        resend_base=timedelta(seconds=settings.command_resend_base_seconds),
+        resend_max=timedelta(seconds=settings.command_resend_max_seconds),
+    ),
+)
+workflow = Workflow(runtime, tracker, settings)
+inbox = CommandInbox(runtime, SYSTEM_ID, dsar_actions(runtime))
+
+
+@runtime.on_started
+async def resend_commands() -> None:
+    """Commands not acknowledged are re-sent with backoff; overdue ones are audited by the tracker."""
+    await resend_loop(runtime, tracker)
+
+
+@runtime.on_started
+async def case_timers() -> None:
+    """Close unverified cases, escalate overdue ones, refresh the deadline gauges."""
+    await workflow.timer_loop()

@@ -1,0 +1,725 @@
+"""Data-subject-request cases as pure functions over an immutable `Case` value.
+
+Every operation takes a case (plus the facts it needs, including `now`) and returns a `Decision`: the
+new case and the effects the caller must carry out in the same transaction (publish the status,
+request a notification, issue commands, assemble an export, shred the subject's key, ...). Nothing
+here does I/O, reads the clock or draws random numbers, so the whole workflow is unit-testable and a
+replay of the same inputs makes the same decision (command ids are derived, not random).
+
+Statuses are exactly the contract's `dsar-status` statuses; `TRANSITIONS` is the only way between
+them and `_move` refuses anything else, so no sequence of operations reaches an illegal state.
+"""
+
+from __future__ import annotations
+
+import calendar
+import uuid
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field, replace
+from datetime import datetime, timedelta
+from typing import Any
+
+from privacy_runtime.datamap import RETAIN, DataMap
+from schemas.enums import CaseRight, CaseStatus
+
+# --- statuses, rights, transitions ----------------------------------------------------------------
+
+RECEIVED = CaseStatus.RECEIVED.value
+IDENTITY_PENDING = CaseStatus.IDENTITY_PENDING.value
+IN_PROGRESS = CaseStatus.IN_PROGRESS.value
+AWAITING_SYSTEMS = CaseStatus.AWAITING_SYSTEMS.value
+COMPLETED = CaseStatus.COMPLETED.value
+REJECTED = CaseStatus.REJECTED.value
+CANCELLED = CaseStatus.CANCELLED.value
+CLOSED_UNVERIFIED = CaseStatus.CLOSED_UNVERIFIED.value
+
+STATUSES: tuple[str, ...] = tuple(s.value for s in CaseStatus)
+TERMINAL: frozenset[str] = frozenset({COMPLETED, REJECTED, CANCELLED, CLOSED_UNVERIFIED})
+OPEN: frozenset[str] = frozenset(STATUSES) - TERMINAL
+
+ERASURE = CaseRight.ERASURE.value
+ACCESS = CaseRight.ACCESS.value
+PORTABILITY = CaseRight.PORTABILITY.value
+RECTIFICATION = CaseRight.RECTIFICATION.value
+RESTRICTION = CaseRight.RESTRICTION.value
+OBJECTION = CaseRight.OBJECTION.value
+RIGHTS: tuple[str, ...] = tuple(r.value for r in CaseRight)
+
+#: status -> statuses it may move to. Terminal statuses lead nowhere.
+TRANSITIONS: Mapping[str, frozenset[str]] = {
+    RECEIVED: frozenset({IDENTITY_PENDING, IN_PROGRESS, REJECTED, CANCELLED}),
+    IDENTITY_PENDING: frozenset({IN_PROGRESS, CLOSED_UNVERIFIED, REJECTED, CANCELLED}),
+    # in_progress -> completed: nothing to send (marketing objection, operator-resolved review).
+    IN_PROGRESS: frozenset({AWAITING_SYSTEMS, COMPLETED, REJECTED, CANCELLED}),
+    # awaiting_systems -> in_progress: a system answered `failed`, the case goes to manual review.
+    # No rejection once commands are out: systems may already have acted on them.
+    AWAITING_SYSTEMS: frozenset({IN_PROGRESS, COMPLETED, CANCELLED}),
+    COMPLETED: frozenset(),
+    REJECTED: frozenset(),
+    CANCELLED: frozenset(),
+    CLOSED_UNVERIFIED: frozenset(),
+}
+
+#: Ack statuses that settle a step; `failed` sends the case to manual review instead.
+SETTLED = frozenset({"done", "not_found", "retained"})
+ACK_STATUSES = SETTLED | {"failed"}
+
+#: Objections that are absolute (Art. 21(2)-(3)); the consent service withdraws them itself.
+ABSOLUTE_OBJECTIONS = frozenset({"marketing", "profiling"})
+
+#: Systems told last in an erasure. The order of an erasure is:
+#:   1. `erase` (and revoke/restrict) to every other system, the dsar service itself included;
+#:   2. when all of them answered: request the `erasure_completed` email (unsealed, so it survives
+#:      the shredding in step 4), then send `erase` to the notifier, which still holds the address;
+#:   3. the notifier answers;
+#:   4. the case completes and the dsar service shreds the subject's key.
+#: The notifier consumes `notification-requested` and its command topic independently, so step 2
+#: publishes the email request first (outbox order) but cannot force the notifier to render it
+#: before it erases; the notifier's erase handler must first take what is already queued for the
+#: subject, or the email can no longer be addressed.
+LAST_SYSTEMS: frozenset[str] = frozenset({"notifier"})
+FIRST_PHASE = 1
+LAST_PHASE = 2
+
+MAX_EXTENSION_MONTHS = 2
+DUE_SOON = timedelta(days=3)
+
+#: Command ids are derived from the case, so replaying a decision issues the same commands.
+COMMAND_NAMESPACE = uuid.UUID("4d1c5b7e-0f3a-4e59-9d0c-5b8a2f6e7d13")
+
+IMY = {"authority": "Integritetsskyddsmyndigheten (IMY)", "authority_url": "https://www.imy.se"}
+
+
+class CaseError(ValueError):
+    """The operation does not apply to the case as it stands (HTTP 409 / ignored on a stream)."""
+
+
+class IllegalTransition(CaseError):
+    pass
+
+
+# --- deadlines ----------------------------------------------------------------------------------
+
+
+def add_months(moment: datetime, months: int) -> datetime:
+    """The same day `months` calendar months later, clamped to the month's end (Jan 31 -> Feb 28/29).
+
+    Same time of day: earlier than Regulation 1182/71's end-of-day reading, so never late.
+    """
+    index = moment.month - 1 + months
+    year, month = moment.year + index // 12, index % 12 + 1
+    return moment.replace(year=year, month=month, day=min(moment.day, calendar.monthrange(year, month)[1]))
+
+
+def due_date(received_at: datetime, extension_months: int = 0) -> datetime:
+    """One calendar month after receipt (Art. 12(3)), plus any extension, counted from receipt."""
+    return add_months(received_at, 1 + extension_months)
+
+
+def span(delta: timedelta) -> str:
+    """A period in words for reasons shown to people ("14 days", "2 hours", "30 seconds")."""
+    seconds = int(delta.total_seconds())
+    for unit, size in (("day", 86400), ("hour", 3600), ("minute", 60)):
+        if seconds >= size and seconds % size == 0:
+            count = seconds // size
+            return f"{count} {unit}{'s' if count != 1 else ''}"
+    return f"{seconds} second{'s' if seconds != 1 else ''}"
+
+
+# --- the case value -------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Step:
+    """One command to one system, and what the system answered."""
+
+    system: str
+    action: str
+    purpose: str | None = None
+    phase: int = FIRST_PHASE
+    #: What the data map says the system will answer (`retained` under a legal hold), and why.
+    expect: str | None = None
+    basis: str | None = None
+    attempt: int = 1
+    command_id: str | None = None
+    outcome: str | None = None
+    retained_basis: str | None = None
+
+    @property
+    def key(self) -> str:
+        return f"{self.system}:{self.action}:{self.purpose or '-'}"
+
+    @property
+    def issued(self) -> bool:
+        return self.command_id is not None
+
+    @property
+    def settled(self) -> bool:
+        return self.outcome in SETTLED
+
+
+@dataclass(frozen=True)
+class Case:
+    request_id: str
+    subject: str
+    right: str
+    status: str
+    received_at: datetime
+    due_at: datetime
+    identity_verified: bool
+    requested_via: str
+    #: Request details without PII: the erasure ground, Art. 18 circumstance, objected processing,
+    #: export format, and the *names* of corrected fields (the values are sealed by the store).
+    ground: str | None = None
+    circumstance: str | None = None
+    processing: str | None = None
+    export_format: str | None = None
+    corrected_fields: tuple[str, ...] = ()
+    extension_months: int = 0
+    extension_reason: str | None = None
+    manual_review: bool = False
+    review_reason: str | None = None
+    #: Why the case was rejected, cancelled or closed (named in the status event and the email).
+    reason: str | None = None
+    steps: tuple[Step, ...] = ()
+    phase: int = 0
+    completion_notified: bool = False
+    restriction_lifted: bool = False
+    closed_at: datetime | None = None
+
+    @property
+    def extended(self) -> bool:
+        return self.extension_months > 0
+
+    @property
+    def original_due_at(self) -> datetime:
+        return due_date(self.received_at)
+
+    @property
+    def terminal(self) -> bool:
+        return self.status in TERMINAL
+
+    @property
+    def status_reason(self) -> str | None:
+        """The `reason` of the status event: required by the contract when rejected or extended."""
+        return self.reason or self.review_reason or self.extension_reason
+
+    @property
+    def retained(self) -> list[dict[str, str]]:
+        """Systems that kept data under a legal obligation, with the basis they gave."""
+        return [
+            {"system": s.system, "basis": s.retained_basis or s.basis or "legal obligation"}
+            for s in self.steps
+            if s.outcome == "retained"
+        ]
+
+    @property
+    def told(self) -> list[str]:
+        """Systems that acknowledged the case's commands (Art. 19: recipients told)."""
+        return sorted({s.system for s in self.steps if s.settled})
+
+
+# --- effects the caller carries out ---------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class StatusChanged:
+    previous: str | None
+    status: str
+
+
+@dataclass(frozen=True)
+class DeadlineExtended:
+    months: int
+    reason: str
+
+
+@dataclass(frozen=True)
+class Notify:
+    """A `notification-requested` whose id is `dsar:<request_id>:<suffix>` (replay-stable)."""
+
+    template: str
+    suffix: str
+    params: Mapping[str, Any]
+    #: Published unsealed so that shredding the subject's key right after cannot drop it.
+    survive_erasure: bool = False
+
+
+@dataclass(frozen=True)
+class IssueCommands:
+    steps: tuple[Step, ...]
+
+
+@dataclass(frozen=True)
+class SendVerificationCode:
+    pass
+
+
+@dataclass(frozen=True)
+class AssembleExport:
+    pass
+
+
+@dataclass(frozen=True)
+class ShredSubject:
+    pass
+
+
+@dataclass(frozen=True)
+class CancelOtherCases:
+    reason: str
+
+
+@dataclass(frozen=True)
+class Note:
+    """An audit entry that is not a status change."""
+
+    action: str
+    detail: Mapping[str, Any] = field(default_factory=dict)
+
+
+Effect = (
+    StatusChanged
+    | DeadlineExtended
+    | Notify
+    | IssueCommands
+    | SendVerificationCode
+    | AssembleExport
+    | ShredSubject
+    | CancelOtherCases
+    | Note
+)
+
+
+@dataclass(frozen=True)
+class Decision:
+    case: Case
+    effects: tuple[Effect, ...] = ()
+
+    def then(self, other: Decision) -> Decision:
+        return Decision(other.case, self.effects + other.effects)
+
+
+# --- plans from the data map ----------------------------------------------------------------------
+
+
+def _phase_of(system: str) -> int:
+    return LAST_PHASE if system in LAST_SYSTEMS else FIRST_PHASE
+
+
+def erasure_plan(data_map: DataMap) -> tuple[Step, ...]:
+    """Per system: `erase`; a legal hold also answers `retained` and gets `restrict` for the rest;
+    sharing recipients get `revoke_sharing` first (Art. 17(2), 19). Internal services included."""
+    steps: list[Step] = []
+    for system in data_map.systems.values():
+        phase = _phase_of(system.id)
+        if system.revoke_before_erase:
+            # Published before the erase on the same subject-keyed partition, so it arrives first.
+            steps += [Step(system.id, "revoke_sharing", purpose, phase) for purpose in system.purposes]
+        if system.on_erase == RETAIN:
+            steps.append(Step(system.id, "erase", phase=phase, expect="retained", basis=system.retained_basis))
+            steps.append(Step(system.id, "restrict", phase=phase))
+        else:
+            steps.append(Step(system.id, "erase", phase=phase))
+    return tuple(steps)
+
+
+def export_plan(data_map: DataMap) -> tuple[Step, ...]:
+    """`export` to every system that holds anything about a person (fields or categories)."""
+    return tuple(Step(s.id, "export") for s in data_map.systems.values() if s.fields or s.holds)
+
+
+def rectification_plan(data_map: DataMap, fields: Iterable[str]) -> tuple[Step, ...]:
+    """`rectify` to every system whose data-map fields include a corrected field (notifier too)."""
+    return tuple(Step(s.id, "rectify") for s in data_map.systems_holding_fields(set(fields)))
+
+
+def restriction_plan(data_map: DataMap, action: str = "restrict", phase: int = FIRST_PHASE) -> tuple[Step, ...]:
+    """`restrict` (or `lift_restriction`) to every system, consent included (its decisions deny)."""
+    return tuple(Step(s.id, action, phase=phase) for s in data_map.systems.values())
+
+
+def objection_plan(data_map: DataMap) -> tuple[Step, ...]:
+    """An upheld objection to legitimate-interest processing: `suppress` every such purpose."""
+    legitimate = {p.id for p in data_map.purposes.values() if p.legal_basis.startswith("legitimate interest")}
+    return tuple(
+        Step(s.id, "suppress", purpose)
+        for s in data_map.systems.values()
+        for purpose in s.purposes
+        if purpose in legitimate
+    )
+
+
+# --- internals ------------------------------------------------------------------------------------
+
+
+def _move(case: Case, status: str, now: datetime, **changes: Any) -> Decision:
+    if status not in TRANSITIONS[case.status]:
+        raise IllegalTransition(f"a case in {case.status} cannot become {status}")
+    if status != IN_PROGRESS:
+        changes.setdefault("manual_review", False)
+    if status in TERMINAL:
+        changes.setdefault("closed_at", now)
+    moved = replace(case, status=status, **changes)
+    return Decision(moved, (StatusChanged(case.status, status),))
+
+
+def _command_id(case: Case, step: Step) -> str:
+    return str(uuid.uuid5(COMMAND_NAMESPACE, f"{case.request_id}:{step.key}:{step.attempt}"))
+
+
+def _issue(case: Case, phase: int) -> Decision:
+    """Give every unissued step of `phase` its command id and ask the caller to send them."""
+    fresh: list[Step] = []
+    steps: list[Step] = []
+    for step in case.steps:
+        if step.phase == phase and not step.issued:
+            step = replace(step, command_id=_command_id(case, step))
+            fresh.append(step)
+        steps.append(step)
+    updated = replace(case, steps=tuple(steps), phase=max(case.phase, phase))
+    return Decision(updated, (IssueCommands(tuple(fresh)),) if fresh else ())
+
+
+def _review(case: Case, why: str, now: datetime) -> Decision:
+    """Hand the case to an operator: in_progress with the manual_review flag."""
+    if case.status == IN_PROGRESS:
+        decision = Decision(replace(case, manual_review=True, review_reason=why))
+    else:
+        decision = _move(case, IN_PROGRESS, now, manual_review=True, review_reason=why)
+    return Decision(decision.case, (*decision.effects, Note("case_manual_review", {"reason": why})))
+
+
+def _dispatch(case: Case, steps: tuple[Step, ...], now: datetime) -> Decision:
+    """From in_progress: send the first phase and wait, or complete when there is nothing to send."""
+    case = replace(case, steps=case.steps + steps, manual_review=False, review_reason=None)
+    pending = sorted({s.phase for s in case.steps if not s.issued})
+    if not pending:
+        return _complete(case, now)
+    moved = _move(case, AWAITING_SYSTEMS, now)
+    return moved.then(_issue(moved.case, pending[0]))
+
+
+def _completion_email(case: Case) -> Notify:
+    return Notify(
+        "erasure_completed",
+        "completed",
+        {"request_id": case.request_id, "retained": case.retained, "systems": sorted({s.system for s in case.steps})},
+        survive_erasure=True,
+    )
+
+
+def _complete(case: Case, now: datetime) -> Decision:
+    if case.right == ERASURE:
+        # The completion email is requested before the key is shredded (unsealed, so it survives).
+        effects: tuple[Effect, ...] = () if case.completion_notified else (_completion_email(case),)
+        case = replace(case, completion_notified=True)
+        done = _move(case, COMPLETED, now)
+        reason = f"the subject's data was erased under request {case.request_id}"
+        return Decision(done.case, effects + done.effects + (CancelOtherCases(reason), ShredSubject()))
+    if case.right in (ACCESS, PORTABILITY):
+        done = _move(case, COMPLETED, now)
+        return Decision(done.case, (AssembleExport(), *done.effects))
+    return _move(case, COMPLETED, now)
+
+
+def _advance(case: Case, now: datetime) -> Decision:
+    """After an ack: wait, send the next phase, or complete."""
+    if any(s.issued and not s.settled for s in case.steps):
+        return Decision(case)
+    later = sorted({s.phase for s in case.steps if not s.issued})
+    if later:
+        # Erasure: every system but the notifier is done; ask for the completion email now, while
+        # the notifier still holds the address, and erase the notifier last.
+        effects: tuple[Effect, ...] = ()
+        if case.right == ERASURE and not case.completion_notified:
+            effects = (_completion_email(case),)
+            case = replace(case, completion_notified=True)
+        return Decision(case, effects).then(_issue(case, later[0]))
+    return _complete(case, now)
+
+
+# --- operations -----------------------------------------------------------------------------------
+
+
+def needs_verification(case: Case) -> bool:
+    """Identity is verified before a request is answered, except an absolute objection: an opt-out
+    is never made harder (the consent service has already withdrawn it on the same event)."""
+    if case.identity_verified:
+        return False
+    return not (case.right == OBJECTION and case.processing in ABSOLUTE_OBJECTIONS)
+
+
+def new_case(
+    *,
+    request_id: str,
+    subject: str,
+    right: str,
+    received_at: datetime,
+    identity_verified: bool,
+    requested_via: str,
+    ground: str | None = None,
+    circumstance: str | None = None,
+    processing: str | None = None,
+    export_format: str | None = None,
+    corrected_fields: Iterable[str] = (),
+) -> Case:
+    if right not in RIGHTS:
+        raise CaseError(f"unknown right {right!r}")
+    return Case(
+        request_id=request_id,
+        subject=subject,
+        right=right,
+        status=RECEIVED,
+        received_at=received_at,
+        due_at=due_date(received_at),
+        identity_verified=identity_verified,
+        requested_via=requested_via,
+        ground=ground,
+        circumstance=circumstance,
+        processing=processing,
+        export_format=export_format,
+        corrected_fields=tuple(sorted(set(corrected_fields))),
+    )
+
+
+def open_case(case: Case, data_map: DataMap, now: datetime, *, subject_erased: bool = False) -> Decision:
+    """A new case in `received`: acknowledge receipt, then verify identity or start the work."""
+    if case.status != RECEIVED or case.steps:
+        raise CaseError("open_case needs a fresh case")
+    opened = Decision(case, (StatusChanged(None, RECEIVED),))
+    if subject_erased:
+        # Nothing of this subject is left here to act on, and no address to write to.
+        if case.right == ERASURE:
+            progress = _move(case, IN_PROGRESS, now)
+            done = _move(progress.case, COMPLETED, now, reason="the subject's data was already erased")
+            return opened.then(progress).then(done)
+        return opened.then(_move(case, CANCELLED, now, reason="the subject's data was erased before this request"))
+    received = Notify(
+        "request_received",
+        "received",
+        {
+            "request_id": case.request_id,
+            "right": case.right,
+            "due_date": case.due_at.isoformat(),
+        },
+    )
+    opened = Decision(case, (*opened.effects, received))
+    if needs_verification(case):
+        pending = _move(case, IDENTITY_PENDING, now)
+        return opened.then(Decision(pending.case, (*pending.effects, SendVerificationCode())))
+    return opened.then(start(case, data_map, now))
+
+
+def start(case: Case, data_map: DataMap, now: datetime) -> Decision:
+    """Identity is settled: plan the work for the right and send it (or hand it to an operator)."""
+    if case.status not in (RECEIVED, IDENTITY_PENDING):
+        raise CaseError(f"a case in {case.status} has already started")
+    progress = _move(replace(case, identity_verified=True), IN_PROGRESS, now)
+    case = progress.case
+    if case.right == ERASURE:
+        return progress.then(_dispatch(case, erasure_plan(data_map), now))
+    if case.right in (ACCESS, PORTABILITY):
+        return progress.then(_dispatch(case, export_plan(data_map), now))
+    if case.right == RESTRICTION:
+        return progress.then(_dispatch(case, restriction_plan(data_map), now))
+    if case.right == RECTIFICATION:
+        steps = rectification_plan(data_map, case.corrected_fields)
+        if not steps:
+            fields = ", ".join(case.corrected_fields) or "(none)"
+            return progress.then(_review(case, f"no system in the data map holds the fields {fields}", now))
+        return progress.then(_dispatch(case, steps, now))
+    # Objection.
+    if case.processing in ABSOLUTE_OBJECTIONS:
+        # Absolute (Art. 21(2)-(3)): the consent service withdraws on the same event; nothing to weigh.
+        return progress.then(_move(case, COMPLETED, now))
+    return progress.then(
+        _review(
+            case,
+            "objection to legitimate-interest processing: weigh the grounds (Art. 21(1)) and approve or reject",
+            now,
+        )
+    )
+
+
+def verify(case: Case, data_map: DataMap, now: datetime) -> Decision:
+    """The subject proved their identity with the one-time code."""
+    if case.status != IDENTITY_PENDING:
+        raise CaseError(f"a case in {case.status} is not waiting for identity verification")
+    return Decision(case, (Note("case_identity_verified", {"method": "one_time_code"}),)).then(
+        start(case, data_map, now)
+    )
+
+
+def approve(case: Case, data_map: DataMap, now: datetime) -> Decision:
+    """Operator approval: of the identity, of a manual review (retry failed systems, uphold an
+    objection, accept a rectification handled by hand)."""
+    if case.status == IDENTITY_PENDING:
+        return Decision(case, (Note("case_identity_verified", {"method": "operator"}),)).then(
+            start(case, data_map, now)
+        )
+    if case.status != IN_PROGRESS or not case.manual_review:
+        raise CaseError(
+            f"nothing to approve: the case is {case.status}"
+            + (" without manual review" if case.status == IN_PROGRESS else "")
+        )
+    failed = [s for s in case.steps if s.outcome == "failed"]
+    if failed:
+        # Retry each failed system with a new command (new attempt number, new command id).
+        steps = tuple(
+            replace(s, attempt=s.attempt + 1, command_id=None, outcome=None) if s.outcome == "failed" else s
+            for s in case.steps
+        )
+        retried = replace(case, steps=steps, manual_review=False, review_reason=None)
+        moved = _move(retried, AWAITING_SYSTEMS, now)
+        reissue = _issue(moved.case, min(s.phase for s in failed))
+        note = Note("case_retry_approved", {"systems": sorted({s.system for s in failed})})
+        return Decision(reissue.case, (note, *moved.effects, *reissue.effects))
+    if case.right == OBJECTION and not case.steps:
+        return _dispatch(case, objection_plan(data_map), now)
+    return _complete(replace(case, review_reason=None), now)
+
+
+def reject(case: Case, reason: str, now: datetime) -> Decision:
+    """Refuse the request with its legal reason; the email names the reason and IMY."""
+    reason = reason.strip()
+    if not reason:
+        raise CaseError("a rejection needs a reason")
+    done = _move(case, REJECTED, now, reason=reason)
+    email = Notify(
+        "request_rejected",
+        "rejected",
+        {"request_id": case.request_id, "right": case.right, "reason": reason, **IMY},
+    )
+    return Decision(done.case, (*done.effects, email))
+
+
+def cancel(case: Case, reason: str, now: datetime) -> Decision:
+    if not reason.strip():
+        raise CaseError("a cancellation needs a reason")
+    return _move(case, CANCELLED, now, reason=reason.strip())
+
+
+def close_unverified(case: Case, now: datetime, after: timedelta) -> Decision:
+    """Identity not verified within `after` of receipt: close, and tell the subject why."""
+    if case.status != IDENTITY_PENDING:
+        raise CaseError(f"a case in {case.status} is not waiting for identity verification")
+    if now < case.received_at + after:
+        raise CaseError("the verification period has not ended")
+    reason = f"identity was not verified within {span(after)} of the request"
+    done = _move(case, CLOSED_UNVERIFIED, now, reason=reason)
+    email = Notify(
+        "request_rejected",
+        "closed_unverified",
+        {"request_id": case.request_id, "right": case.right, "reason": reason, **IMY},
+    )
+    return Decision(done.case, (*done.effects, email))
+
+
+def extend(case: Case, months: int, reason: str, now: datetime) -> Decision:
+    """Art. 12(3): up to two more months, once, with a reason told to the subject in the first month."""
+    reason = reason.strip()
+    if case.terminal:
+        raise CaseError(f"a case in {case.status} cannot be extended")
+    if months not in (1, 2):
+        raise CaseError("months must be 1 or 2")
+    if not reason:
+        raise CaseError("an extension needs a reason")
+    if case.extended:
+        raise CaseError("the deadline was already extended once")
+    if case.extension_months + months > MAX_EXTENSION_MONTHS:
+        raise CaseError("the deadline may be extended by at most two months")
+    if now >= case.original_due_at:
+        raise CaseError("an extension must be made before the original due date")
+    extended = replace(
+        case, extension_months=months, extension_reason=reason, due_at=due_date(case.received_at, months)
+    )
+    email = Notify(
+        "deadline_extended",
+        "extended",
+        {
+            "request_id": case.request_id,
+            "right": case.right,
+            "reason": reason,
+            "months": months,
+            "original_due_date": case.original_due_at.isoformat(),
+            "due_date": extended.due_at.isoformat(),
+        },
+    )
+    return Decision(extended, (DeadlineExtended(months, reason), email))
+
+
+def record_ack(case: Case, command_id: str, status: str, now: datetime, retained_basis: str | None = None) -> Decision:
+    """A system answered one of the case's commands."""
+    if status not in ACK_STATUSES:
+        raise CaseError(f"unknown ack status {status!r}")
+    index = next((i for i, s in enumerate(case.steps) if s.command_id == command_id), None)
+    if index is None or case.steps[index].outcome is not None:
+        return Decision(case)  # not ours, or an answer to a re-sent command already counted
+    step = replace(case.steps[index], outcome=status, retained_basis=retained_basis)
+    case = replace(case, steps=(*case.steps[:index], step, *case.steps[index + 1 :]))
+    note = Note("case_system_answered", {"system": step.system, "action": step.action, "status": status})
+    recorded = Decision(case, (note,))
+    if case.terminal or case.status != AWAITING_SYSTEMS:
+        return recorded  # e.g. lifting a completed restriction, or answers while under review
+    if status == "failed":
+        return recorded.then(_review(case, f"{step.system} could not {step.action}; retry or handle by hand", now))
+    return recorded.then(_advance(case, now))
+
+
+def lift_restriction(case: Case, data_map: DataMap) -> Decision:
+    """Lift a completed restriction (Art. 18(3)): `lift_restriction` to every system."""
+    if case.right != RESTRICTION or case.status != COMPLETED:
+        raise CaseError("only a completed restriction can be lifted")
+    if case.restriction_lifted:
+        raise CaseError("the restriction was already lifted")
+    phase = case.phase + 1
+    lifted = replace(
+        case,
+        restriction_lifted=True,
+        steps=case.steps + restriction_plan(data_map, "lift_restriction", phase),
+    )
+    issued = _issue(lifted, phase)
+    return Decision(issued.case, (Note("case_restriction_lifted"), *issued.effects))
+
+
+# --- notifications built outside a decision (they need a random code or token) ----------------
+
+
+def code_email(case: Case, code: str, number: int, ttl: timedelta) -> Notify:
+    """The one-time code; `number` counts the codes of this request (a new code is a new email)."""
+    return Notify(
+        "verification_code",
+        f"code:{number}",
+        {
+            "code": code,
+            "request_id": case.request_id,
+            "expires_minutes": max(1, int(ttl.total_seconds() // 60)),
+        },
+    )
+
+
+def export_email(case: Case, link: str, expires_at: datetime, max_downloads: int) -> Notify:
+    # `download_url` is the notifier template's name for the link; `link` is kept for other readers.
+    return Notify(
+        "export_ready",
+        "export_ready",
+        {
+            "request_id": case.request_id,
+            "download_url": link,
+            "link": link,
+            "expires_at": expires_at.isoformat(),
+            "max_downloads": max_downloads,
+        },
+    )
+
+
+# --- timers -----------------------------------------------------------------------------------------
+
+
+def is_overdue(case: Case, now: datetime) -> bool:
+    return not case.terminal and now > case.due_at
+
+
+def is_due_soon(case: Case, now: datetime, within: timedelta = DUE_SOON) -> bool:
+    return not case.terminal and case.due_at - within <= now <= case.due_at

@@ -1,0 +1,28 @@
+"""DSAR service settings (shared names from the contract, plus this service's own)."""
+
+from __future__ import annotations
+
+from privacy_runtime.settings import ServiceSettings
+
+DAY = 86400.0
+
+
+class DsarSettings(ServiceSettings):
+    #: How long a system has to acknowledge a case command before it is reported overdue.
+    command_respond_within_seconds: float = 7 * DAY
+    #: First re-send after this long without an ack; doubles per attempt, capped below.
+    command_resend_base_seconds: float = 30.0
+    command_resend_max_seconds: float = 6 * 3600
+    #: One-time identity codes: lifetime, wrong guesses before the code locks, codes per request.
+    verification_code_ttl_seconds: float = DAY
+    verification_max_attempts: int = 5
+    verification_max_codes: int = 3
+    #: A request whose identity is not verified within this long is closed (closed_unverified).
+    unverified_close_after_seconds: float = 14 * DAY
+    #: Export download links: lifetime and number of downloads.
+    export_ttl_seconds: float = 7 * DAY
+    export_max_downloads: int = 3
+    #: How often the timer loop closes unverified cases, refreshes deadline gauges and escalates.
+    timer_interval_seconds: float = 30.0
+    #: Open cases due within this long count as "due soon" (gauge and one operator reminder).
+    due_soon_seconds: float = 3 * DAY

@@ -1,0 +1,386 @@
+"""DSAR persistence: SQL only. Cases are stored as their JSON value plus columns for queries."""
+
+from __future__ import annotations
+
+import json
+import uuid
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass
+from datetime import datetime
+from typing import Any
+
+import asyncpg
+
+from services.dsar.cases import Case, Step
+
+# --- case <-> row -------------------------------------------------------------------------------
+
+_TIMES = ("received_at", "due_at", "closed_at")
+
+
+def case_to_json(case: Case) -> str:
+    value = asdict(case)
+    for name in _TIMES:
+        moment = value[name]
+        value[name] = moment.isoformat() if moment is not None else None
+    return json.dumps(value, sort_keys=True)
+
+
+def case_from_json(raw: str | dict[str, Any]) -> Case:
+    value = dict(json.loads(raw) if isinstance(raw, str) else raw)
+    for name in _TIMES:
+        if value.get(name) is not None:
+            value[name] = datetime.fromisoformat(value[name])
+    value["steps"] = tuple(Step(**s) for s in value.get("steps", ()))
+    value["corrected_fields"] = tuple(value.get("corrected_fields", ()))
+    return Case(**value)
+
+
+async def insert_case(conn: asyncpg.Connection, case: Case, corrections_sealed: bytes | None) -> bool:
+    """Insert a new case; False when the request_id is already known (a duplicate request)."""
+    inserted = await conn.fetchval(
+        "INSERT INTO cases (request_id, subject, case_right, status, received_at, due_at, closed_at, "
+        "manual_review, state, corrections_sealed) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9::jsonb, $10) "
+        "ON CONFLICT (request_id) DO NOTHING RETURNING 1",
+        uuid.UUID(case.request_id),
+        case.subject,
+        case.right,
+        case.status,
+        case.received_at,
+        case.due_at,
+        case.closed_at,
+        case.manual_review,
+        case_to_json(case),
+        corrections_sealed,
+    )
+    return inserted is not None
+
+
+async def save_case(conn: asyncpg.Connection, case: Case) -> None:
+    await conn.execute(
+        "UPDATE cases SET status = $2, due_at = $3, closed_at = $4, manual_review = $5, state = $6::jsonb, "
+        "updated_at = now() WHERE request_id = $1",
+        uuid.UUID(case.request_id),
+        case.status,
+        case.due_at,
+        case.closed_at,
+        case.manual_review,
+        case_to_json(case),
+    )
+
+
+async def lock_case(conn: asyncpg.Connection, request_id: str) -> Case | None:
+    """The case, locked for this transaction (acks, HTTP and timers may touch it at once)."""
+    row = await conn.fetchrow("SELECT state FROM cases WHERE request_id = $1 FOR UPDATE", uuid.UUID(request_id))
+    return case_from_json(row["state"]) if row else None
+
+
+async def get_case(conn: asyncpg.Connection, request_id: str) -> Case | None:
+    row = await conn.fetchrow("SELECT state FROM cases WHERE request_id = $1", uuid.UUID(request_id))
+    return case_from_json(row["state"]) if row else None
+
+
+async def corrections_sealed(conn: asyncpg.Connection, request_id: str) -> bytes | None:
+    value = await conn.fetchval("SELECT corrections_sealed FROM cases WHERE request_id = $1", uuid.UUID(request_id))
+    return bytes(value) if value is not None else None
+
+
+async def open_cases_of(conn: asyncpg.Connection, subject: str, *, except_request: str) -> list[str]:
+    rows = await conn.fetch(
+        "SELECT request_id FROM cases WHERE subject = $1 AND closed_at IS NULL AND request_id <> $2 "
+        "ORDER BY request_id",
+        subject,
+        uuid.UUID(except_request),
+    )
+    return [str(r["request_id"]) for r in rows]
+
+
+async def cases_of(conn: asyncpg.Connection, subject: str) -> list[Case]:
+    rows = await conn.fetch("SELECT state FROM cases WHERE subject = $1 ORDER BY received_at", subject)
+    return [case_from_json(r["state"]) for r in rows]
+
+
+async def list_cases(
+    conn: asyncpg.Connection,
+    *,
+    status: str | None,
+    right: str | None,
+    overdue: bool | None,
+    now: datetime,
+    limit: int,
+) -> list[tuple[Case, datetime]]:
+    rows = await conn.fetch(
+        """
+        SELECT state, opened_at FROM cases
+        WHERE ($1::text IS NULL OR status = $1)
+          AND ($2::text IS NULL OR case_right = $2)
+          AND ($3::bool IS NULL
+               OR ($3 AND closed_at IS NULL AND due_at < $4)
+               OR (NOT $3 AND (closed_at IS NOT NULL OR due_at >= $4)))
+        ORDER BY due_at, request_id LIMIT $5
+        """,
+        status,
+        right,
+        overdue,
+        now,
+        limit,
+    )
+    return [(case_from_json(r["state"]), r["opened_at"]) for r in rows]
+
+
+async def unverified_before(conn: asyncpg.Connection, cutoff: datetime, limit: int = 500) -> list[str]:
+    rows = await conn.fetch(
+        "SELECT request_id FROM cases WHERE status = 'identity_pending' AND received_at <= $1 "
+        "ORDER BY received_at LIMIT $2",
+        cutoff,
+        limit,
+    )
+    return [str(r["request_id"]) for r in rows]
+
+
+async def claim_overdue(conn: asyncpg.Connection, now: datetime) -> list[asyncpg.Record]:
+    """Open cases past due not reported yet; marks them reported (escalated once)."""
+    return list(
+        await conn.fetch(
+            "UPDATE cases SET overdue_reported = true WHERE closed_at IS NULL AND due_at < $1 "
+            "AND NOT overdue_reported RETURNING request_id, subject, case_right, due_at",
+            now,
+        )
+    )
+
+
+async def claim_due_soon(conn: asyncpg.Connection, now: datetime, horizon: datetime) -> list[asyncpg.Record]:
+    """Open cases due before `horizon` not reminded yet; marks them reminded."""
+    return list(
+        await conn.fetch(
+            "UPDATE cases SET due_soon_reported = true WHERE closed_at IS NULL "
+            "AND due_at >= $1 AND due_at < $2 AND NOT due_soon_reported"
+            " RETURNING request_id, subject, case_right, due_at",
+            now,
+            horizon,
+        )
+    )
+
+
+async def deadline_counts(conn: asyncpg.Connection, now: datetime, horizon: datetime) -> list[asyncpg.Record]:
+    return list(
+        await conn.fetch(
+            "SELECT case_right, count(*) AS open, count(*) FILTER (WHERE due_at < $1) AS overdue, "
+            "count(*) FILTER (WHERE due_at >= $1 AND due_at < $2) AS due_soon "
+            "FROM cases WHERE closed_at IS NULL GROUP BY case_right",
+            now,
+            horizon,
+        )
+    )
+
+
+async def supersede_commands(conn: asyncpg.Connection, request_ids: Sequence[str]) -> None:
+    """Stop re-sending the outstanding commands of closed cases (the runtime's `commands` table)."""
+    if request_ids:
+        await conn.execute(
+            "UPDATE commands SET acked_at = now(), ack_status = 'superseded' "
+            "WHERE request_id = ANY($1::uuid[]) AND acked_at IS NULL",
+            [uuid.UUID(r) for r in request_ids],
+        )
+
+
+# --- identity verification ------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Verification:
+    code_hash: str
+    expires_at: datetime
+    attempts: int
+    codes_issued: int
+    locked: bool
+    verified: bool
+
+
+async def put_code(conn: asyncpg.Connection, request_id: str, code_hash: str, expires_at: datetime) -> int:
+    """Store a (new) code hash with fresh attempts; returns how many codes this request has had."""
+    value = await conn.fetchval(
+        "INSERT INTO verifications (request_id, code_hash, expires_at) VALUES ($1, $2, $3) "
+        "ON CONFLICT (request_id) DO UPDATE SET code_hash = excluded.code_hash, "
+        "expires_at = excluded.expires_at, attempts = 0, locked_at = NULL, "
+        "codes_issued = verifications.codes_issued + 1 RETURNING codes_issued",
+        uuid.UUID(request_id),
+        code_hash,
+        expires_at,
+    )
+    return int(value)
+
+
+async def lock_verification(conn: asyncpg.Connection, request_id: str) -> Verification | None:
+    row = await conn.fetchrow("SELECT * FROM verifications WHERE request_id = $1 FOR UPDATE", uuid.UUID(request_id))
+    if row is None:
+        return None
+    return Verification(
+        row["code_hash"],
+        row["expires_at"],
+        row["attempts"],
+        row["codes_issued"],
+        row["locked_at"] is not None,
+        row["verified_at"] is not None,
+    )
+
+
+async def count_failed_attempt(conn: asyncpg.Connection, request_id: str, lock: bool) -> int:
+    value = await conn.fetchval(
+        "UPDATE verifications SET attempts = attempts + 1, "
+        "locked_at = CASE WHEN $2 THEN now() ELSE locked_at END WHERE request_id = $1 RETURNING attempts",
+        uuid.UUID(request_id),
+        lock,
+    )
+    return int(value)
+
+
+async def mark_verified(conn: asyncpg.Connection, request_id: str) -> None:
+    await conn.execute(
+        "UPDATE verifications SET verified_at = now(), code_hash = '' WHERE request_id = $1",
+        uuid.UUID(request_id),
+    )
+
+
+# --- exports ----------------------------------------------------------------------------------------
+
+
+async def put_fragment(
+    conn: asyncpg.Connection, request_id: str, system: str, status: str, sealed: bytes | None
+) -> None:
+    await conn.execute(
+        "INSERT INTO export_fragments (request_id, system, status, fragment_sealed) VALUES ($1, $2, $3, $4) "
+        "ON CONFLICT (request_id, system) DO NOTHING",
+        uuid.UUID(request_id),
+        system,
+        status,
+        sealed,
+    )
+
+
+async def fragments(conn: asyncpg.Connection, request_id: str) -> list[asyncpg.Record]:
+    return list(
+        await conn.fetch(
+            "SELECT system, status, fragment_sealed FROM export_fragments WHERE request_id = $1 ORDER BY system",
+            uuid.UUID(request_id),
+        )
+    )
+
+
+async def drop_fragments(conn: asyncpg.Connection, request_id: str) -> None:
+    await conn.execute("DELETE FROM export_fragments WHERE request_id = $1", uuid.UUID(request_id))
+
+
+async def put_export(
+    conn: asyncpg.Connection,
+    *,
+    token_hash: str,
+    request_id: str,
+    subject: str,
+    media_type: str,
+    filename: str,
+    sealed: bytes,
+    expires_at: datetime,
+    downloads: int,
+) -> None:
+    await conn.execute(
+        "INSERT INTO exports (token_hash, request_id, subject, media_type, filename, package_sealed, "
+        "expires_at, downloads_left) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
+        token_hash,
+        uuid.UUID(request_id),
+        subject,
+        media_type,
+        filename,
+        sealed,
+        expires_at,
+        downloads,
+    )
+
+
+@dataclass(frozen=True)
+class ExportRow:
+    request_id: str
+    subject: str
+    media_type: str
+    filename: str
+    sealed: bytes
+    expires_at: datetime
+    downloads_left: int
+
+
+async def take_download(conn: asyncpg.Connection, token_hash: str, now: datetime) -> tuple[str, ExportRow | None]:
+    """Count one download: ('ok', row), ('expired', None), ('used_up', None) or ('unknown', None)."""
+    row = await conn.fetchrow("SELECT * FROM exports WHERE token_hash = $1 FOR UPDATE", token_hash)
+    if row is None:
+        return "unknown", None
+    if row["expires_at"] <= now:
+        return "expired", None
+    if row["downloads_left"] <= 0:
+        return "used_up", None
+    await conn.execute(
+        "UPDATE exports SET downloads_left = downloads_left - 1, last_download_at = $2 WHERE token_hash = $1",
+        token_hash,
+        now,
+    )
+    return "ok", ExportRow(
+        str(row["request_id"]),
+        row["subject"],
+        row["media_type"],
+        row["filename"],
+        bytes(row["package_sealed"]),
+        row["expires_at"],
+        row["downloads_left"] - 1,
+    )
+
+
+async def purge_expired_exports(conn: asyncpg.Connection, now: datetime) -> int:
+    """Packages hold PII: delete them once their link can no longer be used."""
+    value = await conn.fetchval(
+        "WITH d AS (DELETE FROM exports WHERE expires_at <= $1 OR downloads_left <= 0 RETURNING 1) "
+        "SELECT count(*) FROM d",
+        now,
+    )
+    return int(value)
+
+
+# --- the dsar service's own records of a subject (as a downstream system) ------------------------
+
+
+async def erase_subject_records(conn: asyncpg.Connection, subject: str) -> int:
+    """Delete what the dsar service holds beyond case records: packages, fragments, codes, corrections."""
+    removed = 0
+    removed += int(
+        await conn.fetchval(
+            "WITH d AS (DELETE FROM exports WHERE subject = $1 RETURNING 1) SELECT count(*) FROM d", subject
+        )
+    )
+    removed += int(
+        await conn.fetchval(
+            "WITH d AS (DELETE FROM export_fragments f USING cases c WHERE f.request_id = c.request_id "
+            "AND c.subject = $1 RETURNING 1) SELECT count(*) FROM d",
+            subject,
+        )
+    )
+    removed += int(
+        await conn.fetchval(
+            "WITH d AS (DELETE FROM verifications v USING cases c WHERE v.request_id = c.request_id "
+            "AND c.subject = $1 RETURNING 1) SELECT count(*) FROM d",
+            subject,
+        )
+    )
+    removed += int(
+        await conn.fetchval(
+            "WITH d AS (UPDATE cases SET corrections_sealed = NULL WHERE subject = $1 "
+            "AND corrections_sealed IS NOT NULL RETURNING 1) SELECT count(*) FROM d",
+            subject,
+        )
+    )
+    await conn.execute("DELETE FROM restrictions WHERE subject = $1", subject)
+    return removed
+
+
+async def set_restricted(conn: asyncpg.Connection, subject: str, restricted: bool) -> None:
+    if restricted:
+        await conn.execute("INSERT INTO restrictions (subject) VALUES ($1) ON CONFLICT DO NOTHING", subject)
+    else:
+        await conn.execute("DELETE FROM restrictions WHERE subject = $1", subject)

@@ -1,0 +1,529 @@
+"""DSAR use cases: open cases from the request topics, collect acks, verify identity, operator
+actions and timers. Each runs in one transaction: it reads through `store`, decides through `cases`
+(pure), and carries out the decision's effects (status events, notifications, commands, audit) in
+that same transaction, so a crash never loses or duplicates an effect.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import secrets
+import uuid
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from hashlib import sha256
+from typing import Any, TypeVar
+
+import asyncpg
+
+from privacy_runtime import metrics
+from privacy_runtime.commands import CommandTracker
+from privacy_runtime.crypto import open_sealed, seal
+from privacy_runtime.processor import Inbound
+from schemas.enums import CaseRight, CaseStatus, Locale, NotificationCategory
+from schemas.events import DsarStatus, NotificationRequested
+from schemas.topics import DSAR_STATUS, NOTIFICATION_REQUESTED
+from services.dsar import cases, package, store
+from services.dsar.cases import Case, Decision
+from services.dsar.settings import DsarSettings
+from services.dsar.verification import CodeHasher, Verdict, judge, new_code
+
+log = logging.getLogger(__name__)
+
+T = TypeVar("T")
+
+#: Notification event ids derive from the notification id, so a replayed effect is a duplicate.
+NOTIFICATION_NAMESPACE = uuid.UUID("a3c0e6f2-8b7d-4c1e-9f25-3d6b0a4e8c71")
+#: The dsar service does not know the subject's language; the notifier's directory may override it.
+DEFAULT_LOCALE = Locale.SV
+#: Errors that make an HTTP-driven transaction worth one more try (two requests on one case).
+RETRYABLE = (asyncpg.exceptions.DeadlockDetectedError, asyncpg.exceptions.SerializationError)
+
+
+class UnknownCase(LookupError):
+    pass
+
+
+@dataclass(frozen=True)
+class VerifyResult:
+    status: int
+    body: dict[str, Any]
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+class Workflow:
+    def __init__(self, runtime: Any, tracker: CommandTracker, settings: DsarSettings):
+        self.runtime = runtime
+        self.tracker = tracker
+        self.settings = settings
+        self.keyring = runtime.keyring
+        self.data_map = runtime.data_map
+        self.hasher = CodeHasher(settings.master_key())
+        # PUBLIC_BASE_URL when set; otherwise this service's own local address (the contract default).
+        if "public_base_url" in settings.model_fields_set:
+            self.public_base_url = settings.public_base_url.rstrip("/")
+        else:
+            self.public_base_url = f"http://{settings.web_bind}:{settings.dsar_web_port}"
+
+    @property
+    def unverified_after(self) -> timedelta:
+        return timedelta(seconds=self.settings.unverified_close_after_seconds)
+
+    # --- intake ---------------------------------------------------------------------------------
+
+    async def on_erasure_requested(self, conn: asyncpg.Connection, batch: list[Inbound]) -> None:
+        for item in batch:
+            data = item.data
+            case = cases.new_case(
+                request_id=str(data.request_id),
+                subject=item.event.subject,
+                right=cases.ERASURE,
+                received_at=item.event.time,
+                identity_verified=data.identity_verified,
+                requested_via=str(data.requested_via),
+                ground=str(data.ground),
+            )
+            await self._open(conn, case, None)
+
+    async def on_dsar_requested(self, conn: asyncpg.Connection, batch: list[Inbound]) -> None:
+        for item in batch:
+            data = item.data
+            details = data.details
+            corrections = dict(details.corrections) if details.corrections else None
+            case = cases.new_case(
+                request_id=str(data.request_id),
+                subject=item.event.subject,
+                right=str(data.right),
+                received_at=item.event.time,
+                identity_verified=data.identity_verified,
+                requested_via=str(data.requested_via),
+                circumstance=str(details.circumstance) if details.circumstance else None,
+                processing=str(details.processing) if details.processing else None,
+                export_format=str(details.format) if details.format else None,
+                corrected_fields=sorted(corrections or {}),
+            )
+            await self._open(conn, case, corrections)
+
+    async def _open(self, conn: asyncpg.Connection, case: Case, corrections: dict[str, str] | None) -> None:
+        erased = await self.keyring.is_erased(conn, case.subject)
+        sealed = None
+        if corrections and not erased:
+            # Correction values are PII: sealed with the subject's key, shredded with it.
+            sealed = await self.keyring.encrypt(
+                conn, case.subject, f"corrections:{case.request_id}", json.dumps(corrections)
+            )
+        if not await store.insert_case(conn, case, sealed):
+            # Same request_id again (a resubmission, or on the other request topic): nothing new.
+            await self.runtime.audit.record(
+                conn,
+                "case_duplicate_request",
+                subject=case.subject,
+                ref=case.request_id,
+                detail={"right": case.right},
+            )
+            return
+        metrics.CASES_OPENED.labels(right=case.right).inc()
+        await self.apply(conn, cases.open_case(case, self.data_map, utcnow(), subject_erased=erased))
+
+    # --- acknowledgements -----------------------------------------------------------------------
+
+    async def on_acks(self, conn: asyncpg.Connection, batch: list[Inbound]) -> None:
+        for item in batch:
+            data = item.data
+            ack = await self.tracker.acknowledge(
+                conn,
+                command_id=str(data.command_id),
+                system=str(data.system),
+                status=str(data.status),
+                detail=data.detail,
+            )
+            if ack is None or not ack.first or ack.request_id is None:
+                continue  # another service's command, or a repeated answer
+            case = await store.lock_case(conn, ack.request_id)
+            if case is None:
+                continue
+            if ack.action == "export" and not case.terminal:
+                fragment = None
+                if data.export is not None:
+                    fragment = await self.keyring.encrypt(
+                        conn,
+                        case.subject,
+                        f"fragment:{case.request_id}:{ack.system}",
+                        json.dumps(data.export),
+                    )
+                await store.put_fragment(conn, case.request_id, ack.system, ack.status, fragment)
+            decision = cases.record_ack(case, ack.command_id, ack.status, utcnow(), data.retained_basis)
+            await self.apply(conn, decision)
+
+    # --- carrying out decisions ---------------------------------------------------------------
+
+    async def apply(self, conn: asyncpg.Connection, decision: Decision) -> Case:
+        case = decision.case
+        changes = [e for e in decision.effects if isinstance(e, cases.StatusChanged)]
+        for effect in decision.effects:
+            if isinstance(effect, cases.StatusChanged):
+                # Only the last status of a decision carries the case's reason (rejection, review).
+                reason = case.status_reason if effect is changes[-1] else case.extension_reason
+                await self._status_changed(conn, case, effect, reason)
+            elif isinstance(effect, cases.DeadlineExtended):
+                await self._publish_status(conn, case, case.status, effect.reason)
+                await self.runtime.audit.record(
+                    conn,
+                    "case_extended",
+                    subject=case.subject,
+                    ref=case.request_id,
+                    detail={
+                        "months": effect.months,
+                        "reason": effect.reason,
+                        "due_at": case.due_at.isoformat(),
+                        "original_due_at": case.original_due_at.isoformat(),
+                    },
+                )
+            elif isinstance(effect, cases.Notify):
+                await self._notify(conn, case, effect)
+            elif isinstance(effect, cases.IssueCommands):
+                await self._issue(conn, case, effect.steps)
+            elif isinstance(effect, cases.SendVerificationCode):
+                await self._send_code(conn, case)
+            elif isinstance(effect, cases.AssembleExport):
+                await self._assemble_export(conn, case)
+            elif isinstance(effect, cases.CancelOtherCases):
+                await self._cancel_others(conn, case, effect.reason)
+            elif isinstance(effect, cases.ShredSubject):
+                # Last: the completion email and status events above are unsealed and survive this.
+                await store.erase_subject_records(conn, case.subject)
+                await self.keyring.shred_subject(conn, case.subject)
+                await self.runtime.audit.record(
+                    conn,
+                    "subject_shredded",
+                    subject=case.subject,
+                    ref=case.request_id,
+                    detail={"system": "dsar"},
+                )
+            elif isinstance(effect, cases.Note):
+                await self.runtime.audit.record(
+                    conn, effect.action, subject=case.subject, ref=case.request_id, detail=dict(effect.detail)
+                )
+        await store.save_case(conn, case)
+        return case
+
+    async def _status_changed(
+        self, conn: asyncpg.Connection, case: Case, change: cases.StatusChanged, reason: str | None
+    ) -> None:
+        await self._publish_status(conn, case, change.status, reason)
+        detail: dict[str, Any] = {"right": case.right, "from": change.previous, "to": change.status}
+        if reason:
+            detail["reason"] = reason
+        await self.runtime.audit.record(
+            conn, f"case_{change.status}", subject=case.subject, ref=case.request_id, detail=detail
+        )
+        if change.status in cases.TERMINAL:
+            metrics.CASES_CLOSED.labels(right=case.right, status=change.status).inc()
+            if change.status == cases.COMPLETED:
+                seconds = ((case.closed_at or utcnow()) - case.received_at).total_seconds()
+                metrics.CASE_COMPLETION_SECONDS.labels(right=case.right).observe(max(0.0, seconds))
+
+    async def _publish_status(self, conn: asyncpg.Connection, case: Case, status: str, reason: str | None) -> None:
+        event = DsarStatus(
+            request_id=uuid.UUID(case.request_id),
+            right=CaseRight(case.right),
+            status=CaseStatus(status),
+            due_at=case.due_at,
+            extended=case.extended,
+            reason=(reason or None),
+        )
+        # No PII in a status event: unsealed, so it survives the subject's erasure.
+        await self.runtime.outbox.add(conn, DSAR_STATUS, event, subject=case.subject, seal=False)
+
+    async def _notify(self, conn: asyncpg.Connection, case: Case, notify: cases.Notify) -> None:
+        notification_id = f"dsar:{case.request_id}:{notify.suffix}"
+        # Sealed by default: codes and download links are secrets. The completion email is unsealed
+        # because the subject's key is shredded in the same transaction.
+        sealed = not notify.survive_erasure
+        if sealed and await self.keyring.is_erased(conn, case.subject):
+            log.info("notification %s not requested: subject erased", notification_id)
+            return
+        event = NotificationRequested(
+            notification_id=notification_id,
+            template=notify.template,
+            category=NotificationCategory.TRANSACTIONAL,
+            locale=DEFAULT_LOCALE,
+            params=dict(notify.params),
+        )
+        await self.runtime.outbox.add(
+            conn,
+            NOTIFICATION_REQUESTED,
+            event,
+            subject=case.subject,
+            seal=sealed,
+            event_id=str(uuid.uuid5(NOTIFICATION_NAMESPACE, notification_id)),
+        )
+        await self.runtime.audit.record(
+            conn,
+            "notification_requested",
+            subject=case.subject,
+            ref=case.request_id,
+            detail={"template": notify.template, "id": notification_id},
+        )
+
+    async def _issue(self, conn: asyncpg.Connection, case: Case, steps: tuple[cases.Step, ...]) -> None:
+        corrections: dict[str, str] = {}
+        if any(s.action == "rectify" for s in steps):
+            sealed = await store.corrections_sealed(conn, case.request_id)
+            plain = await self.keyring.decrypt(conn, case.subject, f"corrections:{case.request_id}", sealed)
+            corrections = json.loads(plain) if plain else {}
+        for step in steps:
+            fields = None
+            if step.action == "rectify":
+                system = self.data_map.get(step.system)
+                held = set(system.fields) if system else set()
+                # Data minimisation: each system gets only the corrections of fields it holds.
+                fields = {k: v for k, v in corrections.items() if k in held} or None
+                if fields is None:
+                    log.warning("rectify for %s on %s has no correction values left", case.request_id, step.system)
+                    continue
+            assert step.command_id is not None
+            await self.tracker.issue(
+                conn,
+                subject=case.subject,
+                system=step.system,
+                action=step.action,
+                purpose=step.purpose,
+                request_id=case.request_id,
+                fields=fields,
+                command_id=step.command_id,
+            )
+
+    async def _send_code(self, conn: asyncpg.Connection, case: Case) -> None:
+        code = new_code()
+        ttl = timedelta(seconds=self.settings.verification_code_ttl_seconds)
+        number = await store.put_code(conn, case.request_id, self.hasher.hash(case.request_id, code), utcnow() + ttl)
+        await self._notify(conn, case, cases.code_email(case, code, number, ttl))
+
+    async def _assemble_export(self, conn: asyncpg.Connection, case: Case) -> None:
+        fragments: dict[str, package.Fragment] = {}
+        for row in await store.fragments(conn, case.request_id):
+            data = None
+            if row["fragment_sealed"] is not None:
+                plain = await self.keyring.decrypt(
+                    conn,
+                    case.subject,
+                    f"fragment:{case.request_id}:{row['system']}",
+                    bytes(row["fragment_sealed"]),
+                )
+                data = json.loads(plain) if plain else None
+            fragments[row["system"]] = package.Fragment(row["status"], data)
+        now = utcnow()
+        built = package.render(case, package.build(case, fragments, self.data_map, now))
+        token = secrets.token_urlsafe(32)
+        token_hash = sha256(token.encode()).hexdigest()
+        data_key = await self.keyring.data_key(conn, case.subject)
+        assert data_key is not None
+        expires_at = now + timedelta(seconds=self.settings.export_ttl_seconds)
+        await store.put_export(
+            conn,
+            token_hash=token_hash,
+            request_id=case.request_id,
+            subject=case.subject,
+            media_type=built.media_type,
+            filename=built.filename,
+            sealed=seal(data_key, built.content, f"export:{token_hash}".encode()),
+            expires_at=expires_at,
+            downloads=self.settings.export_max_downloads,
+        )
+        await store.drop_fragments(conn, case.request_id)
+        await self.runtime.audit.record(
+            conn,
+            "export_assembled",
+            subject=case.subject,
+            ref=case.request_id,
+            detail={
+                "systems": sorted(fragments),
+                "media_type": built.media_type,
+                "bytes": len(built.content),
+            },
+        )
+        link = f"{self.public_base_url}/v1/exports/{token}"
+        await self._notify(conn, case, cases.export_email(case, link, expires_at, self.settings.export_max_downloads))
+
+    async def _cancel_others(self, conn: asyncpg.Connection, case: Case, reason: str) -> None:
+        others = await store.open_cases_of(conn, case.subject, except_request=case.request_id)
+        for request_id in others:
+            other = await store.lock_case(conn, request_id)
+            if other is not None and not other.terminal:
+                await self.apply(conn, cases.cancel(other, reason, utcnow()))
+        # Their commands need no answer now, and could not be re-sent once the key is gone.
+        await store.supersede_commands(conn, others)
+
+    # --- identity verification (HTTP) ---------------------------------------------------------
+
+    async def verify_code(self, request_id: str, code: str) -> VerifyResult:
+        return await self._retrying(lambda: self._verify_code(request_id, code))
+
+    async def _verify_code(self, request_id: str, code: str) -> VerifyResult:
+        contact = self.settings.privacy_contact_email
+        max_attempts = self.settings.verification_max_attempts
+        async with self.runtime.transaction() as conn:
+            case = await store.lock_case(conn, request_id)
+            if case is None:
+                return VerifyResult(404, {"error": "unknown request"})
+            if case.status == cases.CLOSED_UNVERIFIED:
+                return VerifyResult(
+                    410,
+                    {
+                        "error": "the request was closed because identity was not verified "
+                        "in time; please make a new request"
+                    },
+                )
+            if case.status != cases.IDENTITY_PENDING:
+                return VerifyResult(409, {"error": f"the request is {case.status}; there is nothing to verify"})
+            verification = await store.lock_verification(conn, request_id)
+            now = utcnow()
+            matches = verification is not None and self.hasher.matches(request_id, code, verification.code_hash)
+            verdict = judge(verification, matches, now)
+            if verdict is Verdict.MISSING:
+                return VerifyResult(409, {"error": "no verification code is outstanding for this request"})
+            assert verification is not None
+            if verdict is Verdict.LOCKED:
+                return VerifyResult(429, {"error": f"too many wrong codes: verification is locked; contact {contact}"})
+            if verdict is Verdict.EXPIRED:
+                if verification.codes_issued < self.settings.verification_max_codes:
+                    await self._send_code(conn, case)
+                    return VerifyResult(410, {"error": "the code has expired; a new code has been sent by email"})
+                return VerifyResult(
+                    410, {"error": f"the code has expired and no more codes can be sent; contact {contact}"}
+                )
+            if verdict is Verdict.VERIFIED:
+                await store.mark_verified(conn, request_id)
+                updated = await self.apply(conn, cases.verify(case, self.data_map, now))
+                return VerifyResult(200, {"request_id": request_id, "status": updated.status, "verified": True})
+            attempts = await store.count_failed_attempt(
+                conn, request_id, lock=verification.attempts + 1 >= max_attempts
+            )
+            await self.runtime.audit.record(
+                conn,
+                "verification_failed",
+                subject=case.subject,
+                ref=request_id,
+                detail={"attempts": attempts},
+            )
+        if attempts >= max_attempts:
+            return VerifyResult(429, {"error": f"too many wrong codes: verification is locked; contact {contact}"})
+        left = max_attempts - attempts
+        return VerifyResult(
+            403,
+            {"error": f"wrong code; {left} attempt{'s' if left != 1 else ''} left", "attempts_left": left},
+        )
+
+    # --- operator actions (HTTP) ------------------------------------------------------------------
+
+    async def operate(self, request_id: str, action: str, decide: Callable[[Case, datetime], Decision]) -> Case:
+        """Run one operator decision on a case; raises UnknownCase or CaseError."""
+
+        async def attempt() -> Case:
+            async with self.runtime.transaction() as conn:
+                case = await store.lock_case(conn, request_id)
+                if case is None:
+                    raise UnknownCase(request_id)
+                decision = decide(case, utcnow())
+                await self.runtime.audit.record(
+                    conn,
+                    f"operator_{action}",
+                    subject=case.subject,
+                    ref=request_id,
+                    actor="operator",
+                    detail={"status": case.status},
+                )
+                return await self.apply(conn, decision)
+
+        return await self._retrying(attempt)
+
+    async def _retrying(self, attempt: Callable[[], Awaitable[T]]) -> T:
+        for tries in range(3):
+            try:
+                return await attempt()
+            except RETRYABLE:
+                if tries == 2:
+                    raise
+                await asyncio.sleep(0.05 * (tries + 1))
+        raise AssertionError("unreachable")
+
+    # --- timers ---------------------------------------------------------------------------------
+
+    async def timer_loop(self) -> None:
+        while True:
+            try:
+                await self.tick()
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:  # a bad pass must not stop the deadlines being watched
+                log.warning("dsar timer pass failed: %s: %s", type(exc).__name__, exc)
+            await asyncio.sleep(self.settings.timer_interval_seconds)
+
+    async def tick(self) -> None:
+        now = utcnow()
+        horizon = now + timedelta(seconds=self.settings.due_soon_seconds)
+        async with self.runtime.transaction() as conn:
+            for request_id in await store.unverified_before(conn, now - self.unverified_after):
+                case = await store.lock_case(conn, request_id)
+                if case is not None and case.status == cases.IDENTITY_PENDING:
+                    await self.apply(conn, cases.close_unverified(case, now, self.unverified_after))
+        async with self.runtime.transaction() as conn:
+            # Escalation: each overdue case is reported once (audit + log), each case due soon reminded once.
+            for row in await store.claim_overdue(conn, now):
+                log.warning(
+                    "case %s (%s) is overdue since %s",
+                    row["request_id"],
+                    row["case_right"],
+                    row["due_at"].isoformat(),
+                )
+                await self.runtime.audit.record(
+                    conn,
+                    "case_overdue",
+                    subject=row["subject"],
+                    ref=str(row["request_id"]),
+                    detail={"right": row["case_right"], "due_at": row["due_at"].isoformat()},
+                )
+            for row in await store.claim_due_soon(conn, now, horizon):
+                await self.runtime.audit.record(
+                    conn,
+                    "case_due_soon",
+                    subject=row["subject"],
+                    ref=str(row["request_id"]),
+                    detail={"right": row["case_right"], "due_at": row["due_at"].isoformat()},
+                )
+            await store.purge_expired_exports(conn, now)
+        async with self.runtime.pool.acquire() as conn:
+            counts = {r["case_right"]: r for r in await store.deadline_counts(conn, now, horizon)}
+        for right in cases.RIGHTS:
+            row = counts.get(right)
+            metrics.CASES_OPEN.labels(right=right).set(row["open"] if row else 0)
+            metrics.CASES_OVERDUE.labels(right=right).set(row["overdue"] if row else 0)
+            metrics.CASES_DUE_SOON.labels(right=right).set(row["due_soon"] if row else 0)
+
+    # --- export download (HTTP) -------------------------------------------------------------------
+
+    async def download(self, token: str) -> tuple[str, store.ExportRow | None, bytes | None]:
+        token_hash = sha256(token.encode()).hexdigest()
+        async with self.runtime.transaction() as conn:
+            outcome, row = await store.take_download(conn, token_hash, utcnow())
+            if row is None:
+                return outcome, None, None
+            data_key = await self.keyring.data_key(conn, row.subject, create=False)
+            if data_key is None:
+                return "erased", None, None
+            content = open_sealed(data_key, row.sealed, f"export:{token_hash}".encode())
+            await self.runtime.audit.record(
+                conn,
+                "export_downloaded",
+                subject=row.subject,
+                ref=row.request_id,
+                detail={"downloads_left": row.downloads_left},
+            )
+        return "ok", row, content

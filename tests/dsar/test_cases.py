@@ -1,0 +1,641 @@
+"""Unit tests of the DSAR case state machine, deadlines, extensions and per-system plans (no I/O)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import replace
+from datetime import UTC, datetime, timedelta
+
+import pytest
+from hypothesis import HealthCheck, event, given, settings
+from hypothesis import strategies as st
+
+from privacy_runtime.datamap import load_data_map
+from privacy_runtime.settings import DEFAULT_DATA_MAP
+from schemas.enums import CaseStatus
+from services.dsar import cases
+from services.dsar.cases import (
+    AWAITING_SYSTEMS,
+    CANCELLED,
+    CLOSED_UNVERIFIED,
+    COMPLETED,
+    IDENTITY_PENDING,
+    IN_PROGRESS,
+    RECEIVED,
+    REJECTED,
+    TERMINAL,
+    TRANSITIONS,
+    Case,
+    CaseError,
+    Decision,
+)
+
+DATA_MAP = load_data_map(DEFAULT_DATA_MAP)
+T0 = datetime(2024, 3, 10, 9, 30, tzinfo=UTC)
+RID = "0b0c8a5e-6c39-4b8e-9a0e-2f4f3f1a7d21"
+
+
+def utc(year: int, month: int, day: int, hour: int = 0, minute: int = 0) -> datetime:
+    return datetime(year, month, day, hour, minute, tzinfo=UTC)
+
+
+def make_case(right: str = cases.ERASURE, *, verified: bool = True, **changes: object) -> Case:
+    case = cases.new_case(
+        request_id=RID,
+        subject="user-1",
+        right=right,
+        received_at=changes.pop("received_at", T0),  # type: ignore[arg-type]
+        identity_verified=verified,
+        requested_via="web_form",
+    )
+    return replace(case, **changes)  # type: ignore[arg-type]
+
+
+def opened(right: str = cases.ERASURE, *, verified: bool = True, **changes: object) -> Decision:
+    return cases.open_case(make_case(right, verified=verified, **changes), DATA_MAP, T0)
+
+
+def statuses(decision: Decision) -> list[str]:
+    return [e.status for e in decision.effects if isinstance(e, cases.StatusChanged)]
+
+
+def effects_of(decision: Decision, kind: type) -> list:
+    return [e for e in decision.effects if isinstance(e, kind)]
+
+
+def pending(case: Case) -> list[cases.Step]:
+    return [s for s in case.steps if s.issued and s.outcome is None]
+
+
+def answer_all(
+    case: Case, status_for: Callable[[cases.Step], str] = lambda s: s.expect or "done", now: datetime = T0
+) -> tuple[Case, list[Decision]]:
+    """Acknowledge every outstanding command (phase by phase) until nothing is outstanding."""
+    decisions = []
+    while pending(case):
+        step = pending(case)[0]
+        basis = step.basis if status_for(step) == "retained" else None
+        decision = cases.record_ack(case, step.command_id or "", status_for(step), now, basis)
+        decisions.append(decision)
+        case = decision.case
+    return case, decisions
+
+
+# --- deadlines ----------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("start", "months", "expected"),
+    [
+        (utc(2024, 1, 31, 12), 1, utc(2024, 2, 29, 12)),  # leap year: clamp to Feb 29
+        (utc(2023, 1, 31, 12), 1, utc(2023, 2, 28, 12)),  # common year: Feb 28
+        (utc(2100, 1, 31), 1, utc(2100, 2, 28)),  # 2100 is not a leap year
+        (utc(2000, 1, 30), 1, utc(2000, 2, 29)),  # 2000 is
+        (utc(2024, 3, 31), 1, utc(2024, 4, 30)),
+        (utc(2024, 8, 31), 1, utc(2024, 9, 30)),
+        (utc(2024, 12, 15, 8, 5), 1, utc(2025, 1, 15, 8, 5)),  # over the year end, time of day kept
+        (utc(2024, 2, 29), 12, utc(2025, 2, 28)),
+        (utc(2024, 1, 31), 3, utc(2024, 4, 30)),
+        (utc(2023, 11, 30), 3, utc(2024, 2, 29)),
+        (utc(2024, 5, 15), 0, utc(2024, 5, 15)),
+    ],
+)
+def test_add_months_clamps_to_month_end(start: datetime, months: int, expected: datetime) -> None:
+    assert cases.add_months(start, months) == expected
+
+
+def test_due_date_is_one_month_after_receipt_and_extensions_count_from_receipt() -> None:
+    received = utc(2024, 1, 31, 10)
+    assert cases.due_date(received) == utc(2024, 2, 29, 10)
+    # Counted from receipt, not from the clamped due date (Feb 29 + 2 would give Apr 29).
+    assert cases.due_date(received, 2) == utc(2024, 4, 30, 10)
+    assert make_case(received_at=received).due_at == utc(2024, 2, 29, 10)
+
+
+def test_overdue_and_due_soon() -> None:
+    case = make_case()
+    assert not cases.is_overdue(case, case.due_at)
+    assert cases.is_overdue(case, case.due_at + timedelta(seconds=1))
+    assert cases.is_due_soon(case, case.due_at - timedelta(days=2))
+    assert not cases.is_due_soon(case, case.due_at - timedelta(days=4))
+    closed = replace(case, status=COMPLETED)
+    assert not cases.is_overdue(closed, case.due_at + timedelta(days=9))
+
+
+# --- extensions ---------------------------------------------------------------------------------
+
+
+def test_extend_once_with_reason_before_original_due_date() -> None:
+    case = opened().case
+    decision = cases.extend(case, 2, "many systems involved", T0 + timedelta(days=3))
+    assert decision.case.extended and decision.case.extension_months == 2
+    assert decision.case.due_at == cases.add_months(T0, 3)
+    assert decision.case.status == case.status  # an extension is not a status change
+    [extended] = effects_of(decision, cases.DeadlineExtended)
+    assert extended.reason == "many systems involved"
+    [email] = effects_of(decision, cases.Notify)
+    assert email.template == "deadline_extended"
+    assert email.params["reason"] == "many systems involved"
+    assert email.params["original_due_date"] == case.due_at.isoformat()
+    assert email.params["due_date"] == decision.case.due_at.isoformat()
+    assert decision.case.status_reason == "many systems involved"  # the contract wants it on status events
+    with pytest.raises(CaseError, match="already extended"):
+        cases.extend(decision.case, 1, "again", T0 + timedelta(days=4))
+
+
+@pytest.mark.parametrize("months", [0, 3, -1, 12])
+def test_extend_refuses_months_outside_one_or_two(months: int) -> None:
+    with pytest.raises(CaseError, match="1 or 2"):
+        cases.extend(opened().case, months, "reason", T0)
+
+
+@pytest.mark.parametrize("reason", ["", "   "])
+def test_extend_needs_a_reason(reason: str) -> None:
+    with pytest.raises(CaseError, match="reason"):
+        cases.extend(opened().case, 1, reason, T0)
+
+
+def test_extend_only_before_the_original_due_date() -> None:
+    case = opened().case
+    with pytest.raises(CaseError, match="before the original due date"):
+        cases.extend(case, 1, "late", case.due_at)
+    assert cases.extend(case, 1, "in time", case.due_at - timedelta(seconds=1)).case.extended
+
+
+def test_extend_refused_for_closed_cases() -> None:
+    case = cases.reject(opened(verified=False).case, "no such account", T0).case
+    with pytest.raises(CaseError, match="cannot be extended"):
+        cases.extend(case, 1, "reason", T0)
+
+
+def test_extension_total_never_exceeds_three_months() -> None:
+    case = cases.extend(opened().case, 2, "reason", T0).case
+    assert case.due_at <= cases.add_months(case.received_at, 3)
+
+
+# --- transitions --------------------------------------------------------------------------------
+
+
+def test_transition_table_covers_exactly_the_contract_statuses() -> None:
+    assert set(TRANSITIONS) == {s.value for s in CaseStatus}
+    for source, targets in TRANSITIONS.items():
+        assert targets <= set(TRANSITIONS), source
+        assert source not in targets
+    for terminal in TERMINAL:
+        assert TRANSITIONS[terminal] == frozenset()
+
+
+def test_rights_are_erasure_plus_the_five_of_dsar_requested() -> None:
+    assert set(cases.RIGHTS) == {"erasure", "access", "portability", "rectification", "restriction", "objection"}
+
+
+def test_received_to_identity_pending_when_unverified() -> None:
+    decision = opened(verified=False)
+    assert statuses(decision) == [RECEIVED, IDENTITY_PENDING]
+    assert effects_of(decision, cases.SendVerificationCode)
+    assert [n.template for n in effects_of(decision, cases.Notify)] == ["request_received"]
+    assert not effects_of(decision, cases.IssueCommands)
+
+
+def test_received_to_in_progress_to_awaiting_systems_when_verified() -> None:
+    decision = opened()
+    assert statuses(decision) == [RECEIVED, IN_PROGRESS, AWAITING_SYSTEMS]
+    [issue] = effects_of(decision, cases.IssueCommands)
+    assert all(s.phase == cases.FIRST_PHASE for s in issue.steps)
+    received = effects_of(decision, cases.Notify)[0]
+    assert received.template == "request_received"
+    assert received.suffix == "received"
+
+
+@pytest.mark.parametrize("status", [RECEIVED, IDENTITY_PENDING, IN_PROGRESS])
+def test_reject_from_open_statuses_names_reason_and_imy(status: str) -> None:
+    case = make_case(status=status)
+    decision = cases.reject(case, "manifestly unfounded (Art. 12(5))", T0)
+    assert decision.case.status == REJECTED
+    assert decision.case.reason == "manifestly unfounded (Art. 12(5))"
+    assert decision.case.closed_at == T0
+    [email] = effects_of(decision, cases.Notify)
+    assert email.template == "request_rejected"
+    assert email.params["reason"] == "manifestly unfounded (Art. 12(5))"
+    assert "imy.se" in email.params["authority_url"]
+
+
+def test_reject_needs_a_reason_and_is_refused_once_commands_are_out() -> None:
+    with pytest.raises(CaseError, match="reason"):
+        cases.reject(make_case(), " ", T0)
+    with pytest.raises(cases.IllegalTransition):
+        cases.reject(opened().case, "too late", T0)
+
+
+@pytest.mark.parametrize("status", [RECEIVED, IDENTITY_PENDING, IN_PROGRESS, AWAITING_SYSTEMS])
+def test_cancel_from_every_open_status(status: str) -> None:
+    decision = cases.cancel(make_case(status=status), "subject erased", T0)
+    assert decision.case.status == CANCELLED
+    assert statuses(decision) == [CANCELLED]
+
+
+def test_identity_pending_to_in_progress_by_code_or_operator() -> None:
+    pending_case = opened(verified=False).case
+    by_code = cases.verify(pending_case, DATA_MAP, T0)
+    assert statuses(by_code) == [IN_PROGRESS, AWAITING_SYSTEMS]
+    assert by_code.case.identity_verified
+    assert effects_of(by_code, cases.Note)[0].detail == {"method": "one_time_code"}
+    by_operator = cases.approve(pending_case, DATA_MAP, T0)
+    assert statuses(by_operator) == [IN_PROGRESS, AWAITING_SYSTEMS]
+    assert effects_of(by_operator, cases.Note)[0].detail == {"method": "operator"}
+
+
+def test_verify_refused_unless_identity_pending() -> None:
+    with pytest.raises(CaseError):
+        cases.verify(opened().case, DATA_MAP, T0)
+
+
+def test_identity_pending_to_closed_unverified_only_after_the_period() -> None:
+    case = opened(verified=False).case
+    period = timedelta(days=14)
+    with pytest.raises(CaseError, match="not ended"):
+        cases.close_unverified(case, T0 + period - timedelta(seconds=1), period)
+    decision = cases.close_unverified(case, T0 + period, period)
+    assert decision.case.status == CLOSED_UNVERIFIED
+    assert decision.case.reason == "identity was not verified within 14 days of the request"
+    [email] = effects_of(decision, cases.Notify)
+    assert email.template == "request_rejected" and email.suffix == "closed_unverified"
+    with pytest.raises(CaseError):
+        cases.close_unverified(opened().case, T0 + period, period)
+
+
+def test_awaiting_systems_to_in_progress_on_failed_and_back_on_approval() -> None:
+    case = opened().case
+    first = pending(case)[0]
+    failed = cases.record_ack(case, first.command_id or "", "failed", T0)
+    assert failed.case.status == IN_PROGRESS and failed.case.manual_review
+    assert statuses(failed) == [IN_PROGRESS]
+    assert first.system in (failed.case.review_reason or "")
+    retried = cases.approve(failed.case, DATA_MAP, T0)
+    assert statuses(retried) == [AWAITING_SYSTEMS]
+    [issue] = effects_of(retried, cases.IssueCommands)
+    [again] = issue.steps
+    assert (again.system, again.action, again.attempt) == (first.system, first.action, 2)
+    assert again.command_id != first.command_id
+    done, _ = answer_all(retried.case)
+    assert done.status == COMPLETED
+
+
+def test_answers_during_manual_review_are_recorded_but_do_not_complete() -> None:
+    case = opened().case
+    failed = cases.record_ack(case, pending(case)[0].command_id or "", "failed", T0).case
+    rest, _ = answer_all(failed)
+    assert rest.status == IN_PROGRESS and rest.manual_review
+    assert cases.approve(rest, DATA_MAP, T0).case.status == AWAITING_SYSTEMS
+
+
+def test_terminal_statuses_lead_nowhere() -> None:
+    for status in TERMINAL:
+        case = make_case(status=status)
+        with pytest.raises(CaseError):
+            cases.reject(case, "r", T0)
+        with pytest.raises(CaseError):
+            cases.cancel(case, "r", T0)
+        with pytest.raises(CaseError):
+            cases.approve(case, DATA_MAP, T0)
+        with pytest.raises(CaseError):
+            cases.verify(case, DATA_MAP, T0)
+        with pytest.raises(CaseError):
+            cases.start(case, DATA_MAP, T0)
+
+
+def test_approve_refused_without_something_to_approve() -> None:
+    with pytest.raises(CaseError, match="nothing to approve"):
+        cases.approve(opened().case, DATA_MAP, T0)
+
+
+# --- erasure --------------------------------------------------------------------------------------
+
+
+def plan_of(steps: tuple[cases.Step, ...]) -> set[tuple[str, str, str | None]]:
+    return {(s.system, s.action, s.purpose) for s in steps}
+
+
+def test_erasure_plan_per_system() -> None:
+    steps = cases.erasure_plan(DATA_MAP)
+    assert plan_of(steps) == {
+        ("accounts", "erase", None),
+        ("billing", "erase", None),
+        ("billing", "restrict", None),
+        ("marketing_email", "erase", None),
+        ("analytics", "erase", None),
+        ("logs", "erase", None),
+        ("support", "erase", None),
+        ("partners", "revoke_sharing", "partner_sharing"),
+        ("partners", "revoke_sharing", "third_party_marketing"),
+        ("partners", "erase", None),
+        ("ipcom_group", "revoke_sharing", "group_sharing"),
+        ("ipcom_group", "erase", None),
+        ("consent", "erase", None),
+        ("dsar", "erase", None),
+        ("notifier", "erase", None),
+    }
+    billing = next(s for s in steps if s.system == "billing" and s.action == "erase")
+    assert billing.expect == "retained" and "Bokföringslagen 7:2" in (billing.basis or "")
+    # Revocation is sent before erasure on the same partition.
+    partner_actions = [s.action for s in steps if s.system == "partners"]
+    assert partner_actions.index("erase") > partner_actions.index("revoke_sharing")
+    assert {s.system for s in steps if s.phase == cases.LAST_PHASE} == {"notifier"}
+
+
+def test_erasure_completes_only_after_every_system_and_notifier_last() -> None:
+    case = opened().case
+    assert {s.system for s in pending(case)} == set(DATA_MAP.systems) - {"notifier"}
+    # All but one first-phase system answer: still waiting, nothing sent to the notifier.
+    first_phase = pending(case)
+    for step in first_phase[:-1]:
+        case = cases.record_ack(case, step.command_id or "", step.expect or "done", T0, step.basis).case
+        assert case.status == AWAITING_SYSTEMS
+    assert not any(s.issued for s in case.steps if s.system == "notifier")
+    last = first_phase[-1]
+    decision = cases.record_ack(case, last.command_id or "", last.expect or "done", T0, last.basis)
+    # Now the completion email is requested, then the notifier's erase is sent; not completed yet.
+    kinds = [type(e).__name__ for e in decision.effects]
+    assert kinds.index("Notify") < kinds.index("IssueCommands")
+    [email] = effects_of(decision, cases.Notify)
+    assert email.template == "erasure_completed" and email.survive_erasure
+    assert email.params["retained"] == [
+        {"system": "billing", "basis": "Bokföringslagen 7:2: accounting records are kept for 7 years"}
+    ]
+    [issue] = effects_of(decision, cases.IssueCommands)
+    assert plan_of(issue.steps) == {("notifier", "erase", None)}
+    assert decision.case.status == AWAITING_SYSTEMS
+    assert not effects_of(decision, cases.ShredSubject)
+    # The notifier's ack completes the case; the key is shredded last, no second email.
+    notifier = pending(decision.case)[0]
+    final = cases.record_ack(decision.case, notifier.command_id or "", "done", T0)
+    assert final.case.status == COMPLETED
+    assert statuses(final) == [COMPLETED]
+    assert isinstance(final.effects[-1], cases.ShredSubject)
+    assert effects_of(final, cases.CancelOtherCases)
+    assert not effects_of(final, cases.Notify)
+    assert final.case.retained == email.params["retained"]
+    assert set(final.case.told) == set(DATA_MAP.systems)
+
+
+def test_not_found_counts_as_answered() -> None:
+    case, _ = answer_all(opened().case, lambda s: "not_found")
+    assert case.status == COMPLETED
+
+
+def test_repeated_and_unknown_acks_change_nothing() -> None:
+    case = opened().case
+    step = pending(case)[0]
+    once = cases.record_ack(case, step.command_id or "", "done", T0).case
+    again = cases.record_ack(once, step.command_id or "", "failed", T0)
+    assert again.case == once and again.effects == ()
+    unknown = cases.record_ack(once, "9d6c1a7e-0000-4000-8000-000000000000", "done", T0)
+    assert unknown.case == once and unknown.effects == ()
+    with pytest.raises(CaseError):
+        cases.record_ack(once, step.command_id or "", "maybe", T0)
+
+
+def test_command_ids_are_derived_so_replays_issue_the_same_commands() -> None:
+    first = [s.command_id for s in opened().case.steps if s.issued]
+    second = [s.command_id for s in opened().case.steps if s.issued]
+    assert first == second and len(set(first)) == len(first)
+
+
+def test_erasure_of_an_already_erased_subject_completes_without_commands() -> None:
+    decision = cases.open_case(make_case(), DATA_MAP, T0, subject_erased=True)
+    assert statuses(decision) == [RECEIVED, IN_PROGRESS, COMPLETED]
+    assert not effects_of(decision, cases.IssueCommands) and not effects_of(decision, cases.Notify)
+    other = cases.open_case(make_case(cases.ACCESS), DATA_MAP, T0, subject_erased=True)
+    assert other.case.status == CANCELLED
+
+
+# --- access and portability -----------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("right", [cases.ACCESS, cases.PORTABILITY])
+def test_export_to_every_system_holding_data_then_package(right: str) -> None:
+    case = opened(right).case
+    assert plan_of(tuple(pending(case))) == {(s, "export", None) for s in DATA_MAP.systems}
+    done, decisions = answer_all(case)
+    assert done.status == COMPLETED
+    kinds = [type(e).__name__ for e in decisions[-1].effects]
+    assert kinds.index("AssembleExport") < kinds.index("StatusChanged")
+    assert not any(effects_of(d, cases.AssembleExport) for d in decisions[:-1])
+
+
+# --- rectification, restriction, objection ------------------------------------------------------
+
+
+def test_rectification_goes_to_systems_holding_the_fields_including_notifier() -> None:
+    case = opened(cases.RECTIFICATION, corrected_fields=("email",)).case
+    assert {s.system for s in pending(case)} == {
+        "accounts",
+        "billing",
+        "marketing_email",
+        "support",
+        "partners",
+        "ipcom_group",
+        "notifier",
+    }
+    assert {s.action for s in case.steps} == {"rectify"}
+    phone = opened(cases.RECTIFICATION, corrected_fields=("phone",)).case
+    assert {s.system for s in phone.steps} == {"accounts", "support"}
+    done, _ = answer_all(case)
+    assert done.status == COMPLETED
+    assert set(done.told) == {s.system for s in case.steps}  # Art. 19: who was told
+
+
+def test_rectification_of_fields_no_system_holds_goes_to_manual_review() -> None:
+    decision = opened(cases.RECTIFICATION, corrected_fields=("shoe_size",))
+    assert decision.case.status == IN_PROGRESS and decision.case.manual_review
+    assert "shoe_size" in (decision.case.review_reason or "")
+    assert cases.approve(decision.case, DATA_MAP, T0).case.status == COMPLETED
+
+
+def test_restriction_and_lifting_go_to_every_system_including_consent() -> None:
+    case = opened(cases.RESTRICTION, circumstance="accuracy_contested").case
+    assert plan_of(tuple(pending(case))) == {(s, "restrict", None) for s in DATA_MAP.systems}
+    done, _ = answer_all(case)
+    assert done.status == COMPLETED
+    with pytest.raises(CaseError):
+        cases.lift_restriction(opened().case, DATA_MAP)
+    lifted = cases.lift_restriction(done, DATA_MAP)
+    [issue] = effects_of(lifted, cases.IssueCommands)
+    assert plan_of(issue.steps) == {(s, "lift_restriction", None) for s in DATA_MAP.systems}
+    after, _ = answer_all(lifted.case)
+    assert after.status == COMPLETED  # answers to the lift change nothing in a closed case
+    with pytest.raises(CaseError, match="already"):
+        cases.lift_restriction(after, DATA_MAP)
+
+
+@pytest.mark.parametrize("processing", ["marketing", "profiling"])
+def test_absolute_objection_completes_at_once_even_unverified(processing: str) -> None:
+    decision = opened(cases.OBJECTION, verified=False, processing=processing)
+    assert statuses(decision) == [RECEIVED, IN_PROGRESS, COMPLETED]
+    assert not effects_of(decision, cases.IssueCommands)
+    assert not effects_of(decision, cases.SendVerificationCode)
+
+
+def test_legitimate_interest_objection_goes_to_manual_review() -> None:
+    decision = opened(cases.OBJECTION, processing="legitimate_interest")
+    assert decision.case.status == IN_PROGRESS and decision.case.manual_review
+    assert statuses(decision) == [RECEIVED, IN_PROGRESS]
+    upheld = cases.approve(decision.case, DATA_MAP, T0)
+    assert upheld.case.status == AWAITING_SYSTEMS
+    assert plan_of(tuple(pending(upheld.case))) == {
+        ("analytics", "suppress", "personalization"),
+        ("analytics", "suppress", "service_improvement"),
+        ("logs", "suppress", "security"),
+    }
+    refused = cases.reject(decision.case, "compelling legitimate grounds (Art. 21(1))", T0)
+    assert refused.case.status == REJECTED and not refused.case.manual_review
+
+
+def test_unverified_legitimate_interest_objection_still_needs_identity() -> None:
+    assert opened(cases.OBJECTION, verified=False, processing="legitimate_interest").case.status == IDENTITY_PENDING
+
+
+# --- no sequence of operations reaches an illegal state --------------------------------------------
+
+RIGHT_SETUPS: list[dict[str, object]] = [
+    {"right": cases.ERASURE},
+    {"right": cases.ACCESS},
+    {"right": cases.PORTABILITY, "export_format": "csv"},
+    {"right": cases.RECTIFICATION, "corrected_fields": ("email",)},
+    {"right": cases.RECTIFICATION, "corrected_fields": ("unknown_field",)},
+    {"right": cases.RESTRICTION, "circumstance": "legal_claims"},
+    {"right": cases.OBJECTION, "processing": "marketing"},
+    {"right": cases.OBJECTION, "processing": "legitimate_interest"},
+]
+
+ack_operation = st.tuples(
+    st.just("ack"), st.integers(0, 30), st.sampled_from(["done", "done", "not_found", "retained", "failed"])
+)
+# Answers are listed several times so that long cases (erasure: 15 commands) reach their end too.
+operation = st.one_of(
+    ack_operation,
+    ack_operation,
+    ack_operation,
+    st.tuples(st.just("ack_all"), st.sampled_from(["done", "not_found", "failed"])),
+    st.tuples(st.just("verify")),
+    st.tuples(st.just("approve")),
+    st.tuples(st.just("reject"), st.sampled_from(["", "unfounded"])),
+    st.tuples(st.just("cancel")),
+    st.tuples(st.just("extend"), st.integers(-1, 3), st.integers(0, 40)),
+    st.tuples(st.just("timeout"), st.integers(0, 20)),
+    st.tuples(st.just("ack_unknown")),
+    st.tuples(st.just("lift")),
+)
+
+
+def apply_operation(case: Case, op: tuple) -> Decision:
+    now = T0 + timedelta(days=1)
+    name = op[0]
+    if name == "verify":
+        return cases.verify(case, DATA_MAP, now)
+    if name == "approve":
+        return cases.approve(case, DATA_MAP, now)
+    if name == "reject":
+        return cases.reject(case, op[1], now)
+    if name == "cancel":
+        return cases.cancel(case, "cancelled", now)
+    if name == "extend":
+        return cases.extend(case, op[1], "reason", T0 + timedelta(days=op[2]))
+    if name == "timeout":
+        return cases.close_unverified(case, T0 + timedelta(days=op[1]), timedelta(days=14))
+    if name == "ack":
+        outstanding = [s for s in case.steps if s.issued and s.outcome is None]
+        if not outstanding:
+            raise CaseError("nothing outstanding")
+        step = outstanding[op[1] % len(outstanding)]
+        return cases.record_ack(case, step.command_id or "", op[2], now, "basis" if op[2] == "retained" else None)
+    if name == "ack_all":
+        outstanding = [s for s in case.steps if s.issued and s.outcome is None]
+        if not outstanding:
+            raise CaseError("nothing outstanding")
+        decision = Decision(case)
+        for step in outstanding:
+            decision = decision.then(cases.record_ack(decision.case, step.command_id or "", op[1], now))
+        return decision
+    if name == "ack_unknown":
+        return cases.record_ack(case, "00000000-0000-4000-8000-000000000000", "done", now)
+    return cases.lift_restriction(case, DATA_MAP)
+
+
+def check_invariants(before: Case, decision: Decision) -> None:
+    after = decision.case
+    assert after.status in TRANSITIONS
+    previous = before.status
+    for change in decision.effects:
+        if isinstance(change, cases.StatusChanged):
+            if change.previous is None:  # the opening event: a new case is announced as received
+                assert change.status == RECEIVED and previous == RECEIVED
+                continue
+            assert change.previous == previous
+            assert change.status in TRANSITIONS[previous], (previous, change.status)
+            previous = change.status
+    assert previous == after.status  # the effects tell the whole story of the status
+    if before.terminal:
+        assert after.status == before.status
+    assert after.extension_months in (0, 1, 2)
+    assert after.due_at == cases.due_date(after.received_at, after.extension_months)
+    assert after.due_at <= cases.add_months(after.received_at, 3)
+    if after.extension_months:
+        assert after.extension_reason
+    if after.manual_review:
+        assert after.status == IN_PROGRESS
+    if after.status == AWAITING_SYSTEMS:
+        assert any(s.issued and s.outcome is None for s in after.steps)
+    if after.status == COMPLETED:
+        case_steps = [s for s in after.steps if s.action != "lift_restriction"]
+        assert all(s.settled for s in case_steps), "completed with a system not answered"
+        assert after.closed_at is not None
+    if after.status == REJECTED:
+        assert after.reason
+    if after.status in (IN_PROGRESS, AWAITING_SYSTEMS, COMPLETED) and after.right != cases.OBJECTION:
+        assert after.identity_verified or after.status != AWAITING_SYSTEMS
+    shreds = effects_of(decision, cases.ShredSubject)
+    if shreds:
+        assert after.right == cases.ERASURE and after.status == COMPLETED
+        assert decision.effects[-1] == shreds[0]
+        assert after.completion_notified
+    issued = [s.command_id for s in after.steps if s.issued]
+    assert len(set(issued)) == len(issued)
+    if after.right == cases.ERASURE and any(s.issued for s in after.steps if s.system == "notifier"):
+        others = [s for s in after.steps if s.system != "notifier"]
+        assert all(s.settled for s in others), "notifier erased before the others answered"
+        assert after.completion_notified
+
+
+@settings(max_examples=400, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(
+    setup=st.sampled_from(RIGHT_SETUPS),
+    verified=st.booleans(),
+    operations=st.lists(operation, max_size=60),
+    settle=st.booleans(),
+)
+def test_no_sequence_of_operations_reaches_an_illegal_state(
+    setup: dict[str, object], verified: bool, operations: list[tuple], settle: bool
+) -> None:
+    case = make_case(verified=verified, **setup)  # type: ignore[arg-type]
+    decision = cases.open_case(case, DATA_MAP, T0)
+    check_invariants(case, decision)
+    case = decision.case
+    for op in operations:
+        try:
+            decision = apply_operation(case, op)
+        except CaseError:
+            continue
+        check_invariants(case, decision)
+        case = decision.case
+    if settle:
+        # Then let every system answer (and an operator approve what waits for one), so that the
+        # long paths to completion are walked with the invariants checked at each step too.
+        for op in [("verify",), ("approve",), ("ack_all", "done")] * 4:
+            try:
+                decision = apply_operation(case, op)
+            except CaseError:
+                continue
+            check_invariants(case, decision)
+            case = decision.case
+    event(f"{case.right} ends {case.status}")

@@ -1,0 +1,674 @@
+"""DSAR end to end: the service as a real process on the embedded Kafka and PostgreSQL, with a small
+responder playing every downstream system (and the consent and notifier services) over Kafka.
+
+Notifications are checked on `notification-requested` (the notifier service renders and sends
+them); one-time codes are read from there as the subject would read them from the email.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import io
+import json
+import uuid
+import zipfile
+from collections.abc import AsyncIterator, Callable
+from datetime import UTC, datetime, timedelta
+from hashlib import sha256
+from typing import Any
+
+import asyncpg
+import httpx
+import pytest
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
+
+from schemas.enums import ErasureGround, RequestedVia, Right
+from schemas.envelope import new_event
+from schemas.events import DsarDetails, DsarRequested, ErasureRequested, PrivacyAck
+from schemas.topics import (
+    ALL_SYSTEMS,
+    DSAR_REQUESTED,
+    DSAR_STATUS,
+    ERASURE_REQUESTED,
+    NOTIFICATION_REQUESTED,
+    PRIVACY_ACKS,
+    command_topic,
+)
+from tests.helpers import (
+    TEST_ADMIN_TOKEN,
+    ServiceProcess,
+    get_json,
+    header,
+    publish,
+    publish_raw,
+    read_topic,
+    subject_id,
+    wait_for_messages,
+    wait_until,
+)
+
+pytestmark = pytest.mark.stack
+
+ADMIN = {"Authorization": f"Bearer {TEST_ADMIN_TOKEN}"}
+#: The dsar service answers its own commands; the responder plays every other system.
+PLAYED = tuple(s for s in ALL_SYSTEMS if s != "dsar")
+BILLING_BASIS = "Bokföringslagen 7:2: accounting records are kept for 7 years"
+
+
+class Responder:
+    """Consumes `privacy-commands.<system>` for the played systems and answers on `privacy-acks`.
+
+    Billing answers `erase` with `retained`; `export` is answered with a fragment (the consent
+    fragment carries consent receipts). Systems in `held` do not answer until released.
+    """
+
+    def __init__(self, bootstrap: str):
+        self.bootstrap = bootstrap
+        self.commands: list[tuple[str, dict[str, Any]]] = []
+        self.held: set[str] = set()
+        self.withheld: list[tuple[str, dict[str, Any]]] = []
+        self._task: asyncio.Task[None] | None = None
+        self._consumer = AIOKafkaConsumer(
+            *(command_topic(s) for s in PLAYED),
+            bootstrap_servers=bootstrap,
+            group_id=f"dsar-e2e-responder-{uuid.uuid4().hex[:8]}",
+            auto_offset_reset="earliest",
+        )
+        self._producer = AIOKafkaProducer(bootstrap_servers=bootstrap, acks="all")
+
+    async def start(self) -> None:
+        await self._producer.start()
+        await self._consumer.start()
+        self._task = asyncio.create_task(self._run())
+
+    async def stop(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+        await self._consumer.stop()
+        await self._producer.stop()
+
+    def for_subject(self, subject: str) -> list[dict[str, Any]]:
+        return [data for s, data in self.commands if s == subject]
+
+    async def release(self, system: str) -> None:
+        self.held.discard(system)
+        waiting = [(s, d) for s, d in self.withheld if d["system"] == system]
+        self.withheld = [(s, d) for s, d in self.withheld if d["system"] != system]
+        for subject, data in waiting:
+            await self._answer(subject, data)
+
+    async def _run(self) -> None:
+        async for message in self._consumer:
+            event = json.loads(message.value)
+            subject, data = event["subject"], event["data"]
+            self.commands.append((subject, data))
+            if data["system"] in self.held:
+                self.withheld.append((subject, data))
+            else:
+                await self._answer(subject, data)
+
+    async def _answer(self, subject: str, data: dict[str, Any]) -> None:
+        system, action = data["system"], data["action"]
+        ack: dict[str, Any] = {"command_id": data["command_id"], "system": system, "status": "done"}
+        if system == "billing" and action == "erase":
+            ack.update(status="retained", retained_basis=BILLING_BASIS)
+        if action == "export":
+            fragment: dict[str, Any] = {"system": system, "records": [{"subject": subject, "note": f"{system} data"}]}
+            if system == "consent":
+                fragment["consent_receipts"] = [
+                    {"consentReceiptID": f"{subject}:marketing_email", "purpose": "marketing_email", "granted": True}
+                ]
+            ack["export"] = fragment
+        event = new_event(PRIVACY_ACKS, PrivacyAck.model_validate(ack), subject=subject, source="urn:test:responder")
+        await self._producer.send_and_wait(PRIVACY_ACKS, key=subject.encode(), value=event.model_dump_json().encode())
+
+
+@pytest.fixture(scope="module")
+async def responder(stack) -> AsyncIterator[Responder]:  # type: ignore[no-untyped-def]
+    systems = Responder(stack.endpoints.kafka_bootstrap)
+    await systems.start()
+    try:
+        yield systems
+    finally:
+        await systems.stop()
+
+
+@pytest.fixture(scope="module")
+async def dsar(stack, responder) -> AsyncIterator[ServiceProcess]:  # type: ignore[no-untyped-def]
+    service = ServiceProcess(
+        "dsar",
+        stack.env(),
+        {
+            "COMMAND_RESEND_BASE_SECONDS": "1",
+            "TIMER_INTERVAL_SECONDS": "0.5",
+        },
+    ).start()
+    try:
+        await service.wait_ready()
+        yield service
+    finally:
+        service.stop()
+
+
+# --- helpers ---------------------------------------------------------------------------------------
+
+
+def _data(message: Any) -> dict[str, Any]:
+    return json.loads(message.value)["data"]  # type: ignore[no-any-return]
+
+
+async def _erasure(
+    bootstrap: str,
+    subject: str,
+    *,
+    verified: bool = True,
+    request_id: str | None = None,
+    when: datetime | None = None,
+    event_id: str | None = None,
+) -> str:
+    request_id = request_id or str(uuid.uuid4())
+    await publish(
+        bootstrap,
+        ERASURE_REQUESTED,
+        ErasureRequested(
+            request_id=uuid.UUID(request_id),
+            ground=ErasureGround.CONSENT_WITHDRAWN,
+            identity_verified=verified,
+            requested_via=RequestedVia.WEB_FORM,
+        ),
+        subject=subject,
+        time=when,
+        event_id=event_id,
+    )
+    return request_id
+
+
+async def _dsar(
+    bootstrap: str,
+    subject: str,
+    right: str,
+    *,
+    verified: bool = True,
+    request_id: str | None = None,
+    when: datetime | None = None,
+    **details: Any,
+) -> str:
+    request_id = request_id or str(uuid.uuid4())
+    await publish(
+        bootstrap,
+        DSAR_REQUESTED,
+        DsarRequested(
+            request_id=uuid.UUID(request_id),
+            right=Right(right),
+            identity_verified=verified,
+            requested_via=RequestedVia.WEB_FORM,
+            details=DsarDetails.model_validate(details),
+        ),
+        subject=subject,
+        time=when,
+    )
+    return request_id
+
+
+async def _statuses(bootstrap: str, request_id: str) -> list[dict[str, Any]]:
+    return [d for d in (_data(m) for m in await read_topic(bootstrap, DSAR_STATUS)) if d["request_id"] == request_id]
+
+
+async def _wait_status(bootstrap: str, request_id: str, status: str, timeout: float = 30.0) -> list[dict[str, Any]]:
+    async def reached() -> list[dict[str, Any]]:
+        found = await _statuses(bootstrap, request_id)
+        return found if any(s["status"] == status for s in found) else []
+
+    return await wait_until(reached, timeout=timeout, what=f"{request_id} to become {status}")
+
+
+async def _notification(bootstrap: str, request_id: str, suffix: str, timeout: float = 30.0) -> dict[str, Any]:
+    wanted = f"dsar:{request_id}:{suffix}"
+    [message] = await wait_for_messages(
+        bootstrap, NOTIFICATION_REQUESTED, lambda m: _data(m)["notification_id"] == wanted, timeout=timeout
+    )
+    return _data(message)
+
+
+async def _admin_case(dsar: ServiceProcess, request_id: str) -> dict[str, Any]:
+    status, body = await get_json(f"{dsar.url}/v1/admin/requests/{request_id}", headers=ADMIN)
+    assert status == 200, body
+    return body  # type: ignore[no-any-return]
+
+
+async def _post(
+    url: str, body: Any = None, *, headers: dict[str, str] | None = None, content: bytes | None = None
+) -> httpx.Response:
+    async with httpx.AsyncClient(timeout=10.0) as client:
+        if content is not None:
+            return await client.post(url, content=content, headers=headers)
+        return await client.post(url, json=body, headers=headers)
+
+
+def _wrong(code: str) -> str:
+    return f"{(int(code) + 1) % 10**6:06d}"
+
+
+# --- erasure ---------------------------------------------------------------------------------------
+
+
+async def test_erasure_completes_only_after_every_system_and_names_what_billing_retained(
+    stack,
+    dsar,
+    responder,  # type: ignore[no-untyped-def]
+) -> None:
+    bootstrap = stack.endpoints.kafka_bootstrap
+    subject = subject_id("erase")
+    responder.held.add("accounts")
+    request_id = await _erasure(bootstrap, subject)
+
+    def sent(system: str, action: str) -> list[dict[str, Any]]:
+        return [c for c in responder.for_subject(subject) if c["system"] == system and c["action"] == action]
+
+    first_wave = [s for s in PLAYED if s != "notifier"]
+    await wait_until(lambda: _async(all(sent(s, "erase") for s in first_wave)), what="erase to every system")
+    await wait_until(lambda: _async(len(sent("accounts", "erase")) >= 2), what="a re-send to the silent system")
+    assert len({c["command_id"] for c in sent("accounts", "erase")}) == 1, "a re-send keeps the command id"
+    assert sent("billing", "restrict"), "billing restricts what it must retain"
+    partners = [c["action"] for c in responder.for_subject(subject) if c["system"] == "partners"]
+    assert partners.index("revoke_sharing") < partners.index("erase")
+    assert {c["purpose"] for c in sent("partners", "revoke_sharing")} == {"partner_sharing", "third_party_marketing"}
+
+    # One system has not answered: the case waits, and the notifier has been told nothing yet.
+    await asyncio.sleep(1.5)
+    assert not sent("notifier", "erase")
+    status, body = await get_json(f"{dsar.url}/v1/requests/{request_id}")
+    assert status == 200 and body["status"] == "awaiting_systems" and body["right"] == "erasure"
+    assert "subject" not in body
+    assert not [s for s in await _statuses(bootstrap, request_id) if s["status"] == "completed"]
+
+    await responder.release("accounts")
+    statuses = await _wait_status(bootstrap, request_id, "completed")
+    assert [s["status"] for s in statuses] == ["received", "in_progress", "awaiting_systems", "completed"]
+    assert sent("notifier", "erase"), "the notifier is erased last"
+
+    email = await _notification(bootstrap, request_id, "completed")
+    assert email["template"] == "erasure_completed" and email["category"] == "transactional"
+    assert email["params"]["retained"] == [{"system": "billing", "basis": BILLING_BASIS}]
+    assert (await _notification(bootstrap, request_id, "received"))["template"] == "request_received"
+
+    case = await _admin_case(dsar, request_id)
+    assert {s["outcome"] for s in case["steps"]} <= {"done", "retained"}
+    assert set(case["systems_told"]) == set(ALL_SYSTEMS)
+    # Crypto-shredded: the dsar service can no longer read anything of this subject.
+    conn = await asyncpg.connect(stack.endpoints.database_url)
+    try:
+        assert await conn.fetchval("SELECT count(*) FROM dsar.subject_keys WHERE subject = $1", subject) == 0
+        assert await conn.fetchval("SELECT count(*) FROM dsar.erased_subjects") >= 1
+        assert await conn.fetchval("SELECT count(*) FROM dsar.exports WHERE subject = $1", subject) == 0
+    finally:
+        await conn.close()
+
+
+async def _async(value: Any) -> Any:
+    return value
+
+
+async def test_a_duplicate_request_id_opens_nothing_new(stack, dsar, responder) -> None:  # type: ignore[no-untyped-def]
+    bootstrap = stack.endpoints.kafka_bootstrap
+    subject = subject_id("dup")
+    request_id = await _dsar(bootstrap, subject, "restriction", circumstance="accuracy_contested")
+    # The two request topics are consumed independently: let the first request open its case, then
+    # send the same request_id again on both topics.
+    await _wait_status(bootstrap, request_id, "received")
+    await _dsar(bootstrap, subject, "restriction", request_id=request_id, circumstance="legal_claims")
+    await _erasure(bootstrap, subject, request_id=request_id)
+    await _wait_status(bootstrap, request_id, "completed")
+
+    async def both_duplicates_seen() -> bool:
+        conn = await asyncpg.connect(stack.endpoints.database_url)
+        try:
+            return bool(
+                await conn.fetchval(
+                    "SELECT count(*) = 2 FROM dsar.audit_log WHERE action = 'case_duplicate_request' AND ref = $1",
+                    request_id,
+                )
+            )
+        finally:
+            await conn.close()
+
+    await wait_until(both_duplicates_seen, what="both duplicates to be recognised")
+    statuses = await _statuses(bootstrap, request_id)
+    assert [s["status"] for s in statuses].count("received") == 1
+    assert {s["right"] for s in statuses} == {"restriction"}
+    restricts = [c for c in responder.for_subject(subject) if c["action"] == "restrict"]
+    assert {c["system"] for c in restricts} == set(PLAYED), "restriction goes to every system, consent included"
+    assert len({c["command_id"] for c in restricts}) == len(PLAYED), "one command per system"
+    assert not [c for c in responder.for_subject(subject) if c["action"] == "erase"]
+
+    # Lifting the restriction (Art. 18(3)) tells every system again.
+    lift = f"{dsar.url}/v1/admin/requests/{request_id}/lift"
+    assert (await _post(lift, headers=ADMIN)).status_code == 200
+
+    async def lifted() -> set[str]:
+        told = {c["system"] for c in responder.for_subject(subject) if c["action"] == "lift_restriction"}
+        return told if told == set(PLAYED) else set()
+
+    await wait_until(lifted, what="lift_restriction to every system")
+    assert (await _post(lift, headers=ADMIN)).status_code == 409
+
+
+# --- identity verification ---------------------------------------------------------------------------
+
+
+async def test_unverified_request_is_verified_by_code_then_proceeds(stack, dsar, responder) -> None:  # type: ignore[no-untyped-def]
+    bootstrap = stack.endpoints.kafka_bootstrap
+    subject = subject_id("verify")
+    request_id = await _erasure(bootstrap, subject, verified=False)
+    await _wait_status(bootstrap, request_id, "identity_pending")
+    email = await _notification(bootstrap, request_id, "code:1")
+    assert email["template"] == "verification_code"
+    code = email["params"]["code"]
+    assert len(code) == 6 and email["params"]["request_id"] == request_id
+    assert email["params"]["expires_minutes"] == 24 * 60
+    assert not responder.for_subject(subject), "nothing is sent before the identity is verified"
+
+    verify = f"{dsar.url}/v1/requests/{request_id}/verify"
+    wrong = await _post(verify, {"code": _wrong(code)})
+    assert wrong.status_code == 403 and wrong.json()["attempts_left"] == 4
+    again = await _post(verify, {"code": _wrong(code)})
+    assert again.status_code == 403 and again.json()["attempts_left"] == 3
+    assert (await _post(verify, {"code": "12ab"})).status_code == 400
+    assert (await _post(verify, {"code": 123456})).status_code == 400
+    assert (await _post(verify, content=b"{nope", headers={"Content-Type": "application/json"})).status_code == 400
+    assert (await _post(f"{dsar.url}/v1/requests/not-a-uuid/verify", {"code": code})).status_code == 400
+    assert (await _post(f"{dsar.url}/v1/requests/{uuid.uuid4()}/verify", {"code": code})).status_code == 404
+
+    ok = await _post(verify, {"code": code})
+    assert ok.status_code == 200, ok.text
+    assert ok.json()["status"] == "awaiting_systems"
+    assert (await _post(verify, {"code": code})).status_code == 409, "a used code verifies nothing again"
+    statuses = await _wait_status(bootstrap, request_id, "completed")
+    assert [s["status"] for s in statuses][:3] == ["received", "identity_pending", "in_progress"]
+
+
+async def test_an_expired_code_is_replaced_by_a_new_one(stack, dsar) -> None:  # type: ignore[no-untyped-def]
+    bootstrap = stack.endpoints.kafka_bootstrap
+    request_id = await _dsar(bootstrap, subject_id("expire"), "access", verified=False)
+    first = (await _notification(bootstrap, request_id, "code:1"))["params"]["code"]
+    conn = await asyncpg.connect(stack.endpoints.database_url)
+    try:  # as if the 24 hours had passed
+        await conn.execute(
+            "UPDATE dsar.verifications SET expires_at = now() - interval '1 second' WHERE request_id = $1",
+            uuid.UUID(request_id),
+        )
+    finally:
+        await conn.close()
+    verify = f"{dsar.url}/v1/requests/{request_id}/verify"
+    expired = await _post(verify, {"code": first})
+    assert expired.status_code == 410 and "new code" in expired.json()["error"]
+    second = (await _notification(bootstrap, request_id, "code:2"))["params"]["code"]
+    if second != first:
+        assert (await _post(verify, {"code": first})).status_code == 403, "the old code no longer works"
+    assert (await _post(verify, {"code": second})).status_code == 200
+
+
+async def test_wrong_codes_lock_verification_and_an_operator_can_approve(stack, dsar, responder) -> None:  # type: ignore[no-untyped-def]
+    bootstrap = stack.endpoints.kafka_bootstrap
+    subject = subject_id("lock")
+    request_id = await _dsar(
+        bootstrap, subject, "rectification", verified=False, corrections={"phone": "+46 70 123 45 67"}
+    )
+    code = (await _notification(bootstrap, request_id, "code:1"))["params"]["code"]
+    verify = f"{dsar.url}/v1/requests/{request_id}/verify"
+    answers = [(await _post(verify, {"code": _wrong(code)})).status_code for _ in range(5)]
+    assert answers == [403, 403, 403, 403, 429]
+    locked = await _post(verify, {"code": code})
+    assert locked.status_code == 429 and "locked" in locked.json()["error"]
+
+    approved = await _post(f"{dsar.url}/v1/admin/requests/{request_id}/approve", headers=ADMIN)
+    assert approved.status_code == 200, approved.text
+    await _wait_status(bootstrap, request_id, "completed")
+    rectify = [c for c in responder.for_subject(subject) if c["action"] == "rectify"]
+    # Only the systems holding the field, each given only that field (Art. 19: recipients told).
+    assert {c["system"] for c in rectify} == {"accounts", "support"}
+    assert all(c["fields"] == {"phone": "+46 70 123 45 67"} for c in rectify)
+    assert set((await _admin_case(dsar, request_id))["systems_told"]) == {"accounts", "support"}
+
+
+async def test_unverified_after_fourteen_days_is_closed_and_the_subject_told(stack, dsar) -> None:  # type: ignore[no-untyped-def]
+    bootstrap = stack.endpoints.kafka_bootstrap
+    request_id = await _erasure(
+        bootstrap, subject_id("late"), verified=False, when=datetime.now(UTC) - timedelta(days=15)
+    )
+    statuses = await _wait_status(bootstrap, request_id, "closed_unverified")
+    assert "14 days" in statuses[-1]["reason"]
+    email = await _notification(bootstrap, request_id, "closed_unverified")
+    assert email["template"] == "request_rejected" and "imy.se" in email["params"]["authority_url"]
+    gone = await _post(f"{dsar.url}/v1/requests/{request_id}/verify", {"code": "000000"})
+    assert gone.status_code == 410
+
+
+# --- operators -----------------------------------------------------------------------------------------
+
+
+async def test_operator_endpoints_need_the_bearer_token(stack, dsar) -> None:  # type: ignore[no-untyped-def]
+    rid = uuid.uuid4()
+    for headers in ({}, {"Authorization": "Bearer wrong"}, {"Authorization": TEST_ADMIN_TOKEN}):
+        status, _ = await get_json(f"{dsar.url}/v1/admin/requests", headers=headers)
+        assert status == 401
+        for action, body in (("approve", None), ("reject", {"reason": "x"}), ("extend", {"months": 1, "reason": "x"})):
+            response = await _post(f"{dsar.url}/v1/admin/requests/{rid}/{action}", body, headers=headers)
+            assert response.status_code == 401, (action, headers)
+            assert "bearer token" in response.json()["error"]
+    status, body = await get_json(f"{dsar.url}/v1/admin/requests", params={"status": "bogus"}, headers=ADMIN)
+    assert status == 400 and "unknown status" in body["error"]
+    status, _ = await get_json(f"{dsar.url}/v1/admin/requests", params={"overdue": "maybe"}, headers=ADMIN)
+    assert status == 400
+    assert (await _post(f"{dsar.url}/v1/admin/requests/{rid}/approve", headers=ADMIN)).status_code == 404
+    assert (await _post(f"{dsar.url}/v1/admin/requests/nope/approve", headers=ADMIN)).status_code == 400
+
+
+async def test_admin_reject_names_the_reason_and_imy(stack, dsar) -> None:  # type: ignore[no-untyped-def]
+    bootstrap = stack.endpoints.kafka_bootstrap
+    request_id = await _dsar(bootstrap, subject_id("reject"), "access", verified=False)
+    await _wait_status(bootstrap, request_id, "identity_pending")
+    url = f"{dsar.url}/v1/admin/requests/{request_id}/reject"
+    assert (await _post(url, {}, headers=ADMIN)).status_code == 400
+    assert (await _post(url, {"reason": "  "}, headers=ADMIN)).status_code == 400
+    reason = "manifestly unfounded: repetitive requests (GDPR Art. 12(5))"
+    response = await _post(url, {"reason": reason}, headers=ADMIN)
+    assert response.status_code == 200 and response.json()["status"] == "rejected"
+    statuses = await _wait_status(bootstrap, request_id, "rejected")
+    assert statuses[-1]["reason"] == reason
+    email = await _notification(bootstrap, request_id, "rejected")
+    assert email["template"] == "request_rejected"
+    assert email["params"]["reason"] == reason and "IMY" in email["params"]["authority"]
+    assert (await _post(url, {"reason": reason}, headers=ADMIN)).status_code == 409
+    status, listed = await get_json(f"{dsar.url}/v1/admin/requests", params={"status": "rejected"}, headers=ADMIN)
+    assert status == 200 and request_id in {r["request_id"] for r in listed["requests"]}
+
+
+async def test_extension_overdue_listing_and_manual_review(stack, dsar, responder) -> None:  # type: ignore[no-untyped-def]
+    bootstrap = stack.endpoints.kafka_bootstrap
+    old = await _dsar(
+        bootstrap,
+        subject_id("old"),
+        "objection",
+        processing="legitimate_interest",
+        when=datetime.now(UTC) - timedelta(days=35),
+    )
+    subject = subject_id("review")
+    fresh = await _dsar(bootstrap, subject, "objection", processing="legitimate_interest")
+    await _wait_status(bootstrap, fresh, "in_progress")
+    await _wait_status(bootstrap, old, "in_progress")
+
+    late = await _post(f"{dsar.url}/v1/admin/requests/{old}/extend", {"months": 1, "reason": "complex"}, headers=ADMIN)
+    assert late.status_code == 409 and "before the original due date" in late.json()["error"]
+    extend = f"{dsar.url}/v1/admin/requests/{fresh}/extend"
+    assert (await _post(extend, {"months": 3, "reason": "r"}, headers=ADMIN)).status_code == 400
+    assert (await _post(extend, {"months": 2}, headers=ADMIN)).status_code == 400
+    before = (await _admin_case(dsar, fresh))["due_at"]
+    reason = "the objection needs a balancing test across several systems"
+    response = await _post(extend, {"months": 2, "reason": reason}, headers=ADMIN)
+    assert response.status_code == 200, response.text
+    case = response.json()
+    assert case["extended"] and case["original_due_at"] == before and case["due_at"] > before
+    await wait_until(lambda: _statuses_extended(bootstrap, fresh), what="an extended status event")
+    email = await _notification(bootstrap, fresh, "extended")
+    assert email["template"] == "deadline_extended" and email["params"]["reason"] == reason
+    assert (await _post(extend, {"months": 1, "reason": "again"}, headers=ADMIN)).status_code == 409
+
+    status, overdue = await get_json(f"{dsar.url}/v1/admin/requests", params={"overdue": "true"}, headers=ADMIN)
+    assert status == 200
+    ids = {r["request_id"] for r in overdue["requests"]}
+    assert old in ids and fresh not in ids
+    assert all(r["overdue"] for r in overdue["requests"])
+
+    async def overdue_metric() -> bool:
+        async with httpx.AsyncClient() as client:
+            text = (await client.get(f"{dsar.url}/metrics")).text
+        return any(
+            line.startswith('privacy_cases_overdue{right="objection"}') and not line.endswith(" 0.0")
+            for line in text.splitlines()
+        )
+
+    await wait_until(overdue_metric, what="the overdue gauge")
+
+    # The operator upholds the objection: legitimate-interest purposes are suppressed, then done.
+    approved = await _post(f"{dsar.url}/v1/admin/requests/{fresh}/approve", headers=ADMIN)
+    assert approved.status_code == 200, approved.text
+    await _wait_status(bootstrap, fresh, "completed")
+    suppress = {(c["system"], c["purpose"]) for c in responder.for_subject(subject) if c["action"] == "suppress"}
+    assert suppress == {("analytics", "personalization"), ("analytics", "service_improvement"), ("logs", "security")}
+
+
+async def _statuses_extended(bootstrap: str, request_id: str) -> bool:
+    return any(s["extended"] and s["reason"] for s in await _statuses(bootstrap, request_id))
+
+
+# --- access and portability ---------------------------------------------------------------------------
+
+
+async def test_access_request_ends_with_a_package_behind_an_expiring_link(stack, dsar) -> None:  # type: ignore[no-untyped-def]
+    bootstrap = stack.endpoints.kafka_bootstrap
+    subject = subject_id("access")
+    request_id = await _dsar(bootstrap, subject, "access")
+    await _wait_status(bootstrap, request_id, "completed")
+    email = await _notification(bootstrap, request_id, "export_ready")
+    assert email["template"] == "export_ready" and email["params"]["max_downloads"] == 3
+    assert email["params"]["download_url"] == email["params"]["link"]
+    link = email["params"]["link"]
+    assert link.startswith(f"{dsar.url}/v1/exports/")
+
+    async with httpx.AsyncClient(timeout=10.0) as client:
+        first = await client.get(link)
+        assert first.status_code == 200, first.text
+        assert first.headers["content-type"].startswith("application/json")
+        package = first.json()
+        assert package["request_id"] == request_id and package["subject"] == subject
+        assert set(package["systems"]) == set(ALL_SYSTEMS), "a fragment from every system, dsar's own too"
+        assert package["systems"]["accounts"]["data"]["records"][0]["subject"] == subject
+        assert [r["request_id"] for r in package["systems"]["dsar"]["data"]["requests"]] == [request_id]
+        info = package["information"]
+        assert {p["purpose"] for p in info["purposes"]} >= {"marketing_email", "bookkeeping"}
+        assert all(p["legal_basis"] for p in info["purposes"])
+        marketing = next(r for r in info["recipients"] if r["system"] == "marketing_email")
+        assert (
+            marketing["location"] == "United States"
+            and "standard contractual clauses" in marketing["transfer_mechanism"]
+        )
+        assert info["retention"]["billing"].startswith("7 years")
+        assert info["source_of_data"]
+        assert info["consent_receipts"][0]["consentReceiptID"] == f"{subject}:marketing_email"
+
+        assert (await client.get(link)).status_code == 200
+        assert (await client.get(link)).status_code == 200
+        used_up = await client.get(link)
+        assert used_up.status_code == 410 and "maximum" in used_up.json()["error"]
+        assert (await client.get(f"{dsar.url}/v1/exports/{'x' * 43}")).status_code == 404
+        assert (await client.get(f"{dsar.url}/v1/exports/short")).status_code == 404
+
+
+async def test_portability_package_is_a_zip_of_json_and_csv_and_the_link_expires(stack, dsar) -> None:  # type: ignore[no-untyped-def]
+    bootstrap = stack.endpoints.kafka_bootstrap
+    subject = subject_id("port")
+    request_id = await _dsar(bootstrap, subject, "portability", format="csv")
+    link = (await _notification(bootstrap, request_id, "export_ready"))["params"]["link"]
+    async with httpx.AsyncClient(timeout=10.0) as client:
+        response = await client.get(link)
+        assert response.status_code == 200 and response.headers["content-type"] == "application/zip"
+        archive = zipfile.ZipFile(io.BytesIO(response.content))
+        names = {name.split("/")[-1] for name in archive.namelist()}
+        assert {"package.json", "accounts.csv", "consent.csv", "information.csv"} <= names
+        csv_name = next(n for n in archive.namelist() if n.endswith("/accounts.csv"))
+        assert archive.read(csv_name).decode("utf-8-sig").startswith("field,value")
+
+        # Let the link pass its expiry (as if 7 days went by): it answers 410.
+        token = link.rsplit("/", 1)[1]
+        conn = await asyncpg.connect(stack.endpoints.database_url)
+        try:
+            await conn.execute(
+                "UPDATE dsar.exports SET expires_at = now() - interval '1 second' WHERE token_hash = $1",
+                sha256(token.encode()).hexdigest(),
+            )
+        finally:
+            await conn.close()
+        expired = await client.get(link)
+        assert expired.status_code == 410 and "expired" in expired.json()["error"]
+
+
+# --- dead letters --------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("topic", [ERASURE_REQUESTED, DSAR_REQUESTED, PRIVACY_ACKS])
+async def test_malformed_messages_go_to_the_dead_letter_topic(stack, dsar, topic: str) -> None:  # type: ignore[no-untyped-def]
+    bootstrap = stack.endpoints.kafka_bootstrap
+    marker = subject_id("bad")
+    bad_values = [
+        b"{not json",
+        json.dumps(
+            {
+                "specversion": "1.0",
+                "id": str(uuid.uuid4()),
+                "type": topic,
+                "source": "urn:test",
+                "time": datetime.now(UTC).isoformat(),
+                "subject": marker,
+                "datacontenttype": "application/json",
+                "data": {"request_id": "nope"},
+            }
+        ).encode(),
+    ]
+    for value in bad_values:
+        await publish_raw(bootstrap, topic, marker.encode(), value)
+    match: Callable[[Any], bool] = lambda m: m.key == marker.encode()  # noqa: E731
+    letters = await wait_for_messages(bootstrap, f"{topic}.dlq", match, count=2)
+    assert {bytes(m.value) for m in letters} == set(bad_values)
+    assert {header(m, "x-original-topic") for m in letters} == {topic}
+    assert all(header(m, "x-error") for m in letters)
+    status, _ = await get_json(f"{dsar.url}/healthz")
+    assert status == 200
+
+
+async def test_the_audit_chain_verifies_and_names_every_transition(stack, dsar) -> None:  # type: ignore[no-untyped-def]
+    from privacy_runtime.audit import verify_chain
+
+    conn = await asyncpg.connect(stack.endpoints.database_url, server_settings={"search_path": "dsar"})
+    try:
+        checked, problems = await verify_chain(conn)
+        assert checked > 0 and problems == []
+        actions = {r["action"] for r in await conn.fetch("SELECT DISTINCT action FROM audit_log")}
+        assert {
+            "case_received",
+            "case_identity_pending",
+            "case_in_progress",
+            "case_awaiting_systems",
+            "case_completed",
+            "case_rejected",
+            "case_closed_unverified",
+            "case_extended",
+            "verification_failed",
+            "subject_shredded",
+            "export_downloaded",
+        } <= actions
+    finally:
+        await conn.close()

@@ -1,0 +1,84 @@
+"""The notifications the dsar service requests render with the notifier's templates (both locales).
+
+A cross-service contract check without Kafka: every `Notify` a case decision (or the workflow) can
+produce is rendered by `services.notifier.templates`, so a renamed param fails here, not in a mailbox.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+
+import pytest
+
+from privacy_runtime.datamap import load_data_map
+from privacy_runtime.settings import DEFAULT_DATA_MAP
+from services.dsar import cases
+
+templates = pytest.importorskip("services.notifier.templates")
+
+DATA_MAP = load_data_map(DEFAULT_DATA_MAP)
+NOW = datetime(2024, 1, 31, 12, tzinfo=UTC)
+CONTEXT = templates.Context(contact_email="privacy@isopartner.se", public_base_url="http://127.0.0.1:6067")
+
+
+def _case(right: str = cases.ERASURE, verified: bool = True) -> cases.Case:
+    return cases.new_case(
+        request_id="6f1c3a52-8a61-4a43-9d0e-0d7a3a4f3b10",
+        subject="usr-1",
+        right=right,
+        received_at=NOW,
+        identity_verified=verified,
+        requested_via="web_form",
+    )
+
+
+def _every_notification() -> list[cases.Notify]:
+    found: list[cases.Notify] = []
+    unverified = cases.open_case(_case(verified=False), DATA_MAP, NOW)
+    found += [e for e in unverified.effects if isinstance(e, cases.Notify)]  # request_received
+    found.append(cases.code_email(unverified.case, "012345", 1, timedelta(hours=24)))
+    found += [
+        e for e in cases.extend(unverified.case, 2, "complex request", NOW).effects if isinstance(e, cases.Notify)
+    ]
+    found += [
+        e for e in cases.reject(unverified.case, "manifestly unfounded", NOW).effects if isinstance(e, cases.Notify)
+    ]
+    found += [
+        e
+        for e in cases.close_unverified(unverified.case, NOW + timedelta(days=14), timedelta(days=14)).effects
+        if isinstance(e, cases.Notify)
+    ]
+    case = cases.open_case(_case(), DATA_MAP, NOW).case
+    while any(s.issued and not s.outcome for s in case.steps):
+        step = next(s for s in case.steps if s.issued and not s.outcome)
+        decision = cases.record_ack(case, step.command_id or "", step.expect or "done", NOW, step.basis)
+        found += [e for e in decision.effects if isinstance(e, cases.Notify)]
+        case = decision.case
+    found.append(cases.export_email(_case(cases.ACCESS), "http://127.0.0.1:6067/v1/exports/tok", NOW, 3))
+    return found
+
+
+def test_every_template_the_dsar_service_uses_is_covered() -> None:
+    assert {n.template for n in _every_notification()} == {
+        "request_received",
+        "verification_code",
+        "deadline_extended",
+        "request_rejected",
+        "erasure_completed",
+        "export_ready",
+    }
+
+
+@pytest.mark.parametrize("locale", ["sv", "en"])
+def test_dsar_notifications_render_with_the_notifier_templates(locale: str) -> None:
+    for notify in _every_notification():
+        email = templates.render(notify.template, locale, dict(notify.params), CONTEXT)
+        assert email.subject and email.text and email.html, notify.template
+        if notify.template == "request_rejected":
+            assert "www.imy.se" in email.text and str(notify.params["reason"]) in email.text
+        if notify.template == "erasure_completed":
+            assert "Bokföringslagen 7:2" in email.text
+        if notify.template == "verification_code":
+            assert "012345" in email.text
+        if notify.template == "export_ready":
+            assert "http://127.0.0.1:6067/v1/exports/tok" in email.text
