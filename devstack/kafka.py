@@ -35,6 +35,20 @@ What checking /work/shared/KAFKA_LOCAL.md against Kafka 4.3.1 showed:
 - Heap: 1 GiB is not needed. With ``-Xmx512m -Xms64m -XX:+UseSerialGC`` the broker's RSS
   was ~210 MB after creating the 36 contract topics and moving 2000 messages, the same
   as with ``-Xmx256m``; start to first metadata answer ~1.8 s warm (2 cores).
+
+Optional SASL (``KafkaBroker(..., sasl_users={"privacy": "secret"})``; off by default, and then
+nothing below changes the configuration): a second client listener ``SASL_PLAINTEXT`` on its own
+port (``sasl_bootstrap``) next to the PLAINTEXT one, which stays for admin and inter-broker
+traffic; the ``CONTROLLER`` listener stays PLAINTEXT, so no ``sasl.mechanism.controller.protocol``
+is needed. What Kafka 4.3.1 KRaft accepted:
+
+- ``listener.name.sasl_plaintext.sasl.enabled.mechanisms=PLAIN,SCRAM-SHA-256,SCRAM-SHA-512`` and one
+  ``listener.name.sasl_plaintext.<mechanism lower-case>.sasl.jaas.config`` per mechanism: for PLAIN
+  ``PlainLoginModule required user_<name>="<password>";`` (the broker-side ``username``/``password``
+  options are only for inter-broker SASL, unused here); for SCRAM ``ScramLoginModule required;``.
+- SCRAM credentials live in the KRaft metadata log, not in JAAS. They are written when the data dir
+  is formatted (``StorageTool format --add-scram 'SCRAM-SHA-512=[name=u,password="p"]'``), so a
+  SASL broker needs a fresh root: users added later to an already formatted dir get PLAIN only.
 """
 
 from __future__ import annotations
@@ -51,6 +65,7 @@ import shutil
 import signal
 import subprocess
 import time
+from collections.abc import Mapping
 from pathlib import Path
 
 from aiokafka.admin import AIOKafkaAdminClient
@@ -75,6 +90,9 @@ LOG4J_FILE = Path(__file__).with_name("kafka") / "log4j2.xml"
 #: headroom for ``make run`` with three services. The stock scripts use 1 GiB.
 DEFAULT_HEAP = "512m"
 MIN_JAVA = 17
+#: SASL mechanisms enabled on the optional SASL_PLAINTEXT listener.
+SASL_MECHANISMS = ("PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512")
+SASL_LISTENER = "SASL_PLAINTEXT"
 
 
 @functools.cache
@@ -211,6 +229,8 @@ class KafkaBroker:
         controller_port: int | None = None,
         num_partitions: int = 4,
         heap: str = DEFAULT_HEAP,
+        sasl_users: Mapping[str, str] | None = None,
+        sasl_port: int | None = None,
     ) -> None:
         self.dir = Path(root).resolve() / "kafka"
         self.data_dir = self.dir / "data"
@@ -223,6 +243,12 @@ class KafkaBroker:
         self.num_partitions = num_partitions
         self.heap = heap
         self.port, self.controller_port = self._choose_ports(port, controller_port)
+        #: user -> password for the SASL_PLAINTEXT listener; empty means no SASL listener at all.
+        self.sasl_users: dict[str, str] = dict(sasl_users or {})
+        for user, password in self.sasl_users.items():
+            _check_sasl_value("user name", user)
+            _check_sasl_value("password", password)
+        self.sasl_port: int | None = self._choose_sasl_port(sasl_port) if self.sasl_users else None
         self._popen: subprocess.Popen[bytes] | None = None
         self._record: PidRecord | None = None
 
@@ -230,6 +256,13 @@ class KafkaBroker:
     def bootstrap(self) -> str:
         """The PLAINTEXT address clients use (``KAFKA_BOOTSTRAP_SERVERS``)."""
         return f"{self.host}:{self.port}"
+
+    @property
+    def sasl_bootstrap(self) -> str:
+        """The SASL_PLAINTEXT address (only when the broker was made with ``sasl_users``)."""
+        if self.sasl_port is None:
+            raise DevstackError("this broker has no SASL listener (pass sasl_users=...)")
+        return f"{self.host}:{self.sasl_port}"
 
     @property
     def pid(self) -> int | None:
@@ -249,6 +282,53 @@ class KafkaBroker:
         while controller_port == port:
             controller_port = free_port(self.host)
         return port, controller_port
+
+    def _choose_sasl_port(self, sasl_port: int | None) -> int:
+        """Like ``_choose_ports``: last run's SASL port when still free, else a new free one."""
+        taken = {self.port, self.controller_port}
+        saved = self.dir / "ports.json"
+        if sasl_port is None and saved.is_file():
+            with contextlib.suppress(ValueError, KeyError, OSError, TypeError):
+                old = int(json.loads(saved.read_text())["sasl_port"])
+                if old not in taken and port_is_free(old, self.host):
+                    return old
+        sasl_port = sasl_port or free_port(self.host)
+        while sasl_port in taken:
+            sasl_port = free_port(self.host)
+        return sasl_port
+
+    def _sasl_properties(self) -> dict[str, str]:
+        """Overrides and additions for the optional SASL_PLAINTEXT listener."""
+        sasl = f"{SASL_LISTENER}://{self.host}:{self.sasl_port}"
+        prefix = f"listener.name.{SASL_LISTENER.lower()}"
+        plain_users = " ".join(f'user_{user}="{password}"' for user, password in self.sasl_users.items())
+        props = {
+            "listeners": f"PLAINTEXT://{self.host}:{self.port},{sasl},"
+            f"CONTROLLER://{self.host}:{self.controller_port}",
+            "advertised.listeners": f"PLAINTEXT://{self.host}:{self.port},{sasl}",
+            "listener.security.protocol.map": (
+                f"PLAINTEXT:PLAINTEXT,{SASL_LISTENER}:{SASL_LISTENER},CONTROLLER:PLAINTEXT"
+            ),
+            f"{prefix}.sasl.enabled.mechanisms": ",".join(SASL_MECHANISMS),
+            f"{prefix}.plain.sasl.jaas.config": (
+                f"org.apache.kafka.common.security.plain.PlainLoginModule required {plain_users};"
+            ),
+        }
+        for mechanism in SASL_MECHANISMS:
+            if mechanism.startswith("SCRAM-"):
+                props[f"{prefix}.{mechanism.lower()}.sasl.jaas.config"] = (
+                    "org.apache.kafka.common.security.scram.ScramLoginModule required;"
+                )
+        return props
+
+    def _scram_format_args(self) -> list[str]:
+        """``--add-scram`` arguments giving every SASL user a credential for each SCRAM mechanism."""
+        args: list[str] = []
+        for mechanism in SASL_MECHANISMS:
+            if mechanism.startswith("SCRAM-"):
+                for user, password in self.sasl_users.items():
+                    args += ["--add-scram", f'{mechanism}=[name={user},password="{password}"]']
+        return args
 
     def server_properties(self) -> str:
         """The broker configuration (one combined node; replication 1 everywhere)."""
@@ -286,6 +366,8 @@ class KafkaBroker:
             "num.recovery.threads.per.data.dir": "1",
             "log.retention.hours": "168",
         }
+        if self.sasl_users:
+            props.update(self._sasl_properties())
         return "".join(f"{k}={v}\n" for k, v in props.items())
 
     def _java_argv(self, libs: Path, main: str, *args: str, heap: str) -> list[str]:
@@ -342,6 +424,7 @@ class KafkaBroker:
                     str(self.props_file),
                     "--standalone",
                     "-g",
+                    *self._scram_format_args(),
                     heap="128m",
                 ),
                 stdout=log,
@@ -357,9 +440,10 @@ class KafkaBroker:
         self.dir.mkdir(parents=True, exist_ok=True)
         self.data_dir.mkdir(parents=True, exist_ok=True)
         self.props_file.write_text(self.server_properties())
-        (self.dir / "ports.json").write_text(
-            json.dumps({"port": self.port, "controller_port": self.controller_port})
-        )
+        ports: dict[str, int] = {"port": self.port, "controller_port": self.controller_port}
+        if self.sasl_port is not None:
+            ports["sasl_port"] = self.sasl_port
+        (self.dir / "ports.json").write_text(json.dumps(ports))
         self._format_storage(libs)
         return self._java_argv(libs, "kafka.Kafka", str(self.props_file), heap=self.heap)
 
@@ -376,7 +460,8 @@ class KafkaBroker:
         say(f"kafka broker starting on {self.bootstrap} (pid {self._popen.pid}, heap {self.heap})")
         await self._wait_ready(started + within)
         self._check_logging(log_size)
-        say(f"kafka ready on {self.bootstrap} in {time.monotonic() - started:.1f}s")
+        sasl = f" (SASL_PLAINTEXT on {self.sasl_bootstrap})" if self.sasl_port is not None else ""
+        say(f"kafka ready on {self.bootstrap}{sasl} in {time.monotonic() - started:.1f}s")
 
     async def _wait_ready(self, deadline: float) -> None:
         last_error: BaseException | None = None
@@ -393,7 +478,9 @@ class KafkaBroker:
             try:
                 await admin.start()
                 cluster = await admin.describe_cluster()
-                if cluster.get("brokers"):
+                if cluster.get("brokers") and (
+                    self.sasl_port is None or await _tcp_open(self.host, self.sasl_port)
+                ):
                     return
             except Exception as exc:
                 last_error = exc
@@ -445,6 +532,15 @@ class KafkaBroker:
         """Resident memory of the broker JVM (0 when not running)."""
         proc = self._record.process() if self._record else None
         return proc.memory_info().rss if proc else 0
+
+
+def _check_sasl_value(what: str, value: str) -> None:
+    """Refuse what would need quoting in a JAAS line, a properties file or ``--add-scram``."""
+    if not value or re.search(r'["\\,\[\]=\s]', value) or not value.isascii():
+        raise DevstackError(
+            f"SASL {what} {value!r} must be non-empty printable ASCII without quotes, "
+            "backslashes, commas, brackets, '=' or spaces"
+        )
 
 
 async def _tcp_open(host: str, port: int) -> bool:

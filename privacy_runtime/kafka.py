@@ -129,8 +129,8 @@ async def wait_for_kafka(
             if asyncio.get_running_loop().time() > deadline:
                 raise
             log.warning(
-                "Kafka at %s not usable yet (%s: %s; security %s); retrying in %.1fs",
-                settings.kafka_bootstrap_servers, type(exc).__name__, exc, security_protocol(settings), delay,
+                "Kafka at %s not usable yet (%s; security %s); retrying in %.1fs",
+                settings.kafka_bootstrap_servers, exc, security_protocol(settings), delay,
             )
         finally:
             try:

@@ -76,6 +76,36 @@ async def publish(
     return str(event.id)
 
 
+@dataclass(frozen=True)
+class Outgoing:
+    """One event for `publish_many`; the Kafka key defaults to the subject."""
+
+    data: BaseModel
+    subject: str | None = None
+    key: str | None = None
+    event_id: str | None = None
+    time: datetime | None = None
+
+
+async def publish_many(bootstrap: str, topic: str, events: list[Outgoing]) -> list[str]:
+    """Publish many contract events through one producer (fast for bulk setup); returns their ids."""
+    producer = AIOKafkaProducer(bootstrap_servers=bootstrap, acks="all", linger_ms=5)
+    await producer.start()
+    ids: list[str] = []
+    try:
+        pending = []
+        for item in events:
+            event = new_event(topic, item.data, subject=item.subject, source="urn:test", time=item.time,
+                              id=item.event_id)
+            key = (item.key or item.subject or "").encode() or None
+            pending.append(await producer.send(topic, key=key, value=event.model_dump_json().encode()))
+            ids.append(str(event.id))
+        await asyncio.gather(*pending)
+    finally:
+        await producer.stop()
+    return ids
+
+
 async def publish_raw(bootstrap: str, topic: str, key: bytes | None, value: bytes | None,
                       headers: list[tuple[str, bytes]] | None = None) -> None:
     producer = AIOKafkaProducer(bootstrap_servers=bootstrap, acks="all")
