@@ -57,6 +57,7 @@ class KeyRing:
         if previous_master_key is not None:
             self._masters[master_key_id(previous_master_key)] = previous_master_key
         self._cache: OrderedDict[str, bytes] = OrderedDict()
+        self._pending: dict[str, tuple[int, bytes]] = {}
         self._cache_size = cache_size
 
     @property
@@ -89,9 +90,33 @@ class KeyRing:
 
     def forget(self, subject: str) -> None:
         self._cache.pop(subject, None)
+        self._pending.pop(subject, None)
+
+    # A key created inside a transaction is "pending" until that transaction commits: if it rolls
+    # back, the wrapped key never reached the table, and caching it would let data be sealed with a
+    # key nobody can unwrap after a restart. `ServiceRuntime.transaction()` commits or discards.
+
+    def _hold_pending(self, conn: asyncpg.Connection, subject: str, key: bytes) -> None:
+        self._pending[subject] = (id(conn), key)
+
+    def _pending_key(self, conn: asyncpg.Connection | None, subject: str) -> bytes | None:
+        held = self._pending.get(subject)
+        if held is None or (conn is not None and held[0] != id(conn)):
+            return None
+        return held[1]
+
+    def commit_pending(self, conn: asyncpg.Connection) -> None:
+        owner = id(conn)
+        for subject in [s for s, (o, _) in self._pending.items() if o == owner]:
+            self._remember(subject, self._pending.pop(subject)[1])
+
+    def discard_pending(self, conn: asyncpg.Connection) -> None:
+        owner = id(conn)
+        for subject in [s for s, (o, _) in self._pending.items() if o == owner]:
+            del self._pending[subject]
 
     async def data_key(self, conn: asyncpg.Connection, subject: str, *, create: bool = True) -> bytes | None:
-        cached = self._cache.get(subject)
+        cached = self._cache.get(subject) or self._pending_key(conn, subject)
         if cached is not None:
             return cached
         row = await conn.fetchrow(
@@ -115,7 +140,7 @@ class KeyRing:
         )
         if inserted is None:  # a concurrent writer created it first
             return await self.data_key(conn, subject, create=False)
-        self._remember(subject, key)
+        self._hold_pending(conn, subject, key)
         return key
 
     async def ensure_keys(self, conn: asyncpg.Connection, subjects: set[str]) -> set[str]:
@@ -123,7 +148,7 @@ class KeyRing:
 
         Returns the subjects that were erased and so have no key.
         """
-        missing = [s for s in subjects if s not in self._cache]
+        missing = [s for s in subjects if s not in self._cache and self._pending_key(conn, s) is None]
         if not missing:
             return set()
         rows = await conn.fetch(
@@ -132,7 +157,7 @@ class KeyRing:
         )
         for row in rows:
             self._remember(row["subject"], self._unwrap(row["subject"], row["wrapped_key"], row["master_key_id"]))
-        absent = [s for s in missing if s not in self._cache]
+        absent = [s for s in missing if s not in self._cache and self._pending_key(conn, s) is None]
         if not absent:
             return set()
         digests = {self.subject_digest(s): s for s in absent}
@@ -153,8 +178,8 @@ class KeyRing:
                 list(new_keys),
             )
             for row in stored:
-                self._remember(
-                    row["subject"], self._unwrap(row["subject"], row["wrapped_key"], row["master_key_id"])
+                self._hold_pending(
+                    conn, row["subject"], self._unwrap(row["subject"], row["wrapped_key"], row["master_key_id"])
                 )
         return erased
 
@@ -162,7 +187,10 @@ class KeyRing:
         """Encrypt with a key already loaded by `ensure_keys` (no I/O)."""
         if value is None:
             return None
-        return seal(self._cache[subject], value.encode(), f"{subject}:{field}".encode())
+        key = self._cache.get(subject) or self._pending_key(None, subject)
+        if key is None:
+            raise KeyError(f"no data key loaded for subject {subject}; call ensure_keys first")
+        return seal(key, value.encode(), f"{subject}:{field}".encode())
 
     async def is_erased(self, conn: asyncpg.Connection, subject: str) -> bool:
         found = await conn.fetchval(

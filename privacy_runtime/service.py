@@ -113,8 +113,14 @@ class ServiceRuntime:
     async def transaction(self) -> AsyncIterator[asyncpg.Connection]:
         """A connection in a transaction; after commit the outbox relay is woken at once."""
         async with self.pool.acquire() as conn:
-            async with conn.transaction():
-                yield conn
+            self.keyring.discard_pending(conn)  # left over from a transaction whose end we did not see
+            try:
+                async with conn.transaction():
+                    yield conn
+            except BaseException:
+                self.keyring.discard_pending(conn)
+                raise
+            self.keyring.commit_pending(conn)
         self.outbox.wakeup.set()
 
     # --- lifecycle ------------------------------------------------------------------------

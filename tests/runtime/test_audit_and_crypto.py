@@ -91,3 +91,25 @@ async def test_master_key_rotation_rewraps_without_touching_data(stack) -> None:
             assert base64.b64encode(new_key) != base64.b64encode(old_key)
     finally:
         await pool.close()
+
+
+async def test_a_key_created_in_a_rolled_back_transaction_is_not_kept(stack) -> None:  # type: ignore[no-untyped-def]
+    pool = await _schema(stack, f"pending_{uuid.uuid4().hex[:8]}")
+    keyring = KeyRing(os.urandom(32))
+    try:
+        async with pool.acquire() as conn:
+            tx = conn.transaction()
+            await tx.start()
+            first = await keyring.data_key(conn, "carol")
+            await tx.rollback()
+            keyring.discard_pending(conn)
+            tx = conn.transaction()
+            await tx.start()
+            second = await keyring.data_key(conn, "carol")
+            await tx.commit()
+            keyring.commit_pending(conn)
+            assert first != second, "the rolled-back key was not reused"
+            stored = await KeyRing(keyring._master).data_key(conn, "carol", create=False)
+            assert stored == second
+    finally:
+        await pool.close()
