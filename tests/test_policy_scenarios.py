@@ -1,0 +1,149 @@
+"""End-to-end scenarios that read like the policy, through all three services, a real broker, database
+and SMTP server. A small responder plays the external downstream systems."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import uuid
+from collections.abc import AsyncIterator
+from typing import Any
+
+import asyncpg
+import httpx
+import pytest
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
+
+from devstack.smtp_sink import read_messages
+from schemas.envelope import new_event
+from schemas.events import ConsentGrant, ErasureRequested, PrivacyAck, UserRegistered
+from schemas.topics import ERASURE_REQUESTED, EXTERNAL_SYSTEMS, PRIVACY_ACKS, USER_REGISTERED, command_topic
+from tests.helpers import get_json, publish, subject_id, wait_until
+
+pytestmark = pytest.mark.stack
+
+BILLING_BASIS = "Bokföringslagen 7:2: accounting records are kept for 7 years"
+
+
+class ExternalSystems:
+    """Every external system: acknowledges each command it receives (billing keeps invoices)."""
+
+    def __init__(self, bootstrap: str):
+        self.received: list[tuple[str, dict[str, Any], str]] = []
+        self._consumer = AIOKafkaConsumer(
+            *(command_topic(s) for s in EXTERNAL_SYSTEMS), bootstrap_servers=bootstrap,
+            group_id=f"scenario-systems-{uuid.uuid4().hex[:8]}", auto_offset_reset="latest")
+        self._producer = AIOKafkaProducer(bootstrap_servers=bootstrap, acks="all")
+        self._task: asyncio.Task[None] | None = None
+
+    async def start(self) -> None:
+        await self._producer.start()
+        await self._consumer.start()
+        await self._consumer.getmany(timeout_ms=500)  # join the group before the scenario begins
+        self._task = asyncio.create_task(self._run())
+
+    async def _run(self) -> None:
+        async for message in self._consumer:
+            event = json.loads(message.value)
+            command, subject = event["data"], event["subject"]
+            self.received.append((command["system"], command, subject))
+            status, basis = "done", None
+            if command["system"] == "billing" and command["action"] == "erase":
+                status, basis = "retained", BILLING_BASIS
+            ack = new_event(PRIVACY_ACKS, PrivacyAck(command_id=uuid.UUID(command["command_id"]),
+                                                     system=command["system"], status=status,
+                                                     retained_basis=basis), subject=subject, source="urn:test")
+            await self._producer.send_and_wait(PRIVACY_ACKS, key=subject.encode(),
+                                               value=ack.model_dump_json().encode())
+
+    async def stop(self) -> None:
+        if self._task:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+        await self._consumer.stop()
+        await self._producer.stop()
+
+
+@pytest.fixture
+async def systems(stack) -> AsyncIterator[ExternalSystems]:  # type: ignore[no-untyped-def]
+    responder = ExternalSystems(stack.endpoints.kafka_bootstrap)
+    await responder.start()
+    try:
+        yield responder
+    finally:
+        await responder.stop()
+
+
+def _mails_to(mail_dir, address: str) -> list[Any]:  # type: ignore[no-untyped-def]
+    return [m for m in read_messages(mail_dir) if address in str(m.get("To", ""))]
+
+
+async def test_a_user_asks_to_be_erased_and_nothing_of_theirs_remains_readable(stack, system, systems) -> None:  # type: ignore[no-untyped-def]
+    """Every system is told to erase; billing keeps invoices under Bokföringslagen and says so; the person
+    gets one confirmation naming what was kept and why; then every service has destroyed their key."""
+    bootstrap, dsn = stack.endpoints.kafka_bootstrap, stack.endpoints.database_url
+    subject = subject_id("erase")
+    address = f"{subject}@example.org"
+    await publish(bootstrap, USER_REGISTERED, UserRegistered(
+        email=address, name="Erik Raderad", phone="+46 70 000 00 01", country="SE", locale="en",
+        consents=[ConsentGrant(purpose="marketing_email", granted=True)]), subject=subject)
+
+    async def known_everywhere() -> bool:
+        status, _ = await get_json(f"{system['consent'].url}/v1/decisions",
+                                   params={"subject": subject, "purpose": "marketing_email"})
+        conn = await asyncpg.connect(dsn)
+        try:
+            in_directory = await conn.fetchval("SELECT count(*) FROM notifier.recipients WHERE subject = $1", subject)
+        finally:
+            await conn.close()
+        return status == 200 and in_directory == 1
+
+    await wait_until(known_everywhere, what="the user to be registered in consent and notifier")
+    request_id = uuid.uuid4()
+    await publish(bootstrap, ERASURE_REQUESTED, ErasureRequested(
+        request_id=request_id, ground="consent_withdrawn", identity_verified=True, requested_via="web_form"),
+        subject=subject)
+
+    async def completed() -> bool:
+        status, body = await get_json(f"{system['dsar'].url}/v1/requests/{request_id}")
+        return status == 200 and body["status"] == "completed"
+
+    await wait_until(completed, timeout=90, interval=0.5, what="the erasure to complete")
+    told = {s for s, c, subj in systems.received if subj == subject and c["action"] == "erase"}
+    assert told == set(EXTERNAL_SYSTEMS), "every external system was told to erase"
+    revoked = {s for s, c, subj in systems.received if subj == subject and c["action"] == "revoke_sharing"}
+    assert {"partners", "ipcom_group"} <= revoked, "sharing recipients are told to stop first (Art. 17(2))"
+
+    async def confirmation() -> list[Any]:
+        return [m for m in _mails_to(stack.endpoints.mail_dir, address) if "erased" in str(m["Subject"])]
+
+    mails = await wait_until(confirmation, timeout=60, what="the erasure confirmation email")
+    await asyncio.sleep(2)
+    mails = await confirmation()
+    assert len(mails) == 1, [m["Subject"] for m in mails]
+    body = mails[0].get_body(preferencelist=("plain",)).get_content()
+    assert "Bokföringslagen" in body and "ISOPARTNER AB" in body
+
+    conn = await asyncpg.connect(dsn)
+    try:
+        for schema in ("consent", "dsar", "notifier"):
+            keys = await conn.fetchval(f"SELECT count(*) FROM {schema}.subject_keys WHERE subject = $1", subject)
+            assert keys == 0, f"{schema} still holds the subject's key"
+        assert await conn.fetchval("SELECT count(*) FROM notifier.recipients WHERE subject = $1", subject) == 0
+        assert await conn.fetchval("SELECT count(*) FROM consent.subjects WHERE subject = $1", subject) == 0
+        proofs = await conn.fetchval("SELECT count(*) FROM consent.opt_out_proofs")
+        assert proofs is not None
+        # Whatever sealed rows remain (outbox, exports, params) can no longer be opened.
+        for schema in ("consent", "dsar", "notifier"):
+            sealed = await conn.fetchval(
+                f"SELECT count(*) FROM {schema}.outbox WHERE subject = $1 AND published_at IS NULL", subject)
+            assert sealed == 0 or await conn.fetchval(
+                f"SELECT count(*) FROM {schema}.subject_keys WHERE subject = $1", subject) == 0
+    finally:
+        await conn.close()
+    async with httpx.AsyncClient() as client:
+        gone = await client.get(f"{system['consent'].url}/v1/decisions",
+                                params={"subject": subject, "purpose": "marketing_email"})
+    assert gone.status_code == 404
