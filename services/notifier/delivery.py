@@ -1,0 +1,428 @@
+"""SMTP delivery from the `emails` outbox: claim, send over one reused connection, mark sent.
+
+How a round works:
+
+1. In one short transaction the sender claims due rows (`FOR UPDATE SKIP LOCKED`, so several notifier
+   processes can share the queue), sets them to `sending` with the claim time, and commits.
+2. Each email is decided (erased? restricted? marketing consent?), rendered, rate-limited by a token
+   bucket (SMTP_RATE_PER_SECOND) and sent over one SMTP connection that is kept open and reused
+   (reconnected after a failure).
+3. As soon as the relay accepts it (250 after DATA), the row is marked `sent` in its own commit.
+
+Failures: a 4xx reply, or the relay being unreachable, is temporary: the row goes back to `queued`
+with exponential backoff and jitter (EMAIL_RETRY_BASE_SECONDS doubling up to EMAIL_RETRY_MAX_SECONDS)
+until EMAIL_GIVE_UP_AFTER_SECONDS. A 5xx reply (or a message that can never be rendered) is permanent:
+the row becomes `failed` and an audit entry records it. No row is ever deleted, so nothing is lost.
+
+The crash window (the only way an email can be sent twice): an email is marked `sent` only after the
+relay accepted it, so a crash can never lose one. If the process dies *after* the relay accepted the
+message and *before* the `sent` commit of step 3, the row stays in `sending`; once its lease
+(EMAIL_LEASE_SECONDS, default 60 s) has expired it is claimed again and sent a second time. That window
+is measured by the histogram `privacy_email_unconfirmed_seconds` (typically around a millisecond), and
+a failed `sent` commit is retried for half a lease before the row is left to the lease. Every message
+carries a Message-ID derived from its notification_id, the same on every attempt, so a receiver can
+recognise such a duplicate. Rows re-taken after an expired lease are counted in
+`privacy_emails_lease_expired_total`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+import time
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from email.utils import parseaddr
+from typing import Any
+
+import aiosmtplib
+import asyncpg
+
+from privacy_runtime import metrics
+from privacy_runtime.db import TRANSIENT_DB_ERRORS
+from privacy_runtime.logs import scrub
+from privacy_runtime.tokens import UNSUBSCRIBE, TokenSigner
+from services.notifier import rules, store, templates
+from services.notifier.consent_client import ConsentDecisions
+from services.notifier.final_notices import FINAL_TEMPLATES, FinalNoticeKeys
+from services.notifier.intake import erased_among, params_field
+from services.notifier.settings import NotifierSettings
+from services.notifier.wakeups import Wakeups
+
+log = logging.getLogger(__name__)
+
+#: An SMTP connection idle longer than this is checked with NOOP before use.
+IDLE_CHECK_SECONDS = 15.0
+
+
+class Mailer:
+    """One SMTP connection, opened on first use, reused for every message, reopened after a failure."""
+
+    def __init__(self, settings: NotifierSettings):
+        self.settings = settings
+        self._client: aiosmtplib.SMTP | None = None
+        self._last_used = 0.0
+
+    async def _connection(self) -> aiosmtplib.SMTP:
+        client = self._client
+        if client is not None and client.is_connected and time.monotonic() - self._last_used > IDLE_CHECK_SECONDS:
+            try:
+                await client.noop()
+            except Exception:
+                await self.reset()
+                client = None
+        if client is None or not client.is_connected:
+            s = self.settings
+            client = aiosmtplib.SMTP(
+                hostname=s.smtp_host,
+                port=s.smtp_port,
+                timeout=s.smtp_timeout_seconds,
+                use_tls=s.smtp_use_tls,
+                start_tls=None if s.smtp_use_tls else s.smtp_starttls,
+                username=s.smtp_username,
+                password=s.smtp_password.get_secret_value() if s.smtp_password else None,
+            )
+            await client.connect()
+            self._client = client
+        return client
+
+    async def send(self, message: bytes, sender: str, recipient: str) -> None:
+        client = await self._connection()
+        options = ["SMTPUTF8"] if rules.needs_smtputf8(sender, recipient) else None
+        try:
+            await client.sendmail(sender, [recipient], message, mail_options=options)
+        except (aiosmtplib.SMTPServerDisconnected, aiosmtplib.SMTPTimeoutError, ConnectionError, OSError):
+            await self.reset()
+            raise
+        except aiosmtplib.SMTPResponseException as exc:
+            if exc.code == 421:  # the relay is closing the connection
+                await self.reset()
+            raise
+        finally:
+            self._last_used = time.monotonic()
+
+    async def reset(self) -> None:
+        client, self._client = self._client, None
+        if client is not None:
+            with contextlib.suppress(Exception):
+                client.close()
+
+    async def close(self) -> None:
+        client, self._client = self._client, None
+        if client is not None and client.is_connected:
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(client.quit(), 2.0)
+
+
+@dataclass
+class Claimed:
+    row: asyncpg.Record
+    recipient: rules.Recipient | None
+    erased: bool
+    params: dict[str, Any] | None
+
+    @property
+    def notification_id(self) -> str:
+        return str(self.row["notification_id"])
+
+    @property
+    def template(self) -> str:
+        return str(self.row["template"])
+
+
+class Sender:
+    def __init__(self, runtime: Any, settings: NotifierSettings, wakeups: Wakeups, consent: ConsentDecisions):
+        self.runtime = runtime
+        self.keyring = runtime.keyring
+        self.settings = settings
+        self.wakeups = wakeups
+        self.consent = consent
+        self.mailer = Mailer(settings)
+        self.bucket = rules.TokenBucket(settings.smtp_rate_per_second)
+        self.batch_size = rules.claim_batch_size(
+            settings.email_batch_size, settings.smtp_rate_per_second, settings.email_lease_seconds
+        )
+        self.envelope_from = parseaddr(settings.smtp_from)[1] or settings.smtp_from
+        self.unsubscribe_tokens = TokenSigner(settings.master_key(), UNSUBSCRIBE)
+        self.context = templates.Context(
+            contact_email=settings.privacy_contact_email, public_base_url=settings.public_base_url
+        )
+        self._connection_failures = 0
+        self.final_keys = FinalNoticeKeys(settings.master_key(), settings.previous_master_key())
+
+    # --- loops -------------------------------------------------------------------------------
+
+    async def run(self) -> None:
+        try:
+            while True:
+                try:
+                    claimed = await self.send_round()
+                except TRANSIENT_DB_ERRORS as exc:
+                    log.warning("sender waiting for the database (%s)", type(exc).__name__)
+                    claimed = 0
+                    await asyncio.sleep(1.0)
+                except Exception:
+                    log.exception("send round failed; retrying")
+                    claimed = 0
+                    await asyncio.sleep(1.0)
+                if claimed == 0:
+                    await self.wakeups.emails.wait_for(self.settings.email_idle_poll_seconds)
+        finally:
+            await self.mailer.close()
+            await self.consent.close()
+
+    async def maintain(self, interval: float = 2.0) -> None:
+        """Retake rows whose sender died (expired lease) and keep the gauges current."""
+        while True:
+            try:
+                async with self.runtime.pool.acquire() as conn:
+                    expired = await store.release_expired_leases(conn, self.settings.email_lease_seconds)
+                    if expired:
+                        metrics.EMAILS_LEASE_EXPIRED.inc(len(expired))
+                        log.warning("%d emails were left in sending past the lease; retrying them", len(expired))
+                        self.wakeups.emails.set()
+                    await store.purge_final_notices(conn)
+                    metrics.EMAIL_QUEUE_DEPTH.set(await store.queue_depth(conn))
+                    metrics.FANOUT_IN_PROGRESS.set(await store.open_fanouts(conn))
+            except Exception as exc:
+                log.warning("notifier maintenance pass failed: %s", type(exc).__name__)
+            await asyncio.sleep(interval)
+
+    # --- one round ---------------------------------------------------------------------------
+
+    async def send_round(self) -> int:
+        """Claim a batch and work through it; returns how many rows were claimed."""
+        async with self.runtime.transaction() as conn:  # the runtime's: it settles keys loaded in it
+            rows = await store.claim_due(conn, self.batch_size)
+            if not rows:
+                return 0
+            batch = await self._prepare(conn, rows)
+        async with self.runtime.pool.acquire() as conn:
+            pending = list(batch)
+            try:
+                while pending:
+                    item = pending.pop(0)
+                    connection_lost = await self._deliver(conn, item)
+                    if connection_lost:
+                        await self._release(
+                            conn, pending, self._reconnect_delay(), "not tried: the SMTP connection was lost"
+                        )
+                        pending = []
+            except asyncio.CancelledError:
+                # Shutting down: hand back what was not tried; the one in flight is left to its lease.
+                with contextlib.suppress(Exception):
+                    await asyncio.wait_for(self._release(conn, pending, 0.0, "not tried: shutting down"), 2.0)
+                raise
+        return len(rows)
+
+    async def _prepare(self, conn: asyncpg.Connection, rows: list[asyncpg.Record]) -> list[Claimed]:
+        """Decrypt what the batch needs while the claim transaction is open (keys are cached after)."""
+        subjects = sorted({r["subject"] for r in rows})
+        found = await store.recipients(conn, subjects)
+        finals = await store.final_notices(conn, sorted({r["subject"] for r in rows if r["final_notice"]}))
+        erased = await erased_among(self.keyring, conn, set(subjects))  # never trust a cached key alone
+        await self.keyring.ensure_keys(conn, set(found) - erased)
+        batch = []
+        for row in rows:
+            if row["final_notice"]:
+                batch.append(self._prepare_final(row, finals.get(row["subject"])))
+                continue
+            subject = row["subject"]
+            entry = found.get(subject)
+            recipient = None
+            params = None
+            if entry is not None and subject not in erased:
+                email = await self.keyring.decrypt(conn, subject, "email", entry["email_sealed"])
+                if email is None:  # key gone: erased in the meantime
+                    erased.add(subject)
+                else:
+                    recipient = rules.Recipient(
+                        subject=subject,
+                        email=email,
+                        name=await self.keyring.decrypt(conn, subject, "name", entry["name_sealed"]),
+                        locale=entry["locale"],
+                        country=entry["country"],
+                        restricted=entry["restricted"],
+                    )
+                    sealed = row["params_sealed"]
+                    if sealed is not None:
+                        plain = await self.keyring.decrypt(conn, subject, params_field(row["notification_id"]), sealed)
+                        params = json.loads(plain) if plain else None
+            batch.append(Claimed(row, recipient, subject in erased, params))
+        return batch
+
+    def _prepare_final(self, row: asyncpg.Record, final: asyncpg.Record | None) -> Claimed:
+        """An erasure confirmation: addressed from the final notice, or nowhere once that is gone."""
+        subject = row["subject"]
+        if final is None:
+            return Claimed(row, None, True, None)
+        key = self.final_keys.unwrap(subject, final["wrapped_key"], final["master_key_id"])
+        contact = self.final_keys.open_contact(subject, key, final["contact_sealed"])
+        params = None
+        if row["params_sealed"] is not None:
+            params = json.loads(self.final_keys.open_params(key, row["notification_id"], row["params_sealed"]))
+        recipient = rules.Recipient(
+            subject=subject,
+            email=contact.email,
+            name=contact.name,
+            locale=contact.locale,
+            country=None,
+            restricted=False,
+        )
+        return Claimed(row, recipient, False, params)
+
+    async def _deliver(self, conn: asyncpg.Connection, item: Claimed) -> bool:
+        """Decide, render and send one email. True when the SMTP connection was lost."""
+        row = item.row
+        now = datetime.now(UTC)
+        verdict = self._verdict(item, now)
+        if verdict.needs_consent:
+            verdict = self._verdict(item, now, marketing_allowed=await self.consent.allowed(row["subject"]))
+        if verdict.action is rules.Action.SUPPRESS:
+            await self._suppress(conn, item, verdict.reason)
+            return False
+        if verdict.action is rules.Action.DEFER:
+            delay = rules.retry_delay(
+                row["attempts"], self.settings.email_retry_base_seconds, self.settings.email_retry_max_seconds
+            )
+            await store.mark_retry(conn, item.notification_id, row["claimed_at"], delay, verdict.reason)
+            return False
+        assert item.recipient is not None
+        try:
+            message = self._message(item, item.recipient, now)
+        except templates.TemplateProblem as exc:
+            await self._fail(item, f"cannot render: {exc}")
+            return False
+        wait = self.bucket.reserve()
+        if wait > 0:
+            await asyncio.sleep(wait)
+        started = time.perf_counter()
+        try:
+            await self.mailer.send(message, self.envelope_from, item.recipient.email)
+        except Exception as exc:
+            kind, description = rules.classify(exc)
+            await self._failed_attempt(conn, item, kind, scrub(description))
+            return kind is rules.Failure.CONNECTION
+        accepted = time.perf_counter()
+        metrics.EMAIL_SEND_SECONDS.observe(accepted - started)
+        self._connection_failures = 0
+        await self._confirm_sent(conn, item)
+        metrics.EMAIL_UNCONFIRMED_SECONDS.observe(time.perf_counter() - accepted)
+        if item.template in FINAL_TEMPLATES:  # the last email went (an erase may have raced it): shred
+            await store.delete_final_notice(conn, item.row["subject"])
+        metrics.EMAILS_SENT.labels(template=item.template).inc()
+        return False
+
+    def _verdict(self, item: Claimed, now: datetime, marketing_allowed: bool | None = None) -> rules.Verdict:
+        return rules.verdict(
+            template=item.template,
+            category=item.row["category"],
+            recipient=item.recipient,
+            erased=item.erased,
+            waited=now - item.row["created_at"],
+            unknown_grace=timedelta(seconds=self.settings.email_unknown_recipient_grace_seconds),
+            marketing_allowed=marketing_allowed,
+        )
+
+    def _message(self, item: Claimed, recipient: rules.Recipient, now: datetime) -> bytes:
+        row = item.row
+        if item.params is None:
+            raise templates.TemplateProblem("the email's params are gone")
+        unsubscribe = None
+        if row["category"] == rules.MARKETING:
+            token = self.unsubscribe_tokens.sign({"s": recipient.subject, "p": rules.MARKETING_PURPOSE})
+            unsubscribe = rules.unsubscribe_url(self.settings.consent_public_url, token)
+        context = templates.Context(
+            contact_email=self.context.contact_email,
+            public_base_url=self.context.public_base_url,
+            recipient_name=recipient.name,
+            unsubscribe_url=unsubscribe,
+        )
+        rendered = templates.render(item.template, recipient.locale or row["locale"], item.params, context)
+        return rules.compose(
+            rendered,
+            sender=self.settings.smtp_from,
+            to_email=recipient.email,
+            to_name=recipient.name,
+            message_id=row["message_id"],
+            category=row["category"],
+            unsubscribe=unsubscribe,
+            date=now,
+        )
+
+    # --- outcomes ----------------------------------------------------------------------------
+
+    async def _confirm_sent(self, conn: asyncpg.Connection, item: Claimed) -> None:
+        """Commit `sent`; if the database hiccups, keep trying for half a lease (the crash window)."""
+        deadline = time.monotonic() + self.settings.email_lease_seconds / 2
+        delay = 0.05
+        while True:
+            try:
+                if conn.is_closed():
+                    async with self.runtime.pool.acquire() as fresh:
+                        await store.mark_sent(fresh, item.notification_id, item.row["claimed_at"])
+                else:
+                    await store.mark_sent(conn, item.notification_id, item.row["claimed_at"])
+                return
+            except TRANSIENT_DB_ERRORS as exc:
+                if time.monotonic() > deadline:
+                    log.error("could not record a sent email (%s); its lease will resend it", type(exc).__name__)
+                    raise
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, 2.0)
+
+    async def _failed_attempt(self, conn: asyncpg.Connection, item: Claimed, kind: rules.Failure, error: str) -> None:
+        row = item.row
+        if kind is rules.Failure.PERMANENT:
+            await self._fail(item, error)
+            return
+        if kind is rules.Failure.CONNECTION:
+            self._connection_failures += 1
+        give_up = timedelta(seconds=self.settings.email_give_up_after_seconds)
+        if rules.gives_up(row["created_at"], datetime.now(UTC), give_up):
+            await self._fail(item, f"still failing after {give_up}: {error}")
+            return
+        delay = rules.retry_delay(
+            row["attempts"], self.settings.email_retry_base_seconds, self.settings.email_retry_max_seconds
+        )
+        await store.mark_retry(conn, item.notification_id, row["claimed_at"], delay, f"{kind}: {error}")
+        metrics.EMAILS_RETRIED.inc()
+
+    async def _fail(self, item: Claimed, error: str) -> None:
+        async with self.runtime.transaction() as conn:
+            if item.template in FINAL_TEMPLATES:
+                await store.delete_final_notice(conn, item.row["subject"])
+            if await store.mark_final(conn, item.notification_id, item.row["claimed_at"], rules.Status.FAILED, error):
+                await self.runtime.audit.record(
+                    conn,
+                    "email_failed",
+                    subject=item.row["subject"],
+                    ref=item.notification_id,
+                    detail={
+                        "template": item.template,
+                        "attempts": item.row["attempts"],
+                        "error": error[:500],
+                    },
+                )
+        metrics.EMAILS_FAILED.labels(template=item.template).inc()
+        log.warning("email %s failed permanently: %s", item.notification_id, error[:300])
+
+    async def _suppress(self, conn: asyncpg.Connection, item: Claimed, reason: str) -> None:
+        if await store.mark_final(conn, item.notification_id, item.row["claimed_at"], rules.Status.SUPPRESSED, reason):
+            metrics.EMAILS_SUPPRESSED.labels(reason=reason).inc()
+
+    def _reconnect_delay(self) -> float:
+        return rules.retry_delay(
+            self._connection_failures,
+            self.settings.email_retry_base_seconds,
+            self.settings.email_retry_max_seconds,
+        )
+
+    async def _release(self, conn: asyncpg.Connection, items: list[Claimed], delay: float, reason: str) -> None:
+        """Hand back claimed rows that were not tried (their attempt does not count)."""
+        for item in items:
+            await store.mark_retry(
+                conn, item.notification_id, item.row["claimed_at"], delay, reason, count_attempt=False
+            )

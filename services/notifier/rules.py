@@ -1,0 +1,315 @@
+"""Delivery rules as pure functions: who gets what, retry timing, SMTP error classes, rate limiting.
+
+No I/O here. The sender and the intake feed these functions what they read and act on the answer.
+"""
+
+from __future__ import annotations
+
+import binascii
+import hashlib
+import random
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from email.header import Header
+from email.utils import format_datetime, formataddr, parseaddr
+from enum import StrEnum
+
+import aiosmtplib
+
+from services.notifier.templates import SPECS, RenderedEmail
+
+TRANSACTIONAL = "transactional"
+MARKETING = "marketing"
+#: The consent purpose a marketing email needs.
+MARKETING_PURPOSE = "marketing_email"
+
+#: Notices the directory fan-out sends to every recipient (topic -> template).
+MERGER_NOTICE_TEMPLATE = "merger_notice"
+POLICY_CHANGED_TEMPLATE = "policy_changed"
+LEGAL_DISCLOSURE_TEMPLATE = "legal_disclosure"
+
+
+class Status(StrEnum):
+    QUEUED = "queued"
+    SENDING = "sending"
+    SENT = "sent"
+    FAILED = "failed"
+    SUPPRESSED = "suppressed"
+
+
+STATUSES: tuple[str, ...] = tuple(s.value for s in Status)
+
+#: Queue priorities: lower goes first.
+PRIORITY_PERSONAL = 0
+PRIORITY_BULK = 1
+
+
+# --- who gets what -------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Recipient:
+    """A directory entry, decrypted for the moment of sending."""
+
+    subject: str
+    email: str
+    name: str | None
+    locale: str
+    country: str | None
+    restricted: bool
+
+
+class Action(StrEnum):
+    SEND = "send"
+    SUPPRESS = "suppress"
+    DEFER = "defer"
+
+
+@dataclass(frozen=True)
+class Verdict:
+    action: Action
+    reason: str = ""
+
+    @property
+    def needs_consent(self) -> bool:
+        return self.action is Action.SEND and self.reason == "needs_consent"
+
+
+def legally_required(template: str) -> bool:
+    """Notices about the subject's own rights request: sent even while processing is restricted."""
+    spec = SPECS.get(template)
+    return spec is not None and spec.rights_request
+
+
+def verdict(
+    *,
+    template: str,
+    category: str,
+    recipient: Recipient | None,
+    erased: bool,
+    waited: timedelta,
+    unknown_grace: timedelta,
+    marketing_allowed: bool | None = None,
+) -> Verdict:
+    """Decide one queued email. The first rule that stops it wins.
+
+    - Nothing ever goes to an erased subject.
+    - A subject not (yet) in the directory is waited for (the registration may still be on its way),
+      then given up on.
+    - While processing is restricted (Art. 18) only notices about the subject's own rights requests go.
+    - Marketing needs the consent service's yes (`marketing_allowed`); None means "ask first".
+      Transactional email ignores marketing opt-outs.
+    """
+    if erased:
+        return Verdict(Action.SUPPRESS, "erased")
+    if recipient is None:
+        if waited < unknown_grace:
+            return Verdict(Action.DEFER, "recipient not in the directory yet")
+        return Verdict(Action.SUPPRESS, "unknown_recipient")
+    if recipient.restricted and not legally_required(template):
+        return Verdict(Action.SUPPRESS, "restricted")
+    if category == MARKETING:
+        if marketing_allowed is None:
+            return Verdict(Action.SEND, "needs_consent")
+        if not marketing_allowed:
+            return Verdict(Action.SUPPRESS, "no_consent")
+    return Verdict(Action.SEND)
+
+
+def notify_of_disclosure(may_notify_subject: bool) -> bool:
+    """A legal disclosure is told to the subject only where the law allows it."""
+    return may_notify_subject
+
+
+def fans_out_policy_change(material: bool) -> bool:
+    """Only a material policy change is emailed."""
+    return material
+
+
+# --- ids ---------------------------------------------------------------------------------------
+
+
+def fanout_notification_id(notice: str, notice_id: str, subject: str) -> str:
+    """One email per (notice, recipient): replays and restarts of a fan-out collide on this key."""
+    return f"{notice}:{notice_id}:{subject}"
+
+
+def disclosure_notification_id(case_ref: str, subject: str) -> str:
+    digest = hashlib.sha256(case_ref.encode()).hexdigest()[:24]
+    return f"legal-disclosure:{digest}:{subject}"
+
+
+def message_id(notification_id: str, domain: str) -> str:
+    """A stable Message-ID: a resend of the same notification carries the same id (receivers dedupe)."""
+    digest = hashlib.sha256(b"notification:" + notification_id.encode()).hexdigest()[:40]
+    return f"<{digest}@{domain}>"
+
+
+def sender_domain(smtp_from: str) -> str:
+    address = parseaddr(smtp_from)[1]
+    return address.rpartition("@")[2] if "@" in address else "localhost"
+
+
+# --- retry timing ------------------------------------------------------------------------------
+
+
+def retry_delay(
+    attempts: int, base_seconds: float, max_seconds: float, rand: Callable[[], float] = random.random
+) -> float:
+    """Exponential backoff with jitter: half the step fixed, half random (so a burst spreads out).
+
+    attempts is the number of attempts made so far (1 after the first failure).
+    """
+    step = min(max_seconds, base_seconds * (2 ** max(0, attempts - 1)))
+    return step / 2 + rand() * step / 2
+
+
+def gives_up(created_at: datetime, now: datetime, give_up_after: timedelta) -> bool:
+    """A temporary failure that has lasted this long becomes permanent (RFC 5321 suggests days)."""
+    return now - created_at >= give_up_after
+
+
+# --- SMTP outcomes -----------------------------------------------------------------------------
+
+
+class Failure(StrEnum):
+    TEMPORARY = "temporary"  # 4xx, or the relay unreachable: try again later
+    PERMANENT = "permanent"  # 5xx, or a message that can never be sent
+    CONNECTION = "connection"  # the connection broke: temporary, and reconnect first
+
+
+def classify(exc: BaseException) -> tuple[Failure, str]:
+    """What an exception from the SMTP client means, with a short description (no PII)."""
+    if isinstance(exc, aiosmtplib.SMTPRecipientsRefused):
+        codes = [r.code for r in exc.recipients]
+        kind = Failure.PERMANENT if codes and all(c >= 500 for c in codes) else Failure.TEMPORARY
+        return kind, f"recipient refused: {', '.join(str(c) for c in codes)}"
+    if isinstance(exc, aiosmtplib.SMTPResponseException):
+        if isinstance(exc, aiosmtplib.SMTPServerDisconnected | aiosmtplib.SMTPConnectError) or exc.code == 421:
+            return Failure.CONNECTION, f"{exc.code} {exc.message}"[:300]  # 421: the relay closes the connection
+        kind = Failure.PERMANENT if exc.code >= 500 else Failure.TEMPORARY
+        return kind, f"{exc.code} {exc.message}"[:300]
+    if isinstance(exc, aiosmtplib.SMTPNotSupported | ValueError | UnicodeError):
+        return Failure.PERMANENT, f"{type(exc).__name__}: {exc}"[:300]
+    if isinstance(exc, aiosmtplib.SMTPException | ConnectionError | TimeoutError | OSError):
+        return Failure.CONNECTION, f"{type(exc).__name__}: {exc}"[:300]
+    return Failure.TEMPORARY, f"{type(exc).__name__}: {exc}"[:300]
+
+
+# --- composing the message ---------------------------------------------------------------------
+
+
+def unsubscribe_url(consent_public_url: str, token: str) -> str:
+    return f"{consent_public_url.rstrip('/')}/v1/unsubscribe/{token}"
+
+
+def _header_value(name: str, value: str) -> str:
+    """One header's value: no line breaks of its own (no header injection); RFC 2047 and folded when
+    not ASCII."""
+    value = " ".join(value.split())
+    if value.isascii():
+        return value
+    return Header(value, "utf-8", header_name=name).encode(linesep="\r\n")
+
+
+def _address(display_name: str | None, address: str) -> str:
+    name = " ".join((display_name or "").split())
+    return formataddr((name, address), charset="utf-8") if name else address
+
+
+def _qp(text: str) -> bytes:
+    """Quoted-printable (binascii: C speed), CRLF line ends, lines of at most 76 characters."""
+    encoded = binascii.b2a_qp(text.replace("\r\n", "\n").encode("utf-8"), istext=True)
+    return encoded.replace(b"\n", b"\r\n")
+
+
+def compose(
+    rendered: RenderedEmail,
+    *,
+    sender: str,
+    to_email: str,
+    to_name: str | None,
+    message_id: str,
+    category: str,
+    unsubscribe: str | None,
+    date: datetime,
+) -> bytes:
+    """The message as SMTP-ready bytes: multipart/alternative, text first, HTML preferred by clients.
+
+    Built directly rather than with `email.message` (which costs milliseconds per message); the
+    boundary starts with "=_", which quoted-printable bodies can never contain.
+    """
+    sender_name, sender_address = parseaddr(sender)
+    headers = [
+        ("Subject", _header_value("Subject", rendered.subject)),
+        ("From", _address(sender_name, sender_address or sender)),
+        ("To", _address(to_name, to_email)),
+        ("Message-ID", message_id),
+        ("Date", format_datetime(date)),
+    ]
+    if category == MARKETING and unsubscribe:
+        headers += [("List-Unsubscribe", f"<{unsubscribe}>"), ("List-Unsubscribe-Post", "List-Unsubscribe=One-Click")]
+    else:
+        headers.append(("Auto-Submitted", "auto-generated"))
+    boundary = "=_" + hashlib.sha256(message_id.encode()).hexdigest()[:32]
+    headers += [
+        ("MIME-Version", "1.0"),
+        ("Content-Language", rendered.locale),
+        ("Content-Type", f'multipart/alternative; boundary="{boundary}"'),
+    ]
+    head = "".join(f"{name}: {value}\r\n" for name, value in headers).encode("utf-8")
+    delimiter = f"--{boundary}\r\n".encode()
+    part_head = 'Content-Type: text/{}; charset="utf-8"\r\nContent-Transfer-Encoding: quoted-printable\r\n\r\n'
+    return b"".join(
+        [
+            head,
+            b"\r\n",
+            delimiter,
+            part_head.format("plain").encode(),
+            _qp(rendered.text),
+            b"\r\n",
+            delimiter,
+            part_head.format("html").encode(),
+            _qp(rendered.html),
+            b"\r\n",
+            f"--{boundary}--\r\n".encode(),
+        ]
+    )
+
+
+def needs_smtputf8(*addresses: str) -> bool:
+    return not all(a.isascii() for a in addresses)
+
+
+# --- rate limit --------------------------------------------------------------------------------
+
+
+class TokenBucket:
+    """Token bucket: `rate` tokens per second, at most `burst` saved up. `reserve` says how long to wait.
+
+    The clock is injected so the arithmetic can be tested without sleeping.
+    """
+
+    def __init__(self, rate: float, burst: float | None = None, clock: Callable[[], float] = time.monotonic):
+        if rate <= 0:
+            raise ValueError("rate must be positive")
+        self.rate = rate
+        self.burst = max(1.0, burst if burst is not None else rate / 10)
+        self.clock = clock
+        self.tokens = self.burst
+        self.updated = clock()
+
+    def reserve(self) -> float:
+        """Take one token; returns the seconds to wait before using it (0 when one was available)."""
+        now = self.clock()
+        self.tokens = min(self.burst, self.tokens + (now - self.updated) * self.rate)
+        self.updated = now
+        self.tokens -= 1.0
+        return 0.0 if self.tokens >= 0 else -self.tokens / self.rate
+
+
+def claim_batch_size(configured: int, rate_per_second: float, lease_seconds: float) -> int:
+    """Never claim more than can be sent well inside the lease (else another worker would retake it)."""
+    return max(1, min(configured, int(rate_per_second * lease_seconds / 4)))

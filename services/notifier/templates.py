@@ -1,0 +1,210 @@
+"""Email templates as pure functions: (template, locale, params, recipient name) -> subject, text, HTML.
+
+Templates live in ``templates/<locale>/<name>.txt.j2`` and ``.html.j2`` and extend that locale's
+``_layout``. The text template also defines the subject line (``{% block subject %}``). HTML is
+autoescaped; every undefined variable raises (``StrictUndefined``), and each template declares the
+params it needs so a caller gets one clear error naming what is missing (which the stream processor
+turns into a dead letter).
+
+Params of each template (what dsar/consent put into ``notification-requested``):
+
+- ``verification_code``: ``code``, ``expires_minutes``
+- ``request_received``: ``request_id``, ``right``, ``due_date``
+- ``deadline_extended``: ``request_id``, ``right``, ``reason``, ``due_date`` (the new deadline)
+- ``export_ready``: ``request_id``, ``expires_at`` and ``download_url`` (or ``export_token``, from which
+  the link ``$PUBLIC_BASE_URL/v1/exports/{token}`` is built)
+- ``erasure_completed``: ``request_id``, ``retained`` (list of ``{"system", "basis"}``, may be empty)
+- ``request_rejected``: ``request_id``, ``right``, ``reason``
+- ``merger_notice``: ``kind``, ``counterparty``, ``effective_date``, ``data_categories``, ``notice_url``
+- ``policy_changed``: ``version``, ``effective_date``, ``summary_sv``, ``summary_en``, ``url``
+- ``legal_disclosure``: ``authority``, ``legal_basis``, ``data_categories``, ``recipient_country``,
+  ``outside_eea`` (optional ``case_ref``)
+
+Every email names the controller (ISOPARTNER AB) and the privacy contact address; marketing email
+also carries the unsubscribe link in its footer.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import date, datetime
+from functools import cache
+from pathlib import Path
+from typing import Any
+
+import jinja2
+
+CONTROLLER = "ISOPARTNER AB"
+LOCALES: tuple[str, ...] = ("sv", "en")
+DEFAULT_LOCALE = "sv"
+TEMPLATE_DIR = Path(__file__).with_name("templates")
+
+
+@dataclass(frozen=True)
+class TemplateSpec:
+    name: str
+    required: frozenset[str]
+    #: A notice about the subject's own rights request: still sent while processing is restricted.
+    rights_request: bool = False
+
+
+def _spec(name: str, *params: str, rights_request: bool = False) -> TemplateSpec:
+    return TemplateSpec(name, frozenset(params), rights_request)
+
+
+SPECS: dict[str, TemplateSpec] = {
+    spec.name: spec
+    for spec in (
+        _spec("verification_code", "code", "expires_minutes", rights_request=True),
+        _spec("request_received", "request_id", "right", "due_date", rights_request=True),
+        _spec("deadline_extended", "request_id", "right", "reason", "due_date", rights_request=True),
+        _spec("export_ready", "request_id", "download_url", "expires_at", rights_request=True),
+        _spec("erasure_completed", "request_id", "retained", rights_request=True),
+        _spec("request_rejected", "request_id", "right", "reason", rights_request=True),
+        _spec("merger_notice", "kind", "counterparty", "effective_date", "data_categories", "notice_url"),
+        _spec("policy_changed", "version", "effective_date", "summary_sv", "summary_en", "url"),
+        _spec(
+            "legal_disclosure",
+            "authority",
+            "legal_basis",
+            "data_categories",
+            "recipient_country",
+            "outside_eea",
+        ),
+    )
+}
+TEMPLATE_NAMES: tuple[str, ...] = tuple(SPECS)
+
+
+class TemplateProblem(Exception):
+    """A notification that cannot be rendered: unknown template, missing or bad params."""
+
+
+class UnknownTemplate(TemplateProblem):
+    pass
+
+
+class MissingParams(TemplateProblem):
+    pass
+
+
+@dataclass(frozen=True)
+class RenderedEmail:
+    subject: str
+    text: str
+    html: str
+    locale: str
+
+
+@dataclass(frozen=True)
+class Context:
+    """What every email needs besides its own params."""
+
+    contact_email: str
+    public_base_url: str
+    recipient_name: str | None = None
+    #: Set for marketing email only: the footer link (and List-Unsubscribe target).
+    unsubscribe_url: str | None = None
+
+
+def spec_of(template: str) -> TemplateSpec:
+    spec = SPECS.get(template)
+    if spec is None:
+        raise UnknownTemplate(f"unknown template {template!r}; known: {', '.join(TEMPLATE_NAMES)}")
+    return spec
+
+
+def locale_of(locale: str | None) -> str:
+    return locale if locale in LOCALES else DEFAULT_LOCALE
+
+
+def _day(value: Any) -> str:
+    """ISO date -> YYYY-MM-DD, ISO timestamp -> YYYY-MM-DD HH:MM <zone>; anything else as given."""
+    if isinstance(value, datetime):
+        return value.strftime("%Y-%m-%d %H:%M %Z").strip()
+    if isinstance(value, date):
+        return value.isoformat()
+    text = str(value)
+    try:
+        if len(text) == 10:
+            return date.fromisoformat(text).isoformat()
+        return datetime.fromisoformat(text.replace("Z", "+00:00")).strftime("%Y-%m-%d %H:%M %Z").strip()
+    except ValueError:
+        return text
+
+
+@cache
+def environment() -> jinja2.Environment:
+    env = jinja2.Environment(
+        loader=jinja2.FileSystemLoader(str(TEMPLATE_DIR)),
+        autoescape=jinja2.select_autoescape(enabled_extensions=("html.j2", "html"), default=False),
+        undefined=jinja2.StrictUndefined,
+        trim_blocks=True,
+        lstrip_blocks=True,
+        keep_trailing_newline=True,
+    )
+    env.filters["day"] = _day
+    return env
+
+
+def derive_params(template: str, params: Mapping[str, Any], public_base_url: str) -> dict[str, Any]:
+    """Fill params a template can build itself (the export link from its token)."""
+    derived = dict(params)
+    if template == "export_ready" and "download_url" not in derived and derived.get("export_token"):
+        derived["download_url"] = f"{public_base_url.rstrip('/')}/v1/exports/{derived['export_token']}"
+    return derived
+
+
+def check_params(template: str, params: Mapping[str, Any]) -> TemplateSpec:
+    spec = spec_of(template)
+    missing = sorted(spec.required - set(params))
+    if missing:
+        raise MissingParams(
+            f"template {template} needs param(s) {', '.join(missing)}; got {', '.join(sorted(params)) or 'none'}"
+        )
+    if template == "erasure_completed" and not isinstance(params["retained"], list):
+        raise MissingParams("template erasure_completed: param retained must be a list of {system, basis}")
+    return spec
+
+
+_WHITESPACE = re.compile(r"\s+")
+
+
+def render(template: str, locale: str | None, params: Mapping[str, Any], context: Context) -> RenderedEmail:
+    """Render one email. Raises TemplateProblem with a message that names what is wrong."""
+    params = derive_params(template, params, context.public_base_url)
+    check_params(template, params)
+    lang = locale_of(locale)
+    env = environment()
+    variables: dict[str, Any] = {
+        **params,
+        "params": params,
+        "controller": CONTROLLER,
+        "contact_email": context.contact_email,
+        "name": context.recipient_name,
+        "unsubscribe_url": context.unsubscribe_url,
+        "locale": lang,
+    }
+    try:
+        text_template = env.get_template(f"{lang}/{template}.txt.j2")
+        subject = "".join(text_template.blocks["subject"](text_template.new_context(variables)))
+        subject = _WHITESPACE.sub(" ", subject).strip()
+        variables["subject"] = subject
+        text = text_template.render(variables)
+        html = env.get_template(f"{lang}/{template}.html.j2").render(variables)
+    except jinja2.UndefinedError as exc:
+        raise MissingParams(f"template {template} ({lang}): {exc.message}") from exc
+    except jinja2.TemplateNotFound as exc:
+        raise UnknownTemplate(f"template file {exc.name} is missing") from exc
+    except jinja2.TemplateError as exc:
+        raise TemplateProblem(f"template {template} ({lang}) failed: {exc}") from exc
+    except (TypeError, ValueError, AttributeError) as exc:
+        raise TemplateProblem(f"template {template} ({lang}): params of the wrong shape: {exc}") from exc
+    return RenderedEmail(subject=subject, text=text, html=html, locale=lang)
+
+
+def validate(template: str, locale: str | None, params: Mapping[str, Any], context: Context) -> None:
+    """Render once with no recipient data, to refuse a bad notification before it is queued."""
+    render(template, locale, params, context)

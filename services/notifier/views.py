@@ -1,0 +1,53 @@
+"""Notifier HTTP API (operators): the email queue at a glance. /metrics, /healthz, /readyz are common."""
+
+from __future__ import annotations
+
+from faust.web import Request, Response
+
+from privacy_runtime.web import ApiView, HttpError, route
+from services.notifier import rules, store
+from services.notifier.app import app, runtime
+
+
+@route(app, runtime, "/v1/admin/emails", "admin_emails")
+class AdminEmails(ApiView):
+    """`GET /v1/admin/emails?status=`: counts per status and template, oldest entry, open fan-outs."""
+
+    async def get(self, request: Request) -> Response:
+        self.require_admin(request)
+        status = request.query.get("status") or None  # type: ignore[attr-defined]
+        if status is not None and status not in rules.STATUSES:
+            raise HttpError(400, f"unknown status {status[:32]!r}; known: {', '.join(rules.STATUSES)}")
+        async with runtime.pool.acquire() as conn:
+            rows = await store.queue_counts(conn, status)
+            jobs = await store.fanout_jobs(conn)
+        totals: dict[str, int] = {}
+        for row in rows:
+            totals[row["status"]] = totals.get(row["status"], 0) + row["n"]
+        return self.json(
+            {
+                "status": status,
+                "totals": totals,
+                "by_template": [
+                    {
+                        "status": r["status"],
+                        "template": r["template"],
+                        "count": r["n"],
+                        "oldest": r["oldest"].isoformat(),
+                    }
+                    for r in rows
+                ],
+                "fanouts": [
+                    {
+                        "job_id": j["job_id"],
+                        "notice": j["notice"],
+                        "template": j["template"],
+                        "queued": j["queued"],
+                        "done": j["done"],
+                        "created_at": j["created_at"].isoformat(),
+                        "finished_at": j["finished_at"].isoformat() if j["finished_at"] else None,
+                    }
+                    for j in jobs
+                ],
+            }
+        )

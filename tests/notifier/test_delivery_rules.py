@@ -1,0 +1,319 @@
+"""Pure delivery rules: who gets what, retry timing, SMTP outcomes, rate limit, message shape."""
+
+from __future__ import annotations
+
+import email.policy
+import itertools
+from datetime import UTC, datetime, timedelta
+from email.message import EmailMessage
+from email.parser import BytesParser
+
+import aiosmtplib
+import pytest
+
+from services.notifier import rules, templates
+from services.notifier.rules import Action, Failure, Recipient
+
+GRACE = timedelta(hours=1)
+RIGHTS_NOTICES = (
+    "verification_code",
+    "request_received",
+    "deadline_extended",
+    "export_ready",
+    "erasure_completed",
+    "request_rejected",
+)
+OTHER_NOTICES = ("merger_notice", "policy_changed", "legal_disclosure")
+
+
+def recipient(*, restricted: bool = False) -> Recipient:
+    return Recipient(subject="s-1", email="a@example.com", name="A", locale="sv", country="SE", restricted=restricted)
+
+
+def decide(
+    template: str = "merger_notice",
+    category: str = rules.TRANSACTIONAL,
+    *,
+    who: Recipient | None = None,
+    erased: bool = False,
+    waited: timedelta = timedelta(0),
+    marketing_allowed: bool | None = None,
+) -> rules.Verdict:
+    return rules.verdict(
+        template=template,
+        category=category,
+        recipient=who,
+        erased=erased,
+        waited=waited,
+        unknown_grace=GRACE,
+        marketing_allowed=marketing_allowed,
+    )
+
+
+# --- who gets what ---------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("template", RIGHTS_NOTICES + OTHER_NOTICES)
+def test_nothing_is_ever_sent_to_an_erased_subject(template: str) -> None:
+    assert decide(template, who=recipient(), erased=True) == rules.Verdict(Action.SUPPRESS, "erased")
+    assert decide(template, who=None, erased=True).action is Action.SUPPRESS
+
+
+def test_unknown_recipient_is_waited_for_then_given_up() -> None:
+    assert decide(who=None, waited=timedelta(minutes=5)).action is Action.DEFER
+    assert decide(who=None, waited=GRACE) == rules.Verdict(Action.SUPPRESS, "unknown_recipient")
+
+
+@pytest.mark.parametrize("template", RIGHTS_NOTICES)
+def test_restricted_subject_still_gets_rights_request_notices(template: str) -> None:
+    assert decide(template, who=recipient(restricted=True)).action is Action.SEND
+
+
+@pytest.mark.parametrize("template", OTHER_NOTICES)
+def test_restricted_subject_gets_no_other_email(template: str) -> None:
+    assert decide(template, who=recipient(restricted=True)) == rules.Verdict(Action.SUPPRESS, "restricted")
+
+
+def test_restricted_subject_gets_no_marketing_even_with_consent() -> None:
+    verdict = decide("policy_changed", rules.MARKETING, who=recipient(restricted=True), marketing_allowed=True)
+    assert verdict.action is Action.SUPPRESS
+
+
+def test_marketing_asks_consent_first_and_obeys_the_answer() -> None:
+    first = decide("policy_changed", rules.MARKETING, who=recipient())
+    assert first.action is Action.SEND and first.needs_consent
+    assert decide("policy_changed", rules.MARKETING, who=recipient(), marketing_allowed=True) == rules.Verdict(
+        Action.SEND
+    )
+    assert decide("policy_changed", rules.MARKETING, who=recipient(), marketing_allowed=False) == rules.Verdict(
+        Action.SUPPRESS, "no_consent"
+    )
+
+
+@pytest.mark.parametrize("template", RIGHTS_NOTICES + OTHER_NOTICES)
+def test_transactional_email_ignores_marketing_opt_outs(template: str) -> None:
+    verdict = decide(template, who=recipient(), marketing_allowed=False)
+    assert verdict == rules.Verdict(Action.SEND) and not verdict.needs_consent
+
+
+def test_only_material_policy_changes_and_permitted_disclosures_are_emailed() -> None:
+    assert rules.fans_out_policy_change(True) and not rules.fans_out_policy_change(False)
+    assert rules.notify_of_disclosure(True) and not rules.notify_of_disclosure(False)
+
+
+def test_every_template_is_classified() -> None:
+    assert {t for t in templates.TEMPLATE_NAMES if rules.legally_required(t)} == set(RIGHTS_NOTICES)
+    assert not rules.legally_required("unknown")
+
+
+# --- ids -------------------------------------------------------------------------------------------
+
+
+def test_fanout_ids_are_stable_per_notice_and_recipient() -> None:
+    assert rules.fanout_notification_id("merger-notice", "tx-9", "s-1") == "merger-notice:tx-9:s-1"
+    assert rules.fanout_notification_id("merger-notice", "tx-9", "s-1") != rules.fanout_notification_id(
+        "merger-notice", "tx-9", "s-2"
+    )
+
+
+def test_disclosure_ids_do_not_carry_the_case_reference() -> None:
+    nid = rules.disclosure_notification_id("Polisen K 2025/17", "s-1")
+    assert nid == rules.disclosure_notification_id("Polisen K 2025/17", "s-1")
+    assert "Polisen" not in nid and nid.endswith(":s-1")
+
+
+def test_message_id_is_stable_and_per_notification() -> None:
+    first = rules.message_id("merger-notice:tx:s-1", "isopartner.se")
+    assert first == rules.message_id("merger-notice:tx:s-1", "isopartner.se")
+    assert first != rules.message_id("merger-notice:tx:s-2", "isopartner.se")
+    assert first.startswith("<") and first.endswith("@isopartner.se>")
+    assert "s-1" not in first
+
+
+def test_sender_domain_comes_from_smtp_from() -> None:
+    assert rules.sender_domain("ISOPARTNER AB <privacy@isopartner.se>") == "isopartner.se"
+    assert rules.sender_domain("nobody") == "localhost"
+
+
+# --- retry timing ----------------------------------------------------------------------------------
+
+
+def test_backoff_doubles_with_jitter_and_is_capped() -> None:
+    low = [rules.retry_delay(n, 10, 3600, rand=lambda: 0.0) for n in range(1, 12)]
+    high = [rules.retry_delay(n, 10, 3600, rand=lambda: 1.0) for n in range(1, 12)]
+    assert low[:4] == [5, 10, 20, 40]
+    assert high[:4] == [10, 20, 40, 80]
+    assert max(high) == 3600 and max(low) == 1800
+    assert all(a <= b for a, b in itertools.pairwise(high))
+
+
+def test_backoff_jitter_spreads_a_burst() -> None:
+    delays = {round(rules.retry_delay(3, 10, 3600), 6) for _ in range(50)}
+    assert len(delays) > 40
+    assert all(20 <= d <= 40 for d in delays)
+
+
+def test_temporary_failures_turn_permanent_after_the_give_up_time() -> None:
+    created = datetime(2025, 1, 1, tzinfo=UTC)
+    assert not rules.gives_up(created, created + timedelta(days=2), timedelta(days=3))
+    assert rules.gives_up(created, created + timedelta(days=3), timedelta(days=3))
+
+
+# --- SMTP outcomes ---------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("exc", "expected"),
+    [
+        (
+            aiosmtplib.SMTPRecipientsRefused([aiosmtplib.SMTPRecipientRefused(451, "try later", "a@x.se")]),
+            Failure.TEMPORARY,
+        ),
+        (
+            aiosmtplib.SMTPRecipientsRefused([aiosmtplib.SMTPRecipientRefused(550, "no such user", "a@x.se")]),
+            Failure.PERMANENT,
+        ),
+        (aiosmtplib.SMTPDataError(451, "temporarily refusing"), Failure.TEMPORARY),
+        (aiosmtplib.SMTPDataError(554, "rejected"), Failure.PERMANENT),
+        (aiosmtplib.SMTPSenderRefused(450, "busy", "p@x.se"), Failure.TEMPORARY),
+        (aiosmtplib.SMTPDataError(421, "closing connection"), Failure.CONNECTION),
+        (aiosmtplib.SMTPConnectError("refused"), Failure.CONNECTION),
+        (aiosmtplib.SMTPServerDisconnected("gone"), Failure.CONNECTION),
+        (aiosmtplib.SMTPReadTimeoutError("slow"), Failure.CONNECTION),
+        (ConnectionRefusedError(111, "Connection refused"), Failure.CONNECTION),
+        (ValueError("bad address"), Failure.PERMANENT),
+    ],
+)
+def test_smtp_failures_are_classified(exc: BaseException, expected: Failure) -> None:
+    assert rules.classify(exc)[0] is expected
+
+
+# --- message shape ---------------------------------------------------------------------------------
+
+
+def _rendered(unsubscribe: str | None = None) -> templates.RenderedEmail:
+    context = templates.Context(
+        contact_email="privacy@isopartner.se",
+        public_base_url="https://x",
+        recipient_name="Åsa Öberg",
+        unsubscribe_url=unsubscribe,
+    )
+    params = {
+        "version": "2",
+        "effective_date": "2026-01-01",
+        "summary_sv": "Ny",
+        "summary_en": "New",
+        "url": "https://isopartner.se/p",
+    }
+    return templates.render("policy_changed", "sv", params, context)
+
+
+def parse(raw: bytes) -> EmailMessage:
+    assert b"\r\n\r\n" in raw and all(len(line) <= 998 for line in raw.split(b"\r\n"))
+    msg = BytesParser(policy=email.policy.default).parsebytes(raw)
+    assert isinstance(msg, EmailMessage) and not msg.defects
+    return msg
+
+
+def test_transactional_message_has_stable_id_and_no_unsubscribe_headers() -> None:
+    raw = rules.compose(
+        _rendered(),
+        sender="ISOPARTNER AB <privacy@isopartner.se>",
+        to_email="a@example.com",
+        to_name="Åsa Öberg",
+        message_id="<abc@isopartner.se>",
+        category=rules.TRANSACTIONAL,
+        unsubscribe=None,
+        date=datetime(2025, 1, 1, tzinfo=UTC),
+    )
+    msg = parse(raw)
+    assert msg["Message-ID"] == "<abc@isopartner.se>"
+    assert msg["List-Unsubscribe"] is None
+    assert msg["Auto-Submitted"] == "auto-generated"
+    assert msg["Content-Language"] == "sv"
+    assert msg.get_content_type() == "multipart/alternative"
+    assert [p.get_content_type() for p in msg.iter_parts()] == ["text/plain", "text/html"]
+    assert msg["To"].addresses[0].addr_spec == "a@example.com"
+    assert msg["To"].addresses[0].display_name == "Åsa Öberg"
+    assert msg["Subject"] == "Vi uppdaterar vår integritetspolicy"
+    assert "Ny" in msg.get_body(("plain",)).get_content()  # type: ignore[union-attr]
+    assert "<!doctype html>" in msg.get_body(("html",)).get_content()  # type: ignore[union-attr]
+    assert b"Auto-Submitted" in raw and b"=?utf-8?" in raw, "non-ASCII headers are RFC 2047 encoded"
+
+
+def test_message_survives_long_lines_dots_and_header_injection() -> None:
+    text = "x" * 3000 + "\n.\n.leading dot\n"
+    rendered = templates.RenderedEmail(
+        subject="Hej\r\nBcc: evil@example.com", text=text, html="<p>" + text + "</p>", locale="sv"
+    )
+    raw = rules.compose(
+        rendered,
+        sender="ISOPARTNER AB <privacy@isopartner.se>",
+        to_email="a@example.com",
+        to_name="Eve\r\nBcc: evil@example.com",
+        message_id="<m@isopartner.se>",
+        category=rules.TRANSACTIONAL,
+        unsubscribe=None,
+        date=datetime(2025, 1, 1, tzinfo=UTC),
+    )
+    msg = parse(raw)
+    assert msg["Bcc"] is None
+    assert msg.get_body(("plain",)).get_content().replace("\r\n", "\n") == text  # type: ignore[union-attr]
+
+
+def test_marketing_message_carries_one_click_unsubscribe() -> None:
+    url = "http://consent:6066/v1/unsubscribe/tok"
+    raw = rules.compose(
+        _rendered(url),
+        sender="ISOPARTNER AB <privacy@isopartner.se>",
+        to_email="a@example.com",
+        to_name=None,
+        message_id="<abc@isopartner.se>",
+        category=rules.MARKETING,
+        unsubscribe=url,
+        date=datetime(2025, 1, 1, tzinfo=UTC),
+    )
+    msg = parse(raw)
+    assert msg["List-Unsubscribe"] == f"<{url}>"
+    assert msg["List-Unsubscribe-Post"] == "List-Unsubscribe=One-Click"
+    assert url in msg.get_body(("plain",)).get_content()  # type: ignore[union-attr]
+
+
+def test_unsubscribe_url_is_under_the_consent_service() -> None:
+    assert rules.unsubscribe_url("http://c:6066/", "t.k") == "http://c:6066/v1/unsubscribe/t.k"
+
+
+# --- rate limit ------------------------------------------------------------------------------------
+
+
+class FakeClock:
+    def __init__(self) -> None:
+        self.now = 100.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def test_token_bucket_allows_a_burst_then_paces() -> None:
+    clock = FakeClock()
+    bucket = rules.TokenBucket(rate=100, burst=5, clock=clock)
+    assert [bucket.reserve() for _ in range(5)] == [0.0] * 5
+    assert bucket.reserve() == pytest.approx(0.01)
+    assert bucket.reserve() == pytest.approx(0.02)
+    clock.now += 1.0  # refills, but never above the burst
+    assert [bucket.reserve() for _ in range(5)] == [0.0] * 5
+    assert bucket.reserve() > 0
+
+
+def test_token_bucket_holds_the_long_run_rate() -> None:
+    clock = FakeClock()
+    bucket = rules.TokenBucket(rate=500, clock=clock)
+    for _ in range(5000):
+        clock.now += bucket.reserve()
+    assert clock.now - 100.0 == pytest.approx((5000 - bucket.burst) / 500, rel=0.01)
+
+
+def test_claim_batch_fits_inside_the_lease() -> None:
+    assert rules.claim_batch_size(200, 500, 60) == 200
+    assert rules.claim_batch_size(200, 1, 60) == 15
+    assert rules.claim_batch_size(200, 0.01, 60) == 1

@@ -1,0 +1,333 @@
+"""The sender in-process against a real PostgreSQL and a scripted SMTP server (aiosmtpd).
+
+The e2e tests cover the happy path and 4xx/outage through the real sink; here the relay answers per
+recipient (250, 451 or 550) so permanent failures, their audit entries and the lease guard can be seen.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import email.policy
+import json
+import uuid
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+from email.message import EmailMessage
+from email.parser import BytesParser
+from typing import Any
+
+import pytest
+from aiosmtpd.smtp import SMTP
+
+from services.notifier import store
+from services.notifier.consent_client import ConsentDecisions
+from services.notifier.delivery import Sender
+from services.notifier.downstream import notifier_actions
+from services.notifier.intake import Intake, Request
+from services.notifier.wakeups import Wakeups
+from tests.helpers import free_port
+from tests.notifier.support import Runtime, fill_directory, scratch_runtime
+
+pytestmark = pytest.mark.stack
+
+
+@dataclass
+class Relay:
+    """Answers RCPT by the local part's prefix: `bounce` 550, `later` 451, anything else 250."""
+
+    port: int
+    received: list[tuple[str, EmailMessage]] = field(default_factory=list)
+
+    async def handle_RCPT(self, server: Any, session: Any, envelope: Any, address: str, options: list[str]) -> str:
+        if address.startswith("bounce"):
+            return "550 5.1.1 <" + address + ">: no such user"
+        if address.startswith("later"):
+            return "451 4.3.0 try again later"
+        envelope.rcpt_tos.append(address)
+        return "250 OK"
+
+    async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:
+        msg = BytesParser(policy=email.policy.default).parsebytes(envelope.original_content or envelope.content)
+        assert isinstance(msg, EmailMessage)
+        for rcpt in envelope.rcpt_tos:
+            self.received.append((rcpt, msg))
+        return "250 accepted"
+
+
+@pytest.fixture
+async def relay() -> AsyncIterator[Relay]:
+    relay = Relay(free_port())
+    loop = asyncio.get_running_loop()
+    server = await loop.create_server(lambda: SMTP(relay, hostname="relay.test"), "127.0.0.1", relay.port)
+    try:
+        yield relay
+    finally:
+        server.close()
+        await server.wait_closed()
+
+
+@pytest.fixture
+async def sending(stack, relay: Relay) -> AsyncIterator[Runtime]:  # type: ignore[no-untyped-def]
+    async with scratch_runtime(
+        stack.env()["DATABASE_URL"],
+        smtp_host="127.0.0.1",
+        smtp_port=relay.port,
+        smtp_starttls=False,
+        email_retry_base_seconds=60,
+        consent_base_url=f"http://127.0.0.1:{free_port()}",  # nobody listens: marketing is not allowed
+    ) as runtime:
+        yield runtime
+
+
+def sender_for(runtime: Runtime) -> Sender:
+    settings = runtime.settings
+    wakeups = Wakeups(settings.database_url)
+    return Sender(runtime, settings, wakeups, ConsentDecisions(settings.consent_base_url, 0.5))
+
+
+async def queue(
+    runtime: Runtime,
+    subject: str,
+    template: str = "verification_code",
+    category: str = "transactional",
+    params: dict[str, Any] | None = None,
+) -> str:
+    nid = f"test:{subject}:{template}:{uuid.uuid4().hex[:6]}"
+    async with runtime.transaction() as conn:
+        await Intake(runtime, runtime.settings).queue(
+            conn,
+            [
+                Request(
+                    notification_id=nid,
+                    subject=subject,
+                    template=template,
+                    category=category,
+                    locale="en",
+                    params=params if params is not None else {"code": "424242", "expires_minutes": 10},
+                    origin="test",
+                )
+            ],
+        )
+    return nid
+
+
+async def row(runtime: Runtime, nid: str) -> Any:
+    async with runtime.pool.acquire() as conn:
+        return await conn.fetchrow("SELECT * FROM emails WHERE notification_id = $1", nid)
+
+
+async def test_accepted_refused_and_bounced_emails(sending: Runtime, relay: Relay) -> None:
+    await fill_directory(sending, ["ok-1", "later-1", "bounce-1"], domain="relay.example")
+    ok, later, bounce = [await queue(sending, s) for s in ("ok-1", "later-1", "bounce-1")]
+    sender = sender_for(sending)
+    try:
+        assert await sender.send_round() == 3
+    finally:
+        await sender.mailer.close()
+
+    sent = await row(sending, ok)
+    assert sent["status"] == "sent" and sent["sent_at"] is not None and sent["attempts"] == 1
+    assert [rcpt for rcpt, _ in relay.received] == ["ok-1@relay.example"]
+    msg = relay.received[0][1]
+    assert msg["Message-ID"] == sent["message_id"]
+    assert "424242" in msg.get_body(("plain",)).get_content()  # type: ignore[union-attr]
+
+    retry = await row(sending, later)
+    assert retry["status"] == "queued" and retry["attempts"] == 1 and "451" in retry["last_error"]
+    assert retry["next_attempt_at"] > retry["updated_at"], "backed off"
+
+    failed = await row(sending, bounce)
+    assert failed["status"] == "failed" and "550" in failed["last_error"]
+    assert "bounce-1@relay.example" not in failed["last_error"], "no address in what is stored"
+    assert failed["params_sealed"] is None
+    async with sending.pool.acquire() as conn:
+        audit = await conn.fetchrow("SELECT * FROM audit_log WHERE action = 'email_failed'")
+    assert audit["subject"] == "bounce-1" and audit["ref"] == bounce
+    assert json.loads(audit["detail"])["template"] == "verification_code"
+
+
+async def test_one_connection_is_reused_for_a_batch(sending: Runtime, relay: Relay) -> None:
+    subjects = [f"ok-{i}" for i in range(20)]
+    await fill_directory(sending, subjects, domain="relay.example")
+    for subject in subjects:
+        await queue(sending, subject)
+    sender = sender_for(sending)
+    connects = 0
+    original = sender.mailer._connection
+
+    async def counting() -> Any:
+        nonlocal connects
+        before = sender.mailer._client
+        client = await original()
+        connects += client is not before
+        return client
+
+    sender.mailer._connection = counting  # type: ignore[method-assign]
+    try:
+        assert await sender.send_round() == 20
+    finally:
+        await sender.mailer.close()
+    assert len(relay.received) == 20 and connects == 1
+
+
+async def test_marketing_without_consent_and_restricted_subjects_are_suppressed(sending: Runtime, relay: Relay) -> None:
+    await fill_directory(sending, ["ok-m"], domain="relay.example")
+    await fill_directory(sending, ["ok-r"], domain="relay.example", restricted=True)
+    policy = {
+        "version": "2",
+        "effective_date": "2026-01-01",
+        "summary_sv": "Ny",
+        "summary_en": "New",
+        "url": "https://isopartner.se/p",
+    }
+    marketing = await queue(sending, "ok-m", "policy_changed", "marketing", policy)
+    notice = await queue(sending, "ok-r", "policy_changed", "transactional", policy)
+    rights = await queue(sending, "ok-r")  # a rights-request notice still goes to a restricted subject
+    sender = sender_for(sending)
+    try:
+        await sender.send_round()
+    finally:
+        await sender.mailer.close()
+        await sender.consent.close()
+    assert (await row(sending, marketing))["last_error"] == "no_consent"
+    assert (await row(sending, notice))["last_error"] == "restricted"
+    assert (await row(sending, rights))["status"] == "sent"
+    assert [rcpt for rcpt, _ in relay.received] == ["ok-r@relay.example"]
+
+
+async def test_unknown_recipient_waits_and_erased_subject_gets_nothing(sending: Runtime, relay: Relay) -> None:
+    waiting = await queue(sending, "ok-unknown")
+    await fill_directory(sending, ["ok-gone"], domain="relay.example")
+    async with sending.transaction() as conn:
+        await sending.keyring.shred_subject(conn, "ok-gone")
+        await store.delete_recipient(conn, "ok-gone")
+    erased = await queue(sending, "ok-gone")
+    assert (await row(sending, erased))["status"] == "suppressed", "refused at intake"
+    sender = sender_for(sending)
+    try:
+        await sender.send_round()
+    finally:
+        await sender.mailer.close()
+    deferred = await row(sending, waiting)
+    assert deferred["status"] == "queued" and "not in the directory" in deferred["last_error"]
+    assert relay.received == []
+
+
+async def test_a_retaken_row_is_not_marked_by_its_old_claim(sending: Runtime) -> None:
+    """The lease guard: once a row was retaken, the first claim can no longer mark it."""
+    await fill_directory(sending, ["ok-lease"], domain="relay.example")
+    nid = await queue(sending, "ok-lease")
+    async with sending.pool.acquire() as conn:
+        first = (await store.claim_due(conn, 10))[0]
+        await asyncio.sleep(0.01)
+        assert await store.release_expired_leases(conn, 0.0) == [nid]
+        second = (await store.claim_due(conn, 10))[0]
+        assert second["attempts"] == 2
+        assert not await store.mark_sent(conn, nid, first["claimed_at"])
+        assert await store.mark_sent(conn, nid, second["claimed_at"])
+
+
+async def test_a_notice_to_one_person_goes_before_a_fanned_out_notice(sending: Runtime) -> None:
+    subjects = await fill_directory(sending, [f"ok-{i:02d}" for i in range(5)], domain="relay.example")
+    async with sending.transaction() as conn:
+        await sending.keyring.ensure_keys(conn, set(subjects))
+        await store.insert_emails(
+            conn,
+            [
+                store.EmailRow(
+                    notification_id=f"bulk:{s}",
+                    subject=s,
+                    template="merger_notice",
+                    category="transactional",
+                    locale=None,
+                    params_sealed=None,
+                    message_id=f"<{s}@x>",
+                    origin="bulk",
+                    priority=1,
+                )
+                for s in subjects
+            ],
+        )
+    code = await queue(sending, "ok-00")  # queued after the bulk rows
+    async with sending.pool.acquire() as conn:
+        first = await store.claim_due(conn, 1)
+    assert [r["notification_id"] for r in first] == [code]
+
+
+# --- the erasure confirmation -------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class EraseCommand:
+    command_id: uuid.UUID
+    request_id: uuid.UUID | None
+
+
+async def erase(runtime: Runtime, subject: str, request_id: uuid.UUID | None) -> str:
+    action = notifier_actions(runtime)["erase"]
+    async with runtime.transaction() as conn:
+        outcome = await action(conn, subject, EraseCommand(uuid.uuid4(), request_id))
+        for step in outcome.after_ack:
+            await step(conn)
+    return outcome.status
+
+
+def completed(request_id: uuid.UUID) -> dict[str, Any]:
+    return {"request_id": str(request_id), "retained": [{"system": "billing", "basis": "Bokföringslagen 7:2"}]}
+
+
+async def finals_left(runtime: Runtime) -> int:
+    async with runtime.pool.acquire() as conn:
+        return int(await conn.fetchval("SELECT count(*) FROM final_notices"))
+
+
+async def test_erasure_confirmation_queued_before_the_erase_still_goes(sending: Runtime, relay: Relay) -> None:
+    await fill_directory(sending, ["ok-e1", "ok-e1b"], domain="relay.example")
+    request_id = uuid.uuid4()
+    confirmation = await queue(sending, "ok-e1", "erasure_completed", params=completed(request_id))
+    other = await queue(sending, "ok-e1")  # anything else queued is cancelled by the erasure
+    assert await erase(sending, "ok-e1", request_id) == "done"
+    async with sending.pool.acquire() as conn:
+        assert await conn.fetchval("SELECT count(*) FROM recipients WHERE subject = 'ok-e1'") == 0
+        assert await conn.fetchval("SELECT count(*) FROM subject_keys WHERE subject = 'ok-e1'") == 0
+    assert (await row(sending, other))["status"] == "suppressed"
+    sender = sender_for(sending)
+    try:
+        await sender.send_round()
+    finally:
+        await sender.mailer.close()
+    assert (await row(sending, confirmation))["status"] == "sent"
+    assert [rcpt for rcpt, _ in relay.received] == ["ok-e1@relay.example"]
+    assert "Bokföringslagen 7:2" in relay.received[0][1].get_body(("plain",)).get_content()  # type: ignore[union-attr]
+    assert await finals_left(sending) == 0, "the kept address is shredded once the confirmation went"
+
+
+async def test_erasure_confirmation_arriving_after_the_erase_still_goes_but_nothing_else(
+    sending: Runtime, relay: Relay
+) -> None:
+    await fill_directory(sending, ["ok-e2"], domain="relay.example")
+    request_id = uuid.uuid4()
+    assert await erase(sending, "ok-e2", request_id) == "done"
+    assert await finals_left(sending) == 1
+    other_request = await queue(sending, "ok-e2", "erasure_completed", params=completed(uuid.uuid4()))
+    code = await queue(sending, "ok-e2")
+    confirmation = await queue(sending, "ok-e2", "erasure_completed", params=completed(request_id))
+    assert (await row(sending, other_request))["status"] == "suppressed", "only the erasing request's own"
+    assert (await row(sending, code))["status"] == "suppressed"
+    assert (await row(sending, confirmation))["final_notice"] is True
+    sender = sender_for(sending)
+    try:
+        await sender.send_round()
+    finally:
+        await sender.mailer.close()
+    assert (await row(sending, confirmation))["status"] == "sent"
+    assert [rcpt for rcpt, _ in relay.received] == ["ok-e2@relay.example"]
+    assert await finals_left(sending) == 0
+
+
+async def test_an_erasure_without_a_request_keeps_no_address(sending: Runtime) -> None:
+    await fill_directory(sending, ["ok-e3"], domain="relay.example")
+    assert await erase(sending, "ok-e3", None) == "done"
+    assert await finals_left(sending) == 0
+    assert await erase(sending, "never-known", uuid.uuid4()) == "not_found"
+    assert await finals_left(sending) == 0

@@ -1,0 +1,197 @@
+"""Every template renders in Swedish and English, as text and HTML, and names what the policy promises."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from services.notifier import templates
+
+CONTACT = "privacy@isopartner.se"
+CONTEXT = templates.Context(contact_email=CONTACT, public_base_url="https://privacy.isopartner.se")
+
+#: Valid params for every template (what dsar/consent and the fan-outs put in).
+PARAMS: dict[str, dict[str, Any]] = {
+    "verification_code": {"code": "482913", "expires_minutes": 30},
+    "request_received": {"request_id": "R-1", "right": "access", "due_date": "2025-12-01"},
+    "deadline_extended": {
+        "request_id": "R-1",
+        "right": "portability",
+        "reason": "Många system berörs",
+        "due_date": "2026-02-01",
+    },
+    "export_ready": {
+        "request_id": "R-1",
+        "download_url": "https://privacy.isopartner.se/v1/exports/tok123",
+        "expires_at": "2025-12-08T10:00:00Z",
+    },
+    "erasure_completed": {
+        "request_id": "R-1",
+        "retained": [{"system": "billing", "basis": "Bokföringslagen 7:2 (7 years)"}],
+    },
+    "request_rejected": {"request_id": "R-1", "right": "erasure", "reason": "Identity could not be verified"},
+    "merger_notice": {
+        "kind": "acquisition",
+        "counterparty": "Acme Holding AB",
+        "effective_date": "2026-03-01",
+        "data_categories": ["contact", "account"],
+        "notice_url": "https://isopartner.se/merger",
+    },
+    "policy_changed": {
+        "version": "2026-01",
+        "effective_date": "2026-02-01",
+        "summary_sv": "Ny leverantör",
+        "summary_en": "New vendor",
+        "url": "https://isopartner.se/integritetspolicy",
+    },
+    "legal_disclosure": {
+        "authority": "Polismyndigheten",
+        "legal_basis": "Rättegångsbalken 27 kap.",
+        "data_categories": ["contact"],
+        "recipient_country": "SE",
+        "outside_eea": False,
+        "case_ref": "K-2025-1",
+    },
+}
+#: Text that must appear in each template's body (besides controller and contact).
+KEY_CONTENT: dict[str, dict[str, list[str]]] = {
+    "verification_code": {"sv": ["482913", "30 minuter"], "en": ["482913", "30 minutes"]},
+    "request_received": {"sv": ["R-1", "2025-12-01", "en månad"], "en": ["R-1", "2025-12-01", "one month"]},
+    "deadline_extended": {
+        "sv": ["Många system berörs", "2026-02-01", "12.3"],
+        "en": ["Många system berörs", "2026-02-01", "12(3)"],
+    },
+    "export_ready": {"sv": ["/v1/exports/tok123", "2025-12-08"], "en": ["/v1/exports/tok123", "2025-12-08"]},
+    "erasure_completed": {"sv": ["Bokföringslagen 7:2", "Fakturering"], "en": ["Bokföringslagen 7:2", "Billing"]},
+    "request_rejected": {
+        "sv": ["Identity could not be verified", "IMY", "www.imy.se"],
+        "en": ["Identity could not be verified", "IMY", "www.imy.se"],
+    },
+    "merger_notice": {
+        "sv": ["Acme Holding AB", "2026-03-01", "contact, account", "https://isopartner.se/merger"],
+        "en": ["Acme Holding AB", "2026-03-01", "contact, account", "https://isopartner.se/merger"],
+    },
+    "policy_changed": {"sv": ["Ny leverantör", "2026-02-01"], "en": ["New vendor", "2026-02-01"]},
+    "legal_disclosure": {"sv": ["Polismyndigheten", "Rättegångsbalken"], "en": ["Polismyndigheten", "Legal basis"]},
+}
+
+
+def test_every_template_has_params_and_expectations() -> None:
+    assert set(PARAMS) == set(templates.TEMPLATE_NAMES) == set(KEY_CONTENT)
+
+
+@pytest.mark.parametrize("locale", templates.LOCALES)
+@pytest.mark.parametrize("name", templates.TEMPLATE_NAMES)
+def test_renders_text_and_html_naming_controller_and_contact(name: str, locale: str) -> None:
+    rendered = templates.render(name, locale, PARAMS[name], CONTEXT)
+    assert rendered.locale == locale
+    assert rendered.subject and "\n" not in rendered.subject
+    for part in (rendered.text, rendered.html):
+        assert "ISOPARTNER AB" in part
+        assert CONTACT in part
+        for expected in KEY_CONTENT[name][locale]:
+            assert expected in part, f"{name}/{locale}: {expected!r} missing"
+    assert rendered.html.lstrip().startswith("<!doctype html>")
+    assert f'<html lang="{locale}">' in rendered.html
+    assert "<html" not in rendered.text and "<p>" not in rendered.text
+    assert "unsubscribe" not in (rendered.text + rendered.html).lower(), "transactional mail has no opt-out link"
+
+
+@pytest.mark.parametrize("name", templates.TEMPLATE_NAMES)
+def test_swedish_and_english_differ(name: str) -> None:
+    sv = templates.render(name, "sv", PARAMS[name], CONTEXT)
+    en = templates.render(name, "en", PARAMS[name], CONTEXT)
+    assert sv.subject != en.subject
+    assert sv.text != en.text
+
+
+def test_swedish_is_the_default_locale() -> None:
+    default = templates.render("verification_code", None, PARAMS["verification_code"], CONTEXT)
+    unknown = templates.render("verification_code", "de", PARAMS["verification_code"], CONTEXT)
+    assert default.locale == unknown.locale == "sv"
+    assert "verifieringskod" in default.text
+
+
+@pytest.mark.parametrize("locale", templates.LOCALES)
+def test_rejection_names_the_right_to_complain_to_imy(locale: str) -> None:
+    rendered = templates.render("request_rejected", locale, PARAMS["request_rejected"], CONTEXT)
+    for part in (rendered.text, rendered.html):
+        assert "Integritetsskyddsmyndigheten (IMY)" in part or "Privacy Protection (IMY)" in part
+        assert "www.imy.se" in part
+    assert "Identity could not be verified" in rendered.text
+
+
+def test_html_is_autoescaped_and_text_is_not() -> None:
+    params = {**PARAMS["request_rejected"], "reason": "<script>alert(1)</script> & more"}
+    context = templates.Context(contact_email=CONTACT, public_base_url="https://x", recipient_name="Åsa <b>")
+    rendered = templates.render("request_rejected", "en", params, context)
+    assert "<script>" not in rendered.html
+    assert "&lt;script&gt;alert(1)&lt;/script&gt; &amp; more" in rendered.html
+    assert "Hello Åsa &lt;b&gt;," in rendered.html
+    assert "<script>alert(1)</script> & more" in rendered.text
+    assert "Hello Åsa <b>," in rendered.text
+
+
+def test_greeting_uses_the_name_only_when_known() -> None:
+    named = templates.Context(contact_email=CONTACT, public_base_url="https://x", recipient_name="Karin")
+    assert templates.render("verification_code", "sv", PARAMS["verification_code"], named).text.startswith("Hej Karin,")
+    assert templates.render("verification_code", "sv", PARAMS["verification_code"], CONTEXT).text.startswith("Hej,")
+
+
+@pytest.mark.parametrize("locale", templates.LOCALES)
+def test_marketing_footer_carries_the_unsubscribe_link(locale: str) -> None:
+    url = "https://consent.isopartner.se/v1/unsubscribe/abc.def"
+    context = templates.Context(contact_email=CONTACT, public_base_url="https://x", unsubscribe_url=url)
+    rendered = templates.render("policy_changed", locale, PARAMS["policy_changed"], context)
+    assert url in rendered.text
+    assert f'href="{url}"' in rendered.html
+
+
+def test_missing_param_is_a_clear_error() -> None:
+    params = dict(PARAMS["request_rejected"])
+    del params["reason"]
+    with pytest.raises(templates.MissingParams, match=r"request_rejected needs param\(s\) reason"):
+        templates.render("request_rejected", "sv", params, CONTEXT)
+
+
+def test_strict_undefined_catches_what_the_declaration_misses() -> None:
+    """A nested value a template uses but the spec cannot declare still fails loudly."""
+    params = {"request_id": "R-1", "retained": [{"system": "billing"}]}  # no basis
+    with pytest.raises(templates.MissingParams, match="basis"):
+        templates.render("erasure_completed", "en", params, CONTEXT)
+
+
+def test_unknown_template_is_refused() -> None:
+    with pytest.raises(templates.UnknownTemplate, match="unknown template 'newsletter'"):
+        templates.render("newsletter", "sv", {}, CONTEXT)
+
+
+def test_export_link_is_built_from_the_token_and_public_base_url() -> None:
+    params = {"request_id": "R-1", "export_token": "tok.sig", "expires_at": "2025-12-08"}
+    rendered = templates.render("export_ready", "en", params, CONTEXT)
+    assert "https://privacy.isopartner.se/v1/exports/tok.sig" in rendered.text
+
+
+def test_erasure_without_retained_data_says_so() -> None:
+    rendered = templates.render("erasure_completed", "en", {"request_id": "R-1", "retained": []}, CONTEXT)
+    assert "We have not kept any of your personal data." in rendered.text
+
+
+def test_subject_lines_cannot_carry_header_breaks() -> None:
+    params = {**PARAMS["merger_notice"], "counterparty": "Acme\r\nBcc: victim@example.com"}
+    rendered = templates.render("merger_notice", "en", params, CONTEXT)
+    assert "\n" not in rendered.subject and "\r" not in rendered.subject
+
+
+def test_policy_summary_follows_the_locale() -> None:
+    sv = templates.render("policy_changed", "sv", PARAMS["policy_changed"], CONTEXT)
+    en = templates.render("policy_changed", "en", PARAMS["policy_changed"], CONTEXT)
+    assert "Ny leverantör" in sv.text and "New vendor" not in sv.text
+    assert "New vendor" in en.text and "Ny leverantör" not in en.text
+
+
+def test_legal_disclosure_outside_eea_is_named() -> None:
+    params = {**PARAMS["legal_disclosure"], "recipient_country": "US", "outside_eea": True}
+    assert "(utanför EU/EES)" in templates.render("legal_disclosure", "sv", params, CONTEXT).text
+    assert "(outside the EU/EEA)" in templates.render("legal_disclosure", "en", params, CONTEXT).text
