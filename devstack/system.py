@@ -91,7 +91,7 @@ async def main() -> int:
         for name, _port_var, _default in SERVICES:
             log = (var_dir / "log" / f"{name}.log").open("ab")
             process = subprocess.Popen(
-                [sys.executable, "-m", f"services.{name}", "worker", "-l", "warn"],
+                [sys.executable, "-m", f"services.{name}", "worker", "-l", "warning"],
                 cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
             )
             processes.append((name, process))

@@ -203,6 +203,29 @@ class ServiceRuntime:
         await producer.start()
 
 
+#: faust's CLI knows `warn` and `crit` only; accept the logging module's names too.
+_LOG_LEVEL_ALIASES = {"warning": "warn", "critical": "crit"}
+
+
+def normalise_log_level(argv: list[str]) -> list[str]:
+    out = list(argv)
+    for i, arg in enumerate(out):
+        if arg in ("-l", "--loglevel") and i + 1 < len(out):
+            out[i + 1] = _LOG_LEVEL_ALIASES.get(out[i + 1].lower(), out[i + 1])
+        elif arg.startswith("--loglevel="):
+            level = arg.split("=", 1)[1]
+            out[i] = f"--loglevel={_LOG_LEVEL_ALIASES.get(level.lower(), level)}"
+    return out
+
+
+def run_worker(app: faust.App) -> None:
+    """Entry point of every service: `python -m services.<name> worker -l warning`."""
+    import sys
+
+    sys.argv = normalise_log_level(sys.argv)
+    app.main()
+
+
 async def _forever(fn: Callable[[], Awaitable[None]]) -> None:
     """Run a background loop; restart it after an unexpected error instead of dying silently."""
     while True:

@@ -140,10 +140,10 @@ def example_data(topic: str) -> EventData:
         ),
         topics.NOTIFICATION_REQUESTED: NotificationRequested(
             notification_id=f"dsar:{EXAMPLE_REQUEST_ID}:verification",
-            template="dsar_verification",
+            template="verification_code",
             category=NotificationCategory.TRANSACTIONAL,
             locale=Locale.SV,
-            params={"code_expires_minutes": 30},
+            params={"code": "482913", "expires_minutes": 1440},
         ),
         topics.PRIVACY_AUDIT: PrivacyAudit(
             action="command.sent",

@@ -198,7 +198,7 @@ class ServiceProcess:
         self.log_path = log_dir / f"{self.name}-{self.port}.log"
         handle = self.log_path.open("ab")
         self.process = subprocess.Popen(
-            [sys.executable, "-m", f"services.{self.name}", "worker", "-l", "warn"],
+            [sys.executable, "-m", f"services.{self.name}", "worker", "-l", "warning"],
             cwd=ROOT, env=self.env(), stdout=handle, stderr=subprocess.STDOUT, start_new_session=True,
         )
         return self
