@@ -15,7 +15,8 @@ async def system(stack) -> AsyncIterator[dict[str, ServiceProcess]]:  # type: ig
     """All three services running against the session's stack (for tests that need the whole system)."""
     consent = ServiceProcess("consent", stack.env()).start()
     dsar = ServiceProcess("dsar", stack.env()).start()
-    notifier = ServiceProcess("notifier", stack.env(), {"CONSENT_BASE_URL": consent.url}).start()
+    notifier = ServiceProcess("notifier", stack.env(), {"CONSENT_BASE_URL": consent.url,
+                                                      "CONSENT_PUBLIC_URL": consent.url}).start()
     running = {"consent": consent, "dsar": dsar, "notifier": notifier}
     try:
         for service in running.values():

@@ -17,8 +17,15 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 
 from devstack.smtp_sink import read_messages
 from schemas.envelope import new_event
-from schemas.events import ConsentGrant, ErasureRequested, PrivacyAck, UserRegistered
-from schemas.topics import ERASURE_REQUESTED, EXTERNAL_SYSTEMS, PRIVACY_ACKS, USER_REGISTERED, command_topic
+from schemas.events import ConsentGrant, ErasureRequested, NotificationRequested, PrivacyAck, UserRegistered
+from schemas.topics import (
+    ERASURE_REQUESTED,
+    EXTERNAL_SYSTEMS,
+    NOTIFICATION_REQUESTED,
+    PRIVACY_ACKS,
+    USER_REGISTERED,
+    command_topic,
+)
 from tests.helpers import get_json, publish, subject_id, wait_until
 
 pytestmark = pytest.mark.stack
@@ -147,3 +154,72 @@ async def test_a_user_asks_to_be_erased_and_nothing_of_theirs_remains_readable(s
         gone = await client.get(f"{system['consent'].url}/v1/decisions",
                                 params={"subject": subject, "purpose": "marketing_email"})
     assert gone.status_code == 404
+
+
+async def test_a_user_opts_out_of_marketing_from_the_email_footer_and_every_marketing_system_is_told(
+    stack, system, systems  # type: ignore[no-untyped-def]
+) -> None:
+    """A marketing email carries RFC 8058 one-click unsubscribe headers; the one click withdraws consent
+    in the ledger (channel email_footer) and the marketing system is told to suppress; the next marketing
+    email is not sent, while a transactional notice still is."""
+    bootstrap = stack.endpoints.kafka_bootstrap
+    subject = subject_id("footer")
+    address = f"{subject}@example.org"
+    await publish(bootstrap, USER_REGISTERED, UserRegistered(
+        email=address, name="Fia Fotnot", country="SE", locale="sv",
+        consents=[ConsentGrant(purpose="marketing_email", granted=True)]), subject=subject)
+
+    async def registered() -> bool:
+        status, body = await get_json(f"{system['consent'].url}/v1/decisions",
+                                      params={"subject": subject, "purpose": "marketing_email"})
+        conn = await asyncpg.connect(stack.endpoints.database_url)
+        try:
+            known = await conn.fetchval("SELECT count(*) FROM notifier.recipients WHERE subject = $1", subject)
+        finally:
+            await conn.close()
+        return status == 200 and body["allowed"] and known == 1
+
+    await wait_until(registered, what="the user to be registered with marketing consent")
+    newsletter = NotificationRequested(
+        notification_id=f"newsletter:2026-11:{subject}", template="policy_changed", category="marketing",
+        locale="sv", params={"version": "2026-11", "effective_date": "2026-12-01", "summary_sv": "Nyheter",
+                             "summary_en": "News", "url": "https://www.isopartner.se/nyheter"})
+    await publish(bootstrap, NOTIFICATION_REQUESTED, newsletter, subject=subject)
+    mails = await wait_until(lambda: _async(_mails_to(stack.endpoints.mail_dir, address)), timeout=30,
+                             what="the marketing email")
+    header = str(mails[0]["List-Unsubscribe"])
+    assert mails[0]["List-Unsubscribe-Post"] == "List-Unsubscribe=One-Click"
+    link = header.strip("<>")
+    assert "/v1/unsubscribe/" in link
+    async with httpx.AsyncClient() as client:
+        clicked = await client.post(link, content=b"List-Unsubscribe=One-Click",
+                                    headers={"Content-Type": "application/x-www-form-urlencoded"})
+    assert clicked.status_code == 200
+
+    async def suppressed() -> list[Any]:
+        return [c for s, c, subj in systems.received
+                if subj == subject and s == "marketing_email" and c["action"] == "suppress"]
+
+    commands = await wait_until(suppressed, timeout=30, what="marketing_email to be told to suppress")
+    assert {c["purpose"] for c in commands} == {"marketing_email"}
+    status, consents = await get_json(f"{system['consent'].url}/v1/subjects/{subject}/consents")
+    assert status == 200
+    assert any(h["channel"] == "email_footer" and not h["granted"] for h in consents["history"])
+
+    # The next marketing email is not sent; a transactional notice (a merger) still reaches them.
+    await publish(bootstrap, NOTIFICATION_REQUESTED, newsletter.model_copy(
+        update={"notification_id": f"newsletter:2026-12:{subject}"}), subject=subject)
+    await publish(bootstrap, NOTIFICATION_REQUESTED, NotificationRequested(
+        notification_id=f"merger:footer-check:{subject}", template="merger_notice", category="transactional",
+        locale="sv", params={"kind": "merger", "counterparty": "Other AB", "effective_date": "2027-01-01",
+                             "data_categories": ["contact"], "notice_url": "https://www.isopartner.se/merger"}),
+        subject=subject)
+    await wait_until(lambda: _async(len(_mails_to(stack.endpoints.mail_dir, address)) >= 2), timeout=30,
+                     what="the merger notice")
+    await asyncio.sleep(2)
+    subjects = [str(m["Subject"]) for m in _mails_to(stack.endpoints.mail_dir, address)]
+    assert len(subjects) == 2, subjects
+
+
+async def _async(value: Any) -> Any:
+    return value
