@@ -1,0 +1,151 @@
+"""Workload 1: consent ingest, events/s from Kafka into the ledger, next to the limits of its parts.
+
+N consent-changed events (and a few registrations) are produced before the consent service starts;
+the figure runs from the first ledger row's commit to the moment the ledger holds N rows. Baselines
+on the same broker and database, in the same run: a raw aiokafka getmany + `parse_event` loop over
+the same messages, Kafka's ConsumerPerformance / ProducerPerformance, and a bare asyncpg COPY of the
+same ledger rows into a scratch table with the same indexes.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from datetime import datetime
+
+import asyncpg
+
+from bench import events, kafka, kafka_perf
+from bench.core import Bench, Figure, Target
+from bench.profile import Profiler, ingest_breakdown
+from schemas.topics import CONSENT_CHANGED, USER_REGISTERED
+
+WORKLOAD = "consent_ingest"
+LEDGER_COLUMNS = ["entry_id", "subject", "purpose", "granted", "channel", "policy_version", "jurisdiction",
+                  "effective_at"]
+SCRATCH_DDL = """
+DROP SCHEMA IF EXISTS bench_scratch CASCADE;
+CREATE SCHEMA bench_scratch;
+CREATE TABLE bench_scratch.consent_ledger (
+    id bigserial PRIMARY KEY, entry_id text NOT NULL UNIQUE, subject text NOT NULL, purpose text NOT NULL,
+    granted boolean NOT NULL, channel text NOT NULL, policy_version text, jurisdiction text,
+    effective_at timestamptz NOT NULL, recorded_at timestamptz NOT NULL DEFAULT now());
+CREATE INDEX ON bench_scratch.consent_ledger (subject, effective_at);
+"""
+
+
+async def ledger_rows(conn: asyncpg.Connection) -> int:
+    try:
+        return int(await conn.fetchval("SELECT count(*) FROM consent.consent_ledger"))
+    except (asyncpg.UndefinedTableError, asyncpg.InvalidSchemaNameError):
+        return 0
+
+
+async def wait_for_ledger(database_url: str, expected: int, cap: float) -> tuple[int, float]:
+    """(rows, seconds) from the first ledger commit until the ledger holds `expected` rows (fresh schema),
+    or until `cap` seconds after the first commit, whichever comes first: a slow service gives a rate
+    over fewer rows instead of blowing the run's time budget.
+
+    Polls max(id) every 50 ms (an index lookup, cheap next to count(*)), then confirms with count(*).
+    Start is the first row's `recorded_at` (its transaction's start), end the database clock at the
+    poll that saw the last row, so both ends come from one clock.
+    """
+    conn = await asyncpg.connect(database_url)
+    try:
+        began: float | None = None
+        first_deadline = time.monotonic() + 120  # service start and group join
+        while True:
+            try:
+                top = await conn.fetchval("SELECT coalesce(max(id), 0) FROM consent.consent_ledger")
+            except (asyncpg.UndefinedTableError, asyncpg.InvalidSchemaNameError):
+                top = 0  # not migrated yet
+            now = time.monotonic()
+            if top and began is None:
+                began = now
+            if began is None and now > first_deadline:
+                raise TimeoutError("no ledger row within 120s of the service start")
+            capped = began is not None and now - began > cap
+            if top >= expected or capped:
+                row = await conn.fetchrow("SELECT count(*) AS n, min(recorded_at) AS first, "
+                                          "clock_timestamp() AS now FROM consent.consent_ledger")
+                if row["n"] >= expected or capped:
+                    first: datetime = row["first"]
+                    return int(row["n"]), (row["now"] - first).total_seconds()
+            await asyncio.sleep(0.05)
+    finally:
+        await conn.close()
+
+
+async def copy_baseline(database_url: str, rows: int) -> float:
+    """rows/s of a bare asyncpg COPY of the ledger's rows into a scratch table with the same indexes."""
+    conn = await asyncpg.connect(database_url)
+    try:
+        records = await conn.fetch(
+            f"SELECT {', '.join(LEDGER_COLUMNS)} FROM consent.consent_ledger ORDER BY id LIMIT $1", rows)
+        await conn.execute(SCRATCH_DDL)
+        began = time.perf_counter()
+        await conn.copy_records_to_table(
+            "consent_ledger", schema_name="bench_scratch", records=records, columns=LEDGER_COLUMNS)
+        elapsed = time.perf_counter() - began
+        await conn.execute("DROP SCHEMA bench_scratch CASCADE")
+        return len(records) / elapsed
+    finally:
+        await conn.close()
+
+
+async def run(bench: Bench) -> None:
+    sizes = bench.sizes
+    count = sizes.ingest_events
+    if "consent" in bench.services:
+        bench.stop_service("consent")
+    subjects = [f"ing-{i:06d}" for i in range(sizes.ingest_subjects)]
+    changes = events.consent_changes(subjects, count)
+    registrations = events.registrations(subjects[: sizes.ingest_registrations])
+    record_size = sum(len(v) for _, v in changes) // len(changes)
+
+    await kafka.produce(bench.bootstrap, USER_REGISTERED, registrations)  # also warms the broker up
+    produced = await kafka.produce(bench.bootstrap, CONSENT_CHANGED, changes)
+    bench.registered += len(registrations)
+    raw_read = await kafka.raw_consume(bench.bootstrap, CONSENT_CHANGED, count, parse=False)
+    raw = await kafka.raw_consume(bench.bootstrap, CONSENT_CHANGED, count, parse=True)
+    consumer_perf = await kafka_perf.consumer_performance(bench.cache_dir, bench.bootstrap, CONSENT_CHANGED, count)
+    await kafka.create_scratch_topic(bench.bootstrap, "bench-perf", 4)
+    producer_perf = await kafka_perf.producer_performance(
+        bench.cache_dir, bench.bootstrap, "bench-perf", sizes.perf_records, record_size)
+
+    with bench.phase(WORKLOAD):
+        began = time.monotonic()
+        service = await bench.start_service("consent")
+        assert service.process is not None
+        profiler = Profiler(service.process.pid, bench.root / "profiles" / "consent-ingest.txt")
+        try:
+            rows, seconds = await wait_for_ledger(bench.endpoints.database_url, count, sizes.cap_seconds)
+        finally:
+            profiler.stop()
+        total = time.monotonic() - began
+    rate = rows / seconds
+    capped = f"stopped at the {sizes.cap_seconds:.0f}s cap: {rows:,} of {count:,} rows" if rows < count else ""
+    samples = await service.metrics()
+    if rows < count:  # let the rest drain, so the next workload finds the service idle
+        await kafka.wait_caught_up(bench.bootstrap, ["privacy-consent"], CONSENT_CHANGED, timeout=90)
+    breakdown = ingest_breakdown(samples, CONSENT_CHANGED, seconds)  # a fresh process: totals
+    copy_rate = await copy_baseline(bench.endpoints.database_url, rows)
+
+    bench.add(Figure(WORKLOAD, "consent ingest, Kafka -> ledger", "events/s", rate, raw,
+                     "raw aiokafka getmany + parse_event", Target(">=", 0.25, "ratio"), note=capped))
+    bench.add(Figure(WORKLOAD, "  broker read: raw aiokafka + parse", "msgs/s", raw,
+                     consumer_perf["records_per_second"], "Kafka ConsumerPerformance",
+                     note=f"without parse_event: {raw_read:,.0f} msgs/s"))
+    bench.add(Figure(WORKLOAD, "  broker write: aiokafka producer", "msgs/s", produced,
+                     producer_perf["records_per_second"], "Kafka ProducerPerformance",
+                     note=f"acks=all, {record_size} B records"))
+    bench.add(Figure(WORKLOAD, "  ledger rows into PostgreSQL", "rows/s", rate, copy_rate,
+                     "bare asyncpg COPY, same rows + indexes"))
+    bench.detail(
+        WORKLOAD, events=count, subjects=len(subjects), registrations=len(registrations), record_bytes=record_size,
+        ledger_rows=rows, ingest_seconds=seconds, service_start_to_done_seconds=total, events_per_second=rate,
+        raw_parse_per_second=raw, raw_read_per_second=raw_read, produce_per_second=produced,
+        consumer_performance=consumer_perf, producer_performance=producer_perf, copy_rows_per_second=copy_rate,
+        where_the_time_goes=breakdown,
+        py_spy=profiler.top() if profiler.active else "py-spy not installed",
+    )

@@ -1,0 +1,149 @@
+"""Where the time goes: a py-spy profile of a service when py-spy is installed, else its own metrics.
+
+py-spy is not a project dependency; when it is on PATH (or in the venv) the bench attaches it to the
+services under load (consent during ingest, change latency and decisions; all three during the
+erasures) and keeps a summary of where the samples fell. Without it, the service's histograms
+(privacy_event_processing_seconds, privacy_http_request_seconds) split the wall time instead.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import shutil
+import signal
+import subprocess
+import sys
+from collections import Counter
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+from bench.core import Bench, metric
+
+
+def py_spy() -> str | None:
+    """The py-spy executable, or None (also when BENCH_PY_SPY=0)."""
+    if os.environ.get("BENCH_PY_SPY", "1") == "0":
+        return None
+    found = shutil.which("py-spy")
+    local = Path(sys.executable).with_name("py-spy")
+    return found or (str(local) if local.is_file() else None)
+
+
+class Profiler:
+    """`py-spy record` attached to a pid until `stop()`; `top()` summarises the collapsed stacks."""
+
+    def __init__(self, pid: int, output: Path) -> None:
+        self.pid = pid
+        self.output = output
+        self.process: subprocess.Popen[bytes] | None = None
+        exe = py_spy()
+        if exe is not None:
+            output.parent.mkdir(parents=True, exist_ok=True)
+            self.process = subprocess.Popen(
+                [exe, "record", "--pid", str(pid), "--rate", "200", "--format", "raw", "--nonblocking",
+                 "--output", str(output)],
+                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+            )
+
+    @property
+    def active(self) -> bool:
+        return self.process is not None
+
+    def stop(self) -> None:
+        if self.process is None or self.process.poll() is not None:
+            return
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(self.process.pid, signal.SIGINT)  # py-spy writes its output on SIGINT
+        try:
+            self.process.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+
+    def top(self, limit: int = 10) -> dict[str, Any]:
+        """Shares of samples (%): by library of the running frame, and by the innermost project function
+        on the stack (services/, privacy_runtime/, schemas/), i.e. which of our code the time is under."""
+        if not self.output.is_file():
+            return {}
+        areas: Counter[str] = Counter()
+        ours: Counter[str] = Counter()
+        leaves: Counter[str] = Counter()
+        total = 0
+        for line in self.output.read_text(errors="replace").splitlines():
+            stack, _, count_text = line.rpartition(" ")
+            if not stack or not count_text.isdigit():
+                continue
+            count = int(count_text)
+            frames = [_frame(f) for f in stack.split(";")]
+            total += count
+            name, path = frames[-1]
+            idle = name.endswith(".select")
+            areas[IDLE if idle else _area(path)] += count
+            leaves[f"{name} ({path})"] += count
+            project = [f"{n} ({p})" for n, p in frames if p.startswith(PROJECT_DIRS) and n != "<module>"]
+            ours[IDLE if idle else project[-1] if project else "(no project frame: faust/mode/aiokafka)"] += count
+        if not total:
+            return {}
+
+        def share(counter: Counter[str]) -> list[tuple[str, float]]:
+            return [(key, round(100 * c / total, 1)) for key, c in counter.most_common(limit)]
+
+        return {"samples": total, "by library (self time)": share(areas),
+                "under our function (innermost)": share(ours), "hottest frames (self time)": share(leaves)}
+
+
+PROJECT_DIRS = ("services/", "privacy_runtime/", "schemas/")
+IDLE = "idle (event loop waiting in select)"
+
+
+def _frame(frame: str) -> tuple[str, str]:
+    """`fn (path/to/module.py:12)` -> (`fn`, `path/to/module.py`)."""
+    name, _, where = frame.partition(" (")
+    return name, where.rsplit(":", 1)[0].rstrip(")")
+
+
+def _area(path: str) -> str:
+    """The library a file belongs to: its first path component (`asyncpg`, `aiokafka`, `services`...)."""
+    head = path.split("/", 1)[0]
+    return head.removesuffix(".py") if head else path
+
+
+def ingest_breakdown(samples: dict[tuple[str, str], float], topic: str, wall_seconds: float) -> dict[str, Any]:
+    """Split an ingest's wall time with the service's own counters (a difference of two scrapes)."""
+    consumed = metric(samples, "privacy_events_consumed_total", topic=topic)
+    batches = metric(samples, "privacy_event_processing_seconds_count", topic=topic)
+    in_apply = metric(samples, "privacy_event_processing_seconds_sum", topic=topic)
+    return {
+        "wall_seconds": round(wall_seconds, 3),
+        "events_consumed": consumed,
+        "batches": batches,
+        "mean_batch_events": round(consumed / batches, 1) if batches else None,
+        "mean_batch_ms": round(1000 * in_apply / batches, 2) if batches else None,
+        "seconds_in_db_transaction": round(in_apply, 3),
+        "share_in_db_transaction": round(in_apply / wall_seconds, 3) if wall_seconds else None,
+        "share_outside (fetch, decode, faust, loop)": round(1 - in_apply / wall_seconds, 3)
+        if wall_seconds else None,
+        "commands_issued": metric(samples, "privacy_commands_sent_total"),
+        "outbox_published": metric(samples, "privacy_outbox_published_total"),
+        "dead_lettered": metric(samples, "privacy_events_dead_lettered_total"),
+    }
+
+
+@contextlib.contextmanager
+def profiled(bench: Bench, workload: str, *services: str) -> Iterator[None]:
+    """py-spy on each named running service for the duration; summaries go to details[workload]["py_spy"]."""
+    profilers = {}
+    for name in services:
+        service = bench.services.get(name)
+        if service is not None and service.process is not None:
+            profilers[name] = Profiler(service.process.pid, bench.root / "profiles" / f"{workload}-{name}.txt")
+    try:
+        yield
+    finally:
+        for profiler in profilers.values():
+            profiler.stop()
+        if any(p.active for p in profilers.values()):
+            bench.detail(workload, py_spy={name: p.top() for name, p in profilers.items()})
+        else:
+            bench.detail(workload, py_spy="py-spy not installed")

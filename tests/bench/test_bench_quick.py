@@ -1,0 +1,47 @@
+"""`python -m bench --quick` runs end to end and writes every figure it promises (no timing assertions)."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+
+pytestmark = pytest.mark.stack
+
+
+def test_quick_bench_writes_figures(tmp_path: Path) -> None:
+    result = subprocess.run(
+        [sys.executable, "-m", "bench", "--quick", "--only", "consent_ingest,decisions", "--results-dir", str(tmp_path)],
+        cwd=ROOT, capture_output=True, text=True, timeout=600, check=False,
+    )
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    assert "consent ingest, Kafka -> ledger" in result.stdout, result.stdout
+
+    [json_path] = list(tmp_path.glob("*.json"))
+    assert json_path.with_suffix(".png").stat().st_size > 0
+    document = json.loads(json_path.read_text())
+    assert document["cpu_count"] >= 1
+    assert document["python"].startswith("3.")
+    assert document["unavailable"] == {}, document["unavailable"]
+
+    figures = {f["label"]: f for f in document["figures"]}
+    ingest = figures["consent ingest, Kafka -> ledger"]
+    assert ingest["ours"] > 0 and ingest["baseline"] > 0 and ingest["ratio"] is not None
+    assert ingest["target"] == "ratio >= 0.25" and isinstance(ingest["met"], bool)
+    for label in ("  broker read: raw aiokafka + parse", "  broker write: aiokafka producer",
+                  "  ledger rows into PostgreSQL"):
+        assert figures[label]["ours"] > 0 and figures[label]["baseline"] > 0, label
+
+    p99 = next(f for label, f in figures.items() if label.startswith("decision API") and label.endswith("p99"))
+    assert p99["ours"] > 0 and p99["baseline"] > 0 and isinstance(p99["met"], bool)
+    assert any(label.startswith("decision API max throughput") for label in figures)
+    assert figures["peak RSS consent"]["ours"] > 0
+
+    latencies = document["latency_ms"]
+    assert any(name.startswith("decision API") for name in latencies)
+    assert all({"p50", "p99"} <= set(p) for p in latencies.values())
