@@ -41,6 +41,16 @@ class CommandPolicy:
 
 
 @dataclass(frozen=True)
+class CommandSpec:
+    """A command to send, before it has an id (see `CommandTracker.issue_many`)."""
+
+    subject: str
+    system: str
+    action: str
+    purpose: str | None = None
+
+
+@dataclass(frozen=True)
 class Ack:
     command_id: str
     system: str
@@ -93,6 +103,34 @@ class CommandTracker:
         metrics.COMMANDS_SENT.labels(system=system, action=action).inc()
         return command_id
 
+    async def issue_many(self, conn: asyncpg.Connection, specs: list[CommandSpec]) -> list[str]:
+        """Issue many field-less commands (suppress, revoke, ...) in a few round trips.
+
+        These carry no PII, so their events are not sealed and no data key is needed."""
+        if not specs:
+            return []
+        now = datetime.now(UTC)
+        respond_by = now + self.policy.respond_within
+        command_ids = [uuid.uuid4() for _ in specs]
+        await conn.execute(
+            "INSERT INTO commands (command_id, subject, system, action, purpose, respond_by, next_attempt_at) "
+            "SELECT * FROM unnest($1::uuid[], $2::text[], $3::text[], $4::text[], $5::text[], "
+            "$6::timestamptz[], $7::timestamptz[])",
+            command_ids, [c.subject for c in specs], [c.system for c in specs], [c.action for c in specs],
+            [c.purpose for c in specs], [respond_by] * len(specs),
+            [now + self.policy.next_delay(1) for _ in specs],
+        )
+        rows: list[tuple[str, Any, str]] = []
+        for command_id, spec in zip(command_ids, specs, strict=True):
+            command = PrivacyCommand.model_validate({
+                "command_id": command_id, "system": spec.system, "action": spec.action,
+                "purpose": spec.purpose, "respond_by": respond_by,
+            })
+            rows.append((command_topic(spec.system), command, spec.subject))
+            metrics.COMMANDS_SENT.labels(system=spec.system, action=spec.action).inc()
+        await self.outbox.add_many(conn, rows, seal=False)
+        return [str(c) for c in command_ids]
+
     async def _publish(
         self, conn: asyncpg.Connection, command_id: str, subject: str, system: str, action: str,
         purpose: str | None, request_id: str | None, fields: dict[str, str] | None, respond_by: datetime,
@@ -102,7 +140,8 @@ class CommandTracker:
             command_id=uuid.UUID(command_id), system=system, action=action, purpose=purpose,
             request_id=uuid.UUID(request_id) if request_id else None, fields=fields, respond_by=respond_by,
         ))
-        await self.outbox.add(conn, command_topic(system), command, subject=subject)
+        # Only rectify carries personal data (the corrected fields); seal just that.
+        await self.outbox.add(conn, command_topic(system), command, subject=subject, seal=fields is not None)
 
     async def resend_due(self, conn: asyncpg.Connection, limit: int = 500) -> int:
         now = datetime.now(UTC)

@@ -68,21 +68,40 @@ class Outbox:
         )
         return str(event.id)
 
-    async def add_many(self, conn: asyncpg.Connection, rows: list[tuple[str, EventData, str]]) -> None:
-        """Queue many (topic, data, subject) events whose subjects' keys are already loaded."""
-        records: list[tuple[str, bytes, str, bytes]] = []
+    async def add_many(
+        self, conn: asyncpg.Connection, rows: list[tuple[str, EventData, str]], *, seal: bool = True
+    ) -> list[str]:
+        """Queue many (topic, data, subject) events in one round trip; returns their ids.
+
+        `seal=False` is for events that carry no PII (e.g. suppress commands), which then need no
+        data key at all."""
+        if not rows:
+            return []
+        if seal:
+            await self.keyring.ensure_keys(conn, {subject for _, _, subject in rows})
+        topics: list[str] = []
+        keys: list[bytes] = []
+        subjects: list[str | None] = []
+        values: list[bytes] = []
+        ids: list[str] = []
         for topic, data, subject in rows:
             event = new_event(topic, data, subject=subject, source=self.source)
-            plain = event.model_dump_json().encode()
-            data_key = await self.keyring.data_key(conn, subject)
-            assert data_key is not None
-            records.append(
-                (topic, subject.encode(), subject, seal_bytes(data_key, plain, f"outbox:{subject}".encode()))
-            )
-        if records:
-            await conn.executemany(
-                "INSERT INTO outbox (topic, key, subject, value) VALUES ($1, $2, $3, $4)", records
-            )
+            value = event.model_dump_json().encode()
+            if seal:
+                data_key = await self.keyring.data_key(conn, subject)
+                assert data_key is not None
+                value = seal_bytes(data_key, value, f"outbox:{subject}".encode())
+            topics.append(topic)
+            keys.append(subject.encode())
+            subjects.append(subject if seal else None)
+            values.append(value)
+            ids.append(str(event.id))
+        await conn.execute(
+            "INSERT INTO outbox (topic, key, subject, value) "
+            "SELECT * FROM unnest($1::text[], $2::bytea[], $3::text[], $4::bytea[])",
+            topics, keys, subjects, values,
+        )
+        return ids
 
 
 class OutboxRelay:

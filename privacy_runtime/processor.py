@@ -54,33 +54,12 @@ class Inbound:
 Handler = Callable[[asyncpg.Connection, list[Inbound]], Awaitable[None]]
 
 
-def raw_from_faust(message: Any) -> RawMessage:
-    headers = message.headers or []
-    if isinstance(headers, dict):
-        headers = list(headers.items())
-    return RawMessage(
-        topic=message.topic,
-        partition=message.partition,
-        offset=message.offset,
-        key=message.key,
-        value=message.value,
-        headers=[(str(k), bytes(v) if v is not None else b"") for k, v in headers],
-    )
-
-
 class StreamProcessor:
     def __init__(self, runtime: Any, topic: str, handler: Handler, *, deduplicate: bool = True):
         self.runtime = runtime
         self.topic = topic
         self.handler = handler
         self.deduplicate = deduplicate
-
-    async def consume(self, stream: Any) -> None:
-        """Body of a faust agent: take batches from the stream and process each."""
-        await self.runtime.ensure_started()
-        settings = self.runtime.settings
-        async for events in stream.take_events(settings.batch_max_events, within=settings.batch_within_seconds):
-            await self.process([raw_from_faust(e.message) for e in events])
 
     async def process(self, messages: Sequence[RawMessage]) -> None:
         metrics.EVENTS_CONSUMED.labels(topic=self.topic).inc(len(messages))

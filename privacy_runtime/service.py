@@ -19,8 +19,9 @@ import faust
 import mode
 from aiokafka import AIOKafkaProducer
 
-from privacy_runtime import metrics, web
+from privacy_runtime import web
 from privacy_runtime.audit import AuditTrail
+from privacy_runtime.consumer import BatchConsumer
 from privacy_runtime.crypto import KeyRing
 from privacy_runtime.datamap import DataMap, load_data_map
 from privacy_runtime.db import create_pool
@@ -53,10 +54,16 @@ class ServiceRuntime:
         self._relay: OutboxRelay | None = None
         self._background: list[asyncio.Task[None]] = []
         self._on_started: list[Callable[[], Awaitable[None]]] = []
+        self._streams: dict[str, StreamProcessor] = {}
+        self._consumer: BatchConsumer | None = None
+        self._consumer_task: asyncio.Task[None] | None = None
+        self.group_id = settings.consumer_group or f"privacy-{name}"
         datadir = Path(settings.state_dir) / name
         datadir.mkdir(parents=True, exist_ok=True)  # faust creates only the last level
+        # The consumer group `privacy-<name>` belongs to the BatchConsumer; faust's own (unused) group
+        # gets another id so the two never join one group with different protocols.
         self.app = _App(
-            f"privacy-{name}",
+            f"privacy-{name}-worker",
             broker=faust_broker_urls(settings),
             broker_credentials=faust_broker_credentials(settings),
             value_serializer="raw",
@@ -78,16 +85,18 @@ class ServiceRuntime:
             web_in_thread=False,
         )
         self.app.before_start = self._wait_for_kafka
+        self.app.after_start = self.ensure_started
+        self.app.before_stop = self.stop_consuming
         self.app.service(_Lifecycle(self, loop=None))  # type: ignore[arg-type]  # an instance works too
         web.register_common_pages(self.app, self)
 
     # --- wiring used by agents and views --------------------------------------------------
 
-    def topic(self, name: str) -> Any:
-        return self.app.topic(name, key_serializer="raw", value_serializer="raw")
-
-    def processor(self, topic: str, handler: Handler, *, deduplicate: bool = True) -> StreamProcessor:
-        return StreamProcessor(self, topic, handler, deduplicate=deduplicate)
+    def stream(self, topic: str, handler: Handler, *, deduplicate: bool = True) -> StreamProcessor:
+        """Consume `topic`: batches of decoded, deduplicated events go to `handler` in a transaction."""
+        processor = StreamProcessor(self, topic, handler, deduplicate=deduplicate)
+        self._streams[topic] = processor
+        return processor
 
     def on_started(self, fn: Callable[[], Awaitable[None]]) -> Callable[[], Awaitable[None]]:
         """Register a coroutine to run once the database and producer are up (e.g. a resend loop)."""
@@ -145,10 +154,25 @@ class ServiceRuntime:
         self._background.append(asyncio.create_task(_forever(self._report_lag), name=f"{self.name}-lag"))
         for fn in self._on_started:
             self._background.append(asyncio.create_task(_forever(fn), name=f"{self.name}-{fn.__name__}"))
+        if self._streams:
+            self._consumer = BatchConsumer(self, self.group_id, self._streams)
+            self._consumer_task = asyncio.create_task(_forever(self._consumer.run), name=f"{self.name}-consumer")
         self.started.set()
         log.info("%s runtime started", self.name)
 
+    async def stop_consuming(self) -> None:
+        """Take no more messages: let the batch in hand finish and commit its offsets, then leave the
+        group. Runs first on SIGTERM, before faust's own shutdown."""
+        if self._consumer is not None and self._consumer_task is not None and not self._consumer_task.done():
+            self._consumer.stop()
+            try:
+                await asyncio.wait_for(asyncio.shield(self._consumer_task), timeout=30)
+            except (TimeoutError, Exception) as exc:
+                log.warning("consumer did not stop cleanly: %r", exc)
+                self._consumer_task.cancel()
+
     async def stop(self) -> None:
+        await self.stop_consuming()
         if self._relay is not None:
             self._relay.stop()
         for task in self._background:
@@ -170,24 +194,11 @@ class ServiceRuntime:
         await wait_for_kafka(self.settings, sleep=self.app.sleep, should_stop=lambda: self.app.should_stop)
 
     async def _report_lag(self, interval: float = 5.0) -> None:
-        """Consumer lag per assigned partition: the high-water mark minus what this group committed."""
+        """Consumer lag per assigned partition: the high-water mark minus this group's position."""
         while True:
             await asyncio.sleep(interval)
-            consumer: Any = self.app.consumer
-            try:
-                assigned = consumer.assignment()
-            except Exception:  # not yet assigned or rebalancing
-                continue
-            for tp in assigned:
-                if tp.topic.startswith(self.app.conf.id):
-                    continue  # faust's own internal topics
-                highwater = consumer.highwater(tp)
-                committed = consumer._committed_offset.get(tp)
-                if highwater is None:
-                    continue
-                position = committed if committed is not None else (await consumer.position(tp) or 0)
-                lag = max(0, highwater - position)
-                metrics.CONSUMER_LAG.labels(topic=tp.topic, partition=str(tp.partition)).set(lag)
+            if self._consumer is not None:
+                await self._consumer.report_lag()
 
     @staticmethod
     async def _start_producer_with_backoff(producer: AIOKafkaProducer) -> None:
@@ -248,11 +259,22 @@ class _App(faust.App):
     """
 
     before_start: Callable[[], Awaitable[None]] | None = None
+    after_start: Callable[[], Awaitable[None]] | None = None
+    before_stop: Callable[[], Awaitable[None]] | None = None
+
+    async def on_stop(self) -> None:
+        if self.before_stop is not None:
+            await self.before_stop()
+        await super().on_stop()
 
     async def on_start(self) -> None:
         await super().on_start()
         if self.before_start is not None:
             await self.before_start()
+        if self.after_start is not None:
+            # The runtime (database, producer, consumer) starts beside faust's own start-up rather
+            # than after it, so /readyz does not wait on faust's group.
+            self.add_future(self.after_start())
 
 
 class _Lifecycle(mode.Service):

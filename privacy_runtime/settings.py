@@ -44,9 +44,10 @@ class ServiceSettings(BaseSettings):
     web_bind: str = "127.0.0.1"
 
     data_map_path: Path = DEFAULT_DATA_MAP
-    #: Max events handled in one database transaction, and how long to wait to fill a batch.
-    batch_max_events: int = 500
-    batch_within_seconds: float = 0.005
+    #: Kafka consumer group; default `privacy-<service>`. Set it to run a second, independent copy.
+    consumer_group: str | None = None
+    #: Max events handled in one database transaction (one poll of the consumer).
+    batch_max_events: int = 1000
     log_level: str = "INFO"
     #: Where faust keeps its local state (tables are not used; faust still wants a folder).
     state_dir: Path = Path("var/state")

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import json
 import os
 import signal
 import socket
@@ -25,6 +26,7 @@ import httpx
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from pydantic import BaseModel
 
+from privacy_runtime.codec import DecodeError, decode
 from schemas.envelope import new_event
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -154,6 +156,16 @@ async def wait_for_messages(bootstrap: str, topic: str, match: Callable[[Any], b
         return hits if len(hits) >= count else []
 
     return await wait_until(found, timeout=timeout, what=f"{count} matching message(s) on {topic}")
+
+
+def event_of(message: Any) -> dict[str, Any] | None:
+    """The message's CloudEvent as a dict, or None when it is not a valid event of its topic: dead-letter
+    tests put malformed messages on the same shared topics on purpose."""
+    try:
+        decode(message.topic, message.key, message.value)
+    except DecodeError:
+        return None
+    return dict(json.loads(message.value))
 
 
 def header(message: Any, name: str) -> str | None:

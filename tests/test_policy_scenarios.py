@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
 import uuid
 from collections.abc import AsyncIterator
 from typing import Any
@@ -13,7 +12,7 @@ from typing import Any
 import asyncpg
 import httpx
 import pytest
-from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 
 from devstack.smtp_sink import read_messages
 from schemas.envelope import new_event
@@ -26,7 +25,7 @@ from schemas.topics import (
     USER_REGISTERED,
     command_topic,
 )
-from tests.helpers import get_json, publish, subject_id, wait_until
+from tests.helpers import event_of, get_json, publish, subject_id, wait_until
 
 pytestmark = pytest.mark.stack
 
@@ -38,21 +37,30 @@ class ExternalSystems:
 
     def __init__(self, bootstrap: str):
         self.received: list[tuple[str, dict[str, Any], str]] = []
-        self._consumer = AIOKafkaConsumer(
-            *(command_topic(s) for s in EXTERNAL_SYSTEMS), bootstrap_servers=bootstrap,
-            group_id=f"scenario-systems-{uuid.uuid4().hex[:8]}", auto_offset_reset="latest")
+        # No consumer group (nothing to commit or rebalance): read every command topic from its end.
+        self._consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False)
         self._producer = AIOKafkaProducer(bootstrap_servers=bootstrap, acks="all")
         self._task: asyncio.Task[None] | None = None
 
     async def start(self) -> None:
         await self._producer.start()
         await self._consumer.start()
-        await self._consumer.getmany(timeout_ms=500)  # join the group before the scenario begins
+        for system in EXTERNAL_SYSTEMS:
+            self._consumer._client.add_topic(command_topic(system))
+        await self._consumer._client.force_metadata_update()  # so the partitions are known
+        partitions = [TopicPartition(command_topic(s), p) for s in EXTERNAL_SYSTEMS
+                      for p in sorted(self._consumer.partitions_for_topic(command_topic(s)) or ())]
+        self._consumer.assign(partitions)
+        await self._consumer.seek_to_end(*partitions)
+        for tp in partitions:
+            await self._consumer.position(tp)  # pin "the end" before the scenario begins
         self._task = asyncio.create_task(self._run())
 
     async def _run(self) -> None:
         async for message in self._consumer:
-            event = json.loads(message.value)
+            event = event_of(message)
+            if event is None or "subject" not in event:
+                continue  # another test's malformed message on the shared topic
             command, subject = event["data"], event["subject"]
             self.received.append((command["system"], command, subject))
             status, basis = "done", None

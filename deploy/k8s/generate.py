@@ -84,7 +84,7 @@ class ServiceSpec:
 
     @property
     def group(self) -> str:
-        """The faust app id, which is also the Kafka consumer group id."""
+        """The service's Kafka consumer group (its faust worker uses `<group>-worker` for its own)."""
         return f"privacy-{self.name}"
 
 
@@ -279,7 +279,8 @@ def service_user(svc: ServiceSpec) -> dict[str, Any]:
     acls = [acl("topic", t, [*ops, "Describe"]) for t, ops in operations.items()]
     if svc.sends_commands:
         acls.append(acl("topic", topics.COMMAND_TOPIC_PREFIX, ["Write", "Describe"], "prefix"))
-    acls.append(acl("group", svc.group, ["Read", "Describe"]))
+    # The batch consumer's group and, by prefix, faust's `<group>-worker` group.
+    acls.append(acl("group", svc.group, ["Read", "Describe"], "prefix"))
     # faust's own topics (<app id>-__assignor-__leader, changelogs): created and used by the app.
     acls.append(acl("topic", f"{svc.group}-", ["Create", "Read", "Write", "Describe"], "prefix"))
     return kafka_user(svc.app, acls, svc.name, "service")

@@ -14,7 +14,7 @@ from typing import Any
 import asyncpg
 
 from privacy_runtime import metrics
-from privacy_runtime.commands import CommandTracker
+from privacy_runtime.commands import CommandSpec, CommandTracker
 from privacy_runtime.datamap import DataMap
 from privacy_runtime.processor import Inbound
 from schemas.enums import ErasureGround, RequestedVia
@@ -100,11 +100,11 @@ class Ledger:
                 winners[(subject, record.purpose)] = record
         changed = [(key, rec) for key, rec in winners.items() if stored.get(key) is not rec]
         await store.save_states(conn, [(key[0], rec) for key, rec in changed])
-        for (subject, _purpose), record in changed:
-            for command in rules.propagation(stored.get((subject, record.purpose)), record, self.routing):
-                await self.tracker.issue(
-                    conn, subject=subject, system=command.system, action=command.action, purpose=command.purpose
-                )
+        await self.tracker.issue_many(conn, [
+            CommandSpec(subject, command.system, command.action, command.purpose)
+            for (subject, _purpose), record in changed
+            for command in rules.propagation(stored.get((subject, record.purpose)), record, self.routing)
+        ])
 
     async def record_objections(self, conn: asyncpg.Connection, batch: list[Inbound]) -> None:
         """An objection to marketing or profiling (Art. 21(2)-(3)) is absolute: withdraw at once."""

@@ -1,8 +1,10 @@
-"""Notifier stream handlers: one agent per topic, each a thin call into the intake or the inbox."""
+"""Notifier stream handlers: one per topic, each a thin call into the intake or the inbox.
+
+Batches arrive through the runtime's consumer (see privacy_runtime/consumer.py for why it is not a
+faust agent per topic); each handler runs inside the batch's transaction.
+"""
 
 from __future__ import annotations
-
-from typing import Any
 
 from schemas.topics import (
     LEGAL_DISCLOSURE,
@@ -12,34 +14,11 @@ from schemas.topics import (
     USER_REGISTERED,
     command_topic,
 )
-from services.notifier.app import SYSTEM_ID, app, inbox, intake, runtime
+from services.notifier.app import SYSTEM_ID, inbox, intake, runtime
 
-
-@app.agent(runtime.topic(USER_REGISTERED))
-async def on_user_registered(stream: Any) -> None:
-    await runtime.processor(USER_REGISTERED, intake.record_registrations).consume(stream)
-
-
-@app.agent(runtime.topic(NOTIFICATION_REQUESTED))
-async def on_notification_requested(stream: Any) -> None:
-    await runtime.processor(NOTIFICATION_REQUESTED, intake.queue_requested).consume(stream)
-
-
-@app.agent(runtime.topic(MERGER_NOTICE))
-async def on_merger_notice(stream: Any) -> None:
-    await runtime.processor(MERGER_NOTICE, intake.start_merger_fanouts).consume(stream)
-
-
-@app.agent(runtime.topic(POLICY_CHANGED))
-async def on_policy_changed(stream: Any) -> None:
-    await runtime.processor(POLICY_CHANGED, intake.start_policy_fanouts).consume(stream)
-
-
-@app.agent(runtime.topic(LEGAL_DISCLOSURE))
-async def on_legal_disclosure(stream: Any) -> None:
-    await runtime.processor(LEGAL_DISCLOSURE, intake.queue_disclosures).consume(stream)
-
-
-@app.agent(runtime.topic(command_topic(SYSTEM_ID)))
-async def on_commands(stream: Any) -> None:
-    await runtime.processor(command_topic(SYSTEM_ID), inbox.handle).consume(stream)
+runtime.stream(USER_REGISTERED, intake.record_registrations)
+runtime.stream(NOTIFICATION_REQUESTED, intake.queue_requested)
+runtime.stream(MERGER_NOTICE, intake.start_merger_fanouts)
+runtime.stream(POLICY_CHANGED, intake.start_policy_fanouts)
+runtime.stream(LEGAL_DISCLOSURE, intake.queue_disclosures)
+runtime.stream(command_topic(SYSTEM_ID), inbox.handle)

@@ -38,6 +38,7 @@ from schemas.topics import (
 from tests.helpers import (
     TEST_ADMIN_TOKEN,
     ServiceProcess,
+    event_of,
     get_json,
     header,
     publish,
@@ -102,7 +103,9 @@ class Responder:
 
     async def _run(self) -> None:
         async for message in self._consumer:
-            event = json.loads(message.value)
+            event = event_of(message)
+            if event is None or "subject" not in event:
+                continue  # another test's malformed message on the shared topic
             subject, data = event["subject"], event["data"]
             self.commands.append((subject, data))
             if data["system"] in self.held:
@@ -157,7 +160,8 @@ async def dsar(stack, responder) -> AsyncIterator[ServiceProcess]:  # type: igno
 
 
 def _data(message: Any) -> dict[str, Any]:
-    return json.loads(message.value)["data"]  # type: ignore[no-any-return]
+    event = event_of(message)  # None for another test's malformed message on a shared topic
+    return event["data"] if event is not None else {}
 
 
 async def _erasure(
@@ -214,7 +218,7 @@ async def _dsar(
 
 
 async def _statuses(bootstrap: str, request_id: str) -> list[dict[str, Any]]:
-    return [d for d in (_data(m) for m in await read_topic(bootstrap, DSAR_STATUS)) if d["request_id"] == request_id]
+    return [d for d in (_data(m) for m in await read_topic(bootstrap, DSAR_STATUS)) if d.get("request_id") == request_id]
 
 
 async def _wait_status(bootstrap: str, request_id: str, status: str, timeout: float = 30.0) -> list[dict[str, Any]]:
@@ -228,7 +232,7 @@ async def _wait_status(bootstrap: str, request_id: str, status: str, timeout: fl
 async def _notification(bootstrap: str, request_id: str, suffix: str, timeout: float = 30.0) -> dict[str, Any]:
     wanted = f"dsar:{request_id}:{suffix}"
     [message] = await wait_for_messages(
-        bootstrap, NOTIFICATION_REQUESTED, lambda m: _data(m)["notification_id"] == wanted, timeout=timeout
+        bootstrap, NOTIFICATION_REQUESTED, lambda m: _data(m).get("notification_id") == wanted, timeout=timeout
     )
     return _data(message)
 

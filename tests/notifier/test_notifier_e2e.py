@@ -49,6 +49,7 @@ from tests.helpers import (
     TEST_MASTER_KEY,
     Outgoing,
     ServiceProcess,
+    event_of,
     free_port,
     get_json,
     header,
@@ -209,7 +210,7 @@ async def command(
     if not wait:
         return {}
     acks = await wait_for_messages(
-        bootstrap, PRIVACY_ACKS, lambda m: json.loads(m.value)["data"]["command_id"] == str(command_id), timeout=30
+        bootstrap, PRIVACY_ACKS, lambda m: (event_of(m) or {}).get("data", {}).get("command_id") == str(command_id), timeout=30
     )
     return dict(json.loads(acks[0].value)["data"])
 

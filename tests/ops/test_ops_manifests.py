@@ -274,13 +274,13 @@ def test_dev_and_prod_differ_where_they_should(rendered: dict[str, Docs]) -> Non
 
 
 def consumed_by_agents(service: str) -> set[str]:
-    """Topics ``services/<service>/agents.py`` subscribes to (``runtime.topic(...)`` calls)."""
+    """Topics ``services/<service>/agents.py`` subscribes to (``runtime.stream(...)`` calls)."""
     import ast
 
     tree = ast.parse((ROOT / "services" / service / "agents.py").read_text())
     found: set[str] = set()
     for node in ast.walk(tree):
-        if not (isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute) and node.func.attr == "topic"):
+        if not (isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute) and node.func.attr == "stream"):
             continue
         arg = node.args[0]
         if isinstance(arg, ast.Name):

@@ -16,6 +16,7 @@ import shutil
 import signal
 import subprocess
 import time
+import uuid
 from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -39,10 +40,11 @@ from tests.security.support import forget, sweep_record
 
 pytestmark = pytest.mark.stack
 
-GROUP = "privacy-consent"  # the consent service's faust app id = its consumer group
+#: Its own consumer group, so no other consent process of the session shares its partitions.
+GROUP = f"privacy-consent-shutdown-{uuid.uuid4().hex[:8]}"
 SUBJECTS = 1500  # a registration and an opt-out each: 3000 events, 3000 ledger rows, 1500 commands
 SHUTDOWN_BOUND = 15.0  # seconds from SIGTERM to exit
-NO_RESEND = {"COMMAND_RESEND_BASE_SECONDS": "3600"}
+NO_RESEND = {"COMMAND_RESEND_BASE_SECONDS": "3600", "CONSUMER_GROUP": GROUP}
 
 
 async def _produce(bootstrap: str, prefix: str, placed: dict[str, tuple[TopicPartition, int]]) -> None:
