@@ -9,8 +9,9 @@ from privacy_runtime.commands import CommandPolicy, CommandTracker, resend_loop
 from privacy_runtime.inbox import CommandInbox
 from privacy_runtime.service import ServiceRuntime
 from services.dsar.downstream import dsar_actions
+from services.dsar.retention import sweep_forever
 from services.dsar.settings import DsarSettings
-from services.dsar.workflow import Workflow
+from services.dsar.workflow import Workflow, utcnow
 
 SYSTEM_ID = "dsar"
 
@@ -42,3 +43,9 @@ async def resend_commands() -> None:
 async def case_timers() -> None:
     """Close unverified cases, escalate overdue ones, refresh the deadline gauges."""
     await workflow.timer_loop()
+
+
+@runtime.on_started
+async def retention_sweeper() -> None:
+    """Delete the service's own records once retention no longer allows them."""
+    await sweep_forever(runtime, settings, utcnow)

@@ -26,3 +26,8 @@ class DsarSettings(ServiceSettings):
     timer_interval_seconds: float = 30.0
     #: Open cases due within this long count as "due soon" (gauge and one operator reminder).
     due_soon_seconds: float = 3 * DAY
+    #: Retention of the dsar service's own records (the sweeper runs every `retention_sweep_seconds`).
+    #: Closed case records are kept this long as proof a right was honoured (limitation period), then
+    #: deleted; the audit chain keeps the transitions without personal data.
+    case_record_retention_seconds: float = 3 * 365 * DAY
+    retention_sweep_seconds: float = 3600.0

@@ -384,3 +384,24 @@ async def set_restricted(conn: asyncpg.Connection, subject: str, restricted: boo
         await conn.execute("INSERT INTO restrictions (subject) VALUES ($1) ON CONFLICT DO NOTHING", subject)
     else:
         await conn.execute("DELETE FROM restrictions WHERE subject = $1", subject)
+
+
+async def purge_expired(conn: asyncpg.Connection, now: datetime, closed_before: datetime) -> dict[str, int]:
+    """Delete what retention no longer allows (see services/dsar/retention.py); returns counts."""
+
+    async def count(sql: str, *args: object) -> int:
+        return int(await conn.fetchval(f"WITH d AS ({sql} RETURNING 1) SELECT count(*) FROM d", *args))
+
+    closed = "SELECT request_id FROM cases WHERE closed_at IS NOT NULL"
+    return {
+        "exports": await count("DELETE FROM exports WHERE expires_at < $1 OR downloads_left <= 0", now),
+        "export_fragments": await count(f"DELETE FROM export_fragments WHERE request_id IN ({closed})"),
+        "verifications": await count(f"DELETE FROM verifications WHERE request_id IN ({closed})"),
+        "corrections": await count(
+            "UPDATE cases SET corrections_sealed = NULL WHERE closed_at IS NOT NULL AND corrections_sealed IS NOT NULL"
+        ),
+        "cases": await count(
+            "DELETE FROM cases WHERE closed_at < $1 AND request_id NOT IN (SELECT request_id FROM exports)",
+            closed_before,
+        ),
+    }
