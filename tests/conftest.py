@@ -10,9 +10,12 @@ from tests.helpers import ServiceProcess
 pytest_plugins = ["devstack.pytest_plugin"]
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 async def system(stack) -> AsyncIterator[dict[str, ServiceProcess]]:  # type: ignore[no-untyped-def]
-    """All three services running against the session's stack (for tests that need the whole system)."""
+    """All three services running against the session's stack (for tests that need the whole system).
+
+    Module-scoped: they stop when the module ends, so they never consume beside a later test's own
+    service (same database schema, another consumer group)."""
     consent = ServiceProcess("consent", stack.env()).start()
     dsar = ServiceProcess("dsar", stack.env()).start()
     notifier = ServiceProcess("notifier", stack.env(), {"CONSENT_BASE_URL": consent.url,
