@@ -34,6 +34,14 @@ class CommandPolicy:
     resend_base: timedelta = timedelta(seconds=30)
     resend_max: timedelta = timedelta(hours=6)
 
+    @classmethod
+    def from_settings(cls, settings: Any) -> CommandPolicy:
+        return cls(
+            respond_within=timedelta(seconds=settings.command_respond_within_seconds),
+            resend_base=timedelta(seconds=settings.command_resend_base_seconds),
+            resend_max=timedelta(seconds=settings.command_resend_max_seconds),
+        )
+
     def next_delay(self, attempts: int) -> timedelta:
         """Exponential backoff with +/-20% jitter so retries of a burst do not arrive together."""
         base = min(self.resend_base * (2 ** max(0, attempts - 1)), self.resend_max)

@@ -12,14 +12,14 @@ import faust
 from aiokafka import AIOKafkaProducer
 from aiokafka.admin import AIOKafkaAdminClient
 
-from privacy_runtime.settings import ServiceSettings
+from privacy_runtime.settings import ConnectionSettings
 
 log = logging.getLogger(__name__)
 
 SECURITY_PROTOCOLS = ("PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL")
 
 
-def security_protocol(settings: ServiceSettings) -> str:
+def security_protocol(settings: ConnectionSettings) -> str:
     """The one protocol every client uses (faust's consumer and our producers must agree).
 
     A SASL mechanism with PLAINTEXT/SSL means SASL_PLAINTEXT/SASL_SSL: that is what faust's
@@ -36,24 +36,24 @@ def security_protocol(settings: ServiceSettings) -> str:
     return protocol
 
 
-def sasl_mechanism(settings: ServiceSettings) -> str | None:
+def sasl_mechanism(settings: ConnectionSettings) -> str | None:
     """KAFKA_SASL_MECHANISM, or PLAIN (Kafka's and aiokafka's default) for a SASL_* protocol without one."""
     if settings.kafka_sasl_mechanism:
         return settings.kafka_sasl_mechanism.strip().upper()
     return "PLAIN" if settings.kafka_security_protocol.strip().upper().startswith("SASL_") else None
 
 
-def _sasl_password(settings: ServiceSettings) -> str | None:
+def _sasl_password(settings: ConnectionSettings) -> str | None:
     return settings.kafka_sasl_password.get_secret_value() if settings.kafka_sasl_password else None
 
 
-def _ssl_context(settings: ServiceSettings) -> ssl.SSLContext | None:
+def _ssl_context(settings: ConnectionSettings) -> ssl.SSLContext | None:
     if "SSL" not in security_protocol(settings):
         return None
     return ssl.create_default_context(cafile=settings.kafka_ssl_cafile)
 
 
-def aiokafka_options(settings: ServiceSettings) -> dict[str, Any]:
+def aiokafka_options(settings: ConnectionSettings) -> dict[str, Any]:
     """Keyword arguments for any aiokafka client, honouring KAFKA_SECURITY_PROTOCOL and SASL."""
     options: dict[str, Any] = {
         "bootstrap_servers": settings.bootstrap_servers(),
@@ -70,7 +70,7 @@ def aiokafka_options(settings: ServiceSettings) -> dict[str, Any]:
     return options
 
 
-def faust_broker_credentials(settings: ServiceSettings) -> Any:
+def faust_broker_credentials(settings: ConnectionSettings) -> Any:
     """The same security settings in faust's terms (None for PLAINTEXT).
 
     faust-streaming 0.15.3 (`credentials_to_aiokafka_auth`) passes `SASLCredentials` to its consumer,
@@ -92,11 +92,11 @@ def faust_broker_credentials(settings: ServiceSettings) -> Any:
     return None
 
 
-def faust_broker_urls(settings: ServiceSettings) -> list[str]:
+def faust_broker_urls(settings: ConnectionSettings) -> list[str]:
     return [f"kafka://{server}" for server in settings.bootstrap_servers()]
 
 
-def make_producer(settings: ServiceSettings, **overrides: Any) -> AIOKafkaProducer:
+def make_producer(settings: ConnectionSettings, **overrides: Any) -> AIOKafkaProducer:
     """A durable producer: every write acknowledged by all in-sync replicas, idempotent retries."""
     options = aiokafka_options(settings)
     options.update(acks="all", enable_idempotence=True, linger_ms=1, max_batch_size=256 * 1024)
@@ -105,7 +105,7 @@ def make_producer(settings: ServiceSettings, **overrides: Any) -> AIOKafkaProduc
 
 
 async def wait_for_kafka(
-    settings: ServiceSettings,
+    settings: ConnectionSettings,
     *,
     wait_seconds: float = 120.0,
     sleep: Callable[[float], Awaitable[Any]] = asyncio.sleep,

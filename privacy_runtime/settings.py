@@ -12,8 +12,8 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 DEFAULT_DATA_MAP = Path(__file__).with_name("data_map.yaml")
 
 
-class ServiceSettings(BaseSettings):
-    """Settings every service shares. Environment variable names are part of the contract."""
+class ConnectionSettings(BaseSettings):
+    """Where Kafka and PostgreSQL are, and how to authenticate: shared by the services and privacyctl."""
 
     model_config = SettingsConfigDict(env_prefix="", extra="ignore", case_sensitive=False)
 
@@ -25,6 +25,13 @@ class ServiceSettings(BaseSettings):
     kafka_ssl_cafile: str | None = None
 
     database_url: str = "postgresql://privacy:privacy@127.0.0.1:5432/privacy"
+
+    def bootstrap_servers(self) -> list[str]:
+        return [s.strip() for s in self.kafka_bootstrap_servers.split(",") if s.strip()]
+
+
+class ServiceSettings(ConnectionSettings):
+    """Settings every service shares. Environment variable names are part of the contract."""
 
     smtp_host: str = "127.0.0.1"
     smtp_port: int = 1025
@@ -49,6 +56,10 @@ class ServiceSettings(BaseSettings):
     #: Max events handled in one database transaction (one poll of the consumer).
     batch_max_events: int = 1000
     log_level: str = "INFO"
+    #: How a service issues commands (consent and dsar): respond_by and the re-send backoff.
+    command_respond_within_seconds: float = 7 * 86400
+    command_resend_base_seconds: float = 30.0
+    command_resend_max_seconds: float = 6 * 3600
     #: Where faust keeps its local state (tables are not used; faust still wants a folder).
     state_dir: Path = Path("var/state")
 
@@ -72,6 +83,3 @@ class ServiceSettings(BaseSettings):
         if self.privacy_master_key_previous is None:
             return None
         return base64.b64decode(self.privacy_master_key_previous.get_secret_value())
-
-    def bootstrap_servers(self) -> list[str]:
-        return [s.strip() for s in self.kafka_bootstrap_servers.split(",") if s.strip()]

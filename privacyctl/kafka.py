@@ -8,7 +8,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from privacyctl.config import KAFKA_FIELDS, CtlSettings
+from privacy_runtime.kafka import aiokafka_options
+from privacyctl.config import CtlSettings
 from privacyctl.errors import INVALID, LOCAL_STACK_HINT, CtlError
 from schemas import topics
 
@@ -21,11 +22,7 @@ logging.getLogger("aiokafka").setLevel(logging.CRITICAL)
 
 def client_options(settings: CtlSettings) -> dict[str, Any]:
     """aiokafka options from the same env vars and code the services use."""
-    from privacy_runtime.kafka import aiokafka_options
-    from privacy_runtime.settings import ServiceSettings
-
-    values = {name: getattr(settings, name) for name in KAFKA_FIELDS}
-    return aiokafka_options(ServiceSettings.model_construct(**values))
+    return aiokafka_options(settings)
 
 
 def _unreachable(settings: CtlSettings, exc: BaseException) -> CtlError:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from datetime import timedelta
 from pathlib import Path
 
 from privacy_runtime.commands import CommandPolicy, CommandTracker, resend_loop
@@ -23,11 +22,7 @@ tracker = CommandTracker(
     runtime.outbox,
     runtime.audit,
     runtime.keyring,
-    CommandPolicy(
-        respond_within=timedelta(seconds=settings.command_respond_within_seconds),
-        resend_base=timedelta(seconds=settings.command_resend_base_seconds),
-        resend_max=timedelta(seconds=settings.command_resend_max_seconds),
-    ),
+    CommandPolicy.from_settings(settings),
 )
 workflow = Workflow(runtime, tracker, settings)
 inbox = CommandInbox(runtime, SYSTEM_ID, dsar_actions(runtime))

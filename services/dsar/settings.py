@@ -8,11 +8,6 @@ DAY = 86400.0
 
 
 class DsarSettings(ServiceSettings):
-    #: How long a system has to acknowledge a case command before it is reported overdue.
-    command_respond_within_seconds: float = 7 * DAY
-    #: First re-send after this long without an ack; doubles per attempt, capped below.
-    command_resend_base_seconds: float = 30.0
-    command_resend_max_seconds: float = 6 * 3600
     #: One-time identity codes: lifetime, wrong guesses before the code locks, codes per request.
     verification_code_ttl_seconds: float = DAY
     verification_max_attempts: int = 5
