@@ -1,6 +1,6 @@
 """The retention sweeper: the dsar service keeps its own records only as long as they are needed.
 
-- an export package is deleted once its link expired or was used up (it holds a copy of everything);
+- an export package is wiped once its link expired or was used up (it holds a copy of everything);
 - export fragments and sealed corrections go once their case is closed (they were only inputs);
 - identity verification rows go once their case is closed;
 - a closed case record goes after `case_record_retention_seconds`.

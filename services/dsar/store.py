@@ -334,13 +334,16 @@ async def take_download(conn: asyncpg.Connection, token_hash: str, now: datetime
 
 
 async def purge_expired_exports(conn: asyncpg.Connection, now: datetime) -> int:
-    """Packages hold PII: delete them once their link can no longer be used."""
-    value = await conn.fetchval(
-        "WITH d AS (DELETE FROM exports WHERE expires_at <= $1 OR downloads_left <= 0 RETURNING 1) "
-        "SELECT count(*) FROM d",
+    """Packages hold PII: wipe their content once their link can no longer be used. The row (hash of
+    the token, expiry) stays for a while so the link answers 410 "expired" rather than 404."""
+    wiped = await conn.fetchval(
+        "WITH w AS (UPDATE exports SET package_sealed = ''::bytea "
+        "WHERE (expires_at <= $1 OR downloads_left <= 0) AND octet_length(package_sealed) > 0 RETURNING 1) "
+        "SELECT count(*) FROM w",
         now,
     )
-    return int(value)
+    await conn.execute("DELETE FROM exports WHERE expires_at <= $1::timestamptz - interval '30 days'", now)
+    return int(wiped)
 
 
 # --- the dsar service's own records of a subject (as a downstream system) ------------------------
@@ -394,7 +397,7 @@ async def purge_expired(conn: asyncpg.Connection, now: datetime, closed_before: 
 
     closed = "SELECT request_id FROM cases WHERE closed_at IS NOT NULL"
     return {
-        "exports": await count("DELETE FROM exports WHERE expires_at < $1 OR downloads_left <= 0", now),
+        "exports": await purge_expired_exports(conn, now),
         "export_fragments": await count(f"DELETE FROM export_fragments WHERE request_id IN ({closed})"),
         "verifications": await count(f"DELETE FROM verifications WHERE request_id IN ({closed})"),
         "corrections": await count(

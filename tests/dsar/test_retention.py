@@ -56,7 +56,9 @@ async def test_sweep_deletes_expired_packages_and_old_closed_cases_only(stack) -
             assert counts == {"exports": 2, "export_fragments": 2, "verifications": 2, "corrections": 2, "cases": 1}
             remaining = {r["request_id"] for r in await conn.fetch("SELECT request_id FROM cases")}
             assert remaining == {open_case, recent}
-            assert [r["token_hash"] for r in await conn.fetch("SELECT token_hash FROM exports")] == ["live"]
+            packages = {r["token_hash"]: bytes(r["package_sealed"])
+                        for r in await conn.fetch("SELECT token_hash, package_sealed FROM exports")}
+            assert packages == {"live": b"\x00", "expired": b"", "used-up": b""}, "spent packages are wiped"
             sealed = await conn.fetchval("SELECT corrections_sealed FROM cases WHERE request_id = $1", open_case)
             assert sealed is not None, "an open case keeps what it still needs"
             assert await store.purge_expired(conn, NOW, NOW - timedelta(days=3 * 365)) == {
