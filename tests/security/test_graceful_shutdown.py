@@ -24,7 +24,7 @@ from typing import Any
 import asyncpg
 import httpx
 import pytest
-from aiokafka import AIOKafkaProducer, TopicPartition
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient
 
 from devstack.kafka import KafkaBroker
@@ -34,7 +34,7 @@ from devstack.topics import create_topics
 from schemas.enums import ConsentChannel, Purpose, RegistrationSource
 from schemas.envelope import new_event
 from schemas.events import ConsentChanged, ConsentGrant, UserRegistered
-from schemas.topics import CONSENT_CHANGED, USER_REGISTERED
+from schemas.topics import CONSENT_CHANGED, DSAR_REQUESTED, PRIVACY_ACKS, USER_REGISTERED, command_topic
 from tests.helpers import ServiceProcess, get_json, publish, subject_id, wait_until
 from tests.security.support import forget, sweep_record
 
@@ -73,6 +73,24 @@ async def _produce(bootstrap: str, prefix: str, placed: dict[str, tuple[TopicPar
             placed[event_id] = (TopicPartition(meta.topic, meta.partition), meta.offset)
     finally:
         await producer.stop()
+
+
+async def _start_group_at_the_end(bootstrap: str) -> None:
+    """Commit GROUP's offsets at the current end of every topic the consent service reads, so the
+    service sees only this test's events (other tests' events stay on the shared topics)."""
+    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, group_id=GROUP, enable_auto_commit=False)
+    await consumer.start()
+    try:
+        wanted = [USER_REGISTERED, CONSENT_CHANGED, DSAR_REQUESTED, PRIVACY_ACKS, command_topic("consent")]
+        for topic in wanted:
+            consumer._client.add_topic(topic)
+        await consumer._client.force_metadata_update()
+        tps = [TopicPartition(t, p) for t in wanted for p in sorted(consumer.partitions_for_topic(t) or ())]
+        consumer.assign(tps)
+        ends = await consumer.end_offsets(tps)
+        await consumer.commit({tp: offset for tp, offset in ends.items()})
+    finally:
+        await consumer.stop()
 
 
 async def _committed(bootstrap: str) -> dict[TopicPartition, int]:
@@ -137,6 +155,7 @@ async def test_sigterm_drains_commits_and_leaves_nothing_behind(stack: Stack) ->
     dsn = stack.endpoints.database_url
     prefix = subject_id("term")
     placed: dict[str, tuple[TopicPartition, int]] = {}
+    await _start_group_at_the_end(bootstrap)
     service = ServiceProcess("consent", stack.env(), NO_RESEND).start()
     try:
         await service.wait_ready()
