@@ -236,3 +236,29 @@ def reap(popen: subprocess.Popen[bytes] | None) -> None:
     if popen is not None:
         with contextlib.suppress(subprocess.TimeoutExpired, OSError):
             popen.wait(timeout=0.1)
+
+
+class ManagedProcess:
+    """What the broker, the database and the SMTP sink share: one child known by pid and pid file."""
+
+    pid_file: Path
+    _record: PidRecord | None
+    _popen: subprocess.Popen[bytes] | None
+
+    def is_running(self) -> bool:
+        return self._record is not None and self._record.process() is not None
+
+    def _stop_by_pid(
+        self, steps: Sequence[tuple[signal.Signals, float]], *, group: bool = False
+    ) -> PidRecord | None:
+        """Send `steps` (signal, grace) until the child is gone, reap it, forget it; returns who it was."""
+        record = self._record
+        if record is not None:
+            stop_process(record, steps, group=group)
+            reap(self._popen)
+        self._record = None
+        self._popen = None
+        with contextlib.suppress(OSError):
+            self.pid_file.unlink()
+        return record
+

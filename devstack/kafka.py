@@ -73,10 +73,10 @@ from aiokafka.admin import AIOKafkaAdminClient
 from devstack._proc import (
     PID_FILE_NAME,
     DevstackError,
+    ManagedProcess,
     PidRecord,
     free_port,
     port_is_free,
-    reap,
     say,
     spawn,
     stop_process,
@@ -209,7 +209,7 @@ def _mvn_copy(mvn: str, out: Path, profile: str | None) -> str | None:
     return None
 
 
-class KafkaBroker:
+class KafkaBroker(ManagedProcess):
     """One combined KRaft node on 127.0.0.1 with its data under ``<root>/kafka``.
 
     ``restart()`` keeps ports and data, so clients and fault tests see the same broker
@@ -500,19 +500,11 @@ class KafkaBroker:
             if "NOP" in text or " INFO " not in text:
                 say(f"warning: the kafka broker does not seem to log (check the SLF4J binding in {POM_FILE})")
 
-    def is_running(self) -> bool:
-        return self._record is not None and self._record.process() is not None
-
     def stop_sync(self, timeout: float = 30.0) -> None:
         """Controlled shutdown by pid: SIGTERM, SIGKILL after ``timeout``."""
-        if self._record is not None:
-            stop_process(self._record, ((signal.SIGTERM, timeout),))
-            reap(self._popen)
-            say(f"kafka broker stopped (pid {self._record.pid})")
-        self._record = None
-        self._popen = None
-        with contextlib.suppress(OSError):
-            self.pid_file.unlink()
+        record = self._stop_by_pid(((signal.SIGTERM, timeout),))
+        if record is not None:
+            say(f"kafka broker stopped (pid {record.pid})")
 
     async def stop(self, grace: float = 30.0) -> None:
         await asyncio.to_thread(self.stop_sync, grace)

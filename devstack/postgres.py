@@ -35,13 +35,12 @@ import asyncpg
 from devstack._proc import (
     PID_FILE_NAME,
     DevstackError,
+    ManagedProcess,
     PidRecord,
     free_port,
     port_is_free,
-    reap,
     say,
     spawn,
-    stop_process,
     tail,
 )
 
@@ -132,7 +131,7 @@ def _check_traversable(path: Path, uid: int, gid: int) -> None:
             )
 
 
-class PostgresServer:
+class PostgresServer(ManagedProcess):
     """initdb + postgres on 127.0.0.1:<port>; data, socket and log under ``<root>/postgres``.
 
     ``durable=False`` turns off fsync and full_page_writes: fine for a test stack whose data
@@ -346,9 +345,6 @@ class PostgresServer:
         if not await conn.fetchval("SELECT 1 FROM pg_database WHERE datname = $1", self.database):
             await conn.execute(f"CREATE DATABASE {_quote_ident(self.database)} OWNER {ident}")
 
-    def is_running(self) -> bool:
-        return self._record is not None and self._record.process() is not None
-
     def stop_sync(self, mode: StopMode = "fast", timeout: float = 30.0) -> None:
         """Stop by pid. fast = SIGINT (roll back, disconnect, checkpoint), immediate = SIGQUIT
         (crash-like, recovery on next start), kill = SIGKILL to the whole process group.
@@ -356,21 +352,16 @@ class PostgresServer:
         SIGTERM is not used: it is PostgreSQL's "smart" shutdown, which waits for every
         client to disconnect and would hang while services hold pooled connections.
         """
-        if self._record is not None:
-            steps: tuple[tuple[signal.Signals, float], ...] = {
-                "fast": ((signal.SIGINT, timeout), (signal.SIGQUIT, 5.0)),
-                "immediate": ((signal.SIGQUIT, timeout),),
-                "kill": ((signal.SIGKILL, 10.0),),
-            }[mode]
-            stop_process(self._record, steps, group=True)
-            reap(self._popen)
+        steps: tuple[tuple[signal.Signals, float], ...] = {
+            "fast": ((signal.SIGINT, timeout), (signal.SIGQUIT, 5.0)),
+            "immediate": ((signal.SIGQUIT, timeout),),
+            "kill": ((signal.SIGKILL, 10.0),),
+        }[mode]
+        record = self._stop_by_pid(steps, group=True)
+        if record is not None:
             if mode == "kill":
-                _wait_group_gone(self._record.pid)
-            say(f"postgres stopped ({mode}, pid {self._record.pid})")
-        self._record = None
-        self._popen = None
-        with contextlib.suppress(OSError):
-            self.pid_file.unlink()
+                _wait_group_gone(record.pid)
+            say(f"postgres stopped ({mode}, pid {record.pid})")
 
     async def stop(self, mode: StopMode = "fast", grace: float = 30.0) -> None:
         await asyncio.to_thread(self.stop_sync, mode, grace)

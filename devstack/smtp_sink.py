@@ -36,13 +36,12 @@ from typing import Any
 from devstack._proc import (
     PID_FILE_NAME,
     DevstackError,
+    ManagedProcess,
     PidRecord,
     free_port,
     port_is_free,
-    reap,
     say,
     spawn,
-    stop_process,
     tail,
 )
 
@@ -200,7 +199,7 @@ def set_refusing(control_dir: Path, refuse: bool = True) -> None:
 # --- managing the sink process ----------------------------------------------------------
 
 
-class SmtpSink:
+class SmtpSink(ManagedProcess):
     """The sink as a child process: ``<root>/smtp/mail`` holds mail, ``<root>/smtp`` is control."""
 
     name = "smtp"
@@ -294,18 +293,10 @@ class SmtpSink:
             f"smtp sink not ready on port {self.port} ({last_error!r}):\n{tail(self.log_file)}"
         )
 
-    def is_running(self) -> bool:
-        return self._record is not None and self._record.process() is not None
-
     def stop_sync(self, timeout: float = 10.0) -> None:
-        if self._record is not None:
-            stop_process(self._record, ((signal.SIGTERM, timeout),))
-            reap(self._popen)
-            say(f"smtp sink stopped (pid {self._record.pid})")
-        self._record = None
-        self._popen = None
-        with contextlib.suppress(OSError):
-            self.pid_file.unlink()
+        record = self._stop_by_pid(((signal.SIGTERM, timeout),))
+        if record is not None:
+            say(f"smtp sink stopped (pid {record.pid})")
 
     async def stop(self, grace: float = 10.0) -> None:
         await asyncio.to_thread(self.stop_sync, grace)
