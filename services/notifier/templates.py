@@ -15,6 +15,9 @@ Params of each template (what dsar/consent put into ``notification-requested``):
   the link ``$PUBLIC_BASE_URL/v1/exports/{token}`` is built)
 - ``erasure_completed``: ``request_id``, ``retained`` (list of ``{"system", "basis"}``, may be empty)
 - ``request_rejected``: ``request_id``, ``right``, ``reason``
+- ``request_completed``: ``request_id``, ``right``, ``informed`` (system ids told, Art. 19; may be empty),
+  optional ``lifted`` (a lifted restriction), ``fields`` (names of rectified fields), ``processing`` and
+  ``purposes`` (an objection: what was objected to, and the purposes stopped)
 - ``merger_notice``: ``kind``, ``counterparty``, ``effective_date``, ``data_categories``, ``notice_url``
 - ``policy_changed``: ``version``, ``effective_date``, ``summary_sv``, ``summary_en``, ``url``
 - ``legal_disclosure``: ``authority``, ``legal_basis``, ``data_categories``, ``recipient_country``,
@@ -63,6 +66,7 @@ SPECS: dict[str, TemplateSpec] = {
         _spec("export_ready", "request_id", "download_url", "expires_at", rights_request=True),
         _spec("erasure_completed", "request_id", "retained", rights_request=True),
         _spec("request_rejected", "request_id", "right", "reason", rights_request=True),
+        _spec("request_completed", "request_id", "right", "informed", rights_request=True),
         _spec("merger_notice", "kind", "counterparty", "effective_date", "data_categories", "notice_url"),
         _spec("policy_changed", "version", "effective_date", "summary_sv", "summary_en", "url"),
         _spec(
@@ -150,10 +154,14 @@ def environment() -> jinja2.Environment:
 
 
 def derive_params(template: str, params: Mapping[str, Any], public_base_url: str) -> dict[str, Any]:
-    """Fill params a template can build itself (the export link from its token)."""
+    """Fill params a template can build itself (the export link from its token) or leave out."""
     derived = dict(params)
     if template == "export_ready" and "download_url" not in derived and derived.get("export_token"):
         derived["download_url"] = f"{public_base_url.rstrip('/')}/v1/exports/{derived['export_token']}"
+    if template == "request_completed":
+        # Optional: only the right they belong to carries them.
+        for name, default in {"lifted": False, "fields": [], "processing": None, "purposes": []}.items():
+            derived.setdefault(name, default)
     return derived
 
 
@@ -166,6 +174,10 @@ def check_params(template: str, params: Mapping[str, Any]) -> TemplateSpec:
         )
     if template == "erasure_completed" and not isinstance(params["retained"], list):
         raise MissingParams("template erasure_completed: param retained must be a list of {system, basis}")
+    if template == "request_completed":
+        for name in ("informed", "fields", "purposes"):
+            if name in params and not isinstance(params[name], list):
+                raise MissingParams(f"template request_completed: param {name} must be a list")
     return spec
 
 

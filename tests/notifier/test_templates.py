@@ -31,6 +31,12 @@ PARAMS: dict[str, dict[str, Any]] = {
         "retained": [{"system": "billing", "basis": "Bokföringslagen 7:2 (7 years)"}],
     },
     "request_rejected": {"request_id": "R-1", "right": "erasure", "reason": "Identity could not be verified"},
+    "request_completed": {
+        "request_id": "R-1",
+        "right": "rectification",
+        "informed": ["accounts", "partners"],
+        "fields": ["email", "phone"],
+    },
     "merger_notice": {
         "kind": "acquisition",
         "counterparty": "Acme Holding AB",
@@ -67,6 +73,10 @@ KEY_CONTENT: dict[str, dict[str, list[str]]] = {
     "request_rejected": {
         "sv": ["Identity could not be verified", "IMY", "www.imy.se"],
         "en": ["Identity could not be verified", "IMY", "www.imy.se"],
+    },
+    "request_completed": {
+        "sv": ["R-1", "rättelse", "e-postadress, telefonnummer", "Kundkonton", "Partner", "artikel 19"],
+        "en": ["R-1", "rectification", "email address, phone number", "Customer accounts", "Partners", "Article 19"],
     },
     "merger_notice": {
         "sv": ["Acme Holding AB", "2026-03-01", "contact, account", "https://isopartner.se/merger"],
@@ -195,3 +205,53 @@ def test_legal_disclosure_outside_eea_is_named() -> None:
     params = {**PARAMS["legal_disclosure"], "recipient_country": "US", "outside_eea": True}
     assert "(utanför EU/EES)" in templates.render("legal_disclosure", "sv", params, CONTEXT).text
     assert "(outside the EU/EEA)" in templates.render("legal_disclosure", "en", params, CONTEXT).text
+
+
+def _completed(locale: str, **params: Any) -> templates.RenderedEmail:
+    return templates.render("request_completed", locale, {"request_id": "R-1", **params}, CONTEXT)
+
+
+@pytest.mark.parametrize("locale", templates.LOCALES)
+def test_request_completed_says_what_was_done_for_each_right(locale: str) -> None:
+    sv = locale == "sv"
+    restricted = _completed(locale, right="restriction", informed=["billing", "consent"])
+    for part in (restricted.text, restricted.html):
+        assert ("begränsning av behandling" if sv else "restriction of processing") in part
+        assert ("artikel 18.2" if sv else "Article 18(2)") in part
+        assert ("Fakturering och bokföring" if sv else "Billing and bookkeeping") in part
+        assert ("Samtyckesregister" if sv else "Consent records") in part
+
+    lifted = _completed(locale, right="restriction", informed=["accounts"], lifted=True)
+    assert ("har hävts" if sv else "has been lifted") in lifted.subject
+    assert ("har hävts" if sv else "has been lifted") in lifted.text
+    assert "18.2" not in lifted.text and "18(2)" not in lifted.text
+
+    objection = _completed(
+        locale,
+        right="objection",
+        informed=[],
+        processing="marketing",
+        purposes=["marketing_email", "profiling", "third_party_marketing"],
+    )
+    for part in (objection.text, objection.html):
+        assert ("direktmarknadsföring" if sv else "direct marketing") in part
+        assert ("marknadsföring via e-post" if sv else "marketing by email") in part
+        assert ("profilering" if sv else "profiling") in part
+        assert "artikel 19" not in part and "Article 19" not in part, "nobody to name: no list of recipients"
+
+    upheld = _completed(
+        locale,
+        right="objection",
+        informed=["analytics", "logs"],
+        processing="legitimate_interest",
+        purposes=["security"],
+    )
+    assert ("skydd av tjänsterna" if sv else "protecting the services") in upheld.text
+    assert ("Säkerhetsloggar" if sv else "Security logs") in upheld.text
+
+
+def test_request_completed_needs_lists_where_it_lists() -> None:
+    with pytest.raises(templates.MissingParams, match="informed must be a list"):
+        _completed("en", right="restriction", informed="accounts")
+    with pytest.raises(templates.MissingParams, match=r"request_completed needs param\(s\) informed"):
+        _completed("en", right="restriction")
