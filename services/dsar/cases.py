@@ -66,6 +66,14 @@ ACK_STATUSES = SETTLED | {"failed"}
 
 #: Objections that are absolute (Art. 21(2)-(3)); the consent service withdraws them itself.
 ABSOLUTE_OBJECTIONS = frozenset({"marketing", "profiling"})
+#: The purposes the consent service withdraws for an absolute objection (named in the email).
+ABSOLUTE_OBJECTION_PURPOSES: Mapping[str, tuple[str, ...]] = {
+    "marketing": ("marketing_email", "third_party_marketing", "profiling"),
+    "profiling": ("profiling",),
+}
+#: Rights whose completion is told to the subject with `request_completed` (Art. 12(3), 19).
+#: Erasure has its own email; access and portability end with the `export_ready` link.
+OUTCOME_NOTIFIED: frozenset[str] = frozenset({RECTIFICATION, RESTRICTION, OBJECTION})
 
 #: Systems told last in an erasure. The order of an erasure is:
 #:   1. `erase` (and revoke/restrict) to every other system, the dsar service itself included;
@@ -183,8 +191,11 @@ class Case:
     reason: str | None = None
     steps: tuple[Step, ...] = ()
     phase: int = 0
+    #: The completion email was requested (set with the effect, so a re-run never asks twice).
     completion_notified: bool = False
     restriction_lifted: bool = False
+    #: The email that the restriction was lifted was requested.
+    lift_notified: bool = False
     closed_at: datetime | None = None
 
     @property
@@ -217,6 +228,10 @@ class Case:
     def told(self) -> list[str]:
         """Systems that acknowledged the case's commands (Art. 19: recipients told)."""
         return sorted({s.system for s in self.steps if s.settled})
+
+    @property
+    def lift_steps(self) -> tuple[Step, ...]:
+        return tuple(s for s in self.steps if s.action == "lift_restriction")
 
 
 # --- effects the caller carries out ---------------------------------------------------------------
@@ -409,6 +424,33 @@ def _completion_email(case: Case) -> Notify:
     )
 
 
+def _outcome_email(case: Case, *, lifted: bool = False) -> Notify:
+    """`request_completed`: what was done under the request, and which systems were told."""
+    if lifted:
+        informed = sorted({s.system for s in case.lift_steps if s.settled})
+    else:
+        informed = sorted({s.system for s in case.steps if s.settled and s.action != "lift_restriction"})
+    purposes: list[str] = []
+    if case.right == OBJECTION:
+        purposes = sorted(
+            {s.purpose for s in case.steps if s.action == "suppress" and s.purpose}
+            | set(ABSOLUTE_OBJECTION_PURPOSES.get(case.processing or "", ()))
+        )
+    return Notify(
+        "request_completed",
+        "restriction_lifted" if lifted else "completed",
+        {
+            "request_id": case.request_id,
+            "right": case.right,
+            "informed": informed,
+            "lifted": lifted,
+            "fields": list(case.corrected_fields),
+            "processing": case.processing,
+            "purposes": purposes,
+        },
+    )
+
+
 def _complete(case: Case, now: datetime) -> Decision:
     if case.right == ERASURE:
         # The completion email is requested before the key is shredded (unsealed, so it survives).
@@ -420,7 +462,18 @@ def _complete(case: Case, now: datetime) -> Decision:
     if case.right in (ACCESS, PORTABILITY):
         done = _move(case, COMPLETED, now)
         return Decision(done.case, (AssembleExport(), *done.effects))
-    return _move(case, COMPLETED, now)
+    done = _move(case, COMPLETED, now)
+    if case.right not in OUTCOME_NOTIFIED or case.completion_notified:
+        return done
+    return Decision(replace(done.case, completion_notified=True), (*done.effects, _outcome_email(done.case)))
+
+
+def _lift_settled(case: Case) -> Decision:
+    """A lifted restriction whose every system has answered: tell the subject, once."""
+    lift = case.lift_steps
+    if case.lift_notified or not case.restriction_lifted or not lift or not all(s.settled for s in lift):
+        return Decision(case)
+    return Decision(replace(case, lift_notified=True), (_outcome_email(case, lifted=True),))
 
 
 def _advance(case: Case, now: datetime) -> Decision:
@@ -532,7 +585,7 @@ def start(case: Case, data_map: DataMap, now: datetime) -> Decision:
     # Objection.
     if case.processing in ABSOLUTE_OBJECTIONS:
         # Absolute (Art. 21(2)-(3)): the consent service withdraws on the same event; nothing to weigh.
-        return progress.then(_move(case, COMPLETED, now))
+        return progress.then(_complete(case, now))
     return progress.then(
         _review(
             case,
@@ -660,8 +713,10 @@ def record_ack(case: Case, command_id: str, status: str, now: datetime, retained
     case = replace(case, steps=(*case.steps[:index], step, *case.steps[index + 1 :]))
     note = Note("case_system_answered", {"system": step.system, "action": step.action, "status": status})
     recorded = Decision(case, (note,))
-    if case.terminal or case.status != AWAITING_SYSTEMS:
-        return recorded  # e.g. lifting a completed restriction, or answers while under review
+    if case.terminal:
+        return recorded.then(_lift_settled(case))  # answers to lifting a completed restriction
+    if case.status != AWAITING_SYSTEMS:
+        return recorded  # answers while under review
     if status == "failed":
         return recorded.then(_review(case, f"{step.system} could not {step.action}; retry or handle by hand", now))
     return recorded.then(_advance(case, now))

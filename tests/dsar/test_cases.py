@@ -495,6 +495,119 @@ def test_unverified_legitimate_interest_objection_still_needs_identity() -> None
     assert opened(cases.OBJECTION, verified=False, processing="legitimate_interest").case.status == IDENTITY_PENDING
 
 
+# --- the subject is told what was done (Art. 12(3), 19) --------------------------------------------
+
+
+def outcome_emails(decisions: list[Decision] | Decision) -> list[cases.Notify]:
+    found = [decisions] if isinstance(decisions, Decision) else decisions
+    return [e for d in found for e in effects_of(d, cases.Notify) if e.template == "request_completed"]
+
+
+def test_rectification_completes_with_one_email_naming_fields_and_systems_told() -> None:
+    start = opened(cases.RECTIFICATION, corrected_fields=("email", "phone"))
+    assert not outcome_emails(start), "nothing is told before the systems answered"
+    done, decisions = answer_all(start.case, lambda s: "not_found" if s.system == "billing" else "done")
+    assert done.status == COMPLETED and done.completion_notified
+    [email] = outcome_emails(decisions)
+    assert outcome_emails(decisions[-1]) == [email], "requested with the completion"
+    assert email.suffix == "completed" and not email.survive_erasure
+    assert email.params["request_id"] == RID and email.params["right"] == cases.RECTIFICATION
+    assert email.params["fields"] == ["email", "phone"]
+    assert email.params["informed"] == done.told == sorted({s.system for s in start.case.steps})
+    assert "notifier" in email.params["informed"]
+
+
+def test_restriction_completes_with_one_email_and_lifting_with_another() -> None:
+    start = opened(cases.RESTRICTION, circumstance="accuracy_contested")
+    done, decisions = answer_all(start.case)
+    [email] = outcome_emails(decisions)
+    assert email.suffix == "completed" and not email.params["lifted"]
+    assert email.params["informed"] == sorted(DATA_MAP.systems)
+    lifted = cases.lift_restriction(done, DATA_MAP)
+    assert not outcome_emails(lifted)
+    # All but one system answered the lift: nothing yet; the last answer brings the email.
+    after, answers = answer_all(lifted.case)
+    assert all(not outcome_emails(d) for d in answers[:-1])
+    [lift_email] = outcome_emails(answers[-1])
+    assert lift_email.template == "request_completed" and lift_email.suffix == "restriction_lifted"
+    assert lift_email.params["lifted"] and lift_email.params["informed"] == sorted(DATA_MAP.systems)
+    assert after.status == COMPLETED and after.lift_notified
+    # A failed lift is not reported as done.
+    partial = cases.lift_restriction(done, DATA_MAP).case
+    failed, answers = answer_all(partial, lambda s: "failed" if s.system == "billing" else "done")
+    assert not outcome_emails(answers) and not failed.lift_notified
+
+
+def test_absolute_objection_email_names_the_processing_stopped() -> None:
+    decision = opened(cases.OBJECTION, verified=False, processing="marketing")
+    [email] = outcome_emails(decision)
+    assert decision.case.status == COMPLETED and decision.case.completion_notified
+    assert email.params["processing"] == "marketing" and email.params["informed"] == []
+    assert email.params["purposes"] == ["marketing_email", "profiling", "third_party_marketing"]
+    assert decision.effects[-2] == cases.StatusChanged(IN_PROGRESS, COMPLETED)
+    assert decision.effects[-1] == email, "requested with the completed status"
+    [profiling] = outcome_emails(opened(cases.OBJECTION, processing="profiling"))
+    assert profiling.params["purposes"] == ["profiling"]
+
+
+def test_upheld_objection_email_names_the_purposes_suppressed_and_systems_told() -> None:
+    review = opened(cases.OBJECTION, processing="legitimate_interest")
+    upheld = cases.approve(review.case, DATA_MAP, T0)
+    assert not outcome_emails(review) and not outcome_emails(upheld)
+    _, decisions = answer_all(upheld.case)
+    [email] = outcome_emails(decisions)
+    assert email.params["purposes"] == ["personalization", "security", "service_improvement"]
+    assert email.params["informed"] == ["analytics", "logs"]
+
+
+def test_rectification_handled_by_hand_is_told_too() -> None:
+    review = opened(cases.RECTIFICATION, corrected_fields=("shoe_size",))
+    [email] = outcome_emails(cases.approve(review.case, DATA_MAP, T0))
+    assert email.params["informed"] == [] and email.params["fields"] == ["shoe_size"]
+
+
+@pytest.mark.parametrize(
+    "setup",
+    [
+        {"right": cases.RECTIFICATION, "corrected_fields": ("email",)},
+        {"right": cases.RESTRICTION, "circumstance": "legal_claims"},
+        {"right": cases.OBJECTION, "processing": "legitimate_interest"},
+    ],
+)
+def test_a_replayed_completion_requests_no_second_email(setup: dict[str, object]) -> None:
+    case = opened(**setup).case  # type: ignore[arg-type]
+    if case.manual_review:
+        case = cases.approve(case, DATA_MAP, T0).case
+    last = pending(case)[-1]
+    for step in pending(case)[:-1]:
+        case = cases.record_ack(case, step.command_id or "", "done", T0).case
+    final = cases.record_ack(case, last.command_id or "", "done", T0)
+    assert len(outcome_emails(final)) == 1
+    # The same answers again (a redelivered batch) change nothing and ask for nothing.
+    for step in final.case.steps:
+        again = cases.record_ack(final.case, step.command_id or "", "done", T0)
+        assert again.case == final.case and again.effects == ()
+    # A re-run of the completion on a case that already asked (e.g. replayed after a crash before the
+    # offsets were committed, from the state saved with the effect) asks for no second email.
+    rerun = cases._complete(replace(final.case, status=AWAITING_SYSTEMS, closed_at=None), T0)
+    assert rerun.case.status == COMPLETED and not outcome_emails(rerun)
+
+
+def test_a_replayed_lift_answer_requests_no_second_email() -> None:
+    done, _ = answer_all(opened(cases.RESTRICTION, circumstance="legal_claims").case)
+    after, answers = answer_all(cases.lift_restriction(done, DATA_MAP).case)
+    assert len(outcome_emails(answers)) == 1
+    for step in after.lift_steps:
+        assert cases.record_ack(after, step.command_id or "", "done", T0).effects == ()
+    assert cases._lift_settled(after) == Decision(after)
+
+
+@pytest.mark.parametrize("right", [cases.ERASURE, cases.ACCESS, cases.PORTABILITY])
+def test_rights_with_their_own_final_email_get_no_request_completed(right: str) -> None:
+    _, decisions = answer_all(opened(right).case)
+    assert not outcome_emails(decisions)
+
+
 # --- no sequence of operations reaches an illegal state --------------------------------------------
 
 RIGHT_SETUPS: list[dict[str, object]] = [
@@ -620,6 +733,7 @@ def test_no_sequence_of_operations_reaches_an_illegal_state(
     case = make_case(verified=verified, **setup)  # type: ignore[arg-type]
     decision = cases.open_case(case, DATA_MAP, T0)
     check_invariants(case, decision)
+    emails = [n.suffix for n in outcome_emails(decision)]
     case = decision.case
     for op in operations:
         try:
@@ -627,6 +741,7 @@ def test_no_sequence_of_operations_reaches_an_illegal_state(
         except CaseError:
             continue
         check_invariants(case, decision)
+        emails += [n.suffix for n in outcome_emails(decision)]
         case = decision.case
     if settle:
         # Then let every system answer (and an operator approve what waits for one), so that the
@@ -637,5 +752,12 @@ def test_no_sequence_of_operations_reaches_an_illegal_state(
             except CaseError:
                 continue
             check_invariants(case, decision)
+            emails += [n.suffix for n in outcome_emails(decision)]
             case = decision.case
+    # The subject is told the outcome exactly once, when (and only if) such a case completed.
+    told = case.status == COMPLETED and case.right in cases.OUTCOME_NOTIFIED
+    assert emails.count("completed") == (1 if told else 0)
+    assert emails.count("restriction_lifted") == (1 if case.lift_notified else 0)
+    if case.right in cases.OUTCOME_NOTIFIED:
+        assert case.completion_notified == (case.status == COMPLETED)
     event(f"{case.right} ends {case.status}")

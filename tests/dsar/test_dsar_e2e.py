@@ -347,6 +347,11 @@ async def test_a_duplicate_request_id_opens_nothing_new(stack, dsar, responder) 
     assert {c["system"] for c in restricts} == set(PLAYED), "restriction goes to every system, consent included"
     assert len({c["command_id"] for c in restricts}) == len(PLAYED), "one command per system"
     assert not [c for c in responder.for_subject(subject) if c["action"] == "erase"]
+    # The subject is told the restriction is in place, and which systems were told (Art. 12(3), 19).
+    email = await _notification(bootstrap, request_id, "completed")
+    assert email["template"] == "request_completed" and email["category"] == "transactional"
+    assert email["params"]["right"] == "restriction" and not email["params"]["lifted"]
+    assert set(email["params"]["informed"]) == set(ALL_SYSTEMS)
 
     # Lifting the restriction (Art. 18(3)) tells every system again.
     lift = f"{dsar.url}/v1/admin/requests/{request_id}/lift"
@@ -358,6 +363,13 @@ async def test_a_duplicate_request_id_opens_nothing_new(stack, dsar, responder) 
 
     await wait_until(lifted, what="lift_restriction to every system")
     assert (await _post(lift, headers=ADMIN)).status_code == 409
+    email = await _notification(bootstrap, request_id, "restriction_lifted")
+    assert email["template"] == "request_completed" and email["params"]["lifted"]
+    assert set(email["params"]["informed"]) == set(ALL_SYSTEMS)
+    # Stable ids: a re-published request is the same notification, never a second email.
+    requested = {_data(m).get("notification_id") for m in await read_topic(bootstrap, NOTIFICATION_REQUESTED)}
+    ours = sorted(str(n).rpartition(":")[2] for n in requested if str(n).startswith(f"dsar:{request_id}:"))
+    assert ours == ["completed", "received", "restriction_lifted"]
 
 
 # --- identity verification ---------------------------------------------------------------------------
@@ -436,6 +448,10 @@ async def test_wrong_codes_lock_verification_and_an_operator_can_approve(stack, 
     assert {c["system"] for c in rectify} == {"accounts", "support"}
     assert all(c["fields"] == {"phone": "+46 70 123 45 67"} for c in rectify)
     assert set((await _admin_case(dsar, request_id))["systems_told"]) == {"accounts", "support"}
+    email = await _notification(bootstrap, request_id, "completed")
+    assert email["template"] == "request_completed" and email["params"]["right"] == "rectification"
+    assert email["params"]["fields"] == ["phone"] and email["params"]["informed"] == ["accounts", "support"]
+    assert "+46" not in json.dumps(email), "the email names the corrected field, not its value"
 
 
 async def test_unverified_after_fourteen_days_is_closed_and_the_subject_told(stack, dsar) -> None:  # type: ignore[no-untyped-def]

@@ -21,7 +21,7 @@ NOW = datetime(2024, 1, 31, 12, tzinfo=UTC)
 CONTEXT = templates.Context(contact_email="privacy@isopartner.se", public_base_url="http://127.0.0.1:6067")
 
 
-def _case(right: str = cases.ERASURE, verified: bool = True) -> cases.Case:
+def _case(right: str = cases.ERASURE, verified: bool = True, **details: object) -> cases.Case:
     return cases.new_case(
         request_id="6f1c3a52-8a61-4a43-9d0e-0d7a3a4f3b10",
         subject="usr-1",
@@ -29,7 +29,19 @@ def _case(right: str = cases.ERASURE, verified: bool = True) -> cases.Case:
         received_at=NOW,
         identity_verified=verified,
         requested_via="web_form",
+        **details,  # type: ignore[arg-type]
     )
+
+
+def _answered(case: cases.Case) -> tuple[cases.Case, list[cases.Notify]]:
+    """Every outstanding command answered as the data map expects; the notifications that causes."""
+    found: list[cases.Notify] = []
+    while any(s.issued and not s.outcome for s in case.steps):
+        step = next(s for s in case.steps if s.issued and not s.outcome)
+        decision = cases.record_ack(case, step.command_id or "", step.expect or "done", NOW, step.basis)
+        found += [e for e in decision.effects if isinstance(e, cases.Notify)]
+        case = decision.case
+    return case, found
 
 
 def _every_notification() -> list[cases.Notify]:
@@ -48,13 +60,15 @@ def _every_notification() -> list[cases.Notify]:
         for e in cases.close_unverified(unverified.case, NOW + timedelta(days=14), timedelta(days=14)).effects
         if isinstance(e, cases.Notify)
     ]
-    case = cases.open_case(_case(), DATA_MAP, NOW).case
-    while any(s.issued and not s.outcome for s in case.steps):
-        step = next(s for s in case.steps if s.issued and not s.outcome)
-        decision = cases.record_ack(case, step.command_id or "", step.expect or "done", NOW, step.basis)
-        found += [e for e in decision.effects if isinstance(e, cases.Notify)]
-        case = decision.case
+    found += _answered(cases.open_case(_case(), DATA_MAP, NOW).case)[1]
     found.append(cases.export_email(_case(cases.ACCESS), "http://127.0.0.1:6067/v1/exports/tok", NOW, 3))
+    found += _answered(cases.open_case(_case(cases.RECTIFICATION, corrected_fields=["email"]), DATA_MAP, NOW).case)[1]
+    restricted, notified = _answered(
+        cases.open_case(_case(cases.RESTRICTION, circumstance="legal_claims"), DATA_MAP, NOW).case
+    )
+    found += notified + _answered(cases.lift_restriction(restricted, DATA_MAP).case)[1]
+    objection = cases.open_case(_case(cases.OBJECTION, processing="marketing"), DATA_MAP, NOW)
+    found += [e for e in objection.effects if isinstance(e, cases.Notify) and e.template == "request_completed"]
     return found
 
 
@@ -66,7 +80,18 @@ def test_every_template_the_dsar_service_uses_is_covered() -> None:
         "request_rejected",
         "erasure_completed",
         "export_ready",
+        "request_completed",
     }
+
+
+def test_request_completed_comes_for_rectification_restriction_its_lifting_and_objection() -> None:
+    completed = [n for n in _every_notification() if n.template == "request_completed"]
+    assert sorted((str(n.params["right"]), n.suffix) for n in completed) == [
+        ("objection", "completed"),
+        ("rectification", "completed"),
+        ("restriction", "completed"),
+        ("restriction", "restriction_lifted"),
+    ]
 
 
 @pytest.mark.parametrize("locale", ["sv", "en"])
@@ -78,6 +103,10 @@ def test_dsar_notifications_render_with_the_notifier_templates(locale: str) -> N
             assert "www.imy.se" in email.text and str(notify.params["reason"]) in email.text
         if notify.template == "erasure_completed":
             assert "Bokföringslagen 7:2" in email.text
+        if notify.template == "request_completed":
+            assert notify.params["request_id"] in email.subject
+            informed = notify.params["informed"]
+            assert ("Kundkonton" if locale == "sv" else "Customer accounts") in email.text or "accounts" not in informed
         if notify.template == "verification_code":
             assert "012345" in email.text
         if notify.template == "export_ready":
