@@ -82,9 +82,13 @@ async def main(argv: list[str] | None = None) -> int:
     stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
     var_dir = default_var_dir()
     root = var_dir / f"bench-{os.getpid()}"
-    stack = Stack(root, cache_dir=var_dir, durable=False, cleanup=not args.keep, environ={})
+    stack = Stack(root, cache_dir=var_dir, durable=False, statement_stats=True,
+                  cleanup=not args.keep, environ={})
     endpoints = await stack.start()
     bench = Bench(endpoints, root, var_dir, Sizes.quick() if args.quick else Sizes(), args.quick)
+    if stack.postgres is not None:
+        bench.admin_url = stack.postgres.admin_url
+        bench.postgres_pid = stack.postgres.pid
     bench.rss.start()
     try:
         await run_workloads(bench, args.selected)

@@ -17,7 +17,7 @@ import asyncpg
 
 from bench import events, kafka, kafka_perf
 from bench.core import Bench, Figure, Target
-from bench.profile import Profiler, ingest_breakdown
+from bench.profile import CpuMeter, Profiler, StatementStats, ingest_breakdown
 from schemas.topics import CONSENT_CHANGED, USER_REGISTERED
 
 WORKLOAD = "consent_ingest"
@@ -113,22 +113,30 @@ async def run(bench: Bench) -> None:
     producer_perf = await kafka_perf.producer_performance(
         bench.cache_dir, bench.bootstrap, "bench-perf", sizes.perf_records, record_size)
 
+    statements = StatementStats(bench.admin_url)
+    await statements.reset()
     with bench.phase(WORKLOAD):
         began = time.monotonic()
         service = await bench.start_service("consent")
         assert service.process is not None
         profiler = Profiler(service.process.pid, bench.root / "profiles" / "consent-ingest.txt")
+        cpu = CpuMeter(service.process.pid, bench.postgres_pid)
         try:
             rows, seconds = await wait_for_ledger(bench.endpoints.database_url, count, sizes.cap_seconds)
         finally:
             profiler.stop()
+        cpu_seconds = cpu.seconds()
         total = time.monotonic() - began
     rate = rows / seconds
     capped = f"stopped at the {sizes.cap_seconds:.0f}s cap: {rows:,} of {count:,} rows" if rows < count else ""
     samples = await service.metrics()
+    database_statements = await statements.top()
     if rows < count:  # let the rest drain, so the next workload finds the service idle
         await kafka.wait_caught_up(bench.bootstrap, ["privacy-consent"], CONSENT_CHANGED, timeout=90)
     breakdown = ingest_breakdown(samples, CONSENT_CHANGED, seconds)  # a fresh process: totals
+    breakdown.update(cpu_seconds)
+    breakdown["service_cpu_us_per_event"] = round(1e6 * cpu_seconds["service_cpu_seconds"] / rows, 1)
+    breakdown["postgres_cpu_us_per_event"] = round(1e6 * cpu_seconds["postgres_cpu_seconds"] / rows, 1)
     copy_rate = await copy_baseline(bench.endpoints.database_url, rows)
 
     bench.add(Figure(WORKLOAD, "consent ingest, Kafka -> ledger", "events/s", rate, raw,
@@ -148,4 +156,5 @@ async def run(bench: Bench) -> None:
         consumer_performance=consumer_perf, producer_performance=producer_perf, copy_rows_per_second=copy_rate,
         where_the_time_goes=breakdown,
         py_spy=profiler.top() if profiler.active else "py-spy not installed",
+        database_statements=database_statements or "pg_stat_statements not available",
     )

@@ -275,6 +275,10 @@ class Bench:
     registered: int = 0
     #: Subjects erased so far in this run (no longer recipients).
     erased: int = 0
+    #: Superuser URL of the bench's own PostgreSQL (for pg_stat_statements), when it runs one.
+    admin_url: str | None = None
+    #: The bench's PostgreSQL postmaster, for CPU accounting.
+    postgres_pid: int | None = None
 
     @property
     def bootstrap(self) -> str:

@@ -19,6 +19,9 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import asyncpg
+import psutil
+
 from bench.core import Bench, metric
 
 
@@ -147,3 +150,80 @@ def profiled(bench: Bench, workload: str, *services: str) -> Iterator[None]:
             bench.detail(workload, py_spy={name: p.top() for name, p in profilers.items()})
         else:
             bench.detail(workload, py_spy="py-spy not installed")
+
+
+class StatementStats:
+    """Where the database time goes: pg_stat_statements on the bench's own PostgreSQL, when the server
+    has it (Debian's package does). `reset()` before a workload, `top()` after it."""
+
+    def __init__(self, admin_url: str | None) -> None:
+        self.admin_url = admin_url
+        self.available = False
+
+    async def reset(self) -> None:
+        if self.admin_url is None:
+            return
+        conn = await asyncpg.connect(self.admin_url.rsplit("/", 1)[0] + "/privacy")
+        try:
+            await conn.execute("CREATE EXTENSION IF NOT EXISTS pg_stat_statements")
+            await conn.execute("SELECT pg_stat_statements_reset()")
+            self.available = True
+        except asyncpg.PostgresError:
+            self.available = False  # not preloaded: the figures stay without this breakdown
+        finally:
+            await conn.close()
+
+    async def top(self, limit: int = 8) -> list[str]:
+        """The statements with most execution time: share of the total, ms, calls, rows, the SQL's start."""
+        if not self.available or self.admin_url is None:
+            return []
+        conn = await asyncpg.connect(self.admin_url.rsplit("/", 1)[0] + "/privacy")
+        try:
+            rows = await conn.fetch(
+                "SELECT total_exec_time, calls, rows, query FROM pg_stat_statements "
+                "WHERE dbid = (SELECT oid FROM pg_database WHERE datname = current_database()) "
+                "ORDER BY total_exec_time DESC")
+        finally:
+            await conn.close()
+        total = sum(r["total_exec_time"] for r in rows) or 1.0
+        lines = [f"all statements: {total / 1000:.2f} s in {sum(r['calls'] for r in rows):,} calls"]
+        for r in rows[:limit]:
+            query = " ".join(r["query"].split())[:90]
+            lines.append(f"{100 * r['total_exec_time'] / total:5.1f}%  {r['total_exec_time']:8.0f} ms  "
+                         f"{r['calls']:6} calls  {r['rows']:8} rows  {query}")
+        return lines
+
+
+class CpuMeter:
+    """CPU seconds spent by the service and by PostgreSQL (postmaster and every backend) in a window.
+
+    On a shared 2-core machine, wall-clock rates move with whatever else runs; CPU per event does not,
+    so it says where the cost is even when the figures are noisy."""
+
+    def __init__(self, service_pid: int, postgres_pid: int | None) -> None:
+        self.service = psutil.Process(service_pid)
+        self.postgres = psutil.Process(postgres_pid) if postgres_pid else None
+        self.begin = (self._service_seconds(), self._postgres_seconds())
+
+    def _service_seconds(self) -> float:
+        times = self.service.cpu_times()
+        return times.user + times.system
+
+    def _postgres_seconds(self) -> float:
+        if self.postgres is None:
+            return 0.0
+        total = 0.0
+        for proc in [self.postgres, *self.postgres.children()]:
+            try:
+                times = proc.cpu_times()
+            except psutil.NoSuchProcess:
+                continue
+            total += times.user + times.system
+            if proc is self.postgres:  # backends that ended meanwhile, reaped by the postmaster
+                total += times.children_user + times.children_system
+        return total
+
+    def seconds(self) -> dict[str, float]:
+        service, postgres = self._service_seconds(), self._postgres_seconds()
+        return {"service_cpu_seconds": round(service - self.begin[0], 3),
+                "postgres_cpu_seconds": round(postgres - self.begin[1], 3)}

@@ -55,7 +55,7 @@ def notes(bench: Bench) -> str:
     short = [w for w in dict.fromkeys(f.workload for f in bench.figures if f.met is False)]
     for workload in short:
         explained = bench.details.get(workload, {})
-        for key in ("where_the_time_goes", "py_spy"):
+        for key in ("where_the_time_goes", "py_spy", "database_statements"):
             if key in explained:
                 lines.append(f"{workload} falls short; {key.replace('_', ' ')}:")
                 lines += _explain(explained[key])

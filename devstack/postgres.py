@@ -151,6 +151,7 @@ class PostgresServer(ManagedProcess):
         password: str = "privacy",
         database: str = "privacy",
         max_connections: int = 200,
+        statement_stats: bool = False,
     ) -> None:
         self.dir = Path(root).resolve() / "postgres"
         self.data_dir = self.dir / "data"
@@ -164,6 +165,7 @@ class PostgresServer(ManagedProcess):
         self.password = password
         self.database = database
         self.max_connections = max_connections
+        self.statement_stats = statement_stats
         self.port = self._choose_port(port)
         self._popen: subprocess.Popen[bytes] | None = None
         self._record: PidRecord | None = None
@@ -286,6 +288,9 @@ class PostgresServer(ManagedProcess):
             # tests that kill the server still see every committed row. synchronous_commit=off
             # does not: a SIGQUIT/SIGKILL loses the last ~0.6 s of commits, so it stays on.
             settings.update(fsync="off", full_page_writes="off")
+        if self.statement_stats and (bindir.parent / "lib" / "pg_stat_statements.so").is_file():
+            # For the benchmarks' "where the database time goes"; absent from minimal installs.
+            settings.update({"shared_preload_libraries": "pg_stat_statements", "pg_stat_statements.track": "all"})
         argv = [str(bindir / "postgres"), "-D", str(self.data_dir)]
         for key, value in settings.items():
             argv += ["-c", f"{key}={value}"]

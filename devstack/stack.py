@@ -114,6 +114,7 @@ class Stack:
         dlq_partitions: int = 1,
         replication_factor: int = 1,
         durable: bool = True,
+        statement_stats: bool = False,
         kafka_heap: str = DEFAULT_HEAP,
         with_topics: bool = True,
         cleanup: bool = False,
@@ -135,7 +136,7 @@ class Stack:
                 self.root, cache_dir=self.cache_dir, num_partitions=partitions, heap=kafka_heap
             )
         if not self.environ.get("DATABASE_URL"):
-            self.postgres = PostgresServer(self.root, durable=durable)
+            self.postgres = PostgresServer(self.root, durable=durable, statement_stats=statement_stats)
         if not self.environ.get("SMTP_HOST"):
             self.smtp = SmtpSink(self.root)
         self.startup_seconds: float | None = None
