@@ -12,6 +12,7 @@ import json
 import logging
 import random
 import uuid
+from collections import Counter
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -135,7 +136,8 @@ class CommandTracker:
                 "purpose": spec.purpose, "respond_by": respond_by,
             })
             rows.append((command_topic(spec.system), command, spec.subject))
-            metrics.COMMANDS_SENT.labels(system=spec.system, action=spec.action).inc()
+        for (system, action), count in Counter((s.system, s.action) for s in specs).items():
+            metrics.COMMANDS_SENT.labels(system=system, action=action).inc(count)
         await self.outbox.add_many(conn, rows, seal=False)
         return [str(c) for c in command_ids]
 

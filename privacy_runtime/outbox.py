@@ -1,15 +1,18 @@
 """Transactional outbox and its relay.
 
 A handler writes its state change and the events that announce it in one transaction (`Outbox.add`).
-The relay publishes pending rows in id order and marks them published; a crash between publish and
-mark re-publishes the same event (same CloudEvents `id`), which every consumer ignores as a duplicate.
+The relay publishes pending rows in id order and deletes them once the broker has them; a crash between
+publish and delete re-publishes the same event (same CloudEvents `id`), which every consumer ignores as
+a duplicate. Deleting (not marking) keeps the table small and costs PostgreSQL no new row version.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import logging
+from collections import Counter
 from datetime import datetime
 from typing import Any
 
@@ -115,14 +118,12 @@ class OutboxRelay:
         *,
         batch_size: int = 500,
         poll_seconds: float = 0.5,
-        keep_published_seconds: float = 3600.0,
     ):
         self.pool = pool
         self.producer = producer
         self.outbox = outbox
         self.batch_size = batch_size
         self.poll_seconds = poll_seconds
-        self.keep_published_seconds = keep_published_seconds
         self._stopping = False
 
     def stop(self) -> None:
@@ -147,10 +148,8 @@ class OutboxRelay:
                 continue
             if published < self.batch_size:
                 self.outbox.wakeup.clear()
-                try:
+                with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(self.outbox.wakeup.wait(), timeout=self.poll_seconds)
-                except TimeoutError:
-                    await self.purge_published()
 
     async def publish_pending(self) -> int:
         async with self.pool.acquire() as conn, conn.transaction():
@@ -164,6 +163,7 @@ class OutboxRelay:
                 return 0
             futures = []
             undeliverable: list[int] = []
+            published: Counter[str] = Counter()
             for row in rows:
                 value = await self._plaintext(conn, row)
                 if value is None:
@@ -173,11 +173,11 @@ class OutboxRelay:
                 futures.append(
                     await self.producer.send(row["topic"], value=value, key=row["key"], headers=headers or None)
                 )
-                metrics.OUTBOX_PUBLISHED.labels(topic=row["topic"]).inc()
+                published[row["topic"]] += 1
             await asyncio.gather(*futures)
-            await conn.execute(
-                "UPDATE outbox SET published_at = now() WHERE id = ANY($1::bigint[])", [r["id"] for r in rows]
-            )
+            for topic, count in published.items():
+                metrics.OUTBOX_PUBLISHED.labels(topic=topic).inc(count)
+            await conn.execute("DELETE FROM outbox WHERE id = ANY($1::bigint[])", [r["id"] for r in rows])
             if undeliverable:
                 # The subject was erased before the event left: nothing of theirs may be published now.
                 log.info("outbox dropped %d events of erased subjects", len(undeliverable))
@@ -196,10 +196,3 @@ class OutboxRelay:
         if data_key is None:
             return None
         return open_sealed(data_key, bytes(row["value"]), f"outbox:{row['subject']}".encode())
-
-    async def purge_published(self) -> None:
-        async with self.pool.acquire() as conn:
-            await conn.execute(
-                "DELETE FROM outbox WHERE published_at < now() - make_interval(secs => $1)",
-                self.keep_published_seconds,
-            )

@@ -62,9 +62,15 @@ class StreamProcessor:
         self.deduplicate = deduplicate
 
     async def process(self, messages: Sequence[RawMessage]) -> None:
+        await self.apply(await self.decode(messages))
+
+    async def decode(self, messages: Sequence[RawMessage]) -> list[Inbound]:
+        """The messages that decode; the others are dead-lettered."""
         metrics.EVENTS_CONSUMED.labels(topic=self.topic).inc(len(messages))
         good: list[Inbound] = []
-        for raw in messages:
+        for number, raw in enumerate(messages, 1):
+            if number % 100 == 0:
+                await asyncio.sleep(0)  # let the batch in flight send its next statement meanwhile
             try:
                 good.append(Inbound(decode(raw.topic, raw.key, raw.value), raw))
             except DecodeError as exc:
@@ -72,6 +78,10 @@ class StreamProcessor:
                     topic=raw.topic, partition=raw.partition, offset=raw.offset, key=raw.key,
                     value=raw.value, headers=raw.headers, error=exc.message, reason=exc.reason,
                 )
+        return good
+
+    async def apply(self, good: list[Inbound]) -> None:
+        """Apply decoded events in one transaction (one at a time if the batch fails)."""
         if not good:
             return
         started = time.perf_counter()

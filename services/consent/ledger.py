@@ -7,7 +7,7 @@ Each function runs inside the transaction the stream processor opened for a batc
 from __future__ import annotations
 
 import uuid
-from collections import defaultdict
+from collections import Counter, defaultdict
 from datetime import UTC, datetime
 from typing import Any
 
@@ -78,8 +78,7 @@ class Ledger:
                     event_id=f"{item.event.id}:{purpose}", purpose=purpose, granted=granted,
                     effective_at=item.event.time, channel=str(data.channel), policy_version=data.policy_version,
                 )))
-        await store.ensure_subjects(conn, sorted({s for s, _ in entries}))
-        await self._apply(conn, entries)
+        await self._apply(conn, entries)  # creates profiles for subjects not registered yet
 
     async def _apply(self, conn: asyncpg.Connection, entries: list[tuple[str, rules.ConsentRecord]]) -> None:
         """Append to the ledger, move current state forward in event time, send what changed."""
@@ -87,11 +86,9 @@ class Ledger:
             return
         subjects = sorted({s for s, _ in entries})
         jurisdictions = await store.countries(conn, subjects)
-        await store.append_ledger(
-            conn, [store.LedgerRow(s, r, jurisdictions.get(s)) for s, r in entries]
-        )
-        for _, record in entries:
-            metrics.CONSENT_CHANGES.labels(purpose=record.purpose, granted=str(record.granted).lower()).inc()
+        await store.append_ledger(conn, entries, jurisdictions)
+        for (purpose, granted), count in Counter((r.purpose, r.granted) for _, r in entries).items():
+            metrics.CONSENT_CHANGES.labels(purpose=purpose, granted=str(granted).lower()).inc(count)
         keys = sorted({(s, r.purpose) for s, r in entries})
         stored = await store.current_states(conn, keys)
         winners = dict(stored)
@@ -99,7 +96,7 @@ class Ledger:
             if rules.supersedes(record, winners.get((subject, record.purpose))):
                 winners[(subject, record.purpose)] = record
         changed = [(key, rec) for key, rec in winners.items() if stored.get(key) is not rec]
-        await store.save_states(conn, [(key[0], rec) for key, rec in changed])
+        await store.save_states(conn, [rec.event_id for _, rec in changed])
         await self.tracker.issue_many(conn, [
             CommandSpec(subject, command.system, command.action, command.purpose)
             for (subject, _purpose), record in changed

@@ -3,19 +3,11 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
 from datetime import datetime
 
 import asyncpg
 
 from services.consent.rules import ConsentRecord, SubjectProfile
-
-
-@dataclass(frozen=True)
-class LedgerRow:
-    subject: str
-    record: ConsentRecord
-    jurisdiction: str | None
 
 
 def _record(row: asyncpg.Record) -> ConsentRecord:
@@ -59,14 +51,25 @@ async def ensure_subjects(conn: asyncpg.Connection, subjects: Sequence[str]) -> 
 
 
 async def countries(conn: asyncpg.Connection, subjects: Sequence[str]) -> dict[str, str | None]:
+    """Each subject's country (None: unknown), creating a strict profile for a subject not seen yet:
+    a consent change may arrive before its registration. One round trip."""
     rows = await conn.fetch(
-        "SELECT subject, country FROM subjects WHERE subject = ANY($1::text[])", list(subjects)
+        """
+        WITH created AS (
+            INSERT INTO subjects (subject) SELECT unnest($1::text[]) ON CONFLICT DO NOTHING RETURNING subject
+        )
+        SELECT subject, country FROM subjects WHERE subject = ANY($1::text[]) AND country IS NOT NULL
+        """,
+        list(subjects),
     )
     return {r["subject"]: r["country"] for r in rows}
 
 
-async def append_ledger(conn: asyncpg.Connection, rows: Sequence[LedgerRow]) -> None:
-    if not rows:
+async def append_ledger(
+    conn: asyncpg.Connection, entries: Sequence[tuple[str, ConsentRecord]], jurisdictions: dict[str, str | None]
+) -> None:
+    """Append (subject, record) entries, each with its subject's jurisdiction at the time."""
+    if not entries:
         return
     await conn.execute(
         """
@@ -76,10 +79,10 @@ async def append_ledger(conn: asyncpg.Connection, rows: Sequence[LedgerRow]) -> 
                              $7::text[], $8::timestamptz[])
         ON CONFLICT (entry_id) DO NOTHING
         """,
-        [r.record.event_id for r in rows], [r.subject for r in rows], [r.record.purpose for r in rows],
-        [r.record.granted for r in rows], [r.record.channel for r in rows],
-        [r.record.policy_version for r in rows], [r.jurisdiction for r in rows],
-        [r.record.effective_at for r in rows],
+        [r.event_id for _, r in entries], [s for s, _ in entries], [r.purpose for _, r in entries],
+        [r.granted for _, r in entries], [r.channel for _, r in entries],
+        [r.policy_version for _, r in entries], [jurisdictions.get(s) for s, _ in entries],
+        [r.effective_at for _, r in entries],
     )
 
 
@@ -99,21 +102,22 @@ async def current_states(
     return {(r["subject"], r["purpose"]): _record(r) for r in rows}
 
 
-async def save_states(conn: asyncpg.Connection, states: Sequence[tuple[str, ConsentRecord]]) -> None:
-    if not states:
+async def save_states(conn: asyncpg.Connection, entry_ids: Sequence[str]) -> None:
+    """Make these ledger entries (appended in this transaction) the current state of their purpose.
+
+    Copied inside the database by entry id: one array over the wire instead of every column again."""
+    if not entry_ids:
         return
     await conn.execute(
         """
         INSERT INTO consent_state (subject, purpose, granted, channel, policy_version, effective_at, entry_id)
-        SELECT * FROM unnest($1::text[], $2::text[], $3::bool[], $4::text[], $5::text[],
-                             $6::timestamptz[], $7::text[])
+        SELECT subject, purpose, granted, channel, policy_version, effective_at, entry_id
+        FROM consent_ledger WHERE entry_id = ANY($1::text[])
         ON CONFLICT (subject, purpose) DO UPDATE SET
             granted = excluded.granted, channel = excluded.channel, policy_version = excluded.policy_version,
             effective_at = excluded.effective_at, entry_id = excluded.entry_id
         """,
-        [s for s, _ in states], [r.purpose for _, r in states], [r.granted for _, r in states],
-        [r.channel for _, r in states], [r.policy_version for _, r in states],
-        [r.effective_at for _, r in states], [r.event_id for _, r in states],
+        list(entry_ids),
     )
 
 
