@@ -36,10 +36,40 @@ def entry_hash(prev_hash: str, seq: int, at: datetime, action: str, actor: str, 
     return hashlib.sha256(canonical.encode()).hexdigest()
 
 
+@dataclass(frozen=True)
+class _Entry:
+    at: datetime
+    action: str
+    actor: str
+    subject: str | None
+    ref: str | None
+    detail: dict[str, Any]
+    publish: bool
+
+
 class AuditTrail:
+    """Appends entries to the chain.
+
+    Inside `ServiceRuntime.transaction()` entries are collected and appended together just before
+    the commit (`begin` / `flush`): one lock, one read of the chain's head and one insert per
+    transaction instead of per entry, and the chain's lock is held only at the very end. Elsewhere
+    an entry is appended at once. Either way it commits or rolls back with the effect it records."""
+
     def __init__(self, outbox: Outbox, actor: str):
         self.outbox = outbox
         self.actor = actor
+        self._pending: dict[int, list[_Entry]] = {}
+
+    def begin(self, conn: asyncpg.Connection) -> None:
+        self._pending[id(conn)] = []
+
+    def discard(self, conn: asyncpg.Connection) -> None:
+        self._pending.pop(id(conn), None)
+
+    async def flush(self, conn: asyncpg.Connection) -> None:
+        entries = self._pending.pop(id(conn), None)
+        if entries:
+            await self._append(conn, entries)
 
     async def record(
         self,
@@ -51,36 +81,46 @@ class AuditTrail:
         detail: dict[str, Any] | None = None,
         actor: str | None = None,
         publish: bool = True,
-    ) -> int:
-        """Append one entry inside the caller's transaction; returns its sequence number."""
-        detail = detail or {}
-        actor = actor or self.actor
+    ) -> None:
+        """Append one entry inside the caller's transaction (at its end, when the runtime opened it)."""
+        # Microsecond precision is what PostgreSQL stores, so the hash survives the round trip.
+        entry = _Entry(datetime.now(UTC), action, actor or self.actor, subject, ref, detail or {}, publish)
+        pending = self._pending.get(id(conn))
+        if pending is not None:
+            pending.append(entry)
+        else:
+            await self._append(conn, [entry])
+
+    async def _append(self, conn: asyncpg.Connection, entries: list[_Entry]) -> None:
         await conn.execute("SELECT pg_advisory_xact_lock($1)", _LOCK_KEY)
         last = await conn.fetchrow("SELECT seq, hash FROM audit_log ORDER BY seq DESC LIMIT 1")
-        seq = 1 if last is None else last["seq"] + 1
+        seq = 0 if last is None else last["seq"]
         prev = GENESIS if last is None else last["hash"]
-        # Microsecond precision is what PostgreSQL stores, so the hash survives the round trip.
-        at = datetime.now(UTC)
-        digest = entry_hash(prev, seq, at, action, actor, subject, ref, detail)
+        rows = []
+        for entry in entries:
+            seq += 1
+            digest = entry_hash(prev, seq, entry.at, entry.action, entry.actor, entry.subject, entry.ref, entry.detail)
+            rows.append((seq, entry.at, entry.action, entry.actor, entry.subject, entry.ref,
+                         json.dumps(entry.detail), prev, digest))
+            prev = digest
+            metrics.AUDIT_ENTRIES.labels(action=entry.action).inc()
         await conn.execute(
             "INSERT INTO audit_log (seq, at, action, actor, subject, ref, detail, prev_hash, hash) "
-            "VALUES ($1, $2, $3, $4, $5, $6, $7::jsonb, $8, $9)",
-            seq, at, action, actor, subject, ref, json.dumps(detail), prev, digest,
+            "SELECT seq, at, action, actor, subject, ref, detail::jsonb, prev_hash, hash FROM unnest("
+            "$1::bigint[], $2::timestamptz[], $3::text[], $4::text[], $5::text[], $6::text[], $7::text[], "
+            "$8::text[], $9::text[]) AS e(seq, at, action, actor, subject, ref, detail, prev_hash, hash)",
+            *zip(*rows, strict=True),
         )
-        metrics.AUDIT_ENTRIES.labels(action=action).inc()
-        if publish:
-            await self.outbox.add(
-                conn,
-                PRIVACY_AUDIT,
-                PrivacyAudit(
-                    action=action, actor=actor, ref=ref or subject or action,
-                    detail=json.dumps(detail, sort_keys=True, ensure_ascii=False)[:4000],
-                ),
-                subject=subject,
-                key=subject or ref or action,
-                seal=False,
-            )
-        return seq
+        published = [e for e in entries if e.publish]
+        await self.outbox.add_many(
+            conn,
+            [(PRIVACY_AUDIT, PrivacyAudit(
+                action=e.action, actor=e.actor, ref=e.ref or e.subject or e.action,
+                detail=json.dumps(e.detail, sort_keys=True, ensure_ascii=False)[:4000],
+            ), e.subject) for e in published],
+            keys=[e.subject or e.ref or e.action for e in published],
+            seal=False,
+        )
 
 
 @dataclass(frozen=True)

@@ -8,11 +8,13 @@ event id, so a system that deduplicates by event id still sees the retry) and re
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import random
 import uuid
 from collections import Counter
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -57,6 +59,19 @@ class CommandSpec:
     system: str
     action: str
     purpose: str | None = None
+    request_id: str | None = None
+    #: Set when the caller decided the id already (a case's step): issuing it twice sends it once.
+    command_id: str | None = None
+
+
+@dataclass(frozen=True)
+class AckIn:
+    """An answer from `privacy-acks`, as far as the tracker cares."""
+
+    command_id: str
+    system: str
+    status: str
+    detail: str | None = None
 
 
 @dataclass(frozen=True)
@@ -113,30 +128,39 @@ class CommandTracker:
         return command_id
 
     async def issue_many(self, conn: asyncpg.Connection, specs: list[CommandSpec]) -> list[str]:
-        """Issue many field-less commands (suppress, revoke, ...) in a few round trips.
+        """Issue many field-less commands (suppress, erase, ...) in two round trips; returns their ids.
 
-        These carry no PII, so their events are not sealed and no data key is needed."""
+        These carry no PII, so their events are not sealed and no data key is needed. A spec whose
+        `command_id` was issued before is not sent again."""
         if not specs:
             return []
         now = datetime.now(UTC)
         respond_by = now + self.policy.respond_within
-        command_ids = [uuid.uuid4() for _ in specs]
-        await conn.execute(
-            "INSERT INTO commands (command_id, subject, system, action, purpose, respond_by, next_attempt_at) "
-            "SELECT * FROM unnest($1::uuid[], $2::text[], $3::text[], $4::text[], $5::text[], "
-            "$6::timestamptz[], $7::timestamptz[])",
-            command_ids, [c.subject for c in specs], [c.system for c in specs], [c.action for c in specs],
-            [c.purpose for c in specs], [respond_by] * len(specs),
-            [now + self.policy.next_delay(1) for _ in specs],
-        )
+        command_ids = [uuid.UUID(c.command_id) if c.command_id else uuid.uuid4() for c in specs]
+        inserted = {
+            row["command_id"]
+            for row in await conn.fetch(
+                "INSERT INTO commands (command_id, subject, system, action, purpose, request_id, respond_by, "
+                "next_attempt_at) SELECT * FROM unnest($1::uuid[], $2::text[], $3::text[], $4::text[], $5::text[], "
+                "$6::uuid[], $7::timestamptz[], $8::timestamptz[]) ON CONFLICT (command_id) DO NOTHING "
+                "RETURNING command_id",
+                command_ids, [c.subject for c in specs], [c.system for c in specs], [c.action for c in specs],
+                [c.purpose for c in specs], [uuid.UUID(c.request_id) if c.request_id else None for c in specs],
+                [respond_by] * len(specs), [now + self.policy.next_delay(1) for _ in specs],
+            )
+        }
         rows: list[tuple[str, Any, str]] = []
+        sent: Counter[tuple[str, str]] = Counter()
         for command_id, spec in zip(command_ids, specs, strict=True):
+            if command_id not in inserted:
+                continue
             command = PrivacyCommand.model_validate({
                 "command_id": command_id, "system": spec.system, "action": spec.action,
-                "purpose": spec.purpose, "respond_by": respond_by,
+                "purpose": spec.purpose, "request_id": spec.request_id, "respond_by": respond_by,
             })
             rows.append((command_topic(spec.system), command, spec.subject))
-        for (system, action), count in Counter((s.system, s.action) for s in specs).items():
+            sent[(spec.system, spec.action)] += 1
+        for (system, action), count in sent.items():
             metrics.COMMANDS_SENT.labels(system=system, action=action).inc(count)
         await self.outbox.add_many(conn, rows, seal=False)
         return [str(c) for c in command_ids]
@@ -200,27 +224,56 @@ class CommandTracker:
         self, conn: asyncpg.Connection, *, command_id: str, system: str, status: str, detail: str | None
     ) -> Ack | None:
         """Record an ack. None when the command is not ours (another service issued it)."""
-        try:
-            command_uuid = uuid.UUID(command_id)
-        except ValueError:
-            return None
-        row = await conn.fetchrow("SELECT * FROM commands WHERE command_id = $1 FOR UPDATE", command_uuid)
-        if row is None:
-            return None
-        if row["system"] != system:
-            log.warning("ack for command %s names system %s, expected %s", command_id, system, row["system"])
-            return None
-        first = row["acked_at"] is None
-        if first:
-            await conn.execute(
-                "UPDATE commands SET acked_at = now(), ack_status = $2, ack_detail = $3 WHERE command_id = $1",
-                command_uuid, status, (detail or "")[:1000],
+        return (await self.acknowledge_many(conn, [AckIn(command_id, system, status, detail)]))[0]
+
+    async def acknowledge_many(self, conn: asyncpg.Connection, acks: Sequence[AckIn]) -> list[Ack | None]:
+        """Record a batch of acks in two round trips; one result per ack, in order.
+
+        None for an ack of a command that is not ours (every service sees every ack). The first ack
+        of a command is the one that counts (`first`); repeats, in this batch or later, are not."""
+        ids: dict[str, uuid.UUID] = {}
+        for ack in acks:
+            with contextlib.suppress(ValueError):
+                ids[ack.command_id] = uuid.UUID(ack.command_id)
+        if not ids:
+            return [None] * len(acks)
+        rows = {
+            str(row["command_id"]): row
+            for row in await conn.fetch(
+                "SELECT command_id, system, subject, request_id, action, acked_at FROM commands "
+                "WHERE command_id = ANY($1::uuid[]) ORDER BY command_id FOR UPDATE",
+                list(ids.values()),
             )
-            metrics.COMMANDS_ACKNOWLEDGED.labels(system=system, status=status).inc()
-        return Ack(
-            command_id=command_id, system=system, status=status, subject=row["subject"],
-            request_id=str(row["request_id"]) if row["request_id"] else None, action=row["action"], first=first,
-        )
+        }
+        results: list[Ack | None] = []
+        settled: dict[uuid.UUID, tuple[str, str]] = {}
+        for ack in acks:
+            row = rows.get(ack.command_id)
+            if row is None:
+                results.append(None)
+                continue
+            if row["system"] != ack.system:
+                log.warning("ack for command %s names system %s, expected %s", ack.command_id, ack.system,
+                            row["system"])
+                results.append(None)
+                continue
+            first = row["acked_at"] is None and row["command_id"] not in settled
+            if first:
+                settled[row["command_id"]] = (ack.status, (ack.detail or "")[:1000])
+                metrics.COMMANDS_ACKNOWLEDGED.labels(system=ack.system, status=ack.status).inc()
+            results.append(Ack(
+                command_id=ack.command_id, system=ack.system, status=ack.status, subject=row["subject"],
+                request_id=str(row["request_id"]) if row["request_id"] else None, action=row["action"],
+                first=first,
+            ))
+        if settled:
+            await conn.execute(
+                "UPDATE commands c SET acked_at = now(), ack_status = a.status, ack_detail = a.detail "
+                "FROM unnest($1::uuid[], $2::text[], $3::text[]) AS a(command_id, status, detail) "
+                "WHERE c.command_id = a.command_id",
+                list(settled), [v[0] for v in settled.values()], [v[1] for v in settled.values()],
+            )
+        return results
 
     async def refresh_gauges(self, conn: asyncpg.Connection) -> None:
         rows = await conn.fetch(

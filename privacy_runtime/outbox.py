@@ -13,6 +13,7 @@ import contextlib
 import json
 import logging
 from collections import Counter
+from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
 
@@ -72,37 +73,45 @@ class Outbox:
         return str(event.id)
 
     async def add_many(
-        self, conn: asyncpg.Connection, rows: list[tuple[str, EventData, str]], *, seal: bool = True
+        self,
+        conn: asyncpg.Connection,
+        rows: Sequence[tuple[str, EventData, str | None]],
+        *,
+        keys: list[str] | None = None,
+        seal: bool = True,
     ) -> list[str]:
         """Queue many (topic, data, subject) events in one round trip; returns their ids.
 
-        `seal=False` is for events that carry no PII (e.g. suppress commands), which then need no
-        data key at all."""
+        Kafka keys are the subjects unless `keys` says otherwise. `seal=False` is for events that
+        carry no PII (e.g. suppress commands, audit entries), which then need no data key at all."""
         if not rows:
             return []
         if seal:
-            await self.keyring.ensure_keys(conn, {subject for _, _, subject in rows})
+            if any(subject is None for _, _, subject in rows):
+                raise ValueError("only events with a subject can be sealed")
+            await self.keyring.ensure_keys(conn, {subject for _, _, subject in rows if subject is not None})
         topics: list[str] = []
-        keys: list[bytes] = []
+        kafka_keys: list[bytes | None] = []
         subjects: list[str | None] = []
         values: list[bytes] = []
         ids: list[str] = []
-        for topic, data, subject in rows:
+        for number, (topic, data, subject) in enumerate(rows):
             event = new_event(topic, data, subject=subject, source=self.source)
             value = event.model_dump_json().encode()
-            if seal:
+            if seal and subject is not None:
                 data_key = await self.keyring.data_key(conn, subject)
                 assert data_key is not None
                 value = seal_bytes(data_key, value, f"outbox:{subject}".encode())
+            key = keys[number] if keys is not None else subject
             topics.append(topic)
-            keys.append(subject.encode())
+            kafka_keys.append(key.encode() if key else None)
             subjects.append(subject if seal else None)
             values.append(value)
             ids.append(str(event.id))
         await conn.execute(
             "INSERT INTO outbox (topic, key, subject, value) "
             "SELECT * FROM unnest($1::text[], $2::bytea[], $3::text[], $4::bytea[])",
-            topics, keys, subjects, values,
+            topics, kafka_keys, subjects, values,
         )
         return ids
 

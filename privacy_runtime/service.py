@@ -123,12 +123,16 @@ class ServiceRuntime:
         """A connection in a transaction; after commit the outbox relay is woken at once."""
         async with self.pool.acquire() as conn:
             self.keyring.discard_pending(conn)  # left over from a transaction whose end we did not see
+            self.audit.begin(conn)
             try:
                 async with conn.transaction():
                     yield conn
+                    await self.audit.flush(conn)  # the entries of this transaction, in it
             except BaseException:
                 self.keyring.discard_pending(conn)
                 raise
+            finally:
+                self.audit.discard(conn)
             self.keyring.commit_pending(conn)
         self.outbox.wakeup.set()
 

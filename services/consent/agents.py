@@ -8,17 +8,16 @@ from __future__ import annotations
 
 import asyncpg
 
+from privacy_runtime.commands import AckIn
 from privacy_runtime.processor import Inbound
 from schemas.topics import CONSENT_CHANGED, DSAR_REQUESTED, PRIVACY_ACKS, USER_REGISTERED, command_topic
 from services.consent.app import SYSTEM_ID, inbox, ledger, runtime, tracker
 
 
 async def record_acks(conn: asyncpg.Connection, batch: list[Inbound]) -> None:
-    for item in batch:
-        ack = item.data
-        await tracker.acknowledge(
-            conn, command_id=str(ack.command_id), system=str(ack.system), status=str(ack.status), detail=ack.detail
-        )
+    await tracker.acknowledge_many(conn, [
+        AckIn(str(a.command_id), str(a.system), str(a.status), a.detail) for a in (item.data for item in batch)
+    ])
 
 
 runtime.stream(USER_REGISTERED, ledger.record_registrations)

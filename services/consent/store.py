@@ -179,23 +179,8 @@ async def rectify(conn: asyncpg.Connection, subject: str, country: str | None) -
 
 
 async def erase_subject(conn: asyncpg.Connection, subject: str, subject_digest: str) -> int:
-    """Keep only proof of opt-outs (keyed hash, no subject id); remove everything else."""
-    await conn.execute(
-        """
-        INSERT INTO opt_out_proofs (subject_digest, purpose, channel, policy_version, effective_at)
-        SELECT $2, purpose, channel, policy_version, effective_at FROM consent_ledger
-        WHERE subject = $1 AND NOT granted ON CONFLICT DO NOTHING
-        """,
-        subject, subject_digest,
-    )
-    await conn.execute("SELECT set_config('privacy.erasing', 'on', true)")
-    removed = await conn.fetchval(
-        "WITH d AS (DELETE FROM consent_ledger WHERE subject = $1 RETURNING 1) SELECT count(*) FROM d", subject
-    )
-    await conn.execute("SELECT set_config('privacy.erasing', 'off', true)")
-    await conn.execute("DELETE FROM consent_state WHERE subject = $1", subject)
-    await conn.execute("DELETE FROM subjects WHERE subject = $1", subject)
-    return int(removed)
+    """Keep only proof of opt-outs (keyed hash, no subject id); remove everything else (see 0002)."""
+    return int(await conn.fetchval("SELECT erase_consent_subject($1, $2)", subject, subject_digest))
 
 
 async def has_opt_out_proof(conn: asyncpg.Connection, subject_digest: str) -> bool:

@@ -11,6 +11,7 @@ import json
 import logging
 import secrets
 import uuid
+from collections import defaultdict
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -20,7 +21,7 @@ from typing import Any, TypeVar
 import asyncpg
 
 from privacy_runtime import metrics
-from privacy_runtime.commands import CommandTracker
+from privacy_runtime.commands import Ack, AckIn, CommandSpec, CommandTracker
 from privacy_runtime.crypto import open_sealed, seal
 from privacy_runtime.processor import Inbound
 from schemas.enums import CaseRight, CaseStatus, Locale, NotificationCategory
@@ -134,36 +135,39 @@ class Workflow:
     # --- acknowledgements -----------------------------------------------------------------------
 
     async def on_acks(self, conn: asyncpg.Connection, batch: list[Inbound]) -> None:
-        for item in batch:
-            data = item.data
-            ack = await self.tracker.acknowledge(
-                conn,
-                command_id=str(data.command_id),
-                system=str(data.system),
-                status=str(data.status),
-                detail=data.detail,
-            )
+        answers = [item.data for item in batch]
+        acks = await self.tracker.acknowledge_many(
+            conn, [AckIn(str(a.command_id), str(a.system), str(a.status), a.detail) for a in answers]
+        )
+        by_case: dict[str, list[tuple[Ack, Any]]] = defaultdict(list)
+        for ack, data in zip(acks, answers, strict=True):
             if ack is None or not ack.first or ack.request_id is None:
                 continue  # another service's command, or a repeated answer
-            case = await store.lock_case(conn, ack.request_id)
+            by_case[ack.request_id].append((ack, data))
+        # Each case is locked and saved once per batch, in a fixed order (workers lock alike).
+        for request_id in sorted(by_case):
+            case = await store.lock_case(conn, request_id)
             if case is None:
                 continue
-            if ack.action == "export" and not case.terminal:
-                fragment = None
-                if data.export is not None:
-                    fragment = await self.keyring.encrypt(
-                        conn,
-                        case.subject,
-                        f"fragment:{case.request_id}:{ack.system}",
-                        json.dumps(data.export),
-                    )
-                await store.put_fragment(conn, case.request_id, ack.system, ack.status, fragment)
-            decision = cases.record_ack(case, ack.command_id, ack.status, utcnow(), data.retained_basis)
-            await self.apply(conn, decision)
+            for ack, data in by_case[request_id]:
+                if ack.action == "export" and not case.terminal:
+                    fragment = None
+                    if data.export is not None:
+                        fragment = await self.keyring.encrypt(
+                            conn,
+                            case.subject,
+                            f"fragment:{case.request_id}:{ack.system}",
+                            json.dumps(data.export),
+                        )
+                    await store.put_fragment(conn, case.request_id, ack.system, ack.status, fragment)
+                decision = cases.record_ack(case, ack.command_id, ack.status, utcnow(), data.retained_basis)
+                case = await self.apply(conn, decision, save=False)
+            await store.save_case(conn, case)
 
     # --- carrying out decisions ---------------------------------------------------------------
 
-    async def apply(self, conn: asyncpg.Connection, decision: Decision) -> Case:
+    async def apply(self, conn: asyncpg.Connection, decision: Decision, *, save: bool = True) -> Case:
+        """Carry out a decision's effects in order; then save the case (unless the caller saves it)."""
         case = decision.case
         changes = [e for e in decision.effects if isinstance(e, cases.StatusChanged)]
         for effect in decision.effects:
@@ -210,7 +214,8 @@ class Workflow:
                 await self.runtime.audit.record(
                     conn, effect.action, subject=case.subject, ref=case.request_id, detail=dict(effect.detail)
                 )
-        await store.save_case(conn, case)
+        if save:
+            await store.save_case(conn, case)
         return case
 
     async def _status_changed(
@@ -278,17 +283,22 @@ class Workflow:
             sealed = await store.corrections_sealed(conn, case.request_id)
             plain = await self.keyring.decrypt(conn, case.subject, f"corrections:{case.request_id}", sealed)
             corrections = json.loads(plain) if plain else {}
+        assert all(step.command_id is not None for step in steps)
+        # Field-less commands (all but rectify) carry no PII: issued together, unsealed.
+        await self.tracker.issue_many(conn, [
+            CommandSpec(case.subject, step.system, step.action, step.purpose, case.request_id, step.command_id)
+            for step in steps if step.action != "rectify"
+        ])
         for step in steps:
-            fields = None
-            if step.action == "rectify":
-                system = self.data_map.get(step.system)
-                held = set(system.fields) if system else set()
-                # Data minimisation: each system gets only the corrections of fields it holds.
-                fields = {k: v for k, v in corrections.items() if k in held} or None
-                if fields is None:
-                    log.warning("rectify for %s on %s has no correction values left", case.request_id, step.system)
-                    continue
-            assert step.command_id is not None
+            if step.action != "rectify":
+                continue
+            system = self.data_map.get(step.system)
+            held = set(system.fields) if system else set()
+            # Data minimisation: each system gets only the corrections of fields it holds.
+            fields = {k: v for k, v in corrections.items() if k in held}
+            if not fields:
+                log.warning("rectify for %s on %s has no correction values left", case.request_id, step.system)
+                continue
             await self.tracker.issue(
                 conn,
                 subject=case.subject,
