@@ -81,6 +81,9 @@ async def run(bench: Bench) -> None:
     request_ids = {str(uuid.uuid4()): s for s in subjects}
     statuses: dict[str, str] = {}
     completed_at: dict[str, float] = {}
+    #: seconds since the start when each status / each system's ack was last seen: the phases' ends.
+    status_last: dict[str, float] = {}
+    ack_last: dict[str, float] = {}
     try:
         await asyncio.wait_for(ready.wait(), timeout=30)
         with bench.phase(WORKLOAD), profiled(bench, WORKLOAD, "consent", "dsar", "notifier"):
@@ -94,13 +97,16 @@ async def run(bench: Bench) -> None:
                 for messages in batches.values():
                     for message in messages:
                         data = orjson.loads(message.value)["data"]
+                        now = time.perf_counter() - began
                         if message.topic == PRIVACY_ACKS:
+                            ack_last[data["system"]] = now
                             if data["system"] not in EXTERNAL_SYSTEMS:
                                 internal_acks[f'{data["system"]} {data["status"]}'] += 1
                             continue
                         rid = data.get("request_id")
                         if rid in request_ids:
                             statuses[rid] = data["status"]
+                            status_last[data["status"]] = now
                             last_change = time.perf_counter()
                             if data["status"] == "completed":
                                 completed_at.setdefault(rid, last_change - began)
@@ -122,6 +128,9 @@ async def run(bench: Bench) -> None:
                      "last status of each case": dict(final),
                      "acks sent by the 8 played systems": dict(acked),
                      "acks seen from the services themselves (system status)": dict(internal_acks),
+                     "last status change seen, by status (s)": {k: round(v, 2) for k, v in status_last.items()},
+                     "last ack seen, by system (s)": {k: round(v, 2) for k, v in sorted(
+                         ack_last.items(), key=lambda kv: kv[1])},
                  })
 
 
