@@ -142,8 +142,22 @@ class BatchConsumer:
         return {topic: await self.processors[topic].decode(messages) for topic, messages in by_topic.items()}
 
     async def _apply(self, decoded: dict[str, list[Inbound]]) -> None:
+        """Topic after topic; a topic's partitions at once, each in its own transaction.
+
+        Order matters only within a partition (events are keyed by subject), so partitions need not
+        wait for each other: while PostgreSQL runs one partition's statements, the next is prepared.
+        A deadlock between them is retried like any transient database error."""
         for topic, good in decoded.items():
-            await self.processors[topic].apply(good)
+            by_partition: dict[int, list[Inbound]] = defaultdict(list)
+            for item in good:
+                by_partition[item.raw.partition].append(item)
+            processor = self.processors[topic]
+            results = await asyncio.gather(
+                *(processor.apply(items) for items in by_partition.values()), return_exceptions=True
+            )
+            for result in results:
+                if isinstance(result, BaseException):
+                    raise result
 
     async def _start(self, consumer: AIOKafkaConsumer) -> None:
         delay = 0.2
