@@ -11,6 +11,7 @@ import hashlib
 import hmac
 import os
 from collections import OrderedDict
+from collections.abc import Iterable
 
 import asyncpg
 from cryptography.exceptions import InvalidTag
@@ -44,6 +45,9 @@ def open_sealed(key: bytes, sealed: bytes, aad: bytes) -> bytes:
         raise DecryptionFailed("ciphertext does not match its key or context") from exc
 
 
+_LOOKUP_AAD = b"wrap:lookup-key"
+
+
 class KeyRing:
     """Unwraps and caches per-subject data keys for one service schema.
 
@@ -56,6 +60,7 @@ class KeyRing:
         self._masters = {self._master_id: master_key}
         if previous_master_key is not None:
             self._masters[master_key_id(previous_master_key)] = previous_master_key
+        self._lookup: bytes | None = None
         self._cache: OrderedDict[str, bytes] = OrderedDict()
         self._pending: dict[str, tuple[int, bytes]] = {}
         self._cache_size = cache_size
@@ -64,14 +69,34 @@ class KeyRing:
     def current_master_id(self) -> str:
         return self._master_id
 
+    async def load_lookup_key(self, conn: asyncpg.Connection) -> None:
+        """Load (on first start: create) the schema's lookup key. Call outside any transaction that may
+        roll back, once at start-up, before `subject_digest` / `keyed_hash`."""
+        wrapped = await conn.fetchrow("SELECT wrapped_key, master_key_id FROM lookup_key WHERE id = 1")
+        if wrapped is None:
+            await conn.execute(
+                "INSERT INTO lookup_key (id, wrapped_key, master_key_id) VALUES (1, $1, $2) ON CONFLICT DO NOTHING",
+                seal(self._master, os.urandom(32), _LOOKUP_AAD), self._master_id,
+            )
+            wrapped = await conn.fetchrow("SELECT wrapped_key, master_key_id FROM lookup_key WHERE id = 1")
+        master = self._masters.get(wrapped["master_key_id"])
+        if master is None:
+            raise DecryptionFailed(f"lookup key wrapped by unknown master key {wrapped['master_key_id']}")
+        self._lookup = open_sealed(master, wrapped["wrapped_key"], _LOOKUP_AAD)
+
+    def _lookup_key(self) -> bytes:
+        if self._lookup is None:
+            raise RuntimeError("lookup key not loaded: call KeyRing.load_lookup_key at start-up")
+        return self._lookup
+
     def subject_digest(self, subject: str) -> str:
         """Keyed hash of a subject id, for tombstones that must not name the person."""
-        return hmac.new(self._master, b"subject:" + subject.encode(), hashlib.sha256).hexdigest()
+        return hmac.new(self._lookup_key(), b"subject:" + subject.encode(), hashlib.sha256).hexdigest()
 
     def keyed_hash(self, purpose: str, value: str) -> str:
         """Keyed hash for lookups that must survive erasure (e.g. a marketing suppression entry)."""
         normalised = value.strip().lower().encode()
-        return hmac.new(self._master, purpose.encode() + b":" + normalised, hashlib.sha256).hexdigest()
+        return hmac.new(self._lookup_key(), purpose.encode() + b":" + normalised, hashlib.sha256).hexdigest()
 
     def _wrap(self, subject: str, data_key: bytes) -> bytes:
         return seal(self._master, data_key, b"wrap:" + subject.encode())
@@ -192,6 +217,16 @@ class KeyRing:
             raise KeyError(f"no data key loaded for subject {subject}; call ensure_keys first")
         return seal(key, value.encode(), f"{subject}:{field}".encode())
 
+    async def erased_among(self, conn: asyncpg.Connection, subjects: Iterable[str]) -> dict[str, str]:
+        """The erased ones of `subjects`, each with its tombstone digest (one round trip)."""
+        digests = {self.subject_digest(s): s for s in set(subjects)}
+        if not digests:
+            return {}
+        rows = await conn.fetch(
+            "SELECT subject_digest FROM erased_subjects WHERE subject_digest = ANY($1::text[])", list(digests)
+        )
+        return {digests[r["subject_digest"]]: r["subject_digest"] for r in rows}
+
     async def is_erased(self, conn: asyncpg.Connection, subject: str) -> bool:
         found = await conn.fetchval(
             "SELECT 1 FROM erased_subjects WHERE subject_digest = $1", self.subject_digest(subject)
@@ -225,7 +260,21 @@ class KeyRing:
         return deleted is not None
 
     async def rewrap_all(self, conn: asyncpg.Connection, batch: int = 1000) -> int:
-        """Re-wrap every data key under the current master key; safe to run while serving."""
+        """Re-wrap every data key (and the lookup key) under the current master key; safe to run while
+        serving. Returns the number of data keys re-wrapped."""
+        lookup = await conn.fetchrow(
+            "SELECT wrapped_key, master_key_id FROM lookup_key WHERE id = 1 AND master_key_id <> $1 FOR UPDATE",
+            self._master_id,
+        )
+        if lookup is not None:
+            master = self._masters.get(lookup["master_key_id"])
+            if master is None:
+                raise DecryptionFailed(f"lookup key wrapped by unknown master key {lookup['master_key_id']}")
+            key = open_sealed(master, lookup["wrapped_key"], _LOOKUP_AAD)
+            await conn.execute(
+                "UPDATE lookup_key SET wrapped_key = $1, master_key_id = $2 WHERE id = 1",
+                seal(self._master, key, _LOOKUP_AAD), self._master_id,
+            )
         total = 0
         while True:
             rows = await conn.fetch(

@@ -150,12 +150,16 @@ class ServiceRuntime:
     async def start(self) -> None:
         self._pool = await create_pool(self.settings.database_url, self.name)
         await apply_migrations(self._pool, self.name, self.sql_dir)
+        async with self._pool.acquire() as conn:
+            await self.keyring.load_lookup_key(conn)
         self._producer = make_producer(self.settings)
         await self._start_producer_with_backoff(self._producer)
         self._dead_letters = DeadLetters(self._producer)
         self._relay = OutboxRelay(self._pool, self._producer, self.outbox)
         self._background.append(asyncio.create_task(self._relay.run(), name=f"{self.name}-outbox-relay"))
         self._background.append(asyncio.create_task(_forever(self._report_lag), name=f"{self.name}-lag"))
+        if self.settings.privacy_master_key_previous:
+            self._background.append(asyncio.create_task(_forever(self._rewrap_keys), name=f"{self.name}-rewrap"))
         for fn in self._on_started:
             self._background.append(asyncio.create_task(_forever(fn), name=f"{self.name}-{fn.__name__}"))
         if self._streams:
@@ -163,6 +167,14 @@ class ServiceRuntime:
             self._consumer_task = asyncio.create_task(_forever(self._consumer.run), name=f"{self.name}-consumer")
         self.started.set()
         log.info("%s runtime started", self.name)
+
+    async def _rewrap_keys(self) -> None:
+        """Master key rotation: move every key wrapped by the previous master key to the current one,
+        while serving. Once the log says so, PRIVACY_MASTER_KEY_PREVIOUS can be removed."""
+        async with self.transaction() as conn:
+            moved = await self.keyring.rewrap_all(conn)
+        log.warning("master key rotation: %d data keys re-wrapped under the current master key; "
+                    "PRIVACY_MASTER_KEY_PREVIOUS is no longer needed by %s", moved, self.name)
 
     async def stop_consuming(self) -> None:
         """Take no more messages: let the batch in hand finish and commit its offsets, then leave the

@@ -44,10 +44,16 @@ class Harness:
         self.schema = f"ledger_prop_{uuid.uuid4().hex[:8]}"
         self.pool: asyncpg.Pool = self.loop.run_until_complete(self._setup(dsn))
         keyring = KeyRing(os.urandom(32))
+        self.loop.run_until_complete(self._load_lookup_key(keyring))
         outbox = Outbox(keyring, "urn:test")
         audit = AuditTrail(outbox, "test")
-        runtime = SimpleNamespace(data_map=load_data_map(DEFAULT_DATA_MAP), outbox=outbox, audit=audit)
+        runtime = SimpleNamespace(data_map=load_data_map(DEFAULT_DATA_MAP), outbox=outbox, audit=audit,
+                                  keyring=keyring)
         self.ledger = Ledger(runtime, CommandTracker(outbox, audit, keyring, CommandPolicy()))
+
+    async def _load_lookup_key(self, keyring: KeyRing) -> None:
+        async with self.pool.acquire() as conn:
+            await keyring.load_lookup_key(conn)
 
     async def _setup(self, dsn: str) -> asyncpg.Pool:
         conn = await asyncpg.connect(dsn)

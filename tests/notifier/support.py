@@ -58,7 +58,10 @@ async def scratch_runtime(dsn: str, **settings: Any) -> AsyncIterator[Runtime]:
     try:
         await apply_migrations(pool, schema, MIGRATIONS)
         options: dict[str, Any] = {"fanout_page_size": PAGE, **settings}
-        yield Runtime(pool, NotifierSettings(privacy_master_key=TEST_MASTER_KEY, database_url=dsn, **options))
+        runtime = Runtime(pool, NotifierSettings(privacy_master_key=TEST_MASTER_KEY, database_url=dsn, **options))
+        async with pool.acquire() as conn:
+            await runtime.keyring.load_lookup_key(conn)
+        yield runtime
     finally:
         await pool.close()
         await admin.execute(f'DROP SCHEMA "{schema}" CASCADE')

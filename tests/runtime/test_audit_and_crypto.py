@@ -61,6 +61,7 @@ async def test_shredding_a_key_makes_everything_of_the_subject_unreadable(stack)
     keyring = KeyRing(os.urandom(32))
     try:
         async with pool.acquire() as conn:
+            await keyring.load_lookup_key(conn)
             sealed = await keyring.encrypt(conn, "alice", "email", "alice@example.com")
             assert b"alice@example.com" not in (sealed or b"")
             assert await keyring.decrypt(conn, "alice", "email", sealed) == "alice@example.com"
@@ -68,6 +69,7 @@ async def test_shredding_a_key_makes_everything_of_the_subject_unreadable(stack)
                 await keyring.decrypt(conn, "alice", "name", sealed)  # bound to its field
             await keyring.shred_subject(conn, "alice")
             fresh = KeyRing(keyring._master)
+            await fresh.load_lookup_key(conn)
             assert await fresh.decrypt(conn, "alice", "email", sealed) is None
             with pytest.raises(SubjectErased):
                 await fresh.encrypt(conn, "alice", "email", "again@example.com")
@@ -81,13 +83,21 @@ async def test_master_key_rotation_rewraps_without_touching_data(stack) -> None:
     try:
         async with pool.acquire() as conn:
             old = KeyRing(old_key)
+            await old.load_lookup_key(conn)
             sealed = await old.encrypt(conn, "bob", "name", "Bob Builder")
+            await old.shred_subject(conn, "eve")  # a tombstone written before the rotation
             rotated = KeyRing(new_key, previous_master_key=old_key)
+            await rotated.load_lookup_key(conn)
             assert await rotated.decrypt(conn, "bob", "name", sealed) == "Bob Builder"  # serving during rotation
             async with conn.transaction():
                 assert await rotated.rewrap_all(conn) == 1
             only_new = KeyRing(new_key)
+            await only_new.load_lookup_key(conn)
             assert await only_new.decrypt(conn, "bob", "name", sealed) == "Bob Builder"
+            # Keyed hashes do not depend on the master key: tombstones and proofs still match.
+            assert only_new.subject_digest("eve") == old.subject_digest("eve")
+            assert only_new.keyed_hash("email", "Eve@Example.com") == old.keyed_hash("email", "eve@example.com")
+            assert await only_new.is_erased(conn, "eve")
             assert base64.b64encode(new_key) != base64.b64encode(old_key)
     finally:
         await pool.close()
@@ -98,6 +108,7 @@ async def test_a_key_created_in_a_rolled_back_transaction_is_not_kept(stack) -> 
     keyring = KeyRing(os.urandom(32))
     try:
         async with pool.acquire() as conn:
+            await keyring.load_lookup_key(conn)
             tx = conn.transaction()
             await tx.start()
             first = await keyring.data_key(conn, "carol")
