@@ -111,7 +111,8 @@ class AuditTrail:
             "$8::text[], $9::text[]) AS e(seq, at, action, actor, subject, ref, detail, prev_hash, hash)",
             *zip(*rows, strict=True),
         )
-        published = [e for e in entries if e.publish]
+        # privacy-audit events are keyed by subject: an entry without one stays in the chain only.
+        published = [e for e in entries if e.publish and e.subject is not None]
         await self.outbox.add_many(
             conn,
             [(PRIVACY_AUDIT, PrivacyAudit(

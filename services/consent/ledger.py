@@ -42,7 +42,32 @@ class Ledger:
         self.tracker = tracker
         self.routing = systems_by_purpose(runtime.data_map)
 
+    async def _not_erased(self, conn: asyncpg.Connection, batch: list[Inbound]) -> list[Inbound]:
+        """Drop events about subjects already erased here: a late event must not bring them back.
+
+        A late withdrawal is still kept, as a keyed-hash opt-out proof like those erasure leaves."""
+        erased = await self.runtime.keyring.erased_among(conn, (item.event.subject for item in batch))
+        if not erased:
+            return batch
+        proofs = []
+        for item in batch:
+            digest = erased.get(item.event.subject)
+            if digest is None:
+                continue
+            data = item.data
+            if getattr(data, "granted", True) is False:
+                for purpose, granted in rules.expand_change(str(data.purpose), False, str(data.channel)):
+                    if not granted:
+                        proofs.append((digest, purpose, str(data.channel), data.policy_version, item.event.time))
+            await self.runtime.audit.record(
+                conn, "event_ignored_subject_erased", subject=item.event.subject, ref=item.event.id,
+                detail={"topic": item.raw.topic},
+            )
+        await store.add_opt_out_proofs(conn, proofs)
+        return [item for item in batch if item.event.subject not in erased]
+
     async def record_registrations(self, conn: asyncpg.Connection, batch: list[Inbound]) -> None:
+        batch = await self._not_erased(conn, batch)
         today = datetime.now(UTC).date()
         registrations = []
         entries: list[tuple[str, rules.ConsentRecord]] = []
@@ -70,6 +95,7 @@ class Ledger:
             await self._request_child_erasure(conn, item)
 
     async def record_changes(self, conn: asyncpg.Connection, batch: list[Inbound]) -> None:
+        batch = await self._not_erased(conn, batch)
         entries: list[tuple[str, rules.ConsentRecord]] = []
         for item in batch:
             data = item.data
@@ -105,6 +131,7 @@ class Ledger:
 
     async def record_objections(self, conn: asyncpg.Connection, batch: list[Inbound]) -> None:
         """An objection to marketing or profiling (Art. 21(2)-(3)) is absolute: withdraw at once."""
+        batch = await self._not_erased(conn, batch)
         entries: list[tuple[str, rules.ConsentRecord]] = []
         for item in batch:
             data = item.data

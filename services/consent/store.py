@@ -183,6 +183,20 @@ async def erase_subject(conn: asyncpg.Connection, subject: str, subject_digest: 
     return int(await conn.fetchval("SELECT erase_consent_subject($1, $2)", subject, subject_digest))
 
 
+async def add_opt_out_proofs(conn: asyncpg.Connection, proofs: Sequence[tuple]) -> None:
+    """proofs: (subject_digest, purpose, channel, policy_version, effective_at)."""
+    if not proofs:
+        return
+    await conn.execute(
+        """
+        INSERT INTO opt_out_proofs (subject_digest, purpose, channel, policy_version, effective_at)
+        SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::timestamptz[])
+        ON CONFLICT DO NOTHING
+        """,
+        *zip(*proofs, strict=True),
+    )
+
+
 async def has_opt_out_proof(conn: asyncpg.Connection, subject_digest: str) -> bool:
     found = await conn.fetchval("SELECT 1 FROM opt_out_proofs WHERE subject_digest = $1 LIMIT 1", subject_digest)
     return found is not None

@@ -7,13 +7,15 @@ import uuid
 from collections.abc import AsyncIterator
 from datetime import UTC, date, datetime, timedelta
 
+import asyncpg
 import httpx
 import pytest
 
-from schemas.events import ConsentChanged, ConsentGrant, PrivacyAck, UserRegistered
+from schemas.events import ConsentChanged, ConsentGrant, PrivacyAck, PrivacyCommand, UserRegistered
 from schemas.topics import CONSENT_CHANGED, ERASURE_REQUESTED, PRIVACY_ACKS, USER_REGISTERED, command_topic
 from tests.helpers import (
     ServiceProcess,
+    event_of,
     get_json,
     publish,
     publish_raw,
@@ -196,3 +198,50 @@ async def test_malformed_messages_are_dead_lettered_and_the_next_is_processed(st
     subject = subject_id("next")
     await _register(bootstrap, subject, country="SE")
     assert (await _decision(consent, subject, "service_delivery"))["allowed"] is True
+
+
+async def test_events_after_an_erasure_bring_nothing_back(stack, consent) -> None:  # type: ignore[no-untyped-def]
+    """A late registration or grant for an erased subject records nothing; a late withdrawal is kept
+    only as a keyed-hash opt-out proof."""
+    bootstrap = stack.endpoints.kafka_bootstrap
+    subject = subject_id("gone")
+    now = datetime.now(UTC)
+    await _register(bootstrap, subject, country="SE", consents=[("marketing_email", True)],
+                    when=now - timedelta(hours=1))
+    await _decision(consent, subject, "marketing_email")
+    command_id = uuid.uuid4()
+    await publish(bootstrap, command_topic("consent"), PrivacyCommand(
+        command_id=command_id, system="consent", action="erase", request_id=uuid.uuid4(),
+        respond_by=now + timedelta(days=7)), subject=subject)
+    await wait_for_messages(bootstrap, PRIVACY_ACKS,
+                            lambda m: (event_of(m) or {}).get("data", {}).get("command_id") == str(command_id))
+
+    late = [
+        await _register(bootstrap, subject, country="US", consents=[("partner_sharing", True)]),
+        await publish(bootstrap, CONSENT_CHANGED, ConsentChanged(
+            purpose="profiling", granted=True, channel="preference_center", policy_version="v3"), subject=subject),
+    ]
+    late_version = f"late-{uuid.uuid4().hex[:8]}"  # marks this withdrawal's proof
+    late.append(await publish(bootstrap, CONSENT_CHANGED, ConsentChanged(
+        purpose="marketing_email", granted=False, channel="email_footer", policy_version=late_version),
+        subject=subject))
+
+    conn = await asyncpg.connect(stack.endpoints.database_url)
+    try:
+        async def all_ignored() -> bool:
+            ignored = await conn.fetchval(
+                "SELECT count(*) FROM consent.audit_log WHERE action = 'event_ignored_subject_erased' "
+                "AND ref = ANY($1::text[]) AND subject = $2", late, subject)
+            return ignored == len(late)
+
+        await wait_until(all_ignored, what="the three late events to be ignored")
+        status, _ = await get_json(f"{consent.url}/v1/subjects/{subject}/consents")
+        assert status == 404
+        assert await conn.fetchval("SELECT count(*) FROM consent.consent_ledger WHERE subject = $1", subject) == 0
+        assert await conn.fetchval("SELECT count(*) FROM consent.subjects WHERE subject = $1", subject) == 0
+        proofs = await conn.fetch("SELECT purpose, channel FROM consent.opt_out_proofs p "
+                                  "JOIN consent.erased_subjects e USING (subject_digest) WHERE p.policy_version = $1",
+                                  late_version)
+        assert [(r["purpose"], r["channel"]) for r in proofs] == [("marketing_email", "email_footer")]
+    finally:
+        await conn.close()
