@@ -160,13 +160,19 @@ def message_files(maildir: Path) -> list[Path]:
     return sorted(maildir.glob("*.eml")) if maildir.is_dir() else []
 
 
-def read_messages(maildir: Path) -> list[EmailMessage]:
-    """Every stored message, parsed (``email.policy.default``), oldest first."""
+def read_messages(maildir: Path, containing: str | None = None) -> list[EmailMessage]:
+    """Every stored message, parsed (``email.policy.default``), oldest first.
+
+    `containing` (e.g. an address) skips, unparsed, every file whose raw bytes do not hold it: parsing
+    is the slow part once a test session has stored thousands of messages."""
     parser = BytesParser(policy=email.policy.default)
+    needle = containing.encode() if containing is not None else None
     messages: list[EmailMessage] = []
     for path in message_files(maildir):
-        with open(path, "rb") as fh:
-            msg = parser.parse(fh)
+        raw = path.read_bytes()
+        if needle is not None and needle not in raw:
+            continue
+        msg = parser.parsebytes(raw)
         assert isinstance(msg, EmailMessage)
         messages.append(msg)
     return messages
