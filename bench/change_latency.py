@@ -125,7 +125,7 @@ async def run(bench: Bench) -> None:
                                lambda value: True, grace=10)
 
     before = await service.metrics()
-    with bench.phase(WORKLOAD), profiled(bench, WORKLOAD, "consent"):
+    with bench.phase(WORKLOAD), profiled(bench, WORKLOAD, "consent", rate=20):
         ours_ms, lost = await measure(
             bench.bootstrap, CONSENT_CHANGED, command_topic("marketing_email"),
             count, lambda i: events.withdrawal(subjects[i]), sizes.latency_rate, _is_suppress, grace=20)

@@ -101,7 +101,7 @@ async def run(bench: Bench) -> None:
 
         await paced(200, 1.0, http_call)  # warm up connections and the service's pool
         before = await service.metrics()
-        with bench.phase(WORKLOAD), profiled(bench, WORKLOAD, "consent"):
+        with bench.phase(WORKLOAD), profiled(bench, WORKLOAD, "consent", rate=20):
             latencies, failures = await paced(sizes.decision_rate, sizes.decision_seconds, http_call)
             delta = diff_metrics(await service.metrics(), before)
         with bench.phase(WORKLOAD):

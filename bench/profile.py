@@ -37,7 +37,7 @@ def py_spy() -> str | None:
 class Profiler:
     """`py-spy record` attached to a pid until `stop()`; `top()` summarises the collapsed stacks."""
 
-    def __init__(self, pid: int, output: Path) -> None:
+    def __init__(self, pid: int, output: Path, rate: int = 200) -> None:
         self.pid = pid
         self.output = output
         self.process: subprocess.Popen[bytes] | None = None
@@ -45,7 +45,7 @@ class Profiler:
         if exe is not None:
             output.parent.mkdir(parents=True, exist_ok=True)
             self.process = subprocess.Popen(
-                [exe, "record", "--pid", str(pid), "--rate", "200", "--format", "raw", "--nonblocking",
+                [exe, "record", "--pid", str(pid), "--rate", str(rate), "--format", "raw", "--nonblocking",
                  "--output", str(output)],
                 stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
             )
@@ -134,13 +134,17 @@ def ingest_breakdown(samples: dict[tuple[str, str], float], topic: str, wall_sec
 
 
 @contextlib.contextmanager
-def profiled(bench: Bench, workload: str, *services: str) -> Iterator[None]:
-    """py-spy on each named running service for the duration; summaries go to details[workload]["py_spy"]."""
+def profiled(bench: Bench, workload: str, *services: str, rate: int = 200) -> Iterator[None]:
+    """py-spy on each named running service for the duration; summaries go to details[workload]["py_spy"].
+
+    Latency workloads pass a low `rate`: sampling competes for the same two cores and shows up in the
+    very percentiles being measured."""
     profilers = {}
     for name in services:
         service = bench.services.get(name)
         if service is not None and service.process is not None:
-            profilers[name] = Profiler(service.process.pid, bench.root / "profiles" / f"{workload}-{name}.txt")
+            profilers[name] = Profiler(
+                service.process.pid, bench.root / "profiles" / f"{workload}-{name}.txt", rate=rate)
     try:
         yield
     finally:

@@ -7,9 +7,10 @@ once, applies them per topic in one transaction each, and commits the offsets on
 A crash anywhere re-delivers the batch; the idempotency claims make the replay a no-op. faust still
 runs the service (web, timers, lifecycle); this is the one place where it does not fit.
 
-Two stages overlap: while batch N's transaction waits on PostgreSQL, batch N+1 is fetched and decoded
-(bad messages dead-lettered). Batches are still applied and committed strictly in order, one at a
-time; before a rebalance takes partitions away, the batch in flight is finished and committed.
+Under a backlog two stages overlap: while batch N's transactions wait on PostgreSQL, batch N+1 is
+fetched and decoded (bad messages dead-lettered). Batches are still applied and committed strictly in
+order, one at a time; before a rebalance takes partitions away, the batch in flight is finished and
+committed. A trickle of events is applied at once, one batch at a time (lower latency).
 """
 
 from __future__ import annotations
@@ -42,14 +43,10 @@ def _raw(record: ConsumerRecord[bytes, bytes]) -> RawMessage:
 
 
 Polled = dict[TopicPartition, list[ConsumerRecord[bytes, bytes]]]
-
-
-class _InFlight:
-    """A batch being applied, and the offsets to commit once it is."""
-
-    def __init__(self, task: asyncio.Task[None], offsets: dict[TopicPartition, OffsetAndMetadata]):
-        self.task = task
-        self.offsets = offsets
+#: From this many messages in one poll on (a backlog), the next poll is fetched and decoded while this
+#: one is applied, and a topic's events go in one transaction per partition side by side. Below (a
+#: trickle), one batch at a time in one transaction is faster: measured with bench change_latency.
+OVERLAP_FROM = 200
 
 
 class _FinishBeforeRevoke(ConsumerRebalanceListener):  # type: ignore[misc]
@@ -70,7 +67,8 @@ class BatchConsumer:
         self.processors = processors
         self._stopping = asyncio.Event()
         self._consumer: AIOKafkaConsumer | None = None
-        self._in_flight: _InFlight | None = None
+        #: The batch being applied and committed, while the next one is fetched and decoded.
+        self._in_flight: asyncio.Task[None] | None = None
 
     def stop(self) -> None:
         """Finish the batch in hand, commit it, then leave the group."""
@@ -100,22 +98,31 @@ class BatchConsumer:
                 await self.finish_in_flight()
                 if decoded is not None:
                     offsets = {tp: OffsetAndMetadata(records[-1].offset + 1, "") for tp, records in polled.items()}
-                    self._in_flight = _InFlight(asyncio.create_task(self._apply(decoded)), offsets)
+                    if sum(len(records) for records in polled.values()) < OVERLAP_FROM:
+                        await self._apply_and_commit(decoded, offsets)  # a trickle: latency first
+                    else:
+                        self._in_flight = asyncio.create_task(self._apply_and_commit(decoded, offsets))
             await self.finish_in_flight()
         finally:
             in_flight, self._in_flight = self._in_flight, None
-            if in_flight is not None and not in_flight.task.done():
-                in_flight.task.cancel()  # not committed: the batch comes again after a restart
+            if in_flight is not None and not in_flight.done():
+                in_flight.cancel()  # not committed: the batch comes again after a restart
             await consumer.stop()
 
     async def finish_in_flight(self) -> None:
-        """Wait for the batch being applied and commit its offsets (also called before a rebalance)."""
+        """Wait until the batch being applied is committed, offsets too (also called before a rebalance)."""
         in_flight, self._in_flight = self._in_flight, None
-        if in_flight is None or self._consumer is None:
-            return
-        await in_flight.task  # an error propagates: the loop restarts and the batch is re-delivered
+        if in_flight is not None:
+            await in_flight  # an error propagates: the loop restarts and the batch is re-delivered
+
+    async def _apply_and_commit(
+        self, decoded: dict[str, list[Inbound]], offsets: dict[TopicPartition, OffsetAndMetadata]
+    ) -> None:
+        await self._apply(decoded)
+        assert self._consumer is not None
         try:
-            await self._consumer.commit(in_flight.offsets)
+            # Right away, not when the next batch arrives: that one should not wait for this round trip.
+            await self._consumer.commit(offsets)
         except CommitFailedError as exc:
             # The group moved on without us; the next owner re-delivers the batch and the claims
             # make it a no-op.
@@ -148,10 +155,13 @@ class BatchConsumer:
         wait for each other: while PostgreSQL runs one partition's statements, the next is prepared.
         A deadlock between them is retried like any transient database error."""
         for topic, good in decoded.items():
+            processor = self.processors[topic]
+            if len(good) < OVERLAP_FROM:
+                await processor.apply(good)  # few events: one transaction costs fewer round trips
+                continue
             by_partition: dict[int, list[Inbound]] = defaultdict(list)
             for item in good:
                 by_partition[item.raw.partition].append(item)
-            processor = self.processors[topic]
             results = await asyncio.gather(
                 *(processor.apply(items) for items in by_partition.values()), return_exceptions=True
             )

@@ -142,6 +142,8 @@ class OutboxRelay:
     async def run(self) -> None:
         delay = 0.2
         while not self._stopping:
+            # Cleared before the pass, not after: a commit during the pass wakes the next one at once.
+            self.outbox.wakeup.clear()
             try:
                 published = await self.publish_pending()
                 delay = 0.2
@@ -156,7 +158,6 @@ class OutboxRelay:
                 delay = min(delay * 2, 5.0)
                 continue
             if published < self.batch_size:
-                self.outbox.wakeup.clear()
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(self.outbox.wakeup.wait(), timeout=self.poll_seconds)
 

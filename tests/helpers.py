@@ -24,10 +24,10 @@ from typing import Any, TypeVar
 
 import httpx
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
-from pydantic import BaseModel
 
 from privacy_runtime.codec import DecodeError, decode
 from schemas.envelope import new_event
+from schemas.events import EventData
 
 ROOT = Path(__file__).resolve().parent.parent
 T = TypeVar("T")
@@ -65,7 +65,7 @@ async def wait_until(check: Callable[[], Awaitable[T]], timeout: float = 30.0, i
 async def publish(
     bootstrap: str,
     topic: str,
-    data: BaseModel,
+    data: EventData,
     *,
     subject: str | None,
     key: str | None = None,
@@ -82,7 +82,7 @@ async def publish(
 class Outgoing:
     """One event for `publish_many`; the Kafka key defaults to the subject."""
 
-    data: BaseModel
+    data: EventData
     subject: str | None = None
     key: str | None = None
     event_id: str | None = None
