@@ -10,6 +10,7 @@ from __future__ import annotations
 import hashlib
 import hmac
 import os
+import time
 from collections import OrderedDict
 from collections.abc import Iterable
 
@@ -54,16 +55,25 @@ class KeyRing:
     Table `subject_keys` and `erased_subjects` come from the runtime migrations.
     """
 
-    def __init__(self, master_key: bytes, previous_master_key: bytes | None = None, cache_size: int = 20000):
+    def __init__(
+        self,
+        master_key: bytes,
+        previous_master_key: bytes | None = None,
+        cache_size: int = 20000,
+        cache_seconds: float = 60.0,
+    ):
         self._master = master_key
         self._master_id = master_key_id(master_key)
         self._masters = {self._master_id: master_key}
         if previous_master_key is not None:
             self._masters[master_key_id(previous_master_key)] = previous_master_key
         self._lookup: bytes | None = None
-        self._cache: OrderedDict[str, bytes] = OrderedDict()
+        #: subject -> (data key, monotonic time it expires). Bounded in age because another process
+        #: (a replica) may shred the key: after `cache_seconds` this one no longer decrypts either.
+        self._cache: OrderedDict[str, tuple[bytes, float]] = OrderedDict()
         self._pending: dict[str, tuple[int, bytes]] = {}
         self._cache_size = cache_size
+        self._cache_seconds = cache_seconds
 
     @property
     def current_master_id(self) -> str:
@@ -108,10 +118,19 @@ class KeyRing:
         return open_sealed(master, wrapped, b"wrap:" + subject.encode())
 
     def _remember(self, subject: str, key: bytes) -> None:
-        self._cache[subject] = key
+        self._cache[subject] = (key, time.monotonic() + self._cache_seconds)
         self._cache.move_to_end(subject)
         if len(self._cache) > self._cache_size:
             self._cache.popitem(last=False)
+
+    def _cached(self, subject: str, *, stale_ok: bool = False) -> bytes | None:
+        held = self._cache.get(subject)
+        if held is None:
+            return None
+        if held[1] <= time.monotonic() and not stale_ok:
+            del self._cache[subject]
+            return None
+        return held[0]
 
     def forget(self, subject: str) -> None:
         self._cache.pop(subject, None)
@@ -141,7 +160,7 @@ class KeyRing:
             del self._pending[subject]
 
     async def data_key(self, conn: asyncpg.Connection, subject: str, *, create: bool = True) -> bytes | None:
-        cached = self._cache.get(subject) or self._pending_key(conn, subject)
+        cached = self._cached(subject) or self._pending_key(conn, subject)
         if cached is not None:
             return cached
         row = await conn.fetchrow(
@@ -173,7 +192,7 @@ class KeyRing:
 
         Returns the subjects that were erased and so have no key.
         """
-        missing = [s for s in subjects if s not in self._cache and self._pending_key(conn, s) is None]
+        missing = [s for s in subjects if self._cached(s) is None and self._pending_key(conn, s) is None]
         if not missing:
             return set()
         rows = await conn.fetch(
@@ -182,7 +201,7 @@ class KeyRing:
         )
         for row in rows:
             self._remember(row["subject"], self._unwrap(row["subject"], row["wrapped_key"], row["master_key_id"]))
-        absent = [s for s in missing if s not in self._cache and self._pending_key(conn, s) is None]
+        absent = [s for s in missing if self._cached(s) is None and self._pending_key(conn, s) is None]
         if not absent:
             return set()
         digests = {self.subject_digest(s): s for s in absent}
@@ -212,7 +231,9 @@ class KeyRing:
         """Encrypt with a key already loaded by `ensure_keys` (no I/O)."""
         if value is None:
             return None
-        key = self._cache.get(subject) or self._pending_key(None, subject)
+        # A key that aged out since `ensure_keys` still seals: at worst the data is sealed with a key
+        # shredded meanwhile, which no one can open, the same as erased.
+        key = self._cached(subject, stale_ok=True) or self._pending_key(None, subject)
         if key is None:
             raise KeyError(f"no data key loaded for subject {subject}; call ensure_keys first")
         return seal(key, value.encode(), f"{subject}:{field}".encode())

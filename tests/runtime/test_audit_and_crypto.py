@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import json
 import os
@@ -122,5 +123,26 @@ async def test_a_key_created_in_a_rolled_back_transaction_is_not_kept(stack) -> 
             assert first != second, "the rolled-back key was not reused"
             stored = await KeyRing(keyring._master).data_key(conn, "carol", create=False)
             assert stored == second
+    finally:
+        await pool.close()
+
+
+async def test_a_key_shredded_by_another_process_stops_decrypting_here_once_cached_keys_age_out(
+    stack,  # type: ignore[no-untyped-def]
+) -> None:
+    pool = await _schema(stack, f"replica_{uuid.uuid4().hex[:8]}")
+    master = os.urandom(32)
+    here, replica = KeyRing(master, cache_seconds=0.2), KeyRing(master)
+    try:
+        async with pool.acquire() as conn:
+            await here.load_lookup_key(conn)
+            await replica.load_lookup_key(conn)
+            async with conn.transaction():
+                sealed = await here.encrypt(conn, "dana", "email", "dana@example.com")
+            here.commit_pending(conn)  # as ServiceRuntime.transaction() does: the key is cached here now
+            assert await here.decrypt(conn, "dana", "email", sealed) == "dana@example.com"
+            await replica.shred_subject(conn, "dana")
+            await asyncio.sleep(0.3)
+            assert await here.decrypt(conn, "dana", "email", sealed) is None
     finally:
         await pool.close()
