@@ -19,10 +19,18 @@ class InvalidToken(Exception):
         self.expired = expired
 
 
+def _secret(master_key: bytes, purpose: str) -> str:
+    return hmac.new(master_key, b"token-signing:" + purpose.encode(), hashlib.sha256).hexdigest()
+
+
 class TokenSigner:
-    def __init__(self, master_key: bytes, purpose: str):
-        secret = hmac.new(master_key, b"token-signing:" + purpose.encode(), hashlib.sha256).hexdigest()
-        self._serializer = URLSafeTimedSerializer(secret, salt=f"privacy:{purpose}")
+    """Signs with the current master key; also accepts tokens signed with the previous one, so links in
+    emails sent before a master key rotation keep working while PRIVACY_MASTER_KEY_PREVIOUS is set."""
+
+    def __init__(self, master_key: bytes, purpose: str, previous_master_key: bytes | None = None):
+        # itsdangerous verifies with every key given and signs with the last.
+        keys = [k for k in (previous_master_key, master_key) if k is not None]
+        self._serializer = URLSafeTimedSerializer([_secret(k, purpose) for k in keys], salt=f"privacy:{purpose}")
 
     def sign(self, payload: dict[str, Any]) -> str:
         return self._serializer.dumps(payload)

@@ -26,7 +26,7 @@ tracker = CommandTracker(
 )
 ledger = Ledger(runtime, tracker)
 inbox = CommandInbox(runtime, SYSTEM_ID, consent_actions(runtime, settings.policy_url))
-unsubscribe_tokens = TokenSigner(settings.master_key(), UNSUBSCRIBE)
+unsubscribe_tokens = TokenSigner(settings.master_key(), UNSUBSCRIBE, settings.previous_master_key())
 
 
 @runtime.on_started

@@ -145,7 +145,7 @@ class Sender:
             settings.email_batch_size, settings.smtp_rate_per_second, settings.email_lease_seconds
         )
         self.envelope_from = parseaddr(settings.smtp_from)[1] or settings.smtp_from
-        self.unsubscribe_tokens = TokenSigner(settings.master_key(), UNSUBSCRIBE)
+        self.unsubscribe_tokens = TokenSigner(settings.master_key(), UNSUBSCRIBE, settings.previous_master_key())
         self.context = templates.Context(
             contact_email=settings.privacy_contact_email, public_base_url=settings.public_base_url
         )
