@@ -17,6 +17,7 @@ import orjson
 
 from privacy_runtime.codec import decode
 from schemas.topics import CONSENT_CHANGED, ERASURE_REQUESTED, MERGER_NOTICE, PRIVACY_ACKS, USER_REGISTERED
+from tests.helpers import downstream_answer
 
 SOURCE = "urn:isopartner:bench"
 #: Every purpose a consent-changed event may name; channels without `gpc` (one event = one ledger row).
@@ -88,12 +89,7 @@ def erasure(subject: str, request_id: str) -> tuple[bytes, bytes]:
 
 def ack(subject: str, command: dict[str, Any]) -> tuple[bytes, bytes]:
     """The answer a well-behaved downstream system gives at once (billing keeps its records)."""
-    system = command["system"]
-    data: dict[str, Any] = {"command_id": command["command_id"], "system": system, "status": "done"}
-    if command["action"] == "erase" and system == "billing":
-        data.update(status="retained", retained_basis="Bokföringslagen 7:2: accounting records are kept 7 years")
-    if command["action"] == "export":
-        data["export"] = {"system": system, "records": []}
+    data = downstream_answer(subject, command, export={"system": command["system"], "records": []})
     return subject.encode(), envelope(PRIVACY_ACKS, subject, data, datetime.now(UTC))
 
 

@@ -158,6 +158,23 @@ async def wait_for_messages(bootstrap: str, topic: str, match: Callable[[Any], b
     return await wait_until(found, timeout=timeout, what=f"{count} matching message(s) on {topic}")
 
 
+#: What billing answers an `erase` with (the data map: Bokföringslagen keeps accounting records).
+BILLING_BASIS = "Bokföringslagen 7:2: accounting records are kept for 7 years"
+
+
+def downstream_answer(subject: str, command: dict[str, Any], *, export: dict[str, Any] | None = None) -> dict[str, Any]:
+    """The `privacy-acks` data a well-behaved downstream system sends for `command` (its event data):
+    done, except billing keeping its records on erase; an export carries `export` or a small fragment."""
+    system, action = command["system"], command["action"]
+    ack: dict[str, Any] = {"command_id": command["command_id"], "system": system, "status": "done"}
+    if system == "billing" and action == "erase":
+        ack.update(status="retained", retained_basis=BILLING_BASIS)
+    if action == "export":
+        ack["export"] = export if export is not None else {
+            "system": system, "records": [{"subject": subject, "note": f"{system} data"}]}
+    return ack
+
+
 def event_of(message: Any) -> dict[str, Any] | None:
     """The message's CloudEvent as a dict, or None when it is not a valid event of its topic: dead-letter
     tests put malformed messages on the same shared topics on purpose."""

@@ -25,11 +25,10 @@ from schemas.topics import (
     USER_REGISTERED,
     command_topic,
 )
-from tests.helpers import event_of, get_json, publish, subject_id, wait_until
+from tests.helpers import downstream_answer, event_of, get_json, publish, subject_id, wait_until
 
 pytestmark = pytest.mark.stack
 
-BILLING_BASIS = "Bokföringslagen 7:2: accounting records are kept for 7 years"
 
 
 class ExternalSystems:
@@ -63,12 +62,8 @@ class ExternalSystems:
                 continue  # another test's malformed message on the shared topic
             command, subject = event["data"], event["subject"]
             self.received.append((command["system"], command, subject))
-            status, basis = "done", None
-            if command["system"] == "billing" and command["action"] == "erase":
-                status, basis = "retained", BILLING_BASIS
-            ack = new_event(PRIVACY_ACKS, PrivacyAck(command_id=uuid.UUID(command["command_id"]),
-                                                     system=command["system"], status=status,
-                                                     retained_basis=basis), subject=subject, source="urn:test")
+            ack = new_event(PRIVACY_ACKS, PrivacyAck.model_validate(downstream_answer(subject, command)),
+                            subject=subject, source="urn:test")
             await self._producer.send_and_wait(PRIVACY_ACKS, key=subject.encode(),
                                                value=ack.model_dump_json().encode())
 

@@ -36,8 +36,10 @@ from schemas.topics import (
     command_topic,
 )
 from tests.helpers import (
+    BILLING_BASIS,
     TEST_ADMIN_TOKEN,
     ServiceProcess,
+    downstream_answer,
     event_of,
     get_json,
     header,
@@ -54,7 +56,6 @@ pytestmark = pytest.mark.stack
 ADMIN = {"Authorization": f"Bearer {TEST_ADMIN_TOKEN}"}
 #: The dsar service answers its own commands; the responder plays every other system.
 PLAYED = tuple(s for s in ALL_SYSTEMS if s != "dsar")
-BILLING_BASIS = "Bokföringslagen 7:2: accounting records are kept for 7 years"
 
 
 class Responder:
@@ -114,17 +115,12 @@ class Responder:
                 await self._answer(subject, data)
 
     async def _answer(self, subject: str, data: dict[str, Any]) -> None:
-        system, action = data["system"], data["action"]
-        ack: dict[str, Any] = {"command_id": data["command_id"], "system": system, "status": "done"}
-        if system == "billing" and action == "erase":
-            ack.update(status="retained", retained_basis=BILLING_BASIS)
-        if action == "export":
-            fragment: dict[str, Any] = {"system": system, "records": [{"subject": subject, "note": f"{system} data"}]}
-            if system == "consent":
-                fragment["consent_receipts"] = [
-                    {"consentReceiptID": f"{subject}:marketing_email", "purpose": "marketing_email", "granted": True}
-                ]
-            ack["export"] = fragment
+        fragment = None
+        if data["system"] == "consent" and data["action"] == "export":
+            fragment = {"system": "consent", "records": [{"subject": subject, "note": "consent data"}],
+                        "consent_receipts": [{"consentReceiptID": f"{subject}:marketing_email",
+                                              "purpose": "marketing_email", "granted": True}]}
+        ack = downstream_answer(subject, data, export=fragment)
         event = new_event(PRIVACY_ACKS, PrivacyAck.model_validate(ack), subject=subject, source="urn:test:responder")
         await self._producer.send_and_wait(PRIVACY_ACKS, key=subject.encode(), value=event.model_dump_json().encode())
 

@@ -93,7 +93,7 @@ from schemas.topics import (
     command_topic,
 )
 from services.dsar import cases
-from tests.helpers import ROOT, ServiceProcess, event_of, read_topic
+from tests.helpers import ROOT, ServiceProcess, downstream_answer, event_of, read_topic
 
 pytestmark = [pytest.mark.stack, pytest.mark.faults]
 
@@ -101,7 +101,6 @@ SEED = int(os.environ.get("FAULT_SEED", "20261125"))  # another seed, another sc
 CONSENT_ONLY = 2300  # subjects known only from consent changes (4 events each)
 REGISTERED = 600  # subjects with an email address in the directory
 ERASURES, RESTRICTIONS, RECTIFICATIONS, ACCESSES = 60, 40, 40, 40
-BILLING_BASIS = "Bokföringslagen 7:2: accounting records are kept for 7 years"
 POLICY = "2021-10-30"
 
 SERVICE_ENV: dict[str, dict[str, str]] = {
@@ -390,11 +389,7 @@ class Systems:
         self.deliveries += 1
         owner = data.get("request_id") or subject
         self.seen[data["command_id"]] = (owner, data["system"], data["action"], data.get("purpose") or "-")
-        ack: dict[str, Any] = {"command_id": data["command_id"], "system": data["system"], "status": "done"}
-        if data["system"] == "billing" and data["action"] == "erase":
-            ack.update(status="retained", retained_basis=BILLING_BASIS)
-        if data["action"] == "export":
-            ack["export"] = {"system": data["system"], "records": [{"subject": subject, "note": "test data"}]}
+        ack = downstream_answer(subject, data)
         return _message(PRIVACY_ACKS, PrivacyAck.model_validate(ack), subject, subject)
 
 
