@@ -89,6 +89,8 @@ async def main(argv: list[str] | None = None) -> int:
     if stack.postgres is not None:
         bench.admin_url = stack.postgres.admin_url
         bench.postgres_pid = stack.postgres.pid
+    if stack.kafka is not None:
+        bench.kafka_pid = stack.kafka.pid
     bench.rss.start()
     try:
         await run_workloads(bench, args.selected)

@@ -120,7 +120,7 @@ async def run(bench: Bench) -> None:
         service = await bench.start_service("consent")
         assert service.process is not None
         profiler = Profiler(service.process.pid, bench.root / "profiles" / "consent-ingest.txt")
-        cpu = CpuMeter(service.process.pid, bench.postgres_pid)
+        cpu = CpuMeter(service.process.pid, bench.postgres_pid, bench.kafka_pid)
         try:
             rows, seconds = await wait_for_ledger(bench.endpoints.database_url, count, sizes.cap_seconds)
         finally:
@@ -137,6 +137,7 @@ async def run(bench: Bench) -> None:
     breakdown.update(cpu_seconds)
     breakdown["service_cpu_us_per_event"] = round(1e6 * cpu_seconds["service_cpu_seconds"] / rows, 1)
     breakdown["postgres_cpu_us_per_event"] = round(1e6 * cpu_seconds["postgres_cpu_seconds"] / rows, 1)
+    breakdown["kafka_cpu_us_per_event"] = round(1e6 * cpu_seconds["kafka_cpu_seconds"] / rows, 1)
     copy_rate = await copy_baseline(bench.endpoints.database_url, rows)
 
     bench.add(Figure(WORKLOAD, "consent ingest, Kafka -> ledger", "events/s", rate, raw,

@@ -279,6 +279,8 @@ class Bench:
     admin_url: str | None = None
     #: The bench's PostgreSQL postmaster, for CPU accounting.
     postgres_pid: int | None = None
+    #: The bench's Kafka broker, for CPU accounting.
+    kafka_pid: int | None = None
 
     @property
     def bootstrap(self) -> str:

@@ -199,15 +199,32 @@ class StatementStats:
 
 
 class CpuMeter:
-    """CPU seconds spent by the service and by PostgreSQL (postmaster and every backend) in a window.
+    """CPU seconds spent by the service, by PostgreSQL (postmaster and every backend) and by the Kafka
+    broker in a window, and how busy the whole machine was.
 
     On a shared 2-core machine, wall-clock rates move with whatever else runs; CPU per event does not,
-    so it says where the cost is even when the figures are noisy."""
+    so it says where the cost is even when the figures are noisy. The machine's busy share tells a
+    workload bound by CPU (near 1) from one bound by waiting (round trips, polls)."""
 
-    def __init__(self, service_pid: int, postgres_pid: int | None) -> None:
+    def __init__(self, service_pid: int, postgres_pid: int | None, kafka_pid: int | None = None) -> None:
         self.service = psutil.Process(service_pid)
         self.postgres = psutil.Process(postgres_pid) if postgres_pid else None
-        self.begin = (self._service_seconds(), self._postgres_seconds())
+        self.kafka = psutil.Process(kafka_pid) if kafka_pid else None
+        self.begin = (self._service_seconds(), self._postgres_seconds(), self._kafka_seconds(), self._machine())
+
+    def _kafka_seconds(self) -> float:
+        if self.kafka is None:
+            return 0.0
+        times = self.kafka.cpu_times()
+        return times.user + times.system
+
+    @staticmethod
+    def _machine() -> tuple[float, float]:
+        """(busy, total) CPU seconds of all cores since boot."""
+        times = psutil.cpu_times()
+        idle = times.idle + getattr(times, "iowait", 0.0)
+        total = sum(times)
+        return total - idle, total
 
     def _service_seconds(self) -> float:
         times = self.service.cpu_times()
@@ -228,6 +245,10 @@ class CpuMeter:
         return total
 
     def seconds(self) -> dict[str, float]:
-        service, postgres = self._service_seconds(), self._postgres_seconds()
+        service, postgres, kafka = self._service_seconds(), self._postgres_seconds(), self._kafka_seconds()
+        busy, total = self._machine()
+        busy_begin, total_begin = self.begin[3]
         return {"service_cpu_seconds": round(service - self.begin[0], 3),
-                "postgres_cpu_seconds": round(postgres - self.begin[1], 3)}
+                "postgres_cpu_seconds": round(postgres - self.begin[1], 3),
+                "kafka_cpu_seconds": round(kafka - self.begin[2], 3),
+                "machine_busy_share": round((busy - busy_begin) / max(1e-9, total - total_begin), 3)}

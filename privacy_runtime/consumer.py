@@ -7,15 +7,20 @@ once, applies them per topic in one transaction each, and commits the offsets on
 A crash anywhere re-delivers the batch; the idempotency claims make the replay a no-op. faust still
 runs the service (web, timers, lifecycle); this is the one place where it does not fit.
 
-Under a backlog two stages overlap: while batch N's transactions wait on PostgreSQL, batch N+1 is
-fetched and decoded (bad messages dead-lettered). Batches are still applied and committed strictly in
-order, one at a time; before a rebalance takes partitions away, the batch in flight is finished and
-committed. A trickle of events is applied at once, one batch at a time (lower latency).
+Under a backlog the work runs in lanes, one per topic partition: a partition's batches are applied
+strictly in order, one transaction at a time, but partitions do not wait for each other (events are
+keyed by subject, so order matters only within a partition). While PostgreSQL runs one lane's
+statements the service prepares another's, and the next poll is fetched and decoded meanwhile; at
+most two polls are in flight. Applied offsets are committed by one committer, coalesced, so the next
+batch never waits on the broker. Before a rebalance takes partitions away, and at shutdown, every lane
+is finished and its offsets committed. A trickle of events is applied at once, one transaction per
+topic (lower latency).
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 from collections import defaultdict
 from typing import Any
@@ -43,9 +48,9 @@ def _raw(record: ConsumerRecord[bytes, bytes]) -> RawMessage:
 
 
 Polled = dict[TopicPartition, list[ConsumerRecord[bytes, bytes]]]
-#: From this many messages in one poll on (a backlog), the next poll is fetched and decoded while this
-#: one is applied, and a topic's events go in one transaction per partition side by side. Below (a
-#: trickle), one batch at a time in one transaction is faster: measured with bench change_latency.
+#: From this many messages in one poll on (a backlog), the poll goes to the lanes, one transaction per
+#: topic partition, while the next poll is fetched and decoded. Below (a trickle), one transaction per
+#: topic, applied before the next poll, is faster: measured with bench change_latency.
 OVERLAP_FROM = 200
 
 
@@ -67,11 +72,18 @@ class BatchConsumer:
         self.processors = processors
         self._stopping = asyncio.Event()
         self._consumer: AIOKafkaConsumer | None = None
-        #: The batch being applied and committed, while the next one is fetched and decoded.
-        self._in_flight: asyncio.Task[None] | None = None
+        #: The last batch of each lane (topic partition); the next one starts when it is applied.
+        self._lanes: dict[TopicPartition, asyncio.Task[None]] = {}
+        #: The batches of the poll before the current one (at most two polls in flight).
+        self._previous_poll: list[asyncio.Task[None]] = []
+        #: Offsets applied but not committed yet, and the committer that sends them.
+        self._to_commit: dict[TopicPartition, OffsetAndMetadata] = {}
+        self._commit_wanted = asyncio.Event()
+        self._commit_lock = asyncio.Lock()
+        self._committer: asyncio.Task[None] | None = None
 
     def stop(self) -> None:
-        """Finish the batch in hand, commit it, then leave the group."""
+        """Finish the batches in hand, commit them, then leave the group."""
         self._stopping.set()
 
     async def run(self) -> None:
@@ -90,43 +102,117 @@ class BatchConsumer:
         consumer.subscribe(list(self.processors), listener=_FinishBeforeRevoke(self))
         self._consumer = consumer
         await self._start(consumer)
+        self._committer = asyncio.create_task(self._commit_forever(consumer))
         try:
             while not self._stopping.is_set():
                 # getmany returns as soon as records arrive; the timeout only bounds an idle wait.
                 polled = await consumer.getmany(timeout_ms=250, max_records=settings.batch_max_events)
-                decoded = await self._decode(polled) if polled else None
-                await self.finish_in_flight()
-                if decoded is not None:
-                    offsets = {tp: OffsetAndMetadata(records[-1].offset + 1, "") for tp, records in polled.items()}
-                    if sum(len(records) for records in polled.values()) < OVERLAP_FROM:
-                        await self._apply_and_commit(decoded, offsets)  # a trickle: latency first
-                    else:
-                        self._in_flight = asyncio.create_task(self._apply_and_commit(decoded, offsets))
+                if not polled:
+                    await self._wait_for(self._previous_poll)  # surfaces a failed lane while idle
+                    continue
+                decoded = await self._decode(polled)
+                if sum(len(records) for records in polled.values()) < OVERLAP_FROM:
+                    await self.finish_in_flight()
+                    await self._apply_whole(decoded, polled)  # a trickle: latency first
+                else:
+                    current = self._to_lanes(decoded, polled)
+                    await self._wait_for(self._previous_poll)
+                    self._previous_poll = current
             await self.finish_in_flight()
         finally:
-            in_flight, self._in_flight = self._in_flight, None
-            if in_flight is not None and not in_flight.done():
-                in_flight.cancel()  # not committed: the batch comes again after a restart
+            for task in [*self._lanes.values(), *self._previous_poll]:
+                if not task.done():
+                    task.cancel()  # not committed: the batch comes again after a restart
+            self._lanes.clear()
+            self._previous_poll = []
+            if self._committer is not None:
+                self._committer.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await self._committer
             await consumer.stop()
 
     async def finish_in_flight(self) -> None:
-        """Wait until the batch being applied is committed, offsets too (also called before a rebalance)."""
-        in_flight, self._in_flight = self._in_flight, None
-        if in_flight is not None:
-            await in_flight  # an error propagates: the loop restarts and the batch is re-delivered
-
-    async def _apply_and_commit(
-        self, decoded: dict[str, list[Inbound]], offsets: dict[TopicPartition, OffsetAndMetadata]
-    ) -> None:
-        await self._apply(decoded)
-        assert self._consumer is not None
+        """Wait until every lane's batches are applied and their offsets committed (also called before
+        a rebalance). An error propagates: the loop restarts and what was not committed is re-delivered."""
+        lanes = list(self._lanes.values())
+        self._previous_poll = []
         try:
-            # Right away, not when the next batch arrives: that one should not wait for this round trip.
-            await self._consumer.commit(offsets)
-        except CommitFailedError as exc:
-            # The group moved on without us; the next owner re-delivers the batch and the claims
-            # make it a no-op.
-            log.warning("offsets of an applied batch not committed (%s); it will be re-delivered", exc)
+            await self._wait_for(lanes)
+        finally:
+            self._lanes = {tp: task for tp, task in self._lanes.items() if not task.done()}
+        await self._commit_now()
+
+    @staticmethod
+    async def _wait_for(tasks: list[asyncio.Task[None]]) -> None:
+        results = await asyncio.gather(*tasks, return_exceptions=True)
+        for result in results:
+            if isinstance(result, BaseException):
+                raise result
+
+    def _to_lanes(self, decoded: dict[str, list[Inbound]], polled: Polled) -> list[asyncio.Task[None]]:
+        """Start one batch per topic partition, each after that partition's previous batch."""
+        by_partition: dict[TopicPartition, list[Inbound]] = defaultdict(list)
+        for good in decoded.values():
+            for item in good:
+                by_partition[TopicPartition(item.raw.topic, item.raw.partition)].append(item)
+        started = []
+        for tp, records in polled.items():
+            offset = OffsetAndMetadata(records[-1].offset + 1, "")
+            task = asyncio.create_task(
+                self._lane_step(self._lanes.get(tp), tp, by_partition.get(tp, []), offset)
+            )
+            self._lanes[tp] = task
+            started.append(task)
+        return started
+
+    async def _lane_step(
+        self, before: asyncio.Task[None] | None, tp: TopicPartition, items: list[Inbound],
+        offset: OffsetAndMetadata,
+    ) -> None:
+        if before is not None:
+            await before  # a failed batch fails the ones after it: none may be applied past it
+        if items:
+            await self.processors[tp.topic].apply(items)
+        self._mark_applied({tp: offset})
+
+    async def _apply_whole(self, decoded: dict[str, list[Inbound]], polled: Polled) -> None:
+        for topic, good in decoded.items():
+            await self.processors[topic].apply(good)  # few events: one transaction per topic
+        self._mark_applied({tp: OffsetAndMetadata(records[-1].offset + 1, "") for tp, records in polled.items()})
+
+    def _mark_applied(self, offsets: dict[TopicPartition, OffsetAndMetadata]) -> None:
+        self._to_commit.update(offsets)
+        self._commit_wanted.set()
+
+    async def _commit_forever(self, consumer: AIOKafkaConsumer) -> None:
+        """Commit applied offsets as they come, many lanes' in one request."""
+        while True:
+            await self._commit_wanted.wait()
+            try:
+                await self._commit_now()
+            except Exception as exc:  # the broker is away: the offsets wait for the next attempt
+                log.warning("offsets not committed yet (%s); retrying", type(exc).__name__)
+                await asyncio.sleep(0.5)
+
+    async def _commit_now(self) -> None:
+        # One commit at a time: whoever waits here (shutdown, rebalance) knows that every offset marked
+        # before it is committed when it gets through.
+        async with self._commit_lock:
+            self._commit_wanted.clear()
+            offsets, self._to_commit = self._to_commit, {}
+            if not offsets or self._consumer is None:
+                return
+            try:
+                await self._consumer.commit(offsets)
+            except CommitFailedError as exc:
+                # The group moved on without us; the next owner re-delivers the batches and the claims
+                # make them a no-op.
+                log.warning("offsets of applied batches not committed (%s); they will be re-delivered", exc)
+            except BaseException:
+                for tp, offset in offsets.items():  # not lost: newer offsets marked meanwhile win
+                    self._to_commit.setdefault(tp, offset)
+                self._commit_wanted.set()
+                raise
 
     async def report_lag(self) -> None:
         consumer = self._consumer
@@ -147,27 +233,6 @@ class BatchConsumer:
         for tp, records in polled.items():
             by_topic[tp.topic].extend(_raw(r) for r in records)
         return {topic: await self.processors[topic].decode(messages) for topic, messages in by_topic.items()}
-
-    async def _apply(self, decoded: dict[str, list[Inbound]]) -> None:
-        """Topic after topic; a topic's partitions at once, each in its own transaction.
-
-        Order matters only within a partition (events are keyed by subject), so partitions need not
-        wait for each other: while PostgreSQL runs one partition's statements, the next is prepared.
-        A deadlock between them is retried like any transient database error."""
-        for topic, good in decoded.items():
-            processor = self.processors[topic]
-            if len(good) < OVERLAP_FROM:
-                await processor.apply(good)  # few events: one transaction costs fewer round trips
-                continue
-            by_partition: dict[int, list[Inbound]] = defaultdict(list)
-            for item in good:
-                by_partition[item.raw.partition].append(item)
-            results = await asyncio.gather(
-                *(processor.apply(items) for items in by_partition.values()), return_exceptions=True
-            )
-            for result in results:
-                if isinstance(result, BaseException):
-                    raise result
 
     async def _start(self, consumer: AIOKafkaConsumer) -> None:
         delay = 0.2

@@ -8,6 +8,10 @@ a crash at any point re-delivers the batch and the claims make the replay a no-o
 - A dependency that is down (database) stalls the batch with backoff; nothing is dead-lettered for it.
 - A handler error on good input re-runs the batch one event at a time, and the event that fails is
   dead-lettered with the error, so one poison event never blocks its partition.
+
+Deduplication is by a `processed_events` claim per event id, unless the stream's own rows already have
+a unique key derived from the event id (the consent ledger's entry ids): such a handler is registered
+with `deduplicate=False`, drops re-delivered events itself and returns how many were new.
 """
 
 from __future__ import annotations
@@ -51,7 +55,19 @@ class Inbound:
         return self.event.data
 
 
-Handler = Callable[[asyncpg.Connection, list[Inbound]], Awaitable[None]]
+#: Returns None, or (a handler that deduplicates itself) how many of the events were new.
+Handler = Callable[[asyncpg.Connection, list[Inbound]], Awaitable[int | None]]
+
+
+async def claim(conn: asyncpg.Connection, topic: str, event_ids: Iterable[str]) -> set[str]:
+    """The event ids not processed before, now claimed in the caller's transaction."""
+    claimed = await conn.fetch(
+        "INSERT INTO processed_events (event_id, topic) SELECT unnest($1::text[]), $2 "
+        "ON CONFLICT DO NOTHING RETURNING event_id",
+        list(event_ids),
+        topic,
+    )
+    return {r["event_id"] for r in claimed}
 
 
 class StreamProcessor:
@@ -116,27 +132,20 @@ class StreamProcessor:
                 delay = min(delay * 2, 5.0)
 
     async def _apply(self, batch: list[Inbound]) -> None:
+        first: dict[str, Inbound] = {}
+        for item in batch:  # the same event twice in one batch (a producer retry) counts once
+            first.setdefault(item.event.id, item)
         async with self.runtime.transaction() as conn:
-            fresh = await self._claim(conn, batch) if self.deduplicate else batch
-            if fresh:
-                await self.handler(conn, fresh)
+            if self.deduplicate:
+                ids = await claim(conn, self.topic, first)
+                fresh = [item for event_id, item in first.items() if event_id in ids]
+            else:
+                fresh = list(first.values())
+            new = await self.handler(conn, fresh) if fresh else 0
+        processed = len(fresh) if new is None else new
         now = datetime.now(UTC)
-        metrics.EVENTS_PROCESSED.labels(topic=self.topic).inc(len(fresh))
-        metrics.EVENTS_DUPLICATE.labels(topic=self.topic).inc(len(batch) - len(fresh))
+        metrics.EVENTS_PROCESSED.labels(topic=self.topic).inc(processed)
+        metrics.EVENTS_DUPLICATE.labels(topic=self.topic).inc(len(batch) - processed)
         delays = metrics.EVENT_DELAY_SECONDS.labels(topic=self.topic)
         for item in fresh:
             delays.observe(max(0.0, (now - item.event.time).total_seconds()))
-
-    async def _claim(self, conn: asyncpg.Connection, batch: Iterable[Inbound]) -> list[Inbound]:
-        """Keep the first delivery of each event id not processed before."""
-        first: dict[str, Inbound] = {}
-        for item in batch:
-            first.setdefault(item.event.id, item)
-        claimed = await conn.fetch(
-            "INSERT INTO processed_events (event_id, topic) SELECT unnest($1::text[]), $2 "
-            "ON CONFLICT DO NOTHING RETURNING event_id",
-            list(first),
-            self.topic,
-        )
-        ids = {r["event_id"] for r in claimed}
-        return [item for event_id, item in first.items() if event_id in ids]

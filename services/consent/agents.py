@@ -21,7 +21,7 @@ async def record_acks(conn: asyncpg.Connection, batch: list[Inbound]) -> None:
 
 
 runtime.stream(USER_REGISTERED, ledger.record_registrations)
-runtime.stream(CONSENT_CHANGED, ledger.record_changes)
+runtime.stream(CONSENT_CHANGED, ledger.record_changes, deduplicate=False)  # by ledger entry id
 runtime.stream(DSAR_REQUESTED, ledger.record_objections)
 runtime.stream(PRIVACY_ACKS, record_acks)
 runtime.stream(command_topic(SYSTEM_ID), inbox.handle)

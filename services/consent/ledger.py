@@ -16,10 +16,10 @@ import asyncpg
 from privacy_runtime import metrics
 from privacy_runtime.commands import CommandSpec, CommandTracker
 from privacy_runtime.datamap import DataMap
-from privacy_runtime.processor import Inbound
+from privacy_runtime.processor import Inbound, claim
 from schemas.enums import ErasureGround, RequestedVia
 from schemas.events import ErasureRequested
-from schemas.topics import ERASURE_REQUESTED
+from schemas.topics import CONSENT_CHANGED, ERASURE_REQUESTED
 from services.consent import rules, store
 
 #: Stable namespace so the erasure opened for a child has the same request_id on every replay.
@@ -42,18 +42,25 @@ class Ledger:
         self.tracker = tracker
         self.routing = systems_by_purpose(runtime.data_map)
 
-    async def _not_erased(self, conn: asyncpg.Connection, batch: list[Inbound]) -> list[Inbound]:
+    async def _not_erased(
+        self, conn: asyncpg.Connection, batch: list[Inbound], *, claim_topic: str | None = None
+    ) -> tuple[list[Inbound], int]:
         """Drop events about subjects already erased here: a late event must not bring them back.
+        Returns the events to apply and how many new events were ignored.
 
-        A late withdrawal is still kept, as a keyed-hash opt-out proof like those erasure leaves."""
+        A late withdrawal is still kept, as a keyed-hash opt-out proof like those erasure leaves.
+        A stream that deduplicates through the ledger (`claim_topic`) has no claim on an ignored event
+        yet, and it appends nothing to the ledger: it is claimed here, so a re-delivery is not audited twice."""
         erased = await self.runtime.keyring.erased_among(conn, (item.event.subject for item in batch))
         if not erased:
-            return batch
+            return batch, 0
+        ignored = [item for item in batch if item.event.subject in erased]
+        if claim_topic is not None:
+            ids = await claim(conn, claim_topic, (item.event.id for item in ignored))
+            ignored = [item for item in ignored if item.event.id in ids]
         proofs = []
-        for item in batch:
-            digest = erased.get(item.event.subject)
-            if digest is None:
-                continue
+        for item in ignored:
+            digest = erased[item.event.subject]
             data = item.data
             if getattr(data, "granted", True) is False:
                 for purpose, granted in rules.expand_change(str(data.purpose), False, str(data.channel)):
@@ -64,10 +71,10 @@ class Ledger:
                 detail={"topic": item.raw.topic},
             )
         await store.add_opt_out_proofs(conn, proofs)
-        return [item for item in batch if item.event.subject not in erased]
+        return [item for item in batch if item.event.subject not in erased], len(ignored)
 
     async def record_registrations(self, conn: asyncpg.Connection, batch: list[Inbound]) -> None:
-        batch = await self._not_erased(conn, batch)
+        batch, _ = await self._not_erased(conn, batch)
         today = datetime.now(UTC).date()
         registrations = []
         entries: list[tuple[str, rules.ConsentRecord]] = []
@@ -94,8 +101,11 @@ class Ledger:
         for item in children:
             await self._request_child_erasure(conn, item)
 
-    async def record_changes(self, conn: asyncpg.Connection, batch: list[Inbound]) -> None:
-        batch = await self._not_erased(conn, batch)
+    async def record_changes(self, conn: asyncpg.Connection, batch: list[Inbound]) -> int:
+        """The busiest stream deduplicates through the ledger: an entry id is the event id and purpose,
+        so a re-delivered event appends nothing and changes nothing (no processed_events claim per
+        event). Returns how many events were new."""
+        batch, ignored = await self._not_erased(conn, batch, claim_topic=CONSENT_CHANGED)
         entries: list[tuple[str, rules.ConsentRecord]] = []
         for item in batch:
             data = item.data
@@ -104,15 +114,23 @@ class Ledger:
                     event_id=f"{item.event.id}:{purpose}", purpose=purpose, granted=granted,
                     effective_at=item.event.time, channel=str(data.channel), policy_version=data.policy_version,
                 )))
-        await self._apply(conn, entries)  # creates profiles for subjects not registered yet
+        appended = await self._apply(conn, entries)  # creates profiles for subjects not registered yet
+        return ignored + len({entry_id.rpartition(":")[0] for entry_id in appended})
 
-    async def _apply(self, conn: asyncpg.Connection, entries: list[tuple[str, rules.ConsentRecord]]) -> None:
-        """Append to the ledger, move current state forward in event time, send what changed."""
+    async def _apply(self, conn: asyncpg.Connection, entries: list[tuple[str, rules.ConsentRecord]]) -> set[str]:
+        """Append to the ledger, move current state forward in event time, send what changed.
+
+        Only entries new to the ledger count: returns their entry ids."""
         if not entries:
-            return
+            return set()
         subjects = sorted({s for s, _ in entries})
         jurisdictions = await store.countries(conn, subjects)
-        await store.append_ledger(conn, entries, jurisdictions)
+        appended = await store.append_ledger(conn, entries, jurisdictions)
+        unique: dict[str, tuple[str, rules.ConsentRecord]] = {}
+        for subject, record in entries:
+            if record.event_id in appended:
+                unique.setdefault(record.event_id, (subject, record))
+        entries = list(unique.values())
         for (purpose, granted), count in Counter((r.purpose, r.granted) for _, r in entries).items():
             metrics.CONSENT_CHANGES.labels(purpose=purpose, granted=str(granted).lower()).inc(count)
         keys = sorted({(s, r.purpose) for s, r in entries})
@@ -128,10 +146,11 @@ class Ledger:
             for (subject, _purpose), record in changed
             for command in rules.propagation(stored.get((subject, record.purpose)), record, self.routing)
         ])
+        return appended
 
     async def record_objections(self, conn: asyncpg.Connection, batch: list[Inbound]) -> None:
         """An objection to marketing or profiling (Art. 21(2)-(3)) is absolute: withdraw at once."""
-        batch = await self._not_erased(conn, batch)
+        batch, _ = await self._not_erased(conn, batch)
         entries: list[tuple[str, rules.ConsentRecord]] = []
         for item in batch:
             data = item.data

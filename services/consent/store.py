@@ -67,23 +67,26 @@ async def countries(conn: asyncpg.Connection, subjects: Sequence[str]) -> dict[s
 
 async def append_ledger(
     conn: asyncpg.Connection, entries: Sequence[tuple[str, ConsentRecord]], jurisdictions: dict[str, str | None]
-) -> None:
-    """Append (subject, record) entries, each with its subject's jurisdiction at the time."""
+) -> set[str]:
+    """Append (subject, record) entries, each with its subject's jurisdiction at the time; returns the
+    entry ids that were new (an entry already in the ledger is a re-delivered event)."""
     if not entries:
-        return
-    await conn.execute(
+        return set()
+    rows = await conn.fetch(
         """
         INSERT INTO consent_ledger (entry_id, subject, purpose, granted, channel, policy_version,
                                     jurisdiction, effective_at)
         SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::bool[], $5::text[], $6::text[],
                              $7::text[], $8::timestamptz[])
         ON CONFLICT (entry_id) DO NOTHING
+        RETURNING entry_id
         """,
         [r.event_id for _, r in entries], [s for s, _ in entries], [r.purpose for _, r in entries],
         [r.granted for _, r in entries], [r.channel for _, r in entries],
         [r.policy_version for _, r in entries], [jurisdictions.get(s) for s, _ in entries],
         [r.effective_at for _, r in entries],
     )
+    return {r["entry_id"] for r in rows}
 
 
 async def current_states(

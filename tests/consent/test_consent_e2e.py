@@ -243,5 +243,22 @@ async def test_events_after_an_erasure_bring_nothing_back(stack, consent) -> Non
                                   "JOIN consent.erased_subjects e USING (subject_digest) WHERE p.policy_version = $1",
                                   late_version)
         assert [(r["purpose"], r["channel"]) for r in proofs] == [("marketing_email", "email_footer")]
+
+        # The late withdrawal delivered again, then one more late event: the repeat is not audited twice.
+        await publish(bootstrap, CONSENT_CHANGED, ConsentChanged(
+            purpose="marketing_email", granted=False, channel="email_footer", policy_version=late_version),
+            subject=subject, event_id=late[-1])
+        marker = await publish(bootstrap, CONSENT_CHANGED, ConsentChanged(
+            purpose="analytics", granted=False, channel="api", policy_version=late_version), subject=subject)
+
+        async def marker_ignored() -> bool:
+            return bool(await conn.fetchval(
+                "SELECT count(*) FROM consent.audit_log WHERE action = 'event_ignored_subject_erased' "
+                "AND ref = $1", marker))
+
+        await wait_until(marker_ignored, what="the marker event to be ignored")
+        assert await conn.fetchval(
+            "SELECT count(*) FROM consent.audit_log WHERE action = 'event_ignored_subject_erased' AND ref = $1",
+            late[-1]) == 1
     finally:
         await conn.close()

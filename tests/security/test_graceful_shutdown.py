@@ -108,8 +108,13 @@ async def _state(dsn: str, prefix: str, event_ids: list[str]) -> dict[str, Any]:
     try:
         like = f"{prefix}-%"
         return {
+            # Registrations are claimed in processed_events; consent changes are deduplicated by their
+            # ledger entry ids ("<event id>:<purpose>").
             "applied": {r["event_id"] for r in await conn.fetch(
-                "SELECT event_id FROM consent.processed_events WHERE event_id = ANY($1::text[])", event_ids)},
+                "SELECT event_id FROM consent.processed_events WHERE event_id = ANY($1::text[]) "
+                "UNION SELECT split_part(entry_id, ':', 1) FROM consent.consent_ledger "
+                "WHERE split_part(entry_id, ':', 1) = ANY($1::text[]) AND channel <> 'registration'",
+                event_ids)},
             "ledger_rows": await conn.fetchval(
                 "SELECT count(*) FROM consent.consent_ledger WHERE subject LIKE $1", like),
             "distinct_ledger_rows": await conn.fetchval(
