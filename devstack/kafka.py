@@ -89,6 +89,8 @@ LOG4J_FILE = Path(__file__).with_name("kafka") / "log4j2.xml"
 #: Measured on Kafka 4.3.1 / JDK 17: a 256 MiB heap serves the test suite; 512 MiB leaves
 #: headroom for ``make run`` with three services. The stock scripts use 1 GiB.
 DEFAULT_HEAP = "512m"
+#: Starts tried when a port chosen as free is taken before the broker binds it.
+PORT_ATTEMPTS = 3
 MIN_JAVA = 17
 #: SASL mechanisms enabled on the optional SASL_PLAINTEXT listener.
 SASL_MECHANISMS = ("PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512")
@@ -242,6 +244,7 @@ class KafkaBroker(ManagedProcess):
         self.host = host
         self.num_partitions = num_partitions
         self.heap = heap
+        self._ports_given = port is not None or controller_port is not None or sasl_port is not None
         self.port, self.controller_port = self._choose_ports(port, controller_port)
         #: user -> password for the SASL_PLAINTEXT listener; empty means no SASL listener at all.
         self.sasl_users: dict[str, str] = dict(sasl_users or {})
@@ -268,10 +271,12 @@ class KafkaBroker(ManagedProcess):
     def pid(self) -> int | None:
         return self._record.pid if self._record else None
 
-    def _choose_ports(self, port: int | None, controller_port: int | None) -> tuple[int, int]:
+    def _choose_ports(
+        self, port: int | None, controller_port: int | None, *, reuse: bool = True
+    ) -> tuple[int, int]:
         """Reuse last run's ports when still free (stable addresses), else take new free ones."""
         saved = self.dir / "ports.json"
-        if port is None and controller_port is None and saved.is_file():
+        if reuse and port is None and controller_port is None and saved.is_file():
             with contextlib.suppress(ValueError, KeyError, OSError):
                 old = json.loads(saved.read_text())
                 p, c = int(old["port"]), int(old["controller_port"])
@@ -283,11 +288,11 @@ class KafkaBroker(ManagedProcess):
             controller_port = free_port(self.host)
         return port, controller_port
 
-    def _choose_sasl_port(self, sasl_port: int | None) -> int:
+    def _choose_sasl_port(self, sasl_port: int | None, *, reuse: bool = True) -> int:
         """Like ``_choose_ports``: last run's SASL port when still free, else a new free one."""
         taken = {self.port, self.controller_port}
         saved = self.dir / "ports.json"
-        if sasl_port is None and saved.is_file():
+        if reuse and sasl_port is None and saved.is_file():
             with contextlib.suppress(ValueError, KeyError, OSError, TypeError):
                 old = int(json.loads(saved.read_text())["sasl_port"])
                 if old not in taken and port_is_free(old, self.host):
@@ -452,13 +457,28 @@ class KafkaBroker(ManagedProcess):
         if self.is_running():
             return
         started = time.monotonic()
-        argv = await asyncio.to_thread(self._prepare)
-        log_size = self.log_file.stat().st_size if self.log_file.exists() else 0
-        self._popen, self._record = spawn(
-            self.name, argv, log_file=self.log_file, pid_file=self.pid_file, cwd=self.dir
-        )
-        say(f"kafka broker starting on {self.bootstrap} (pid {self._popen.pid}, heap {self.heap})")
-        await self._wait_ready(started + within)
+        for attempt in range(1, PORT_ATTEMPTS + 1):
+            fresh = not (self.data_dir / "meta.properties").is_file()
+            argv = await asyncio.to_thread(self._prepare)
+            log_size = self.log_file.stat().st_size if self.log_file.exists() else 0
+            self._popen, self._record = spawn(
+                self.name, argv, log_file=self.log_file, pid_file=self.pid_file, cwd=self.dir
+            )
+            say(f"kafka broker starting on {self.bootstrap} (pid {self._popen.pid}, heap {self.heap})")
+            try:
+                await self._wait_ready(started + within)
+                break
+            except DevstackError as exc:
+                # A port found free can be taken (e.g. as another socket's ephemeral port) in the
+                # seconds before the JVM binds it: take new ones, unless the caller chose them.
+                if "Address already in use" not in str(exc) or self._ports_given or attempt == PORT_ATTEMPTS:
+                    raise
+                say("kafka broker: a port was taken before the broker bound it; retrying on new ports")
+                self.port, self.controller_port = self._choose_ports(None, None, reuse=False)
+                if self.sasl_port is not None:
+                    self.sasl_port = self._choose_sasl_port(None, reuse=False)
+                if fresh:  # formatted with the old controller address: format again
+                    shutil.rmtree(self.data_dir, ignore_errors=True)
         self._check_logging(log_size)
         sasl = f" (SASL_PLAINTEXT on {self.sasl_bootstrap})" if self.sasl_port is not None else ""
         say(f"kafka ready on {self.bootstrap}{sasl} in {time.monotonic() - started:.1f}s")

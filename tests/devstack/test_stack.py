@@ -212,3 +212,37 @@ def test_servers_named_in_the_environment_are_used_instead(tmp_path: Path) -> No
     external = Stack(tmp_path, cache_dir=tmp_path, environ=environ)
     assert (external.kafka, external.postgres, external.smtp) == (None, None, None)
     assert external.env() == environ
+
+
+async def test_kafka_takes_new_ports_when_one_is_taken_before_it_binds(stack: Stack) -> None:
+    """A port found free can be taken by another socket before the JVM binds it: the broker starts
+    on new ports instead of failing the whole run."""
+    import shutil
+    import socket
+
+    from devstack.kafka import KafkaBroker
+    from tests.security.support import forget, sweep_record
+
+    root = stack.root / "port-taken"
+    shutil.rmtree(root, ignore_errors=True)
+    broker = KafkaBroker(root, cache_dir=stack.cache_dir, num_partitions=1, heap="256m")
+    squatter = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    squatter.bind((broker.host, 0))
+    squatter.listen()
+    taken = squatter.getsockname()[1]
+    broker.controller_port = taken  # as if another socket took it after it was chosen
+    record = None
+    try:
+        await broker.start(within=120)
+        record = sweep_record(stack, "port-taken", "kafka-port-taken", broker.pid)
+        assert broker.controller_port != taken
+        admin = AIOKafkaAdminClient(bootstrap_servers=broker.bootstrap)
+        await admin.start()
+        try:
+            assert (await admin.describe_cluster())["brokers"]
+        finally:
+            await admin.close()
+    finally:
+        squatter.close()
+        await broker.stop()
+        forget(record)
