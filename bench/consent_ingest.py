@@ -10,6 +10,7 @@ same ledger rows into a scratch table with the same indexes.
 from __future__ import annotations
 
 import asyncio
+import os
 import time
 from datetime import datetime
 
@@ -138,6 +139,13 @@ async def run(bench: Bench) -> None:
     breakdown["service_cpu_us_per_event"] = round(1e6 * cpu_seconds["service_cpu_seconds"] / rows, 1)
     breakdown["postgres_cpu_us_per_event"] = round(1e6 * cpu_seconds["postgres_cpu_seconds"] / rows, 1)
     breakdown["kafka_cpu_us_per_event"] = round(1e6 * cpu_seconds["kafka_cpu_seconds"] / rows, 1)
+    # The ceiling these costs allow on this machine, all cores busy, and the budget the target leaves.
+    cpu_per_event = sum(cpu_seconds[k] for k in ("service_cpu_seconds", "postgres_cpu_seconds",
+                                                 "kafka_cpu_seconds")) / rows
+    cores = os.cpu_count() or 1
+    breakdown["cpu_us_per_event (service + postgres + kafka)"] = round(1e6 * cpu_per_event, 1)
+    breakdown["events_per_second_with_all_cores_busy"] = round(cores / cpu_per_event) if cpu_per_event else None
+    breakdown["cpu_us_per_event_the_target_allows"] = round(1e6 * cores / (0.25 * raw), 1)
     copy_rate = await copy_baseline(bench.endpoints.database_url, rows)
 
     bench.add(Figure(WORKLOAD, "consent ingest, Kafka -> ledger", "events/s", rate, raw,

@@ -112,7 +112,7 @@ class BatchConsumer:
                     continue
                 decoded = await self._decode(polled)
                 if sum(len(records) for records in polled.values()) < OVERLAP_FROM:
-                    await self.finish_in_flight()
+                    await self._drain_lanes()  # their offsets are committed in the background
                     await self._apply_whole(decoded, polled)  # a trickle: latency first
                 else:
                     current = self._to_lanes(decoded, polled)
@@ -134,13 +134,16 @@ class BatchConsumer:
     async def finish_in_flight(self) -> None:
         """Wait until every lane's batches are applied and their offsets committed (also called before
         a rebalance). An error propagates: the loop restarts and what was not committed is re-delivered."""
+        await self._drain_lanes()
+        await self._commit_now()
+
+    async def _drain_lanes(self) -> None:
         lanes = list(self._lanes.values())
         self._previous_poll = []
         try:
             await self._wait_for(lanes)
         finally:
             self._lanes = {tp: task for tp, task in self._lanes.items() if not task.done()}
-        await self._commit_now()
 
     @staticmethod
     async def _wait_for(tasks: list[asyncio.Task[None]]) -> None:
