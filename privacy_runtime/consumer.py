@@ -128,6 +128,8 @@ class BatchConsumer:
             for task in [*self._lanes.values(), *(t for tasks in self._polls for t in tasks)]:
                 if not task.done():
                     task.cancel()  # not committed: the batch comes again after a restart
+                elif not task.cancelled():
+                    task.exception()  # seen: the first failure is what this loop raises
             self._lanes.clear()
             self._polls.clear()
             if self._committer is not None:

@@ -24,6 +24,15 @@ TRANSIENT_DB_ERRORS: tuple[type[BaseException], ...] = (
 )
 
 
+async def _keep_session(conn: asyncpg.Connection) -> None:
+    """Return a connection to the pool without the reset query (a round trip per transaction).
+
+    Nothing outlives a transaction on a pooled connection: settings are transaction-local
+    (`set_config(..., true)`), advisory locks transaction-scoped (the migrations' session lock is
+    released in a `finally`), LISTEN runs on dedicated connections, and cursors close at commit.
+    asyncpg still rolls back an open transaction and drops listeners before this is called."""
+
+
 async def create_pool(
     dsn: str, schema: str, *, min_size: int = 2, max_size: int = 10, wait_seconds: float = 120.0
 ) -> asyncpg.Pool:
@@ -35,6 +44,7 @@ async def create_pool(
         max_size=max_size,
         server_settings={"search_path": schema, "application_name": f"privacy-{schema}"},
         command_timeout=60,
+        reset=_keep_session,
     )
     assert pool is not None
     return pool

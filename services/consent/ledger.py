@@ -114,7 +114,7 @@ class Ledger:
                     event_id=f"{item.event.id}:{purpose}", purpose=purpose, granted=granted,
                     effective_at=item.event.time, channel=str(data.channel), policy_version=data.policy_version,
                 )))
-        appended = await self._apply(conn, entries)  # creates profiles for subjects not registered yet
+        appended = await self._apply(conn, entries)
         return ignored + len({entry_id.rpartition(":")[0] for entry_id in appended})
 
     async def _apply(self, conn: asyncpg.Connection, entries: list[tuple[str, rules.ConsentRecord]]) -> set[str]:
@@ -123,9 +123,7 @@ class Ledger:
         Only entries new to the ledger count: returns their entry ids."""
         if not entries:
             return set()
-        subjects = sorted({s for s, _ in entries})
-        jurisdictions = await store.countries(conn, subjects)
-        appended = await store.append_ledger(conn, entries, jurisdictions)
+        appended = await store.append_ledger(conn, entries)  # creates profiles for subjects not seen yet
         unique: dict[str, tuple[str, rules.ConsentRecord]] = {}
         for subject, record in entries:
             if record.event_id in appended:

@@ -50,41 +50,33 @@ async def ensure_subjects(conn: asyncpg.Connection, subjects: Sequence[str]) -> 
     )
 
 
-async def countries(conn: asyncpg.Connection, subjects: Sequence[str]) -> dict[str, str | None]:
-    """Each subject's country (None: unknown), creating a strict profile for a subject not seen yet:
-    a consent change may arrive before its registration. One round trip."""
-    rows = await conn.fetch(
-        """
-        WITH created AS (
-            INSERT INTO subjects (subject) SELECT unnest($1::text[]) ON CONFLICT DO NOTHING RETURNING subject
-        )
-        SELECT subject, country FROM subjects WHERE subject = ANY($1::text[]) AND country IS NOT NULL
-        """,
-        list(subjects),
-    )
-    return {r["subject"]: r["country"] for r in rows}
-
-
-async def append_ledger(
-    conn: asyncpg.Connection, entries: Sequence[tuple[str, ConsentRecord]], jurisdictions: dict[str, str | None]
-) -> set[str]:
+async def append_ledger(conn: asyncpg.Connection, entries: Sequence[tuple[str, ConsentRecord]]) -> set[str]:
     """Append (subject, record) entries, each with its subject's jurisdiction at the time; returns the
-    entry ids that were new (an entry already in the ledger is a re-delivered event)."""
+    entry ids that were new (an entry already in the ledger is a re-delivered event).
+
+    One round trip: a subject not seen yet gets a strict profile (country unknown), since a consent
+    change may arrive before its registration; its entries get no jurisdiction, as before it existed."""
     if not entries:
         return set()
     rows = await conn.fetch(
         """
+        WITH created AS (
+            INSERT INTO subjects (subject) SELECT DISTINCT unnest($2::text[]) ON CONFLICT DO NOTHING
+        )
         INSERT INTO consent_ledger (entry_id, subject, purpose, granted, channel, policy_version,
                                     jurisdiction, effective_at)
-        SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::bool[], $5::text[], $6::text[],
-                             $7::text[], $8::timestamptz[])
+        SELECT e.entry_id, e.subject, e.purpose, e.granted, e.channel, e.policy_version, p.country,
+               e.effective_at
+        FROM unnest($1::text[], $2::text[], $3::text[], $4::bool[], $5::text[], $6::text[], $7::timestamptz[])
+             WITH ORDINALITY AS e(entry_id, subject, purpose, granted, channel, policy_version, effective_at, n)
+        LEFT JOIN subjects p ON p.subject = e.subject
+        ORDER BY e.n
         ON CONFLICT (entry_id) DO NOTHING
         RETURNING entry_id
         """,
         [r.event_id for _, r in entries], [s for s, _ in entries], [r.purpose for _, r in entries],
         [r.granted for _, r in entries], [r.channel for _, r in entries],
-        [r.policy_version for _, r in entries], [jurisdictions.get(s) for s, _ in entries],
-        [r.effective_at for _, r in entries],
+        [r.policy_version for _, r in entries], [r.effective_at for _, r in entries],
     )
     return {r["entry_id"] for r in rows}
 
