@@ -153,6 +153,7 @@ def _breakdown(delta: Samples, ours: dict[str, float]) -> dict[str, object]:
     delayed = metric(delta, "privacy_event_delay_seconds_count", **topic)
     delay_ms = 1000 * metric(delta, "privacy_event_delay_seconds_sum", **topic) / delayed if delayed else None
     p99_bound = histogram_quantile(delta, "privacy_event_delay_seconds", 0.99, **topic)
+    tx_p99 = histogram_quantile(delta, "privacy_event_processing_seconds", 0.99, **topic)
     return {
         "events in": metric(delta, "privacy_events_consumed_total", **topic),
         "batches": batches,
@@ -160,6 +161,7 @@ def _breakdown(delta: Samples, ours: dict[str, float]) -> dict[str, object]:
         "mean batch transaction (ms)": round(1000 * in_apply / batches, 2) if batches else None,
         "publish -> ledger commit, mean (ms)": round(delay_ms, 1) if delay_ms else None,
         "publish -> ledger commit, p99 (histogram bucket bound, ms)": 1000 * p99_bound if p99_bound else None,
+        "batch transaction, p99 (histogram bucket bound, ms)": 1000 * tx_p99 if tx_p99 else None,
         "publish -> command seen, mean (ms)": round(ours["mean"], 1) if "mean" in ours else None,
         "ledger commit -> command seen (outbox relay + Kafka hop), mean (ms)":
             round(ours["mean"] - delay_ms, 1) if delay_ms and "mean" in ours else None,

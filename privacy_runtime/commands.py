@@ -8,10 +8,12 @@ event id, so a system that deduplicates by event id still sees the retry) and re
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import json
 import logging
 import random
+import time
 import uuid
 from collections import Counter
 from collections.abc import Sequence
@@ -291,16 +293,22 @@ class CommandTracker:
                 metrics.COMMANDS_OVERDUE.labels(system=labels[0]).set(0)
 
 
-async def resend_loop(runtime: Any, tracker: CommandTracker, interval: float = 1.0) -> None:
-    """Background loop run by services that issue commands."""
-    import asyncio
+async def resend_loop(runtime: Any, tracker: CommandTracker, interval: float = 1.0,
+                      gauge_interval: float = 15.0) -> None:
+    """Background loop run by services that issue commands.
 
+    Re-sends every `interval`; counts outstanding commands every `gauge_interval` only (a scrape
+    interval): the count reads every unacknowledged command, which a system that is down for a day
+    makes many, and each pass competes with the stream's transactions."""
+    next_count = 0.0
     while True:
         try:
             async with runtime.transaction() as conn:
                 await tracker.resend_due(conn)
-            async with runtime.pool.acquire() as conn:
-                await tracker.refresh_gauges(conn)
+            if time.monotonic() >= next_count:
+                next_count = time.monotonic() + gauge_interval
+                async with runtime.pool.acquire() as conn:
+                    await tracker.refresh_gauges(conn)
         except Exception as exc:
             log.warning("command resend pass failed: %s", exc)
         await asyncio.sleep(interval)

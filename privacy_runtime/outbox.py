@@ -1,9 +1,10 @@
 """Transactional outbox and its relay.
 
 A handler writes its state change and the events that announce it in one transaction (`Outbox.add`).
-The relay publishes pending rows in id order and deletes them once the broker has them; a crash between
-publish and delete re-publishes the same event (same CloudEvents `id`), which every consumer ignores as
-a duplicate. Deleting (not marking) keeps the table small and costs PostgreSQL no new row version.
+The relay takes pending rows in id order, deleting them in a transaction that commits only once the
+broker has them all; a crash before that commit re-publishes the same events (same CloudEvents `id`),
+which every consumer ignores as duplicates. Deleting (not marking) keeps the table small and costs
+PostgreSQL no new row version.
 """
 
 from __future__ import annotations
@@ -162,12 +163,15 @@ class OutboxRelay:
                     await asyncio.wait_for(self.outbox.wakeup.wait(), timeout=self.poll_seconds)
 
     async def publish_pending(self) -> int:
+        # Taken and deleted in one statement, published, then committed: a failed publish rolls the
+        # delete back, and a crash before the commit leaves the rows to be published again.
         async with self.pool.acquire() as conn, conn.transaction():
-            rows = await conn.fetch(
-                "SELECT id, topic, key, subject, value, headers FROM outbox "
-                "WHERE published_at IS NULL ORDER BY id LIMIT $1 FOR UPDATE SKIP LOCKED",
+            rows = sorted(await conn.fetch(
+                "DELETE FROM outbox WHERE id IN (SELECT id FROM outbox WHERE published_at IS NULL "
+                "ORDER BY id LIMIT $1 FOR UPDATE SKIP LOCKED) "
+                "RETURNING id, topic, key, subject, value, headers",
                 self.batch_size,
-            )
+            ), key=lambda row: row["id"])
             if not rows:
                 metrics.OUTBOX_PENDING.set(0)
                 return 0
@@ -187,7 +191,6 @@ class OutboxRelay:
             await asyncio.gather(*futures)
             for topic, count in published.items():
                 metrics.OUTBOX_PUBLISHED.labels(topic=topic).inc(count)
-            await conn.execute("DELETE FROM outbox WHERE id = ANY($1::bigint[])", [r["id"] for r in rows])
             if undeliverable:
                 # The subject was erased before the event left: nothing of theirs may be published now.
                 log.info("outbox dropped %d events of erased subjects", len(undeliverable))
@@ -195,8 +198,9 @@ class OutboxRelay:
             if len(rows) < self.batch_size:
                 metrics.OUTBOX_PENDING.set(0)
             else:
-                pending = await conn.fetchval("SELECT count(*) FROM outbox WHERE published_at IS NULL")
-                metrics.OUTBOX_PENDING.set(max(0, pending - len(rows)))
+                # This pass's rows are deleted already (in this transaction): the rest is pending.
+                metrics.OUTBOX_PENDING.set(
+                    await conn.fetchval("SELECT count(*) FROM outbox WHERE published_at IS NULL"))
             return len(rows)
 
     async def _plaintext(self, conn: asyncpg.Connection, row: Any) -> bytes | None:
