@@ -27,6 +27,7 @@ from privacy_runtime import metrics
 from privacy_runtime.audit import AuditTrail
 from privacy_runtime.crypto import KeyRing
 from privacy_runtime.outbox import Outbox
+from schemas.envelope import dump_checked_event
 from schemas.events import PrivacyCommand
 from schemas.topics import command_topic
 
@@ -93,6 +94,8 @@ class CommandTracker:
         self.audit = audit
         self.keyring = keyring
         self.policy = policy
+        #: (system, action, purpose, has request_id) of commands checked against the contract model.
+        self._checked_shapes: set[tuple[str, str, str | None, bool]] = set()
 
     async def issue(
         self,
@@ -139,6 +142,7 @@ class CommandTracker:
         now = datetime.now(UTC)
         respond_by = now + self.policy.respond_within
         command_ids = [uuid.UUID(c.command_id) if c.command_id else uuid.uuid4() for c in specs]
+        request_ids = [uuid.UUID(c.request_id) if c.request_id else None for c in specs]
         inserted = {
             row["command_id"]
             for row in await conn.fetch(
@@ -147,24 +151,28 @@ class CommandTracker:
                 "$6::uuid[], $7::timestamptz[], $8::timestamptz[]) ON CONFLICT (command_id) DO NOTHING "
                 "RETURNING command_id",
                 command_ids, [c.subject for c in specs], [c.system for c in specs], [c.action for c in specs],
-                [c.purpose for c in specs], [uuid.UUID(c.request_id) if c.request_id else None for c in specs],
+                [c.purpose for c in specs], request_ids,
                 [respond_by] * len(specs), [now + self.policy.next_delay(1) for _ in specs],
             )
         }
-        rows: list[tuple[str, Any, str]] = []
+        events: list[tuple[str, bytes | None, bytes]] = []
         sent: Counter[tuple[str, str]] = Counter()
-        for command_id, spec in zip(command_ids, specs, strict=True):
+        for command_id, request_id, spec in zip(command_ids, request_ids, specs, strict=True):
             if command_id not in inserted:
                 continue
-            command = PrivacyCommand.model_validate({
-                "command_id": command_id, "system": spec.system, "action": spec.action,
-                "purpose": spec.purpose, "request_id": spec.request_id, "respond_by": respond_by,
-            })
-            rows.append((command_topic(spec.system), command, spec.subject))
+            data = {"command_id": command_id, "system": spec.system, "action": spec.action,
+                    "purpose": spec.purpose, "request_id": request_id, "fields": None, "respond_by": respond_by}
+            shape = (spec.system, spec.action, spec.purpose, request_id is not None)
+            if shape not in self._checked_shapes:  # the contract's rules, once per kind of command
+                PrivacyCommand.model_validate(data)
+                self._checked_shapes.add(shape)
+            topic = command_topic(spec.system)
+            events.append((topic, spec.subject.encode(), dump_checked_event(
+                topic, data, source=self.outbox.source, subject=spec.subject, id=str(uuid.uuid4()), time=now)))
             sent[(spec.system, spec.action)] += 1
         for (system, action), count in sent.items():
             metrics.COMMANDS_SENT.labels(system=system, action=action).inc(count)
-        await self.outbox.add_many(conn, rows, seal=False)
+        await self.outbox.add_encoded(conn, events)
         return [str(c) for c in command_ids]
 
     async def _publish(

@@ -109,12 +109,26 @@ class Outbox:
             subjects.append(subject if seal else None)
             values.append(value)
             ids.append(str(event.id))
-        await conn.execute(
-            "INSERT INTO outbox (topic, key, subject, value) "
-            "SELECT * FROM unnest($1::text[], $2::bytea[], $3::text[], $4::bytea[])",
-            topics, kafka_keys, subjects, values,
-        )
+        await _insert(conn, topics, kafka_keys, subjects, values)
         return ids
+
+    async def add_encoded(self, conn: asyncpg.Connection, rows: Sequence[tuple[str, bytes | None, bytes]]) -> None:
+        """Queue events encoded already (topic, Kafka key, value), e.g. by `dump_checked_event`. Only
+        for events that carry no PII: they are not sealed."""
+        if rows:
+            topics, keys, values = (list(column) for column in zip(*rows, strict=True))
+            await _insert(conn, topics, keys, [None] * len(rows), values)
+
+
+async def _insert(
+    conn: asyncpg.Connection, topics: list[str], keys: list[bytes | None], subjects: list[str | None],
+    values: list[bytes],
+) -> None:
+    await conn.execute(
+        "INSERT INTO outbox (topic, key, subject, value) "
+        "SELECT * FROM unnest($1::text[], $2::bytea[], $3::text[], $4::bytea[])",
+        topics, keys, subjects, values,
+    )
 
 
 class OutboxRelay:

@@ -4,7 +4,7 @@
 returns the envelope of one topic (``type`` fixed to the topic name, ``subject``
 required unless the topic is ``merger-notice`` or ``policy-changed``). Build events
 with :func:`new_event`, parse them with :func:`parse_event`, and serialise them with
-:func:`dump_event`.
+:func:`dump_event` (or, for many events of one shape checked once, :func:`dump_checked_event`).
 
 Decisions (the contract leaves these open):
 
@@ -33,6 +33,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Annotated, Any, Final, Generic, Literal, Self, TypeVar, cast
 from uuid import uuid4
 
+import orjson
 from pydantic import (
     AfterValidator,
     BaseModel,
@@ -246,6 +247,24 @@ def new_event(
     return envelope_model_for(topic).model_validate(fields)
 
 
+def dump_checked_event(
+    topic: str, data: Mapping[str, Any], *, source: str, subject: str | None, id: str, time: datetime
+) -> bytes:
+    """The JSON of an event whose ``data`` was checked against its model already, byte for byte what
+    ``new_event(...).model_dump_json()`` gives (a property test holds them equal).
+
+    For hot paths that send many events of one checked shape (commands): validating every one costs
+    several times the encoding. ``data`` holds the model's fields in its order, as JSON-ready values
+    (str, None, UUID, datetime with a time zone)."""
+    envelope: dict[str, Any] = {"specversion": SPECVERSION, "id": id, "type": topic, "source": source,
+                                "time": time}
+    if subject is not None:
+        envelope["subject"] = subject
+    envelope["datacontenttype"] = DATACONTENTTYPE
+    envelope["data"] = data
+    return orjson.dumps(envelope, option=orjson.OPT_UTC_Z)
+
+
 def parse_event(raw: bytes | str | Mapping[str, Any], topic: str | None = None) -> CloudEvent[Any]:
     """Parse a message value (JSON bytes/str, or an already decoded mapping).
 
@@ -281,6 +300,7 @@ __all__ = [
     "CloudEvent",
     "ValidationError",
     "command_envelope_model",
+    "dump_checked_event",
     "dump_event",
     "envelope_model_for",
     "new_event",
