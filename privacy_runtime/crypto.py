@@ -7,6 +7,7 @@ re-wraps data keys only; PII ciphertexts stay as they are.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import hmac
 import os
@@ -47,6 +48,13 @@ def open_sealed(key: bytes, sealed: bytes, aad: bytes) -> bytes:
 
 
 _LOOKUP_AAD = b"wrap:lookup-key"
+
+
+@functools.lru_cache(maxsize=16_384)
+def _subject_digest(lookup_key: bytes, subject: str) -> str:
+    # Remembered: every batch of every stream asks for the digests of its subjects (erased_among),
+    # and active subjects come back again and again.
+    return hmac.new(lookup_key, b"subject:" + subject.encode(), hashlib.sha256).hexdigest()
 
 
 class KeyRing:
@@ -101,7 +109,7 @@ class KeyRing:
 
     def subject_digest(self, subject: str) -> str:
         """Keyed hash of a subject id, for tombstones that must not name the person."""
-        return hmac.new(self._lookup_key(), b"subject:" + subject.encode(), hashlib.sha256).hexdigest()
+        return _subject_digest(self._lookup_key(), subject)
 
     def keyed_hash(self, purpose: str, value: str) -> str:
         """Keyed hash for lookups that must survive erasure (e.g. a marketing suppression entry)."""
