@@ -96,12 +96,13 @@ async def _committed(bootstrap: str, group: str, topic: str) -> dict[int, int]:
 
 
 async def _run_until(consumer: BatchConsumer, done: Any, timeout: float = 60.0) -> None:
+    """Run the consumer until `done()` (a coroutine function) says so, then stop it gracefully."""
     task = asyncio.create_task(consumer.run())
 
     async def finished() -> bool:
         if task.done():
             raise AssertionError(f"the consumer stopped: {task.exception()!r}")
-        return bool(done())
+        return bool(await done())
 
     try:
         await wait_until(finished, timeout=timeout, interval=0.05, what="the backlog to be applied")
@@ -120,7 +121,10 @@ async def test_a_backlog_is_applied_in_order_per_partition_lanes_side_by_side(st
     runtime = _Runtime(_Settings(kafka_bootstrap_servers=bootstrap))
     consumer = BatchConsumer(runtime, group, {topic: processor})  # type: ignore[dict-item]
 
-    await _run_until(consumer, lambda: sum(map(len, processor.applied.values())) >= PARTITIONS * PER_PARTITION)
+    async def all_applied() -> bool:
+        return sum(map(len, processor.applied.values())) >= PARTITIONS * PER_PARTITION
+
+    await _run_until(consumer, all_applied)
 
     for partition in range(PARTITIONS):
         assert processor.applied[partition] == list(range(PER_PARTITION)), f"partition {partition} out of order"
@@ -146,9 +150,14 @@ async def test_a_failed_batch_stops_its_lane_and_comes_again_after_a_restart(sta
     committed = await _committed(bootstrap, group, topic)
     assert committed.get(failing[0], 0) <= len(before_restart), "no offset committed past what was applied"
 
+    # Offsets applied but not committed before the failure come again too (the committer runs a few
+    # times a second): run until the group has committed every partition to its end.
+    async def all_committed() -> bool:
+        return await _committed(bootstrap, group, topic) == {p: PER_PARTITION for p in range(PARTITIONS)}
+
     second = BatchConsumer(runtime, group, {topic: processor})  # type: ignore[dict-item]
-    await _run_until(second, lambda: all(
-        set(processor.applied[p]) >= set(range(PER_PARTITION)) for p in range(PARTITIONS)))
+    await _run_until(second, all_committed)
+    assert all(set(processor.applied[p]) >= set(range(PER_PARTITION)) for p in range(PARTITIONS))
 
     # Re-delivered from the committed offset: at least once, still in order within each delivery.
     redelivered = processor.applied[failing[0]][len(before_restart):]
