@@ -56,6 +56,10 @@ OVERLAP_FROM = 200
 #: fetched and decoded while the last ones are applied.
 #: Measured with bench consent_ingest: 3 or 4 keep the cores busier but cost more CPU per event.
 POLLS_IN_FLIGHT = 2
+#: A poll takes up to this many transactions' worth (BATCH_MAX_EVENTS each). aiokafka hands out its
+#: buffer partition by partition, so a poll of one transaction's worth is mostly one partition and
+#: keeps one lane busy; measured with bench consent_ingest: 4 keeps 2.5 transactions open instead of 1.5.
+POLL_BATCHES = 4
 #: Seconds between two commits of applied offsets (shutdown and rebalance commit at once). Measured
 #: with bench change_latency: a commit per trickle batch costs more latency than it saves replay.
 COMMIT_EVERY = 0.2
@@ -113,7 +117,8 @@ class BatchConsumer:
         try:
             while not self._stopping.is_set():
                 # getmany returns as soon as records arrive; the timeout only bounds an idle wait.
-                polled = await consumer.getmany(timeout_ms=250, max_records=settings.batch_max_events)
+                polled = await consumer.getmany(
+                    timeout_ms=250, max_records=settings.batch_max_events * POLL_BATCHES)
                 if not polled:
                     for tasks in self._polls:  # surfaces a failed lane while idle
                         await self._wait_for(tasks)
@@ -163,19 +168,25 @@ class BatchConsumer:
                 raise result
 
     def _to_lanes(self, decoded: dict[str, list[Inbound]], polled: Polled) -> list[asyncio.Task[None]]:
-        """Start one batch per topic partition, each after that partition's previous batch."""
+        """Start the batches of each topic partition (at most BATCH_MAX_EVENTS each), each after that
+        partition's previous batch. A batch's offset is past its last message (the last batch of a
+        partition: past the poll's last message there, dead-lettered ones included)."""
         by_partition: dict[TopicPartition, list[Inbound]] = defaultdict(list)
         for good in decoded.values():
             for item in good:
                 by_partition[TopicPartition(item.raw.topic, item.raw.partition)].append(item)
+        size = self.runtime.settings.batch_max_events
         started = []
         for tp, records in polled.items():
-            offset = OffsetAndMetadata(records[-1].offset + 1, "")
-            task = asyncio.create_task(
-                self._lane_step(self._lanes.get(tp), tp, by_partition.get(tp, []), offset)
-            )
-            self._lanes[tp] = task
-            started.append(task)
+            items = by_partition.get(tp, [])
+            chunks = [items[i:i + size] for i in range(0, len(items), size)] or [[]]
+            for number, chunk in enumerate(chunks, 1):
+                last = records[-1].offset if number == len(chunks) else chunk[-1].raw.offset
+                task = asyncio.create_task(
+                    self._lane_step(self._lanes.get(tp), tp, chunk, OffsetAndMetadata(last + 1, ""))
+                )
+                self._lanes[tp] = task
+                started.append(task)
         return started
 
     async def _lane_step(
