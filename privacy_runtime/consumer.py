@@ -113,7 +113,7 @@ class BatchConsumer:
         consumer.subscribe(list(self.processors), listener=_FinishBeforeRevoke(self))
         self._consumer = consumer
         await self._start(consumer)
-        self._committer = asyncio.create_task(self._commit_forever(consumer))
+        self._committer = asyncio.create_task(self._commit_forever())
         try:
             while not self._stopping.is_set():
                 # getmany returns as soon as records arrive; the timeout only bounds an idle wait.
@@ -208,7 +208,7 @@ class BatchConsumer:
         self._to_commit.update(offsets)
         self._commit_wanted.set()
 
-    async def _commit_forever(self, consumer: AIOKafkaConsumer) -> None:
+    async def _commit_forever(self) -> None:
         """Commit applied offsets as they come, many lanes' in one request, at most every
         COMMIT_EVERY seconds: a trickle applies hundreds of batches a second, and a commit per batch
         costs the broker more than the few events a crash would re-deliver (deduplicated anyway).
