@@ -212,11 +212,17 @@ class CpuMeter:
         self.kafka = psutil.Process(kafka_pid) if kafka_pid else None
         self.begin = (self._service_seconds(), self._postgres_seconds(), self._kafka_seconds(), self._machine())
 
-    def _kafka_seconds(self) -> float:
-        if self.kafka is None:
-            return 0.0
-        times = self.kafka.cpu_times()
-        return times.user + times.system
+    @staticmethod
+    def _times(proc: psutil.Process, with_children: bool = False) -> tuple[float, float]:
+        """(user, kernel) CPU seconds."""
+        times = proc.cpu_times()
+        user, kernel = times.user, times.system
+        if with_children:
+            user, kernel = user + times.children_user, kernel + times.children_system
+        return user, kernel
+
+    def _kafka_seconds(self) -> tuple[float, float]:
+        return self._times(self.kafka) if self.kafka is not None else (0.0, 0.0)
 
     @staticmethod
     def _machine() -> tuple[float, float]:
@@ -226,29 +232,33 @@ class CpuMeter:
         total = sum(times)
         return total - idle, total
 
-    def _service_seconds(self) -> float:
-        times = self.service.cpu_times()
-        return times.user + times.system
+    def _service_seconds(self) -> tuple[float, float]:
+        return self._times(self.service)
 
-    def _postgres_seconds(self) -> float:
+    def _postgres_seconds(self) -> tuple[float, float]:
         if self.postgres is None:
-            return 0.0
-        total = 0.0
+            return 0.0, 0.0
+        user = kernel = 0.0
         for proc in [self.postgres, *self.postgres.children()]:
             try:
-                times = proc.cpu_times()
+                # the postmaster's children times: backends that ended meanwhile, reaped by it
+                u, k = self._times(proc, with_children=proc is self.postgres)
             except psutil.NoSuchProcess:
                 continue
-            total += times.user + times.system
-            if proc is self.postgres:  # backends that ended meanwhile, reaped by the postmaster
-                total += times.children_user + times.children_system
-        return total
+            user, kernel = user + u, kernel + k
+        return user, kernel
 
     def seconds(self) -> dict[str, float]:
-        service, postgres, kafka = self._service_seconds(), self._postgres_seconds(), self._kafka_seconds()
+        """CPU seconds per process since the meter started, the kernel's share of each (system calls:
+        socket reads and writes, mostly), and the machine's busy share."""
+        now = (self._service_seconds(), self._postgres_seconds(), self._kafka_seconds())
         busy, total = self._machine()
         busy_begin, total_begin = self.begin[3]
-        return {"service_cpu_seconds": round(service - self.begin[0], 3),
-                "postgres_cpu_seconds": round(postgres - self.begin[1], 3),
-                "kafka_cpu_seconds": round(kafka - self.begin[2], 3),
-                "machine_busy_share": round((busy - busy_begin) / max(1e-9, total - total_begin), 3)}
+        figures: dict[str, float] = {}
+        for name, (user, kernel), (user0, kernel0) in zip(("service", "postgres", "kafka"), now, self.begin[:3],
+                                                          strict=True):
+            spent = (user - user0) + (kernel - kernel0)
+            figures[f"{name}_cpu_seconds"] = round(spent, 3)
+            figures[f"{name}_kernel_share"] = round((kernel - kernel0) / spent, 3) if spent > 0 else 0.0
+        figures["machine_busy_share"] = round((busy - busy_begin) / max(1e-9, total - total_begin), 3)
+        return figures

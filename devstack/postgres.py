@@ -48,6 +48,8 @@ StopMode = Literal["fast", "immediate", "kill"]
 OS_USER = "postgres"
 #: Unix socket paths are limited to 107 bytes; longer run dirs use TCP only.
 _MAX_SOCKET_PATH = 100
+#: Starts tried when the port chosen as free is taken before the server binds it.
+PORT_ATTEMPTS = 3
 
 
 def find_pg_bindir() -> Path | None:
@@ -167,6 +169,8 @@ class PostgresServer(ManagedProcess):
         self.max_connections = max_connections
         self.statement_stats = statement_stats
         self.port = self._choose_port(port)
+        #: A port the caller chose, or one clients already use (after the first start), is kept.
+        self._port_fixed = port is not None
         self._popen: subprocess.Popen[bytes] | None = None
         self._record: PidRecord | None = None
         self._run_as: str | None = None
@@ -301,14 +305,35 @@ class PostgresServer(ManagedProcess):
         if self.is_running():
             return
         started = time.monotonic()
-        argv = await asyncio.to_thread(self._prepare)
-        self._popen, self._record = spawn(
-            self.name, argv, log_file=self.log_file, pid_file=self.pid_file,
-            cwd=self.dir, user=self._run_as,
-        )  # fmt: skip
-        say(f"postgres starting on {self.host}:{self.port} (pid {self._popen.pid})")
-        await self._wait_ready(started + within)
+        for attempt in range(1, PORT_ATTEMPTS + 1):
+            argv = await asyncio.to_thread(self._prepare)
+            log_size = self.log_file.stat().st_size if self.log_file.exists() else 0
+            self._popen, self._record = spawn(
+                self.name, argv, log_file=self.log_file, pid_file=self.pid_file,
+                cwd=self.dir, user=self._run_as,
+            )  # fmt: skip
+            say(f"postgres starting on {self.host}:{self.port} (pid {self._popen.pid})")
+            try:
+                await self._wait_ready(started + within)
+                break
+            except DevstackError:
+                # A port found free can be taken (e.g. as another socket's ephemeral port) before
+                # the server binds it: take a new one, unless it was chosen or is in use by clients.
+                if not self._port_taken(log_size) or self._port_fixed or attempt == PORT_ATTEMPTS:
+                    raise
+                say("postgres: the port was taken before the server bound it; retrying on a new port")
+                self.port = free_port(self.host)
+        self._port_fixed = True
         say(f"postgres ready on {self.host}:{self.port} in {time.monotonic() - started:.1f}s")
+
+    def _port_taken(self, log_size: int) -> bool:
+        """Whether the start that wrote the log past `log_size` failed to bind its port."""
+        try:
+            with self.log_file.open("rb") as log:
+                log.seek(log_size)
+                return b"Address already in use" in log.read()
+        except OSError:
+            return False
 
     async def _wait_ready(self, deadline: float) -> None:
         admin_password = self._admin_password()

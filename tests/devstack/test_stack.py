@@ -246,3 +246,36 @@ async def test_kafka_takes_new_ports_when_one_is_taken_before_it_binds(stack: St
         squatter.close()
         await broker.stop()
         forget(record)
+
+
+async def test_postgres_takes_a_new_port_when_its_own_is_taken_before_it_binds(stack: Stack) -> None:
+    """The same race for PostgreSQL: it starts on a new port, and keeps that port across restarts."""
+    import shutil
+    import socket
+
+    from devstack.postgres import PostgresServer
+    from tests.security.support import forget, sweep_record
+
+    root = stack.root / "pg-port-taken"
+    shutil.rmtree(root, ignore_errors=True)
+    server = PostgresServer(root, durable=False)
+    squatter = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    squatter.bind((server.host, 0))
+    squatter.listen()
+    taken = squatter.getsockname()[1]
+    server.port = taken  # as if another socket took it after it was chosen
+    record = None
+    try:
+        await server.start(within=60)
+        record = sweep_record(stack, "pg-port-taken", "postgres", server.pid)
+        assert server.port != taken
+        conn = await asyncpg.connect(server.database_url)
+        assert await conn.fetchval("SELECT 1") == 1
+        await conn.close()
+        moved_to = server.port
+        await server.restart()
+        assert server.port == moved_to
+    finally:
+        squatter.close()
+        await server.stop()
+        forget(record)
