@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+import contextlib
+import shutil
+import socket
 import subprocess
 import sys
 import uuid
+from collections.abc import Iterator
 from email.message import EmailMessage
 from pathlib import Path
 
@@ -217,65 +221,60 @@ def test_servers_named_in_the_environment_are_used_instead(tmp_path: Path) -> No
 async def test_kafka_takes_new_ports_when_one_is_taken_before_it_binds(stack: Stack) -> None:
     """A port found free can be taken by another socket before the JVM binds it: the broker starts
     on new ports instead of failing the whole run."""
-    import shutil
-    import socket
-
     from devstack.kafka import KafkaBroker
     from tests.security.support import forget, sweep_record
 
     root = stack.root / "port-taken"
     shutil.rmtree(root, ignore_errors=True)
     broker = KafkaBroker(root, cache_dir=stack.cache_dir, num_partitions=1, heap="256m")
-    squatter = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-    squatter.bind((broker.host, 0))
-    squatter.listen()
-    taken = squatter.getsockname()[1]
-    broker.controller_port = taken  # as if another socket took it after it was chosen
     record = None
-    try:
-        await broker.start(within=120)
-        record = sweep_record(stack, "port-taken", "kafka-port-taken", broker.pid)
-        assert broker.controller_port != taken
-        admin = AIOKafkaAdminClient(bootstrap_servers=broker.bootstrap)
-        await admin.start()
+    with _taken_port(broker.host) as taken:
+        broker.controller_port = taken  # as if another socket took it after it was chosen
         try:
-            assert (await admin.describe_cluster())["brokers"]
+            await broker.start(within=120)
+            record = sweep_record(stack, "port-taken", "kafka-port-taken", broker.pid)
+            assert broker.controller_port != taken
+            admin = AIOKafkaAdminClient(bootstrap_servers=broker.bootstrap)
+            await admin.start()
+            try:
+                assert (await admin.describe_cluster())["brokers"]
+            finally:
+                await admin.close()
         finally:
-            await admin.close()
-    finally:
-        squatter.close()
-        await broker.stop()
-        forget(record)
+            await broker.stop()
+            forget(record)
 
 
 async def test_postgres_takes_a_new_port_when_its_own_is_taken_before_it_binds(stack: Stack) -> None:
     """The same race for PostgreSQL: it starts on a new port, and keeps that port across restarts."""
-    import shutil
-    import socket
-
     from devstack.postgres import PostgresServer
     from tests.security.support import forget, sweep_record
 
     root = stack.root / "pg-port-taken"
     shutil.rmtree(root, ignore_errors=True)
     server = PostgresServer(root, durable=False)
-    squatter = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-    squatter.bind((server.host, 0))
-    squatter.listen()
-    taken = squatter.getsockname()[1]
-    server.port = taken  # as if another socket took it after it was chosen
     record = None
-    try:
-        await server.start(within=60)
-        record = sweep_record(stack, "pg-port-taken", "postgres", server.pid)
-        assert server.port != taken
-        conn = await asyncpg.connect(server.database_url)
-        assert await conn.fetchval("SELECT 1") == 1
-        await conn.close()
-        moved_to = server.port
-        await server.restart()
-        assert server.port == moved_to
-    finally:
-        squatter.close()
-        await server.stop()
-        forget(record)
+    with _taken_port(server.host) as taken:
+        server.port = taken  # as if another socket took it after it was chosen
+        try:
+            await server.start(within=60)
+            record = sweep_record(stack, "pg-port-taken", "postgres", server.pid)
+            assert server.port != taken
+            conn = await asyncpg.connect(server.database_url)
+            assert await conn.fetchval("SELECT 1") == 1
+            await conn.close()
+            moved_to = server.port
+            await server.restart()
+            assert server.port == moved_to
+        finally:
+            await server.stop()
+            forget(record)
+
+
+@contextlib.contextmanager
+def _taken_port(host: str) -> Iterator[int]:
+    """A port another socket listens on while the block runs."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as squatter:
+        squatter.bind((host, 0))
+        squatter.listen()
+        yield squatter.getsockname()[1]
