@@ -84,6 +84,7 @@ async def run(bench: Bench) -> None:
     completed_at: dict[str, float] = {}
     #: seconds since the start when each status / each system's ack was last seen: the phases' ends.
     status_last: dict[str, float] = {}
+    ack_first: dict[str, float] = {}
     ack_last: dict[str, float] = {}
     try:
         await asyncio.wait_for(ready.wait(), timeout=30)
@@ -100,6 +101,7 @@ async def run(bench: Bench) -> None:
                         data = orjson.loads(message.value)["data"]
                         now = time.perf_counter() - began
                         if message.topic == PRIVACY_ACKS:
+                            ack_first.setdefault(data["system"], now)
                             ack_last[data["system"]] = now
                             if data["system"] not in EXTERNAL_SYSTEMS:
                                 internal_acks[f'{data["system"]} {data["status"]}'] += 1
@@ -136,8 +138,9 @@ async def run(bench: Bench) -> None:
                      "acks sent by the 8 played systems": dict(acked),
                      "acks seen from the services themselves (system status)": dict(internal_acks),
                      "last status change seen, by status (s)": {k: round(v, 2) for k, v in status_last.items()},
-                     "last ack seen, by system (s)": {k: round(v, 2) for k, v in sorted(
-                         ack_last.items(), key=lambda kv: kv[1])},
+                     "acks seen, by system: first and last (s)": {k: [round(ack_first[k], 2), round(v, 2)]
+                                                                  for k, v in sorted(ack_last.items(),
+                                                                                     key=lambda kv: kv[1])},
                  })
 
 
