@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import contextlib
 import json
 import os
 import signal
@@ -268,6 +269,16 @@ class ServiceProcess:
 
     def kill(self) -> None:
         self.stop(signal.SIGKILL)
+
+
+async def stop_player(task: asyncio.Task[None] | None, consumer: AIOKafkaConsumer, producer: AIOKafkaProducer) -> None:
+    """Stop a test's stand-in for downstream systems: its loop first, then its Kafka clients."""
+    if task is not None:
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+    await consumer.stop()
+    await producer.stop()
 
 
 async def get_json(url: str, **kwargs: Any) -> tuple[int, Any]:

@@ -8,7 +8,6 @@ them); one-time codes are read from there as the subject would read them from th
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import io
 import json
 import uuid
@@ -46,6 +45,7 @@ from tests.helpers import (
     publish,
     publish_raw,
     read_topic,
+    stop_player,
     subject_id,
     wait_for_messages,
     wait_until,
@@ -85,12 +85,7 @@ class Responder:
         self._task = asyncio.create_task(self._run())
 
     async def stop(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
-        await self._consumer.stop()
-        await self._producer.stop()
+        await stop_player(self._task, self._consumer, self._producer)
 
     def for_subject(self, subject: str) -> list[dict[str, Any]]:
         return [data for s, data in self.commands if s == subject]

@@ -37,7 +37,6 @@ faults, one per fault (the sender has one message in flight); any other second c
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import email.policy
 import json
 import logging
@@ -93,7 +92,7 @@ from schemas.topics import (
     command_topic,
 )
 from services.dsar import cases
-from tests.helpers import ROOT, ServiceProcess, downstream_answer, event_of, read_topic
+from tests.helpers import ROOT, ServiceProcess, downstream_answer, event_of, read_topic, stop_player
 
 pytestmark = [pytest.mark.stack, pytest.mark.faults]
 
@@ -361,12 +360,7 @@ class Systems:
         self._task = asyncio.create_task(self._run())
 
     async def stop(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
-        await self._consumer.stop()
-        await self._producer.stop()
+        await stop_player(self._task, self._consumer, self._producer)
 
     async def _run(self) -> None:
         while True:
