@@ -4,7 +4,9 @@ N consent-changed events (and a few registrations) are produced before the conse
 the figure runs from the first ledger row's commit to the moment the ledger holds N rows. Baselines
 on the same broker and database, in the same run: a raw aiokafka getmany + `parse_event` loop over
 the same messages, Kafka's ConsumerPerformance / ProducerPerformance, and a bare asyncpg COPY of the
-same ledger rows into a scratch table with the same indexes.
+same ledger rows into a scratch table with the same indexes. The figure is measured with no profiler
+attached; when it falls short, a second pass on a fresh ledger runs under py-spy to say where the time
+goes.
 """
 
 from __future__ import annotations
@@ -13,15 +15,18 @@ import asyncio
 import os
 import time
 from datetime import datetime
+from typing import Any
 
 import asyncpg
 
 from bench import events, kafka, kafka_perf
 from bench.core import Bench, Figure, Target
-from bench.profile import CpuMeter, Profiler, StatementStats, ingest_breakdown
+from bench.profile import CpuMeter, Profiler, StatementStats, ingest_breakdown, py_spy
 from schemas.topics import CONSENT_CHANGED, USER_REGISTERED
 
 WORKLOAD = "consent_ingest"
+GROUP = "privacy-consent"
+TARGET_RATIO = 0.25
 LEDGER_COLUMNS = ["entry_id", "subject", "purpose", "granted", "channel", "policy_version", "jurisdiction",
                   "effective_at"]
 SCRATCH_DDL = """
@@ -94,6 +99,33 @@ async def copy_baseline(database_url: str, rows: int) -> float:
         await conn.close()
 
 
+async def profiled_pass(bench: Bench, count: int) -> dict[str, Any] | str:
+    """The same ingest again with py-spy attached, on a fresh ledger, to say where the time goes.
+
+    Apart from the measured pass: sampling competes for the same two cores (it cost 10-20% of the rate
+    here), so the figure comes from a run without it."""
+    if py_spy() is None:
+        return "py-spy not installed"
+    bench.stop_service("consent")
+    conn = await bench.db()
+    try:
+        await conn.execute("DROP SCHEMA IF EXISTS consent CASCADE")  # migrated again at start
+    finally:
+        await conn.close()
+    for topic in (USER_REGISTERED, CONSENT_CHANGED):
+        await kafka.reset_group(bench.bootstrap, GROUP, topic)
+    service = await bench.start_service("consent")
+    assert service.process is not None
+    profiler = Profiler(service.process.pid, bench.root / "profiles" / "consent-ingest.txt")
+    try:
+        rows, seconds = await wait_for_ledger(bench.endpoints.database_url, count, bench.sizes.cap_seconds)
+    finally:
+        profiler.stop()
+    if rows < count:
+        await kafka.wait_caught_up(bench.bootstrap, [GROUP], CONSENT_CHANGED, timeout=90)
+    return {"events_per_second": round(rows / seconds), **profiler.top()}
+
+
 async def run(bench: Bench) -> None:
     sizes = bench.sizes
     count = sizes.ingest_events
@@ -120,12 +152,8 @@ async def run(bench: Bench) -> None:
         began = time.monotonic()
         service = await bench.start_service("consent")
         assert service.process is not None
-        profiler = Profiler(service.process.pid, bench.root / "profiles" / "consent-ingest.txt")
         cpu = CpuMeter(service.process.pid, bench.postgres_pid, bench.kafka_pid)
-        try:
-            rows, seconds = await wait_for_ledger(bench.endpoints.database_url, count, sizes.cap_seconds)
-        finally:
-            profiler.stop()
+        rows, seconds = await wait_for_ledger(bench.endpoints.database_url, count, sizes.cap_seconds)
         cpu_seconds = cpu.seconds()
         total = time.monotonic() - began
     rate = rows / seconds
@@ -133,7 +161,7 @@ async def run(bench: Bench) -> None:
     samples = await service.metrics()
     database_statements = await statements.top()
     if rows < count:  # let the rest drain, so the next workload finds the service idle
-        await kafka.wait_caught_up(bench.bootstrap, ["privacy-consent"], CONSENT_CHANGED, timeout=90)
+        await kafka.wait_caught_up(bench.bootstrap, [GROUP], CONSENT_CHANGED, timeout=90)
     breakdown = ingest_breakdown(samples, CONSENT_CHANGED, seconds)  # a fresh process: totals
     breakdown.update(cpu_seconds)
     breakdown["service_cpu_us_per_event"] = round(1e6 * cpu_seconds["service_cpu_seconds"] / rows, 1)
@@ -147,9 +175,14 @@ async def run(bench: Bench) -> None:
     breakdown["events_per_second_with_all_cores_busy"] = round(cores / cpu_per_event) if cpu_per_event else None
     breakdown["cpu_us_per_event_the_target_allows"] = round(1e6 * cores / (0.25 * raw), 1)
     copy_rate = await copy_baseline(bench.endpoints.database_url, rows)
+    profile: Any = "not needed: the target is met"
+    if rate < TARGET_RATIO * raw:
+        profile = await profiled_pass(bench, count)
+        if isinstance(profile, dict):
+            breakdown["events_per_second_with_py_spy_attached"] = profile.pop("events_per_second")
 
     bench.add(Figure(WORKLOAD, "consent ingest, Kafka -> ledger", "events/s", rate, raw,
-                     "raw aiokafka getmany + parse_event", Target(">=", 0.25, "ratio"), note=capped))
+                     "raw aiokafka getmany + parse_event", Target(">=", TARGET_RATIO, "ratio"), note=capped))
     bench.add(Figure(WORKLOAD, "  broker read: raw aiokafka + parse", "msgs/s", raw,
                      consumer_perf["records_per_second"], "Kafka ConsumerPerformance",
                      note=f"without parse_event: {raw_read:,.0f} msgs/s"))
@@ -164,6 +197,6 @@ async def run(bench: Bench) -> None:
         raw_parse_per_second=raw, raw_read_per_second=raw_read, produce_per_second=produced,
         consumer_performance=consumer_perf, producer_performance=producer_perf, copy_rows_per_second=copy_rate,
         where_the_time_goes=breakdown,
-        py_spy=profiler.top() if profiler.active else "py-spy not installed",
+        py_spy=profile,
         database_statements=database_statements or "pg_stat_statements not available",
     )

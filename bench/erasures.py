@@ -88,7 +88,7 @@ async def run(bench: Bench) -> None:
     ack_last: dict[str, float] = {}
     try:
         await asyncio.wait_for(ready.wait(), timeout=30)
-        with bench.phase(WORKLOAD), profiled(bench, WORKLOAD, "consent", "dsar", "notifier"):
+        with bench.phase(WORKLOAD), profiled(bench, WORKLOAD, "consent", "dsar", "notifier", rate=20):
             began = time.perf_counter()
             await kafka.produce(bench.bootstrap, ERASURE_REQUESTED,
                                 [events.erasure(subject, rid) for rid, subject in request_ids.items()])

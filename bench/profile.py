@@ -137,8 +137,9 @@ def ingest_breakdown(samples: dict[tuple[str, str], float], topic: str, wall_sec
 def profiled(bench: Bench, workload: str, *services: str, rate: int = 200) -> Iterator[None]:
     """py-spy on each named running service for the duration; summaries go to details[workload]["py_spy"].
 
-    Latency workloads pass a low `rate`: sampling competes for the same two cores and shows up in the
-    very percentiles being measured."""
+    Workloads measured while profiled pass a low `rate`: sampling competes for the same two cores and
+    shows up in the very figures being measured (200 Hz on three services cost the erasures about a
+    quarter of their time here; 20 Hz is within noise)."""
     profilers = {}
     for name in services:
         service = bench.services.get(name)
