@@ -4,10 +4,16 @@ and the whole system (three services) for the tests that need it."""
 from collections.abc import AsyncIterator
 
 import pytest
+from hypothesis import settings
 
 from tests.helpers import ServiceProcess
 
 pytest_plugins = ["devstack.pytest_plugin"]
+
+# Property tests check what is computed, never how fast: on a shared 2-core machine a pause in one
+# example must not fail the suite (hypothesis' default is a 200 ms deadline per example).
+settings.register_profile("suite", deadline=None)
+settings.load_profile("suite")
 
 
 @pytest.fixture(scope="module")
