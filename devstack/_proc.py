@@ -63,6 +63,17 @@ def tail(path: Path, lines: int = 30) -> str:
     return "\n".join(data.decode("utf-8", "replace").splitlines()[-lines:])
 
 
+def port_was_taken(log_file: Path, since: int) -> bool:
+    """Whether the server that wrote `log_file` past byte `since` failed to bind a port: the whole new
+    part is read, since a server may log pages more (its settings, its shutdown) after the error."""
+    try:
+        with log_file.open("rb") as log:
+            log.seek(since)
+            return b"Address already in use" in log.read()
+    except OSError:
+        return False
+
+
 @dataclass(frozen=True)
 class PidRecord:
     """What a pid file holds: enough to find the process again and prove it is ours."""

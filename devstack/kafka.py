@@ -77,6 +77,7 @@ from devstack._proc import (
     PidRecord,
     free_port,
     port_is_free,
+    port_was_taken,
     say,
     spawn,
     stop_process,
@@ -468,10 +469,10 @@ class KafkaBroker(ManagedProcess):
             try:
                 await self._wait_ready(started + within)
                 break
-            except DevstackError as exc:
+            except DevstackError:
                 # A port found free can be taken (e.g. as another socket's ephemeral port) in the
                 # seconds before the JVM binds it: take new ones, unless the caller chose them.
-                if "Address already in use" not in str(exc) or self._ports_given or attempt == PORT_ATTEMPTS:
+                if not port_was_taken(self.log_file, log_size) or self._ports_given or attempt == PORT_ATTEMPTS:
                     raise
                 say("kafka broker: a port was taken before the broker bound it; retrying on new ports")
                 self.port, self.controller_port = self._choose_ports(None, None, reuse=False)

@@ -39,6 +39,7 @@ from devstack._proc import (
     PidRecord,
     free_port,
     port_is_free,
+    port_was_taken,
     say,
     spawn,
     tail,
@@ -319,21 +320,12 @@ class PostgresServer(ManagedProcess):
             except DevstackError:
                 # A port found free can be taken (e.g. as another socket's ephemeral port) before
                 # the server binds it: take a new one, unless it was chosen or is in use by clients.
-                if not self._port_taken(log_size) or self._port_fixed or attempt == PORT_ATTEMPTS:
+                if not port_was_taken(self.log_file, log_size) or self._port_fixed or attempt == PORT_ATTEMPTS:
                     raise
                 say("postgres: the port was taken before the server bound it; retrying on a new port")
                 self.port = free_port(self.host)
         self._port_fixed = True
         say(f"postgres ready on {self.host}:{self.port} in {time.monotonic() - started:.1f}s")
-
-    def _port_taken(self, log_size: int) -> bool:
-        """Whether the start that wrote the log past `log_size` failed to bind its port."""
-        try:
-            with self.log_file.open("rb") as log:
-                log.seek(log_size)
-                return b"Address already in use" in log.read()
-        except OSError:
-            return False
 
     async def _wait_ready(self, deadline: float) -> None:
         admin_password = self._admin_password()
