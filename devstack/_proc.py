@@ -17,7 +17,7 @@ import socket
 import subprocess
 import sys
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Awaitable, Callable, Iterator, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -63,6 +63,10 @@ def tail(path: Path, lines: int = 30) -> str:
     return "\n".join(data.decode("utf-8", "replace").splitlines()[-lines:])
 
 
+#: Starts tried when a port chosen as free is taken before the server binds it.
+PORT_ATTEMPTS = 3
+
+
 def port_was_taken(log_file: Path, since: int) -> bool:
     """Whether the server that wrote `log_file` past byte `since` failed to bind a port: the whole new
     part is read, since a server may log pages more (its settings, its shutdown) after the error."""
@@ -72,6 +76,31 @@ def port_was_taken(log_file: Path, since: int) -> bool:
             return b"Address already in use" in log.read()
     except OSError:
         return False
+
+
+async def start_on_free_ports(
+    name: str,
+    log_file: Path,
+    launch: Callable[[], Awaitable[None]],
+    ready: Callable[[], Awaitable[None]],
+    new_ports: Callable[[], None] | None,
+) -> int:
+    """`launch` a server and wait until it is `ready`. A port found free can be taken (e.g. as another
+    socket's ephemeral port) before the server binds it: then `new_ports` picks others and it is
+    launched again, up to PORT_ATTEMPTS times. `new_ports` is None when the ports may not move (the
+    caller chose them, or clients already use them). Returns the log's size before the last launch."""
+    for attempt in range(1, PORT_ATTEMPTS + 1):
+        log_size = log_file.stat().st_size if log_file.exists() else 0
+        await launch()
+        try:
+            await ready()
+            return log_size
+        except DevstackError:
+            if new_ports is None or attempt == PORT_ATTEMPTS or not port_was_taken(log_file, log_size):
+                raise
+            say(f"{name}: a port was taken before the server bound it; retrying on new ports")
+            new_ports()
+    raise AssertionError("unreachable")
 
 
 @dataclass(frozen=True)

@@ -77,9 +77,9 @@ from devstack._proc import (
     PidRecord,
     free_port,
     port_is_free,
-    port_was_taken,
     say,
     spawn,
+    start_on_free_ports,
     stop_process,
     tail,
 )
@@ -90,8 +90,6 @@ LOG4J_FILE = Path(__file__).with_name("kafka") / "log4j2.xml"
 #: Measured on Kafka 4.3.1 / JDK 17: a 256 MiB heap serves the test suite; 512 MiB leaves
 #: headroom for ``make run`` with three services. The stock scripts use 1 GiB.
 DEFAULT_HEAP = "512m"
-#: Starts tried when a port chosen as free is taken before the broker binds it.
-PORT_ATTEMPTS = 3
 MIN_JAVA = 17
 #: SASL mechanisms enabled on the optional SASL_PLAINTEXT listener.
 SASL_MECHANISMS = ("PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512")
@@ -245,7 +243,8 @@ class KafkaBroker(ManagedProcess):
         self.host = host
         self.num_partitions = num_partitions
         self.heap = heap
-        self._ports_given = port is not None or controller_port is not None or sasl_port is not None
+        #: Ports the caller chose, or that clients use (after the first start), are kept.
+        self._ports_fixed = port is not None or controller_port is not None or sasl_port is not None
         self.port, self.controller_port = self._choose_ports(port, controller_port)
         #: user -> password for the SASL_PLAINTEXT listener; empty means no SASL listener at all.
         self.sasl_users: dict[str, str] = dict(sasl_users or {})
@@ -458,28 +457,27 @@ class KafkaBroker(ManagedProcess):
         if self.is_running():
             return
         started = time.monotonic()
-        for attempt in range(1, PORT_ATTEMPTS + 1):
-            fresh = not (self.data_dir / "meta.properties").is_file()
+        fresh = not (self.data_dir / "meta.properties").is_file()
+
+        async def launch() -> None:
             argv = await asyncio.to_thread(self._prepare)
-            log_size = self.log_file.stat().st_size if self.log_file.exists() else 0
             self._popen, self._record = spawn(
                 self.name, argv, log_file=self.log_file, pid_file=self.pid_file, cwd=self.dir
             )
             say(f"kafka broker starting on {self.bootstrap} (pid {self._popen.pid}, heap {self.heap})")
-            try:
-                await self._wait_ready(started + within)
-                break
-            except DevstackError:
-                # A port found free can be taken (e.g. as another socket's ephemeral port) in the
-                # seconds before the JVM binds it: take new ones, unless the caller chose them.
-                if not port_was_taken(self.log_file, log_size) or self._ports_given or attempt == PORT_ATTEMPTS:
-                    raise
-                say("kafka broker: a port was taken before the broker bound it; retrying on new ports")
-                self.port, self.controller_port = self._choose_ports(None, None, reuse=False)
-                if self.sasl_port is not None:
-                    self.sasl_port = self._choose_sasl_port(None, reuse=False)
-                if fresh:  # formatted with the old controller address: format again
-                    shutil.rmtree(self.data_dir, ignore_errors=True)
+
+        def new_ports() -> None:
+            self.port, self.controller_port = self._choose_ports(None, None, reuse=False)
+            if self.sasl_port is not None:
+                self.sasl_port = self._choose_sasl_port(None, reuse=False)
+            if fresh:  # formatted with the old controller address: format again
+                shutil.rmtree(self.data_dir, ignore_errors=True)
+
+        log_size = await start_on_free_ports(
+            "kafka broker", self.log_file, launch, lambda: self._wait_ready(started + within),
+            None if self._ports_fixed else new_ports,
+        )
+        self._ports_fixed = True  # clients use them now: a restart keeps them
         self._check_logging(log_size)
         sasl = f" (SASL_PLAINTEXT on {self.sasl_bootstrap})" if self.sasl_port is not None else ""
         say(f"kafka ready on {self.bootstrap}{sasl} in {time.monotonic() - started:.1f}s")

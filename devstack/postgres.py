@@ -39,9 +39,9 @@ from devstack._proc import (
     PidRecord,
     free_port,
     port_is_free,
-    port_was_taken,
     say,
     spawn,
+    start_on_free_ports,
     tail,
 )
 
@@ -49,8 +49,6 @@ StopMode = Literal["fast", "immediate", "kill"]
 OS_USER = "postgres"
 #: Unix socket paths are limited to 107 bytes; longer run dirs use TCP only.
 _MAX_SOCKET_PATH = 100
-#: Starts tried when the port chosen as free is taken before the server binds it.
-PORT_ATTEMPTS = 3
 
 
 def find_pg_bindir() -> Path | None:
@@ -306,24 +304,22 @@ class PostgresServer(ManagedProcess):
         if self.is_running():
             return
         started = time.monotonic()
-        for attempt in range(1, PORT_ATTEMPTS + 1):
+
+        async def launch() -> None:
             argv = await asyncio.to_thread(self._prepare)
-            log_size = self.log_file.stat().st_size if self.log_file.exists() else 0
             self._popen, self._record = spawn(
                 self.name, argv, log_file=self.log_file, pid_file=self.pid_file,
                 cwd=self.dir, user=self._run_as,
             )  # fmt: skip
             say(f"postgres starting on {self.host}:{self.port} (pid {self._popen.pid})")
-            try:
-                await self._wait_ready(started + within)
-                break
-            except DevstackError:
-                # A port found free can be taken (e.g. as another socket's ephemeral port) before
-                # the server binds it: take a new one, unless it was chosen or is in use by clients.
-                if not port_was_taken(self.log_file, log_size) or self._port_fixed or attempt == PORT_ATTEMPTS:
-                    raise
-                say("postgres: the port was taken before the server bound it; retrying on a new port")
-                self.port = free_port(self.host)
+
+        def new_port() -> None:
+            self.port = free_port(self.host)
+
+        await start_on_free_ports(
+            "postgres", self.log_file, launch, lambda: self._wait_ready(started + within),
+            None if self._port_fixed else new_port,
+        )
         self._port_fixed = True
         say(f"postgres ready on {self.host}:{self.port} in {time.monotonic() - started:.1f}s")
 
