@@ -4,6 +4,8 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
+#: Packages mypy checks (make lint, make test).
+TYPED := privacy_runtime services schemas devstack privacyctl bench
 
 .PHONY: run test test-fast lint bench schemas tools clean down
 
@@ -25,12 +27,13 @@ run: $(STAMP)
 ## make test: every test, on an embedded stack the suite starts and stops itself.
 test: $(STAMP) tools
 	$(BIN)/ruff check .
+	$(BIN)/mypy $(TYPED)
 	$(BIN)/python -m pytest -q -p no:cacheprovider --junitxml=var/junit.xml
 
 ## make lint: ruff and mypy.
 lint: $(STAMP)
 	$(BIN)/ruff check .
-	$(BIN)/mypy privacy_runtime services schemas devstack privacyctl
+	$(BIN)/mypy $(TYPED)
 
 ## make bench: every benchmark, one table, results under bench/results/.
 bench: $(STAMP)
