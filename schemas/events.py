@@ -147,7 +147,13 @@ class UserRegistered(EventData):
 
 
 class ConsentChanged(EventData):
-    """``consent-changed``."""
+    """``consent-changed``. A ``gpc`` signal only withdraws (``granted`` false)."""
+
+    model_config = ConfigDict(
+        json_schema_extra={
+            "allOf": [_if_then("channel", ConsentChannel.GPC.value, {"properties": {"granted": {"const": False}}})]
+        }
+    )
 
     TOPIC: ClassVar[str] = topics.CONSENT_CHANGED
 
@@ -155,6 +161,14 @@ class ConsentChanged(EventData):
     granted: StrictBool
     channel: ConsentChannel
     policy_version: Version
+
+    @model_validator(mode="after")
+    def _gpc_only_withdraws(self) -> Self:
+        # Global Privacy Control is an opt-out signal: a "grant" through it means nothing and would
+        # otherwise be dropped without a trace.
+        if self.channel is ConsentChannel.GPC and self.granted:
+            raise ValueError("a gpc signal can only withdraw consent: granted must be false for channel gpc")
+        return self
 
 
 class ErasureRequested(EventData):

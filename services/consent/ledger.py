@@ -139,10 +139,15 @@ class Ledger:
                 winners[(subject, record.purpose)] = record
         changed = [(key, rec) for key, rec in winners.items() if stored.get(key) is not rec]
         await store.save_states(conn, [rec.event_id for _, rec in changed])
+        # A grant that undoes a withdrawal is passed on only where the profile allows the purpose.
+        regranted = {subject for (subject, purpose), record in changed
+                     if record.granted and (previous := stored.get((subject, purpose))) and not previous.granted}
+        profiles = await store.profiles(conn, sorted(regranted)) if regranted else {}
         await self.tracker.issue_many(conn, [
             CommandSpec(subject, command.system, command.action, command.purpose)
             for (subject, _purpose), record in changed
-            for command in rules.propagation(stored.get((subject, record.purpose)), record, self.routing)
+            for command in rules.propagation(
+                stored.get((subject, record.purpose)), record, self.routing, profiles.get(subject))
         ])
         return appended
 

@@ -111,11 +111,12 @@ def current_state(records: Iterable[ConsentRecord]) -> dict[str, ConsentRecord]:
 
 
 def expand_change(purpose: str, granted: bool, channel: str) -> list[tuple[str, bool]]:
-    """The (purpose, granted) pairs a consent-changed event means. GPC withdraws all sharing."""
-    if channel == "gpc":
-        if granted:
-            return []  # GPC is an opt-out signal; it cannot grant anything
-        return [(p, False) for p in GPC_WITHDRAWS]
+    """The (purpose, granted) pairs a consent-changed event means.
+
+    A GPC signal withdraws all sharing on top of the purpose it names (a withdrawal is always safe
+    to honour). It cannot grant anything: the schema refuses a `gpc` event with `granted` true."""
+    if channel == "gpc" and not granted:
+        return [(purpose, False)] + [(p, False) for p in GPC_WITHDRAWS if p != purpose]
     return [(purpose, granted)]
 
 
@@ -127,12 +128,17 @@ class Command:
 
 
 def propagation(
-    previous: ConsentRecord | None, new: ConsentRecord, systems_by_purpose: dict[str, list[str]]
+    previous: ConsentRecord | None,
+    new: ConsentRecord,
+    systems_by_purpose: dict[str, list[str]],
+    profile: SubjectProfile | None = None,
 ) -> list[Command]:
     """Commands a change of current state sends downstream.
 
     A withdrawal tells every system using the purpose (suppress, or revoke_sharing for sharing);
-    a grant after a withdrawal undoes it. An initial registration answer changes nothing downstream.
+    a grant after a withdrawal undoes it, unless the subject's profile still denies the purpose
+    (restriction, an objection, a minor): a system is never told it may use what `decide` refuses.
+    An initial registration answer changes nothing downstream.
     """
     if previous is None and new.channel == "registration":
         return []
@@ -141,6 +147,8 @@ def propagation(
     if not new.granted:
         action = "revoke_sharing" if new.purpose in SHARING_PURPOSES else "suppress"
     elif previous is not None:
+        if profile is not None and not decide(new.purpose, profile, new).allowed:
+            return []
         action = "restore_sharing" if new.purpose in SHARING_PURPOSES else "unsuppress"
     else:
         return []

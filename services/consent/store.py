@@ -121,6 +121,11 @@ async def profile(conn: asyncpg.Connection, subject: str) -> SubjectProfile | No
     return _profile(row) if row else None
 
 
+async def profiles(conn: asyncpg.Connection, subjects: Sequence[str]) -> dict[str, SubjectProfile]:
+    rows = await conn.fetch("SELECT * FROM subjects WHERE subject = ANY($1::text[])", list(subjects))
+    return {r["subject"]: _profile(r) for r in rows}
+
+
 async def profile_and_state(
     conn: asyncpg.Connection, subject: str, purpose: str
 ) -> tuple[SubjectProfile | None, ConsentRecord | None]:

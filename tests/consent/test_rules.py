@@ -95,10 +95,11 @@ def test_system_may_use_only_its_purposes() -> None:
                         system_purposes=("payments", "bookkeeping")).allowed
 
 
-def test_gpc_withdraws_all_sharing_and_cannot_grant() -> None:
+def test_gpc_withdraws_all_sharing_and_the_purpose_it_names() -> None:
     assert rules.expand_change("analytics", False, "gpc") == [
-        ("partner_sharing", False), ("third_party_marketing", False), ("group_sharing", False)]
-    assert rules.expand_change("partner_sharing", True, "gpc") == []
+        ("analytics", False), ("partner_sharing", False), ("third_party_marketing", False), ("group_sharing", False)]
+    assert rules.expand_change("group_sharing", False, "gpc") == [
+        ("group_sharing", False), ("partner_sharing", False), ("third_party_marketing", False)]
     assert rules.expand_change("analytics", True, "api") == [("analytics", True)]
 
 
@@ -127,6 +128,22 @@ def test_propagation_withdrawal_grant_and_registration() -> None:
         rules.Command("partners", "revoke_sharing", "partner_sharing")]
     assert rules.propagation(None, record("marketing_email", False, channel="registration"), ROUTING) == []
     assert rules.propagation(None, record("marketing_email", True), ROUTING) == []
+
+
+def test_a_regrant_is_not_passed_on_while_the_profile_denies_the_purpose() -> None:
+    withdrawn, regranted = record("marketing_email", False, 5), record("marketing_email", True, 9)
+    unsuppress = [rules.Command("marketing_email", "unsuppress", "marketing_email")]
+    assert rules.propagation(withdrawn, regranted, ROUTING, SubjectProfile("s1", "SE")) == unsuppress
+    for denying in (SubjectProfile("s1", "SE", restricted=True),
+                    SubjectProfile("s1", "SE", objections=frozenset({"marketing"})),
+                    SubjectProfile("s1", "US", minor=True)):
+        assert rules.propagation(withdrawn, regranted, ROUTING, denying) == []
+        # a withdrawal is always passed on
+        assert rules.propagation(regranted, record("marketing_email", False, 12), ROUTING, denying) == [
+            rules.Command("marketing_email", "suppress", "marketing_email")]
+    sharing = [rules.Command("partners", "restore_sharing", "partner_sharing")]
+    assert rules.propagation(record("partner_sharing", False), record("partner_sharing", True, 3), ROUTING,
+                             SubjectProfile("s1", "SE", objections=frozenset({"marketing"}))) == sharing
 
 
 def test_receipt_names_controller_jurisdiction_and_method() -> None:

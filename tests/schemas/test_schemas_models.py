@@ -547,10 +547,16 @@ def test_audit_rules() -> None:
 
 
 def test_python_objects_are_accepted_like_their_json_forms() -> None:
-    data = ConsentChanged(purpose="analytics", granted=True, channel="gpc", policy_version="v1")  # type: ignore[arg-type]
+    data = ConsentChanged(purpose="analytics", granted=True, channel="api", policy_version="v1")  # type: ignore[arg-type]
     assert data.purpose == "analytics"
     with pytest.raises(ValidationError):
-        ConsentChanged(purpose="analytics", granted="yes", channel="gpc", policy_version="v1")  # type: ignore[arg-type]
+        ConsentChanged(purpose="analytics", granted="yes", channel="api", policy_version="v1")  # type: ignore[arg-type]
+
+
+def test_a_gpc_signal_can_only_withdraw() -> None:
+    assert ConsentChanged(purpose="partner_sharing", granted=False, channel="gpc", policy_version="v1")  # type: ignore[arg-type]
+    with pytest.raises(ValidationError, match="gpc signal can only withdraw"):
+        ConsentChanged(purpose="partner_sharing", granted=True, channel="gpc", policy_version="v1")  # type: ignore[arg-type]
 
 
 def test_generic_envelope_checks_type_against_data() -> None:
