@@ -2,8 +2,8 @@
 
 `issue` writes a command row and its `privacy-commands.<system>` event in the caller's transaction.
 `resend_due` re-sends every unacknowledged command whose backoff has elapsed (same `command_id`, new
-event id, so a system that deduplicates by event id still sees the retry) and reports commands past
-`respond_by` once each (metric + audit). `acknowledge` records an ack from `privacy-acks`.
+event id, so a system that deduplicates by event id still sees the retry); `report_overdue` reports
+commands past `respond_by` once each (metric + audit). `acknowledge` records an ack from `privacy-acks`.
 """
 
 from __future__ import annotations
@@ -218,16 +218,26 @@ class CommandTracker:
                 row["command_id"], attempts, now + self.policy.next_delay(attempts),
             )
             metrics.COMMANDS_RESENT.labels(system=row["system"]).inc()
-            if row["respond_by"] <= now and not row["overdue_reported"]:
-                await conn.execute(
-                    "UPDATE commands SET overdue_reported = true WHERE command_id = $1", row["command_id"]
-                )
-                metrics.COMMANDS_OVERDUE_REPORTED.labels(system=row["system"]).inc()
-                await self.audit.record(
-                    conn, "command_overdue", subject=subject, ref=command_id,
-                    detail={"system": row["system"], "action": row["action"],
-                            "respond_by": row["respond_by"].isoformat(), "attempts": attempts},
-                )
+        return len(rows)
+
+    async def report_overdue(self, conn: asyncpg.Connection, limit: int = 500) -> int:
+        """Report each unacknowledged command past `respond_by` once (metric + audit entry).
+
+        Apart from re-sending: with the backoff at its cap a re-send may be hours after the deadline."""
+        rows = await conn.fetch(
+            "UPDATE commands SET overdue_reported = true WHERE command_id IN ("
+            "SELECT command_id FROM commands WHERE acked_at IS NULL AND NOT overdue_reported AND respond_by <= $1 "
+            "ORDER BY respond_by LIMIT $2 FOR UPDATE SKIP LOCKED) "
+            "RETURNING command_id, subject, system, action, respond_by, attempts",
+            datetime.now(UTC), limit,
+        )
+        for row in rows:
+            metrics.COMMANDS_OVERDUE_REPORTED.labels(system=row["system"]).inc()
+            await self.audit.record(
+                conn, "command_overdue", subject=row["subject"], ref=str(row["command_id"]),
+                detail={"system": row["system"], "action": row["action"],
+                        "respond_by": row["respond_by"].isoformat(), "attempts": row["attempts"]},
+            )
         return len(rows)
 
     async def acknowledge(
@@ -302,12 +312,15 @@ class CommandTracker:
 
 
 async def resend_loop(runtime: Any, tracker: CommandTracker, interval: float = 1.0,
-                      gauge_interval: float = 15.0) -> None:
+                      gauge_interval: float | None = None) -> None:
     """Background loop run by services that issue commands.
 
-    Re-sends every `interval`; counts outstanding commands every `gauge_interval` only (a scrape
-    interval): the count reads every unacknowledged command, which a system that is down for a day
-    makes many, and each pass competes with the stream's transactions."""
+    Re-sends every `interval`; reports overdue commands and counts outstanding ones every
+    `gauge_interval` only (COMMAND_CHECK_SECONDS, about a scrape interval): both read unacknowledged
+    commands, which a system that is down for a day makes many, and each pass competes with the
+    stream's transactions."""
+    if gauge_interval is None:
+        gauge_interval = float(getattr(runtime.settings, "command_check_seconds", 15.0))
     next_count = 0.0
     while True:
         try:
@@ -315,6 +328,8 @@ async def resend_loop(runtime: Any, tracker: CommandTracker, interval: float = 1
                 await tracker.resend_due(conn)
             if time.monotonic() >= next_count:
                 next_count = time.monotonic() + gauge_interval
+                async with runtime.transaction() as conn:
+                    await tracker.report_overdue(conn)
                 async with runtime.pool.acquire() as conn:
                     await tracker.refresh_gauges(conn)
         except Exception as exc:

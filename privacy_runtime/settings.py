@@ -60,6 +60,8 @@ class ServiceSettings(ConnectionSettings):
     command_respond_within_seconds: float = 7 * 86400
     command_resend_base_seconds: float = 30.0
     command_resend_max_seconds: float = 6 * 3600
+    #: How often commands past respond_by are reported and outstanding commands counted.
+    command_check_seconds: float = 15.0
     #: Where faust keeps its local state (tables are not used; faust still wants a folder).
     state_dir: Path = Path("var/state")
 

@@ -11,8 +11,24 @@ import asyncpg
 import httpx
 import pytest
 
-from schemas.events import ConsentChanged, ConsentGrant, PrivacyAck, PrivacyCommand, UserRegistered
-from schemas.topics import CONSENT_CHANGED, ERASURE_REQUESTED, PRIVACY_ACKS, USER_REGISTERED, command_topic
+from schemas.events import (
+    ConsentChanged,
+    ConsentGrant,
+    DsarDetails,
+    DsarRequested,
+    PrivacyAck,
+    PrivacyCommand,
+    UserRegistered,
+)
+from schemas.topics import (
+    CONSENT_CHANGED,
+    DSAR_REQUESTED,
+    ERASURE_REQUESTED,
+    PRIVACY_ACKS,
+    PRIVACY_AUDIT,
+    USER_REGISTERED,
+    command_topic,
+)
 from tests.helpers import (
     ServiceProcess,
     event_of,
@@ -30,7 +46,11 @@ pytestmark = pytest.mark.stack
 
 @pytest.fixture(scope="module")
 async def consent(stack) -> AsyncIterator[ServiceProcess]:  # type: ignore[no-untyped-def]
-    service = ServiceProcess("consent", stack.env(), {"COMMAND_RESEND_BASE_SECONDS": "1"}).start()
+    # Re-sends every 1-2 s, respond_by after 3 s, checked every second: the tests see each of them.
+    service = ServiceProcess("consent", stack.env(), {
+        "COMMAND_RESEND_BASE_SECONDS": "1", "COMMAND_RESEND_MAX_SECONDS": "2",
+        "COMMAND_RESPOND_WITHIN_SECONDS": "3", "COMMAND_CHECK_SECONDS": "1",
+    }).start()
     try:
         await service.wait_ready()
         yield service
@@ -103,6 +123,93 @@ async def _sleep(seconds: float) -> None:
     import asyncio
 
     await asyncio.sleep(seconds)
+
+
+async def _commands_of(bootstrap: str, system: str, subject: str) -> list[dict]:
+    return [_data(m) for m in await read_topic(bootstrap, command_topic(system)) if _for(subject)(m)]
+
+
+async def test_a_system_that_acks_is_not_asked_again_one_that_does_not_is(stack, consent) -> None:  # type: ignore[no-untyped-def]
+    """A browser's GPC signal withdraws all sharing: partners and ipcom_group are both told. ipcom_group
+    acknowledges and hears nothing more; partners stays silent and keeps being asked, same command ids."""
+    bootstrap = stack.endpoints.kafka_bootstrap
+    subject = subject_id("gpc")
+    await _register(bootstrap, subject, country="US")
+    await publish(bootstrap, CONSENT_CHANGED, ConsentChanged(
+        purpose="partner_sharing", granted=False, channel="gpc", policy_version="2021-10-30"), subject=subject)
+
+    group = await wait_for_messages(bootstrap, command_topic("ipcom_group"), _for(subject))
+    command = _data(group[0])
+    assert (command["action"], command["purpose"]) == ("revoke_sharing", "group_sharing")
+    await publish(bootstrap, PRIVACY_ACKS, PrivacyAck(
+        command_id=uuid.UUID(command["command_id"]), system="ipcom_group", status="done"), subject=subject)
+
+    conn = await asyncpg.connect(stack.endpoints.database_url)
+    try:
+        async def acked() -> bool:
+            return await conn.fetchval("SELECT acked_at IS NOT NULL FROM consent.commands WHERE command_id = $1",
+                                       uuid.UUID(command["command_id"])) is True
+
+        await wait_until(acked, what="the ipcom_group ack to be recorded")
+    finally:
+        await conn.close()
+    group_sends = len(await _commands_of(bootstrap, "ipcom_group", subject))
+    partner_sends = len(await _commands_of(bootstrap, "partners", subject))
+    await _sleep(5)  # more than two re-send intervals (at most 2 s here)
+
+    assert len(await _commands_of(bootstrap, "ipcom_group", subject)) == group_sends, "acked: not asked again"
+    partners = await _commands_of(bootstrap, "partners", subject)
+    assert len(partners) > partner_sends, "not acked: asked again"
+    assert {(c["action"], c["purpose"]) for c in partners} == {
+        ("revoke_sharing", "partner_sharing"), ("revoke_sharing", "third_party_marketing")}
+    assert len({c["command_id"] for c in partners}) == 2, "re-sends keep their command ids"
+
+
+async def test_a_command_unacknowledged_past_respond_by_is_reported_once(stack, consent) -> None:  # type: ignore[no-untyped-def]
+    bootstrap = stack.endpoints.kafka_bootstrap
+    subject = subject_id("late-ack")
+    await _register(bootstrap, subject, country="US")
+    await publish(bootstrap, CONSENT_CHANGED, ConsentChanged(
+        purpose="group_sharing", granted=False, channel="preference_center", policy_version="2021-10-30"),
+        subject=subject)
+    command = _data((await wait_for_messages(bootstrap, command_topic("ipcom_group"), _for(subject)))[0])
+
+    def overdue(m) -> bool:  # type: ignore[no-untyped-def]
+        event = event_of(m) or {}
+        return event.get("data", {}).get("action") == "command_overdue" and event.get("subject") == subject
+
+    reports = await wait_for_messages(bootstrap, PRIVACY_AUDIT, overdue, timeout=20)
+    assert reports[0].value and command["command_id"] in reports[0].value.decode()
+    _, body = await get_json(f"{consent.url}/metrics")
+    assert 'privacy_commands_overdue_reported_total{system="ipcom_group"}' in str(body)
+    await _sleep(3)  # further checks do not report it again
+    assert len([m for m in await read_topic(bootstrap, PRIVACY_AUDIT) if overdue(m)]) == 1
+
+
+async def test_an_objector_who_grants_marketing_again_is_not_unsuppressed(stack, consent) -> None:  # type: ignore[no-untyped-def]
+    """An objection to direct marketing is absolute: a later grant is recorded, but marketing_email
+    is not told to unsuppress (the decision still denies)."""
+    bootstrap = stack.endpoints.kafka_bootstrap
+    subject = subject_id("objector")
+    now = datetime.now(UTC)
+    await _register(bootstrap, subject, country="US", when=now - timedelta(minutes=10))
+    await publish(bootstrap, DSAR_REQUESTED, DsarRequested(
+        request_id=uuid.uuid4(), right="objection", identity_verified=True, requested_via="web_form",
+        details=DsarDetails(processing="marketing")), subject=subject, time=now - timedelta(minutes=5))
+    suppress = await wait_for_messages(bootstrap, command_topic("marketing_email"), _for(subject))
+    assert _data(suppress[0])["action"] == "suppress"
+
+    await publish(bootstrap, CONSENT_CHANGED, ConsentChanged(
+        purpose="marketing_email", granted=True, channel="preference_center", policy_version="2021-10-30"),
+        subject=subject, time=now - timedelta(minutes=1))
+    # A later withdrawal of another purpose, on the same partition: once its command is out, the grant
+    # before it has been applied.
+    await publish(bootstrap, CONSENT_CHANGED, ConsentChanged(
+        purpose="group_sharing", granted=False, channel="preference_center", policy_version="2021-10-30"),
+        subject=subject)
+    await wait_for_messages(bootstrap, command_topic("ipcom_group"), _for(subject))
+    assert "unsuppress" not in {c["action"] for c in await _commands_of(bootstrap, "marketing_email", subject)}
+    assert (await _decision(consent, subject, "marketing_email"))["allowed"] is False
 
 
 async def test_sharing_defaults_follow_jurisdiction(stack, consent) -> None:  # type: ignore[no-untyped-def]
