@@ -70,6 +70,7 @@ class _FinishBeforeRevoke(ConsumerRebalanceListener):  # type: ignore[misc]
         self.owner = owner
 
     async def on_partitions_revoked(self, revoked: list[TopicPartition]) -> None:
+        self.owner.forget_lag(revoked)  # first: finishing may raise, the partitions go regardless
         await self.owner.finish_in_flight()
 
     async def on_partitions_assigned(self, assigned: list[TopicPartition]) -> None:
@@ -92,6 +93,8 @@ class BatchConsumer:
         self._commit_wanted = asyncio.Event()
         self._commit_lock = asyncio.Lock()
         self._committer: asyncio.Task[None] | None = None
+        #: Partitions whose lag series this consumer set (removed when they are revoked).
+        self._lag_reported: set[TopicPartition] = set()
 
     def stop(self) -> None:
         """Finish the batches in hand, commit them, then leave the group."""
@@ -145,6 +148,8 @@ class BatchConsumer:
                 with contextlib.suppress(asyncio.CancelledError):
                     await self._committer
             await consumer.stop()
+            # A restarted loop rejoins the group and may get other partitions.
+            self.forget_lag(list(self._lag_reported))
 
     async def finish_in_flight(self) -> None:
         """Wait until every lane's batches are applied and their offsets committed (also called before
@@ -254,7 +259,19 @@ class BatchConsumer:
                 position = await consumer.position(tp)
             except Exception:  # partition revoked meanwhile
                 continue
+            if tp not in consumer.assignment():  # revoked while we waited: its series is gone, keep it so
+                continue
             metrics.CONSUMER_LAG.labels(topic=tp.topic, partition=str(tp.partition)).set(max(0, highwater - position))
+            self._lag_reported.add(tp)
+
+    def forget_lag(self, partitions: list[TopicPartition]) -> None:
+        """Remove the lag series of partitions this member gave up. Left in place, the last value stays
+        exported, frozen, and ``max by (topic, partition)`` in the alert and dashboards picks it over the
+        new owner's."""
+        for tp in partitions:
+            if tp in self._lag_reported:
+                self._lag_reported.discard(tp)
+                metrics.CONSUMER_LAG.remove(tp.topic, str(tp.partition))
 
     async def _decode(self, polled: Polled) -> dict[str, list[Inbound]]:
         by_topic: dict[str, list[RawMessage]] = defaultdict(list)
