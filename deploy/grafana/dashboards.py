@@ -158,7 +158,8 @@ def overview() -> dict[str, Any]:
             description="Messages sent to <topic>.dlq in the last hour; see privacyctl dlq replay.",
         ),
         stat("Consumer lag", f"sum({lag})", red_above=1000),
-        stat("Outbox pending", f"sum({sel('privacy_outbox_pending_messages')})", red_above=1000),
+        # Every replica counts the whole outbox table: one copy per service, or it multiplies by replicas.
+        stat("Outbox pending", f"sum(max by (job) ({sel('privacy_outbox_pending_messages')}))", red_above=1000),
         stat("Commands overdue", f"sum({gauge('privacy_commands_overdue', 'job', 'job, system')})", red_above=1),
         stat("Cases overdue", f"sum({gauge('privacy_cases_overdue', 'right', 'right')})", red_above=1),
         Panel("Consumed per topic", [(rate("privacy_events_consumed_total", "topic"), "{{topic}}")], "ops"),
@@ -193,7 +194,7 @@ def overview() -> dict[str, Any]:
         Panel(
             "Outbox",
             [
-                (f"sum by (job) ({sel('privacy_outbox_pending_messages')})", "pending {{job}}"),
+                (f"max by (job) ({sel('privacy_outbox_pending_messages')})", "pending {{job}}"),
                 (rate("privacy_outbox_published_total", "topic"), "published {{topic}} /s"),
                 (rate("privacy_outbox_dropped_erased_total", "job"), "dropped (erased) {{job}} /s"),
             ],
