@@ -8,7 +8,12 @@ from urllib.parse import urlsplit, urlunsplit
 FAILED = 1
 INVALID = 2
 
-LOCAL_STACK_HINT = "with the local stack (make run), `source var/stack.env` first"
+#: As `make run` prints it: secrets.env holds plain KEY=value lines (ADMIN_TOKEN, the master key), so
+#: `set -a` is what exports them.
+LOCAL_STACK_HINT = (
+    "with the local stack (make run), load its environment first: "
+    "`set -a; . var/stack.env; . var/secrets.env; set +a`"
+)
 
 
 class CtlError(Exception):

@@ -19,7 +19,7 @@ import typer
 
 from privacyctl import events
 from privacyctl.config import CtlSettings
-from privacyctl.errors import INVALID, CtlError
+from privacyctl.errors import INVALID, LOCAL_STACK_HINT, CtlError
 from privacyctl.http import ServiceClient
 from schemas import topics
 
@@ -242,7 +242,11 @@ def decision(
 def dsar_admin(cfg: CtlSettings) -> ServiceClient:
     token = cfg.admin_token.get_secret_value()
     if not token:
-        raise CtlError("ADMIN_TOKEN is not set: export the dsar service's operator token as ADMIN_TOKEN.", INVALID)
+        raise CtlError(
+            "ADMIN_TOKEN is not set: export the dsar service's operator token as ADMIN_TOKEN "
+            f"({LOCAL_STACK_HINT}; the token is in var/secrets.env).",
+            INVALID,
+        )
     return ServiceClient("dsar", cfg.dsar_url, "DSAR_URL", timeout=cfg.privacyctl_timeout, token=token)
 
 

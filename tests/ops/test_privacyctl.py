@@ -390,6 +390,8 @@ def test_cases_need_the_admin_token() -> None:
     result = invoke("cases", "list")
     assert result.exit_code == 2
     assert "ADMIN_TOKEN" in result.output
+    # where a person running make run finds it: both files, as make run prints
+    assert "var/stack.env" in result.output and "var/secrets.env" in result.output
 
 
 def test_cases_list_sends_filters_and_token(monkeypatch: pytest.MonkeyPatch) -> None:
