@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import re
 import uuid
 from collections.abc import AsyncIterator
 from typing import Any
@@ -16,8 +17,16 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 
 from devstack.smtp_sink import read_messages
 from schemas.envelope import new_event
-from schemas.events import ConsentGrant, ErasureRequested, NotificationRequested, PrivacyAck, UserRegistered
+from schemas.events import (
+    ConsentChanged,
+    ConsentGrant,
+    ErasureRequested,
+    NotificationRequested,
+    PrivacyAck,
+    UserRegistered,
+)
 from schemas.topics import (
+    CONSENT_CHANGED,
     ERASURE_REQUESTED,
     EXTERNAL_SYSTEMS,
     NOTIFICATION_REQUESTED,
@@ -91,8 +100,10 @@ def _mails_to(mail_dir, address: str) -> list[Any]:  # type: ignore[no-untyped-d
 
 
 async def test_a_user_asks_to_be_erased_and_nothing_of_theirs_remains_readable(stack, system, systems) -> None:  # type: ignore[no-untyped-def]
-    """Every system is told to erase; billing keeps invoices under Bokföringslagen and says so; the person
-    gets one confirmation naming what was kept and why; then every service has destroyed their key."""
+    """The request is unverified: a one-time code arrives by email and verifies it. Then every system is
+    told to erase; billing keeps invoices under Bokföringslagen and says so; the person gets one
+    confirmation naming what was kept and why; every service has destroyed their key, and only a keyed
+    hash remembers their marketing opt-out."""
     bootstrap, dsn = stack.endpoints.kafka_bootstrap, stack.endpoints.database_url
     subject = subject_id("erase")
     address = f"{subject}@example.org"
@@ -111,10 +122,33 @@ async def test_a_user_asks_to_be_erased_and_nothing_of_theirs_remains_readable(s
         return status == 200 and in_directory == 1
 
     await wait_until(known_everywhere, what="the user to be registered in consent and notifier")
+    marker = f"erase-{uuid.uuid4().hex[:8]}"  # the policy version of the opt-out, to find its proof
+    await publish(bootstrap, CONSENT_CHANGED, ConsentChanged(
+        purpose="marketing_email", granted=False, channel="email_footer", policy_version=marker), subject=subject)
+
+    async def opted_out() -> bool:
+        _, body = await get_json(f"{system['consent'].url}/v1/decisions",
+                                 params={"subject": subject, "purpose": "marketing_email"})
+        return body.get("allowed") is False
+
+    await wait_until(opted_out, what="the opt-out to be recorded")
     request_id = uuid.uuid4()
     await publish(bootstrap, ERASURE_REQUESTED, ErasureRequested(
-        request_id=request_id, ground="consent_withdrawn", identity_verified=True, requested_via="web_form"),
+        request_id=request_id, ground="consent_withdrawn", identity_verified=False, requested_via="email"),
         subject=subject)
+
+    async def code_email() -> list[Any]:
+        return [m for m in _mails_to(stack.endpoints.mail_dir, address) if "verification code" in str(m["Subject"])]
+
+    mail = (await wait_until(code_email, timeout=60, what="the verification code email"))[0]
+    code = re.search(r"verification code: (\d{6})", mail.get_body(preferencelist=("plain",)).get_content())
+    assert code, "the email states the code"
+    assert not [c for s, c, subj in systems.received if subj == subject and c["action"] == "erase"], \
+        "nothing is erased before the identity is verified"
+    async with httpx.AsyncClient() as client:
+        verified = await client.post(f"{system['dsar'].url}/v1/requests/{request_id}/verify",
+                                     json={"code": code.group(1)})
+    assert verified.status_code == 200, verified.text
 
     async def completed() -> bool:
         status, body = await get_json(f"{system['dsar'].url}/v1/requests/{request_id}")
@@ -143,8 +177,12 @@ async def test_a_user_asks_to_be_erased_and_nothing_of_theirs_remains_readable(s
             assert keys == 0, f"{schema} still holds the subject's key"
         assert await conn.fetchval("SELECT count(*) FROM notifier.recipients WHERE subject = $1", subject) == 0
         assert await conn.fetchval("SELECT count(*) FROM consent.subjects WHERE subject = $1", subject) == 0
-        proofs = await conn.fetchval("SELECT count(*) FROM consent.opt_out_proofs")
-        assert proofs is not None
+        proofs = await conn.fetch("SELECT * FROM consent.opt_out_proofs WHERE policy_version = $1", marker)
+        assert [(p["purpose"], p["channel"]) for p in proofs] == [("marketing_email", "email_footer")]
+        assert subject not in str(dict(proofs[0])), "the proof names no one"
+        assert await conn.fetchval(
+            "SELECT count(*) FROM notifier.final_notices WHERE subject = $1", subject) == 0, \
+            "the confirmation's own copy of the address is gone once it was sent"
         # Whatever sealed rows remain (outbox, exports, params) can no longer be opened.
         for schema in ("consent", "dsar", "notifier"):
             sealed = await conn.fetchval(
