@@ -107,6 +107,16 @@ def _mutations() -> list[tuple[str, Callable[[str, dict[str, Any]], tuple[bytes 
     ]
 
 
+#: Well-formed messages whose fields contradict each other: (topic, name, data fields to set).
+CONTRADICTIONS: list[tuple[str, str, dict[str, Any]]] = [
+    ("consent-changed", "gpc signal that grants", {"channel": "gpc", "granted": True}),
+    ("privacy-acks", "retained without a basis", {"status": "retained", "retained_basis": None}),
+    ("dsar-requested", "objection without the processing objected to",
+     {"right": "objection", "details": {"corrections": None, "circumstance": None, "processing": None,
+                                        "format": None}}),
+]
+
+
 def message_cases() -> list[MessageCase]:
     cases = []
     for topic in INBOUND_TOPICS:
@@ -116,6 +126,10 @@ def message_cases() -> list[MessageCase]:
                 continue
             key, value = result
             cases.append(MessageCase(topic, name, key, value))
+    for topic, name, fields in CONTRADICTIONS:
+        doc = _valid(topic)
+        doc["data"].update(fields)
+        cases.append(MessageCase(topic, name, _key(topic, doc), json.dumps(doc).encode()))
     return cases
 
 
