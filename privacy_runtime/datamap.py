@@ -14,6 +14,13 @@ import yaml
 ERASE = "erase"
 RETAIN = "retain"
 
+#: Days after a subject's last activity past which their data is no longer needed (GDPR Art. 5(1)(e)):
+#: an account unused for 3 years is taken as abandoned. Used when the data map does not set
+#: `inactive_subject_retention_days`.
+DEFAULT_INACTIVE_SUBJECT_RETENTION_DAYS = 3 * 365
+#: A smaller value is refused: a typo (3 for 1095) would otherwise erase nearly every subject.
+MIN_INACTIVE_SUBJECT_RETENTION_DAYS = 30
+
 
 @dataclass(frozen=True)
 class SystemEntry:
@@ -42,6 +49,11 @@ class DataMap:
     controller: dict[str, str]
     systems: dict[str, SystemEntry]
     purposes: dict[str, PurposeEntry] = field(default_factory=dict)
+    #: One value for the whole subject, not per system: what it triggers is one `erasure-requested`
+    #: (ground `retention_expired`), which the contract defines for a subject across every system.
+    #: Shorter per-system periods (the free-text `retention`, e.g. logs 90 days) are each system's own
+    #: rolling deletion; longer legal ones (billing) are kept by that system answering `retained`.
+    inactive_subject_retention_days: int = DEFAULT_INACTIVE_SUBJECT_RETENTION_DAYS
 
     def system_ids(self) -> list[str]:
         return list(self.systems)
@@ -60,7 +72,22 @@ class DataMapError(ValueError):
     pass
 
 
+def _inactive_subject_retention_days(doc: dict[str, Any]) -> int:
+    value = doc.get("inactive_subject_retention_days", DEFAULT_INACTIVE_SUBJECT_RETENTION_DAYS)
+    # bool is an int in Python; `true` in YAML is a mistake, not 1 day.
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise DataMapError(f"inactive_subject_retention_days must be a whole number of days, not {value!r}")
+    if value < MIN_INACTIVE_SUBJECT_RETENTION_DAYS:
+        raise DataMapError(
+            f"inactive_subject_retention_days is {value}; it must be at least "
+            f"{MIN_INACTIVE_SUBJECT_RETENTION_DAYS} (subjects inactive that long are erased)"
+        )
+    return value
+
+
 def parse_data_map(doc: dict[str, Any]) -> DataMap:
+    if not isinstance(doc, dict):
+        raise DataMapError("data map must be a mapping")
     try:
         systems = {}
         for system_id, entry in doc["systems"].items():
@@ -86,7 +113,12 @@ def parse_data_map(doc: dict[str, Any]) -> DataMap:
             pid: PurposeEntry(pid, p["legal_basis"], p.get("description", ""))
             for pid, p in (doc.get("purposes") or {}).items()
         }
-        return DataMap(controller=dict(doc["controller"]), systems=systems, purposes=purposes)
+        return DataMap(
+            controller=dict(doc["controller"]),
+            systems=systems,
+            purposes=purposes,
+            inactive_subject_retention_days=_inactive_subject_retention_days(doc),
+        )
     except KeyError as exc:
         raise DataMapError(f"data map is missing {exc}") from exc
 

@@ -69,6 +69,10 @@ CASES_DUE_SOON = Gauge("privacy_cases_due_soon", "Open cases due within 3 days",
 CASE_COMPLETION_SECONDS = Histogram(
     "privacy_case_completion_seconds", "From receipt to completion", ["right"], buckets=CASE_BUCKETS
 )
+RETENTION_ERASURES_REQUESTED = Counter(
+    "privacy_retention_erasures_requested_total",
+    "Erasures (ground retention_expired) requested for subjects inactive past the data map's retention",
+)
 
 # --- notifier ---------------------------------------------------------------------------------
 EMAILS_SENT = Counter("privacy_emails_sent_total", "Emails accepted by the SMTP relay", ["template"])

@@ -122,8 +122,13 @@ SERVICES: tuple[ServiceSpec, ...] = (
             topics.DSAR_REQUESTED,
             topics.PRIVACY_ACKS,
             topics.command_topic("dsar"),
+            # Subject activity only, for the retention of inactive subjects.
+            topics.USER_REGISTERED,
+            topics.CONSENT_CHANGED,
         ),
         produces=(
+            # Erasures of subjects inactive past the data map's retention (ground retention_expired).
+            topics.ERASURE_REQUESTED,
             topics.DSAR_STATUS,
             topics.NOTIFICATION_REQUESTED,
             topics.PRIVACY_AUDIT,

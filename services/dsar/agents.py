@@ -6,10 +6,20 @@ faust agent per topic); each handler runs inside the batch's transaction.
 
 from __future__ import annotations
 
-from schemas.topics import DSAR_REQUESTED, ERASURE_REQUESTED, PRIVACY_ACKS, command_topic
+from schemas.topics import (
+    CONSENT_CHANGED,
+    DSAR_REQUESTED,
+    ERASURE_REQUESTED,
+    PRIVACY_ACKS,
+    USER_REGISTERED,
+    command_topic,
+)
 from services.dsar.app import SYSTEM_ID, inbox, runtime, workflow
 
 runtime.stream(ERASURE_REQUESTED, workflow.on_erasure_requested)
 runtime.stream(DSAR_REQUESTED, workflow.on_dsar_requested)
 runtime.stream(PRIVACY_ACKS, workflow.on_acks)
 runtime.stream(command_topic(SYSTEM_ID), inbox.handle)
+# Subject activity only, for the retention of inactive subjects (services/dsar/inactivity.py).
+runtime.stream(USER_REGISTERED, workflow.on_activity, deduplicate=False)
+runtime.stream(CONSENT_CHANGED, workflow.on_activity, deduplicate=False)

@@ -42,5 +42,6 @@ async def case_timers() -> None:
 
 @runtime.on_started
 async def retention_sweeper() -> None:
-    """Delete the service's own records once retention no longer allows them."""
+    """Delete the service's own records once retention no longer allows them, and request the
+    erasure of subjects inactive past the data map's retention."""
     await sweep_forever(runtime, settings, utcnow)

@@ -1,21 +1,34 @@
-"""The retention sweeper: the dsar service keeps its own records only as long as they are needed.
+"""The retention sweeper: data is kept only as long as it is needed.
+
+Subjects (storage limitation, GDPR Art. 5(1)(e)): a subject inactive for longer than the data map's
+`inactive_subject_retention_days` gets an `erasure-requested` (ground `retention_expired`, requested
+via `internal`) through the outbox; the service consumes it like any other and erases the subject
+everywhere through an ordinary case. Paged (one transaction per page) and bounded per pass; the
+request id derives from subject and last activity, so a re-run or a second replica opens nothing twice.
+
+The dsar service's own records:
 
 - an export package is wiped once its link expired or was used up (it holds a copy of everything);
 - export fragments and sealed corrections go once their case is closed (they were only inputs);
 - identity verification rows go once their case is closed;
 - a closed case record goes after `case_record_retention_seconds`.
 
-Each sweep is one transaction with one audit entry giving the counts (no personal data).
+Each purge is one transaction with one audit entry giving the counts (no personal data).
 """
 
 from __future__ import annotations
 
 import asyncio
+import logging
 from collections.abc import Callable
 from datetime import datetime, timedelta
 from typing import Any
 
-from services.dsar import store
+from privacy_runtime import metrics
+from schemas.topics import ERASURE_REQUESTED
+from services.dsar import inactivity, store
+
+log = logging.getLogger(__name__)
 
 
 async def sweep(runtime: Any, now: datetime, case_retention: timedelta) -> dict[str, int]:
@@ -26,7 +39,61 @@ async def sweep(runtime: Any, now: datetime, case_retention: timedelta) -> dict[
     return counts
 
 
+async def request_erasures(
+    runtime: Any, now: datetime, *, retention_days: int, page_size: int, max_per_pass: int
+) -> int:
+    """Publish a `retention_expired` erasure for up to `max_per_pass` inactive subjects; returns how many."""
+    cutoff = inactivity.inactive_cutoff(now, retention_days)
+    requested = 0
+    while requested < max_per_pass:
+        async with runtime.transaction() as conn:
+            due = await store.claim_inactive(conn, cutoff, now, min(page_size, max_per_pass - requested))
+            for subject, last_activity in due:
+                request_id = inactivity.retention_request_id(subject, last_activity)
+                # No PII in the request: unsealed, like the status events it leads to.
+                await runtime.outbox.add(
+                    conn,
+                    ERASURE_REQUESTED,
+                    inactivity.retention_erasure(request_id),
+                    subject=subject,
+                    event_id=inactivity.retention_event_id(request_id),
+                    seal=False,
+                )
+                await runtime.audit.record(
+                    conn,
+                    "retention_erasure_requested",
+                    subject=subject,
+                    ref=request_id,
+                    detail={
+                        "ground": "retention_expired",
+                        "last_activity_at": last_activity.isoformat(),
+                        "retention_days": retention_days,
+                    },
+                )
+        # Counted once committed: a failed page is swept again, not counted twice.
+        metrics.RETENTION_ERASURES_REQUESTED.inc(len(due))
+        requested += len(due)
+        if len(due) < page_size:
+            break
+    return requested
+
+
 async def sweep_forever(runtime: Any, settings: Any, clock: Callable[[], datetime]) -> None:
     while True:
-        await sweep(runtime, clock(), timedelta(seconds=settings.case_record_retention_seconds))
+        try:
+            await sweep(runtime, clock(), timedelta(seconds=settings.case_record_retention_seconds))
+            if settings.retention_erasures_per_pass > 0:
+                requested = await request_erasures(
+                    runtime,
+                    clock(),
+                    retention_days=runtime.data_map.inactive_subject_retention_days,
+                    page_size=settings.retention_erasure_page_size,
+                    max_per_pass=settings.retention_erasures_per_pass,
+                )
+                if requested:
+                    log.info("retention: erasure requested for %d inactive subjects", requested)
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:  # a failed pass is retried next interval; the sweeper keeps running
+            log.warning("retention sweep failed: %s: %s", type(exc).__name__, exc)
         await asyncio.sleep(settings.retention_sweep_seconds)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pydantic import Field
+
 from privacy_runtime.settings import ServiceSettings
 
 DAY = 86400.0
@@ -26,3 +28,8 @@ class DsarSettings(ServiceSettings):
     #: deleted; the audit chain keeps the transitions without personal data.
     case_record_retention_seconds: float = 3 * 365 * DAY
     retention_sweep_seconds: float = 3600.0
+    #: Inactive subjects (the data map's `inactive_subject_retention_days`): erasures requested per
+    #: sweep at most (0 turns the requests off), and per transaction. Bounded so a first pass over a
+    #: large backlog does not flood the systems with erase commands at once; the rest follow next pass.
+    retention_erasures_per_pass: int = Field(default=1000, ge=0)
+    retention_erasure_page_size: int = Field(default=100, ge=1)

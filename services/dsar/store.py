@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import uuid
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -378,7 +378,69 @@ async def erase_subject_records(conn: asyncpg.Connection, subject: str) -> int:
         )
     )
     await conn.execute("DELETE FROM restrictions WHERE subject = $1", subject)
+    await conn.execute("DELETE FROM subject_activity WHERE subject = $1", subject)
     return removed
+
+
+# --- subject activity (retention of inactive subjects, see services/dsar/inactivity.py) -------------
+
+
+async def record_activity(conn: asyncpg.Connection, latest: Mapping[str, tuple[datetime, str]]) -> None:
+    """Move each subject's last activity forward: `latest` maps subject -> (newest time, subject digest).
+
+    One statement per batch. An older time never moves it back; a newer one clears a pending erasure
+    mark (the subject came back). Erased subjects (tombstoned by digest) are not recorded again, or
+    a late event would have them swept a second time."""
+    if not latest:
+        return
+    subjects = sorted(latest)  # a fixed order: two lanes touching one subject lock alike
+    await conn.execute(
+        """
+        INSERT INTO subject_activity AS a (subject, last_activity_at)
+        SELECT u.subject, u.at FROM unnest($1::text[], $2::timestamptz[], $3::text[]) AS u(subject, at, digest)
+        WHERE NOT EXISTS (SELECT 1 FROM erased_subjects e WHERE e.subject_digest = u.digest)
+        ON CONFLICT (subject) DO UPDATE
+            SET last_activity_at = excluded.last_activity_at, erasure_requested_at = NULL
+            WHERE a.last_activity_at < excluded.last_activity_at
+        """,
+        subjects,
+        [latest[s][0] for s in subjects],
+        [latest[s][1] for s in subjects],
+    )
+
+
+async def last_activity(conn: asyncpg.Connection, subject: str) -> datetime | None:
+    value = await conn.fetchval("SELECT last_activity_at FROM subject_activity WHERE subject = $1", subject)
+    return value  # type: ignore[no-any-return]
+
+
+async def claim_inactive(
+    conn: asyncpg.Connection, cutoff: datetime, now: datetime, limit: int
+) -> list[tuple[str, datetime]]:
+    """Up to `limit` subjects last active before `cutoff`, oldest first, marked as requested for erasure.
+
+    Left out: subjects already requested for this activity, with an open case (it decides their
+    fate), or restricted (Art. 18(1)(c): kept for the subject's legal claims). SKIP LOCKED lets
+    replicas sweep side by side without taking the same subject."""
+    rows = await conn.fetch(
+        """
+        WITH due AS (
+            SELECT a.subject FROM subject_activity a
+            WHERE a.erasure_requested_at IS NULL AND a.last_activity_at < $1
+              AND NOT EXISTS (SELECT 1 FROM cases c WHERE c.subject = a.subject AND c.closed_at IS NULL)
+              AND NOT EXISTS (SELECT 1 FROM restrictions r WHERE r.subject = a.subject)
+            ORDER BY a.last_activity_at, a.subject
+            LIMIT $3
+            FOR UPDATE OF a SKIP LOCKED
+        )
+        UPDATE subject_activity a SET erasure_requested_at = $2 FROM due WHERE a.subject = due.subject
+        RETURNING a.subject, a.last_activity_at
+        """,
+        cutoff,
+        now,
+        limit,
+    )
+    return sorted(((r["subject"], r["last_activity_at"]) for r in rows), key=lambda r: (r[1], r[0]))
 
 
 async def set_restricted(conn: asyncpg.Connection, subject: str, restricted: bool) -> None:

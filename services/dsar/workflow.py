@@ -27,7 +27,7 @@ from privacy_runtime.processor import Inbound
 from schemas.enums import CaseRight, CaseStatus, Locale, NotificationCategory
 from schemas.events import DsarStatus, NotificationRequested
 from schemas.topics import DSAR_STATUS, NOTIFICATION_REQUESTED
-from services.dsar import cases, package, store
+from services.dsar import cases, inactivity, package, store
 from services.dsar.cases import Case, Decision
 from services.dsar.settings import DsarSettings
 from services.dsar.verification import CodeHasher, Verdict, judge, new_code
@@ -76,9 +76,26 @@ class Workflow:
     def unverified_after(self) -> timedelta:
         return timedelta(seconds=self.settings.unverified_close_after_seconds)
 
+    # --- subject activity (for the retention of inactive subjects) ----------------------------------
+
+    async def on_activity(self, conn: asyncpg.Connection, batch: list[Inbound]) -> None:
+        """`user-registered`, `consent-changed`: only who was active when is kept (no PII). Replays
+        are harmless (the newest time wins), so these topics need no per-event idempotency claims."""
+        await self._record_activity(conn, batch)
+
+    async def _record_activity(self, conn: asyncpg.Connection, batch: list[Inbound]) -> None:
+        latest = inactivity.latest_activity(((i.event.subject, i.event.time) for i in batch), utcnow())
+        digest = self.keyring.subject_digest
+        await store.record_activity(conn, {s: (at, digest(s)) for s, at in latest.items()})
+
+    async def _record_requests(self, conn: asyncpg.Connection, batch: list[Inbound]) -> None:
+        own = [i for i in batch if inactivity.counts_as_activity(str(i.data.requested_via))]
+        await self._record_activity(conn, own)
+
     # --- intake ---------------------------------------------------------------------------------
 
     async def on_erasure_requested(self, conn: asyncpg.Connection, batch: list[Inbound]) -> None:
+        await self._record_requests(conn, batch)
         for item in batch:
             data = item.data
             case = cases.new_case(
@@ -93,6 +110,7 @@ class Workflow:
             await self._open(conn, case, None)
 
     async def on_dsar_requested(self, conn: asyncpg.Connection, batch: list[Inbound]) -> None:
+        await self._record_requests(conn, batch)
         for item in batch:
             data = item.data
             details = data.details

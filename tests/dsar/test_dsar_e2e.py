@@ -24,7 +24,7 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 
 from schemas.enums import ErasureGround, RequestedVia, Right
 from schemas.envelope import new_event
-from schemas.events import DsarDetails, DsarRequested, ErasureRequested, PrivacyAck
+from schemas.events import DsarDetails, DsarRequested, ErasureRequested, PrivacyAck, UserRegistered
 from schemas.topics import (
     ALL_SYSTEMS,
     DSAR_REQUESTED,
@@ -32,8 +32,10 @@ from schemas.topics import (
     ERASURE_REQUESTED,
     NOTIFICATION_REQUESTED,
     PRIVACY_ACKS,
+    USER_REGISTERED,
     command_topic,
 )
+from services.dsar import inactivity
 from tests.helpers import (
     BILLING_BASIS,
     TEST_ADMIN_TOKEN,
@@ -138,6 +140,7 @@ async def dsar(stack, responder) -> AsyncIterator[ServiceProcess]:  # type: igno
         {
             "COMMAND_RESEND_BASE_SECONDS": "1",
             "TIMER_INTERVAL_SECONDS": "0.5",
+            "RETENTION_SWEEP_SECONDS": "1",
         },
     ).start()
     try:
@@ -305,6 +308,41 @@ async def test_erasure_completes_only_after_every_system_and_names_what_billing_
 
 async def _async(value: Any) -> Any:
     return value
+
+
+async def test_an_inactive_subject_is_erased_when_retention_expires(stack, dsar, responder) -> None:  # type: ignore[no-untyped-def]
+    bootstrap = stack.endpoints.kafka_bootstrap
+    subject = subject_id("inactive")
+    # Registered long ago and not seen since: past the bundled data map's 1095 days.
+    last_seen = (datetime.now(UTC) - timedelta(days=1200)).replace(microsecond=0)
+    await publish(bootstrap, USER_REGISTERED, UserRegistered(email=f"{subject}@example.com"), subject=subject,
+                  time=last_seen)
+    request_id = inactivity.retention_request_id(subject, last_seen)
+
+    def requests_for(message: Any) -> bool:
+        event = event_of(message)
+        return event is not None and event.get("subject") == subject
+
+    [message] = await wait_for_messages(bootstrap, ERASURE_REQUESTED, requests_for, timeout=30)
+    assert _data(message) == {"request_id": request_id, "ground": "retention_expired",
+                              "identity_verified": True, "requested_via": "internal"}
+
+    statuses = await _wait_status(bootstrap, request_id, "completed")
+    assert [s["status"] for s in statuses] == ["received", "in_progress", "awaiting_systems", "completed"]
+    case = await _admin_case(dsar, request_id)
+    assert case["right"] == "erasure" and case["ground"] == "retention_expired"
+    assert case["requested_via"] == "internal"
+    assert set(case["systems_told"]) == set(ALL_SYSTEMS)
+
+    # Later sweeps open nothing more, and the subject's activity went with the subject.
+    await asyncio.sleep(2.5)
+    assert len([m for m in await read_topic(bootstrap, ERASURE_REQUESTED) if requests_for(m)]) == 1
+    conn = await asyncpg.connect(stack.endpoints.database_url)
+    try:
+        assert await conn.fetchval("SELECT count(*) FROM dsar.subject_activity WHERE subject = $1", subject) == 0
+        assert await conn.fetchval("SELECT count(*) FROM dsar.cases WHERE subject = $1", subject) == 1
+    finally:
+        await conn.close()
 
 
 async def test_a_duplicate_request_id_opens_nothing_new(stack, dsar, responder) -> None:  # type: ignore[no-untyped-def]

@@ -1,16 +1,27 @@
-"""The retention sweeper deletes what is no longer needed, and only that (real PostgreSQL)."""
+"""The retention sweeper deletes what is no longer needed, and only that, and requests the erasure of
+subjects inactive past the data map's retention (real PostgreSQL)."""
 
 from __future__ import annotations
 
+import json
+import os
 import uuid
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from types import SimpleNamespace
 
 import asyncpg
 import pytest
+from prometheus_client import REGISTRY
 
+from privacy_runtime.audit import AuditTrail
+from privacy_runtime.crypto import KeyRing
 from privacy_runtime.migrations import apply_migrations
-from services.dsar import store
+from privacy_runtime.outbox import Outbox
+from schemas.topics import ERASURE_REQUESTED
+from services.dsar import inactivity, retention, store
 
 pytestmark = pytest.mark.stack
 
@@ -65,3 +76,125 @@ async def test_sweep_deletes_expired_packages_and_old_closed_cases_only(stack) -
                 "exports": 0, "export_fragments": 0, "verifications": 0, "corrections": 0, "cases": 0}
     finally:
         await pool.close()
+
+
+# --- inactive subjects: activity, selection and the sweep that requests their erasure -----------------
+
+
+@pytest.fixture
+async def pool(stack) -> AsyncIterator[asyncpg.Pool]:  # type: ignore[no-untyped-def]
+    schema = f"dsar_inactive_{uuid.uuid4().hex[:8]}"
+    dsn = stack.endpoints.database_url
+    admin = await asyncpg.connect(dsn)
+    await admin.execute(f'CREATE SCHEMA "{schema}"')
+    await admin.close()
+    created = await asyncpg.create_pool(dsn, server_settings={"search_path": schema}, min_size=1, max_size=2)
+    assert created is not None
+    try:
+        await apply_migrations(created, schema, DSAR_SQL)
+        yield created
+    finally:
+        await created.close()
+
+
+async def _runtime(pool: asyncpg.Pool) -> SimpleNamespace:
+    keyring = KeyRing(os.urandom(32))
+    async with pool.acquire() as conn:
+        await keyring.load_lookup_key(conn)
+    outbox = Outbox(keyring, "urn:test:dsar")
+
+    @asynccontextmanager
+    async def transaction() -> AsyncIterator[asyncpg.Connection]:
+        async with pool.acquire() as conn, conn.transaction():
+            yield conn
+
+    return SimpleNamespace(keyring=keyring, outbox=outbox, audit=AuditTrail(outbox, "test"), transaction=transaction)
+
+
+async def _active(runtime: SimpleNamespace, **times: datetime) -> None:
+    async with runtime.transaction() as conn:
+        await store.record_activity(conn, {s: (at, runtime.keyring.subject_digest(s)) for s, at in times.items()})
+
+
+async def _activity(pool: asyncpg.Pool) -> dict[str, tuple[datetime, datetime | None]]:
+    rows = await pool.fetch("SELECT subject, last_activity_at, erasure_requested_at FROM subject_activity")
+    return {r["subject"]: (r["last_activity_at"], r["erasure_requested_at"]) for r in rows}
+
+
+async def test_newest_activity_wins_and_a_late_older_event_does_not_move_it_back(pool: asyncpg.Pool) -> None:
+    runtime = await _runtime(pool)
+    t0 = NOW - timedelta(days=100)
+    await _active(runtime, a=t0, b=t0)
+    await _active(runtime, a=t0 - timedelta(days=50), b=t0 + timedelta(days=1))
+    assert await _activity(pool) == {"a": (t0, None), "b": (t0 + timedelta(days=1), None)}
+    # An erased subject is not recorded again by a late event (it would be swept a second time).
+    async with runtime.transaction() as conn:
+        await conn.execute("INSERT INTO erased_subjects (subject_digest) VALUES ($1)",
+                           runtime.keyring.subject_digest("gone"))
+    await _active(runtime, gone=NOW)
+    assert "gone" not in await _activity(pool)
+    # The subject's activity goes with the subject.
+    async with runtime.transaction() as conn:
+        await store.erase_subject_records(conn, "a")
+    assert set(await _activity(pool)) == {"b"}
+
+
+async def test_selection_takes_inactive_subjects_oldest_first_once_and_skips_open_or_restricted(
+    pool: asyncpg.Pool,
+) -> None:
+    runtime = await _runtime(pool)
+    cutoff = NOW - timedelta(days=1095)
+    old = cutoff - timedelta(days=1)
+    await _active(runtime, oldest=old - timedelta(days=1), older=old, recent=cutoff + timedelta(days=1),
+                  in_case=old, restricted=old)
+    async with runtime.transaction() as conn:
+        await conn.execute(
+            "INSERT INTO cases (request_id, subject, case_right, status, received_at, due_at, state) "
+            "VALUES ($1, 'in_case', 'access', 'in_progress', $2, $2, '{}'::jsonb)", uuid.uuid4(), old)
+        await store.set_restricted(conn, "restricted", True)
+        assert await store.claim_inactive(conn, cutoff, NOW, 1) == [("oldest", old - timedelta(days=1))]
+        assert await store.claim_inactive(conn, cutoff, NOW, 10) == [("older", old)]
+        assert await store.claim_inactive(conn, cutoff, NOW, 10) == [], "each stretch of inactivity once"
+    assert (await _activity(pool))["oldest"][1] == NOW
+    # The subject came back (still long ago, say a late consent change): the mark is cleared.
+    await _active(runtime, oldest=old - timedelta(hours=1))
+    async with runtime.transaction() as conn:
+        assert await store.claim_inactive(conn, cutoff, NOW, 10) == [("oldest", old - timedelta(hours=1))]
+
+
+async def test_the_sweep_publishes_retention_erasures_paged_bounded_and_never_twice(pool: asyncpg.Pool) -> None:
+    runtime = await _runtime(pool)
+    old = NOW - timedelta(days=1200)
+    subjects = [f"inactive-{n}" for n in range(5)]
+    await _active(runtime, **{s: old + timedelta(minutes=n) for n, s in enumerate(subjects)},
+                  active=NOW - timedelta(days=1))
+    counted = REGISTRY.get_sample_value("privacy_retention_erasures_requested_total") or 0.0
+
+    async def sweep() -> int:
+        return await retention.request_erasures(runtime, NOW, retention_days=1095, page_size=2, max_per_pass=3)
+
+    assert [await sweep(), await sweep(), await sweep()] == [3, 2, 0]
+    assert REGISTRY.get_sample_value("privacy_retention_erasures_requested_total") == counted + 5
+
+    requests = "SELECT key, subject, value FROM outbox WHERE topic = $1 ORDER BY id"
+    rows = await pool.fetch(requests, ERASURE_REQUESTED)
+    events = [json.loads(r["value"]) for r in rows]
+    assert all(r["subject"] is None for r in rows), "no PII: published unsealed"
+    assert [bytes(r["key"]).decode() for r in rows] == [e["subject"] for e in events], "keyed by subject"
+    assert [e["subject"] for e in events] == subjects, "oldest first"
+    for n, event in enumerate(events):
+        request_id = inactivity.retention_request_id(event["subject"], old + timedelta(minutes=n))
+        assert event["data"] == {"request_id": request_id, "ground": "retention_expired",
+                                 "identity_verified": True, "requested_via": "internal"}
+        assert event["id"] == inactivity.retention_event_id(request_id)
+    audit = await pool.fetch("SELECT subject, ref, detail FROM audit_log WHERE action = 'retention_erasure_requested'")
+    assert sorted(r["subject"] for r in audit) == subjects
+    assert {r["ref"] for r in audit} == {e["data"]["request_id"] for e in events}
+
+    # Had the marks been lost (a crash between publish and commit cannot do this, a restore could),
+    # the same requests and event ids come out again: downstream they are duplicates.
+    await pool.execute("UPDATE subject_activity SET erasure_requested_at = NULL")
+    await retention.request_erasures(runtime, NOW, retention_days=1095, page_size=10, max_per_pass=10)
+    again = [json.loads(r["value"]) for r in await pool.fetch(requests, ERASURE_REQUESTED)][5:]
+    assert [e["id"] for e in again] == [e["id"] for e in events]
+
