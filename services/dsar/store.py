@@ -56,8 +56,12 @@ async def insert_case(conn: asyncpg.Connection, case: Case, corrections_sealed: 
 
 
 async def save_case(conn: asyncpg.Connection, case: Case) -> None:
+    # A new due date (an extension) re-arms the reminder and the escalation for it; SET reads the old
+    # row, so `due_at = $3` compares the stored date with the new one.
     await conn.execute(
         "UPDATE cases SET status = $2, due_at = $3, closed_at = $4, manual_review = $5, state = $6::jsonb, "
+        "due_soon_reported = due_soon_reported AND due_at = $3, "
+        "overdue_reported = overdue_reported AND due_at = $3, "
         "updated_at = now() WHERE request_id = $1",
         uuid.UUID(case.request_id),
         case.status,

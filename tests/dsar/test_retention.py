@@ -21,7 +21,7 @@ from privacy_runtime.crypto import KeyRing
 from privacy_runtime.migrations import apply_migrations
 from privacy_runtime.outbox import Outbox
 from schemas.topics import ERASURE_REQUESTED
-from services.dsar import inactivity, retention, store
+from services.dsar import cases, inactivity, retention, store
 
 pytestmark = pytest.mark.stack
 
@@ -198,3 +198,26 @@ async def test_the_sweep_publishes_retention_erasures_paged_bounded_and_never_tw
     again = [json.loads(r["value"]) for r in await pool.fetch(requests, ERASURE_REQUESTED)][5:]
     assert [e["id"] for e in again] == [e["id"] for e in events]
 
+
+# --- reminders before the due date -----------------------------------------------------------------
+
+
+async def test_an_extension_re_arms_the_reminder_before_the_new_due_date(pool: asyncpg.Pool) -> None:
+    case = cases.new_case(request_id=str(uuid.uuid4()), subject="s", right=cases.ACCESS,
+                          received_at=NOW - timedelta(days=29), identity_verified=True, requested_via="web_form")
+    soon = timedelta(days=3)
+    async with pool.acquire() as conn:
+        assert await store.insert_case(conn, case, None)
+        assert [r["request_id"] for r in await store.claim_due_soon(conn, NOW, NOW + soon)] == [uuid.UUID(case.request_id)]
+        assert await store.claim_due_soon(conn, NOW, NOW + soon) == [], "reminded once"
+        await store.save_case(conn, case)  # saved unchanged (an ack): still reminded
+        assert await store.claim_due_soon(conn, NOW, NOW + soon) == []
+
+        extended = cases.extend(case, 1, "many systems hold data", NOW).case
+        assert extended.due_at > case.due_at + timedelta(days=27)
+        await store.save_case(conn, extended)
+        assert await store.claim_due_soon(conn, NOW, NOW + soon) == [], "the new due date is not near yet"
+        later = extended.due_at - timedelta(days=2)
+        reminded = await store.claim_due_soon(conn, later, later + soon)
+        assert [(r["request_id"], r["due_at"]) for r in reminded] == [(uuid.UUID(case.request_id), extended.due_at)]
+        assert await store.claim_due_soon(conn, later, later + soon) == []
