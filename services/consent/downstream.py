@@ -44,11 +44,13 @@ def consent_actions(runtime: Any, policy_url: str) -> dict[str, Action]:
             return Outcome("not_found", export={"system": "consent", "records": []})
         current = await store.states_of(conn, subject)
         history = await store.history_of(conn, subject)
+        registrations = await store.registrations_of(conn, subject)
         contact = runtime.settings.privacy_contact_email
         return Outcome("done", export={
             "system": "consent",
             "profile": {"country": profile.country, "restricted": profile.restricted,
                         "objections": sorted(profile.objections), "under_18_at_registration": profile.minor},
+            "registrations": [r.as_dict() for r in registrations],  # the source of the data
             "current_consents": [
                 {"purpose": r.purpose, "granted": r.granted, "channel": r.channel,
                  "policy_version": r.policy_version, "effective_at": r.effective_at.isoformat()}

@@ -77,6 +77,7 @@ class Ledger:
         batch, _ = await self._not_erased(conn, batch)
         today = datetime.now(UTC).date()
         registrations = []
+        kept: list[tuple] = []
         entries: list[tuple[str, rules.ConsentRecord]] = []
         children: list[Inbound] = []
         for item in batch:
@@ -88,6 +89,8 @@ class Ledger:
                 (subject, country, minor, str(data.source) if data.source else None, data.parent_account,
                  item.event.time)
             )
+            kept.append((item.event.id, subject, str(data.source) if data.source else None, country,
+                         data.parent_account, item.event.time))
             for consent in data.consents or []:
                 entries.append((subject, rules.ConsentRecord(
                     event_id=f"{item.event.id}:{consent.purpose}", purpose=str(consent.purpose),
@@ -97,6 +100,7 @@ class Ledger:
             if minor:
                 children.append(item)
         await store.upsert_registrations(conn, registrations)
+        await store.append_registrations(conn, kept)
         await self._apply(conn, entries)
         for item in children:
             await self._request_child_erasure(conn, item)

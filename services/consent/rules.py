@@ -156,6 +156,20 @@ def propagation(
 
 
 @dataclass(frozen=True)
+class Registration:
+    """One user-registered as it came: where the data came from (Art. 14(2)(f), 15(1)(g))."""
+
+    source: str | None
+    country: str | None
+    parent_account: str | None
+    registered_at: datetime
+
+    def as_dict(self) -> dict[str, object]:
+        return {"source": self.source, "country": self.country, "parent_account": self.parent_account,
+                "registered_at": self.registered_at.isoformat()}
+
+
+@dataclass(frozen=True)
 class SubjectProfile:
     subject: str
     country: str | None

@@ -7,7 +7,7 @@ from datetime import datetime
 
 import asyncpg
 
-from services.consent.rules import ConsentRecord, SubjectProfile
+from services.consent.rules import ConsentRecord, Registration, SubjectProfile
 
 
 def _record(row: asyncpg.Record) -> ConsentRecord:
@@ -41,6 +41,28 @@ async def upsert_registrations(conn: asyncpg.Connection, rows: Sequence[tuple]) 
         """,
         *columns,
     )
+
+
+async def append_registrations(conn: asyncpg.Connection, rows: Sequence[tuple]) -> None:
+    """rows: (event_id, subject, source, country, parent_account, registered_at); a re-delivery adds nothing."""
+    if not rows:
+        return
+    await conn.execute(
+        """
+        INSERT INTO registrations (event_id, subject, source, country, parent_account, registered_at)
+        SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[], $6::timestamptz[])
+        ON CONFLICT (event_id) DO NOTHING
+        """,
+        *zip(*rows, strict=True),
+    )
+
+
+async def registrations_of(conn: asyncpg.Connection, subject: str) -> list[Registration]:
+    rows = await conn.fetch(
+        "SELECT source, country, parent_account, registered_at FROM registrations "
+        "WHERE subject = $1 ORDER BY registered_at, event_id", subject,
+    )
+    return [Registration(r["source"], r["country"], r["parent_account"], r["registered_at"]) for r in rows]
 
 
 async def ensure_subjects(conn: asyncpg.Connection, subjects: Sequence[str]) -> None:

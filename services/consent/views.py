@@ -54,6 +54,7 @@ class SubjectConsents(ApiView):
                 raise HttpError(404, f"unknown subject {subject}")
             current = {r.purpose: r for r in await store.states_of(conn, subject)}
             history = await store.history_of(conn, subject)
+            registrations = await store.registrations_of(conn, subject)
         return self.json({
             "subject": subject,
             "jurisdiction": profile.country,
@@ -67,6 +68,7 @@ class SubjectConsents(ApiView):
             ],
             "history": [{**_record_json(r), "jurisdiction": j, "recorded_at": at.isoformat()}
                         for r, j, at in history],
+            "registrations": [r.as_dict() for r in registrations],
         })
 
 

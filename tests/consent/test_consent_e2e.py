@@ -257,6 +257,32 @@ async def test_late_older_event_is_recorded_but_does_not_override(stack, consent
     assert analytics["allowed"] is False and analytics["consent"]["policy_version"] == "v2"
 
 
+async def test_every_registration_is_kept_with_its_source(stack, consent) -> None:  # type: ignore[no-untyped-def]
+    """A second registration (another source, another country) updates the profile; both stay on record."""
+    bootstrap = stack.endpoints.kafka_bootstrap
+    subject = subject_id("twice")
+    now = datetime.now(UTC)
+    first = await _register(bootstrap, subject, country="SE", when=now - timedelta(days=30))
+    await publish(bootstrap, USER_REGISTERED, UserRegistered(
+        email=f"{subject}@example.com", name="Test Person", country="NO", source="seminar"),
+        subject=subject, time=now - timedelta(days=1))
+    await publish(bootstrap, USER_REGISTERED, UserRegistered(  # the first one, delivered again
+        email=f"{subject}@example.com", name="Test Person", country="SE", source="web"),
+        subject=subject, time=now - timedelta(days=30), event_id=first)
+
+    # A marker after them on the same partition: once it is in the history, all three were applied.
+    await publish(bootstrap, CONSENT_CHANGED, ConsentChanged(
+        purpose="analytics", granted=False, channel="api", policy_version="marker"), subject=subject)
+
+    async def applied() -> dict | None:
+        status, body = await get_json(f"{consent.url}/v1/subjects/{subject}/consents")
+        return body if status == 200 and any(h["policy_version"] == "marker" for h in body["history"]) else None
+
+    body = await wait_until(applied, what="the registrations and the marker")
+    assert [(r["source"], r["country"]) for r in body["registrations"]] == [("web", "SE"), ("seminar", "NO")]
+    assert body["jurisdiction"] == "NO", "the newer registration's country applies"
+
+
 async def test_under_18_registration_requests_erasure_and_denies_marketing(stack, consent) -> None:  # type: ignore[no-untyped-def]
     bootstrap = stack.endpoints.kafka_bootstrap
     subject = subject_id("kid")
@@ -346,6 +372,7 @@ async def test_events_after_an_erasure_bring_nothing_back(stack, consent) -> Non
         assert status == 404
         assert await conn.fetchval("SELECT count(*) FROM consent.consent_ledger WHERE subject = $1", subject) == 0
         assert await conn.fetchval("SELECT count(*) FROM consent.subjects WHERE subject = $1", subject) == 0
+        assert await conn.fetchval("SELECT count(*) FROM consent.registrations WHERE subject = $1", subject) == 0
         proofs = await conn.fetch("SELECT purpose, channel FROM consent.opt_out_proofs p "
                                   "JOIN consent.erased_subjects e USING (subject_digest) WHERE p.policy_version = $1",
                                   late_version)
