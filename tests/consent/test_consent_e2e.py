@@ -333,6 +333,48 @@ async def test_malformed_messages_are_dead_lettered_and_the_next_is_processed(st
     assert (await _decision(consent, subject, "service_delivery"))["allowed"] is True
 
 
+async def _command_consent(bootstrap: str, subject: str, action: str, **extra) -> dict:  # type: ignore[no-untyped-def]
+    """Send the consent service a command on its own topic; returns its ack's data."""
+    command_id = uuid.uuid4()
+    await publish(bootstrap, command_topic("consent"), PrivacyCommand(
+        command_id=command_id, system="consent", action=action,
+        respond_by=datetime.now(UTC) + timedelta(days=7), **extra), subject=subject)
+    acks = await wait_for_messages(
+        bootstrap, PRIVACY_ACKS, lambda m: (event_of(m) or {}).get("data", {}).get("command_id") == str(command_id))
+    return dict(_data(acks[0]))
+
+
+async def test_restriction_rectification_and_export_commands_act_on_the_ledger(stack, consent) -> None:  # type: ignore[no-untyped-def]
+    """As a downstream system: restrict denies every purpose but storage until lifted; rectify moves the
+    jurisdiction (and so the defaults); export returns the ledger, the registrations and the receipts."""
+    bootstrap = stack.endpoints.kafka_bootstrap
+    subject = subject_id("cmds")
+    await _register(bootstrap, subject, country="US", consents=[("analytics", True)],
+                    when=datetime.now(UTC) - timedelta(minutes=5))
+    assert (await _decision(consent, subject, "partner_sharing"))["allowed"] is True
+
+    assert (await _command_consent(bootstrap, subject, "restrict"))["status"] == "done"
+    for purpose in ("partner_sharing", "analytics", "service_delivery"):
+        decision = await _decision(consent, subject, purpose)
+        assert decision["allowed"] is False and "restricted" in decision["reason"], purpose
+    assert (await _command_consent(bootstrap, subject, "lift_restriction"))["status"] == "done"
+    assert (await _decision(consent, subject, "analytics"))["allowed"] is True
+
+    rectified = await _command_consent(bootstrap, subject, "rectify", fields={"country": "se"})
+    assert rectified["status"] == "done"
+    assert (await _decision(consent, subject, "partner_sharing"))["allowed"] is False, "Sweden needs opt-in"
+
+    export = (await _command_consent(bootstrap, subject, "export", request_id=uuid.uuid4()))["export"]
+    assert export["system"] == "consent" and export["profile"]["country"] == "SE"
+    assert [r["source"] for r in export["registrations"]] == ["web"]
+    assert [(c["purpose"], c["granted"]) for c in export["current_consents"]] == [("analytics", True)]
+    receipt = export["consent_receipts"][0]
+    assert receipt["piiControllers"][0]["piiController"] == "ISOPARTNER AB"
+    assert receipt["collectionMethod"] == "registration" and receipt["jurisdiction"] == "US"
+    unknown = await _command_consent(bootstrap, subject_id("nobody"), "restrict")
+    assert unknown["status"] == "not_found"
+
+
 async def test_events_after_an_erasure_bring_nothing_back(stack, consent) -> None:  # type: ignore[no-untyped-def]
     """A late registration or grant for an erased subject records nothing; a late withdrawal is kept
     only as a keyed-hash opt-out proof."""
