@@ -1,8 +1,9 @@
 """Dead-letter routing exactly as the contract says.
 
 The original key, value and headers go to `<topic>.dlq` unchanged, with `x-error`,
-`x-original-topic`, `x-original-partition` and `x-original-offset` added. The send is awaited before
-the original offset may be committed, so a bad message is never dropped silently.
+`x-original-topic`, `x-original-partition` and `x-original-offset` added, and `x-dead-lettered-by`
+naming the service (several services consume some topics). The send is awaited before the original
+offset may be committed, so a bad message is never dropped silently.
 """
 
 from __future__ import annotations
@@ -14,7 +15,14 @@ from aiokafka import AIOKafkaProducer
 
 from privacy_runtime import metrics
 from privacy_runtime.logs import scrub
-from schemas.topics import dlq_topic
+from schemas.topics import (
+    DLQ_HEADER_DEAD_LETTERED_BY,
+    DLQ_HEADER_ERROR,
+    DLQ_HEADER_ORIGINAL_OFFSET,
+    DLQ_HEADER_ORIGINAL_PARTITION,
+    DLQ_HEADER_ORIGINAL_TOPIC,
+    dlq_topic,
+)
 
 log = logging.getLogger(__name__)
 
@@ -27,20 +35,24 @@ def dead_letter_headers(
     topic: str,
     partition: int,
     offset: int,
+    service: str | None = None,
 ) -> list[tuple[str, bytes]]:
     headers = list(original_headers or [])
     headers += [
-        ("x-error", scrub(error)[:ERROR_HEADER_LIMIT].encode()),
-        ("x-original-topic", topic.encode()),
-        ("x-original-partition", str(partition).encode()),
-        ("x-original-offset", str(offset).encode()),
+        (DLQ_HEADER_ERROR, scrub(error)[:ERROR_HEADER_LIMIT].encode()),
+        (DLQ_HEADER_ORIGINAL_TOPIC, topic.encode()),
+        (DLQ_HEADER_ORIGINAL_PARTITION, str(partition).encode()),
+        (DLQ_HEADER_ORIGINAL_OFFSET, str(offset).encode()),
     ]
+    if service is not None:
+        headers.append((DLQ_HEADER_DEAD_LETTERED_BY, service.encode()))
     return headers
 
 
 class DeadLetters:
-    def __init__(self, producer: AIOKafkaProducer):
+    def __init__(self, producer: AIOKafkaProducer, service: str | None = None):
         self.producer = producer
+        self.service = service
 
     async def send(
         self,
@@ -58,7 +70,7 @@ class DeadLetters:
             dlq_topic(topic),
             key=key,
             value=value,
-            headers=dead_letter_headers(headers, error, topic, partition, offset),
+            headers=dead_letter_headers(headers, error, topic, partition, offset, self.service),
         )
         metrics.EVENTS_DEAD_LETTERED.labels(topic=topic, reason=reason).inc()
         log.warning(

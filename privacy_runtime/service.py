@@ -155,7 +155,7 @@ class ServiceRuntime:
             await self.keyring.load_lookup_key(conn)
         self._producer = make_producer(self.settings)
         await self._start_producer_with_backoff(self._producer)
-        self._dead_letters = DeadLetters(self._producer)
+        self._dead_letters = DeadLetters(self._producer, self.name)
         self._relay = OutboxRelay(self._pool, self._producer, self.outbox)
         self._background.append(asyncio.create_task(self._relay.run(), name=f"{self.name}-outbox-relay"))
         self._background.append(asyncio.create_task(_forever(self._report_lag), name=f"{self.name}-lag"))

@@ -79,7 +79,7 @@ def replay_source(topic: str) -> str:
 
 def strip_error_headers(headers: Any) -> list[tuple[str, bytes]]:
     """The original headers: everything but the x-* headers the dead-lettering added."""
-    dropped = set(topics.DLQ_HEADERS)
+    dropped = {*topics.DLQ_HEADERS, topics.DLQ_HEADER_DEAD_LETTERED_BY}
     return [(k, v) for k, v in (headers or ()) if k.lower() not in dropped]
 
 

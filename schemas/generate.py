@@ -112,6 +112,8 @@ def _messages() -> dict[str, Any]:
                 topics.DLQ_HEADER_ORIGINAL_TOPIC: {"type": "string"},
                 topics.DLQ_HEADER_ORIGINAL_PARTITION: {"type": "string", "pattern": "^[0-9]+$"},
                 topics.DLQ_HEADER_ORIGINAL_OFFSET: {"type": "string", "pattern": "^[0-9]+$"},
+                topics.DLQ_HEADER_DEAD_LETTERED_BY: {
+                    "type": "string", "description": "The service that refused it (consent, dsar or notifier)."},
             },
         },
         "payload": {"description": "The original message value, byte for byte (it may not be JSON)."},

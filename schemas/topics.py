@@ -79,6 +79,9 @@ DLQ_HEADER_ERROR = "x-error"
 DLQ_HEADER_ORIGINAL_TOPIC = "x-original-topic"
 DLQ_HEADER_ORIGINAL_PARTITION = "x-original-partition"
 DLQ_HEADER_ORIGINAL_OFFSET = "x-original-offset"
+#: Extension: which service refused the message (several services consume user-registered,
+#: consent-changed, dsar-requested and privacy-acks, and each dead-letters what it refuses).
+DLQ_HEADER_DEAD_LETTERED_BY = "x-dead-lettered-by"
 DLQ_HEADERS: tuple[str, ...] = (
     DLQ_HEADER_ERROR,
     DLQ_HEADER_ORIGINAL_TOPIC,

@@ -9,9 +9,9 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
+from deploy.k8s.generate import SERVICES
 from schemas.examples import example_event
 from schemas.registry import key_for
-from schemas.topics import INBOUND_TOPICS
 
 
 @dataclass(frozen=True)
@@ -37,7 +37,8 @@ def _key(topic: str, doc: dict[str, Any]) -> bytes:
 ENUM_FIELDS = {
     "user-registered": "locale", "consent-changed": "purpose", "erasure-requested": "ground",
     "dsar-requested": "right", "merger-notice": "kind", "policy-changed": "material",
-    "legal-disclosure": "recipient_country", "privacy-acks": "status",
+    "legal-disclosure": "recipient_country", "privacy-acks": "status", "notification-requested": "template",
+    "privacy-commands.consent": "action", "privacy-commands.dsar": "action", "privacy-commands.notifier": "action",
 }
 
 
@@ -117,9 +118,19 @@ CONTRADICTIONS: list[tuple[str, str, dict[str, Any]]] = [
 ]
 
 
+def consumers_of(topic: str) -> set[str]:
+    """The services that consume `topic` (each must dead-letter what it refuses)."""
+    return {service.name for service in SERVICES if topic in service.consumes}
+
+
+#: Every topic some service consumes: the contract's inbound topics, requests to the notifier, and the
+#: internal systems' command topics.
+CONSUMED = tuple(sorted({topic for service in SERVICES for topic in service.consumes}))
+
+
 def message_cases() -> list[MessageCase]:
     cases = []
-    for topic in INBOUND_TOPICS:
+    for topic in CONSUMED:
         for name, mutate in _mutations():
             result = mutate(topic, _valid(topic))
             if result is None:

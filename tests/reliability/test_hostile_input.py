@@ -5,18 +5,27 @@ written to var/reports/hostile.json."""
 from __future__ import annotations
 
 import json
+import uuid
 from collections import Counter
 
+import asyncpg
 import httpx
 import pytest
 from aiokafka import AIOKafkaProducer
 
-from schemas.events import ConsentChanged, UserRegistered
-from schemas.topics import CONSENT_CHANGED, USER_REGISTERED, dlq_topic
+from schemas.events import ConsentChanged, ErasureRequested, UserRegistered
+from schemas.topics import CONSENT_CHANGED, ERASURE_REQUESTED, USER_REGISTERED, dlq_topic
 from tests.helpers import ROOT, TEST_ADMIN_TOKEN, get_json, publish, read_topic, subject_id, wait_until
-from tests.reliability.hostile import http_cases, message_cases
+from tests.reliability.hostile import consumers_of, http_cases, message_cases
 
 pytestmark = pytest.mark.stack
+
+
+def _message_of(response: httpx.Response) -> str:
+    """What a 4xx tells its caller: the JSON `error`, or the page a person sees (unsubscribe links)."""
+    if response.headers.get("content-type", "").startswith("application/json"):
+        return str(response.json().get("error") or "")
+    return response.text.strip()
 
 
 @pytest.fixture(scope="module")
@@ -37,14 +46,22 @@ async def test_hostile_corpus(stack, services) -> None:  # type: ignore[no-untyp
     finally:
         await producer.stop()
 
+    unclear: list[tuple[str, str]] = []
+
     async def all_dead_lettered() -> dict | None:
-        found: set[tuple[str, int, int]] = set()
+        """Every consumer of a case's topic dead-lettered it, saying why."""
+        found: dict[tuple[str, int, int], set[str]] = {}
+        unclear.clear()
         for topic in {c.topic for c in cases}:
             for letter in await read_topic(bootstrap, dlq_topic(topic)):
-                headers = {k: bytes(v).decode() for k, v in letter.headers}
-                found.add((headers["x-original-topic"], int(headers["x-original-partition"]),
-                           int(headers["x-original-offset"])))
-        outcome = {(c.topic, c.name): (c.topic, p, o) in found for c, p, o in sent}
+                headers = {k: bytes(v).decode("utf-8", "replace") for k, v in letter.headers}
+                where = (headers["x-original-topic"], int(headers["x-original-partition"]),
+                         int(headers["x-original-offset"]))
+                found.setdefault(where, set()).add(headers.get("x-dead-lettered-by", "?"))
+                if len(headers.get("x-error", "").strip()) < 10:
+                    unclear.append((topic, headers.get("x-error", "")))
+        outcome = {(c.topic, c.name): consumers_of(c.topic) <= found.get((c.topic, p, o), set())
+                   for c, p, o in sent}
         return outcome if all(outcome.values()) else None
 
     try:
@@ -59,7 +76,8 @@ async def test_hostile_corpus(stack, services) -> None:  # type: ignore[no-untyp
             response = await client.request(case.method, url, params=case.params, content=case.body,
                                             headers=case.headers)
             http_results.append({"service": case.service, "endpoint": f"{case.method} {case.path[:60]}",
-                                 "case": case.name, "status": response.status_code})
+                                 "case": case.name, "status": response.status_code,
+                                 "message": _message_of(response)[:200]})
 
     crashes = [name for name, s in services.items() if s.process is not None and s.process.poll() is not None]
     # Valid events after the corpus are still processed.
@@ -75,6 +93,25 @@ async def test_hostile_corpus(stack, services) -> None:  # type: ignore[no-untyp
         return status == 200 and body["allowed"] is True
 
     await wait_until(processed, what="a valid event after the corpus")
+    # ... by the notifier (its directory) and dsar (a case) too.
+    conn = await asyncpg.connect(stack.endpoints.database_url)
+    try:
+        async def in_directory() -> bool:
+            return bool(await conn.fetchval("SELECT count(*) FROM notifier.recipients WHERE subject = $1", subject))
+
+        await wait_until(in_directory, what="the notifier to record a registration after the corpus")
+    finally:
+        await conn.close()
+    request_id = uuid.uuid4()
+    await publish(bootstrap, ERASURE_REQUESTED, ErasureRequested(
+        request_id=request_id, ground="no_longer_necessary", identity_verified=False, requested_via="email"),
+        subject=subject)
+
+    async def case_opened() -> bool:
+        status, _ = await get_json(f"{services['dsar'].url}/v1/requests/{request_id}")
+        return status == 200
+
+    await wait_until(case_opened, what="dsar to open a case after the corpus")
     ok_admin = await get_json(f"{services['dsar'].url}/v1/admin/requests",
                               headers={"Authorization": f"Bearer {TEST_ADMIN_TOKEN}"})
 
@@ -97,5 +134,8 @@ async def test_hostile_corpus(stack, services) -> None:  # type: ignore[no-untyp
     assert outcomes, [m for m in report["messages"] if m["outcome"] != "dead-lettered"][:10]
     bad_http = [r for r in http_results if not 400 <= r["status"] < 500]
     assert not bad_http, bad_http
+    assert not unclear, unclear[:5]
+    mute = [r for r in http_results if len(r["message"]) < 10]
+    assert not mute, mute
     assert not crashes
     assert ok_admin[0] == 200
