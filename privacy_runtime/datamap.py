@@ -11,6 +11,11 @@ from typing import Any
 
 import yaml
 
+from schemas.enums import Purpose, SystemId
+
+SYSTEM_IDS = frozenset(SystemId)
+PURPOSES = frozenset(Purpose)
+
 ERASE = "erase"
 RETAIN = "retain"
 
@@ -85,12 +90,24 @@ def _inactive_subject_retention_days(doc: dict[str, Any]) -> int:
     return value
 
 
+def _check_contract_ids(system_id: str, purposes: Any) -> None:
+    """System ids and purposes are the contract's: a system outside it has no command topic, and a
+    command to it would be refused, so the change it routes would be lost. Operators may move
+    purposes between systems, not invent ids."""
+    if system_id not in SYSTEM_IDS:
+        raise DataMapError(f"system {system_id!r} is not a system id of the contract ({', '.join(sorted(SYSTEM_IDS))})")
+    unknown = [p for p in purposes if p not in PURPOSES]
+    if unknown:
+        raise DataMapError(f"system {system_id}: unknown purpose {unknown[0]!r} (known: {', '.join(sorted(PURPOSES))})")
+
+
 def parse_data_map(doc: dict[str, Any]) -> DataMap:
     if not isinstance(doc, dict):
         raise DataMapError("data map must be a mapping")
     try:
         systems = {}
         for system_id, entry in doc["systems"].items():
+            _check_contract_ids(system_id, entry.get("purposes", ()))
             on_erase = entry.get("on_erase", ERASE)
             if on_erase not in (ERASE, RETAIN):
                 raise DataMapError(f"system {system_id}: on_erase must be erase or retain")
