@@ -74,12 +74,18 @@ def art15_information(data_map: DataMap, consent_fragment: Mapping[str, Any] | N
     ]
     retention = {s.id: s.retention or "as long as needed for the purposes" for s in data_map.systems.values()}
     receipts = list((consent_fragment or {}).get("consent_receipts") or [])
+    # Art. 15(1)(g): where this person's data came from, as each registration recorded it.
+    registrations = [
+        {"source": r.get("source"), "registered_at": r.get("registered_at")}
+        for r in (consent_fragment or {}).get("registrations") or [] if isinstance(r, Mapping)
+    ]
     return {
         "controller": dict(data_map.controller),
         "purposes": purposes,
         "recipients": recipients,
         "retention": retention,
         "source_of_data": SOURCE_OF_DATA,
+        "your_registrations": registrations,
         "automated_decision_making": AUTOMATED_DECISIONS,
         "consent_receipts": receipts,
         "your_rights": RIGHTS,

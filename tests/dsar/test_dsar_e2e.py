@@ -116,7 +116,9 @@ class Responder:
         if data["system"] == "consent" and data["action"] == "export":
             fragment = {"system": "consent", "records": [{"subject": subject, "note": "consent data"}],
                         "consent_receipts": [{"consentReceiptID": f"{subject}:marketing_email",
-                                              "purpose": "marketing_email", "granted": True}]}
+                                              "purpose": "marketing_email", "granted": True}],
+                        "registrations": [{"source": "seminar", "country": "SE", "parent_account": None,
+                                           "registered_at": "2026-01-05T09:00:00+00:00"}]}
         ack = downstream_answer(subject, data, export=fragment)
         event = new_event(PRIVACY_ACKS, PrivacyAck.model_validate(ack), subject=subject, source="urn:test:responder")
         await self._producer.send_and_wait(PRIVACY_ACKS, key=subject.encode(), value=event.model_dump_json().encode())
@@ -627,6 +629,7 @@ async def test_access_request_ends_with_a_package_behind_an_expiring_link(stack,
         )
         assert info["retention"]["billing"].startswith("7 years")
         assert info["source_of_data"]
+        assert info["your_registrations"] == [{"source": "seminar", "registered_at": "2026-01-05T09:00:00+00:00"}]
         assert info["consent_receipts"][0]["consentReceiptID"] == f"{subject}:marketing_email"
 
         assert (await client.get(link)).status_code == 200
