@@ -134,8 +134,10 @@ async def recreate_topic(bootstrap: str, topic: str, partition_count: int, timeo
         await admin.close()
 
 
-async def reset_group(bootstrap: str, group: str, topic: str, timeout: float = 60.0) -> None:
-    """Commit offset 0 on every partition of `topic` for `group` (it must have no live members)."""
+async def reset_group(bootstrap: str, group: str, topic: str, timeout: float = 60.0, *,
+                      to_end: bool = False) -> None:
+    """Commit offset 0 (or the end, `to_end`) on every partition of `topic` for `group` (it must have no
+    live members)."""
     tps = await partitions(bootstrap, topic)
     deadline = time.monotonic() + timeout
     while True:
@@ -143,7 +145,8 @@ async def reset_group(bootstrap: str, group: str, topic: str, timeout: float = 6
         await consumer.start()
         try:
             consumer.assign(tps)
-            await consumer.commit({tp: 0 for tp in tps})
+            offsets = await consumer.end_offsets(tps) if to_end else {tp: 0 for tp in tps}
+            await consumer.commit(offsets)
             return
         except Exception:
             if time.monotonic() > deadline:
