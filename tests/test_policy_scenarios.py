@@ -4,7 +4,9 @@ and SMTP server. A small responder plays the external downstream systems."""
 from __future__ import annotations
 
 import asyncio
+import base64
 import contextlib
+import json
 import re
 import uuid
 from collections.abc import AsyncIterator
@@ -232,7 +234,22 @@ async def test_a_user_opts_out_of_marketing_from_the_email_footer_and_every_mark
     assert mails[0]["List-Unsubscribe-Post"] == "List-Unsubscribe=One-Click"
     link = header.strip("<>")
     assert "/v1/unsubscribe/" in link
+    base, token = link.rsplit("/", 1)
+    payload, stamp, signature = token.split(".")  # itsdangerous: payload.timestamp.signature
+    other = base64.urlsafe_b64encode(json.dumps({"s": subject_id("other"), "p": "marketing_email"},
+                                                separators=(",", ":")).encode()).rstrip(b"=").decode()
+    altered = [  # a changed signature; this signature on a payload naming someone else
+        f"{base}/{payload}.{stamp}.{signature[:-2]}{'AB' if signature[-2:] != 'AB' else 'CD'}",
+        f"{base}/{other}.{stamp}.{signature}",
+    ]
     async with httpx.AsyncClient() as client:
+        for forged in altered:
+            refused = await client.post(forged, content=b"List-Unsubscribe=One-Click",
+                                        headers={"Content-Type": "application/x-www-form-urlencoded"})
+            assert 400 <= refused.status_code < 500, forged
+        _, still = await get_json(f"{system['consent'].url}/v1/decisions",
+                                  params={"subject": subject, "purpose": "marketing_email"})
+        assert still["allowed"] is True, "a forged or altered token changes nothing"
         clicked = await client.post(link, content=b"List-Unsubscribe=One-Click",
                                     headers={"Content-Type": "application/x-www-form-urlencoded"})
     assert clicked.status_code == 200
