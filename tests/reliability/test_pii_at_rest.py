@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import uuid
+
 import asyncpg
 import pytest
 
-from schemas.events import ConsentGrant, MergerNotice, UserRegistered
-from schemas.topics import MERGER_NOTICE, USER_REGISTERED
+from schemas.events import ConsentGrant, DsarDetails, DsarRequested, MergerNotice, UserRegistered
+from schemas.topics import DSAR_REQUESTED, MERGER_NOTICE, USER_REGISTERED
 from tests.helpers import ServiceProcess, publish, subject_id, wait_until
 
 pytestmark = pytest.mark.stack
@@ -71,6 +73,33 @@ async def test_no_plaintext_pii_in_any_table(stack) -> None:  # type: ignore[no-
 
         want_emails = len(people)
         await wait_until(stored, timeout=60, what="the merger notice to be queued for them")
+
+        # Rights requests put PII into dsar too: corrections (new values), and export fragments the
+        # internal systems send back (the notifier's holds the email address).
+        first = people[0]
+        corrected = {"email": f"new.private.{first['subject']}@example.org", "name": "Märta Nyhemlig",
+                     "phone": "+46 70 555 99 99"}
+        people.append({"subject": first["subject"], **corrected})
+        rectification, access = uuid.uuid4(), uuid.uuid4()
+        await publish(bootstrap, DSAR_REQUESTED, DsarRequested(
+            request_id=rectification, right="rectification", identity_verified=True, requested_via="web_form",
+            details=DsarDetails(corrections=corrected)), subject=first["subject"])
+        await publish(bootstrap, DSAR_REQUESTED, DsarRequested(
+            request_id=access, right="access", identity_verified=True, requested_via="web_form"),
+            subject=first["subject"])
+
+        async def dsar_holds_them() -> bool:
+            conn = await asyncpg.connect(dsn)
+            try:
+                fragments = await conn.fetchval(
+                    "SELECT count(*) FROM dsar.export_fragments WHERE request_id = $1", access)
+                cases = await conn.fetchval(
+                    "SELECT count(*) FROM dsar.cases WHERE request_id = ANY($1::uuid[])", [rectification, access])
+                return cases == 2 and fragments >= 2  # consent's and the notifier's at least
+            finally:
+                await conn.close()
+
+        await wait_until(dsar_holds_them, timeout=60, what="the corrections and export fragments in dsar")
         dump = await _dump(dsn)
     finally:
         for service in (consent, notifier, dsar):
