@@ -91,6 +91,10 @@ EMAIL_UNCONFIRMED_SECONDS = Histogram(
 EMAILS_LEASE_EXPIRED = Counter(
     "privacy_emails_lease_expired_total", "Emails left in sending past the lease and retried (possible duplicates)"
 )
+EMAILS_SENT_UNMARKED = Counter(
+    "privacy_emails_sent_unmarked_total",
+    "Emails the relay accepted whose row was no longer this sender's claim when marked sent (retaken or cancelled)",
+)
 
 # --- HTTP -------------------------------------------------------------------------------------
 HTTP_REQUESTS = Counter("privacy_http_requests_total", "HTTP requests", ["route", "status"])

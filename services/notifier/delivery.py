@@ -9,6 +9,16 @@ How a round works:
    (reconnected after a failure).
 3. As soon as the relay accepts it (250 after DATA), the row is marked `sent` in its own commit.
 
+A round keeps inside its lease (EMAIL_LEASE_SECONDS), however slow the relay or the consent check: it
+starts no email after half the lease has passed since the claim and hands the untried rest back to the
+queue, and a send still running at 80% of the lease is cut (and retried), so every row is marked or
+handed back before the maintenance loop could take it for abandoned and queue it again. Should a row
+still have been retaken (or cancelled by an erasure) by the time it is marked `sent`, that is logged and
+counted in `privacy_emails_sent_unmarked_total`.
+
+On shutdown (the runtime cancels the round) the email in flight is let finish, send and `sent` commit,
+for up to SHUTDOWN_GRACE_SECONDS; then the untried rest is handed back.
+
 Failures: a 4xx reply, or the relay being unreachable, is temporary: the row goes back to `queued`
 with exponential backoff and jitter (EMAIL_RETRY_BASE_SECONDS doubling up to EMAIL_RETRY_MAX_SECONDS)
 until EMAIL_GIVE_UP_AFTER_SECONDS. A 5xx reply (or a message that can never be rendered) is permanent:
@@ -19,9 +29,10 @@ relay accepted it, so a crash can never lose one. If the process dies *after* th
 message and *before* the `sent` commit of step 3, the row stays in `sending`; once its lease
 (EMAIL_LEASE_SECONDS, default 60 s) has expired it is claimed again and sent a second time. That window
 is measured by the histogram `privacy_email_unconfirmed_seconds` (typically around a millisecond), and
-a failed `sent` commit is retried for half a lease before the row is left to the lease. Every message
-carries a Message-ID derived from its notification_id, the same on every attempt, so a receiver can
-recognise such a duplicate. Rows re-taken after an expired lease are counted in
+a failed `sent` commit is retried until the lease ends before the row is left to it. (The other,
+rarer case: a send cut at 80% of its lease after the relay had already taken the message.) Every
+message carries a Message-ID derived from its notification_id, the same on every attempt, so a
+receiver can recognise such a duplicate. Rows re-taken after an expired lease are counted in
 `privacy_emails_lease_expired_total`.
 """
 
@@ -35,6 +46,7 @@ import time
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from email.utils import parseaddr
+from enum import Enum
 from typing import Any
 
 import aiosmtplib
@@ -55,6 +67,17 @@ log = logging.getLogger(__name__)
 
 #: An SMTP connection idle longer than this is checked with NOOP before use.
 IDLE_CHECK_SECONDS = 15.0
+#: On cancellation, how long the email in flight may take to be sent and marked before it is given up
+#: (and left to its lease).
+SHUTDOWN_GRACE_SECONDS = 5.0
+
+
+class Outcome(Enum):
+    """What the round does after one email."""
+
+    NEXT = "next"
+    CONNECTION_LOST = "connection_lost"  # hand the rest back, to be retried after a reconnect delay
+    OUT_OF_TIME = "out_of_time"  # the send was cut at the lease's deadline: hand the rest back
 
 
 class Mailer:
@@ -99,6 +122,9 @@ class Mailer:
         except aiosmtplib.SMTPResponseException as exc:
             if exc.code == 421:  # the relay is closing the connection
                 await self.reset()
+            raise
+        except asyncio.CancelledError:  # cut mid-conversation: the connection's state is unknown
+            await self.reset()
             raise
         finally:
             self._last_used = time.monotonic()
@@ -151,6 +177,8 @@ class Sender:
         )
         self._connection_failures = 0
         self.final_keys = FinalNoticeKeys(settings.master_key(), settings.previous_master_key())
+        if problem := settings.timeouts_beyond_lease():
+            log.warning("%s", problem)
 
     # --- loops -------------------------------------------------------------------------------
 
@@ -194,6 +222,9 @@ class Sender:
 
     async def send_round(self) -> int:
         """Claim a batch and work through it; returns how many rows were claimed."""
+        loop = asyncio.get_running_loop()
+        # Taken before the claim: the rows' claimed_at (the lease's start) is a little later than this.
+        deadlines = rules.round_deadlines(loop.time(), self.settings.email_lease_seconds)
         async with self.runtime.transaction() as conn:  # the runtime's: it settles keys loaded in it
             rows = await store.claim_due(conn, self.batch_size)
             if not rows:
@@ -201,17 +232,30 @@ class Sender:
             batch = await self._prepare(conn, rows)
         async with self.runtime.pool.acquire() as conn:
             pending = list(batch)
+            in_flight: asyncio.Future[Outcome] | None = None
             try:
                 while pending:
+                    if loop.time() >= deadlines.take_new_until:
+                        await self._release(conn, pending, 0.0, "not tried: half the lease had passed")
+                        break
                     item = pending.pop(0)
-                    connection_lost = await self._deliver(conn, item)
-                    if connection_lost:
+                    # Shielded: a cancellation (shutdown) must not cut a send between the relay's 250
+                    # and the `sent` commit.
+                    in_flight = asyncio.ensure_future(self._deliver(conn, item, deadlines))
+                    outcome = await asyncio.shield(in_flight)
+                    in_flight = None
+                    if outcome is Outcome.CONNECTION_LOST:
                         await self._release(
                             conn, pending, self._reconnect_delay(), "not tried: the SMTP connection was lost"
                         )
-                        pending = []
+                        break
+                    if outcome is Outcome.OUT_OF_TIME:
+                        await self._release(conn, pending, 0.0, "not tried: the lease's deadline had passed")
+                        break
             except asyncio.CancelledError:
-                # Shutting down: hand back what was not tried; the one in flight is left to its lease.
+                # Shutting down: finish the email in flight, then hand back what was not tried.
+                if in_flight is not None:
+                    await _finish(in_flight, SHUTDOWN_GRACE_SECONDS)
                 with contextlib.suppress(Exception):
                     await asyncio.wait_for(self._release(conn, pending, 0.0, "not tried: shutting down"), 2.0)
                 raise
@@ -273,47 +317,72 @@ class Sender:
         )
         return Claimed(row, recipient, False, params)
 
-    async def _deliver(self, conn: asyncpg.Connection, item: Claimed) -> bool:
-        """Decide, render and send one email. True when the SMTP connection was lost."""
+    async def _deliver(self, conn: asyncpg.Connection, item: Claimed, deadlines: rules.RoundDeadlines) -> Outcome:
+        """Decide, render and send one email; the consent check, rate wait and SMTP send are cut at
+        `deadlines.send_by`."""
         row = item.row
         now = datetime.now(UTC)
         verdict = self._verdict(item, now)
         if verdict.needs_consent:
-            verdict = self._verdict(item, now, marketing_allowed=await self.consent.allowed(row["subject"]))
+            try:
+                async with asyncio.timeout_at(deadlines.send_by):
+                    allowed = await self.consent.allowed(row["subject"])
+            except TimeoutError:
+                await self._release(conn, [item], 0.0, "not tried: the consent check ran into the lease's deadline")
+                return Outcome.OUT_OF_TIME
+            verdict = self._verdict(item, now, marketing_allowed=allowed)
         if verdict.action is rules.Action.SUPPRESS:
             await self._suppress(conn, item, verdict.reason)
-            return False
+            return Outcome.NEXT
         if verdict.action is rules.Action.DEFER:
             delay = rules.retry_delay(
                 row["attempts"], self.settings.email_retry_base_seconds, self.settings.email_retry_max_seconds
             )
             await store.mark_retry(conn, item.notification_id, row["claimed_at"], delay, verdict.reason)
-            return False
+            return Outcome.NEXT
         assert item.recipient is not None
         try:
             message = self._message(item, item.recipient, now)
         except templates.TemplateProblem as exc:
             await self._fail(item, f"cannot render: {exc}")
-            return False
+            return Outcome.NEXT
         wait = self.bucket.reserve()
-        if wait > 0:
-            await asyncio.sleep(wait)
-        started = time.perf_counter()
+        started: float | None = None
+        cut = asyncio.timeout_at(deadlines.send_by)
         try:
-            await self.mailer.send(message, self.envelope_from, item.recipient.email)
+            async with cut:
+                if wait > 0:
+                    await asyncio.sleep(wait)
+                started = time.perf_counter()
+                await self.mailer.send(message, self.envelope_from, item.recipient.email)
         except Exception as exc:
+            if cut.expired():
+                # Not a relay failure: no backoff, and an attempt only if the relay was being talked to.
+                await store.mark_retry(
+                    conn,
+                    item.notification_id,
+                    row["claimed_at"],
+                    0.0,
+                    "send cut at the lease's deadline",
+                    count_attempt=started is not None,
+                )
+                log.warning(
+                    "email %s: send cut at %.0f%% of the lease; retried", item.notification_id, 100 * rules.SEND_BY
+                )
+                return Outcome.OUT_OF_TIME
             kind, description = rules.classify(exc)
             await self._failed_attempt(conn, item, kind, scrub(description))
-            return kind is rules.Failure.CONNECTION
+            return Outcome.CONNECTION_LOST if kind is rules.Failure.CONNECTION else Outcome.NEXT
+        assert started is not None
         accepted = time.perf_counter()
         metrics.EMAIL_SEND_SECONDS.observe(accepted - started)
         self._connection_failures = 0
-        await self._confirm_sent(conn, item)
+        await self._confirm_sent(conn, item, deadlines.lease_ends)
         metrics.EMAIL_UNCONFIRMED_SECONDS.observe(time.perf_counter() - accepted)
         if item.template in FINAL_TEMPLATES:  # the last email went (an erase may have raced it): shred
             await store.delete_final_notice(conn, item.row["subject"])
         metrics.EMAILS_SENT.labels(template=item.template).inc()
-        return False
+        return Outcome.NEXT
 
     def _verdict(self, item: Claimed, now: datetime, marketing_allowed: bool | None = None) -> rules.Verdict:
         return rules.verdict(
@@ -354,20 +423,28 @@ class Sender:
 
     # --- outcomes ----------------------------------------------------------------------------
 
-    async def _confirm_sent(self, conn: asyncpg.Connection, item: Claimed) -> None:
-        """Commit `sent`; if the database hiccups, keep trying for half a lease (the crash window)."""
-        deadline = time.monotonic() + self.settings.email_lease_seconds / 2
+    async def _confirm_sent(self, conn: asyncpg.Connection, item: Claimed, lease_ends: float) -> None:
+        """Commit `sent`; if the database hiccups, keep trying until the lease ends (the crash window)."""
+        loop = asyncio.get_running_loop()
         delay = 0.05
         while True:
             try:
                 if conn.is_closed():
                     async with self.runtime.pool.acquire() as fresh:
-                        await store.mark_sent(fresh, item.notification_id, item.row["claimed_at"])
+                        marked = await store.mark_sent(fresh, item.notification_id, item.row["claimed_at"])
                 else:
-                    await store.mark_sent(conn, item.notification_id, item.row["claimed_at"])
+                    marked = await store.mark_sent(conn, item.notification_id, item.row["claimed_at"])
+                if not marked:
+                    # Retaken after its lease (another send may follow) or cancelled by an erasure.
+                    metrics.EMAILS_SENT_UNMARKED.inc()
+                    log.warning(
+                        "email %s was accepted by the relay but its row was no longer this claim's "
+                        "(lease expired or cancelled); it may be sent again",
+                        item.notification_id,
+                    )
                 return
             except TRANSIENT_DB_ERRORS as exc:
-                if time.monotonic() > deadline:
+                if loop.time() > lease_ends:
                     log.error("could not record a sent email (%s); its lease will resend it", type(exc).__name__)
                     raise
                 await asyncio.sleep(delay)
@@ -426,3 +503,21 @@ class Sender:
             await store.mark_retry(
                 conn, item.notification_id, item.row["claimed_at"], delay, reason, count_attempt=False
             )
+
+
+async def _finish(task: asyncio.Future[Outcome], grace: float) -> None:
+    """Wait up to `grace` seconds for a delivery in flight (a repeated cancellation does not end the
+    wait early); past it the delivery is cancelled and its row left to the lease."""
+    loop = asyncio.get_running_loop()
+    until = loop.time() + grace
+    while not task.done():
+        left = until - loop.time()
+        if left <= 0:
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):  # let it let go of the connection
+                await asyncio.wait({task}, timeout=1.0)
+            break
+        with contextlib.suppress(asyncio.CancelledError):
+            await asyncio.wait({task}, timeout=left)
+    if task.done() and not task.cancelled() and task.exception() is not None:
+        log.warning("email in flight at shutdown failed: %r", task.exception())

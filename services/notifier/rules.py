@@ -311,5 +311,31 @@ class TokenBucket:
 
 
 def claim_batch_size(configured: int, rate_per_second: float, lease_seconds: float) -> int:
-    """Never claim more than can be sent well inside the lease (else another worker would retake it)."""
+    """Never claim more than the rate limit lets through well inside the lease. Slow sends are not
+    foreseen here: the round itself stops at TAKE_NEW_UNTIL and hands the rest back."""
     return max(1, min(configured, int(rate_per_second * lease_seconds / 4)))
+
+
+#: A round's time budget as fractions of the lease, counted from just before its claim. No email is
+#: started after TAKE_NEW_UNTIL (the untried rest goes back to the queue); a send (consent check, rate
+#: wait, SMTP) still running at SEND_BY is cut; the rest of the lease is for the `sent` commit. So a row
+#: is marked or handed back before the maintenance loop can take it as abandoned.
+TAKE_NEW_UNTIL = 0.5
+SEND_BY = 0.8
+
+
+@dataclass(frozen=True)
+class RoundDeadlines:
+    """Absolute times (one monotonic clock) for one claimed batch."""
+
+    take_new_until: float
+    send_by: float
+    lease_ends: float
+
+
+def round_deadlines(claim_started: float, lease_seconds: float) -> RoundDeadlines:
+    return RoundDeadlines(
+        take_new_until=claim_started + lease_seconds * TAKE_NEW_UNTIL,
+        send_by=claim_started + lease_seconds * SEND_BY,
+        lease_ends=claim_started + lease_seconds,
+    )

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import asyncio
 import uuid
+from collections import Counter
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from datetime import UTC, datetime
@@ -10,14 +12,16 @@ from pathlib import Path
 from typing import Any
 
 import asyncpg
+from aiosmtpd.smtp import SMTP
 
+from devstack.smtp_sink import MaildirHandler
 from privacy_runtime.audit import AuditTrail
 from privacy_runtime.crypto import KeyRing
 from privacy_runtime.migrations import apply_migrations
 from privacy_runtime.outbox import Outbox
 from services.notifier import store
 from services.notifier.settings import NotifierSettings
-from tests.helpers import TEST_MASTER_KEY
+from tests.helpers import TEST_MASTER_KEY, free_port
 
 MIGRATIONS = Path(__file__).resolve().parents[2] / "services" / "notifier" / "migrations"
 PAGE = 7
@@ -92,3 +96,41 @@ async def fill_directory(
             for s in subjects:
                 await store.set_restricted(conn, s, True)
     return sorted(subjects)
+
+
+class SlowHandler(MaildirHandler):
+    """The devstack sink's handler, slow per message: it stores the message, then waits `delay` seconds
+    before answering 250 (so a sender spends most of a send in the window where the relay already has
+    the message and the sender does not know it yet)."""
+
+    def __init__(self, maildir: Path, delay: float) -> None:
+        super().__init__(maildir, maildir.parent)
+        self.delay = delay
+
+    async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:
+        reply = await super().handle_DATA(server, session, envelope)
+        await asyncio.sleep(self.delay)
+        return reply
+
+
+@asynccontextmanager
+async def slow_sink(maildir: Path, delay: float) -> AsyncIterator[int]:
+    """A real SMTP server in this event loop that keeps each message as `.eml` (as the devstack sink
+    does) and answers each one `delay` seconds late. Yields its port."""
+    maildir.mkdir(parents=True, exist_ok=True)
+    handler = SlowHandler(maildir, delay)
+    port = free_port()
+    loop = asyncio.get_running_loop()
+    server = await loop.create_server(
+        lambda: SMTP(handler, hostname="slow-sink", enable_SMTPUTF8=True, decode_data=False), "127.0.0.1", port
+    )
+    try:
+        yield port
+    finally:
+        server.close()
+        await server.wait_closed()
+
+
+def arrivals(maildir: Path) -> Counter[str]:
+    """How many messages each recipient got (the sink names files `<ns>-<seq>-<rand>-<recipient>.eml`)."""
+    return Counter(p.name.split("-", 3)[3].removesuffix(".eml") for p in maildir.glob("*.eml"))

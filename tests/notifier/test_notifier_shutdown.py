@@ -1,0 +1,116 @@
+"""SIGTERM during a fan-out: the email in flight is finished, the rest handed back, nothing sent twice.
+
+The notifier runs as a real process (real Kafka and PostgreSQL) and sends to a real SMTP server in this
+test's event loop that stores each message and answers 250 a little late: almost all of a send is then
+the window where the relay has the message and the sender has not yet marked it `sent`, which is where
+a shutdown that cancels the send would leave the row to its lease and send it again after a restart.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import subprocess
+import time
+import uuid
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+import asyncpg
+import pytest
+
+from schemas.topics import MERGER_NOTICE
+from tests.helpers import ServiceProcess, publish, wait_until
+from tests.notifier.support import arrivals, slow_sink
+from tests.notifier.test_notifier_e2e import merger, new_domain, register
+
+pytestmark = pytest.mark.stack
+
+RECIPIENTS = 600
+PER_MESSAGE = 0.02  # seconds the sink waits between storing a message and answering 250
+SHUTDOWN_BOUND = 15.0  # seconds from SIGTERM to exit
+
+
+@pytest.fixture
+async def db(stack) -> AsyncIterator[asyncpg.Connection]:  # type: ignore[no-untyped-def]
+    conn = await asyncpg.connect(stack.env()["DATABASE_URL"], server_settings={"search_path": "notifier"})
+    try:
+        yield conn
+    finally:
+        await conn.close()
+
+
+def sigterm(service: ServiceProcess) -> tuple[int, float]:
+    """SIGTERM to the process (not its group); returns (exit code, seconds to exit)."""
+    assert service.process is not None
+    started = time.monotonic()
+    os.kill(service.process.pid, signal.SIGTERM)
+    try:
+        code = service.process.wait(timeout=SHUTDOWN_BOUND)
+    except subprocess.TimeoutExpired:
+        service.kill()
+        raise AssertionError(f"no exit {SHUTDOWN_BOUND}s after SIGTERM; log:\n{service.log_tail()}") from None
+    return code, time.monotonic() - started
+
+
+async def statuses(db: asyncpg.Connection, job: str) -> dict[str, int]:
+    rows = await db.fetch("SELECT status, count(*) AS n FROM emails WHERE origin = $1 GROUP BY status", job)
+    return {r["status"]: r["n"] for r in rows}
+
+
+async def test_sigterm_mid_fanout_then_restart_sends_each_email_once(stack: Any, db: asyncpg.Connection,
+                                                                    tmp_path: Path) -> None:
+    bootstrap = stack.endpoints.kafka_bootstrap
+    maildir = tmp_path / "mail"
+    domain = new_domain("term")
+    run = uuid.uuid4().hex[:6]
+    subjects = [f"tm-{run}-{i:04d}" for i in range(RECIPIENTS)]
+    transaction_id = f"tx-term-{run}"
+    job = f"merger-notice:{transaction_id}"
+    async with slow_sink(maildir, PER_MESSAGE) as port:
+        extra = {
+            "SMTP_HOST": "127.0.0.1",
+            "SMTP_PORT": str(port),
+            "SMTP_STARTTLS": "false",
+            "EMAIL_IDLE_POLL_SECONDS": "0.2",
+            "EMAIL_LEASE_SECONDS": "4",  # a row left in `sending` would be resent soon after the restart
+            "FANOUT_PAGE_SIZE": "1",  # many small pages: SIGTERM lands while the directory is still paged
+        }
+        service = ServiceProcess("notifier", stack.env(), extra).start()
+        try:
+            await service.wait_ready()
+            await register(bootstrap, db, subjects, domain)
+            await publish(bootstrap, MERGER_NOTICE, merger(transaction_id), subject=None, key=transaction_id)
+
+            async def sending() -> bool:
+                return len(arrivals(maildir)) >= 3
+
+            await wait_until(sending, timeout=60, interval=0.05, what="the fan-out's first emails")
+            paging = await db.fetchval("SELECT queued FROM fanout_jobs WHERE job_id = $1 AND NOT done", job)
+            code, took = await asyncio.to_thread(sigterm, service)
+            at_stop = await statuses(db, job)
+            paged = await db.fetchval("SELECT queued FROM fanout_jobs WHERE job_id = $1", job)
+            mailed = sum(arrivals(maildir).values())
+            print(f"\nSIGTERM: exit {code} after {took:.2f}s; {mailed} mailed; fan-out had queued {paging} "
+                  f"at SIGTERM, {paged} of {RECIPIENTS} at exit; rows {at_stop}")
+            assert code == 0, service.log_tail()
+            assert 0 < mailed < RECIPIENTS, "SIGTERM should land while the fan-out is being sent"
+            assert at_stop.get("sending", 0) == 0, "the email in flight was not finished, or rows not handed back"
+            assert at_stop.get("sent", 0) == mailed, "every email the relay has is marked sent, and only those"
+
+            service = ServiceProcess("notifier", stack.env(), extra, port=service.port).start()
+            await service.wait_ready()
+
+            async def everyone() -> bool:
+                return len(arrivals(maildir)) >= RECIPIENTS and (await statuses(db, job)) == {"sent": RECIPIENTS}
+
+            await wait_until(everyone, timeout=120, interval=0.5, what="every recipient after the restart")
+            await asyncio.sleep(6.0)  # longer than the lease: a row left behind would have been resent by now
+        finally:
+            service.stop()
+        received = arrivals(maildir)
+        assert sorted(received) == sorted(f"{s}@{domain}" for s in subjects)
+        twice = {rcpt: n for rcpt, n in received.items() if n != 1}
+        assert twice == {}, f"sent more than once: {twice}"
