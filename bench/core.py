@@ -53,6 +53,8 @@ class Sizes:
     closed_loop_concurrency: int = 32
     erasures: int = 1_000
     fanout_recipients: int = 20_000
+    #: The smaller fan-out run first, to compare the notifier's memory with (flat as recipients grow).
+    fanout_small_recipients: int = 2_000
     smtp_baseline_emails: int = 1_000
     scaling_events: int = 15_000
     scaling_partitions: tuple[int, ...] = (1, 2, 4)
@@ -68,7 +70,8 @@ class Sizes:
         return cls(
             ingest_events=10_000, ingest_subjects=1_000, ingest_registrations=10, perf_records=20_000,
             latency_seconds=3.0, echo_seconds=1.0, decision_seconds=3.0, decision_subjects=500,
-            closed_loop_seconds=1.5, erasures=100, fanout_recipients=1_000, smtp_baseline_emails=300,
+            closed_loop_seconds=1.5, erasures=100, fanout_recipients=1_000, fanout_small_recipients=200,
+            smtp_baseline_emails=300,
             scaling_events=3_000, cap_seconds=30.0, scaling_cap_seconds=10.0,
             erasure_cap_seconds=45.0, fanout_cap_seconds=20.0,
         )

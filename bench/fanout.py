@@ -1,13 +1,18 @@
-"""Workload 5: a merger notice fanned out to 20,000 recipients, emails/s into the SMTP sink.
+"""Workload 5: merger notices fanned out to 2,000 and then 20,000 recipients: emails/s into the SMTP
+sink, and the notifier's peak RSS at each size side by side (memory must stay flat as recipients grow).
 
-Measurement stops at the run's cap (Sizes.fanout_cap_seconds) or after 20 s without a new email; the rate
-is then over the emails that arrived.
+The directory is emptied first (the bench's own database: earlier workloads leave a few thousand
+recipients in it), then filled with this workload's own recipients, 2,000 for the first notice and
+topped up to 20,000 for the second; each notice reaches exactly the directory. The notifier is
+restarted once the registrations are in the directory, just before each notice, so each size's peak
+RSS is that of a fresh process doing that one fan-out (not of taking in the registrations, nor what
+the other size or an earlier workload left behind). Emails are counted by the
+.eml files of this workload's recipients in the sink; each file name starts with its arrival time in
+ns, so the rate is exact. Measurement stops at the run's cap (Sizes.fanout_cap_seconds) or after 20 s
+without a new email; the rate is then over the emails that arrived.
 
-Recipients are every adult registered in this run (the notifier's directory fills from
-user-registered), topped up to the target count. One merger-notice is published and the sink's
-.eml files are counted; each file name starts with its arrival time in ns, so the rate is exact.
 Baseline: a bare aiosmtplib send loop of a similar, pre-rendered message against the same sink over
-1, 4 and 8 connections (the best of the three), run just before the notice while the sink is idle.
+1, 4 and 8 connections (the best of the three), run just before the big notice while the sink is idle.
 """
 
 from __future__ import annotations
@@ -18,8 +23,10 @@ import time
 import uuid
 from email.message import EmailMessage
 from pathlib import Path
+from typing import Any
 
 import aiosmtplib
+import asyncpg
 
 from bench import events, kafka
 from bench.core import Bench, Figure, Target
@@ -27,6 +34,8 @@ from schemas.topics import MERGER_NOTICE, USER_REGISTERED
 
 WORKLOAD = "fanout"
 STALL_SECONDS = 20.0
+#: Flat memory: the big fan-out's peak RSS within this factor of the small one's.
+FLAT_RATIO = 1.25
 
 
 def mail_files(maildir: Path) -> list[str]:
@@ -76,48 +85,93 @@ async def smtp_baseline(host: str, port: int, count: int) -> dict[str, float]:
 
 async def run(bench: Bench) -> None:
     sizes = bench.sizes
-    notifier = await bench.start_service("notifier")
-    missing = max(0, sizes.fanout_recipients - (bench.registered - bench.erased))
-    subjects = [f"fan-{uuid.uuid4().hex[:6]}-{i:05d}" for i in range(missing)]
-    if subjects:
-        await kafka.produce(bench.bootstrap, USER_REGISTERED, events.registrations(subjects))
-        bench.registered += len(subjects)
-    expected = bench.registered - bench.erased
-
+    prefix = f"fan-{uuid.uuid4().hex[:6]}-"
+    small, big = sizes.fanout_small_recipients, sizes.fanout_recipients
+    await bench.start_service("notifier")
     await kafka.wait_caught_up(bench.bootstrap, ["privacy-notifier"], USER_REGISTERED, timeout=300,
                                unknown_after=60)
-    baseline = await smtp_baseline(bench.endpoints.smtp_host, bench.endpoints.smtp_port, sizes.smtp_baseline_emails)
-    maildir = bench.endpoints.mail_dir
-    before = set(mail_files(maildir))
-    transaction = f"bench-{uuid.uuid4().hex[:8]}"
-    started_ns = time.time_ns()
-    with bench.phase(WORKLOAD):
-        await kafka.produce(bench.bootstrap, MERGER_NOTICE, [events.merger_notice(transaction)])
-        delivered, last = 0, time.monotonic()
-        cap = time.monotonic() + sizes.fanout_cap_seconds
-        while delivered < expected and time.monotonic() - last < STALL_SECONDS and time.monotonic() < cap:
-            await asyncio.sleep(0.25)
-            now = len(mail_files(maildir)) - len(before)
-            if now != delivered:
-                delivered, last = now, time.monotonic()
-        samples = await notifier.metrics()
-    new = [n for n in mail_files(maildir) if n not in before]
-    if not new:
-        raise RuntimeError(f"no email arrived within {STALL_SECONDS:.0f}s of the merger notice "
-                           f"(notifier log: {notifier.log_path})")
-    seconds = (max(arrival_ns(n) for n in new) - started_ns) / 1e9
-    rate = len(new) / seconds
-    note = f"{len(new):,} of {expected:,} mailed when measurement stopped" if len(new) < expected else ""
+    conn = await bench.db()
+    try:
+        await conn.execute("DELETE FROM notifier.recipients")  # only this workload's recipients from here on
+        bench.erased = bench.registered  # so registered - erased stays the directory's size
+        small_run = await _notice(bench, conn, prefix, 0, small, phase=f"{WORKLOAD}-{small}")
+        baseline = await smtp_baseline(bench.endpoints.smtp_host, bench.endpoints.smtp_port,
+                                       sizes.smtp_baseline_emails)
+        big_run = await _notice(bench, conn, prefix, small, big, phase=WORKLOAD)
+    finally:
+        await conn.close()
+    samples = big_run.pop("samples")
+    small_run.pop("samples")
+    rate, expected, delivered = big_run["emails_per_second"], big_run["recipients"], big_run["delivered"]
+    note = f"{delivered:,} of {expected:,} mailed when measurement stopped" if delivered < expected else ""
     bench.add(Figure(WORKLOAD, f"merger fan-out to {expected:,} recipients", "emails/s", rate,
                      max(baseline.values()), "bare aiosmtplib loop, best of 1/4/8 conns", Target(">=", 300), note=note))
-    bench.detail(WORKLOAD, recipients=expected, delivered=len(new), seconds=seconds, emails_per_second=rate,
-                 smtp_baseline=baseline, where_the_time_goes={
-                     "notice published -> last email (s)": round(seconds, 2),
+    small_note = (f"{small_run['delivered']:,} of {small_run['recipients']:,} mailed when measurement stopped"
+                  if small_run["delivered"] < small_run["recipients"] else "")
+    bench.add(Figure(WORKLOAD, f"  merger fan-out to {small_run['recipients']:,} recipients", "emails/s",
+                     small_run["emails_per_second"], note=small_note))
+    peaks = {str(run["recipients"]): run["notifier_peak_rss_mb"] for run in (small_run, big_run)}
+    bench.add(Figure(WORKLOAD, f"notifier peak RSS, fan-out to {expected:,} vs {small_run['recipients']:,}", "MB",
+                     big_run["notifier_peak_rss_mb"], small_run["notifier_peak_rss_mb"],
+                     f"fan-out to {small_run['recipients']:,}", Target("<", FLAT_RATIO, on="ratio"),
+                     note="fresh notifier process for each size"))
+    bench.detail(WORKLOAD, recipients=expected, delivered=delivered, seconds=big_run["seconds"],
+                 emails_per_second=rate, smtp_baseline=baseline,
+                 notifier_peak_rss_mb_by_recipients=peaks, by_size=[small_run, big_run],
+                 where_the_time_goes={
+                     "notice published -> last email (s)": round(big_run["seconds"], 2),
                      "smtp send seconds (notifier histogram sum)": _sum(samples, "privacy_email_send_seconds_sum"),
                      "emails sent, every template (notifier counter)": _sum(samples, "privacy_emails_sent_total"),
                      "bare SMTP loop, 1 / 4 / 8 connections (emails/s)":
                          " / ".join(f"{r:.0f}" for r in baseline.values()),
                  })
+
+
+async def _notice(bench: Bench, conn: asyncpg.Connection, prefix: str, have: int, recipients: int,
+                  phase: str) -> dict[str, Any]:
+    """Top the directory up from `have` to `recipients` of our own, restart the notifier, publish one
+    merger notice, count its emails (under RSS phase `phase`) until all arrived, the cap or a stall."""
+    subjects = [f"{prefix}{i:05d}" for i in range(have, recipients)]
+    if subjects:
+        await kafka.produce(bench.bootstrap, USER_REGISTERED, events.registrations(subjects))
+        bench.registered += len(subjects)
+    await bench.start_service("notifier")
+    await kafka.wait_caught_up(bench.bootstrap, ["privacy-notifier"], USER_REGISTERED, timeout=300,
+                               unknown_after=60)
+    in_directory = await conn.fetchval("SELECT count(*) FROM notifier.recipients")
+    if in_directory != recipients:
+        raise RuntimeError(f"{in_directory} recipients in the directory, {recipients} expected")
+    # A fresh process for the notice: its peak RSS is then that of this fan-out alone, not of taking
+    # in the registrations (or of what the other size or an earlier workload left behind).
+    bench.stop_service("notifier")
+    notifier = await bench.start_service("notifier")
+    maildir = bench.endpoints.mail_dir
+    before = set(ours(maildir, prefix))
+    transaction = f"bench-{uuid.uuid4().hex[:8]}"
+    started_ns = time.time_ns()
+    with bench.phase(phase):
+        await kafka.produce(bench.bootstrap, MERGER_NOTICE, [events.merger_notice(transaction)])
+        delivered, last = 0, time.monotonic()
+        cap = time.monotonic() + bench.sizes.fanout_cap_seconds
+        while delivered < recipients and time.monotonic() - last < STALL_SECONDS and time.monotonic() < cap:
+            await asyncio.sleep(0.25)
+            now = len(ours(maildir, prefix)) - len(before)
+            if now != delivered:
+                delivered, last = now, time.monotonic()
+        samples = await notifier.metrics()
+    new = [n for n in ours(maildir, prefix) if n not in before]
+    if not new:
+        raise RuntimeError(f"no email arrived within {STALL_SECONDS:.0f}s of the merger notice "
+                           f"(notifier log: {notifier.log_path})")
+    seconds = (max(arrival_ns(n) for n in new) - started_ns) / 1e9
+    peak = bench.rss.peaks.get("notifier", {}).get(phase)
+    return {"recipients": recipients, "delivered": len(new), "seconds": round(seconds, 2),
+            "emails_per_second": len(new) / seconds, "notifier_peak_rss_mb": peak, "samples": samples}
+
+
+def ours(maildir: Path, prefix: str) -> list[str]:
+    """This workload's emails (the sink names each file after its recipient)."""
+    return [n for n in mail_files(maildir) if f"-{prefix}" in n]
 
 
 def _sum(samples: dict[tuple[str, str], float], name: str) -> float:
