@@ -4,6 +4,7 @@ services register is documented."""
 
 from __future__ import annotations
 
+import base64
 import re
 import uuid
 from pathlib import Path
@@ -14,9 +15,20 @@ import jsonschema
 import pytest
 import yaml
 
-from schemas.events import ErasureRequested
-from schemas.topics import ERASURE_REQUESTED
-from tests.helpers import ROOT, TEST_ADMIN_TOKEN, get_json, publish, subject_id, wait_until
+from privacy_runtime.tokens import UNSUBSCRIBE, TokenSigner
+from schemas.events import DsarDetails, DsarRequested, ErasureRequested, UserRegistered
+from schemas.topics import DSAR_REQUESTED, ERASURE_REQUESTED, NOTIFICATION_REQUESTED, USER_REGISTERED
+from tests.helpers import (
+    ROOT,
+    TEST_ADMIN_TOKEN,
+    TEST_MASTER_KEY,
+    event_of,
+    get_json,
+    publish,
+    subject_id,
+    wait_for_messages,
+    wait_until,
+)
 
 pytestmark = pytest.mark.stack
 
@@ -91,3 +103,67 @@ async def test_running_services_answer_as_documented(stack, system) -> None:  # 
                         _validate(schema, response.json())
                     checked += 1
     assert checked >= len(DOC["paths"])
+
+
+async def test_successful_answers_match_the_documented_schemas(stack, system) -> None:  # type: ignore[no-untyped-def]
+    """The 2xx side: a registered subject's decision and consents, a request verified with the code from
+    its email, operator reads, extend, reject, approve, the notifier's queue, and the unsubscribe pages."""
+    bootstrap = stack.endpoints.kafka_bootstrap
+    consent, dsar, notifier = system["consent"].url, system["dsar"].url, system["notifier"].url
+    subject = subject_id("oas-ok")
+    await publish(bootstrap, USER_REGISTERED, UserRegistered(email=f"{subject}@example.com", country="SE"),
+                  subject=subject)
+    request_id, objection, refused = uuid.uuid4(), uuid.uuid4(), uuid.uuid4()
+    for rid in (request_id, refused):
+        await publish(bootstrap, ERASURE_REQUESTED, ErasureRequested(
+            request_id=rid, ground="no_longer_necessary", identity_verified=False, requested_via="web_form"),
+            subject=subject)
+    await publish(bootstrap, DSAR_REQUESTED, DsarRequested(
+        request_id=objection, right="objection", identity_verified=True, requested_via="web_form",
+        details=DsarDetails(processing="legitimate_interest")), subject=subject)
+
+    def code_email(m) -> bool:  # type: ignore[no-untyped-def]
+        return (event_of(m) or {}).get("data", {}).get("notification_id") == f"dsar:{request_id}:code:1"
+
+    code = (event_of((await wait_for_messages(bootstrap, NOTIFICATION_REQUESTED, code_email))[0])
+            or {})["data"]["params"]["code"]
+
+    async def in_review() -> bool:
+        status, body = await get_json(f"{dsar}/v1/admin/requests/{objection}",
+                                      headers={"Authorization": f"Bearer {TEST_ADMIN_TOKEN}"})
+        return status == 200 and body.get("manual_review") is True
+
+    await wait_until(in_review, what="the legitimate-interest objection to wait for review")
+    unsubscribe = TokenSigner(base64.b64decode(TEST_MASTER_KEY), UNSUBSCRIBE).sign(
+        {"s": subject, "p": "marketing_email"})
+    auth = {"Authorization": f"Bearer {TEST_ADMIN_TOKEN}"}
+    calls: list[tuple[str, str, str, dict[str, Any]]] = [
+        ("GET", consent, "/v1/decisions", {"params": {"subject": subject, "purpose": "analytics"}}),
+        ("GET", consent, "/v1/subjects/{subject_id}/consents", {}),
+        ("POST", dsar, "/v1/requests/{request_id}/verify", {"json": {"code": code}}),
+        ("GET", dsar, "/v1/requests/{request_id}", {}),
+        ("GET", dsar, "/v1/admin/requests", {"headers": auth}),
+        ("GET", dsar, "/v1/admin/requests/{request_id}", {"headers": auth}),
+        ("POST", dsar, "/v1/admin/requests/{request_id}/extend",
+         {"headers": auth, "json": {"months": 1, "reason": "many systems to search"}}),
+        ("POST", dsar, "/v1/admin/requests/{refused}/reject",
+         {"headers": auth, "json": {"reason": "Art. 17(3)(e): needed for a legal claim (documentation check)"}}),
+        ("POST", dsar, "/v1/admin/requests/{objection}/approve", {"headers": auth}),
+        ("GET", notifier, "/v1/admin/emails", {"headers": auth}),
+        ("GET", consent, "/v1/unsubscribe/{token}", {}),
+        ("POST", consent, "/v1/unsubscribe/{token}", {"content": b"List-Unsubscribe=One-Click"}),
+    ]
+    values = {"subject_id": subject, "request_id": str(request_id), "objection": str(objection),
+              "refused": str(refused), "token": unsubscribe}
+    async with httpx.AsyncClient(timeout=10) as client:
+        for method, base, path, options in calls:
+            response = await client.request(method, base + path.format(**values), **options)
+            assert 200 <= response.status_code < 300, (method, path, response.status_code, response.text)
+            documented_path = path.replace("{objection}", "{request_id}").replace("{refused}", "{request_id}")
+            documented = DOC["paths"][documented_path][method.lower()]["responses"]
+            content = _resolve(documented[str(response.status_code)]).get("content", {})
+            media = response.headers.get("content-type", "").split(";")[0]
+            assert media in content, (method, path, media)
+            schema = content[media].get("schema")
+            if schema:
+                _validate(schema, response.json())
