@@ -56,11 +56,12 @@ class Ctl:
         return result.out
 
     async def until(self, check: Callable[[str], bool], *args: str, what: str) -> str:
-        """Run privacyctl until its output satisfies ``check`` (events are applied asynchronously)."""
+        """Run privacyctl until it succeeds with output that satisfies ``check`` (events are applied
+        asynchronously: until then e.g. the subject is unknown, which privacyctl reports as an error)."""
 
         async def attempt() -> str:
-            out = await self.ok(*args)
-            return out if check(out) else ""
+            result = await self(*args)
+            return result.out if result.code == 0 and check(result.out) else ""
 
         return await wait_until(attempt, timeout=30, interval=0.3, what=what)
 
