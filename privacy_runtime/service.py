@@ -58,6 +58,7 @@ class ServiceRuntime:
         self._streams: dict[str, StreamProcessor] = {}
         self._consumer: BatchConsumer | None = None
         self._consumer_task: asyncio.Task[None] | None = None
+        self._stopping = False
         self.group_id = settings.consumer_group or f"privacy-{name}"
         datadir = Path(settings.state_dir) / name
         datadir.mkdir(parents=True, exist_ok=True)  # faust creates only the last level
@@ -88,6 +89,11 @@ class ServiceRuntime:
         self.app.before_start = self._wait_for_kafka
         self.app.after_start = self.ensure_started
         self.app.before_stop = self.stop_consuming
+        # Also from the app's last shutdown step: a SIGTERM while faust is still starting (its own
+        # group can take seconds to settle) stops the app before `_Lifecycle` was ever started, so
+        # `_Lifecycle.on_stop` never runs; without this, the loop's teardown would cancel every task
+        # mid-flight (an email between the relay's 250 and its `sent` commit, say).
+        self.app.after_stop = self.stop
         self.app.service(_Lifecycle(self, loop=None))  # type: ignore[arg-type]  # an instance works too
         web.register_common_pages(self.app, self)
 
@@ -145,7 +151,7 @@ class ServiceRuntime:
         Agents start before the consumer group has assigned partitions; starting here means the
         database, producer and relay (and so /readyz) do not wait for a rebalance."""
         async with self._start_lock:
-            if not self.started.is_set():
+            if not self.started.is_set() and not self._stopping:  # never start after a stop began
                 await self.start()
 
     async def start(self) -> None:
@@ -193,6 +199,16 @@ class ServiceRuntime:
                 self._consumer_task.cancel()
 
     async def stop(self) -> None:
+        """Stop once (both `_Lifecycle` and the app's shutdown may call it): consuming first, then the
+        background loops (each finishes what it has in hand), the relay's last pass, producer, pool."""
+        if self._stopping:
+            return
+        self._stopping = True
+        try:  # a start in progress completes first (bounded: it may be waiting for a dependency)
+            await asyncio.wait_for(self._start_lock.acquire(), timeout=10)
+            self._start_lock.release()
+        except TimeoutError:
+            log.warning("%s still starting at shutdown; stopping what has started", self.name)
         await self.stop_consuming()
         if self._relay is not None:
             self._relay.stop()
@@ -282,11 +298,18 @@ class _App(faust.App):
     before_start: Callable[[], Awaitable[None]] | None = None
     after_start: Callable[[], Awaitable[None]] | None = None
     before_stop: Callable[[], Awaitable[None]] | None = None
+    after_stop: Callable[[], Awaitable[None]] | None = None
 
     async def on_stop(self) -> None:
         if self.before_stop is not None:
             await self.before_stop()
         await super().on_stop()
+
+    async def on_shutdown(self) -> None:
+        # After the app's children (web, `_Lifecycle` if it started) have stopped.
+        await super().on_shutdown()
+        if self.after_stop is not None:
+            await self.after_stop()
 
     async def on_start(self) -> None:
         await super().on_start()

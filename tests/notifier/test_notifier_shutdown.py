@@ -5,8 +5,9 @@ test's event loop that stores each message and answers 250 a little late: almost
 the window where the relay has the message and the sender has not yet marked it `sent`, which is where
 a shutdown that cancels the send would leave the row to its lease and send it again after a restart.
 
-The notifier's schema is the session's: a notice reaches every recipient earlier tests registered too,
-so only this test's recipients (its own domain, subjects that sort first) are counted.
+The notifier gets a database of its own and a consumer group that starts at the topics' ends, so its
+directory holds this test's recipients only: a notice to "everyone" is this test's 600, and a restart
+finds nothing of other tests' in its queue.
 """
 
 from __future__ import annotations
@@ -18,13 +19,23 @@ import subprocess
 import time
 import uuid
 from collections.abc import AsyncIterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit, urlunsplit
 
 import asyncpg
 import pytest
+from aiokafka import AIOKafkaConsumer, TopicPartition
 
-from schemas.topics import MERGER_NOTICE
+from schemas.topics import (
+    LEGAL_DISCLOSURE,
+    MERGER_NOTICE,
+    NOTIFICATION_REQUESTED,
+    POLICY_CHANGED,
+    USER_REGISTERED,
+    command_topic,
+)
 from tests.helpers import ServiceProcess, publish, wait_until
 from tests.notifier.support import arrivals, slow_sink
 from tests.notifier.test_notifier_e2e import merger, new_domain, register
@@ -36,9 +47,57 @@ PER_MESSAGE = 0.02  # seconds the sink waits between storing a message and answe
 SHUTDOWN_BOUND = 15.0  # seconds from SIGTERM to exit
 
 
+@dataclass(frozen=True)
+class Isolated:
+    database_url: str
+    group: str
+
+
 @pytest.fixture
-async def db(stack) -> AsyncIterator[asyncpg.Connection]:  # type: ignore[no-untyped-def]
-    conn = await asyncpg.connect(stack.env()["DATABASE_URL"], server_settings={"search_path": "notifier"})
+async def isolated(stack) -> AsyncIterator[Isolated]:  # type: ignore[no-untyped-def]
+    """A database of its own, and a consumer group positioned at the end of every topic the notifier
+    reads (what earlier tests published is not this test's)."""
+    shared = stack.env()["DATABASE_URL"]
+    name = f"notifier_term_{uuid.uuid4().hex[:8]}"
+    admin = await asyncpg.connect(shared)
+    try:
+        await admin.execute(f"CREATE DATABASE {name}")
+    finally:
+        await admin.close()
+    group = f"privacy-notifier-term-{uuid.uuid4().hex[:6]}"
+    topics = [USER_REGISTERED, NOTIFICATION_REQUESTED, MERGER_NOTICE, POLICY_CHANGED, LEGAL_DISCLOSURE,
+              command_topic("notifier")]
+    await start_group_at_end(stack.endpoints.kafka_bootstrap, group, topics)
+    try:
+        yield Isolated(urlunsplit(urlsplit(shared)._replace(path=f"/{name}")), group)
+    finally:
+        admin = await asyncpg.connect(shared)
+        try:
+            await admin.execute(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
+        finally:
+            await admin.close()
+
+
+async def start_group_at_end(bootstrap: str, group: str, topics: list[str]) -> None:
+    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, group_id=group, enable_auto_commit=False)
+    await consumer.start()
+    try:
+        for topic in topics:
+            consumer._client.add_topic(topic)
+        await consumer._client.force_metadata_update()
+        partitions = [TopicPartition(topic, p) for topic in topics
+                      for p in sorted(consumer.partitions_for_topic(topic) or ())]
+        assert partitions
+        consumer.assign(partitions)
+        await consumer.commit(await consumer.end_offsets(partitions))
+    finally:
+        await consumer.stop()
+
+
+@pytest.fixture
+async def db(isolated: Isolated) -> AsyncIterator[asyncpg.Connection]:
+    """The isolated notifier's schema (the service creates it at start)."""
+    conn = await asyncpg.connect(isolated.database_url, server_settings={"search_path": "notifier"})
     try:
         yield conn
     finally:
@@ -72,13 +131,8 @@ def mine(maildir: Path, domain: str) -> dict[str, int]:
     return {rcpt: n for rcpt, n in arrivals(maildir).items() if rcpt.endswith(f"@{domain}")}
 
 
-@pytest.mark.xfail(
-    strict=False,
-    reason="after the e2e module, the process's loop teardown cancels every task at once (the email in flight "
-    "too) before the runtime's orderly stop has cancelled the sender: privacy_runtime/service.py, open",
-)
 async def test_sigterm_mid_fanout_then_restart_sends_each_email_once(
-    stack: Any, db: asyncpg.Connection, tmp_path: Path
+    stack: Any, isolated: Isolated, db: asyncpg.Connection, tmp_path: Path
 ) -> None:
     bootstrap = stack.endpoints.kafka_bootstrap
     maildir = tmp_path / "mail"
@@ -95,6 +149,8 @@ async def test_sigterm_mid_fanout_then_restart_sends_each_email_once(
             "EMAIL_IDLE_POLL_SECONDS": "0.2",
             "EMAIL_LEASE_SECONDS": "4",  # a row left in `sending` would be resent soon after the restart
             "FANOUT_PAGE_SIZE": "1",  # many small pages: SIGTERM lands while the directory is still paged
+            "DATABASE_URL": isolated.database_url,
+            "CONSUMER_GROUP": isolated.group,
         }
         service = ServiceProcess("notifier", stack.env(), extra).start()
         try:
@@ -114,11 +170,12 @@ async def test_sigterm_mid_fanout_then_restart_sends_each_email_once(
             mailed = sum(mine(maildir, domain).values())
             print(
                 f"\nSIGTERM: exit {code} after {took:.2f}s; {mailed} mailed; fan-out had queued {paging} "
-                f"at SIGTERM, {paged} at exit (the whole directory); rows {at_stop}, ours {ours_at_stop}"
+                f"at SIGTERM, {paged} at exit; rows {at_stop}, ours {ours_at_stop}"
             )
             assert code == 0, service.log_tail()
             assert 0 < mailed < RECIPIENTS, "SIGTERM should land while the fan-out is being sent"
-            assert at_stop.get("sending", 0) == 0, "the email in flight was not finished, or rows not handed back"
+            assert at_stop.get("sending", 0) == 0, (
+                f"the email in flight was not finished, or rows not handed back:\n{service.log_tail()}")
             assert ours_at_stop.get("sent", 0) == mailed, "every email the relay has is marked sent, and only those"
 
             service = ServiceProcess("notifier", stack.env(), extra, port=service.port).start()
