@@ -14,9 +14,9 @@ ROOT = Path(__file__).resolve().parents[2]
 pytestmark = pytest.mark.stack
 
 
-def test_quick_bench_writes_figures(tmp_path: Path) -> None:
+def test_quick_bench_writes_every_workloads_figures(tmp_path: Path) -> None:
     result = subprocess.run(
-        [sys.executable, "-m", "bench", "--quick", "--only", "consent_ingest,decisions", "--results-dir", str(tmp_path)],
+        [sys.executable, "-m", "bench", "--quick", "--results-dir", str(tmp_path)],  # every workload
         cwd=ROOT, capture_output=True, text=True, timeout=600, check=False,
     )
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
@@ -57,3 +57,19 @@ def test_quick_bench_writes_figures(tmp_path: Path) -> None:
         assert ingest_detail["py_spy"]["under our function (innermost)"]
     else:
         assert ingest_detail["py_spy"] == "not needed: the target is met"
+
+    # The other workloads: each figure next to its baseline from the same run.
+    latency = figures["consent change -> suppress command @1,000/s, p99"]
+    assert latency["ours"] > 0 and latency["baseline"] > 0 and isinstance(latency["met"], bool)
+    assert {"consent change -> suppress command @1,000/s", "Kafka one hop @1,000/s (baseline)"} <= set(latencies)
+    erasures = next(f for label, f in figures.items() if label.endswith("erasures across 8 systems, all completed"))
+    assert erasures["ours"] > 0 and erasures["baseline"] > 0 and isinstance(erasures["met"], bool)
+    fanout = next(f for label, f in figures.items() if label.startswith("merger fan-out to"))
+    assert fanout["ours"] > 0 and fanout["baseline"] > 0 and isinstance(fanout["met"], bool)
+    flat = next(f for label, f in figures.items() if label.startswith("notifier peak RSS, fan-out"))
+    assert flat["ours"] > 0 and flat["baseline"] > 0
+    scaling = [label for label in figures if label.startswith("consent ingest, ") and "worker(s)" in label]
+    assert len(scaling) == 6, scaling  # 1, 2 and 4 partitions x 1 and 2 workers
+    assert all(figures[label]["ours"] > 0 and figures[label]["baseline"] > 0 for label in scaling)
+    for service in ("consent", "dsar", "notifier"):
+        assert figures[f"peak RSS {service}"]["ours"] > 0, service
