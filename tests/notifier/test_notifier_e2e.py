@@ -607,6 +607,51 @@ async def test_immaterial_policy_change_sends_nothing(stack, notifier, db) -> No
     assert (await get_json(f"{notifier.url}/v1/admin/emails"))[0] == 401
 
 
+async def test_material_policy_change_reaches_everyone_in_their_language(stack, notifier, db) -> None:  # type: ignore[no-untyped-def]
+    bootstrap = stack.endpoints.kafka_bootstrap
+    domain = new_domain("policy")
+    swedes = [f"sv-{uuid.uuid4().hex[:10]}" for _ in range(3)]
+    english = [f"en-{uuid.uuid4().hex[:10]}" for _ in range(2)]
+    await register(bootstrap, db, swedes, domain)
+    await register(bootstrap, db, english, domain, locale="en")
+    version = f"v-{uuid.uuid4().hex[:8]}"
+    await publish(bootstrap, POLICY_CHANGED, PolicyChanged(
+        version=version, effective_date=date(2027, 1, 1), material=True, summary_sv="Nya ändamål",
+        summary_en="New purposes", url="https://isopartner.se/policy"), subject=None, key=version)
+    files = await wait_for_mail(stack, domain, len(swedes) + len(english), timeout=120)
+    by_recipient = {parse(f)["To"].addresses[0].username: parse(f) for f in files}
+    assert sorted(by_recipient) == sorted(swedes + english), "one email each"
+    for subject, message in by_recipient.items():
+        text = message.get_body(preferencelist=("plain",)).get_content()
+        assert ("New purposes" if subject.startswith("en-") else "Nya ändamål") in text
+        assert "ISOPARTNER AB" in text and "List-Unsubscribe" not in message, "transactional: no unsubscribe"
+
+
+async def test_legal_disclosure_is_emailed_only_where_the_law_allows(stack, notifier, db) -> None:  # type: ignore[no-untyped-def]
+    bootstrap = stack.endpoints.kafka_bootstrap
+    domain = new_domain("disclosure")
+    told, confidential = f"told-{uuid.uuid4().hex[:10]}", f"quiet-{uuid.uuid4().hex[:10]}"
+    await register(bootstrap, db, [told, confidential], domain, locale="en")
+    for subject, may_notify in ((confidential, False), (told, True)):
+        await publish(bootstrap, LEGAL_DISCLOSURE, LegalDisclosure(
+            case_ref=f"case-{subject}", authority="Polismyndigheten", legal_basis="RB 27:1",
+            data_categories=["contact"], may_notify_subject=may_notify, recipient_country="SE",
+            outside_eea=False), subject=subject)
+    [mail] = await wait_for_mail(stack, domain, 1)
+    assert parse(mail)["To"].addresses[0].username == told
+    assert "Polismyndigheten" in parse(mail).get_body(preferencelist=("plain",)).get_content()
+
+    async def both_audited() -> bool:
+        rows = await db.fetch("SELECT subject, detail FROM audit_log WHERE action = 'legal_disclosure_received' "
+                              "AND subject = ANY($1::text[])", [told, confidential])
+        return len(rows) == 2
+
+    await wait_until(both_audited, what="both disclosures in the audit trail")
+    await asyncio.sleep(2.0)  # the confidential one would have been queued with the other
+    assert [p for p in mail_files(stack, domain) if confidential in p.name] == []
+    assert await db.fetchval("SELECT count(*) FROM emails WHERE subject = $1", confidential) == 0
+
+
 @pytest.mark.slow
 async def test_merger_notice_to_5000_recipients(stack, notifier, db) -> None:  # type: ignore[no-untyped-def]
     rate, _ = await merger_fanout(stack, db, 5000)
