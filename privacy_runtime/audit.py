@@ -21,7 +21,8 @@ from schemas.events import PrivacyAudit
 from schemas.topics import PRIVACY_AUDIT
 
 GENESIS = "0" * 64
-# One lock per schema serialises appends so the chain has no forks.
+# One lock per schema (the second key: the schema's hash) serialises appends so the chain has no forks;
+# the services' chains, in their own schemas of one database, do not wait for each other.
 _LOCK_KEY = 0x5A0D17
 
 
@@ -92,7 +93,7 @@ class AuditTrail:
             await self._append(conn, [entry])
 
     async def _append(self, conn: asyncpg.Connection, entries: list[_Entry]) -> None:
-        await conn.execute("SELECT pg_advisory_xact_lock($1)", _LOCK_KEY)
+        await conn.execute("SELECT pg_advisory_xact_lock($1::int, hashtext(current_schema()))", _LOCK_KEY)
         last = await conn.fetchrow("SELECT seq, hash FROM audit_log ORDER BY seq DESC LIMIT 1")
         seq = 0 if last is None else last["seq"]
         prev = GENESIS if last is None else last["hash"]
