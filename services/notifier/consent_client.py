@@ -1,6 +1,8 @@
 """Asks the consent service's decision API whether a subject may get marketing email.
 
-Anything but a clear yes (404 for an unknown subject, an error, a timeout) counts as no.
+True only for a clear yes; False for a clear no (a 4xx such as 404 for an unknown subject counts as
+no); None when the service could not answer (unreachable, a timeout, a 5xx): the sender asks again
+later rather than dropping the email for good, and never sends without a yes.
 """
 
 from __future__ import annotations
@@ -25,22 +27,21 @@ class ConsentDecisions:
             self._client = httpx.AsyncClient(base_url=self.base_url, timeout=self.timeout)
         return self._client
 
-    async def allowed(self, subject: str, purpose: str = MARKETING_PURPOSE) -> bool:
+    async def allowed(self, subject: str, purpose: str = MARKETING_PURPOSE) -> bool | None:
         try:
             response = await self._http().get("/v1/decisions", params={"subject": subject, "purpose": purpose})
         except httpx.HTTPError as exc:
-            log.warning(
-                "consent decision API unreachable (%s): treating %s as not allowed",
-                type(exc).__name__,
-                purpose,
-            )
-            return False
+            log.warning("consent decision API unreachable (%s): %s email waits", type(exc).__name__, purpose)
+            return None
+        if response.status_code >= 500:
+            log.warning("consent decision API answered %d: %s email waits", response.status_code, purpose)
+            return None
         if response.status_code != 200:
             return False
         try:
             return response.json().get("allowed") is True
         except ValueError:
-            return False
+            return None
 
     async def close(self) -> None:
         if self._client is not None:

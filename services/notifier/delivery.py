@@ -330,7 +330,7 @@ class Sender:
             except TimeoutError:
                 await self._release(conn, [item], 0.0, "not tried: the consent check ran into the lease's deadline")
                 return Outcome.OUT_OF_TIME
-            verdict = self._verdict(item, now, marketing_allowed=allowed)
+            verdict = self._verdict(item, now, marketing_allowed=allowed is True, consent_unavailable=allowed is None)
         if verdict.action is rules.Action.SUPPRESS:
             await self._suppress(conn, item, verdict.reason)
             return Outcome.NEXT
@@ -384,7 +384,8 @@ class Sender:
         metrics.EMAILS_SENT.labels(template=item.template).inc()
         return Outcome.NEXT
 
-    def _verdict(self, item: Claimed, now: datetime, marketing_allowed: bool | None = None) -> rules.Verdict:
+    def _verdict(self, item: Claimed, now: datetime, marketing_allowed: bool | None = None,
+                 consent_unavailable: bool = False) -> rules.Verdict:
         return rules.verdict(
             template=item.template,
             category=item.row["category"],
@@ -393,6 +394,8 @@ class Sender:
             waited=now - item.row["created_at"],
             unknown_grace=timedelta(seconds=self.settings.email_unknown_recipient_grace_seconds),
             marketing_allowed=marketing_allowed,
+            consent_unavailable=consent_unavailable,
+            give_up=timedelta(seconds=self.settings.email_give_up_after_seconds),
         )
 
     def _message(self, item: Claimed, recipient: rules.Recipient, now: datetime) -> bytes:

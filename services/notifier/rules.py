@@ -92,6 +92,8 @@ def verdict(
     waited: timedelta,
     unknown_grace: timedelta,
     marketing_allowed: bool | None = None,
+    consent_unavailable: bool = False,
+    give_up: timedelta | None = None,
 ) -> Verdict:
     """Decide one queued email. The first rule that stops it wins.
 
@@ -99,8 +101,10 @@ def verdict(
     - A subject not (yet) in the directory is waited for (the registration may still be on its way),
       then given up on.
     - While processing is restricted (Art. 18) only notices about the subject's own rights requests go.
-    - Marketing needs the consent service's yes (`marketing_allowed`); None means "ask first".
-      Transactional email ignores marketing opt-outs.
+    - Marketing needs the consent service's yes (`marketing_allowed`); None means "ask first". When
+      it could not answer (`consent_unavailable`: down, timed out, 5xx) the email waits and asks again,
+      until `give_up`; then it is not sent (no answer is never a yes). Transactional email ignores
+      marketing opt-outs.
     """
     if erased:
         return Verdict(Action.SUPPRESS, "erased")
@@ -111,6 +115,10 @@ def verdict(
     if recipient.restricted and not legally_required(template):
         return Verdict(Action.SUPPRESS, "restricted")
     if category == MARKETING:
+        if consent_unavailable:
+            if give_up is None or waited < give_up:
+                return Verdict(Action.DEFER, "consent decision unavailable")
+            return Verdict(Action.SUPPRESS, "no_consent_answer")
         if marketing_allowed is None:
             return Verdict(Action.SEND, "needs_consent")
         if not marketing_allowed:

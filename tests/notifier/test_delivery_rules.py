@@ -91,6 +91,18 @@ def test_marketing_asks_consent_first_and_obeys_the_answer() -> None:
     )
 
 
+def test_marketing_waits_for_an_answer_then_gives_up_without_sending() -> None:
+    give_up = timedelta(days=3)
+
+    def unanswered(waited: timedelta) -> rules.Verdict:
+        return rules.verdict(template="policy_changed", category=rules.MARKETING, recipient=recipient(),
+                             erased=False, waited=waited, unknown_grace=timedelta(hours=1),
+                             consent_unavailable=True, give_up=give_up)
+
+    assert unanswered(timedelta(hours=5)) == rules.Verdict(Action.DEFER, "consent decision unavailable")
+    assert unanswered(give_up) == rules.Verdict(Action.SUPPRESS, "no_consent_answer")
+
+
 @pytest.mark.parametrize("template", RIGHTS_NOTICES + OTHER_NOTICES)
 def test_transactional_email_ignores_marketing_opt_outs(template: str) -> None:
     verdict = decide(template, who=recipient(), marketing_allowed=False)

@@ -17,6 +17,7 @@ from email.parser import BytesParser
 from typing import Any
 
 import pytest
+from aiohttp import web
 from aiosmtpd.smtp import SMTP
 
 from services.notifier import store
@@ -74,7 +75,7 @@ async def sending(stack, relay: Relay) -> AsyncIterator[Runtime]:  # type: ignor
         smtp_port=relay.port,
         smtp_starttls=False,
         email_retry_base_seconds=60,
-        consent_base_url=f"http://127.0.0.1:{free_port()}",  # nobody listens: marketing is not allowed
+        consent_base_url=f"http://127.0.0.1:{free_port()}",  # nobody listens: no answer, so no marketing yet
     ) as runtime:
         yield runtime
 
@@ -189,10 +190,45 @@ async def test_marketing_without_consent_and_restricted_subjects_are_suppressed(
     finally:
         await sender.mailer.close()
         await sender.consent.close()
-    assert (await row(sending, marketing))["last_error"] == "no_consent"
+    waiting = await row(sending, marketing)  # the consent service did not answer: asked again later
+    assert (waiting["status"], waiting["last_error"]) == ("queued", "consent decision unavailable")
     assert (await row(sending, notice))["last_error"] == "restricted"
     assert (await row(sending, rights))["status"] == "sent"
     assert [rcpt for rcpt, _ in relay.received] == ["ok-r@relay.example"]
+
+
+async def test_marketing_goes_only_on_the_consent_services_yes(sending: Runtime, relay: Relay) -> None:
+    """A stand-in decision API: yes for one subject, no for another, 503 for a third (asked again later)."""
+    answers = {"mk-yes": (200, True), "mk-no": (200, False), "mk-down": (503, None)}
+
+    async def decisions(request: web.Request) -> web.Response:
+        status, allowed = answers[request.query["subject"]]
+        return web.json_response({"allowed": allowed} if allowed is not None else {"error": "x"}, status=status)
+
+    api = web.Application()
+    api.router.add_get("/v1/decisions", decisions)
+    runner = web.AppRunner(api)
+    await runner.setup()
+    port = free_port()
+    await web.TCPSite(runner, "127.0.0.1", port).start()
+    try:
+        await fill_directory(sending, list(answers), domain="relay.example")
+        policy = {"version": "3", "effective_date": "2026-01-01", "summary_sv": "Ny", "summary_en": "New",
+                  "url": "https://isopartner.se/p"}
+        ids = {s: await queue(sending, s, "policy_changed", "marketing", policy) for s in answers}
+        sender = Sender(sending, sending.settings, Wakeups(sending.settings.database_url),
+                        ConsentDecisions(f"http://127.0.0.1:{port}", 0.5))
+        try:
+            await sender.send_round()
+        finally:
+            await sender.mailer.close()
+            await sender.consent.close()
+    finally:
+        await runner.cleanup()
+    assert [rcpt for rcpt, _ in relay.received] == ["mk-yes@relay.example"]
+    assert (await row(sending, ids["mk-no"]))["last_error"] == "no_consent"
+    down = await row(sending, ids["mk-down"])
+    assert (down["status"], down["last_error"]) == ("queued", "consent decision unavailable")
 
 
 async def test_unknown_recipient_waits_and_erased_subject_gets_nothing(sending: Runtime, relay: Relay) -> None:
