@@ -288,6 +288,15 @@ class KeyRing:
         )
         return deleted is not None
 
+    async def keys_under_other_masters(self, conn: asyncpg.Connection) -> int:
+        """Data keys (and the lookup key) still wrapped by another master key than the current one,
+        counting rows other transactions hold (`rewrap_all` skips those)."""
+        return int(await conn.fetchval(
+            "SELECT (SELECT count(*) FROM subject_keys WHERE master_key_id <> $1) "
+            "+ (SELECT count(*) FROM lookup_key WHERE master_key_id <> $1)",
+            self._master_id,
+        ))
+
     async def rewrap_all(self, conn: asyncpg.Connection, batch: int = 1000) -> int:
         """Re-wrap every data key (and the lookup key) under the current master key; safe to run while
         serving. Returns the number of data keys re-wrapped."""

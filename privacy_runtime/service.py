@@ -181,9 +181,17 @@ class ServiceRuntime:
 
     async def _rewrap_keys(self) -> None:
         """Master key rotation: move every key wrapped by the previous master key to the current one,
-        while serving. Once the log says so, PRIVACY_MASTER_KEY_PREVIOUS can be removed."""
-        async with self.transaction() as conn:
-            moved = await self.keyring.rewrap_all(conn)
+        while serving. Once the log says so, PRIVACY_MASTER_KEY_PREVIOUS can be removed.
+
+        A pass skips keys other transactions hold at that moment: passes repeat until none is left."""
+        moved = 0
+        while True:
+            async with self.transaction() as conn:
+                moved += await self.keyring.rewrap_all(conn)
+            async with self.pool.acquire() as conn:
+                if not await self.keyring.keys_under_other_masters(conn):
+                    break
+            await asyncio.sleep(1.0)
         log.warning("master key rotation: %d data keys re-wrapped under the current master key; "
                     "PRIVACY_MASTER_KEY_PREVIOUS is no longer needed by %s", moved, self.name)
 

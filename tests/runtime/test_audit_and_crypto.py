@@ -90,8 +90,16 @@ async def test_master_key_rotation_rewraps_without_touching_data(stack) -> None:
             rotated = KeyRing(new_key, previous_master_key=old_key)
             await rotated.load_lookup_key(conn)
             assert await rotated.decrypt(conn, "bob", "name", sealed) == "Bob Builder"  # serving during rotation
+            assert await rotated.keys_under_other_masters(conn) == 2  # bob's data key and the lookup key
+            async with pool.acquire() as holder, holder.transaction():
+                # Another transaction holds bob's key: the pass skips it, and the count says it is left.
+                await holder.execute("SELECT 1 FROM subject_keys WHERE subject = 'bob' FOR UPDATE")
+                async with conn.transaction():
+                    assert await rotated.rewrap_all(conn) == 0
+                assert await rotated.keys_under_other_masters(conn) == 1
             async with conn.transaction():
                 assert await rotated.rewrap_all(conn) == 1
+            assert await rotated.keys_under_other_masters(conn) == 0
             only_new = KeyRing(new_key)
             await only_new.load_lookup_key(conn)
             assert await only_new.decrypt(conn, "bob", "name", sealed) == "Bob Builder"
