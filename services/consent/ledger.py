@@ -146,7 +146,7 @@ class Ledger:
         # A grant that undoes a withdrawal is passed on only where the profile allows the purpose.
         regranted = {subject for (subject, purpose), record in changed
                      if record.granted and (previous := stored.get((subject, purpose))) and not previous.granted}
-        profiles = await store.profiles(conn, sorted(regranted)) if regranted else {}
+        profiles = await store.denying_profiles(conn, sorted(regranted)) if regranted else {}
         await self.tracker.issue_many(conn, [
             CommandSpec(subject, command.system, command.action, command.purpose)
             for (subject, _purpose), record in changed
