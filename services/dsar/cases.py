@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import calendar
 import uuid
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from typing import Any
@@ -722,12 +722,27 @@ def record_ack(case: Case, command_id: str, status: str, now: datetime, retained
     return recorded.then(_advance(case, now))
 
 
-def lift_restriction(case: Case, data_map: DataMap) -> Decision:
-    """Lift a completed restriction (Art. 18(3)): `lift_restriction` to every system."""
+def restrictions_in_force(case: Case, others: Sequence[Case]) -> list[str]:
+    """The subject's other restrictions still holding the data (their commands are out, not lifted)."""
+    return sorted(
+        o.request_id for o in others
+        if o.request_id != case.request_id and o.right == RESTRICTION and not o.restriction_lifted
+        and o.status in (IN_PROGRESS, AWAITING_SYSTEMS, COMPLETED)
+    )
+
+
+def lift_restriction(case: Case, data_map: DataMap, others: Sequence[Case] = ()) -> Decision:
+    """Lift a completed restriction (Art. 18(3)): `lift_restriction` to every system.
+
+    While another restriction of the subject (`others`: their other cases) still holds, this one is
+    recorded as lifted but nothing is sent: the data stays restricted until the last one is lifted."""
     if case.right != RESTRICTION or case.status != COMPLETED:
         raise CaseError("only a completed restriction can be lifted")
     if case.restriction_lifted:
         raise CaseError("the restriction was already lifted")
+    if in_force := restrictions_in_force(case, others):
+        return Decision(replace(case, restriction_lifted=True),
+                        (Note("case_restriction_lifted", {"still_restricted_by": in_force}),))
     phase = case.phase + 1
     lifted = replace(
         case,

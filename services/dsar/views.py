@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import re
 import uuid
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from datetime import datetime
 from typing import Any
 
@@ -91,8 +91,13 @@ def _reason(body: dict[str, Any], what: str) -> str:
 
 
 async def _operate(request_id: str, action: str, decide: Callable[[Case, datetime], cases.Decision]) -> Case:
+    return await _answered(request_id, workflow.operate(request_id, action, decide))
+
+
+async def _answered(request_id: str, operation: Awaitable[Case]) -> Case:
+    """An operator action's case, or the HTTP error that says why it was refused."""
     try:
-        return await workflow.operate(request_id, action, decide)
+        return await operation
     except UnknownCase:
         raise HttpError(404, f"unknown request {request_id}") from None
     except CaseError as exc:
@@ -233,5 +238,5 @@ class AdminLift(ApiView):
     async def post(self, request: Request, request_id: str) -> Response:
         self.require_admin(request)
         rid = _request_id(request_id)
-        case = await _operate(rid, "lift", lambda c, now: cases.lift_restriction(c, runtime.data_map))
+        case = await _answered(rid, workflow.lift_restriction(rid))
         return self.json(_operator(case, utcnow()))

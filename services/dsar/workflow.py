@@ -453,13 +453,22 @@ class Workflow:
 
     async def operate(self, request_id: str, action: str, decide: Callable[[Case, datetime], Decision]) -> Case:
         """Run one operator decision on a case; raises UnknownCase or CaseError."""
+        return await self._operate(request_id, action, lambda case, now, _others: decide(case, now))
 
+    async def lift_restriction(self, request_id: str) -> Case:
+        """Lift a completed restriction, knowing the subject's other cases (another may still hold)."""
+        return await self._operate(request_id, "lift", lambda case, _now, others: cases.lift_restriction(
+            case, self.data_map, others))
+
+    async def _operate(self, request_id: str, action: str,
+                       decide: Callable[[Case, datetime, list[Case]], Decision]) -> Case:
         async def attempt() -> Case:
             async with self.runtime.transaction() as conn:
                 case = await store.lock_case(conn, request_id)
                 if case is None:
                     raise UnknownCase(request_id)
-                decision = decide(case, utcnow())
+                others = await store.cases_of(conn, case.subject) if action == "lift" else []
+                decision = decide(case, utcnow(), others)
                 await self.runtime.audit.record(
                     conn,
                     f"operator_{action}",

@@ -517,6 +517,22 @@ def test_rectification_completes_with_one_email_naming_fields_and_systems_told()
     assert "notifier" in email.params["informed"]
 
 
+def test_lifting_one_of_two_restrictions_keeps_the_data_restricted_until_the_last() -> None:
+    first, _ = answer_all(opened(cases.RESTRICTION, circumstance="accuracy_contested").case)
+    second = replace(first, request_id="00000000-0000-4000-8000-000000000002")
+    # The first is lifted while the second holds: recorded, nothing sent, the subject not told.
+    lifted = cases.lift_restriction(first, DATA_MAP, [first, second])
+    assert lifted.case.restriction_lifted and not effects_of(lifted, cases.IssueCommands)
+    assert effects_of(lifted, cases.Note)[0].detail == {"still_restricted_by": [second.request_id]}
+    # The last one is lifted: every system is told.
+    last = cases.lift_restriction(second, DATA_MAP, [lifted.case, second])
+    [issue] = effects_of(last, cases.IssueCommands)
+    assert plan_of(issue.steps) == {(s, "lift_restriction", None) for s in DATA_MAP.systems}
+    # A restriction still waiting for its identity check holds nothing yet.
+    waiting = replace(second, status=CaseStatus.IDENTITY_PENDING.value, restriction_lifted=False)
+    assert effects_of(cases.lift_restriction(first, DATA_MAP, [first, waiting]), cases.IssueCommands)
+
+
 def test_restriction_completes_with_one_email_and_lifting_with_another() -> None:
     start = opened(cases.RESTRICTION, circumstance="accuracy_contested")
     done, decisions = answer_all(start.case)
