@@ -176,11 +176,13 @@ def data_for(topic: str) -> st.SearchStrategy[EventData]:
     strategies: dict[str, st.SearchStrategy[Any]] = {
         topics.USER_REGISTERED: registrations(),
         topics.CONSENT_CHANGED: st.builds(
-            ConsentChanged,
+            dict,
             purpose=st.sampled_from(list(enums.Purpose)),
             granted=st.booleans(),
             channel=st.sampled_from(list(enums.ConsentChannel)),
             policy_version=versions,
+        ).map(  # a gpc signal only withdraws
+            lambda d: ConsentChanged(**{**d, "granted": d["granted"] and d["channel"] != enums.ConsentChannel.GPC})
         ),
         topics.ERASURE_REQUESTED: st.builds(
             ErasureRequested,
