@@ -104,6 +104,8 @@ async def notifier(stack, consent_api: str) -> AsyncIterator[ServiceProcess]:  #
             "EMAIL_RETRY_MAX_SECONDS": "1",
             "EMAIL_IDLE_POLL_SECONDS": "0.2",
             "EMAIL_LEASE_SECONDS": "4",  # so the crash test sees abandoned rows retaken quickly
+            # Fan-outs walk the directory in many pages, so a crash can land between two of them.
+            "FANOUT_PAGE_SIZE": "100",
         },
     ).start()
     try:
@@ -659,9 +661,11 @@ async def test_merger_notice_to_5000_recipients(stack, notifier, db) -> None:  #
 
 
 async def test_a_crash_mid_delivery_loses_nothing_and_duplicates_are_recognisable(stack, notifier, db) -> None:  # type: ignore[no-untyped-def]
-    """SIGKILL while a fan-out is being sent, then restart: every recipient gets the notice; rows the dead
-    process had claimed are retaken after the lease; at most the one email in flight can arrive twice,
-    and then with the same Message-ID. (Last in the module: a killed member slows the group's rebalance.)"""
+    """SIGKILL while a fan-out is still walking the directory, restart, SIGKILL again while it sends,
+    restart: the fan-out resumes from its cursor and every recipient gets the notice; rows a dead
+    process had claimed are retaken after the lease; at most the one email in flight per crash can
+    arrive twice, and then with the same Message-ID. (Last in the module: a killed member slows the
+    group's rebalance.)"""
     bootstrap = stack.endpoints.kafka_bootstrap
     domain = new_domain("crash")
     run = uuid.uuid4().hex[:6]
@@ -669,11 +673,19 @@ async def test_a_crash_mid_delivery_loses_nothing_and_duplicates_are_recognisabl
     await register(bootstrap, db, subjects, domain)
     transaction_id = f"tx-crash-{run}"
     await publish(bootstrap, MERGER_NOTICE, merger(transaction_id), subject=None, key=transaction_id)
+    job = f"merger-notice:{transaction_id}"
+
+    async def paging() -> bool:  # the kill lands while the directory is still being paged
+        return bool(await db.fetchval("SELECT queued > 0 AND NOT done FROM fanout_jobs WHERE job_id = $1", job))
+
+    await wait_until(paging, timeout=60, interval=0.01, what="the fan-out to be paging")
+    notifier.kill()  # first crash: while the directory is being paged
+    paged = await db.fetchrow("SELECT queued, done FROM fanout_jobs WHERE job_id = $1", job)
+    notifier.start()
+    await notifier.wait_ready()
     await wait_for_mail(stack, domain, 150, timeout=60)
-    notifier.kill()
-    stuck = await db.fetchval(
-        "SELECT count(*) FROM emails WHERE origin = $1 AND status = 'sending'", f"merger-notice:{transaction_id}"
-    )
+    notifier.kill()  # second crash: while emails are being sent
+    stuck = await db.fetchval("SELECT count(*) FROM emails WHERE origin = $1 AND status = 'sending'", job)
     notifier.start()
     await notifier.wait_ready()
 
@@ -685,7 +697,7 @@ async def test_a_crash_mid_delivery_loses_nothing_and_duplicates_are_recognisabl
     files = mail_files(stack, domain)
     counts = local_parts(files)
     twice = [s for s, n in counts.items() if n > 1]
-    assert len(twice) <= 1 and max(counts.values()) <= 2, f"more duplicates than the crash window allows: {twice}"
+    assert len(twice) <= 2 and max(counts.values()) <= 2, f"more duplicates than two crash windows allow: {twice}"
     for subject in twice:
         ids = {parse(p)["Message-ID"] for p in files if f"-{subject}@" in p.name}
         assert len(ids) == 1, "a resend carries the same Message-ID"
@@ -697,6 +709,7 @@ async def test_a_crash_mid_delivery_loses_nothing_and_duplicates_are_recognisabl
     assert {r["status"]: r["count"] for r in statuses} == {"sent": len(subjects)}
     _, text = await get_json(f"{notifier.url}/metrics")
     retaken = [line for line in text.splitlines() if line.startswith("privacy_emails_lease_expired_total ")]
-    print(f"\ncrash: {stuck} rows were in 'sending' at the kill; {len(twice)} duplicate(s); {retaken}")
+    print(f"\ncrash: fan-out {'done' if paged['done'] else 'still paging'} at the kill ({paged['queued']} queued); "
+          f"{stuck} rows were in 'sending'; {len(twice)} duplicate(s); {retaken}")
     if stuck:
         assert retaken and float(retaken[0].split()[1]) >= 1
