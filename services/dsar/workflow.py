@@ -458,16 +458,16 @@ class Workflow:
     async def lift_restriction(self, request_id: str) -> Case:
         """Lift a completed restriction, knowing the subject's other cases (another may still hold)."""
         return await self._operate(request_id, "lift", lambda case, _now, others: cases.lift_restriction(
-            case, self.data_map, others))
+            case, self.data_map, others), with_others=True)
 
     async def _operate(self, request_id: str, action: str,
-                       decide: Callable[[Case, datetime, list[Case]], Decision]) -> Case:
+                       decide: Callable[[Case, datetime, list[Case]], Decision], *, with_others: bool = False) -> Case:
         async def attempt() -> Case:
             async with self.runtime.transaction() as conn:
                 case = await store.lock_case(conn, request_id)
                 if case is None:
                     raise UnknownCase(request_id)
-                others = await store.cases_of(conn, case.subject) if action == "lift" else []
+                others = await store.cases_of(conn, case.subject) if with_others else []
                 decision = decide(case, utcnow(), others)
                 await self.runtime.audit.record(
                     conn,
