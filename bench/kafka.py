@@ -11,6 +11,7 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 
 from schemas.envelope import parse_event
+from tests.helpers import commit_group_offsets
 
 Record = tuple[bytes, bytes]  # (key, value)
 
@@ -138,22 +139,7 @@ async def reset_group(bootstrap: str, group: str, topic: str, timeout: float = 6
                       to_end: bool = False) -> None:
     """Commit offset 0 (or the end, `to_end`) on every partition of `topic` for `group` (it must have no
     live members)."""
-    tps = await partitions(bootstrap, topic)
-    deadline = time.monotonic() + timeout
-    while True:
-        consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, group_id=group, enable_auto_commit=False)
-        await consumer.start()
-        try:
-            consumer.assign(tps)
-            offsets = await consumer.end_offsets(tps) if to_end else {tp: 0 for tp in tps}
-            await consumer.commit(offsets)
-            return
-        except Exception:
-            if time.monotonic() > deadline:
-                raise
-        finally:
-            await consumer.stop()
-        await asyncio.sleep(1.0)
+    await commit_group_offsets(bootstrap, group, [topic], to_end=to_end, timeout=timeout)
 
 
 async def create_scratch_topic(bootstrap: str, topic: str, partition_count: int = 1) -> None:

@@ -17,7 +17,7 @@ import subprocess
 import sys
 import time
 import uuid
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
@@ -117,6 +117,47 @@ async def publish_raw(bootstrap: str, topic: str, key: bytes | None, value: byte
         await producer.send_and_wait(topic, key=key, value=value, headers=headers)
     finally:
         await producer.stop()
+
+
+async def commit_group_offsets(bootstrap: str, group: str, topics: list[str], *, to_end: bool = False,
+                               timeout: float = 60.0) -> None:
+    """Commit offset 0 (or the end, `to_end`) on every partition of `topics` for `group`, which must have
+    no live members: where a service started in that group will begin reading."""
+    deadline = time.monotonic() + timeout
+    while True:
+        consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, group_id=group, enable_auto_commit=False)
+        await consumer.start()
+        try:
+            for topic in topics:
+                consumer._client.add_topic(topic)
+            await consumer._client.force_metadata_update()
+            partitions = [TopicPartition(topic, p) for topic in topics
+                          for p in sorted(consumer.partitions_for_topic(topic) or ())]
+            if not partitions:
+                raise LookupError(f"no partitions known for {topics}")
+            consumer.assign(partitions)
+            await consumer.commit(await consumer.end_offsets(partitions) if to_end else dict.fromkeys(partitions, 0))
+            return
+        except Exception:
+            if time.monotonic() > deadline:
+                raise
+        finally:
+            await consumer.stop()
+        await asyncio.sleep(1.0)
+
+
+@contextlib.contextmanager
+def running_client(name: str, env: dict[str, str]) -> Iterator[httpx.Client]:
+    """A service started as a real process, and an HTTP client for it; on leaving, the service must
+    still be up (nothing the client sent crashed it), then it is stopped."""
+    service = ServiceProcess(name, env).start()
+    try:
+        asyncio.run(service.wait_ready())
+        with httpx.Client(base_url=service.url, timeout=10) as client:
+            yield client
+        assert service.process is not None and service.process.poll() is None, "the service is still up"
+    finally:
+        service.stop()
 
 
 async def read_topic(bootstrap: str, topic: str, *, timeout: float = 2.0) -> list[Any]:

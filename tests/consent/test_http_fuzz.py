@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import Iterator
 
 import httpx
@@ -10,7 +9,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from tests.helpers import ServiceProcess
+from tests.helpers import running_client
 
 pytestmark = pytest.mark.stack
 
@@ -19,14 +18,8 @@ text = st.text(alphabet=st.characters(codec="utf-8", exclude_categories=["Cs"]),
 
 @pytest.fixture(scope="module")
 def consent_client(stack) -> Iterator[httpx.Client]:  # type: ignore[no-untyped-def]
-    service = ServiceProcess("consent", stack.env()).start()
-    try:
-        asyncio.run(service.wait_ready())
-        with httpx.Client(base_url=service.url, timeout=10) as client:
-            yield client
-        assert service.process is not None and service.process.poll() is None, "the service is still up"
-    finally:
-        service.stop()
+    with running_client("consent", stack.env()) as client:
+        yield client
 
 
 @settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])

@@ -3,7 +3,6 @@ gets past the token checks."""
 
 from __future__ import annotations
 
-import asyncio
 import json
 import uuid
 from collections.abc import Iterator
@@ -13,7 +12,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from tests.helpers import TEST_ADMIN_TOKEN, ServiceProcess
+from tests.helpers import TEST_ADMIN_TOKEN, running_client
 
 pytestmark = pytest.mark.stack
 
@@ -33,14 +32,8 @@ FUZZ = settings(max_examples=80, deadline=None, suppress_health_check=[HealthChe
 
 @pytest.fixture(scope="module")
 def dsar_client(stack) -> Iterator[httpx.Client]:  # type: ignore[no-untyped-def]
-    service = ServiceProcess("dsar", stack.env()).start()
-    try:
-        asyncio.run(service.wait_ready())
-        with httpx.Client(base_url=service.url, timeout=10) as client:
-            yield client
-        assert service.process is not None and service.process.poll() is None, "the service is still up"
-    finally:
-        service.stop()
+    with running_client("dsar", stack.env()) as client:
+        yield client
 
 
 def _answered_clearly(response: httpx.Response) -> None:

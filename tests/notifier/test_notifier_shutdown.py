@@ -26,7 +26,6 @@ from urllib.parse import urlsplit, urlunsplit
 
 import asyncpg
 import pytest
-from aiokafka import AIOKafkaConsumer, TopicPartition
 
 from schemas.topics import (
     LEGAL_DISCLOSURE,
@@ -36,7 +35,7 @@ from schemas.topics import (
     USER_REGISTERED,
     command_topic,
 )
-from tests.helpers import ServiceProcess, publish, wait_until
+from tests.helpers import ServiceProcess, commit_group_offsets, publish, wait_until
 from tests.notifier.support import arrivals, slow_sink
 from tests.notifier.test_notifier_e2e import merger, new_domain, register
 
@@ -67,7 +66,7 @@ async def isolated(stack) -> AsyncIterator[Isolated]:  # type: ignore[no-untyped
     group = f"privacy-notifier-term-{uuid.uuid4().hex[:6]}"
     topics = [USER_REGISTERED, NOTIFICATION_REQUESTED, MERGER_NOTICE, POLICY_CHANGED, LEGAL_DISCLOSURE,
               command_topic("notifier")]
-    await start_group_at_end(stack.endpoints.kafka_bootstrap, group, topics)
+    await commit_group_offsets(stack.endpoints.kafka_bootstrap, group, topics, to_end=True)
     try:
         yield Isolated(urlunsplit(urlsplit(shared)._replace(path=f"/{name}")), group)
     finally:
@@ -76,22 +75,6 @@ async def isolated(stack) -> AsyncIterator[Isolated]:  # type: ignore[no-untyped
             await admin.execute(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
         finally:
             await admin.close()
-
-
-async def start_group_at_end(bootstrap: str, group: str, topics: list[str]) -> None:
-    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, group_id=group, enable_auto_commit=False)
-    await consumer.start()
-    try:
-        for topic in topics:
-            consumer._client.add_topic(topic)
-        await consumer._client.force_metadata_update()
-        partitions = [TopicPartition(topic, p) for topic in topics
-                      for p in sorted(consumer.partitions_for_topic(topic) or ())]
-        assert partitions
-        consumer.assign(partitions)
-        await consumer.commit(await consumer.end_offsets(partitions))
-    finally:
-        await consumer.stop()
 
 
 @pytest.fixture
