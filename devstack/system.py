@@ -1,7 +1,8 @@
 """`python -m devstack.system`: the whole system on the embedded stack (what `make run` does).
 
 Starts Kafka, PostgreSQL and the SMTP sink under var/, then the consent, dsar and notifier services
-as processes, prints where to look, and stops everything it started on Ctrl-C / SIGTERM.
+as processes and stand-ins for the downstream systems (`devstack/standins.py`), prints where to look,
+and stops everything it started on Ctrl-C / SIGTERM.
 A master key and an admin token are generated once into var/secrets.env (never committed).
 """
 
@@ -95,11 +96,21 @@ async def main() -> int:
                 cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
             )
             processes.append((name, process))
+        standins = os.environ.get("DOWNSTREAM_STANDINS", "1") != "0"
+        if standins:  # the downstream systems, played locally so that cases can complete
+            log = (var_dir / "log" / "standins.log").open("ab")
+            processes.append(("standins", subprocess.Popen(
+                [sys.executable, "-m", "devstack.standins"],
+                cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
+            )))
         for name, port_var, default in SERVICES:
             port = int(env.get(port_var, default))
             await wait_ready(f"http://127.0.0.1:{port}", dict(processes)[name], name)
         say(f"system up in {time.monotonic() - began:.1f}s")
         ports = {name: int(env.get(var, default)) for name, var, default in SERVICES}
+        systems = ("played by local stand-ins that answer every command (var/log/standins.log; "
+                   "DOWNSTREAM_STANDINS=0 leaves them to real systems)" if standins
+                   else "not played (DOWNSTREAM_STANDINS=0): cases wait for real systems to answer")
         print(f"""
   Privacy services are running.
 
@@ -107,6 +118,7 @@ async def main() -> int:
   Consent API:   http://127.0.0.1:{ports['consent']}/v1/decisions?subject=<id>&purpose=marketing_email
   DSAR API:      http://127.0.0.1:{ports['dsar']}/v1/requests/<request_id>
   Operator API:  http://127.0.0.1:{ports['dsar']}/v1/admin/requests  (Authorization: Bearer $ADMIN_TOKEN)
+  Downstream systems: {systems}
   Metrics:       /metrics on ports {ports['consent']}, {ports['dsar']}, {ports['notifier']}
   Kafka:         {endpoints.kafka_bootstrap}     PostgreSQL: {endpoints.database_url}
   Secrets:       {var_dir / 'secrets.env'}   Stack env: {var_dir / 'stack.env'}   Logs: {var_dir / 'log'}/

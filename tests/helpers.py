@@ -26,7 +26,10 @@ from typing import Any, TypeVar
 import httpx
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 
+from devstack import standins
 from privacy_runtime.codec import DecodeError, decode
+from privacy_runtime.datamap import load_data_map
+from privacy_runtime.settings import DEFAULT_DATA_MAP as DEFAULT_DATA_MAP_PATH
 from schemas.envelope import new_event
 from schemas.events import EventData
 
@@ -200,21 +203,17 @@ async def wait_for_messages(bootstrap: str, topic: str, match: Callable[[Any], b
     return await wait_until(found, timeout=timeout, what=f"{count} matching message(s) on {topic}")
 
 
+DEFAULT_DATA_MAP = load_data_map(DEFAULT_DATA_MAP_PATH)
+
 #: What billing answers an `erase` with (the data map: Bokföringslagen keeps accounting records).
 BILLING_BASIS = "Bokföringslagen 7:2: accounting records are kept for 7 years"
 
 
 def downstream_answer(subject: str, command: dict[str, Any], *, export: dict[str, Any] | None = None) -> dict[str, Any]:
-    """The `privacy-acks` data a well-behaved downstream system sends for `command` (its event data):
-    done, except billing keeping its records on erase; an export carries `export` or a small fragment."""
-    system, action = command["system"], command["action"]
-    ack: dict[str, Any] = {"command_id": command["command_id"], "system": system, "status": "done"}
-    if system == "billing" and action == "erase":
-        ack.update(status="retained", retained_basis=BILLING_BASIS)
-    if action == "export":
-        ack["export"] = export if export is not None else {
-            "system": system, "records": [{"subject": subject, "note": f"{system} data"}]}
-    return ack
+    """The `privacy-acks` data a well-behaved downstream system sends for `command` (its event data),
+    as the local stand-ins answer it: done, except billing keeping its records on erase; an export
+    carries `export` or a small fragment."""
+    return standins.answer(DEFAULT_DATA_MAP, subject, command, export=export)
 
 
 def event_of(message: Any) -> dict[str, Any] | None:

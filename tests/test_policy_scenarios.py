@@ -1,11 +1,10 @@
 """End-to-end scenarios that read like the policy, through all three services, a real broker, database
-and SMTP server. A small responder plays the external downstream systems."""
+and SMTP server. The stand-ins `make run` starts play the external downstream systems."""
 
 from __future__ import annotations
 
 import asyncio
 import base64
-import contextlib
 import json
 import re
 import uuid
@@ -15,16 +14,14 @@ from typing import Any
 import asyncpg
 import httpx
 import pytest
-from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 
+from devstack import standins
 from devstack.smtp_sink import read_messages
-from schemas.envelope import new_event
 from schemas.events import (
     ConsentChanged,
     ConsentGrant,
     ErasureRequested,
     NotificationRequested,
-    PrivacyAck,
     UserRegistered,
 )
 from schemas.topics import (
@@ -32,59 +29,40 @@ from schemas.topics import (
     ERASURE_REQUESTED,
     EXTERNAL_SYSTEMS,
     NOTIFICATION_REQUESTED,
-    PRIVACY_ACKS,
     USER_REGISTERED,
     command_topic,
 )
-from tests.helpers import downstream_answer, event_of, get_json, publish, subject_id, wait_until
+from tests.helpers import commit_group_offsets, get_json, publish, subject_id, wait_until
 
 pytestmark = pytest.mark.stack
 
 
 
 class ExternalSystems:
-    """Every external system: acknowledges each command it receives (billing keeps invoices)."""
+    """Every external system, played by the local stand-ins `make run` starts (billing keeps invoices),
+    from the end of each command topic; `received` holds (system, command data, subject) answered."""
 
     def __init__(self, bootstrap: str):
-        self.received: list[tuple[str, dict[str, Any], str]] = []
-        # No consumer group (nothing to commit or rebalance): read every command topic from its end.
-        self._consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False)
-        self._producer = AIOKafkaProducer(bootstrap_servers=bootstrap, acks="all")
+        self.bootstrap = bootstrap
+        self.group = f"policy-standins-{uuid.uuid4().hex[:8]}"
+        self.answered: list[tuple[str, dict[str, Any]]] = []
+        self._stop = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
 
-    async def start(self) -> None:
-        await self._producer.start()
-        await self._consumer.start()
-        for system in EXTERNAL_SYSTEMS:
-            self._consumer._client.add_topic(command_topic(system))
-        await self._consumer._client.force_metadata_update()  # so the partitions are known
-        partitions = [TopicPartition(command_topic(s), p) for s in EXTERNAL_SYSTEMS
-                      for p in sorted(self._consumer.partitions_for_topic(command_topic(s)) or ())]
-        self._consumer.assign(partitions)
-        await self._consumer.seek_to_end(*partitions)
-        for tp in partitions:
-            await self._consumer.position(tp)  # pin "the end" before the scenario begins
-        self._task = asyncio.create_task(self._run())
+    @property
+    def received(self) -> list[tuple[str, dict[str, Any], str]]:
+        return [(command["system"], command, subject) for subject, command in self.answered]
 
-    async def _run(self) -> None:
-        async for message in self._consumer:
-            event = event_of(message)
-            if event is None or "subject" not in event:
-                continue  # another test's malformed message on the shared topic
-            command, subject = event["data"], event["subject"]
-            self.received.append((command["system"], command, subject))
-            ack = new_event(PRIVACY_ACKS, PrivacyAck.model_validate(downstream_answer(subject, command)),
-                            subject=subject, source="urn:test")
-            await self._producer.send_and_wait(PRIVACY_ACKS, key=subject.encode(),
-                                               value=ack.model_dump_json().encode())
+    async def start(self) -> None:
+        await commit_group_offsets(self.bootstrap, self.group, [command_topic(s) for s in EXTERNAL_SYSTEMS],
+                                   to_end=True)
+        settings = standins.StandinSettings(kafka_bootstrap_servers=self.bootstrap)
+        self._task = asyncio.create_task(standins.play(settings, self._stop, group=self.group, seen=self.answered))
 
     async def stop(self) -> None:
+        self._stop.set()
         if self._task:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
-        await self._consumer.stop()
-        await self._producer.stop()
+            await asyncio.wait_for(self._task, timeout=30)
 
 
 @pytest.fixture
