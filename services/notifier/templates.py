@@ -139,6 +139,23 @@ def _day(value: Any) -> str:
         return text
 
 
+_UNITS = {"en": (("minute", "minutes"), ("hour", "hours")), "sv": (("minut", "minuter"), ("timme", "timmar"))}
+
+
+def minutes_in_words(value: Any, locale: str) -> str:
+    """A validity period as a person says it: 1440 -> "24 hours" / "24 timmar", 30 -> "30 minutes"."""
+    try:
+        minutes = int(value)
+    except (TypeError, ValueError):
+        return str(value)
+    minute, hour = _UNITS[locale_of(locale)]
+    if minutes >= 60 and minutes % 60 == 0:
+        count, (one, many) = minutes // 60, hour
+    else:
+        count, (one, many) = minutes, minute
+    return f"{count} {one if count == 1 else many}"
+
+
 @cache
 def environment() -> jinja2.Environment:
     env = jinja2.Environment(
@@ -150,6 +167,7 @@ def environment() -> jinja2.Environment:
         keep_trailing_newline=True,
     )
     env.filters["day"] = _day
+    env.filters["minutes_in_words"] = minutes_in_words
     return env
 
 

@@ -255,3 +255,17 @@ def test_request_completed_needs_lists_where_it_lists() -> None:
         _completed("en", right="restriction", informed="accounts")
     with pytest.raises(templates.MissingParams, match=r"request_completed needs param\(s\) informed"):
         _completed("en", right="restriction")
+
+
+@pytest.mark.parametrize(("minutes", "locale", "words"), [
+    (1440, "en", "24 hours"), (1440, "sv", "24 timmar"), (60, "en", "1 hour"), (60, "sv", "1 timme"),
+    (30, "en", "30 minutes"), (1, "sv", "1 minut"), (90, "en", "90 minutes"), ("soon", "en", "soon"),
+])
+def test_a_validity_period_reads_as_a_person_would_say_it(minutes: object, locale: str, words: str) -> None:
+    assert templates.minutes_in_words(minutes, locale) == words
+
+
+def test_the_verification_email_gives_a_day_long_code_in_hours() -> None:
+    params = {**PARAMS["verification_code"], "expires_minutes": 1440}
+    assert "valid for 24 hours." in templates.render("verification_code", "en", params, CONTEXT).text
+    assert "gäller i 24 timmar." in templates.render("verification_code", "sv", params, CONTEXT).html
