@@ -194,7 +194,7 @@ class Case:
     #: The completion email was requested (set with the effect, so a re-run never asks twice).
     completion_notified: bool = False
     restriction_lifted: bool = False
-    #: The email that the restriction was lifted was requested.
+    #: The email that the restriction is being lifted was requested (with the lift, before it takes effect).
     lift_notified: bool = False
     closed_at: datetime | None = None
 
@@ -426,8 +426,8 @@ def _completion_email(case: Case) -> Notify:
 
 def _outcome_email(case: Case, *, lifted: bool = False) -> Notify:
     """`request_completed`: what was done under the request, and which systems were told."""
-    if lifted:
-        informed = sorted({s.system for s in case.lift_steps if s.settled})
+    if lifted:  # told before the lift takes effect (Art. 18(3)): the systems about to be told
+        informed = sorted({s.system for s in case.lift_steps})
     else:
         informed = sorted({s.system for s in case.steps if s.settled and s.action != "lift_restriction"})
     purposes: list[str] = []
@@ -466,14 +466,6 @@ def _complete(case: Case, now: datetime) -> Decision:
     if case.right not in OUTCOME_NOTIFIED or case.completion_notified:
         return done
     return Decision(replace(done.case, completion_notified=True), (*done.effects, _outcome_email(done.case)))
-
-
-def _lift_settled(case: Case) -> Decision:
-    """A lifted restriction whose every system has answered: tell the subject, once."""
-    lift = case.lift_steps
-    if case.lift_notified or not case.restriction_lifted or not lift or not all(s.settled for s in lift):
-        return Decision(case)
-    return Decision(replace(case, lift_notified=True), (_outcome_email(case, lifted=True),))
 
 
 def _advance(case: Case, now: datetime) -> Decision:
@@ -714,7 +706,7 @@ def record_ack(case: Case, command_id: str, status: str, now: datetime, retained
     note = Note("case_system_answered", {"system": step.system, "action": step.action, "status": status})
     recorded = Decision(case, (note,))
     if case.terminal:
-        return recorded.then(_lift_settled(case))  # answers to lifting a completed restriction
+        return recorded  # answers to lifting a completed restriction: the subject was told already
     if case.status != AWAITING_SYSTEMS:
         return recorded  # answers while under review
     if status == "failed":
@@ -747,10 +739,14 @@ def lift_restriction(case: Case, data_map: DataMap, others: Sequence[Case] = ())
     lifted = replace(
         case,
         restriction_lifted=True,
+        lift_notified=True,
         steps=case.steps + restriction_plan(data_map, "lift_restriction", phase),
     )
+    # The subject is told before the restriction is lifted (Art. 18(3)): the email is requested in the
+    # same transaction as the commands, ahead of them in the outbox.
     issued = _issue(lifted, phase)
-    return Decision(issued.case, (Note("case_restriction_lifted"), *issued.effects))
+    return Decision(issued.case, (Note("case_restriction_lifted"), _outcome_email(lifted, lifted=True),
+                                  *issued.effects))
 
 
 # --- notifications built outside a decision (they need a random code or token) ----------------

@@ -384,7 +384,7 @@ async def test_a_duplicate_request_id_opens_nothing_new(stack, dsar, responder) 
     assert email["params"]["right"] == "restriction" and not email["params"]["lifted"]
     assert set(email["params"]["informed"]) == set(ALL_SYSTEMS)
 
-    # Lifting the restriction (Art. 18(3)) tells every system again.
+    # Lifting the restriction tells the subject first (Art. 18(3)), then every system again.
     lift = f"{dsar.url}/v1/admin/requests/{request_id}/lift"
     assert (await _post(lift, headers=ADMIN)).status_code == 200
 

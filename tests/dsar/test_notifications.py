@@ -66,7 +66,9 @@ def _every_notification() -> list[cases.Notify]:
     restricted, notified = _answered(
         cases.open_case(_case(cases.RESTRICTION, circumstance="legal_claims"), DATA_MAP, NOW).case
     )
-    found += notified + _answered(cases.lift_restriction(restricted, DATA_MAP).case)[1]
+    lifting = cases.lift_restriction(restricted, DATA_MAP)  # the subject is told with the decision
+    found += notified + [e for e in lifting.effects if isinstance(e, cases.Notify)]
+    found += _answered(lifting.case)[1]
     objection = cases.open_case(_case(cases.OBJECTION, processing="marketing"), DATA_MAP, NOW)
     found += [e for e in objection.effects if isinstance(e, cases.Notify) and e.template == "request_completed"]
     return found

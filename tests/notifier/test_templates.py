@@ -222,8 +222,12 @@ def test_request_completed_says_what_was_done_for_each_right(locale: str) -> Non
         assert ("Samtyckesregister" if sv else "Consent records") in part
 
     lifted = _completed(locale, right="restriction", informed=["accounts"], lifted=True)
-    assert ("har hävts" if sv else "has been lifted") in lifted.subject
-    assert ("har hävts" if sv else "has been lifted") in lifted.text
+    # Sent before the lift takes effect (Art. 18(3)): it says so, and that the systems are being told.
+    assert ("Begränsningen av behandlingen hävs" if sv else "is being lifted") in lifted.subject
+    for part in (lifted.text, lifted.html):
+        assert ("innan det sker" if sv else "before it happens") in part
+        assert ("artikel 18.3" if sv else "Article 18(3)") in part
+        assert ("Vi meddelar alla system" if sv else "We are telling every system") in part
     assert "18.2" not in lifted.text and "18(2)" not in lifted.text
 
     objection = _completed(
