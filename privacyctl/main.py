@@ -304,6 +304,41 @@ def cases_list(
     )
 
 
+STEP_COLUMNS = ("system", "action", "purpose", "attempt", "outcome", "command_id")
+
+
+@cases_app.command("show")
+@friendly
+def cases_show(
+    request_id: Annotated[str, typer.Argument(metavar="REQUEST_ID", help="The case's request_id.")],
+    as_json: Annotated[bool, typer.Option("--json", help="Print the service's JSON answer.")] = False,
+) -> None:
+    """Show one case: its deadline, what was decided, and each system's command and answer."""
+    answer = dsar_admin(settings()).request("GET", f"/v1/admin/requests/{_path(request_id)}")
+    if as_json or not isinstance(answer, dict):
+        echo_json(answer)
+        return
+    typer.echo(f"case {answer.get('request_id')}: {answer.get('right')}, {answer.get('status')}"
+               + (" (overdue)" if answer.get("overdue") else ""))
+    typer.echo(f"  subject {answer.get('subject')}, received {answer.get('received_at')}, due {answer.get('due_at')}"
+               + (f" (extended by {answer.get('extension_months')} month(s): {answer.get('extension_reason')})"
+                  if answer.get("extended") else ""))
+    for label, key in (("reason", "reason"), ("manual review", "review_reason"), ("closed", "closed_at")):
+        if answer.get(key):
+            typer.echo(f"  {label}: {answer[key]}")
+    for kept in answer.get("retained") or []:
+        if isinstance(kept, dict):
+            typer.echo(f"  retained by {kept.get('system')}: {kept.get('basis')}")
+    steps = [s for s in answer.get("steps") or [] if isinstance(s, dict)]
+    if not steps:
+        typer.echo("  no commands sent yet")
+        return
+    waiting = sum(1 for s in steps if not s.get("outcome"))
+    typer.echo(f"  commands: {len(steps)}, answered {len(steps) - waiting}, waiting {waiting}")
+    table([[str(s.get(c) or ("waiting" if c == "outcome" else "-")) for c in STEP_COLUMNS] for s in steps],
+          [c.upper() for c in STEP_COLUMNS])
+
+
 def _case_action(request_id: str, action: str, body: dict[str, Any] | None, as_json: bool) -> None:
     cfg = settings()
     answer = dsar_admin(cfg).request("POST", f"/v1/admin/requests/{_path(request_id)}/{action}", body=body)
@@ -360,6 +395,16 @@ def cases_extend(
     if not reason.strip():
         raise CtlError("--reason must not be empty: the subject is told why the answer takes longer", INVALID)
     _case_action(request_id, "extend", {"months": int(months.value), "reason": reason}, as_json)
+
+
+@cases_app.command("lift")
+@friendly
+def cases_lift(
+    request_id: Annotated[str, typer.Argument(metavar="REQUEST_ID", help="A completed restriction case.")],
+    as_json: Annotated[bool, typer.Option("--json", help="Print the service's JSON answer.")] = False,
+) -> None:
+    """Lift a restriction (GDPR Art. 18(3)): every system is told, and the subject first."""
+    _case_action(request_id, "lift", None, as_json)
 
 
 # --- dead letters ------------------------------------------------------------------------------

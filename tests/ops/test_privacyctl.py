@@ -103,6 +103,8 @@ def test_root_help_lists_every_command() -> None:
         (["decision"], ["PURPOSE", "--system"]),
         (["cases", "list"], ["--status", "--overdue"]),
         (["cases", "approve"], ["REQUEST_ID"]),
+        (["cases", "show"], ["REQUEST_ID", "--json"]),
+        (["cases", "lift"], ["REQUEST_ID", "18(3)"]),
         (["cases", "reject"], ["--reason", "IMY"]),
         (["cases", "extend"], ["--months", "--reason"]),
         (["dlq", "replay"], ["--limit", "--dry-run", "privacyctl-replay"]),
@@ -431,6 +433,43 @@ def test_cases_actions_send_the_contract_bodies(monkeypatch: pytest.MonkeyPatch)
     ]
     assert json.loads(seen[1].content) == {"reason": "manifestly unfounded (Art. 12(5))"}
     assert json.loads(seen[2].content) == {"months": 2, "reason": "complex request"}
+
+
+def test_cases_show_prints_each_systems_command_and_answer(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("ADMIN_TOKEN", "t")
+    case = {
+        "request_id": "r-1", "right": "erasure", "status": "awaiting_systems", "overdue": True,
+        "subject": "usr_1", "received_at": "2026-01-01T10:00:00+00:00", "due_at": "2026-03-01T10:00:00+00:00",
+        "extended": True, "extension_months": 1, "extension_reason": "many systems",
+        "retained": [{"system": "billing", "basis": "Bokföringslagen 7:2"}],
+        "steps": [
+            {"system": "accounts", "action": "erase", "purpose": None, "attempt": 1, "outcome": "done",
+             "command_id": "c-1"},
+            {"system": "billing", "action": "erase", "purpose": None, "attempt": 3, "outcome": None,
+             "command_id": "c-2"},
+        ],
+    }
+    seen: list[httpx.Request] = []
+    mock_service(monkeypatch, lambda r: httpx.Response(200, json=case), seen)
+    result = invoke("cases", "show", "r-1")
+    assert result.exit_code == 0, result.output
+    assert (seen[0].method, seen[0].url.path) == ("GET", "/v1/admin/requests/r-1")
+    lines = result.output.splitlines()
+    assert lines[0] == "case r-1: erasure, awaiting_systems (overdue)"
+    assert "extended by 1 month(s): many systems" in lines[1]
+    assert "retained by billing: Bokföringslagen 7:2" in result.output
+    assert "commands: 2, answered 1, waiting 1" in result.output
+    billing = next(line for line in lines if line.startswith("billing"))
+    assert billing.split() == ["billing", "erase", "-", "3", "waiting", "c-2"]
+
+
+def test_cases_lift_posts_to_the_lift_path(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("ADMIN_TOKEN", "t")
+    seen: list[httpx.Request] = []
+    mock_service(monkeypatch, lambda r: httpx.Response(200, json={"request_id": "r-1", "status": "completed"}), seen)
+    result = invoke("cases", "lift", "r-1")
+    assert result.exit_code == 0 and "r-1: lift accepted; status completed" in result.output
+    assert (seen[0].method, seen[0].url.path) == ("POST", "/v1/admin/requests/r-1/lift")
 
 
 def test_case_action_validation(monkeypatch: pytest.MonkeyPatch) -> None:

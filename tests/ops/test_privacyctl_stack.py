@@ -122,6 +122,9 @@ async def test_privacyctl_lists_a_case_and_rejects_it_with_a_reason(ctl: Ctl) ->
     rejected = await ctl.ok("cases", "list", "--status", "rejected", "--json")
     case = next(c for c in json.loads(rejected)["requests"] if c["request_id"] == request_id)
     assert (case["status"], case["reason"]) == ("rejected", reason)
+    shown = await ctl.ok("cases", "show", request_id)
+    assert shown.startswith(f"case {request_id}: access, rejected"), shown
+    assert f"reason: {reason}" in shown and "closed:" in shown
 
     # A closed case cannot be rejected twice: the service's refusal reaches the operator.
     again = await ctl("cases", "reject", request_id, "--reason", reason)
