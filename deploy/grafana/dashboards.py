@@ -148,12 +148,16 @@ def dashboard(
 
 
 def overview() -> dict[str, Any]:
+    dead = sel("privacy_events_dead_lettered_total")
     lag = gauge("privacy_consumer_lag_messages", "job, topic", "job, topic, partition")
     panels = [
         stat("Events processed /s", f"sum(rate({sel('privacy_events_processed_total')}[{RATE}]))", "ops"),
         stat(
             "Dead letters (1h)",
-            f"sum(increase({sel('privacy_events_dead_lettered_total')}[1h]))",
+            # A series born within the hour (a process's first dead letter of a reason) has no earlier
+            # sample for increase() to count from: its whole value counts instead (as the alert does).
+            f"(sum(increase({dead}[1h]) and {dead} offset 1h) or vector(0)) + "
+            f"(sum({dead} unless {dead} offset 1h) or vector(0))",
             red_above=1,
             description="Messages sent to <topic>.dlq in the last hour; see privacyctl dlq replay.",
         ),
