@@ -631,6 +631,10 @@ def reject(case: Case, reason: str, now: datetime) -> Decision:
     if not reason:
         raise CaseError("a rejection needs a reason")
     done = _move(case, REJECTED, now, reason=reason)
+    if any(s.issued for s in case.steps):
+        # Back in review after a failed answer, systems may already have acted: that is not a refusal.
+        raise CaseError("commands of this request went out already and systems may have acted on them; "
+                        "approve to retry the systems that failed, or resolve it by hand")
     email = Notify(
         "request_rejected",
         "rejected",

@@ -225,6 +225,12 @@ def test_reject_needs_a_reason_and_is_refused_once_commands_are_out() -> None:
         cases.reject(make_case(), " ", T0)
     with pytest.raises(cases.IllegalTransition):
         cases.reject(opened().case, "too late", T0)
+    # Nor once a failed answer has sent it back to review: the other systems may have erased already.
+    failed, _ = answer_all(opened().case, lambda s: "failed" if s.system == "analytics" else s.expect or "done")
+    assert failed.status == IN_PROGRESS and failed.manual_review
+    with pytest.raises(CaseError, match="went out already"):
+        cases.reject(failed, "changed our mind", T0)
+    assert cases.approve(failed, DATA_MAP, T0).case.status == AWAITING_SYSTEMS
 
 
 @pytest.mark.parametrize("status", [RECEIVED, IDENTITY_PENDING, IN_PROGRESS, AWAITING_SYSTEMS])
