@@ -183,6 +183,8 @@ class Case:
     processing: str | None = None
     export_format: str | None = None
     corrected_fields: tuple[str, ...] = ()
+    #: Of the corrected fields, those no system in the data map holds: nothing to correct there.
+    fields_not_held: tuple[str, ...] = ()
     extension_months: int = 0
     extension_reason: str | None = None
     manual_review: bool = False
@@ -444,7 +446,8 @@ def _outcome_email(case: Case, *, lifted: bool = False) -> Notify:
             "right": case.right,
             "informed": informed,
             "lifted": lifted,
-            "fields": list(case.corrected_fields),
+            "fields": [f for f in case.corrected_fields if f not in case.fields_not_held],
+            "not_held": list(case.fields_not_held),
             "processing": case.processing,
             "purposes": purposes,
         },
@@ -570,9 +573,12 @@ def start(case: Case, data_map: DataMap, now: datetime) -> Decision:
         return progress.then(_dispatch(case, restriction_plan(data_map), now))
     if case.right == RECTIFICATION:
         steps = rectification_plan(data_map, case.corrected_fields)
-        if not steps:
+        if not steps:  # an operator finds out where the data is, or rejects with the reason
             fields = ", ".join(case.corrected_fields) or "(none)"
             return progress.then(_review(case, f"no system in the data map holds the fields {fields}", now))
+        # The subject is told which of the fields there was nothing of to correct.
+        held = {f for system in data_map.systems_holding_fields(set(case.corrected_fields)) for f in system.fields}
+        case = replace(case, fields_not_held=tuple(f for f in case.corrected_fields if f not in held))
         return progress.then(_dispatch(case, steps, now))
     # Objection.
     if case.processing in ABSOLUTE_OBJECTIONS:

@@ -32,6 +32,7 @@ def case_from_json(raw: str | dict[str, Any]) -> Case:
             value[name] = datetime.fromisoformat(value[name])
     value["steps"] = tuple(Step(**s) for s in value.get("steps", ()))
     value["corrected_fields"] = tuple(value.get("corrected_fields", ()))
+    value["fields_not_held"] = tuple(value.get("fields_not_held", ()))
     return Case(**value)
 
 

@@ -56,6 +56,7 @@ def _operator(case: Case, now: datetime) -> dict[str, Any]:
         "processing": case.processing,
         "export_format": case.export_format,
         "corrected_fields": list(case.corrected_fields),
+        "fields_not_held": list(case.fields_not_held),
         "extension_months": case.extension_months,
         "extension_reason": case.extension_reason,
         "manual_review": case.manual_review,

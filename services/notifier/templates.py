@@ -178,7 +178,8 @@ def derive_params(template: str, params: Mapping[str, Any], public_base_url: str
         derived["download_url"] = f"{public_base_url.rstrip('/')}/v1/exports/{derived['export_token']}"
     if template == "request_completed":
         # Optional: only the right they belong to carries them.
-        for name, default in {"lifted": False, "fields": [], "processing": None, "purposes": []}.items():
+        for name, default in {"lifted": False, "fields": [], "not_held": [], "processing": None,
+                              "purposes": []}.items():
             derived.setdefault(name, default)
     return derived
 

@@ -584,6 +584,15 @@ def test_upheld_objection_email_names_the_purposes_suppressed_and_systems_told()
     assert email.params["informed"] == ["analytics", "logs"]
 
 
+def test_a_field_no_system_holds_is_not_reported_as_corrected() -> None:
+    start = opened(cases.RECTIFICATION, corrected_fields=("email", "shoe_size"))
+    assert {s.action for s in start.case.steps} == {"rectify"}
+    done, decisions = answer_all(start.case)
+    [email] = outcome_emails(decisions)
+    assert (email.params["fields"], email.params["not_held"]) == (["email"], ["shoe_size"])
+    assert done.fields_not_held == ("shoe_size",)
+
+
 def test_rectification_handled_by_hand_is_told_too() -> None:
     review = opened(cases.RECTIFICATION, corrected_fields=("shoe_size",))
     [email] = outcome_emails(cases.approve(review.case, DATA_MAP, T0))

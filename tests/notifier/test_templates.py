@@ -273,3 +273,15 @@ def test_the_verification_email_gives_a_day_long_code_in_hours() -> None:
     params = {**PARAMS["verification_code"], "expires_minutes": 1440}
     assert "valid for 24 hours." in templates.render("verification_code", "en", params, CONTEXT).text
     assert "gäller i 24 timmar." in templates.render("verification_code", "sv", params, CONTEXT).html
+
+
+@pytest.mark.parametrize("locale", templates.LOCALES)
+def test_a_rectification_names_what_was_corrected_and_what_we_never_held(locale: str) -> None:
+    sv = locale == "sv"
+    email = _completed(locale, right="rectification", informed=["accounts"], fields=["email"], not_held=["phone"])
+    for part in (email.text, email.html):
+        assert ("Vi har rättat de här uppgifterna om dig: e-postadress" if sv
+                else "We have corrected this information about you: email address") in part
+        assert ("inget att rätta: telefonnummer" if sv else "nothing to correct: phone number") in part
+    only_corrected = _completed(locale, right="rectification", informed=["accounts"], fields=["email"])
+    assert ("inget att rätta" if sv else "nothing to correct") not in only_corrected.text
