@@ -20,7 +20,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from privacy_runtime.datamap import RETAIN, DataMap
-from schemas.enums import CaseRight, CaseStatus
+from schemas.enums import CaseRight, CaseStatus, RequestedVia
 
 # --- statuses, rights, transitions ----------------------------------------------------------------
 
@@ -44,6 +44,8 @@ RECTIFICATION = CaseRight.RECTIFICATION.value
 RESTRICTION = CaseRight.RESTRICTION.value
 OBJECTION = CaseRight.OBJECTION.value
 RIGHTS: tuple[str, ...] = tuple(r.value for r in CaseRight)
+#: A request the services opened themselves (child's registration, retention sweep).
+INTERNAL = RequestedVia.INTERNAL.value
 
 #: status -> statuses it may move to. Terminal statuses lead nowhere.
 TRANSITIONS: Mapping[str, frozenset[str]] = {
@@ -421,7 +423,8 @@ def _completion_email(case: Case) -> Notify:
     return Notify(
         "erasure_completed",
         "completed",
-        {"request_id": case.request_id, "retained": case.retained, "systems": sorted({s.system for s in case.steps})},
+        {"request_id": case.request_id, "retained": case.retained, "systems": sorted({s.system for s in case.steps}),
+         "ground": case.ground, "our_initiative": case.requested_via == INTERNAL},
         survive_erasure=True,
     )
 
@@ -543,6 +546,10 @@ def open_case(case: Case, data_map: DataMap, now: datetime, *, subject_erased: b
             done = _move(progress.case, COMPLETED, now, reason="the subject's data was already erased")
             return opened.then(progress).then(done)
         return opened.then(_move(case, CANCELLED, now, reason="the subject's data was erased before this request"))
+    if case.requested_via == INTERNAL:
+        # Opened by the services themselves (a child's registration, retention): there is no request of
+        # the subject's to confirm; the erasure email says why it happened.
+        return opened.then(start(case, data_map, now))
     received = Notify(
         "request_received",
         "received",

@@ -176,6 +176,9 @@ def derive_params(template: str, params: Mapping[str, Any], public_base_url: str
     derived = dict(params)
     if template == "export_ready" and "download_url" not in derived and derived.get("export_token"):
         derived["download_url"] = f"{public_base_url.rstrip('/')}/v1/exports/{derived['export_token']}"
+    if template == "erasure_completed":  # optional: why, when the erasure was not the subject's request
+        derived.setdefault("ground", None)
+        derived.setdefault("our_initiative", False)
     if template == "request_completed":
         # Optional: only the right they belong to carries them.
         for name, default in {"lifted": False, "fields": [], "not_held": [], "processing": None,
@@ -194,7 +197,7 @@ def check_params(template: str, params: Mapping[str, Any]) -> TemplateSpec:
     if template == "erasure_completed" and not isinstance(params["retained"], list):
         raise MissingParams("template erasure_completed: param retained must be a list of {system, basis}")
     if template == "request_completed":
-        for name in ("informed", "fields", "purposes"):
+        for name in ("informed", "fields", "not_held", "purposes"):
             if name in params and not isinstance(params[name], list):
                 raise MissingParams(f"template request_completed: param {name} must be a list")
     return spec

@@ -794,3 +794,21 @@ def test_no_sequence_of_operations_reaches_an_illegal_state(
     if case.right in cases.OUTCOME_NOTIFIED:
         assert case.completion_notified == (case.status == COMPLETED)
     event(f"{case.right} ends {case.status}")
+
+
+@pytest.mark.parametrize("ground", ["child_data", "retention_expired"])
+def test_an_erasure_the_services_started_confirms_no_request_and_says_why(ground: str) -> None:
+    start = opened(requested_via=cases.INTERNAL, ground=ground)
+    assert not [n for n in effects_of(start, cases.Notify) if n.template == "request_received"], \
+        "the subject asked for nothing: no 'we have received your request'"
+    _, decisions = answer_all(start.case)
+    [email] = [n for d in decisions for n in effects_of(d, cases.Notify) if n.template == "erasure_completed"]
+    assert email.params["our_initiative"] and email.params["ground"] == ground
+
+
+def test_an_erasure_the_subject_asked_for_is_confirmed_as_their_request() -> None:
+    start = opened(ground="child_data")  # e.g. a parent asking under Art. 17(1)(f)
+    assert [n.template for n in effects_of(start, cases.Notify)] == ["request_received"]
+    _, decisions = answer_all(start.case)
+    [email] = [n for d in decisions for n in effects_of(d, cases.Notify) if n.template == "erasure_completed"]
+    assert not email.params["our_initiative"]

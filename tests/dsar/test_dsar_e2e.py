@@ -335,6 +335,12 @@ async def test_an_inactive_subject_is_erased_when_retention_expires(stack, dsar,
     assert case["right"] == "erasure" and case["ground"] == "retention_expired"
     assert case["requested_via"] == "internal"
     assert set(case["systems_told"]) == set(ALL_SYSTEMS)
+    # The subject asked for nothing: no "we received your request"; the last email says why instead.
+    email = await _notification(bootstrap, request_id, "completed")
+    assert email["template"] == "erasure_completed"
+    assert (email["params"]["ground"], email["params"]["our_initiative"]) == ("retention_expired", True)
+    requested = {_data(m).get("notification_id") for m in await read_topic(bootstrap, NOTIFICATION_REQUESTED)}
+    assert f"dsar:{request_id}:received" not in requested
 
     # Later sweeps open nothing more, and the subject's activity went with the subject.
     await asyncio.sleep(2.5)

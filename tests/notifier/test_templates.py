@@ -285,3 +285,21 @@ def test_a_rectification_names_what_was_corrected_and_what_we_never_held(locale:
         assert ("inget att rätta: telefonnummer" if sv else "nothing to correct: phone number") in part
     only_corrected = _completed(locale, right="rectification", informed=["accounts"], fields=["email"])
     assert ("inget att rätta" if sv else "nothing to correct") not in only_corrected.text
+
+
+@pytest.mark.parametrize("locale", templates.LOCALES)
+def test_the_erasure_email_says_why_when_we_erased_on_our_own_initiative(locale: str) -> None:
+    sv = locale == "sv"
+
+    def opening(**params: Any) -> str:
+        email = templates.render("erasure_completed", locale, {"request_id": "R-1", "retained": [], **params},
+                                 CONTEXT)
+        assert email.text.count("(") and email.html
+        return email.text
+
+    assert ("enligt din begäran" if sv else "as you asked") in opening()
+    child = opening(ground="child_data", our_initiative=True)
+    assert ("under 18 år" if sv else "under 18") in child and ("enligt din begäran" if sv else "as you asked") not in child
+    assert ("inte har använts på länge" if sv else "has not been used for a long time") in opening(
+        ground="retention_expired", our_initiative=True)
+    assert ("enligt din begäran" if sv else "as you asked") in opening(ground="child_data", our_initiative=False)
