@@ -673,7 +673,8 @@ def close_unverified(case: Case, now: datetime, after: timedelta) -> Decision:
     email = Notify(
         "request_rejected",
         "closed_unverified",
-        {"request_id": case.request_id, "right": case.right, "reason": reason, **IMY},
+        {"request_id": case.request_id, "right": case.right, "reason": reason, **IMY,
+         "unverified_after_minutes": int(after.total_seconds() // 60)},
     )
     return Decision(done.case, (*done.effects, email))
 

@@ -139,17 +139,23 @@ def _day(value: Any) -> str:
         return text
 
 
-_UNITS = {"en": (("minute", "minutes"), ("hour", "hours")), "sv": (("minut", "minuter"), ("timme", "timmar"))}
+_UNITS = {
+    "en": (("minute", "minutes"), ("hour", "hours"), ("day", "days")),
+    "sv": (("minut", "minuter"), ("timme", "timmar"), ("dag", "dagar")),
+}
 
 
 def minutes_in_words(value: Any, locale: str) -> str:
-    """A validity period as a person says it: 1440 -> "24 hours" / "24 timmar", 30 -> "30 minutes"."""
+    """A period as a person says it: 1440 -> "24 hours" / "24 timmar", 20160 -> "14 days", 30 -> "30
+    minutes". Days from two days up: a day-long code reads better in hours."""
     try:
         minutes = int(value)
     except (TypeError, ValueError):
         return str(value)
-    minute, hour = _UNITS[locale_of(locale)]
-    if minutes >= 60 and minutes % 60 == 0:
+    minute, hour, day = _UNITS[locale_of(locale)]
+    if minutes >= 2 * 1440 and minutes % 1440 == 0:
+        count, (one, many) = minutes // 1440, day
+    elif minutes >= 60 and minutes % 60 == 0:
         count, (one, many) = minutes // 60, hour
     else:
         count, (one, many) = minutes, minute
@@ -176,6 +182,8 @@ def derive_params(template: str, params: Mapping[str, Any], public_base_url: str
     derived = dict(params)
     if template == "export_ready" and "download_url" not in derived and derived.get("export_token"):
         derived["download_url"] = f"{public_base_url.rstrip('/')}/v1/exports/{derived['export_token']}"
+    if template == "request_rejected":  # set when identity was not verified in time: said in the locale
+        derived.setdefault("unverified_after_minutes", None)
     if template == "erasure_completed":  # optional: why, when the erasure was not the subject's request
         derived.setdefault("ground", None)
         derived.setdefault("our_initiative", False)

@@ -266,6 +266,7 @@ def test_identity_pending_to_closed_unverified_only_after_the_period() -> None:
     assert decision.case.reason == "identity was not verified within 14 days of the request"
     [email] = effects_of(decision, cases.Notify)
     assert email.template == "request_rejected" and email.suffix == "closed_unverified"
+    assert email.params["unverified_after_minutes"] == 14 * 1440  # the email says it in the subject's language
     with pytest.raises(CaseError):
         cases.close_unverified(opened().case, T0 + period, period)
 

@@ -303,3 +303,23 @@ def test_the_erasure_email_says_why_when_we_erased_on_our_own_initiative(locale:
     assert ("inte har använts på länge" if sv else "has not been used for a long time") in opening(
         ground="retention_expired", our_initiative=True)
     assert ("enligt din begäran" if sv else "as you asked") in opening(ground="child_data", our_initiative=False)
+
+
+@pytest.mark.parametrize("locale", templates.LOCALES)
+def test_a_request_closed_unverified_gives_its_reason_in_the_subjects_language(locale: str) -> None:
+    sv = locale == "sv"
+    params = {"request_id": "R-1", "right": "access", "reason": "identity was not verified within 14 days",
+              "authority": "IMY", "authority_url": "https://www.imy.se", "unverified_after_minutes": 14 * 1440}
+    params = {k: v for k, v in params.items() if k in templates.spec_of("request_rejected").required
+              or k in ("reason", "unverified_after_minutes")}
+    email = templates.render("request_rejected", locale, params, CONTEXT)
+    for part in (email.text, email.html):
+        assert ("inom 14 dagar" if sv else "within 14 days.") in part
+        assert "identity was not verified" not in part or not sv
+    operator = templates.render("request_rejected", locale, {**params, "unverified_after_minutes": None}, CONTEXT)
+    assert "identity was not verified within 14 days" in operator.text  # an operator's reason, as written
+
+
+@pytest.mark.parametrize(("minutes", "words"), [(20160, "14 days"), (2880, "2 days"), (1440, "24 hours")])
+def test_whole_days_from_two_up_read_as_days(minutes: int, words: str) -> None:
+    assert templates.minutes_in_words(minutes, "en") == words
