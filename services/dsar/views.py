@@ -141,7 +141,7 @@ class ExportDownload(ApiView):
         if outcome == "unknown":
             raise HttpError(404, "unknown download link")
         if outcome == "expired":
-            raise HttpError(410, "this download link has expired; make a new request to get your data again")
+            raise HttpError(410, "this download link has expired; make a new request and a new copy will be prepared")
         if outcome == "used_up":
             raise HttpError(410, "this download link has been used the maximum number of times")
         if row is None or content is None:
