@@ -25,7 +25,7 @@ tracker = CommandTracker(
     CommandPolicy.from_settings(settings),
 )
 ledger = Ledger(runtime, tracker)
-inbox = CommandInbox(runtime, SYSTEM_ID, consent_actions(runtime, settings.policy_url))
+inbox = CommandInbox(runtime, SYSTEM_ID, consent_actions(runtime, settings.policy_url, ledger))
 unsubscribe_tokens = TokenSigner(settings.master_key(), UNSUBSCRIBE, settings.previous_master_key())
 
 

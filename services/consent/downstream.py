@@ -8,10 +8,17 @@ import asyncpg
 
 from privacy_runtime.inbox import Action, Outcome
 from services.consent import rules, store
+from services.consent.ledger import Ledger
 
 
-def consent_actions(runtime: Any, policy_url: str) -> dict[str, Action]:
+def consent_actions(runtime: Any, policy_url: str, ledger: Ledger) -> dict[str, Action]:
     keyring = runtime.keyring
+
+    async def suppress(conn: asyncpg.Connection, subject: str, command: Any) -> Outcome:
+        # From dsar only for an upheld objection to legitimate-interest processing (one per such purpose).
+        found = await ledger.uphold_objection(conn, subject, str(command.request_id or command.command_id))
+        return Outcome("done" if found else "not_found",
+                       detail="objection to legitimate-interest processing recorded" if found else None)
 
     async def erase(conn: asyncpg.Connection, subject: str, command: Any) -> Outcome:
         removed = await store.erase_subject(conn, subject, keyring.subject_digest(subject))
@@ -70,4 +77,4 @@ def consent_actions(runtime: Any, policy_url: str) -> dict[str, Action]:
         })
 
     return {"erase": erase, "restrict": restrict, "lift_restriction": lift_restriction,
-            "rectify": rectify, "export": export}
+            "rectify": rectify, "export": export, "suppress": suppress}

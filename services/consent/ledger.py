@@ -178,6 +178,26 @@ class Ledger:
                 )))
         await self._apply(conn, entries)
 
+    async def uphold_objection(self, conn: asyncpg.Connection, subject: str, request_id: str) -> bool:
+        """An operator upheld the subject's objection to legitimate-interest processing (Art. 21(1));
+        dsar says so with `suppress` commands. Decisions deny what rests on legitimate interest from now
+        on, and the purposes used here on legitimate interest (no opt-in needed, none given) are
+        withdrawn, so their systems are told to stop. False for a subject unknown here."""
+        profile = await store.profile(conn, subject)
+        if profile is None:
+            return False
+        await store.add_objection(conn, subject, rules.UPHELD_LEGITIMATE_INTEREST_OBJECTION)
+        current = {record.purpose: record for record in await store.states_of(conn, subject)}
+        now = datetime.now(UTC)
+        await self._apply(conn, [
+            (subject, rules.ConsentRecord(  # one entry per request and purpose: a repeat appends nothing
+                event_id=f"{request_id}:objection:{purpose}", purpose=purpose, granted=False,
+                effective_at=now, channel="api", policy_version=None,
+            ))
+            for purpose in rules.resting_on_legitimate_interest(profile.country, current)
+        ])
+        return True
+
     async def _request_child_erasure(self, conn: asyncpg.Connection, item: Inbound) -> None:
         request_id = uuid.uuid5(CHILD_ERASURE_NAMESPACE, f"{item.event.subject}:{item.event.id}")
         await self.runtime.outbox.add(

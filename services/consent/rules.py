@@ -40,6 +40,10 @@ EEA = frozenset(
 )
 STRICT_JURISDICTIONS = EEA | {"GB", "CH"}
 
+#: The objection kind stored when an operator upheld an objection to legitimate-interest processing
+#: (Art. 21(1)): from then on nothing rests on legitimate interest for the subject; consent still counts.
+UPHELD_LEGITIMATE_INTEREST_OBJECTION = "legitimate_interest"
+
 # Legal bases, as named in GDPR Art. 6(1).
 CONSENT = "consent"
 CONTRACT = "contract"
@@ -127,6 +131,15 @@ class Command:
     purpose: str
 
 
+def resting_on_legitimate_interest(country: str | None, current: dict[str, ConsentRecord]) -> list[str]:
+    """Purposes that need no opt-in in `country` and that the subject never consented to: used on
+    legitimate interest. An upheld objection withdraws them, so that their systems are told to stop."""
+    return sorted(
+        purpose for purpose in CONSENT_IN_STRICT_JURISDICTIONS
+        if not requires_opt_in(purpose, country) and not ((c := current.get(purpose)) is not None and c.granted)
+    )
+
+
 def propagation(
     previous: ConsentRecord | None,
     new: ConsentRecord,
@@ -207,6 +220,10 @@ def decide(
         return Decision(False, basis, "the subject objected to direct marketing (GDPR Art. 21(3)); this is absolute")
     if "profiling" in profile.objections and purpose == "profiling":
         return Decision(False, basis, "the subject objected to profiling (GDPR Art. 21)")
+    if (UPHELD_LEGITIMATE_INTEREST_OBJECTION in profile.objections and basis == LEGITIMATE_INTEREST
+            and not (consent is not None and consent.granted)):
+        return Decision(False, basis, "the subject's objection to processing on legitimate interest was upheld "
+                                      "(GDPR Art. 21(1))")
     if profile.minor and purpose in DENIED_TO_MINORS:
         return Decision(False, basis, "the subject was under 18 at registration; no consent-based processing")
     if purpose not in CONSENT_PURPOSES:

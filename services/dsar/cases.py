@@ -359,14 +359,21 @@ def restriction_plan(data_map: DataMap, action: str = "restrict", phase: int = F
 
 
 def objection_plan(data_map: DataMap) -> tuple[Step, ...]:
-    """An upheld objection to legitimate-interest processing: `suppress` every such purpose."""
-    legitimate = {p.id for p in data_map.purposes.values() if p.legal_basis.startswith("legitimate interest")}
-    return tuple(
+    """An upheld objection to legitimate-interest processing: `suppress` every such purpose where it is
+    used, and to the consent service, whose decisions then deny it; the consent service also withdraws
+    the purposes that rest on legitimate interest only where the subject lives (marketing outside the
+    EEA), which it alone knows, and tells their systems."""
+    legitimate = sorted(p.id for p in data_map.purposes.values() if p.legal_basis.startswith("legitimate interest"))
+    used = tuple(
         Step(s.id, "suppress", purpose)
         for s in data_map.systems.values()
         for purpose in s.purposes
         if purpose in legitimate
     )
+    told = {s.system for s in used}
+    consent = () if "consent" in told or "consent" not in data_map.systems else tuple(
+        Step("consent", "suppress", purpose) for purpose in legitimate)
+    return used + consent
 
 
 # --- internals ------------------------------------------------------------------------------------

@@ -375,6 +375,42 @@ async def test_restriction_rectification_and_export_commands_act_on_the_ledger(s
     assert unknown["status"] == "not_found"
 
 
+async def test_an_upheld_objection_to_legitimate_interest_stops_what_rests_on_it(stack, consent) -> None:  # type: ignore[no-untyped-def]
+    """dsar tells the consent service with `suppress` once an operator upheld the objection (Art. 21(1)):
+    for a subject in the US, marketing and sharing (allowed there until withdrawn) are withdrawn and their
+    systems told; what the subject consented to stays allowed; a repeat changes nothing."""
+    bootstrap = stack.endpoints.kafka_bootstrap
+    subject = subject_id("li-obj")
+    await _register(bootstrap, subject, country="US", consents=[("group_sharing", True)],
+                    when=datetime.now(UTC) - timedelta(minutes=5))
+    assert (await _decision(consent, subject, "marketing_email"))["allowed"] is True
+    request_id = uuid.uuid4()
+    for purpose in ("personalization", "security"):
+        ack = await _command_consent(bootstrap, subject, "suppress", purpose=purpose, request_id=request_id)
+        assert ack["status"] == "done"
+    for purpose in ("personalization", "service_improvement", "marketing_email", "partner_sharing"):
+        decision = await _decision(consent, subject, purpose)
+        assert decision["allowed"] is False and "upheld (GDPR Art. 21(1))" in decision["reason"], purpose
+    assert (await _decision(consent, subject, "group_sharing"))["allowed"] is True, "consent still counts"
+    assert (await _decision(consent, subject, "service_delivery"))["allowed"] is True, "contract still counts"
+
+    async def told() -> set[tuple[str, str | None]]:
+        got = {(c["action"], c.get("purpose")) for system in ("marketing_email", "partners")
+               for c in await _commands_of(bootstrap, system, subject)}
+        return got if len(got) >= 2 else set()
+
+    assert await wait_until(told, what="suppress and revoke_sharing downstream") == {
+        ("suppress", "marketing_email"), ("revoke_sharing", "partner_sharing")}
+    assert not await _commands_of(bootstrap, "ipcom_group", subject), "group sharing was consented to"
+    conn = await asyncpg.connect(stack.endpoints.database_url)
+    try:
+        entries = await conn.fetchval("SELECT count(*) FROM consent.consent_ledger WHERE subject = $1 "
+                                      "AND entry_id LIKE $2", subject, f"{request_id}:objection:%")
+        assert entries == 2, "one withdrawal per purpose, however many commands said it"
+    finally:
+        await conn.close()
+
+
 async def test_events_after_an_erasure_bring_nothing_back(stack, consent) -> None:  # type: ignore[no-untyped-def]
     """A late registration or grant for an erased subject records nothing; a late withdrawal is kept
     only as a keyed-hash opt-out proof."""

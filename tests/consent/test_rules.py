@@ -178,3 +178,27 @@ def test_any_arrival_order_gives_the_event_time_order_state(raw: list, rnd: rand
     # And the state is the last record per purpose in event-time order.
     for purpose, winner in expected.items():
         assert winner == [r for r in in_time_order if r.purpose == purpose][-1]
+
+
+def _objector(country: str | None) -> SubjectProfile:
+    return SubjectProfile("u1", country, objections=frozenset({rules.UPHELD_LEGITIMATE_INTEREST_OBJECTION}))
+
+
+def test_an_upheld_objection_denies_what_rests_on_legitimate_interest_and_nothing_else() -> None:
+    us, se = _objector("US"), _objector("SE")
+    for purpose in ("personalization", "security", "service_improvement"):
+        assert not rules.decide(purpose, us, None).allowed
+    assert not rules.decide("marketing_email", us, None).allowed, "legitimate interest in the US"
+    granted = ConsentRecord("e1", "marketing_email", True, datetime(2026, 1, 1, tzinfo=UTC), "api", None)
+    assert rules.decide("marketing_email", us, granted).allowed, "a consent is not an interest: it still counts"
+    assert rules.decide("service_delivery", se, None).allowed and rules.decide("bookkeeping", us, None).allowed
+    assert "opt-in" in rules.decide("marketing_email", se, None).reason, "in Sweden it was never allowed anyway"
+
+
+def test_what_rests_on_legitimate_interest_depends_on_the_country_and_the_consents() -> None:
+    assert rules.resting_on_legitimate_interest("US", {}) == ["group_sharing", "marketing_email", "partner_sharing"]
+    granted = ConsentRecord("e1", "group_sharing", True, datetime(2026, 1, 1, tzinfo=UTC), "api", None)
+    assert rules.resting_on_legitimate_interest("US", {"group_sharing": granted}) == [
+        "marketing_email", "partner_sharing"]
+    assert rules.resting_on_legitimate_interest("SE", {}) == []
+    assert rules.resting_on_legitimate_interest(None, {}) == [], "unknown country is strict"

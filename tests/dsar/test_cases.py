@@ -493,6 +493,11 @@ def test_legitimate_interest_objection_goes_to_manual_review() -> None:
         ("analytics", "suppress", "personalization"),
         ("analytics", "suppress", "service_improvement"),
         ("logs", "suppress", "security"),
+        # The consent service's decisions deny them too, and it withdraws what rests on legitimate
+        # interest only where the subject lives (it knows where that is).
+        ("consent", "suppress", "personalization"),
+        ("consent", "suppress", "security"),
+        ("consent", "suppress", "service_improvement"),
     }
     refused = cases.reject(decision.case, "compelling legitimate grounds (Art. 21(1))", T0)
     assert refused.case.status == REJECTED and not refused.case.manual_review
@@ -582,7 +587,7 @@ def test_upheld_objection_email_names_the_purposes_suppressed_and_systems_told()
     _, decisions = answer_all(upheld.case)
     [email] = outcome_emails(decisions)
     assert email.params["purposes"] == ["personalization", "security", "service_improvement"]
-    assert email.params["informed"] == ["analytics", "logs"]
+    assert email.params["informed"] == ["analytics", "consent", "logs"]
 
 
 def test_a_field_no_system_holds_is_not_reported_as_corrected() -> None:
