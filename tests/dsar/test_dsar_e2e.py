@@ -595,7 +595,8 @@ async def test_extension_overdue_listing_and_manual_review(stack, dsar, responde
     assert approved.status_code == 200, approved.text
     await _wait_status(bootstrap, fresh, "completed")
     suppress = {(c["system"], c["purpose"]) for c in responder.for_subject(subject) if c["action"] == "suppress"}
-    assert suppress == {("analytics", "personalization"), ("analytics", "service_improvement"), ("logs", "security")}
+    assert suppress == {("analytics", "personalization"), ("analytics", "service_improvement"), ("logs", "security"),
+                        ("consent", "personalization"), ("consent", "security"), ("consent", "service_improvement")}
 
 
 async def _statuses_extended(bootstrap: str, request_id: str) -> bool:
