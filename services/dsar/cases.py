@@ -16,8 +16,9 @@ import calendar
 import uuid
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any
+from zoneinfo import ZoneInfo
 
 from privacy_runtime.datamap import RETAIN, DataMap
 from schemas.enums import CaseRight, CaseStatus, RequestedVia
@@ -110,6 +111,9 @@ class IllegalTransition(CaseError):
 
 # --- deadlines ----------------------------------------------------------------------------------
 
+#: Deadlines are counted in calendar months where the controller is (tzdata is a pinned dependency).
+CONTROLLER_TIME_ZONE = ZoneInfo("Europe/Stockholm")
+
 
 def add_months(moment: datetime, months: int) -> datetime:
     """The same day `months` calendar months later, clamped to the month's end (Jan 31 -> Feb 28/29).
@@ -122,8 +126,11 @@ def add_months(moment: datetime, months: int) -> datetime:
 
 
 def due_date(received_at: datetime, extension_months: int = 0) -> datetime:
-    """One calendar month after receipt (Art. 12(3)), plus any extension, counted from receipt."""
-    return add_months(received_at, 1 + extension_months)
+    """One calendar month after receipt (Art. 12(3)), plus any extension, counted from receipt on the
+    controller's calendar (Sweden): a request received on 31 March at 00:30 in Stockholm is due on
+    30 April, which in UTC would have been 1 May. In UTC, like every time the service keeps."""
+    local = add_months(received_at.astimezone(CONTROLLER_TIME_ZONE), 1 + extension_months)
+    return local.astimezone(UTC)
 
 
 def span(delta: timedelta) -> str:

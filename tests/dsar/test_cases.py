@@ -107,9 +107,20 @@ def test_add_months_clamps_to_month_end(start: datetime, months: int, expected: 
 def test_due_date_is_one_month_after_receipt_and_extensions_count_from_receipt() -> None:
     received = utc(2024, 1, 31, 10)
     assert cases.due_date(received) == utc(2024, 2, 29, 10)
-    # Counted from receipt, not from the clamped due date (Feb 29 + 2 would give Apr 29).
-    assert cases.due_date(received, 2) == utc(2024, 4, 30, 10)
+    # Counted from receipt, not from the clamped due date (Feb 29 + 2 would give Apr 29); the same
+    # wall-clock time in Stockholm, which is summer time by then: an hour earlier in UTC.
+    assert cases.due_date(received, 2) == utc(2024, 4, 30, 9)
     assert make_case(received_at=received).due_at == utc(2024, 2, 29, 10)
+
+
+def test_months_are_counted_on_the_controllers_calendar() -> None:
+    # 31 March 00:30 in Stockholm is 30 March in UTC; the request is due on 30 April in Stockholm, where
+    # UTC arithmetic would have given 1 May 01:30 there, past the month.
+    received = utc(2024, 3, 30, 23, 30)
+    due = cases.due_date(received)
+    assert due == utc(2024, 4, 29, 22, 30) and due.tzinfo == UTC
+    local = due.astimezone(cases.CONTROLLER_TIME_ZONE)
+    assert (local.month, local.day, local.hour, local.minute) == (4, 30, 0, 30)
 
 
 def test_overdue_and_due_soon() -> None:
@@ -129,7 +140,7 @@ def test_extend_once_with_reason_before_original_due_date() -> None:
     case = opened().case
     decision = cases.extend(case, 2, "many systems involved", T0 + timedelta(days=3))
     assert decision.case.extended and decision.case.extension_months == 2
-    assert decision.case.due_at == cases.add_months(T0, 3)
+    assert decision.case.due_at == cases.due_date(T0, 2)
     assert decision.case.status == case.status  # an extension is not a status change
     [extended] = effects_of(decision, cases.DeadlineExtended)
     assert extended.reason == "many systems involved"
@@ -170,7 +181,7 @@ def test_extend_refused_for_closed_cases() -> None:
 
 def test_extension_total_never_exceeds_three_months() -> None:
     case = cases.extend(opened().case, 2, "reason", T0).case
-    assert case.due_at <= cases.add_months(case.received_at, 3)
+    assert case.due_at <= cases.due_date(case.received_at, 2)
 
 
 # --- transitions --------------------------------------------------------------------------------
@@ -731,7 +742,7 @@ def check_invariants(before: Case, decision: Decision) -> None:
         assert after.status == before.status
     assert after.extension_months in (0, 1, 2)
     assert after.due_at == cases.due_date(after.received_at, after.extension_months)
-    assert after.due_at <= cases.add_months(after.received_at, 3)
+    assert after.due_at <= cases.due_date(after.received_at, 2)
     if after.extension_months:
         assert after.extension_reason
     if after.manual_review:
