@@ -266,6 +266,15 @@ class Workflow:
 
     async def _notify(self, conn: asyncpg.Connection, case: Case, notify: cases.Notify) -> None:
         notification_id = f"dsar:{case.request_id}:{notify.suffix}"
+        params = dict(notify.params)
+        if notify.template == "erasure_completed":
+            # The subject's other open requests are cancelled with this erasure (nothing is left to act
+            # on); the last email says which (Art. 12(4)), as no other will reach them.
+            params["closed_requests"] = [
+                {"request_id": other.request_id, "right": other.right}
+                for other in await store.cases_of(conn, case.subject)
+                if other.request_id != case.request_id and not other.terminal
+            ]
         # Sealed by default: codes and download links are secrets. The completion email is unsealed
         # because the subject's key is shredded in the same transaction.
         sealed = not notify.survive_erasure
@@ -277,7 +286,7 @@ class Workflow:
             template=notify.template,
             category=NotificationCategory.TRANSACTIONAL,
             locale=DEFAULT_LOCALE,
-            params=dict(notify.params),
+            params=params,
         )
         await self.runtime.outbox.add(
             conn,

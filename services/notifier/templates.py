@@ -187,6 +187,7 @@ def derive_params(template: str, params: Mapping[str, Any], public_base_url: str
     if template == "erasure_completed":  # optional: why, when the erasure was not the subject's request
         derived.setdefault("ground", None)
         derived.setdefault("our_initiative", False)
+        derived.setdefault("closed_requests", [])
     if template == "request_completed":
         # Optional: only the right they belong to carries them.
         for name, default in {"lifted": False, "fields": [], "not_held": [], "processing": None,

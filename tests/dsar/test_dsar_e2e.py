@@ -263,6 +263,9 @@ async def test_erasure_completes_only_after_every_system_and_names_what_billing_
     bootstrap = stack.endpoints.kafka_bootstrap
     subject = subject_id("erase")
     responder.held.add("accounts")
+    # An access request still waiting for its code: the erasure closes it, and its email says so.
+    waiting = await _dsar(bootstrap, subject, "access", verified=False)
+    await _wait_status(bootstrap, waiting, "identity_pending")
     request_id = await _erasure(bootstrap, subject)
 
     def sent(system: str, action: str) -> list[dict[str, Any]]:
@@ -293,6 +296,8 @@ async def test_erasure_completes_only_after_every_system_and_names_what_billing_
     email = await _notification(bootstrap, request_id, "completed")
     assert email["template"] == "erasure_completed" and email["category"] == "transactional"
     assert email["params"]["retained"] == [{"system": "billing", "basis": BILLING_BASIS}]
+    assert email["params"]["closed_requests"] == [{"request_id": waiting, "right": "access"}]
+    await _wait_status(bootstrap, waiting, "cancelled")
     assert (await _notification(bootstrap, request_id, "received"))["template"] == "request_received"
 
     case = await _admin_case(dsar, request_id)

@@ -323,3 +323,16 @@ def test_a_request_closed_unverified_gives_its_reason_in_the_subjects_language(l
 @pytest.mark.parametrize(("minutes", "words"), [(20160, "14 days"), (2880, "2 days"), (1440, "24 hours")])
 def test_whole_days_from_two_up_read_as_days(minutes: int, words: str) -> None:
     assert templates.minutes_in_words(minutes, "en") == words
+
+
+@pytest.mark.parametrize("locale", templates.LOCALES)
+def test_the_erasure_email_names_the_other_requests_it_closed(locale: str) -> None:
+    sv = locale == "sv"
+    closed = [{"request_id": "R-2", "right": "access"}]
+    email = templates.render("erasure_completed", locale, {"request_id": "R-1", "retained": [],
+                                                          "closed_requests": closed}, CONTEXT)
+    for part in (email.text, email.html):
+        assert ("Dina andra öppna begäranden har avslutats" if sv else "Your other open requests were closed") in part
+        assert ("ärende R-2" if sv else "case R-2") in part
+    alone = templates.render("erasure_completed", locale, {"request_id": "R-1", "retained": []}, CONTEXT)
+    assert ("andra öppna" if sv else "other open requests") not in alone.text
