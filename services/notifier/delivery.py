@@ -343,8 +343,8 @@ class Sender:
         assert item.recipient is not None
         try:
             message = self._message(item, item.recipient, now)
-        except templates.TemplateProblem as exc:
-            await self._fail(item, f"cannot render: {exc}")
+        except (templates.TemplateProblem, rules.InvalidAddress) as exc:
+            await self._fail(item, f"cannot compose: {exc}")
             return Outcome.NEXT
         wait = self.bucket.reserve()
         started: float | None = None

@@ -7,7 +7,7 @@ from typing import Any
 import asyncpg
 
 from privacy_runtime.inbox import Action, Outcome
-from services.notifier import store, templates
+from services.notifier import rules, store, templates
 from services.notifier.final_notices import FINAL_TEMPLATES, Contact, FinalNoticeKeys
 from services.notifier.intake import params_field
 
@@ -87,8 +87,9 @@ def notifier_actions(runtime: Any) -> dict[str, Action]:
         await keyring.ensure_keys(conn, {subject})
         changes: dict[str, Any] = {}
         if "email" in fields:
-            if not fields["email"] or "@" not in fields["email"]:
-                return Outcome("failed", detail="email must be an email address")
+            if not isinstance(fields["email"], str) or not rules.is_email_address(fields["email"]):
+                # A line break here would put headers of the sender's choosing into our emails.
+                return Outcome("failed", detail="email must be one email address (no spaces or line breaks)")
             changes["email_sealed"] = keyring.encrypt_cached(subject, "email", fields["email"])
             changes["email_hash"] = keyring.keyed_hash("email", fields["email"])
         if "name" in fields:

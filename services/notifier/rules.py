@@ -8,6 +8,7 @@ from __future__ import annotations
 import binascii
 import hashlib
 import random
+import re
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -18,6 +19,7 @@ from enum import StrEnum
 
 import aiosmtplib
 
+from schemas.fields import EMAIL_PATTERN, MAX_EMAIL
 from services.notifier.templates import SPECS, RenderedEmail
 
 TRANSACTIONAL = "transactional"
@@ -222,6 +224,18 @@ def _header_value(name: str, value: str) -> str:
     return Header(value, "utf-8", header_name=name).encode(linesep="\r\n")
 
 
+_EMAIL = re.compile(EMAIL_PATTERN)
+
+
+class InvalidAddress(ValueError):
+    """An address that must not go into a header: it could carry headers or a body of its own."""
+
+
+def is_email_address(value: str) -> bool:
+    """The contract's email format: no whitespace or control characters (so no CR/LF), one @."""
+    return len(value) <= MAX_EMAIL and _EMAIL.match(value) is not None
+
+
 def _address(display_name: str | None, address: str) -> str:
     name = " ".join((display_name or "").split())
     return formataddr((name, address), charset="utf-8") if name else address
@@ -249,6 +263,8 @@ def compose(
     Built directly rather than with `email.message` (which costs milliseconds per message); the
     boundary starts with "=_", which quoted-printable bodies can never contain.
     """
+    if not is_email_address(to_email):
+        raise InvalidAddress("the recipient's address is not a valid email address")
     sender_name, sender_address = parseaddr(sender)
     headers = [
         ("Subject", _header_value("Subject", rendered.subject)),

@@ -274,6 +274,18 @@ def test_message_survives_long_lines_dots_and_header_injection() -> None:
     assert msg.get_body(("plain",)).get_content().replace("\r\n", "\n") == text  # type: ignore[union-attr]
 
 
+@pytest.mark.parametrize("address", [
+    "victim@example.com\r\nBcc: evil@example.com", "victim@example.com\nSubject: x", "a b@example.com",
+    "victim@example.com, evil@example.com", "", "no-at-sign", "x@" + "y" * 260 + ".com",
+])
+def test_an_address_that_could_carry_headers_is_refused(address: str) -> None:
+    assert not rules.is_email_address(address)
+    with pytest.raises(rules.InvalidAddress):
+        rules.compose(_rendered(), sender="ISOPARTNER AB <privacy@isopartner.se>", to_email=address, to_name=None,
+                      message_id="<m@isopartner.se>", category=rules.TRANSACTIONAL, unsubscribe=None,
+                      date=datetime(2025, 1, 1, tzinfo=UTC))
+
+
 def test_marketing_message_carries_one_click_unsubscribe() -> None:
     url = "http://consent:6066/v1/unsubscribe/tok"
     raw = rules.compose(

@@ -496,6 +496,10 @@ async def test_directory_commands_rectify_restrict_export_erase(stack, notifier,
     subject = f"cmd-{uuid.uuid4().hex[:8]}"
     await register(bootstrap, db, [subject], domain)
 
+    # An address with a line break would carry headers of the sender's choosing: refused, nothing changed.
+    injected = f"{subject}@{new}\r\nBcc: evil@example.com"
+    ack = await command(bootstrap, subject, "rectify", fields={"email": injected})
+    assert ack["status"] == "failed" and "line breaks" in ack["detail"]
     ack = await command(bootstrap, subject, "rectify", fields={"email": f"{subject}@{new}", "locale": "en"})
     assert ack["status"] == "done"
     exported = await command(bootstrap, subject, "export")
