@@ -11,6 +11,7 @@ from __future__ import annotations
 import csv
 import io
 import json
+import re
 import zipfile
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
@@ -125,13 +126,25 @@ def _flatten(value: Any, prefix: str = "") -> Iterator[tuple[str, str]]:
         yield prefix, "" if value is None else (json.dumps(value) if isinstance(value, bool) else str(value))
 
 
+_NUMBER_LIKE = re.compile(r"^[+-][0-9 ()./-]*$")
+
+
+def spreadsheet_safe(cell: str) -> str:
+    """A cell a spreadsheet program will not run as a formula (CSV injection): one that starts with
+    = @ tab or CR, or + - followed by anything but a number or phone number, gets a leading '.
+    The JSON in the same package keeps every value exactly."""
+    if cell[:1] in ("=", "@", "\t", "\r") or (cell[:1] in ("+", "-") and not _NUMBER_LIKE.match(cell)):
+        return "'" + cell
+    return cell
+
+
 def to_csv(value: Any) -> bytes:
     """One row per leaf value: `field` is its JSON path, so any fragment shape becomes a table."""
     out = io.StringIO()
     writer = csv.writer(out, lineterminator="\r\n")
     writer.writerow(["field", "value"])
     for path, leaf in _flatten(value):
-        writer.writerow([path, leaf])
+        writer.writerow([spreadsheet_safe(path), spreadsheet_safe(leaf)])
     return out.getvalue().encode("utf-8-sig")  # BOM: spreadsheet programs then read UTF-8
 
 
