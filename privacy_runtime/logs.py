@@ -11,6 +11,7 @@ import logging
 import re
 import sys
 from datetime import UTC, datetime
+from typing import Any
 
 _EMAIL = re.compile(r"[A-Za-z0-9._%+-]+@[A-Za-z0-9.-]+\.[A-Za-z]{2,}")
 _PHONE = re.compile(r"\+?\d[\d \-]{7,}\d")
@@ -37,12 +38,30 @@ class JsonFormatter(logging.Formatter):
         return json.dumps(entry, ensure_ascii=False)
 
 
+#: Libraries that are chatty at INFO about rebalances; their warnings are kept.
+NOISY_LOGGERS = ("aiokafka", "faust", "mode")
+
+
+def logging_config(level: str = "INFO") -> dict[str, Any]:
+    """The same set-up as `configure_logging`, as a `logging.config.dictConfig` dict: the faust worker
+    replaces the root logger's handlers when it starts (its `logging_config` setting), and without
+    this its coloured plain-text handler would take over from the scrubbing JSON one."""
+    quiet = logging.getLevelName(max(logging.WARNING, logging.getLevelName(level.upper())))
+    return {
+        "version": 1,
+        "disable_existing_loggers": False,
+        "formatters": {"json": {"()": JsonFormatter}},
+        "handlers": {"json": {"class": "logging.StreamHandler", "formatter": "json", "stream": "ext://sys.stderr"}},
+        "root": {"level": level.upper(), "handlers": ["json"]},
+        "loggers": {name: {"level": quiet} for name in NOISY_LOGGERS},
+    }
+
+
 def configure_logging(level: str = "INFO") -> None:
     handler = logging.StreamHandler(sys.stderr)
     handler.setFormatter(JsonFormatter())
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level)
-    # faust and aiokafka are chatty at INFO about rebalances; keep their warnings.
-    for noisy in ("aiokafka", "faust", "mode"):
+    for noisy in NOISY_LOGGERS:
         logging.getLogger(noisy).setLevel(max(logging.WARNING, root.level))

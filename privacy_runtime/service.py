@@ -28,7 +28,7 @@ from privacy_runtime.datamap import DataMap, load_data_map
 from privacy_runtime.db import create_pool
 from privacy_runtime.deadletters import DeadLetters
 from privacy_runtime.kafka import faust_broker_credentials, faust_broker_urls, make_producer, wait_for_kafka
-from privacy_runtime.logs import configure_logging
+from privacy_runtime.logs import configure_logging, logging_config
 from privacy_runtime.migrations import apply_migrations
 from privacy_runtime.outbox import Outbox, OutboxRelay
 from privacy_runtime.processor import Handler, StreamProcessor
@@ -85,6 +85,7 @@ class ServiceRuntime:
             stream_buffer_maxsize=4096,
             datadir=str(datadir),
             web_in_thread=False,
+            logging_config=logging_config(settings.log_level),
         )
         self.app.before_start = self._wait_for_kafka
         self.app.after_start = self.ensure_started

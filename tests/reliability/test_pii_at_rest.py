@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+import re
 import uuid
 
 import asyncpg
@@ -29,6 +31,10 @@ async def _dump(dsn: str) -> str:
         return "\n".join(chunks)
     finally:
         await conn.close()
+
+
+async def _async(value: bool) -> bool:
+    return value
 
 
 async def test_no_plaintext_pii_in_any_table(stack) -> None:  # type: ignore[no-untyped-def]
@@ -101,6 +107,21 @@ async def test_no_plaintext_pii_in_any_table(stack) -> None:  # type: ignore[no-
 
         await wait_until(dsar_holds_them, timeout=60, what="the corrections and export fragments in dsar")
         dump = await _dump(dsn)
+
+        # A message whose Kafka key is an email address (and not its subject) is dead-lettered by every
+        # consumer of the topic, and the error names the key: a warning each service logs after start.
+        leaked = f"leaked.{first['subject']}@example.org"
+        people.append({"subject": first["subject"], "email": leaked, "name": leaked, "phone": leaked})
+        await publish(bootstrap, USER_REGISTERED, UserRegistered(email=f"x.{first['subject']}@example.org"),
+                      subject=first["subject"], key=leaked)
+
+        def logged_dead_letter(service: ServiceProcess) -> bool:
+            text = service.log_path.read_text(errors="replace") if service.log_path else ""
+            return "key_mismatch" in text
+
+        for service in (consent, notifier, dsar):
+            await wait_until(lambda s=service: _async(logged_dead_letter(s)), timeout=30,
+                             what=f"{service.name} to log the dead letter")
     finally:
         for service in (consent, notifier, dsar):
             service.stop()
@@ -112,3 +133,18 @@ async def test_no_plaintext_pii_in_any_table(stack) -> None:  # type: ignore[no-
             assert value not in dump, f"plaintext {field} found at rest"
             assert value.encode().hex() not in dump, f"{field} found at rest as hex bytes"
     assert "Hemlig AB" not in dump
+
+    # Nor in the services' logs: every log record, also the ones written after faust set up its own
+    # logging at start, is a scrubbing JSON line (faust's banner and progress output are not records).
+    for service in (consent, notifier, dsar):
+        assert service.log_path is not None
+        text = service.log_path.read_text(errors="replace")
+        records = [json.loads(line[line.index("{"):]) for line in text.splitlines() if '{"ts": ' in line]
+        dead_letters = [r for r in records if "key_mismatch" in r["msg"]]
+        assert dead_letters, f"{service.name}: the dead letter's warning is not a JSON record"
+        assert "<email>" in dead_letters[0]["msg"], f"{service.name}: the key in the error was not scrubbed"
+        assert not re.search(r"^\[\d{4}-\d\d-\d\d [\d:,]+\] \[\d+\] \[[A-Z]+\]", text, re.MULTILINE), \
+            f"{service.name}: a log record in faust's plain format, not scrubbed"
+        for person in people:
+            for field in ("email", "name", "phone"):
+                assert person[field] not in text, f"plaintext {field} in the {service.name} log"
