@@ -502,11 +502,25 @@ def network_policy(svc: ServiceSpec) -> dict[str, Any]:
         "spec": {
             "podSelector": {"matchLabels": selector(svc)},
             "policyTypes": ["Ingress", "Egress"],
-            # API callers and Prometheus, on the service's own port only.
-            "ingress": [{"ports": [{"protocol": "TCP", "port": svc.port}]}],
+            # On the service's own port only, and only from who has a reason to call: see API_CLIENTS.
+            "ingress": [{"from": API_CLIENTS, "ports": [{"protocol": "TCP", "port": svc.port}]}],
             "egress": egress,
         },
     }
+
+
+#: Who may reach a service's port: the privacy namespace's own pods (the notifier asks consent for
+#: decisions; privacyctl run as a pod), the ingress controller (the emailed links), Prometheus, and the
+#: namespaces of platform services that ask for decisions, which their operators label
+#: `privacy.isopartner.se/api-client: "true"`. Anything else (any pod in any namespace) is refused:
+#: the decision and consent APIs answer without a token.
+API_CLIENT_LABEL = "privacy.isopartner.se/api-client"
+API_CLIENTS: list[dict[str, Any]] = [
+    {"podSelector": {}},
+    {"namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": "ingress-nginx"}}},
+    {"namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": "monitoring"}}},
+    {"namespaceSelector": {"matchLabels": {API_CLIENT_LABEL: "true"}}},
+]
 
 
 def trigger_authentication(svc: ServiceSpec) -> dict[str, Any]:

@@ -182,6 +182,10 @@ def test_service_has_probes_pdb_networkpolicy_and_scaling(rendered: dict[str, Do
     assert set(policy["spec"]["policyTypes"]) == {"Ingress", "Egress"}
     ingress_ports = [p["port"] for rule in policy["spec"]["ingress"] for p in rule["ports"]]
     assert ingress_ports == [svc.port]
+    # Never from anywhere: every ingress rule names its sources, none of them "all namespaces".
+    for rule in policy["spec"]["ingress"]:
+        assert rule.get("from"), "an ingress rule without `from` admits every pod in the cluster"
+        assert all(peer.get("namespaceSelector") != {} for peer in rule["from"])
     egress_ports = {p["port"] for rule in policy["spec"]["egress"] for p in rule["ports"]}
     assert {53, 5432, generate.KAFKA_TLS_PORT} <= egress_ports
     assert (587 in egress_ports) is svc.smtp
