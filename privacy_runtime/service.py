@@ -13,7 +13,7 @@ import logging
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import asyncpg
 import faust
@@ -37,6 +37,17 @@ from privacy_runtime.settings import ServiceSettings
 log = logging.getLogger(__name__)
 
 
+class OtherKeys(Protocol):
+    """Keys wrapped by the master key that a service keeps outside the keyring (the notifier's final
+    notices): moved to the current master key during a rotation, like the keyring's."""
+
+    async def rewrap(self, conn: asyncpg.Connection) -> int:
+        """Re-wrap what is not locked elsewhere under the current master key; how many were moved."""
+
+    async def left(self, conn: asyncpg.Connection) -> int:
+        """How many are still wrapped by another master key."""
+
+
 class ServiceRuntime:
     def __init__(self, name: str, settings: ServiceSettings, sql_dir: Path, web_port: int):
         configure_logging(settings.log_level)
@@ -55,6 +66,7 @@ class ServiceRuntime:
         self._relay: OutboxRelay | None = None
         self._background: list[asyncio.Task[None]] = []
         self._on_started: list[Callable[[], Awaitable[None]]] = []
+        self._other_keys: list[OtherKeys] = []
         self._streams: dict[str, StreamProcessor] = {}
         self._consumer: BatchConsumer | None = None
         self._consumer_task: asyncio.Task[None] | None = None
@@ -189,12 +201,23 @@ class ServiceRuntime:
         while True:
             async with self.transaction() as conn:
                 moved += await self.keyring.rewrap_all(conn)
+                for other in self._other_keys:
+                    moved += await other.rewrap(conn)
             async with self.pool.acquire() as conn:
-                if not await self.keyring.keys_under_other_masters(conn):
-                    break
+                left = await self.keyring.keys_under_other_masters(conn)
+                for other in self._other_keys:
+                    left += await other.left(conn)
+            if not left:
+                break
             await asyncio.sleep(1.0)
-        log.warning("master key rotation: %d data keys re-wrapped under the current master key; "
-                    "PRIVACY_MASTER_KEY_PREVIOUS is no longer needed by %s", moved, self.name)
+        log.warning("master key rotation: %d keys re-wrapped under the current master key; %s stores none under "
+                    "the previous one. Keep PRIVACY_MASTER_KEY_PREVIOUS set while links and codes in emails already "
+                    "sent must work (unsubscribe links are signed, verification codes hashed, with it)",
+                    moved, self.name)
+
+    def rotate_with_master_key(self, keys: OtherKeys) -> None:
+        """Keys a service wraps outside the keyring: re-wrapped with the keyring's during a rotation."""
+        self._other_keys.append(keys)
 
     async def stop_consuming(self) -> None:
         """Take no more messages: let the batch in hand finish and commit its offsets, then leave the

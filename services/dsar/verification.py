@@ -24,14 +24,24 @@ def new_code() -> str:
 
 
 class CodeHasher:
-    def __init__(self, master_key: bytes):
-        self._key = hmac.new(master_key, b"dsar-verification-code", hashlib.sha256).digest()
+    """Codes are stored as keyed hashes. A code hashed before a master key rotation still matches
+    while PRIVACY_MASTER_KEY_PREVIOUS is set (codes live a day; keep it at least that long)."""
+
+    def __init__(self, master_key: bytes, previous_master_key: bytes | None = None):
+        masters = [master_key] + ([previous_master_key] if previous_master_key else [])
+        self._keys = [hmac.new(m, b"dsar-verification-code", hashlib.sha256).digest() for m in masters]
 
     def hash(self, request_id: str, code: str) -> str:
-        return hmac.new(self._key, f"{request_id}:{code}".encode(), hashlib.sha256).hexdigest()
+        return self._hash(self._keys[0], request_id, code)
 
     def matches(self, request_id: str, code: str, stored: str) -> bool:
-        return bool(stored) and hmac.compare_digest(self.hash(request_id, code), stored)
+        # Every key is tried (no early exit), so the time taken says nothing about which one matched.
+        found = [hmac.compare_digest(self._hash(key, request_id, code), stored) for key in self._keys]
+        return bool(stored) and any(found)
+
+    @staticmethod
+    def _hash(key: bytes, request_id: str, code: str) -> str:
+        return hmac.new(key, f"{request_id}:{code}".encode(), hashlib.sha256).hexdigest()
 
 
 class Verdict(StrEnum):

@@ -65,7 +65,7 @@ class Workflow:
         self.settings = settings
         self.keyring = runtime.keyring
         self.data_map = runtime.data_map
-        self.hasher = CodeHasher(settings.master_key())
+        self.hasher = CodeHasher(settings.master_key(), settings.previous_master_key())
         # PUBLIC_BASE_URL when set; otherwise this service's own local address (the contract default).
         if "public_base_url" in settings.model_fields_set:
             self.public_base_url = settings.public_base_url.rstrip("/")

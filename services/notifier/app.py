@@ -10,6 +10,7 @@ from services.notifier.consent_client import ConsentDecisions
 from services.notifier.delivery import Sender
 from services.notifier.downstream import notifier_actions
 from services.notifier.fanout import FanOut
+from services.notifier.final_notices import FinalNoticeKeys, FinalNoticeRotation
 from services.notifier.intake import Intake
 from services.notifier.settings import NotifierSettings
 from services.notifier.wakeups import Wakeups
@@ -27,6 +28,8 @@ sender = Sender(
     runtime, settings, wakeups, ConsentDecisions(settings.consent_base_url, settings.consent_timeout_seconds)
 )
 inbox = CommandInbox(runtime, SYSTEM_ID, notifier_actions(runtime))
+final_notice_keys = FinalNoticeKeys(settings.master_key(), settings.previous_master_key())
+runtime.rotate_with_master_key(FinalNoticeRotation(final_notice_keys))
 
 
 @runtime.on_started

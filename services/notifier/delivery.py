@@ -53,6 +53,7 @@ import aiosmtplib
 import asyncpg
 
 from privacy_runtime import metrics
+from privacy_runtime.crypto import DecryptionFailed
 from privacy_runtime.db import TRANSIENT_DB_ERRORS
 from privacy_runtime.logs import scrub
 from privacy_runtime.tokens import UNSUBSCRIBE, TokenSigner
@@ -148,6 +149,8 @@ class Claimed:
     recipient: rules.Recipient | None
     erased: bool
     params: dict[str, Any] | None
+    #: Why it cannot be sent at all (recorded as a permanent failure), e.g. a key that does not open.
+    problem: str | None = None
 
     @property
     def notification_id(self) -> str:
@@ -271,7 +274,10 @@ class Sender:
         batch = []
         for row in rows:
             if row["final_notice"]:
-                batch.append(self._prepare_final(row, finals.get(row["subject"])))
+                try:
+                    batch.append(self._prepare_final(row, finals.get(row["subject"])))
+                except DecryptionFailed as exc:  # one email fails, not the batch (the claim would repeat)
+                    batch.append(Claimed(row, None, False, None, problem=f"cannot open its final notice: {exc}"))
                 continue
             subject = row["subject"]
             entry = found.get(subject)
@@ -321,6 +327,9 @@ class Sender:
         """Decide, render and send one email; the consent check, rate wait and SMTP send are cut at
         `deadlines.send_by`."""
         row = item.row
+        if item.problem is not None:
+            await self._fail(item, item.problem)
+            return Outcome.NEXT
         now = datetime.now(UTC)
         verdict = self._verdict(item, now)
         if verdict.needs_consent:

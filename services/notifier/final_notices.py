@@ -15,7 +15,10 @@ import json
 import os
 from dataclasses import dataclass
 
+import asyncpg
+
 from privacy_runtime.crypto import DecryptionFailed, master_key_id, open_sealed, seal
+from services.notifier import store
 
 #: Templates that may still be sent to a subject whose directory entry was erased.
 FINAL_TEMPLATES: frozenset[str] = frozenset({"erasure_completed"})
@@ -56,6 +59,15 @@ class FinalNoticeKeys:
             raise DecryptionFailed(f"final notice key wrapped by unknown master key {wrapped_by}")
         return open_sealed(master, wrapped_key, b"final-notice-key:" + subject.encode())
 
+    @property
+    def master_id(self) -> str:
+        return self._master_id
+
+    def rewrap(self, subject: str, wrapped_key: bytes, wrapped_by: str) -> bytes:
+        """The same key wrapped by the current master key (master key rotation)."""
+        key = self.unwrap(subject, wrapped_key, wrapped_by)
+        return seal(self._master, key, b"final-notice-key:" + subject.encode())
+
     @staticmethod
     def open_contact(subject: str, key: bytes, contact_sealed: bytes) -> Contact:
         data = json.loads(open_sealed(key, contact_sealed, b"final-notice:" + subject.encode()))
@@ -68,3 +80,20 @@ class FinalNoticeKeys:
     @staticmethod
     def open_params(key: bytes, notification_id: str, sealed: bytes) -> str:
         return open_sealed(key, sealed, b"final-notice-params:" + notification_id.encode()).decode()
+
+
+class FinalNoticeRotation:
+    """The final notices' keys in a master key rotation (see `ServiceRuntime.rotate_with_master_key`)."""
+
+    def __init__(self, keys: FinalNoticeKeys):
+        self.keys = keys
+
+    async def rewrap(self, conn: asyncpg.Connection) -> int:
+        rows = await store.final_notices_under_other_masters(conn, self.keys.master_id)
+        for row in rows:
+            wrapped = self.keys.rewrap(row["subject"], row["wrapped_key"], row["master_key_id"])
+            await store.rewrap_final_notice(conn, row["subject"], wrapped, self.keys.master_id)
+        return len(rows)
+
+    async def left(self, conn: asyncpg.Connection) -> int:
+        return await store.count_final_notices_under_other_masters(conn, self.keys.master_id)

@@ -418,6 +418,21 @@ async def delete_final_notice(conn: asyncpg.Connection, subject: str) -> None:
     await conn.execute("DELETE FROM final_notices WHERE subject = $1", subject)
 
 
+async def final_notices_under_other_masters(conn: asyncpg.Connection, master_id: str) -> list[asyncpg.Record]:
+    return await conn.fetch(
+        "SELECT subject, wrapped_key, master_key_id FROM final_notices WHERE master_key_id <> $1 "
+        "FOR UPDATE SKIP LOCKED", master_id)
+
+
+async def count_final_notices_under_other_masters(conn: asyncpg.Connection, master_id: str) -> int:
+    return int(await conn.fetchval("SELECT count(*) FROM final_notices WHERE master_key_id <> $1", master_id))
+
+
+async def rewrap_final_notice(conn: asyncpg.Connection, subject: str, wrapped_key: bytes, master_id: str) -> None:
+    await conn.execute("UPDATE final_notices SET wrapped_key = $2, master_key_id = $3 WHERE subject = $1",
+                       subject, wrapped_key, master_id)
+
+
 async def purge_final_notices(conn: asyncpg.Connection) -> int:
     count = await conn.fetchval(
         "WITH d AS (DELETE FROM final_notices WHERE expires_at <= now() RETURNING 1) SELECT count(*) FROM d"

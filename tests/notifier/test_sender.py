@@ -361,6 +361,27 @@ async def test_erasure_confirmation_arriving_after_the_erase_still_goes_but_noth
     assert await finals_left(sending) == 0
 
 
+async def test_a_final_notice_whose_key_does_not_open_fails_alone(sending: Runtime, relay: Relay) -> None:
+    """E.g. the previous master key removed before the rotation moved it: that email is recorded as
+    failed, and the rest of the queue still goes (a failing batch would be claimed again forever)."""
+    await fill_directory(sending, ["ok-e4", "ok-e5"], domain="relay.example")
+    request_id = uuid.uuid4()
+    confirmation = await queue(sending, "ok-e4", "erasure_completed", params=completed(request_id))
+    assert await erase(sending, "ok-e4", request_id) == "done"
+    async with sending.pool.acquire() as conn:
+        await conn.execute("UPDATE final_notices SET master_key_id = 'gone' WHERE subject = 'ok-e4'")
+    other = await queue(sending, "ok-e5")
+    sender = sender_for(sending)
+    try:
+        await sender.send_round()
+    finally:
+        await sender.mailer.close()
+    failed = await row(sending, confirmation)
+    assert failed["status"] == "failed" and "final notice" in failed["last_error"]
+    assert (await row(sending, other))["status"] == "sent"
+    assert [rcpt for rcpt, _ in relay.received] == ["ok-e5@relay.example"]
+
+
 async def test_an_erasure_without_a_request_keeps_no_address(sending: Runtime) -> None:
     await fill_directory(sending, ["ok-e3"], domain="relay.example")
     assert await erase(sending, "ok-e3", None) == "done"
