@@ -29,6 +29,7 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from devstack import standins
 from privacy_runtime.codec import DecodeError, decode
 from privacy_runtime.datamap import load_data_map
+from privacy_runtime.notice_secrets import SECRET_PARAMS, NoticeSecrets
 from privacy_runtime.settings import DEFAULT_DATA_MAP as DEFAULT_DATA_MAP_PATH
 from schemas.envelope import new_event
 from schemas.events import EventData
@@ -214,6 +215,14 @@ def downstream_answer(subject: str, command: dict[str, Any], *, export: dict[str
     as the local stand-ins answer it: done, except billing keeping its records on erase; an export
     carries `export` or a small fragment."""
     return standins.answer(DEFAULT_DATA_MAP, subject, command, export=export)
+
+
+def opened_notification(data: dict[str, Any]) -> dict[str, Any]:
+    """A `notification-requested` event's data with its sealed secrets (codes, links) opened, as the
+    notifier sees it; fails if a secret travelled in the clear."""
+    assert not set(data.get("params", {})) & SECRET_PARAMS, f"a secret param in the clear: {data['params']}"
+    secrets = NoticeSecrets(base64.b64decode(TEST_MASTER_KEY))
+    return {**data, "params": secrets.open(str(data["notification_id"]), data.get("params", {}))}
 
 
 def event_of(message: Any) -> dict[str, Any] | None:

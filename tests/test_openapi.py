@@ -24,6 +24,7 @@ from tests.helpers import (
     TEST_MASTER_KEY,
     event_of,
     get_json,
+    opened_notification,
     publish,
     subject_id,
     wait_for_messages,
@@ -125,8 +126,8 @@ async def test_successful_answers_match_the_documented_schemas(stack, system) ->
     def code_email(m) -> bool:  # type: ignore[no-untyped-def]
         return (event_of(m) or {}).get("data", {}).get("notification_id") == f"dsar:{request_id}:code:1"
 
-    code = (event_of((await wait_for_messages(bootstrap, NOTIFICATION_REQUESTED, code_email))[0])
-            or {})["data"]["params"]["code"]
+    code = opened_notification((event_of((await wait_for_messages(bootstrap, NOTIFICATION_REQUESTED, code_email))[0])
+                                or {})["data"])["params"]["code"]
 
     async def in_review() -> bool:
         status, body = await get_json(f"{dsar}/v1/admin/requests/{objection}",

@@ -23,6 +23,7 @@ import asyncpg
 from privacy_runtime import metrics
 from privacy_runtime.commands import Ack, AckIn, CommandSpec, CommandTracker
 from privacy_runtime.crypto import open_sealed, seal
+from privacy_runtime.notice_secrets import NoticeSecrets
 from privacy_runtime.processor import Inbound
 from schemas.enums import CaseRight, CaseStatus, Locale, NotificationCategory
 from schemas.events import DsarStatus, NotificationRequested
@@ -66,6 +67,7 @@ class Workflow:
         self.keyring = runtime.keyring
         self.data_map = runtime.data_map
         self.hasher = CodeHasher(settings.master_key(), settings.previous_master_key())
+        self.notice_secrets = NoticeSecrets(settings.master_key(), settings.previous_master_key())
         # PUBLIC_BASE_URL when set; otherwise this service's own local address (the contract default).
         if "public_base_url" in settings.model_fields_set:
             self.public_base_url = settings.public_base_url.rstrip("/")
@@ -286,7 +288,7 @@ class Workflow:
             template=notify.template,
             category=NotificationCategory.TRANSACTIONAL,
             locale=DEFAULT_LOCALE,
-            params=params,
+            params=self.notice_secrets.seal(notification_id, params),  # codes and links never in the clear
         )
         await self.runtime.outbox.add(
             conn,

@@ -17,6 +17,7 @@ from typing import Any
 import asyncpg
 
 from privacy_runtime import metrics
+from privacy_runtime.notice_secrets import NoticeSecrets
 from privacy_runtime.processor import Inbound
 from schemas.topics import MERGER_NOTICE, POLICY_CHANGED
 from services.notifier import rules, store, templates
@@ -64,6 +65,7 @@ class Intake:
         self.settings = settings
         self.domain = rules.sender_domain(settings.smtp_from)
         self.final_keys = FinalNoticeKeys(settings.master_key(), settings.previous_master_key())
+        self.notice_secrets = NoticeSecrets(settings.master_key(), settings.previous_master_key())
         self.context = templates.Context(
             contact_email=settings.privacy_contact_email, public_base_url=settings.public_base_url
         )
@@ -111,7 +113,9 @@ class Intake:
                     template=data.template,
                     category=str(data.category),
                     locale=str(data.locale),
-                    params=dict(data.params),
+                    # A code or link sealed by the sender is opened here; one that does not open
+                    # fails this event alone (dead-lettered with the reason).
+                    params=self.notice_secrets.open(data.notification_id, data.params),
                     origin="notification-requested",
                 )
             )

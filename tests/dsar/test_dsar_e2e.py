@@ -44,6 +44,7 @@ from tests.helpers import (
     event_of,
     get_json,
     header,
+    opened_notification,
     publish,
     publish_raw,
     read_topic,
@@ -230,7 +231,7 @@ async def _notification(bootstrap: str, request_id: str, suffix: str, timeout: f
     [message] = await wait_for_messages(
         bootstrap, NOTIFICATION_REQUESTED, lambda m: _data(m).get("notification_id") == wanted, timeout=timeout
     )
-    return _data(message)
+    return opened_notification(_data(message))  # codes and links travel sealed
 
 
 async def _admin_case(dsar: ServiceProcess, request_id: str) -> dict[str, Any]:
