@@ -14,6 +14,10 @@ class DsarSettings(ServiceSettings):
     verification_code_ttl_seconds: float = DAY
     verification_max_attempts: int = 5
     verification_max_codes: int = 3
+    #: Wrong codes for one subject across all their requests within the window, before every code of
+    #: theirs is refused until the window has passed (filing many requests buys no more guesses).
+    verification_max_failures_per_subject: int = Field(default=10, ge=1)
+    verification_failure_window_seconds: float = DAY
     #: A request whose identity is not verified within this long is closed (closed_unverified).
     unverified_close_after_seconds: float = 14 * DAY
     #: Export download links: lifetime and number of downloads.

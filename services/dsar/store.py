@@ -239,6 +239,20 @@ async def count_failed_attempt(conn: asyncpg.Connection, request_id: str, lock: 
     return int(value)
 
 
+async def recent_failed_verifications(conn: asyncpg.Connection, subject: str, window_seconds: float) -> int:
+    """Wrong codes for any of the subject's requests within the window (older ones are deleted).
+    Holds the subject's lock until the transaction ends, so that two requests of one subject verified
+    at once cannot both pass the count."""
+    await conn.execute("SELECT pg_advisory_xact_lock(hashtextextended($1, 42))", subject)
+    await conn.execute("DELETE FROM failed_verifications WHERE subject = $1 "
+                       "AND failed_at < now() - make_interval(secs => $2)", subject, window_seconds)
+    return int(await conn.fetchval("SELECT count(*) FROM failed_verifications WHERE subject = $1", subject))
+
+
+async def record_failed_verification(conn: asyncpg.Connection, subject: str) -> None:
+    await conn.execute("INSERT INTO failed_verifications (subject) VALUES ($1)", subject)
+
+
 async def mark_verified(conn: asyncpg.Connection, request_id: str) -> None:
     await conn.execute(
         "UPDATE verifications SET verified_at = now(), code_hash = '' WHERE request_id = $1",
@@ -384,6 +398,7 @@ async def erase_subject_records(conn: asyncpg.Connection, subject: str) -> int:
     )
     await conn.execute("DELETE FROM restrictions WHERE subject = $1", subject)
     await conn.execute("DELETE FROM subject_activity WHERE subject = $1", subject)
+    await conn.execute("DELETE FROM failed_verifications WHERE subject = $1", subject)
     return removed
 
 

@@ -423,6 +423,11 @@ class Workflow:
             if case.status != cases.IDENTITY_PENDING:
                 return VerifyResult(409, {"error": f"the request is {case.status}; there is nothing to verify"})
             verification = await store.lock_verification(conn, request_id)
+            window = self.settings.verification_failure_window_seconds
+            if await store.recent_failed_verifications(conn, case.subject, window) >= \
+                    self.settings.verification_max_failures_per_subject:
+                return VerifyResult(429, {"error": "too many wrong codes for this person's requests recently; "
+                                                   f"try again later or contact {contact}"})
             now = utcnow()
             matches = verification is not None and self.hasher.matches(request_id, code, verification.code_hash)
             verdict = judge(verification, matches, now)
@@ -445,6 +450,7 @@ class Workflow:
             attempts = await store.count_failed_attempt(
                 conn, request_id, lock=verification.attempts + 1 >= max_attempts
             )
+            await store.record_failed_verification(conn, case.subject)
             await self.runtime.audit.record(
                 conn,
                 "verification_failed",

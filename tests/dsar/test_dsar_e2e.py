@@ -497,6 +497,25 @@ async def test_wrong_codes_lock_verification_and_an_operator_can_approve(stack, 
     assert "+46" not in json.dumps(email), "the email names the corrected field, not its value"
 
 
+async def test_more_requests_buy_no_more_guesses_at_a_persons_code(stack, dsar) -> None:  # type: ignore[no-untyped-def]
+    """Ten wrong codes across one person's requests within a day (the default) and even the right code
+    of a third request is refused for now; another person's request is not affected."""
+    bootstrap = stack.endpoints.kafka_bootstrap
+    subject = subject_id("guess")
+    first, second, third = [await _dsar(bootstrap, subject, "access", verified=False) for _ in range(3)]
+    for request_id in (first, second):
+        code = (await _notification(bootstrap, request_id, "code:1"))["params"]["code"]
+        verify = f"{dsar.url}/v1/requests/{request_id}/verify"
+        assert [(await _post(verify, {"code": _wrong(code)})).status_code for _ in range(5)][-1] == 429
+    code = (await _notification(bootstrap, third, "code:1"))["params"]["code"]
+    refused = await _post(f"{dsar.url}/v1/requests/{third}/verify", {"code": code})
+    assert refused.status_code == 429 and "this person's requests" in refused.json()["error"]
+
+    other = await _dsar(bootstrap, subject_id("guess-other"), "access", verified=False)
+    code = (await _notification(bootstrap, other, "code:1"))["params"]["code"]
+    assert (await _post(f"{dsar.url}/v1/requests/{other}/verify", {"code": code})).status_code == 200
+
+
 async def test_unverified_after_fourteen_days_is_closed_and_the_subject_told(stack, dsar) -> None:  # type: ignore[no-untyped-def]
     bootstrap = stack.endpoints.kafka_bootstrap
     request_id = await _erasure(
