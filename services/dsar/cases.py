@@ -560,7 +560,7 @@ def open_case(case: Case, data_map: DataMap, now: datetime, *, subject_erased: b
             done = _move(progress.case, COMPLETED, now, reason="the subject's data was already erased")
             return opened.then(progress).then(done)
         return opened.then(_move(case, CANCELLED, now, reason="the subject's data was erased before this request"))
-    if case.requested_via == INTERNAL:
+    if case.requested_via == INTERNAL and case.identity_verified:
         # Opened by the services themselves (a child's registration, retention): there is no request of
         # the subject's to confirm; the erasure email says why it happened.
         return opened.then(start(case, data_map, now))

@@ -233,7 +233,7 @@ class InvalidAddress(ValueError):
 
 def is_email_address(value: str) -> bool:
     """The contract's email format: no whitespace or control characters (so no CR/LF), one @."""
-    return len(value) <= MAX_EMAIL and _EMAIL.match(value) is not None
+    return len(value) <= MAX_EMAIL and _EMAIL.fullmatch(value) is not None  # `$` alone allows a final \n
 
 
 def _address(display_name: str | None, address: str) -> str:

@@ -181,7 +181,7 @@ def test_extend_refused_for_closed_cases() -> None:
 
 def test_extension_total_never_exceeds_three_months() -> None:
     case = cases.extend(opened().case, 2, "reason", T0).case
-    assert case.due_at <= cases.due_date(case.received_at, 2)
+    assert case.due_at <= case.received_at + timedelta(days=92, hours=1)  # three months at most
 
 
 # --- transitions --------------------------------------------------------------------------------
@@ -742,7 +742,7 @@ def check_invariants(before: Case, decision: Decision) -> None:
         assert after.status == before.status
     assert after.extension_months in (0, 1, 2)
     assert after.due_at == cases.due_date(after.received_at, after.extension_months)
-    assert after.due_at <= cases.due_date(after.received_at, 2)
+    assert after.due_at <= after.received_at + timedelta(days=92, hours=1)  # three months at most
     if after.extension_months:
         assert after.extension_reason
     if after.manual_review:
@@ -821,6 +821,11 @@ def test_an_erasure_the_services_started_confirms_no_request_and_says_why(ground
     _, decisions = answer_all(start.case)
     [email] = [n for d in decisions for n in effects_of(d, cases.Notify) if n.template == "erasure_completed"]
     assert email.params["our_initiative"] and email.params["ground"] == ground
+
+
+def test_an_internal_request_whose_identity_is_not_verified_waits_for_it_like_any_other() -> None:
+    start = opened(cases.ACCESS, verified=False, requested_via=cases.INTERNAL)
+    assert start.case.status == IDENTITY_PENDING and not effects_of(start, cases.IssueCommands)
 
 
 def test_an_erasure_the_subject_asked_for_is_confirmed_as_their_request() -> None:

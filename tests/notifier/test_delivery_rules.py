@@ -276,6 +276,7 @@ def test_message_survives_long_lines_dots_and_header_injection() -> None:
 
 @pytest.mark.parametrize("address", [
     "victim@example.com\r\nBcc: evil@example.com", "victim@example.com\nSubject: x", "a b@example.com",
+    "victim@example.com\n", "victim@example.com\r\n",
     "victim@example.com, evil@example.com", "", "no-at-sign", "x@" + "y" * 260 + ".com",
 ])
 def test_an_address_that_could_carry_headers_is_refused(address: str) -> None:
