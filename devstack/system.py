@@ -96,7 +96,9 @@ async def main() -> int:
                 cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
             )
             processes.append((name, process))
-        standins = os.environ.get("DOWNSTREAM_STANDINS", "1") != "0"
+        # Only on the embedded broker by default: on a shared one, stand-ins would answer the real
+        # systems' commands (and erasures would be confirmed that no system carried out).
+        standins = os.environ.get("DOWNSTREAM_STANDINS", "1" if stack.kafka is not None else "0") != "0"
         if standins:  # the downstream systems, played locally so that cases can complete
             log = (var_dir / "log" / "standins.log").open("ab")
             processes.append(("standins", subprocess.Popen(
@@ -110,7 +112,8 @@ async def main() -> int:
         ports = {name: int(env.get(var, default)) for name, var, default in SERVICES}
         systems = ("played by local stand-ins that answer every command (var/log/standins.log; "
                    "DOWNSTREAM_STANDINS=0 leaves them to real systems)" if standins
-                   else "not played (DOWNSTREAM_STANDINS=0): cases wait for real systems to answer")
+                   else "not played: cases wait for real systems to answer (DOWNSTREAM_STANDINS=1 plays "
+                        "them, on a broker of your own only)")
         print(f"""
   Privacy services are running.
 
