@@ -12,6 +12,7 @@ Nothing but the final notice templates may use it.
 from __future__ import annotations
 
 import json
+import logging
 import os
 from dataclasses import dataclass
 
@@ -19,6 +20,11 @@ import asyncpg
 
 from privacy_runtime.crypto import DecryptionFailed, master_key_id, open_sealed, seal
 from services.notifier import store
+
+log = logging.getLogger(__name__)
+
+#: The wrapping key id of a final notice found damaged during a rotation: no key opens it.
+UNOPENABLE = "unopenable"
 
 #: Templates that may still be sent to a subject whose directory entry was erased.
 FINAL_TEMPLATES: frozenset[str] = frozenset({"erasure_completed"})
@@ -63,6 +69,11 @@ class FinalNoticeKeys:
     def master_id(self) -> str:
         return self._master_id
 
+    @property
+    def other_master_ids(self) -> list[str]:
+        """The master keys besides the current one that this process can still unwrap with."""
+        return [m for m in self._masters if m != self._master_id]
+
     def rewrap(self, subject: str, wrapped_key: bytes, wrapped_by: str) -> bytes:
         """The same key wrapped by the current master key (master key rotation)."""
         key = self.unwrap(subject, wrapped_key, wrapped_by)
@@ -89,11 +100,22 @@ class FinalNoticeRotation:
         self.keys = keys
 
     async def rewrap(self, conn: asyncpg.Connection) -> int:
-        rows = await store.final_notices_under_other_masters(conn, self.keys.master_id)
+        rows = await store.final_notices_under_masters(conn, self.keys.other_master_ids)
+        moved = 0
         for row in rows:
-            wrapped = self.keys.rewrap(row["subject"], row["wrapped_key"], row["master_key_id"])
+            try:
+                wrapped = self.keys.rewrap(row["subject"], row["wrapped_key"], row["master_key_id"])
+            except DecryptionFailed:
+                # Damaged: marked, so the rotation does not wait for it; its email fails alone when sent.
+                log.warning("a final notice does not open under master key %s; marked unopenable",
+                            row["master_key_id"])
+                await store.rewrap_final_notice(conn, row["subject"], row["wrapped_key"], UNOPENABLE)
+                continue
             await store.rewrap_final_notice(conn, row["subject"], wrapped, self.keys.master_id)
-        return len(rows)
+            moved += 1
+        return moved
 
     async def left(self, conn: asyncpg.Connection) -> int:
-        return await store.count_final_notices_under_other_masters(conn, self.keys.master_id)
+        """Still under the previous master key. One under a key this process does not have, or marked
+        unopenable, can never move (its email fails when its turn comes) and does not hold it up."""
+        return await store.count_final_notices_under_masters(conn, self.keys.other_master_ids)

@@ -418,14 +418,15 @@ async def delete_final_notice(conn: asyncpg.Connection, subject: str) -> None:
     await conn.execute("DELETE FROM final_notices WHERE subject = $1", subject)
 
 
-async def final_notices_under_other_masters(conn: asyncpg.Connection, master_id: str) -> list[asyncpg.Record]:
+async def final_notices_under_masters(conn: asyncpg.Connection, master_ids: Sequence[str]) -> list[asyncpg.Record]:
     return await conn.fetch(
-        "SELECT subject, wrapped_key, master_key_id FROM final_notices WHERE master_key_id <> $1 "
-        "FOR UPDATE SKIP LOCKED", master_id)
+        "SELECT subject, wrapped_key, master_key_id FROM final_notices WHERE master_key_id = ANY($1::text[]) "
+        "FOR UPDATE SKIP LOCKED", list(master_ids))
 
 
-async def count_final_notices_under_other_masters(conn: asyncpg.Connection, master_id: str) -> int:
-    return int(await conn.fetchval("SELECT count(*) FROM final_notices WHERE master_key_id <> $1", master_id))
+async def count_final_notices_under_masters(conn: asyncpg.Connection, master_ids: Sequence[str]) -> int:
+    return int(await conn.fetchval(
+        "SELECT count(*) FROM final_notices WHERE master_key_id = ANY($1::text[])", list(master_ids)))
 
 
 async def rewrap_final_notice(conn: asyncpg.Connection, subject: str, wrapped_key: bytes, master_id: str) -> None:

@@ -45,15 +45,29 @@ async def test_final_notices_are_rewrapped_in_the_database(stack) -> None:  # ty
                 await store.save_final_notice(conn, subject=subject, request_id=uuid.uuid4(),
                                               wrapped_key=sealed.wrapped_key, master_key_id=sealed.master_key_id,
                                               contact_sealed=sealed.contact_sealed, keep_seconds=3600)
+            # One damaged row (not openable with the previous key) does not hold the others up.
+            sealed = old.seal_contact("u3", Contact("u3@example.org", None, "en"))
+            await store.save_final_notice(conn, subject="u3", request_id=uuid.uuid4(),
+                                          wrapped_key=b"\x00" * 60, master_key_id=sealed.master_key_id,
+                                          contact_sealed=sealed.contact_sealed, keep_seconds=3600)
         rotation = FinalNoticeRotation(FinalNoticeKeys(NEW, OLD))
         async with runtime.pool.acquire() as conn:
-            assert await rotation.left(conn) == 2
+            assert await rotation.left(conn) == 3
         async with runtime.transaction() as conn:
             assert await rotation.rewrap(conn) == 2
         async with runtime.pool.acquire() as conn:
-            assert await rotation.left(conn) == 0
+            assert await rotation.left(conn) == 0, "the damaged one is marked and not waited for"
             rows = await store.final_notices(conn, ["u1", "u2"])
+            damaged = await store.final_notices(conn, ["u3"])
+        assert damaged["u3"]["master_key_id"] == "unopenable"
+        # A key this process does not have at all (an older rotation's) is not waited for.
+        assert await _left_without_the_previous_key(runtime) == 0
         fresh = FinalNoticeKeys(NEW)  # the previous key can go now
         for subject, row in rows.items():
             key = fresh.unwrap(subject, row["wrapped_key"], row["master_key_id"])
             assert fresh.open_contact(subject, key, row["contact_sealed"]).email == f"{subject}@example.org"
+
+
+async def _left_without_the_previous_key(runtime) -> int:  # type: ignore[no-untyped-def]
+    async with runtime.pool.acquire() as conn:
+        return await FinalNoticeRotation(FinalNoticeKeys(NEW)).left(conn)
