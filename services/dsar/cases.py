@@ -471,14 +471,17 @@ def _outcome_email(case: Case, *, lifted: bool = False) -> Notify:
     )
 
 
+def _cancel_others(case: Case) -> CancelOtherCases:
+    return CancelOtherCases(f"the subject's data was erased under request {case.request_id}")
+
+
 def _complete(case: Case, now: datetime) -> Decision:
     if case.right == ERASURE:
         # The completion email is requested before the key is shredded (unsealed, so it survives).
         effects: tuple[Effect, ...] = () if case.completion_notified else (_completion_email(case),)
         case = replace(case, completion_notified=True)
         done = _move(case, COMPLETED, now)
-        reason = f"the subject's data was erased under request {case.request_id}"
-        return Decision(done.case, effects + done.effects + (CancelOtherCases(reason), ShredSubject()))
+        return Decision(done.case, effects + done.effects + (_cancel_others(case), ShredSubject()))
     if case.right in (ACCESS, PORTABILITY):
         done = _move(case, COMPLETED, now)
         return Decision(done.case, (AssembleExport(), *done.effects))
@@ -498,7 +501,9 @@ def _advance(case: Case, now: datetime) -> Decision:
         # the notifier still holds the address, and erase the notifier last.
         effects: tuple[Effect, ...] = ()
         if case.right == ERASURE and not case.completion_notified:
-            effects = (_completion_email(case),)
+            # The email names the subject's other open requests; they are closed with it, so that it
+            # names exactly those (one opened meanwhile is closed at completion).
+            effects = (_completion_email(case), _cancel_others(case))
             case = replace(case, completion_notified=True)
         return Decision(case, effects).then(_issue(case, later[0]))
     return _complete(case, now)

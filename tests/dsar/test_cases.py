@@ -375,6 +375,8 @@ def test_erasure_completes_only_after_every_system_and_notifier_last() -> None:
     # Now the completion email is requested, then the notifier's erase is sent; not completed yet.
     kinds = [type(e).__name__ for e in decision.effects]
     assert kinds.index("Notify") < kinds.index("IssueCommands")
+    # The subject's other open requests are closed with the email that names them.
+    assert kinds.index("Notify") + 1 == kinds.index("CancelOtherCases")
     [email] = effects_of(decision, cases.Notify)
     assert email.template == "erasure_completed" and email.survive_erasure
     assert email.params["retained"] == [
