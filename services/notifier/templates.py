@@ -36,6 +36,7 @@ from datetime import date, datetime
 from functools import cache
 from pathlib import Path
 from typing import Any
+from zoneinfo import ZoneInfo
 
 import jinja2
 
@@ -124,17 +125,27 @@ def locale_of(locale: str | None) -> str:
     return locale if locale in LOCALES else DEFAULT_LOCALE
 
 
+#: Times in emails are the controller's local time (a deadline "by 30 April" is Swedish calendar).
+EMAIL_TIME_ZONE = ZoneInfo("Europe/Stockholm")
+
+
+def _moment(value: datetime) -> str:
+    if value.tzinfo is not None:
+        value = value.astimezone(EMAIL_TIME_ZONE)
+    return value.strftime("%Y-%m-%d %H:%M %Z").strip()
+
+
 def _day(value: Any) -> str:
-    """ISO date -> YYYY-MM-DD, ISO timestamp -> YYYY-MM-DD HH:MM <zone>; anything else as given."""
+    """ISO date -> YYYY-MM-DD, ISO timestamp -> YYYY-MM-DD HH:MM CET/CEST (Stockholm); else as given."""
     if isinstance(value, datetime):
-        return value.strftime("%Y-%m-%d %H:%M %Z").strip()
+        return _moment(value)
     if isinstance(value, date):
         return value.isoformat()
     text = str(value)
     try:
         if len(text) == 10:
             return date.fromisoformat(text).isoformat()
-        return datetime.fromisoformat(text.replace("Z", "+00:00")).strftime("%Y-%m-%d %H:%M %Z").strip()
+        return _moment(datetime.fromisoformat(text.replace("Z", "+00:00")))
     except ValueError:
         return text
 

@@ -336,3 +336,13 @@ def test_the_erasure_email_names_the_other_requests_it_closed(locale: str) -> No
         assert ("ärende R-2" if sv else "case R-2") in part
     alone = templates.render("erasure_completed", locale, {"request_id": "R-1", "retained": []}, CONTEXT)
     assert ("andra öppna" if sv else "other open requests") not in alone.text
+
+
+def test_times_in_emails_are_stockholm_time() -> None:
+    # Due on 30 April in Stockholm (received 31 March 00:30 there): the email says 30 April, not 29.
+    email = templates.render("request_received", "sv", {"request_id": "R-1", "right": "access",
+                                                        "due_date": "2024-04-29T22:30:00+00:00"}, CONTEXT)
+    assert "2024-04-30 00:30 CEST" in email.text
+    winter = templates.render("request_received", "en", {"request_id": "R-1", "right": "access",
+                                                         "due_date": "2024-12-01T10:00:00Z"}, CONTEXT)
+    assert "2024-12-01 11:00 CET" in winter.text
