@@ -31,9 +31,10 @@ from services.dsar import inactivity, store
 log = logging.getLogger(__name__)
 
 
-async def sweep(runtime: Any, now: datetime, case_retention: timedelta) -> dict[str, int]:
+async def sweep(runtime: Any, now: datetime, case_retention: timedelta,
+                failure_window: timedelta = timedelta(days=1)) -> dict[str, int]:
     async with runtime.transaction() as conn:
-        counts = await store.purge_expired(conn, now, now - case_retention)
+        counts = await store.purge_expired(conn, now, now - case_retention, now - failure_window)
         if any(counts.values()):
             await runtime.audit.record(conn, "retention_sweep", ref="dsar", detail=counts, publish=False)
     return counts
@@ -81,7 +82,8 @@ async def request_erasures(
 async def sweep_forever(runtime: Any, settings: Any, clock: Callable[[], datetime]) -> None:
     while True:
         try:
-            await sweep(runtime, clock(), timedelta(seconds=settings.case_record_retention_seconds))
+            await sweep(runtime, clock(), timedelta(seconds=settings.case_record_retention_seconds),
+                        timedelta(seconds=settings.verification_failure_window_seconds))
             if settings.retention_erasures_per_pass > 0:
                 requested = await request_erasures(
                     runtime,

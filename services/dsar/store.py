@@ -5,7 +5,7 @@ from __future__ import annotations
 import uuid
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 import asyncpg
@@ -470,8 +470,11 @@ async def set_restricted(conn: asyncpg.Connection, subject: str, restricted: boo
         await conn.execute("DELETE FROM restrictions WHERE subject = $1", subject)
 
 
-async def purge_expired(conn: asyncpg.Connection, now: datetime, closed_before: datetime) -> dict[str, int]:
-    """Delete what retention no longer allows (see services/dsar/retention.py); returns counts."""
+async def purge_expired(
+    conn: asyncpg.Connection, now: datetime, closed_before: datetime, failures_before: datetime | None = None
+) -> dict[str, int]:
+    """Delete what retention no longer allows (see services/dsar/retention.py); returns counts.
+    `failures_before`: wrong identity codes older than this no longer count (default: a day ago)."""
 
     async def count(sql: str, *args: object) -> int:
         return int(await conn.fetchval(f"WITH d AS ({sql} RETURNING 1) SELECT count(*) FROM d", *args))
@@ -487,5 +490,8 @@ async def purge_expired(conn: asyncpg.Connection, now: datetime, closed_before: 
         "cases": await count(
             "DELETE FROM cases WHERE closed_at < $1 AND request_id NOT IN (SELECT request_id FROM exports)",
             closed_before,
+        ),
+        "failed_verifications": await count(
+            "DELETE FROM failed_verifications WHERE failed_at < $1", failures_before or now - timedelta(days=1)
         ),
     }

@@ -63,8 +63,11 @@ async def test_sweep_deletes_expired_packages_and_old_closed_cases_only(stack) -
                     "INSERT INTO exports (token_hash, request_id, subject, media_type, filename, package_sealed, "
                     "expires_at, downloads_left) VALUES ($1, $2, 's', 'application/json', 'p.json', '\\x00'::bytea, $3, $4)",
                     token, open_case, expires, left)
+            await conn.execute("INSERT INTO failed_verifications (subject, failed_at) VALUES ('s', $1), ('s', $2)",
+                               NOW - timedelta(days=2), NOW - timedelta(hours=1))
             counts = await store.purge_expired(conn, NOW, NOW - timedelta(days=3 * 365))
-            assert counts == {"exports": 2, "export_fragments": 2, "verifications": 2, "corrections": 2, "cases": 1}
+            assert counts == {"exports": 2, "export_fragments": 2, "verifications": 2, "corrections": 2, "cases": 1,
+                              "failed_verifications": 1}
             remaining = {r["request_id"] for r in await conn.fetch("SELECT request_id FROM cases")}
             assert remaining == {open_case, recent}
             packages = {r["token_hash"]: bytes(r["package_sealed"])
@@ -73,7 +76,8 @@ async def test_sweep_deletes_expired_packages_and_old_closed_cases_only(stack) -
             sealed = await conn.fetchval("SELECT corrections_sealed FROM cases WHERE request_id = $1", open_case)
             assert sealed is not None, "an open case keeps what it still needs"
             assert await store.purge_expired(conn, NOW, NOW - timedelta(days=3 * 365)) == {
-                "exports": 0, "export_fragments": 0, "verifications": 0, "corrections": 0, "cases": 0}
+                "exports": 0, "export_fragments": 0, "verifications": 0, "corrections": 0, "cases": 0,
+                "failed_verifications": 0}
     finally:
         await pool.close()
 
