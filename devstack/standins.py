@@ -9,7 +9,8 @@ The three services answer their own command topics; they are not played here.
 
     python -m devstack.standins        # KAFKA_BOOTSTRAP_SERVERS (+ security), DATA_MAP_PATH
 
-`make run` starts it unless `DOWNSTREAM_STANDINS=0` (when real systems read the command topics).
+`make run` starts it on its embedded broker unless `DOWNSTREAM_STANDINS=0` (when real systems read the
+command topics); on an external broker only with `DOWNSTREAM_STANDINS=1`.
 `STANDIN_DELAY_SECONDS` holds each answer back, to watch a case wait for its systems.
 """
 
