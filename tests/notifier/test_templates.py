@@ -316,6 +316,7 @@ def test_a_request_closed_unverified_gives_its_reason_in_the_subjects_language(l
     for part in (email.text, email.html):
         assert ("inom 14 dagar" if sv else "within 14 days.") in part
         assert "identity was not verified" not in part or not sv
+    assert ("inom 14 dagar.\n\nOm du" if sv else "within 14 days.\n\nIf you") in email.text, "its own paragraph"
     operator = templates.render("request_rejected", locale, {**params, "unverified_after_minutes": None}, CONTEXT)
     assert "identity was not verified within 14 days" in operator.text  # an operator's reason, as written
 
