@@ -112,6 +112,8 @@ def _mutations() -> list[tuple[str, Callable[[str, dict[str, Any]], tuple[bytes 
 CONTRADICTIONS: list[tuple[str, str, dict[str, Any]]] = [
     ("consent-changed", "gpc signal that grants", {"channel": "gpc", "granted": True}),
     ("privacy-acks", "retained without a basis", {"status": "retained", "retained_basis": None}),
+    ("notification-requested", "sealed secrets that do not open",
+     {"params": {"request_id": "R-1", "sealed_secrets": "AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA"}}),
     ("dsar-requested", "objection without the processing objected to",
      {"right": "objection", "details": {"corrections": None, "circumstance": None, "processing": None,
                                         "format": None}}),
