@@ -817,6 +817,16 @@ def export_email(case: Case, link: str, expires_at: datetime, max_downloads: int
     )
 
 
+def overdue_email(case: Case) -> Notify:
+    """The deadline passed with the request still open: the subject is told, with their remedies
+    (Art. 12(3)-(4)); once per case (the timer claims each overdue case once)."""
+    return Notify(
+        "request_overdue",
+        "overdue",
+        {"request_id": case.request_id, "right": case.right, "due_date": case.due_at.isoformat()},
+    )
+
+
 # --- timers -----------------------------------------------------------------------------------------
 
 

@@ -544,6 +544,9 @@ class Workflow:
                     ref=str(row["request_id"]),
                     detail={"right": row["case_right"], "due_at": row["due_at"].isoformat()},
                 )
+                case = await store.get_case(conn, str(row["request_id"]))
+                if case is not None and case.identity_verified:  # an unverified one is not theirs yet
+                    await self._notify(conn, case, cases.overdue_email(case))
             for row in await store.claim_due_soon(conn, now, horizon):
                 await self.runtime.audit.record(
                     conn,

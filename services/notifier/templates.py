@@ -15,6 +15,7 @@ Params of each template (what dsar/consent put into ``notification-requested``):
   the link ``$PUBLIC_BASE_URL/v1/exports/{token}`` is built)
 - ``erasure_completed``: ``request_id``, ``retained`` (list of ``{"system", "basis"}``, may be empty)
 - ``request_rejected``: ``request_id``, ``right``, ``reason``
+- ``request_overdue``: ``request_id``, ``right``, ``due_date`` (the deadline that passed)
 - ``request_completed``: ``request_id``, ``right``, ``informed`` (system ids told, Art. 19; may be empty),
   optional ``lifted`` (a lifted restriction), ``fields`` (names of rectified fields), ``processing`` and
   ``purposes`` (an objection: what was objected to, and the purposes stopped)
@@ -67,6 +68,7 @@ SPECS: dict[str, TemplateSpec] = {
         _spec("export_ready", "request_id", "download_url", "expires_at", rights_request=True),
         _spec("erasure_completed", "request_id", "retained", rights_request=True),
         _spec("request_rejected", "request_id", "right", "reason", rights_request=True),
+        _spec("request_overdue", "request_id", "right", "due_date", rights_request=True),
         _spec("request_completed", "request_id", "right", "informed", rights_request=True),
         _spec("merger_notice", "kind", "counterparty", "effective_date", "data_categories", "notice_url"),
         _spec("policy_changed", "version", "effective_date", "summary_sv", "summary_en", "url"),

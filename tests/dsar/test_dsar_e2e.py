@@ -614,6 +614,9 @@ async def test_extension_overdue_listing_and_manual_review(stack, dsar, responde
         )
 
     await wait_until(overdue_metric, what="the overdue gauge")
+    # The person is told too, once, with their remedies (Art. 12(3)-(4)).
+    late_notice = await _notification(bootstrap, old, "overdue")
+    assert late_notice["template"] == "request_overdue" and late_notice["params"]["right"] == "objection"
 
     # The operator upholds the objection: legitimate-interest purposes are suppressed, then done.
     approved = await _post(f"{dsar.url}/v1/admin/requests/{fresh}/approve", headers=ADMIN)

@@ -31,6 +31,7 @@ PARAMS: dict[str, dict[str, Any]] = {
         "retained": [{"system": "billing", "basis": "Bokföringslagen 7:2 (7 years)"}],
     },
     "request_rejected": {"request_id": "R-1", "right": "erasure", "reason": "Identity could not be verified"},
+    "request_overdue": {"request_id": "R-1", "right": "access", "due_date": "2025-12-01T10:00:00+00:00"},
     "request_completed": {
         "request_id": "R-1",
         "right": "rectification",
@@ -73,6 +74,10 @@ KEY_CONTENT: dict[str, dict[str, list[str]]] = {
     "request_rejected": {
         "sv": ["Identity could not be verified", "IMY", "www.imy.se"],
         "en": ["Identity could not be verified", "IMY", "www.imy.se"],
+    },
+    "request_overdue": {
+        "sv": ["R-1", "2025-12-01 11:00 CET", "12.3", "IMY", "www.imy.se", "prövning i domstol"],
+        "en": ["R-1", "2025-12-01 11:00 CET", "12(3)", "IMY", "www.imy.se", "judicial remedy"],
     },
     "request_completed": {
         "sv": ["R-1", "rättelse", "e-postadress, telefonnummer", "Kundkonton", "Partner", "artikel 19"],
