@@ -37,6 +37,8 @@ class SystemEntry:
     transfer_mechanism: str
     fields: tuple[str, ...] = ()
     retained_basis: str | None = None
+    #: The same in Swedish, for the erasure email in Swedish (the default language of the emails).
+    retained_basis_sv: str | None = None
     retention: str | None = None
     internal: bool = False
     revoke_before_erase: bool = False
@@ -122,6 +124,7 @@ def parse_data_map(doc: dict[str, Any]) -> DataMap:
                 transfer_mechanism=entry["transfer_mechanism"],
                 fields=tuple(entry.get("fields", ())),
                 retained_basis=entry.get("retained_basis"),
+                retained_basis_sv=entry.get("retained_basis_sv"),
                 retention=entry.get("retention"),
                 internal=bool(entry.get("internal", False)),
                 revoke_before_erase=bool(entry.get("revoke_before_erase", False)),

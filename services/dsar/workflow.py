@@ -12,7 +12,7 @@ import logging
 import secrets
 import uuid
 from collections import defaultdict
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from hashlib import sha256
@@ -266,10 +266,19 @@ class Workflow:
         # No PII in a status event: unsealed, so it survives the subject's erasure.
         await self.runtime.outbox.add(conn, DSAR_STATUS, event, subject=case.subject, seal=False)
 
+    def _basis_sv(self, item: Mapping[str, Any]) -> str | None:
+        entry = self.data_map.get(str(item.get("system")))
+        if entry is None or entry.retained_basis_sv is None or item.get("basis") != entry.retained_basis:
+            return None
+        return entry.retained_basis_sv
+
     async def _notify(self, conn: asyncpg.Connection, case: Case, notify: cases.Notify) -> None:
         notification_id = f"dsar:{case.request_id}:{notify.suffix}"
         params = dict(notify.params)
         if notify.template == "erasure_completed":
+            # What a system keeps, in Swedish too where the data map says it and the system's answer
+            # is the basis the map names.
+            params["retained"] = [{**item, "basis_sv": self._basis_sv(item)} for item in params.get("retained", [])]
             # The subject's other open requests are cancelled with this erasure (nothing is left to act
             # on); the last email says which (Art. 12(4)), as no other will reach them.
             params["closed_requests"] = [

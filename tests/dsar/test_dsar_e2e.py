@@ -296,7 +296,8 @@ async def test_erasure_completes_only_after_every_system_and_names_what_billing_
 
     email = await _notification(bootstrap, request_id, "completed")
     assert email["template"] == "erasure_completed" and email["category"] == "transactional"
-    assert email["params"]["retained"] == [{"system": "billing", "basis": BILLING_BASIS}]
+    assert email["params"]["retained"] == [{"system": "billing", "basis": BILLING_BASIS,
+                                            "basis_sv": "Bokföringslagen 7 kap. 2 §: räkenskapsinformation sparas i sju år"}]
     assert email["params"]["closed_requests"] == [{"request_id": waiting, "right": "access"}]
     await _wait_status(bootstrap, waiting, "cancelled")
     assert (await _notification(bootstrap, request_id, "received"))["template"] == "request_received"

@@ -352,3 +352,15 @@ def test_times_in_emails_are_stockholm_time() -> None:
     winter = templates.render("request_received", "en", {"request_id": "R-1", "right": "access",
                                                          "due_date": "2024-12-01T10:00:00Z"}, CONTEXT)
     assert "2024-12-01 11:00 CET" in winter.text
+
+
+def test_a_swedish_erasure_email_gives_the_retention_basis_in_swedish_where_there_is_one() -> None:
+    retained = [{"system": "billing", "basis": "Bokföringslagen 7:2: accounting records are kept for 7 years",
+                 "basis_sv": "Bokföringslagen 7 kap. 2 §: räkenskapsinformation sparas i sju år"}]
+    sv = templates.render("erasure_completed", "sv", {"request_id": "R-1", "retained": retained}, CONTEXT)
+    en = templates.render("erasure_completed", "en", {"request_id": "R-1", "retained": retained}, CONTEXT)
+    assert "räkenskapsinformation sparas i sju år" in sv.text and "accounting records" not in sv.text
+    assert "accounting records are kept for 7 years" in en.text
+    plain = templates.render("erasure_completed", "sv", {"request_id": "R-1", "retained": [
+        {"system": "billing", "basis": "Some law"}]}, CONTEXT)
+    assert "Some law" in plain.text, "without a Swedish text, the system's own"
