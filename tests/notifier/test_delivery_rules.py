@@ -22,6 +22,7 @@ RIGHTS_NOTICES = (
     "export_ready",
     "erasure_completed",
     "request_rejected",
+    "request_overdue",
     "request_completed",
 )
 OTHER_NOTICES = ("merger_notice", "policy_changed", "legal_disclosure")
