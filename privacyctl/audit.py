@@ -15,6 +15,8 @@ class ChainReport:
     service: str
     checked: int = 0
     problems: list[tuple[int, str]] = field(default_factory=list)
+    #: The consent service's ledger seals (services/consent/seals.py): what was checked, in words.
+    ledger: str | None = None
 
 
 def _where(dsn: str) -> str:
@@ -53,7 +55,17 @@ async def verify(dsn: str, services: tuple[str, ...], timeout: float = 10.0) -> 
                     "this database (it applies its migrations at start)?"
                 )
             checked, problems = await verify_chain(conn)
-            reports.append(ChainReport(service, checked, [(p.seq, p.problem) for p in problems]))
+            report = ChainReport(service, checked, [(p.seq, p.problem) for p in problems])
+            if service == "consent" and await conn.fetchval("SELECT to_regclass('ledger_seals')::text"):
+                from services.consent.seals import verify as verify_ledger
+
+                ledger = await verify_ledger(conn)
+                report.problems.extend((p.seq, p.problem) for p in ledger.problems)
+                report.ledger = (f"ledger: {ledger.rows_checked} rows in {ledger.seals_checked} sealed batches "
+                                 f"checked ({ledger.not_anchored_yet} not anchored yet"
+                                 + (f", {ledger.unsealed_rows} rows from before sealing" if ledger.unsealed_rows
+                                    else "") + ")")
+            reports.append(report)
         finally:
             await conn.close()
     return reports

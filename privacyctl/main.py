@@ -456,7 +456,7 @@ def audit_verify(
         AuditService, typer.Option(help="Whose audit trail (its PostgreSQL schema).")
     ] = AuditService.ALL,
 ) -> None:
-    """Check the audit hash chain; exit 1 and name each bad entry's seq if it was altered."""
+    """Check the audit hash chain (and the consent ledger's seals); exit 1 and name each bad entry."""
     from privacyctl.audit import SERVICES, verify
 
     cfg = settings()
@@ -468,8 +468,10 @@ def audit_verify(
             bad += 1
             typer.echo(f"{report.service}: {report.checked} entries checked, {len(report.problems)} problem(s):")
             for seq, problem in report.problems:
-                typer.echo(f"  seq {seq}: {problem}")
+                typer.echo(f"  seq {seq}: {problem}" if seq else f"  {problem}")
         else:
             typer.echo(f"{report.service}: {report.checked} entries checked, chain intact")
+        if report.ledger:
+            typer.echo(f"  {report.ledger}")
     if bad:
         raise typer.Exit(1)

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import asyncio
 from pathlib import Path
 
 from privacy_runtime.commands import CommandPolicy, CommandTracker, resend_loop
 from privacy_runtime.inbox import CommandInbox
 from privacy_runtime.service import ServiceRuntime
 from privacy_runtime.tokens import UNSUBSCRIBE, TokenSigner
+from services.consent import seals
 from services.consent.downstream import consent_actions
 from services.consent.ledger import Ledger
 from services.consent.settings import ConsentSettings
@@ -32,3 +34,11 @@ unsubscribe_tokens = TokenSigner(settings.master_key(), UNSUBSCRIBE, settings.pr
 @runtime.on_started
 async def resend_commands() -> None:
     await resend_loop(runtime, tracker)
+
+
+@runtime.on_started
+async def anchor_ledger_seals() -> None:
+    while True:
+        await asyncio.sleep(settings.ledger_anchor_seconds)
+        async with runtime.transaction() as conn:
+            await seals.anchor(conn, runtime.audit)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import uuid
 from collections.abc import Sequence
 from datetime import datetime
 
@@ -77,30 +78,78 @@ async def append_ledger(conn: asyncpg.Connection, entries: Sequence[tuple[str, C
     entry ids that were new (an entry already in the ledger is a re-delivered event).
 
     One round trip: a subject not seen yet gets a strict profile (country unknown), since a consent
-    change may arrive before its registration; its entries get no jurisdiction, as before it existed."""
+    change may arrive before its registration; its entries get no jurisdiction, as before it existed.
+    The rows appended are sealed by the same statement: each with its content's hash, the batch with a
+    seal over those hashes (migration 0004; `anchor_seals` ties the seals into the audit chain)."""
     if not entries:
         return set()
     rows = await conn.fetch(
         """
         WITH created AS (
             INSERT INTO subjects (subject) SELECT DISTINCT unnest($2::text[]) ON CONFLICT DO NOTHING
+        ), appended AS (
+            INSERT INTO consent_ledger (entry_id, subject, purpose, granted, channel, policy_version,
+                                        jurisdiction, effective_at, row_hash, sealed_in)
+            SELECT e.entry_id, e.subject, e.purpose, e.granted, e.channel, e.policy_version, p.country,
+                   e.effective_at,
+                   consent_ledger_row_hash(e.entry_id, e.subject, e.purpose, e.granted, e.channel,
+                                           e.policy_version, p.country, e.effective_at), $8
+            FROM unnest($1::text[], $2::text[], $3::text[], $4::bool[], $5::text[], $6::text[], $7::timestamptz[])
+                 WITH ORDINALITY AS e(entry_id, subject, purpose, granted, channel, policy_version, effective_at, n)
+            LEFT JOIN subjects p ON p.subject = e.subject
+            ORDER BY e.n
+            ON CONFLICT (entry_id) DO NOTHING
+            RETURNING entry_id, row_hash
+        ), sealed AS (
+            INSERT INTO ledger_seals (batch, entries, digest)
+            SELECT $8, count(*), sha256(string_agg(row_hash, ''::bytea ORDER BY row_hash)) FROM appended
+            HAVING count(*) > 0
         )
-        INSERT INTO consent_ledger (entry_id, subject, purpose, granted, channel, policy_version,
-                                    jurisdiction, effective_at)
-        SELECT e.entry_id, e.subject, e.purpose, e.granted, e.channel, e.policy_version, p.country,
-               e.effective_at
-        FROM unnest($1::text[], $2::text[], $3::text[], $4::bool[], $5::text[], $6::text[], $7::timestamptz[])
-             WITH ORDINALITY AS e(entry_id, subject, purpose, granted, channel, policy_version, effective_at, n)
-        LEFT JOIN subjects p ON p.subject = e.subject
-        ORDER BY e.n
-        ON CONFLICT (entry_id) DO NOTHING
-        RETURNING entry_id
+        SELECT entry_id FROM appended
         """,
         [r.event_id for _, r in entries], [s for s, _ in entries], [r.purpose for _, r in entries],
         [r.granted for _, r in entries], [r.channel for _, r in entries],
-        [r.policy_version for _, r in entries], [r.effective_at for _, r in entries],
+        [r.policy_version for _, r in entries], [r.effective_at for _, r in entries], uuid.uuid4(),
     )
     return {r["entry_id"] for r in rows}
+
+
+async def claim_unanchored_seals(conn: asyncpg.Connection, anchor: uuid.UUID) -> list[asyncpg.Record]:
+    """Mark the seals not anchored yet as anchored by `anchor`; returns them (batch, entries, digest)."""
+    return list(await conn.fetch(
+        "UPDATE ledger_seals SET anchored_in = $1 WHERE batch IN (SELECT batch FROM ledger_seals "
+        "WHERE anchored_in IS NULL FOR UPDATE SKIP LOCKED) RETURNING batch, entries, digest", anchor))
+
+
+async def altered_ledger_rows(conn: asyncpg.Connection) -> list[asyncpg.Record]:
+    """Sealed rows whose content no longer hashes to their `row_hash`."""
+    return list(await conn.fetch(
+        "SELECT id, entry_id FROM consent_ledger WHERE row_hash IS NOT NULL AND row_hash IS DISTINCT FROM "
+        "consent_ledger_row_hash(entry_id, subject, purpose, granted, channel, policy_version, jurisdiction, "
+        "effective_at) ORDER BY id"))
+
+
+async def ledger_hashes_by_batch(conn: asyncpg.Connection) -> dict[uuid.UUID, list[bytes]]:
+    """The row hashes of every batch: rows in the ledger and rows erasure removed."""
+    rows = await conn.fetch(
+        "SELECT sealed_in, array_agg(row_hash) AS hashes FROM (SELECT sealed_in, row_hash FROM consent_ledger "
+        "WHERE sealed_in IS NOT NULL UNION ALL SELECT sealed_in, row_hash FROM erased_ledger_rows) t "
+        "GROUP BY sealed_in")
+    return {r["sealed_in"]: [bytes(h) for h in r["hashes"]] for r in rows}
+
+
+async def unsealed_ledger_rows(conn: asyncpg.Connection) -> int:
+    return int(await conn.fetchval("SELECT count(*) FROM consent_ledger WHERE sealed_in IS NULL"))
+
+
+async def ledger_seals(conn: asyncpg.Connection) -> list[asyncpg.Record]:
+    return list(await conn.fetch("SELECT batch, entries, digest, sealed_at, anchored_in FROM ledger_seals"))
+
+
+async def seal_anchors(conn: asyncpg.Connection) -> list[asyncpg.Record]:
+    """The audit entries that anchor seals (ref: the anchor id; detail: seals, digest)."""
+    return list(await conn.fetch(
+        "SELECT seq, ref, detail FROM audit_log WHERE action = 'consent_ledger_anchored' ORDER BY seq"))
 
 
 async def current_states(
