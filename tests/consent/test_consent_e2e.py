@@ -29,6 +29,8 @@ from schemas.topics import (
     USER_REGISTERED,
     command_topic,
 )
+from services.consent.seals import LedgerReport
+from services.consent.seals import verify as verify_ledger
 from tests.helpers import (
     ServiceProcess,
     event_of,
@@ -49,7 +51,7 @@ async def consent(stack) -> AsyncIterator[ServiceProcess]:  # type: ignore[no-un
     # Re-sends every 1-2 s, respond_by after 3 s, checked every second: the tests see each of them.
     service = ServiceProcess("consent", stack.env(), {
         "COMMAND_RESEND_BASE_SECONDS": "1", "COMMAND_RESEND_MAX_SECONDS": "2",
-        "COMMAND_RESPOND_WITHIN_SECONDS": "3", "COMMAND_CHECK_SECONDS": "1",
+        "COMMAND_RESPOND_WITHIN_SECONDS": "3", "COMMAND_CHECK_SECONDS": "1", "LEDGER_ANCHOR_SECONDS": "1",
     }).start()
     try:
         await service.wait_ready()
@@ -472,5 +474,28 @@ async def test_events_after_an_erasure_bring_nothing_back(stack, consent) -> Non
         assert await conn.fetchval(
             "SELECT count(*) FROM consent.audit_log WHERE action = 'event_ignored_subject_erased' AND ref = $1",
             late[-1]) == 1
+    finally:
+        await conn.close()
+
+
+async def test_the_running_service_seals_and_anchors_what_it_appends(stack, consent) -> None:  # type: ignore[no-untyped-def]
+    """Every ledger row the service appended verifies against its seal, and every seal is anchored in
+    the audit chain within a few seconds (LEDGER_ANCHOR_SECONDS=1 here)."""
+    bootstrap = stack.endpoints.kafka_bootstrap
+    subject = subject_id("sealed")
+    await _register(bootstrap, subject, country="SE", consents=[("marketing_email", True)])
+    await publish(bootstrap, CONSENT_CHANGED, ConsentChanged(
+        purpose="marketing_email", granted=False, channel="email_footer", policy_version="v1"), subject=subject)
+    conn = await asyncpg.connect(stack.endpoints.database_url, server_settings={"search_path": "consent"})
+    try:
+        async def anchored() -> LedgerReport | None:
+            appended = await conn.fetchval("SELECT count(*) FROM consent_ledger WHERE subject = $1", subject)
+            report = await verify_ledger(conn)
+            return report if appended == 2 and report.not_anchored_yet == 0 else None
+
+        report = await wait_until(anchored, timeout=30, what="the subject's rows sealed and anchored")
+        assert report.problems == [] and report.seals_checked > 0
+        assert await conn.fetchval(
+            "SELECT count(*) FROM consent_ledger WHERE subject = $1 AND row_hash IS NOT NULL", subject) == 2
     finally:
         await conn.close()
