@@ -65,7 +65,17 @@ async def anchor(conn: asyncpg.Connection, audit: Any) -> int:
 
 async def verify(conn: asyncpg.Connection) -> LedgerReport:
     """Check every sealed row against its hash, every batch against its seal, every anchored seal
-    against its anchor. Rows from before sealing existed are counted, not judged."""
+    against its anchor. Rows from before sealing existed are counted, not judged.
+
+    One snapshot for all of it: a batch committed between two of the reads would otherwise look like
+    rows without a seal, or a seal without its rows."""
+    if conn.is_in_transaction():
+        return await _verify(conn)
+    async with conn.transaction(isolation="repeatable_read", readonly=True):
+        return await _verify(conn)
+
+
+async def _verify(conn: asyncpg.Connection) -> LedgerReport:
     problems: list[LedgerProblem] = []
     for row in await store.altered_ledger_rows(conn):
         problems.append(LedgerProblem(0, f"ledger row {row['id']} ({row['entry_id']}): its content no longer "
