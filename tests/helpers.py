@@ -17,18 +17,20 @@ import subprocess
 import sys
 import time
 import uuid
-from collections.abc import Awaitable, Callable, Iterator, Mapping
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
 from typing import Any, TypeVar
 
+import asyncpg
 import httpx
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 
 from devstack import standins
 from privacy_runtime.codec import DecodeError, decode
 from privacy_runtime.datamap import load_data_map
+from privacy_runtime.migrations import apply_migrations
 from privacy_runtime.notice_secrets import SECRET_PARAMS, NoticeSecrets
 from privacy_runtime.settings import DEFAULT_DATA_MAP as DEFAULT_DATA_MAP_PATH
 from schemas.envelope import new_event
@@ -215,6 +217,24 @@ def downstream_answer(subject: str, command: dict[str, Any], *, export: dict[str
     as the local stand-ins answer it: done, except billing keeping its records on erase; an export
     carries `export` or a small fragment."""
     return standins.answer(DEFAULT_DATA_MAP, subject, command, export=export)
+
+
+@contextlib.asynccontextmanager
+async def scratch_schema(dsn: str, prefix: str, migrations: Path, *, max_size: int = 2) -> AsyncIterator[asyncpg.Pool]:
+    """A pool on a fresh schema `<prefix>_<random>` with the runtime's and `migrations`' SQL applied,
+    dropped afterwards: a service's tables without the service, for tests of its SQL."""
+    schema = f"{prefix}_{uuid.uuid4().hex[:8]}"
+    admin = await asyncpg.connect(dsn)
+    await admin.execute(f'CREATE SCHEMA "{schema}"')
+    pool = await asyncpg.create_pool(dsn, min_size=1, max_size=max_size, server_settings={"search_path": schema})
+    assert pool is not None
+    try:
+        await apply_migrations(pool, schema, migrations)
+        yield pool
+    finally:
+        await pool.close()
+        await admin.execute(f'DROP SCHEMA "{schema}" CASCADE')
+        await admin.close()
 
 
 def opened_notification(data: dict[str, Any]) -> dict[str, Any]:

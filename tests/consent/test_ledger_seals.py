@@ -14,10 +14,10 @@ import pytest
 
 from privacy_runtime.audit import AuditTrail, verify_chain
 from privacy_runtime.crypto import KeyRing
-from privacy_runtime.migrations import apply_migrations
 from privacy_runtime.outbox import Outbox
 from services.consent import seals, store
 from services.consent.rules import ConsentRecord
+from tests.helpers import scratch_schema
 
 pytestmark = pytest.mark.stack
 
@@ -27,19 +27,8 @@ T0 = datetime(2026, 1, 5, 9, 0, tzinfo=UTC)
 
 @pytest.fixture
 async def pool(stack) -> AsyncIterator[asyncpg.Pool]:  # type: ignore[no-untyped-def]
-    schema = f"consent_seals_{uuid.uuid4().hex[:8]}"
-    dsn = stack.endpoints.database_url
-    admin = await asyncpg.connect(dsn)
-    await admin.execute(f'CREATE SCHEMA "{schema}"')
-    pool = await asyncpg.create_pool(dsn, min_size=1, max_size=2, server_settings={"search_path": schema})
-    assert pool is not None
-    try:
-        await apply_migrations(pool, schema, MIGRATIONS)
-        yield pool
-    finally:
-        await pool.close()
-        await admin.execute(f'DROP SCHEMA "{schema}" CASCADE')
-        await admin.close()
+    async with scratch_schema(stack.endpoints.database_url, "consent_seals", MIGRATIONS) as created:
+        yield created
 
 
 def _entries(subject: str, count: int) -> list[tuple[str, ConsentRecord]]:

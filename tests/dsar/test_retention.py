@@ -18,10 +18,10 @@ from prometheus_client import REGISTRY
 
 from privacy_runtime.audit import AuditTrail
 from privacy_runtime.crypto import KeyRing
-from privacy_runtime.migrations import apply_migrations
 from privacy_runtime.outbox import Outbox
 from schemas.topics import ERASURE_REQUESTED
 from services.dsar import cases, inactivity, retention, store
+from tests.helpers import scratch_schema
 
 pytestmark = pytest.mark.stack
 
@@ -43,15 +43,7 @@ async def _case(conn: asyncpg.Connection, closed_at: datetime | None) -> uuid.UU
 
 
 async def test_sweep_deletes_expired_packages_and_old_closed_cases_only(stack) -> None:  # type: ignore[no-untyped-def]
-    schema = f"dsar_retention_{uuid.uuid4().hex[:8]}"
-    dsn = stack.endpoints.database_url
-    admin = await asyncpg.connect(dsn)
-    await admin.execute(f'CREATE SCHEMA "{schema}"')
-    await admin.close()
-    pool = await asyncpg.create_pool(dsn, server_settings={"search_path": schema}, min_size=1, max_size=1)
-    assert pool is not None
-    try:
-        await apply_migrations(pool, schema, DSAR_SQL)
+    async with scratch_schema(stack.endpoints.database_url, "dsar_retention", DSAR_SQL, max_size=1) as pool:
         async with pool.acquire() as conn:
             open_case = await _case(conn, None)
             recent = await _case(conn, NOW - timedelta(days=10))
@@ -78,8 +70,6 @@ async def test_sweep_deletes_expired_packages_and_old_closed_cases_only(stack) -
             assert await store.purge_expired(conn, NOW, NOW - timedelta(days=3 * 365)) == {
                 "exports": 0, "export_fragments": 0, "verifications": 0, "corrections": 0, "cases": 0,
                 "failed_verifications": 0}
-    finally:
-        await pool.close()
 
 
 # --- inactive subjects: activity, selection and the sweep that requests their erasure -----------------
@@ -87,18 +77,8 @@ async def test_sweep_deletes_expired_packages_and_old_closed_cases_only(stack) -
 
 @pytest.fixture
 async def pool(stack) -> AsyncIterator[asyncpg.Pool]:  # type: ignore[no-untyped-def]
-    schema = f"dsar_inactive_{uuid.uuid4().hex[:8]}"
-    dsn = stack.endpoints.database_url
-    admin = await asyncpg.connect(dsn)
-    await admin.execute(f'CREATE SCHEMA "{schema}"')
-    await admin.close()
-    created = await asyncpg.create_pool(dsn, server_settings={"search_path": schema}, min_size=1, max_size=2)
-    assert created is not None
-    try:
-        await apply_migrations(created, schema, DSAR_SQL)
+    async with scratch_schema(stack.endpoints.database_url, "dsar_inactive", DSAR_SQL) as created:
         yield created
-    finally:
-        await created.close()
 
 
 async def _runtime(pool: asyncpg.Pool) -> SimpleNamespace:

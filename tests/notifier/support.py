@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import uuid
 from collections import Counter
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -17,11 +16,10 @@ from aiosmtpd.smtp import SMTP
 from devstack.smtp_sink import MaildirHandler
 from privacy_runtime.audit import AuditTrail
 from privacy_runtime.crypto import KeyRing
-from privacy_runtime.migrations import apply_migrations
 from privacy_runtime.outbox import Outbox
 from services.notifier import store
 from services.notifier.settings import NotifierSettings
-from tests.helpers import TEST_MASTER_KEY, free_port
+from tests.helpers import TEST_MASTER_KEY, free_port, scratch_schema
 
 MIGRATIONS = Path(__file__).resolve().parents[2] / "services" / "notifier" / "migrations"
 PAGE = 7
@@ -54,22 +52,12 @@ class Runtime:
 @asynccontextmanager
 async def scratch_runtime(dsn: str, **settings: Any) -> AsyncIterator[Runtime]:
     """A Runtime on a fresh schema with the notifier's migrations, dropped afterwards."""
-    schema = f"notifier_t{uuid.uuid4().hex[:8]}"
-    admin = await asyncpg.connect(dsn)
-    await admin.execute(f'CREATE SCHEMA "{schema}"')
-    pool = await asyncpg.create_pool(dsn, min_size=1, max_size=4, server_settings={"search_path": schema})
-    assert pool is not None
-    try:
-        await apply_migrations(pool, schema, MIGRATIONS)
+    async with scratch_schema(dsn, "notifier_t", MIGRATIONS, max_size=4) as pool:
         options: dict[str, Any] = {"fanout_page_size": PAGE, **settings}
         runtime = Runtime(pool, NotifierSettings(privacy_master_key=TEST_MASTER_KEY, database_url=dsn, **options))
         async with pool.acquire() as conn:
             await runtime.keyring.load_lookup_key(conn)
         yield runtime
-    finally:
-        await pool.close()
-        await admin.execute(f'DROP SCHEMA "{schema}" CASCADE')
-        await admin.close()
 
 
 async def fill_directory(
