@@ -8,8 +8,8 @@ from __future__ import annotations
 
 import json
 import logging
+import logging.config
 import re
-import sys
 from datetime import UTC, datetime
 from typing import Any
 
@@ -58,10 +58,5 @@ def logging_config(level: str = "INFO") -> dict[str, Any]:
 
 
 def configure_logging(level: str = "INFO") -> None:
-    handler = logging.StreamHandler(sys.stderr)
-    handler.setFormatter(JsonFormatter())
-    root = logging.getLogger()
-    root.handlers[:] = [handler]
-    root.setLevel(level)
-    for noisy in NOISY_LOGGERS:
-        logging.getLogger(noisy).setLevel(max(logging.WARNING, root.level))
+    """Until the faust worker starts (and after, through its `logging_config` setting): the same set-up."""
+    logging.config.dictConfig(logging_config(level))
