@@ -21,7 +21,7 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 from privacy_runtime.datamap import RETAIN, DataMap
-from schemas.enums import CaseRight, CaseStatus, RequestedVia
+from schemas.enums import CaseRight, CaseStatus, ErasureGround, RequestedVia
 
 # --- statuses, rights, transitions ----------------------------------------------------------------
 
@@ -47,6 +47,13 @@ OBJECTION = CaseRight.OBJECTION.value
 RIGHTS: tuple[str, ...] = tuple(r.value for r in CaseRight)
 #: A request the services opened themselves (child's registration, retention sweep).
 INTERNAL = RequestedVia.INTERNAL.value
+RETENTION_EXPIRED = ErasureGround.RETENTION_EXPIRED.value
+#: Why a retention erasure waits for an operator: the sweep sees only the events the dsar service
+#: consumes (registrations, consent changes, rights requests), not logins or purchases, so "inactive"
+#: may be a paying customer whose account still needs the data.
+RETENTION_REVIEW = ("retention expired: no registration, consent change or request seen for longer than the "
+                    "data map's retention, but logins and purchases are not seen; check the subject is "
+                    "really inactive, then approve to erase or reject to keep")
 
 #: status -> statuses it may move to. Terminal statuses lead nowhere.
 TRANSITIONS: Mapping[str, frozenset[str]] = {
@@ -553,8 +560,13 @@ def new_case(
     )
 
 
-def open_case(case: Case, data_map: DataMap, now: datetime, *, subject_erased: bool = False) -> Decision:
-    """A new case in `received`: acknowledge receipt, then verify identity or start the work."""
+def open_case(
+    case: Case, data_map: DataMap, now: datetime, *, subject_erased: bool = False, retention_review: bool = True
+) -> Decision:
+    """A new case in `received`: acknowledge receipt, then verify identity or start the work.
+
+    `retention_review`: a `retention_expired` erasure the services opened themselves waits for an
+    operator's approval instead of erasing at once (see RETENTION_REVIEW)."""
     if case.status != RECEIVED or case.steps:
         raise CaseError("open_case needs a fresh case")
     opened = Decision(case, (StatusChanged(None, RECEIVED),))
@@ -568,6 +580,9 @@ def open_case(case: Case, data_map: DataMap, now: datetime, *, subject_erased: b
     if case.requested_via == INTERNAL and case.identity_verified:
         # Opened by the services themselves (a child's registration, retention): there is no request of
         # the subject's to confirm; the erasure email says why it happened.
+        if retention_review and case.right == ERASURE and case.ground == RETENTION_EXPIRED:
+            progress = _move(case, IN_PROGRESS, now)
+            return opened.then(progress).then(_review(progress.case, RETENTION_REVIEW, now))
         return opened.then(start(case, data_map, now))
     received = Notify(
         "request_received",
@@ -654,6 +669,8 @@ def approve(case: Case, data_map: DataMap, now: datetime) -> Decision:
         return Decision(reissue.case, (note, *moved.effects, *reissue.effects))
     if case.right == OBJECTION and not case.steps:
         return _dispatch(case, objection_plan(data_map), now)
+    if case.right == ERASURE and not case.steps:  # a retention erasure an operator confirmed
+        return _dispatch(case, erasure_plan(data_map), now)
     return _complete(replace(case, review_reason=None), now)
 
 
@@ -667,6 +684,9 @@ def reject(case: Case, reason: str, now: datetime) -> Decision:
         # Back in review after a failed answer, systems may already have acted: that is not a refusal.
         raise CaseError("commands of this request went out already and systems may have acted on them; "
                         "approve to retry the systems that failed, or resolve it by hand")
+    if case.requested_via == INTERNAL:
+        # The subject asked for nothing (e.g. a retention erasure an operator kept): nothing to refuse them.
+        return done
     email = Notify(
         "request_rejected",
         "rejected",
@@ -817,9 +837,13 @@ def export_email(case: Case, link: str, expires_at: datetime, max_downloads: int
     )
 
 
-def overdue_email(case: Case) -> Notify:
+def overdue_email(case: Case) -> Notify | None:
     """The deadline passed with the request still open: the subject is told, with their remedies
-    (Art. 12(3)-(4)); once per case (the timer claims each overdue case once)."""
+    (Art. 12(3)-(4)); once per case (the timer claims each overdue case once). Not for a request the
+    subject did not make (an unverified one is not theirs yet; an internal one, e.g. a retention
+    erasure waiting in review, was never theirs)."""
+    if not case.identity_verified or case.requested_via == INTERNAL:
+        return None
     return Notify(
         "request_overdue",
         "overdue",

@@ -2,9 +2,11 @@
 
 Subjects (storage limitation, GDPR Art. 5(1)(e)): a subject inactive for longer than the data map's
 `inactive_subject_retention_days` gets an `erasure-requested` (ground `retention_expired`, requested
-via `internal`) through the outbox; the service consumes it like any other and erases the subject
-everywhere through an ordinary case. Paged (one transaction per page) and bounded per pass; the
-request id derives from subject and last activity, so a re-run or a second replica opens nothing twice.
+via `internal`) through the outbox; the service consumes it and opens an ordinary erasure case, which
+waits in manual review for an operator to confirm (activity is only what this service sees; see
+`cases.RETENTION_REVIEW`) unless RETENTION_ERASE_WITHOUT_REVIEW is set. Paged (one transaction per
+page) and bounded per pass; the request id derives from subject and last activity, so a re-run or a
+second replica opens nothing twice.
 
 The dsar service's own records:
 

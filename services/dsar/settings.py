@@ -37,3 +37,6 @@ class DsarSettings(ServiceSettings):
     #: large backlog does not flood the systems with erase commands at once; the rest follow next pass.
     retention_erasures_per_pass: int = Field(default=1000, ge=0)
     retention_erasure_page_size: int = Field(default=100, ge=1)
+    #: A `retention_expired` erasure of an inactive subject erases at once only when this is true;
+    #: otherwise it waits in manual review for an operator (activity is only what the service sees).
+    retention_erase_without_review: bool = False

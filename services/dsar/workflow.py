@@ -150,7 +150,9 @@ class Workflow:
             )
             return
         metrics.CASES_OPENED.labels(right=case.right).inc()
-        await self.apply(conn, cases.open_case(case, self.data_map, utcnow(), subject_erased=erased))
+        await self.apply(conn, cases.open_case(
+            case, self.data_map, utcnow(), subject_erased=erased,
+            retention_review=not self.settings.retention_erase_without_review))
 
     # --- acknowledgements -----------------------------------------------------------------------
 
@@ -554,8 +556,9 @@ class Workflow:
                     detail={"right": row["case_right"], "due_at": row["due_at"].isoformat()},
                 )
                 case = await store.get_case(conn, str(row["request_id"]))
-                if case is not None and case.identity_verified:  # an unverified one is not theirs yet
-                    await self._notify(conn, case, cases.overdue_email(case))
+                email = cases.overdue_email(case) if case is not None else None
+                if case is not None and email is not None:
+                    await self._notify(conn, case, email)
             for row in await store.claim_due_soon(conn, now, horizon):
                 await self.runtime.audit.record(
                     conn,

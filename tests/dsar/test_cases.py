@@ -664,6 +664,7 @@ def test_rights_with_their_own_final_email_get_no_request_completed(right: str) 
 
 RIGHT_SETUPS: list[dict[str, object]] = [
     {"right": cases.ERASURE},
+    {"right": cases.ERASURE, "requested_via": cases.INTERNAL, "ground": "retention_expired"},
     {"right": cases.ACCESS},
     {"right": cases.PORTABILITY, "export_format": "csv"},
     {"right": cases.RECTIFICATION, "corrected_fields": ("email",)},
@@ -817,12 +818,54 @@ def test_no_sequence_of_operations_reaches_an_illegal_state(
 
 @pytest.mark.parametrize("ground", ["child_data", "retention_expired"])
 def test_an_erasure_the_services_started_confirms_no_request_and_says_why(ground: str) -> None:
-    start = opened(requested_via=cases.INTERNAL, ground=ground)
+    # A retention erasure only erases at once where the operators turned its review off.
+    start = cases.open_case(make_case(requested_via=cases.INTERNAL, ground=ground), DATA_MAP, T0,
+                            retention_review=False)
     assert not [n for n in effects_of(start, cases.Notify) if n.template == "request_received"], \
         "the subject asked for nothing: no 'we have received your request'"
     _, decisions = answer_all(start.case)
     [email] = [n for d in decisions for n in effects_of(d, cases.Notify) if n.template == "erasure_completed"]
     assert email.params["our_initiative"] and email.params["ground"] == ground
+
+
+def test_a_retention_erasure_waits_in_review_until_an_operator_approves() -> None:
+    # Inactivity is judged only from registrations, consent changes and requests: a customer who
+    # logs in and buys is not seen, so nothing is erased before an operator confirms.
+    start = opened(requested_via=cases.INTERNAL, ground="retention_expired")
+    assert start.case.status == IN_PROGRESS and start.case.manual_review
+    assert statuses(start) == [RECEIVED, IN_PROGRESS]
+    assert "retention" in (start.case.status_reason or "")
+    assert not effects_of(start, cases.IssueCommands) and not effects_of(start, cases.Notify)
+    assert [n.action for n in effects_of(start, cases.Note)] == ["case_manual_review"]
+
+    approved = cases.approve(start.case, DATA_MAP, T0)
+    assert statuses(approved) == [AWAITING_SYSTEMS] and not approved.case.manual_review
+    [issue] = effects_of(approved, cases.IssueCommands)
+    assert plan_of(issue.steps) == plan_of(tuple(s for s in cases.erasure_plan(DATA_MAP) if s.system != "notifier"))
+    done, decisions = answer_all(approved.case)
+    assert done.status == COMPLETED
+    assert [n for d in decisions for n in effects_of(d, cases.Notify) if n.template == "erasure_completed"]
+
+
+def test_a_retention_erasure_an_operator_rejects_keeps_the_data_and_emails_nobody() -> None:
+    start = opened(requested_via=cases.INTERNAL, ground="retention_expired")
+    kept = cases.reject(start.case, "active customer: purchases in the last year", T0)
+    assert kept.case.status == REJECTED and kept.case.reason == "active customer: purchases in the last year"
+    assert not effects_of(kept, cases.Notify), "the subject asked for nothing: no refusal to tell them of"
+    assert not [s for s in kept.case.steps if s.issued]
+
+
+def test_no_overdue_email_for_a_request_the_subject_did_not_make() -> None:
+    waiting = opened(requested_via=cases.INTERNAL, ground="retention_expired").case
+    assert cases.is_overdue(waiting, waiting.due_at + timedelta(seconds=1))
+    assert cases.overdue_email(waiting) is None
+    assert cases.overdue_email(opened(cases.ACCESS, verified=False).case) is None
+    assert cases.overdue_email(opened(cases.ACCESS).case) is not None
+
+
+def test_other_erasures_the_services_start_are_not_held_for_review() -> None:
+    start = opened(requested_via=cases.INTERNAL, ground="child_data")
+    assert start.case.status == AWAITING_SYSTEMS and not start.case.manual_review
 
 
 def test_an_internal_request_whose_identity_is_not_verified_waits_for_it_like_any_other() -> None:

@@ -319,7 +319,7 @@ async def _async(value: Any) -> Any:
     return value
 
 
-async def test_an_inactive_subject_is_erased_when_retention_expires(stack, dsar, responder) -> None:  # type: ignore[no-untyped-def]
+async def test_an_inactive_subject_is_erased_when_retention_expires_and_an_operator_confirms(stack, dsar, responder) -> None:  # type: ignore[no-untyped-def]
     bootstrap = stack.endpoints.kafka_bootstrap
     subject = subject_id("inactive")
     # Registered long ago and not seen since: past the bundled data map's 1095 days.
@@ -335,6 +335,16 @@ async def test_an_inactive_subject_is_erased_when_retention_expires(stack, dsar,
     [message] = await wait_for_messages(bootstrap, ERASURE_REQUESTED, requests_for, timeout=30)
     assert _data(message) == {"request_id": request_id, "ground": "retention_expired",
                               "identity_verified": True, "requested_via": "internal"}
+
+    # Inactivity is judged from what this service sees (not logins or purchases): an operator confirms.
+    review = next(s for s in await _wait_status(bootstrap, request_id, "in_progress") if s["status"] == "in_progress")
+    assert "retention" in review["reason"]
+    await asyncio.sleep(1.5)
+    assert not responder.for_subject(subject), "nothing is erased before an operator confirms"
+    waiting = await _admin_case(dsar, request_id)
+    assert waiting["status"] == "in_progress" and waiting["manual_review"] and not waiting["steps"]
+    response = await _post(f"{dsar.url}/v1/admin/requests/{request_id}/approve", headers=ADMIN)
+    assert response.status_code == 200, response.text
 
     statuses = await _wait_status(bootstrap, request_id, "completed")
     assert [s["status"] for s in statuses] == ["received", "in_progress", "awaiting_systems", "completed"]

@@ -62,7 +62,9 @@ def _every_notification() -> list[cases.Notify]:
     ]
     found += _answered(cases.open_case(_case(), DATA_MAP, NOW).case)[1]
     found.append(cases.export_email(_case(cases.ACCESS), "http://127.0.0.1:6067/v1/exports/tok", NOW, 3))
-    found.append(cases.overdue_email(_case(cases.ACCESS)))
+    overdue = cases.overdue_email(_case(cases.ACCESS))
+    assert overdue is not None
+    found.append(overdue)
     found += _answered(cases.open_case(_case(cases.RECTIFICATION, corrected_fields=["email"]), DATA_MAP, NOW).case)[1]
     restricted, notified = _answered(
         cases.open_case(_case(cases.RESTRICTION, circumstance="legal_claims"), DATA_MAP, NOW).case
