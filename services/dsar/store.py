@@ -266,9 +266,13 @@ async def mark_verified(conn: asyncpg.Connection, request_id: str) -> None:
 async def put_fragment(
     conn: asyncpg.Connection, request_id: str, system: str, status: str, sealed: bytes | None
 ) -> None:
+    """A system's export answer. A `failed` one is replaced by a later answer (the operator-approved
+    retry); any other is kept: a repeated or late answer never overwrites data already received."""
     await conn.execute(
         "INSERT INTO export_fragments (request_id, system, status, fragment_sealed) VALUES ($1, $2, $3, $4) "
-        "ON CONFLICT (request_id, system) DO NOTHING",
+        "ON CONFLICT (request_id, system) DO UPDATE SET status = excluded.status, "
+        "fragment_sealed = excluded.fragment_sealed, received_at = now() "
+        "WHERE export_fragments.status = 'failed'",
         uuid.UUID(request_id),
         system,
         status,
