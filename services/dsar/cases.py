@@ -645,11 +645,14 @@ def verify(case: Case, data_map: DataMap, now: datetime) -> Decision:
 
 def approve(case: Case, data_map: DataMap, now: datetime) -> Decision:
     """Operator approval: of the identity, of a manual review (retry failed systems, uphold an
-    objection, accept a rectification handled by hand)."""
+    objection, accept a rectification handled by hand, erase an inactive subject), or of a retry of
+    the systems that could not lift a completed restriction."""
     if case.status == IDENTITY_PENDING:
         return Decision(case, (Note("case_identity_verified", {"method": "operator"}),)).then(
             start(case, data_map, now)
         )
+    if case.status == COMPLETED and case.manual_review:
+        return _retry_lift(case)
     if case.status != IN_PROGRESS or not case.manual_review:
         raise CaseError(
             f"nothing to approve: the case is {case.status}"
@@ -672,6 +675,20 @@ def approve(case: Case, data_map: DataMap, now: datetime) -> Decision:
     if case.right == ERASURE and not case.steps:  # a retention erasure an operator confirmed
         return _dispatch(case, erasure_plan(data_map), now)
     return _complete(replace(case, review_reason=None), now)
+
+
+def _retry_lift(case: Case) -> Decision:
+    """Re-send `lift_restriction` to the systems that answered `failed` (new attempt, new command id)."""
+    failed = [s for s in case.lift_steps if s.outcome == "failed"]
+    if not failed:
+        raise CaseError("nothing to approve: no system failed to lift the restriction")
+    steps = tuple(
+        replace(s, attempt=s.attempt + 1, command_id=None, outcome=None) if s in failed else s for s in case.steps
+    )
+    retried = replace(case, steps=steps, manual_review=False, review_reason=None)
+    reissue = _issue(retried, min(s.phase for s in failed))
+    note = Note("case_retry_approved", {"systems": sorted({s.system for s in failed}), "action": "lift_restriction"})
+    return Decision(reissue.case, (note, *reissue.effects))
 
 
 def reject(case: Case, reason: str, now: datetime) -> Decision:
@@ -763,7 +780,15 @@ def record_ack(case: Case, command_id: str, status: str, now: datetime, retained
     note = Note("case_system_answered", {"system": step.system, "action": step.action, "status": status})
     recorded = Decision(case, (note,))
     if case.terminal:
-        return recorded  # answers to lifting a completed restriction: the subject was told already
+        # Answers to lifting a completed restriction: the subject was told already. A system that could
+        # not lift still restricts the data: the case cannot reopen (completed is final), so it is
+        # flagged for an operator, who retries with approve.
+        if status == "failed" and step.action == "lift_restriction":
+            failed = ", ".join(sorted({s.system for s in case.lift_steps if s.outcome == "failed"}))
+            why = f"{failed} could not lift the restriction; approve to retry or handle by hand"
+            flagged = replace(case, manual_review=True, review_reason=why)
+            return Decision(flagged, (note, Note("case_manual_review", {"reason": why})))
+        return recorded
     if case.status != AWAITING_SYSTEMS:
         return recorded  # answers while under review
     if status == "failed":

@@ -233,6 +233,8 @@ class Workflow:
                     detail={"system": "dsar"},
                 )
             elif isinstance(effect, cases.Note):
+                if effect.action == "case_manual_review":  # someone has to act: say so where it is seen
+                    log.warning("case %s waits for manual review: %s", case.request_id, effect.detail.get("reason"))
                 await self.runtime.audit.record(
                     conn, effect.action, subject=case.subject, ref=case.request_id, detail=dict(effect.detail)
                 )

@@ -581,6 +581,29 @@ def test_restriction_completes_with_one_email_and_lifting_with_another() -> None
     assert not any(outcome_emails(d) for d in answers)
 
 
+def test_a_system_that_could_not_lift_a_restriction_is_flagged_and_retried_on_approval() -> None:
+    done, _ = answer_all(opened(cases.RESTRICTION, circumstance="accuracy_contested").case)
+    lifted = cases.lift_restriction(done, DATA_MAP)
+    after, decisions = answer_all(lifted.case, lambda s: "failed" if s.system in ("billing", "support") else "done")
+    # Completed is final, but the data is still restricted at billing and support: an operator must act.
+    assert after.status == COMPLETED and after.manual_review
+    assert "billing, support" in (after.review_reason or "") and "lift" in (after.review_reason or "")
+    notes = [n.action for d in decisions for n in effects_of(d, cases.Note)]
+    assert "case_manual_review" in notes
+    retried = cases.approve(after, DATA_MAP, T0)
+    [issue] = effects_of(retried, cases.IssueCommands)
+    assert {(s.system, s.action, s.attempt) for s in issue.steps} == {
+        ("billing", "lift_restriction", 2), ("support", "lift_restriction", 2)}
+    old_ids = {s.command_id for s in after.lift_steps}
+    assert not {s.command_id for s in issue.steps} & old_ids, "new commands, so they are sent again"
+    assert not retried.case.manual_review and retried.case.status == COMPLETED
+    assert not statuses(retried) and not outcome_emails(retried), "the subject was told with the lift"
+    final, _ = answer_all(retried.case)
+    assert all(s.outcome == "done" for s in final.lift_steps) and not final.manual_review
+    with pytest.raises(CaseError, match="nothing to approve"):
+        cases.approve(final, DATA_MAP, T0)
+
+
 def test_absolute_objection_email_names_the_processing_stopped() -> None:
     decision = opened(cases.OBJECTION, verified=False, processing="marketing")
     [email] = outcome_emails(decision)
@@ -748,8 +771,8 @@ def check_invariants(before: Case, decision: Decision) -> None:
     assert after.due_at <= after.received_at + timedelta(days=92, hours=1)  # three months at most
     if after.extension_months:
         assert after.extension_reason
-    if after.manual_review:
-        assert after.status == IN_PROGRESS
+    if after.manual_review:  # or a completed restriction some system could not lift
+        assert after.status == IN_PROGRESS or any(s.outcome == "failed" for s in after.lift_steps)
     if after.status == AWAITING_SYSTEMS:
         assert any(s.issued and s.outcome is None for s in after.steps)
     if after.status == COMPLETED:
