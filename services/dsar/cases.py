@@ -660,21 +660,65 @@ def approve(case: Case, data_map: DataMap, now: datetime) -> Decision:
         )
     failed = [s for s in case.steps if s.outcome == "failed"]
     if failed:
-        # Retry each failed system with a new command (new attempt number, new command id).
-        steps = tuple(
-            replace(s, attempt=s.attempt + 1, command_id=None, outcome=None) if s.outcome == "failed" else s
-            for s in case.steps
-        )
-        retried = replace(case, steps=steps, manual_review=False, review_reason=None)
-        moved = _move(retried, AWAITING_SYSTEMS, now)
-        reissue = _issue(moved.case, min(s.phase for s in failed))
-        note = Note("case_retry_approved", {"systems": sorted({s.system for s in failed})})
-        return Decision(reissue.case, (note, *moved.effects, *reissue.effects))
+        return _retry_failed(case, failed, data_map, now)
     if case.right == OBJECTION and not case.steps:
         return _dispatch(case, objection_plan(data_map), now)
     if case.right == ERASURE and not case.steps:  # a retention erasure an operator confirmed
         return _dispatch(case, erasure_plan(data_map), now)
     return _complete(replace(case, review_reason=None), now)
+
+
+def _retry_failed(case: Case, failed: list[Step], data_map: DataMap, now: datetime) -> Decision:
+    """Retry each failed system with a new command (new attempt number, new command id).
+
+    A `rectify` goes only to a system the data map (as it is now: it may have been edited since the
+    plan) gives one of the corrected fields; one that no longer holds any is left out of the case,
+    as it would have been left out of the plan, rather than retried with nothing to send."""
+    holding = data_map.systems_holding_fields(set(case.corrected_fields))
+    gone = [s for s in failed if s.action == "rectify" and s.system not in {h.id for h in holding}]
+    retry = [s for s in failed if s not in gone]
+    steps = tuple(
+        replace(s, attempt=s.attempt + 1, command_id=None, outcome=None) if s in retry else s
+        for s in case.steps
+        if s not in gone
+    )
+    retried = replace(case, steps=steps, manual_review=False, review_reason=None)
+    left_out: tuple[Effect, ...] = ()
+    if gone:
+        told = {s.system for s in steps if s.action == "rectify"}
+        held = {f for h in holding if h.id in told for f in h.fields}
+        retried = replace(retried, fields_not_held=tuple(f for f in case.corrected_fields if f not in held))
+        left_out = (Note("case_systems_left_out", {"systems": sorted({s.system for s in gone}),
+                                                    "reason": "no longer holds the corrected fields"}),)
+        if not told:  # as when the plan finds no holder: an operator finds the data, or accepts
+            fields = ", ".join(case.corrected_fields) or "(none)"
+            return Decision(retried, left_out).then(
+                _review(retried, f"no system in the data map holds the fields {fields}", now))
+    if retry:
+        moved = _move(retried, AWAITING_SYSTEMS, now)
+        reissue = _issue(moved.case, min(s.phase for s in retry))
+        note = Note("case_retry_approved", {"systems": sorted({s.system for s in retry})})
+        return Decision(reissue.case, (*left_out, note, *moved.effects, *reissue.effects))
+    if any(s.issued and not s.settled for s in retried.steps):
+        return Decision(retried, left_out).then(_move(retried, AWAITING_SYSTEMS, now))
+    return Decision(retried, left_out).then(_complete(retried, now))
+
+
+def rectify_not_sent(case: Case, systems: Iterable[str], now: datetime) -> Decision:
+    """The workflow had nothing to send in these systems' `rectify` (the sealed values can no longer
+    be read, e.g. the subject's data is being erased). Unsent, they would never be answered and the
+    case would wait forever: they count as failed and the case goes to an operator (approve retries;
+    a system the data map no longer gives the fields is then left out)."""
+    names = set(systems)
+    if case.status not in (IN_PROGRESS, AWAITING_SYSTEMS):
+        raise CaseError(f"a case in {case.status} sends no commands")
+    steps = tuple(
+        replace(s, outcome="failed") if s.action == "rectify" and s.system in names and s.outcome is None else s
+        for s in case.steps
+    )
+    why = (f"no correction values to send to {', '.join(sorted(names))} (they can no longer be read); "
+           "retry or handle by hand")
+    return _review(replace(case, steps=steps), why, now)
 
 
 def _retry_lift(case: Case) -> Decision:

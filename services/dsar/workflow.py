@@ -192,6 +192,7 @@ class Workflow:
         """Carry out a decision's effects in order; then save the case (unless the caller saves it)."""
         case = decision.case
         changes = [e for e in decision.effects if isinstance(e, cases.StatusChanged)]
+        unsent: list[str] = []
         for effect in decision.effects:
             if isinstance(effect, cases.StatusChanged):
                 # Only the last status of a decision carries the case's reason (rejection, review).
@@ -214,7 +215,7 @@ class Workflow:
             elif isinstance(effect, cases.Notify):
                 await self._notify(conn, case, effect)
             elif isinstance(effect, cases.IssueCommands):
-                await self._issue(conn, case, effect.steps)
+                unsent += await self._issue(conn, case, effect.steps)
             elif isinstance(effect, cases.SendVerificationCode):
                 await self._send_code(conn, case)
             elif isinstance(effect, cases.AssembleExport):
@@ -238,6 +239,9 @@ class Workflow:
                 await self.runtime.audit.record(
                     conn, effect.action, subject=case.subject, ref=case.request_id, detail=dict(effect.detail)
                 )
+        if unsent:
+            # Commands that could not be sent would never be answered: the case decides what now.
+            case = await self.apply(conn, cases.rectify_not_sent(case, unsent, utcnow()), save=False)
         if save:
             await store.save_case(conn, case)
         return case
@@ -319,7 +323,9 @@ class Workflow:
             detail={"template": notify.template, "id": notification_id},
         )
 
-    async def _issue(self, conn: asyncpg.Connection, case: Case, steps: tuple[cases.Step, ...]) -> None:
+    async def _issue(self, conn: asyncpg.Connection, case: Case, steps: tuple[cases.Step, ...]) -> list[str]:
+        """Send the steps' commands; returns the systems whose `rectify` had no values to send."""
+        unsent: list[str] = []
         corrections: dict[str, str] = {}
         if any(s.action == "rectify" for s in steps):
             sealed = await store.corrections_sealed(conn, case.request_id)
@@ -340,6 +346,7 @@ class Workflow:
             fields = {k: v for k, v in corrections.items() if k in held}
             if not fields:
                 log.warning("rectify for %s on %s has no correction values left", case.request_id, step.system)
+                unsent.append(step.system)
                 continue
             await self.tracker.issue(
                 conn,
@@ -351,6 +358,7 @@ class Workflow:
                 fields=fields,
                 command_id=step.command_id,
             )
+        return unsent
 
     async def _send_code(self, conn: asyncpg.Connection, case: Case) -> None:
         code = new_code()

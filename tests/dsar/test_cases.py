@@ -7,10 +7,11 @@ from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 
 import pytest
+import yaml
 from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 
-from privacy_runtime.datamap import load_data_map
+from privacy_runtime.datamap import DataMap, load_data_map, parse_data_map
 from privacy_runtime.settings import DEFAULT_DATA_MAP
 from schemas.enums import CaseStatus
 from services.dsar import cases
@@ -472,6 +473,57 @@ def test_rectification_of_fields_no_system_holds_goes_to_manual_review() -> None
     assert cases.approve(decision.case, DATA_MAP, T0).case.status == COMPLETED
 
 
+def _map_without(**removed: tuple[str, ...]) -> DataMap:
+    """The bundled data map as an operator might have edited it: `system=(fields it no longer holds)`."""
+    doc = yaml.safe_load(DEFAULT_DATA_MAP.read_text(encoding="utf-8"))
+    for system, fields in removed.items():
+        doc["systems"][system]["fields"] = [f for f in doc["systems"][system]["fields"] if f not in fields]
+    return parse_data_map(doc)
+
+
+def test_a_rectify_with_no_values_to_send_goes_to_review_instead_of_waiting_forever() -> None:
+    case = opened(cases.RECTIFICATION, corrected_fields=("phone",)).case
+    assert {s.system for s in pending(case)} == {"accounts", "support"}
+    # The workflow found nothing to send them (the sealed values can no longer be read).
+    review = cases.rectify_not_sent(case, ["accounts", "support"], T0)
+    assert review.case.status == IN_PROGRESS and review.case.manual_review
+    assert statuses(review) == [IN_PROGRESS]
+    assert "accounts, support" in (review.case.review_reason or "")
+    assert not pending(review.case), "nothing left that waits for an answer"
+    retried = cases.approve(review.case, DATA_MAP, T0)
+    [issue] = effects_of(retried, cases.IssueCommands)
+    assert {(s.system, s.attempt) for s in issue.steps} == {("accounts", 2), ("support", 2)}
+
+
+def test_a_retried_rectify_leaves_out_a_system_the_data_map_no_longer_gives_the_fields() -> None:
+    case = opened(cases.RECTIFICATION, corrected_fields=("email", "phone")).case
+    failed = cases.record_ack(case, next(s for s in pending(case) if s.system == "support").command_id or "",
+                              "failed", T0).case
+    rest, _ = answer_all(failed)
+    assert rest.manual_review
+    # Since the plan, support's entry in the data map lost the phone (it keeps the email).
+    retried = cases.approve(rest, _map_without(support=("phone",)), T0)
+    [issue] = effects_of(retried, cases.IssueCommands)
+    assert [s.system for s in issue.steps] == ["support"], "still holds the email"
+    # Had it lost both fields, it is left out, and the case completes with the others' answers.
+    done = cases.approve(rest, _map_without(support=("email", "phone")), T0)
+    assert not effects_of(done, cases.IssueCommands)
+    assert done.case.status == COMPLETED and "support" not in {s.system for s in done.case.steps}
+    assert "case_systems_left_out" in [n.action for n in effects_of(done, cases.Note)]
+    [email] = outcome_emails(done)
+    assert "support" not in email.params["informed"]
+
+
+def test_a_retried_rectify_with_no_holder_left_goes_back_to_review() -> None:
+    case = opened(cases.RECTIFICATION, corrected_fields=("phone",)).case
+    review = cases.rectify_not_sent(case, ["accounts", "support"], T0).case
+    gone = _map_without(accounts=("phone",), support=("phone",))
+    again = cases.approve(review, gone, T0)
+    assert again.case.status == IN_PROGRESS and again.case.manual_review and not again.case.steps
+    assert "phone" in (again.case.review_reason or "")
+    assert cases.approve(again.case, gone, T0).case.status == COMPLETED, "accepted as handled by hand"
+
+
 def test_restriction_and_lifting_go_to_every_system_including_consent() -> None:
     case = opened(cases.RESTRICTION, circumstance="accuracy_contested").case
     assert plan_of(tuple(pending(case))) == {(s, "restrict", None) for s in DATA_MAP.systems}
@@ -714,6 +766,7 @@ operation = st.one_of(
     st.tuples(st.just("timeout"), st.integers(0, 20)),
     st.tuples(st.just("ack_unknown")),
     st.tuples(st.just("lift")),
+    st.tuples(st.just("unsent")),
 )
 
 
@@ -746,6 +799,11 @@ def apply_operation(case: Case, op: tuple) -> Decision:
         for step in outstanding:
             decision = decision.then(cases.record_ack(decision.case, step.command_id or "", op[1], now))
         return decision
+    if name == "unsent":  # the workflow had no correction values to send
+        systems = [s.system for s in case.steps if s.action == "rectify" and s.issued and s.outcome is None]
+        if not systems:
+            raise CaseError("no rectify outstanding")
+        return cases.rectify_not_sent(case, systems, now)
     if name == "ack_unknown":
         return cases.record_ack(case, "00000000-0000-4000-8000-000000000000", "done", now)
     return cases.lift_restriction(case, DATA_MAP)
