@@ -192,6 +192,8 @@ class Case:
     due_at: datetime
     identity_verified: bool
     requested_via: str
+    #: When identity was asked for (the first one-time code went out): the unverified period runs from it.
+    identity_requested_at: datetime | None = None
     #: Request details without PII: the erasure ground, Art. 18 circumstance, objected processing,
     #: export format, and the *names* of corrected fields (the values are sealed by the store).
     ground: str | None = None
@@ -519,6 +521,12 @@ def _advance(case: Case, now: datetime) -> Decision:
 # --- operations -----------------------------------------------------------------------------------
 
 
+def receipt_time(stated: datetime, arrived: datetime) -> datetime:
+    """When a request counts as received: the time its event states, never later than it arrived (a
+    producer's clock running ahead must not push the deadline out)."""
+    return min(stated, arrived)
+
+
 def needs_verification(case: Case) -> bool:
     """Identity is verified before a request is answered, except an absolute objection: an opt-out
     is never made harder (the consent service has already withdrawn it on the same event)."""
@@ -595,7 +603,7 @@ def open_case(
     )
     opened = Decision(case, (*opened.effects, received))
     if needs_verification(case):
-        pending = _move(case, IDENTITY_PENDING, now)
+        pending = _move(case, IDENTITY_PENDING, now, identity_requested_at=now)
         return opened.then(Decision(pending.case, (*pending.effects, SendVerificationCode())))
     return opened.then(start(case, data_map, now))
 
@@ -763,10 +771,11 @@ def cancel(case: Case, reason: str, now: datetime) -> Decision:
 
 
 def close_unverified(case: Case, now: datetime, after: timedelta) -> Decision:
-    """Identity not verified within `after` of receipt: close, and tell the subject why."""
+    """Identity not verified within `after` of being asked for (the first code; receipt for a case
+    stored before that was recorded): close, and tell the subject why."""
     if case.status != IDENTITY_PENDING:
         raise CaseError(f"a case in {case.status} is not waiting for identity verification")
-    if now < case.received_at + after:
+    if now < (case.identity_requested_at or case.received_at) + after:
         raise CaseError("the verification period has not ended")
     reason = f"identity was not verified within {span(after)} of the request"
     done = _move(case, CLOSED_UNVERIFIED, now, reason=reason)

@@ -15,7 +15,7 @@ from services.dsar.cases import Case, Step
 
 # --- case <-> row -------------------------------------------------------------------------------
 
-_TIMES = ("received_at", "due_at", "closed_at")
+_TIMES = ("received_at", "due_at", "closed_at", "identity_requested_at")
 
 
 def case_to_json(case: Case) -> str:
@@ -133,8 +133,11 @@ async def list_cases(
 
 
 async def unverified_before(conn: asyncpg.Connection, cutoff: datetime, limit: int = 500) -> list[str]:
+    """Cases waiting for identity since before `cutoff` (since the first code; cases stored without
+    that time: since receipt)."""
     rows = await conn.fetch(
-        "SELECT request_id FROM cases WHERE status = 'identity_pending' AND received_at <= $1 "
+        "SELECT request_id FROM cases WHERE status = 'identity_pending' "
+        "AND COALESCE((state->>'identity_requested_at')::timestamptz, received_at) <= $1 "
         "ORDER BY received_at LIMIT $2",
         cutoff,
         limit,

@@ -98,13 +98,14 @@ class Workflow:
 
     async def on_erasure_requested(self, conn: asyncpg.Connection, batch: list[Inbound]) -> None:
         await self._record_requests(conn, batch)
+        arrived = utcnow()
         for item in batch:
             data = item.data
             case = cases.new_case(
                 request_id=str(data.request_id),
                 subject=item.event.subject,
                 right=cases.ERASURE,
-                received_at=item.event.time,
+                received_at=cases.receipt_time(item.event.time, arrived),
                 identity_verified=data.identity_verified,
                 requested_via=str(data.requested_via),
                 ground=str(data.ground),
@@ -113,6 +114,7 @@ class Workflow:
 
     async def on_dsar_requested(self, conn: asyncpg.Connection, batch: list[Inbound]) -> None:
         await self._record_requests(conn, batch)
+        arrived = utcnow()
         for item in batch:
             data = item.data
             details = data.details
@@ -121,7 +123,7 @@ class Workflow:
                 request_id=str(data.request_id),
                 subject=item.event.subject,
                 right=str(data.right),
-                received_at=item.event.time,
+                received_at=cases.receipt_time(item.event.time, arrived),
                 identity_verified=data.identity_verified,
                 requested_via=str(data.requested_via),
                 circumstance=str(details.circumstance) if details.circumstance else None,

@@ -22,6 +22,7 @@ def a_case(**changes: object) -> Case:
             Step("marketing_email", "suppress", purpose="marketing_email", phase=2, attempt=3),
         ),
         phase=2, completion_notified=True, closed_at=received + timedelta(days=2, microseconds=1),
+        identity_requested_at=received + timedelta(minutes=1),
     )
     fields.update(changes)
     return Case(**fields)  # type: ignore[arg-type]

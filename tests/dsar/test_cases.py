@@ -263,6 +263,26 @@ def test_identity_pending_to_in_progress_by_code_or_operator() -> None:
     assert effects_of(by_operator, cases.Note)[0].detail == {"method": "operator"}
 
 
+def test_a_request_counts_as_received_when_it_arrived_if_its_event_claims_later() -> None:
+    arrived = T0
+    assert cases.receipt_time(T0 + timedelta(days=1), arrived) == arrived, "a clock ahead gains no time"
+    assert cases.receipt_time(T0 - timedelta(hours=2), arrived) == T0 - timedelta(hours=2)
+
+
+def test_the_unverified_period_runs_from_the_first_code_not_from_a_receipt_long_before() -> None:
+    # An event stating a time long past (a backlog, a replay): the code goes out only now.
+    received = T0 - timedelta(days=20)
+    case = cases.open_case(make_case(verified=False, received_at=received), DATA_MAP, T0).case
+    assert case.status == IDENTITY_PENDING and case.identity_requested_at == T0
+    period = timedelta(days=14)
+    with pytest.raises(CaseError, match="not ended"):
+        cases.close_unverified(case, T0 + period - timedelta(seconds=1), period)
+    assert cases.close_unverified(case, T0 + period, period).case.status == CLOSED_UNVERIFIED
+    # A case stored before this time was kept counts from receipt, as it did.
+    legacy = replace(case, identity_requested_at=None)
+    assert cases.close_unverified(legacy, received + period, period).case.status == CLOSED_UNVERIFIED
+
+
 def test_verify_refused_unless_identity_pending() -> None:
     with pytest.raises(CaseError):
         cases.verify(opened().case, DATA_MAP, T0)

@@ -460,6 +460,18 @@ async def test_unverified_request_is_verified_by_code_then_proceeds(stack, dsar,
     assert [s["status"] for s in statuses][:3] == ["received", "identity_pending", "in_progress"]
 
 
+async def test_a_request_stated_in_the_future_counts_as_received_when_it_arrived(stack, dsar) -> None:  # type: ignore[no-untyped-def]
+    bootstrap = stack.endpoints.kafka_bootstrap
+    request_id = await _dsar(bootstrap, subject_id("ahead"), "access", verified=False,
+                             when=datetime.now(UTC) + timedelta(hours=20))
+    await _wait_status(bootstrap, request_id, "identity_pending")
+    status, body = await get_json(f"{dsar.url}/v1/requests/{request_id}")
+    assert status == 200
+    received = datetime.fromisoformat(body["received_at"])
+    assert received <= datetime.now(UTC), "a producer's clock running ahead gains the request no time"
+    assert datetime.fromisoformat(body["due_at"]) <= datetime.now(UTC) + timedelta(days=32)
+
+
 async def test_an_expired_code_is_replaced_by_a_new_one(stack, dsar) -> None:  # type: ignore[no-untyped-def]
     bootstrap = stack.endpoints.kafka_bootstrap
     request_id = await _dsar(bootstrap, subject_id("expire"), "access", verified=False)
@@ -529,9 +541,21 @@ async def test_more_requests_buy_no_more_guesses_at_a_persons_code(stack, dsar) 
 
 async def test_unverified_after_fourteen_days_is_closed_and_the_subject_told(stack, dsar) -> None:  # type: ignore[no-untyped-def]
     bootstrap = stack.endpoints.kafka_bootstrap
+    # Stated long ago: the fourteen days still run from the code, which goes out only now.
     request_id = await _erasure(
         bootstrap, subject_id("late"), verified=False, when=datetime.now(UTC) - timedelta(days=15)
     )
+    await _wait_status(bootstrap, request_id, "identity_pending")
+    await asyncio.sleep(1.5)  # several timer passes
+    assert (await get_json(f"{dsar.url}/v1/requests/{request_id}"))[1]["status"] == "identity_pending"
+    # Fourteen days pass (the time the code was asked for is moved back instead).
+    conn = await asyncpg.connect(stack.endpoints.database_url)
+    try:
+        asked = (datetime.now(UTC) - timedelta(days=14, seconds=1)).isoformat()
+        await conn.execute("UPDATE dsar.cases SET state = jsonb_set(state, '{identity_requested_at}', to_jsonb($2::text)) "
+                           "WHERE request_id = $1", uuid.UUID(request_id), asked)
+    finally:
+        await conn.close()
     statuses = await _wait_status(bootstrap, request_id, "closed_unverified")
     assert "14 days" in statuses[-1]["reason"]
     email = await _notification(bootstrap, request_id, "closed_unverified")
