@@ -13,7 +13,8 @@ The dsar service's own records:
 - an export package is wiped once its link expired or was used up (it holds a copy of everything);
 - export fragments and sealed corrections go once their case is closed (they were only inputs);
 - identity verification rows go once their case is closed;
-- a closed case record goes after `case_record_retention_seconds`.
+- a closed case record goes after `case_record_retention_seconds`, except a completed restriction
+  not lifted yet (still in force) and a case flagged for manual review.
 
 Each purge is one transaction with one audit entry giving the counts (no personal data).
 """

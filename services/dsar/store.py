@@ -494,8 +494,12 @@ async def purge_expired(
         "corrections": await count(
             "UPDATE cases SET corrections_sealed = NULL WHERE closed_at IS NOT NULL AND corrections_sealed IS NOT NULL"
         ),
+        # Kept however old: a restriction still in force (lifting it needs the case, and the subject's
+        # other restrictions are judged against it) and a case waiting for an operator.
         "cases": await count(
-            "DELETE FROM cases WHERE closed_at < $1 AND request_id NOT IN (SELECT request_id FROM exports)",
+            "DELETE FROM cases WHERE closed_at < $1 AND request_id NOT IN (SELECT request_id FROM exports) "
+            "AND NOT manual_review AND NOT (case_right = 'restriction' AND status = 'completed' "
+            "AND NOT COALESCE((state->>'restriction_lifted')::boolean, false))",
             closed_before,
         ),
         "failed_verifications": await count(

@@ -8,6 +8,7 @@ import os
 import uuid
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from types import SimpleNamespace
@@ -70,6 +71,26 @@ async def test_sweep_deletes_expired_packages_and_old_closed_cases_only(stack) -
             assert await store.purge_expired(conn, NOW, NOW - timedelta(days=3 * 365)) == {
                 "exports": 0, "export_fragments": 0, "verifications": 0, "corrections": 0, "cases": 0,
                 "failed_verifications": 0}
+
+
+async def test_a_restriction_still_in_force_is_kept_past_the_case_retention(stack) -> None:  # type: ignore[no-untyped-def]
+    # Lifting it needs the case (Art. 18(3)), and the subject's other restrictions are judged against it.
+    def restriction(lifted: bool, review: bool = False) -> cases.Case:
+        case = cases.new_case(request_id=str(uuid.uuid4()), subject="s", right=cases.RESTRICTION,
+                              received_at=NOW - timedelta(days=5 * 365), identity_verified=True,
+                              requested_via="web_form")
+        return replace(case, status=cases.COMPLETED, closed_at=NOW - timedelta(days=4 * 365),
+                       restriction_lifted=lifted, manual_review=review)
+
+    in_force, lifted, failed_lift = restriction(False), restriction(True), restriction(True, review=True)
+    async with scratch_schema(stack.endpoints.database_url, "dsar_retention", DSAR_SQL, max_size=1) as pool:
+        async with pool.acquire() as conn:
+            for case in (in_force, lifted, failed_lift):
+                assert await store.insert_case(conn, case, None)
+            counts = await store.purge_expired(conn, NOW, NOW - timedelta(days=3 * 365))
+            assert counts["cases"] == 1
+            remaining = {str(r["request_id"]) for r in await conn.fetch("SELECT request_id FROM cases")}
+            assert remaining == {in_force.request_id, failed_lift.request_id}, "the lifted one goes"
 
 
 # --- inactive subjects: activity, selection and the sweep that requests their erasure -----------------
