@@ -11,8 +11,10 @@ from datetime import datetime
 from typing import Any
 
 from faust.web import Request, Response
+from pydantic import TypeAdapter, ValidationError
 
 from privacy_runtime.web import ApiView, HttpError, route
+from schemas.fields import Detail
 from services.dsar import cases, store
 from services.dsar.app import app, runtime, workflow
 from services.dsar.cases import Case, CaseError
@@ -22,6 +24,9 @@ from services.dsar.workflow import UnknownCase, utcnow
 TOKEN_PATTERN = re.compile(r"^[A-Za-z0-9_-]{20,128}$")
 MAX_REASON = 2000
 MAX_LIST = 1000
+#: A reason travels in `dsar-status` (and the subject's email) as a `Detail`: checked against that very
+#: type here, so what the event would refuse is a 400 now rather than a 500 mid-transaction.
+REASON_TEXT = TypeAdapter(Detail)
 
 
 def _request_id(value: str) -> str:
@@ -86,8 +91,14 @@ def _reason(body: dict[str, Any], what: str) -> str:
     reason = body.get("reason")
     if not isinstance(reason, str) or not reason.strip():
         raise HttpError(400, f"{what} needs a non-empty 'reason' (it is sent to the subject)")
-    if len(reason) > MAX_REASON or any(ord(c) < 32 and c not in "\n\t" for c in reason):
-        raise HttpError(400, f"'reason' must be plain text of at most {MAX_REASON} characters")
+    plain = len(reason) <= MAX_REASON and not any(ord(c) < 32 and c not in "\n\t" for c in reason)
+    try:
+        REASON_TEXT.validate_python(reason)
+    except ValidationError:
+        plain = False  # DEL, or a lone surrogate (not text at all)
+    if not plain:
+        raise HttpError(400, f"'reason' must be plain text of at most {MAX_REASON} characters "
+                             "(no control characters)")
     return reason.strip()
 
 

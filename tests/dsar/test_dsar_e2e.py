@@ -591,6 +591,13 @@ async def test_admin_reject_names_the_reason_and_imy(stack, dsar) -> None:  # ty
     url = f"{dsar.url}/v1/admin/requests/{request_id}/reject"
     assert (await _post(url, {}, headers=ADMIN)).status_code == 400
     assert (await _post(url, {"reason": "  "}, headers=ADMIN)).status_code == 400
+    # Text the status event could not carry is refused up front, not a 500 half way through.
+    for bad in (b'{"reason": "unfounded\x7f"}', b'{"reason": "unfounded \\ud800"}'):
+        refused = await _post(url, headers={**ADMIN, "Content-Type": "application/json"}, content=bad)
+        assert refused.status_code == 400 and "plain text" in refused.json()["error"], refused.text
+    extend = f"{dsar.url}/v1/admin/requests/{request_id}/extend"
+    refused = await _post(extend, {"months": 1, "reason": "busy\x7f"}, headers=ADMIN)
+    assert refused.status_code == 400, refused.text
     reason = "manifestly unfounded: repetitive requests (GDPR Art. 12(5))"
     response = await _post(url, {"reason": reason}, headers=ADMIN)
     assert response.status_code == 200 and response.json()["status"] == "rejected"
