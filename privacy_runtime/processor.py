@@ -9,6 +9,11 @@ a crash at any point re-delivers the batch and the claims make the replay a no-o
 - A handler error on good input re-runs the batch one event at a time, and the event that fails is
   dead-lettered with the error, so one poison event never blocks its partition.
 
+Events about one subject are applied one transaction at a time, whichever topic or partition they
+came on (`lock_subjects`): lanes run partitions concurrently, and without the lock a registration and
+a withdrawal of one subject, or an erasure and a late event, could each decide on what the other had
+not committed yet.
+
 Deduplication is by a `processed_events` claim per event id, unless the stream's own rows already have
 a unique key derived from the event id (the consent ledger's entry ids): such a handler is registered
 with `deduplicate=False`, drops re-delivered events itself and returns how many were new.
@@ -68,6 +73,19 @@ async def claim(conn: asyncpg.Connection, topic: str, event_ids: Iterable[str]) 
         topic,
     )
     return {r["event_id"] for r in claimed}
+
+
+async def lock_subjects(conn: asyncpg.Connection, subjects: Iterable[str | None]) -> None:
+    """Take a transaction-scoped lock per subject (of this schema), in one fixed order, so that two
+    transactions never wait for each other in a cycle."""
+    keys = sorted({s for s in subjects if s is not None})
+    if not keys:
+        return
+    await conn.execute(
+        "SELECT count(pg_advisory_xact_lock(k)) FROM (SELECT DISTINCT "
+        "hashtextextended(current_schema() || '/' || s, 0) AS k FROM unnest($1::text[]) AS s ORDER BY k) AS keys",
+        keys,
+    )
 
 
 class StreamProcessor:
@@ -136,6 +154,7 @@ class StreamProcessor:
         for item in batch:  # the same event twice in one batch (a producer retry) counts once
             first.setdefault(item.event.id, item)
         async with self.runtime.transaction() as conn:
+            await lock_subjects(conn, (item.event.subject for item in first.values()))
             if self.deduplicate:
                 ids = await claim(conn, self.topic, first)
                 fresh = [item for event_id, item in first.items() if event_id in ids]

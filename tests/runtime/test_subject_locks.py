@@ -1,0 +1,75 @@
+"""Events about one subject are applied one transaction at a time, whatever topic they came on; events
+about other subjects do not wait for them."""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from datetime import UTC, datetime
+from pathlib import Path
+from types import SimpleNamespace
+from typing import Any
+
+import asyncpg
+import pytest
+
+from privacy_runtime.processor import Inbound, RawMessage, StreamProcessor
+from tests.helpers import scratch_schema
+
+pytestmark = pytest.mark.stack
+
+MIGRATIONS = Path(__file__).resolve().parents[2] / "services" / "consent" / "migrations"
+
+
+class _Runtime:
+    """What a StreamProcessor needs of the service runtime: transactions on a real database."""
+
+    def __init__(self, pool: asyncpg.Pool):
+        self.pool = pool
+
+    @asynccontextmanager
+    async def transaction(self) -> AsyncIterator[asyncpg.Connection]:
+        async with self.pool.acquire() as conn, conn.transaction():
+            yield conn
+
+
+def _event(topic: str, subject: str) -> Inbound:
+    event = SimpleNamespace(id=str(uuid.uuid4()), subject=subject, time=datetime.now(UTC))
+    return Inbound(event, RawMessage(topic, 0, 0, subject.encode(), b"{}", []))
+
+
+@pytest.fixture
+async def runtime(stack) -> AsyncIterator[_Runtime]:  # type: ignore[no-untyped-def]
+    async with scratch_schema(stack.endpoints.database_url, "subject_locks", MIGRATIONS, max_size=4) as pool:
+        yield _Runtime(pool)
+
+
+async def test_a_subject_waits_for_its_own_transaction_on_another_topic_only(runtime: _Runtime) -> None:
+    steps: list[str] = []
+    gate = asyncio.Event()
+    started = asyncio.Event()
+
+    async def slow_registration(conn: asyncpg.Connection, batch: list[Inbound]) -> None:
+        steps.append("registration started")
+        started.set()
+        await gate.wait()
+        steps.append("registration committed")
+
+    async def change(conn: asyncpg.Connection, batch: list[Inbound]) -> None:
+        steps.append(f"change of {batch[0].event.subject}")
+
+    registrations: Any = StreamProcessor(runtime, "user-registered", slow_registration)
+    changes: Any = StreamProcessor(runtime, "consent-changed", change)
+    first = asyncio.create_task(registrations.apply([_event("user-registered", "usr_a")]))
+    try:
+        await asyncio.wait_for(started.wait(), 10)
+        await asyncio.wait_for(changes.apply([_event("consent-changed", "usr_b")]), 10)  # another subject
+        same_subject = asyncio.create_task(changes.apply([_event("consent-changed", "usr_a")]))
+        await asyncio.sleep(0.5)
+        assert steps == ["registration started", "change of usr_b"]
+    finally:
+        gate.set()  # a failed assertion must not leave a transaction open (the pool would never close)
+    await asyncio.wait_for(asyncio.gather(first, same_subject), 10)
+    assert steps == ["registration started", "change of usr_b", "registration committed", "change of usr_a"]
