@@ -19,10 +19,14 @@ counted in `privacy_emails_sent_unmarked_total`.
 On shutdown (the runtime cancels the round) the email in flight is let finish, send and `sent` commit,
 for up to SHUTDOWN_GRACE_SECONDS; then the untried rest is handed back.
 
-Failures: a 4xx reply, or the relay being unreachable, is temporary: the row goes back to `queued`
-with exponential backoff and jitter (EMAIL_RETRY_BASE_SECONDS doubling up to EMAIL_RETRY_MAX_SECONDS)
-until EMAIL_GIVE_UP_AFTER_SECONDS. A 5xx reply (or a message that can never be rendered) is permanent:
-the row becomes `failed` and an audit entry records it. No row is ever deleted, so nothing is lost.
+Failures: a 4xx reply to an email is temporary: the row goes back to `queued` with exponential backoff
+and jitter (EMAIL_RETRY_BASE_SECONDS doubling up to EMAIL_RETRY_MAX_SECONDS) until
+EMAIL_GIVE_UP_AFTER_SECONDS. A failure of the relay itself (unreachable, TLS, a refused EHLO/HELO or
+login such as 535 for a wrong password, a refused MAIL FROM such as 530 "STARTTLS first", a dropped
+connection) is no email's fault, whatever its code: the email and the rest of the batch wait with the
+same backoff, the connection is reopened, and a warning is logged. Only a 5xx refusal of the recipient
+(RCPT) or of the message (after DATA), or a message that can never be rendered, is permanent: the row
+becomes `failed` and an audit entry records it. No row is ever deleted, so nothing is lost.
 
 The crash window (the only way an email can be sent twice): an email is marked `sent` only after the
 relay accepted it, so a crash can never lose one. If the process dies *after* the relay accepted the
@@ -108,7 +112,15 @@ class Mailer:
                 username=s.smtp_username,
                 password=s.smtp_password.get_secret_value() if s.smtp_password else None,
             )
-            await client.connect()
+            try:
+                await client.connect()  # connects, STARTTLS, EHLO and AUTH
+            except BaseException as exc:
+                with contextlib.suppress(Exception):
+                    client.close()
+                if not isinstance(exc, Exception):
+                    raise
+                # Whatever the reply (a 535 for a wrong password is a 5xx), it is the relay's, not an email's.
+                raise rules.RelaySessionFailed(type(exc).__name__) from exc
             self._client = client
         return client
 
@@ -121,7 +133,7 @@ class Mailer:
             await self.reset()
             raise
         except aiosmtplib.SMTPResponseException as exc:
-            if exc.code == 421:  # the relay is closing the connection
+            if rules.classify(exc)[0] is rules.Failure.CONNECTION:  # 421, or the session itself refused
                 await self.reset()
             raise
         except asyncio.CancelledError:  # cut mid-conversation: the connection's state is unknown
@@ -469,6 +481,13 @@ class Sender:
             return
         if kind is rules.Failure.CONNECTION:
             self._connection_failures += 1
+            # The relay, not this email: the rest of the batch waits too. Operators see it here and in
+            # privacy_emails_retried_total.
+            log.warning(
+                "SMTP relay failure (%s): emails are held back and retried (%d relay failures in a row)",
+                error,
+                self._connection_failures,
+            )
         give_up = timedelta(seconds=self.settings.email_give_up_after_seconds)
         if rules.gives_up(row["created_at"], datetime.now(UTC), give_up):
             await self._fail(item, f"still failing after {give_up}: {error}")

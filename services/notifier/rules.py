@@ -185,27 +185,60 @@ def gives_up(created_at: datetime, now: datetime, give_up_after: timedelta) -> b
 
 
 class Failure(StrEnum):
-    TEMPORARY = "temporary"  # 4xx, or the relay unreachable: try again later
-    PERMANENT = "permanent"  # 5xx, or a message that can never be sent
-    CONNECTION = "connection"  # the connection broke: temporary, and reconnect first
+    TEMPORARY = "temporary"  # 4xx to one email: try it again later
+    PERMANENT = "permanent"  # 5xx to one email (RCPT or after DATA), or a message that can never be sent
+    CONNECTION = "connection"  # the relay itself (connect, TLS, greeting, login, MAIL FROM): back off, reconnect
+
+
+class RelaySessionFailed(Exception):
+    """Setting up the session with the relay failed (connect, TLS, EHLO/HELO, AUTH). The cause is the
+    client's exception; no email is to blame for it."""
+
+
+#: Replies that mean "not authenticated" whatever command they answer: the relay's fault, not the email's.
+_AUTH_CODES = frozenset({530, 534, 535, 538})
+
+#: Refusals of the session or the envelope sender. Every email shares them, so none of them is one
+#: email's permanent failure: a wrong relay password would otherwise fail the whole queue in seconds.
+_RELAY_REFUSALS = (
+    aiosmtplib.SMTPConnectError,
+    aiosmtplib.SMTPHeloError,
+    aiosmtplib.SMTPAuthenticationError,
+    aiosmtplib.SMTPSenderRefused,
+)
+
+
+def _describe(exc: BaseException) -> str:
+    if isinstance(exc, aiosmtplib.SMTPResponseException):
+        return f"{exc.code} {exc.message}"[:300]
+    return f"{type(exc).__name__}: {exc}"[:300]
 
 
 def classify(exc: BaseException) -> tuple[Failure, str]:
-    """What an exception from the SMTP client means, with a short description (no PII)."""
+    """What an exception from the SMTP client means, with a short description (no PII).
+
+    Only a refused recipient (RCPT) or a refusal after DATA is the email's own failure; anything that
+    stops the session or the envelope sender is the relay's (CONNECTION: back off and reconnect).
+    """
+    if isinstance(exc, RelaySessionFailed):
+        cause = exc.__cause__ or exc
+        return Failure.CONNECTION, f"relay session: {_describe(cause)}"[:300]
     if isinstance(exc, aiosmtplib.SMTPRecipientsRefused):
         codes = [r.code for r in exc.recipients]
+        if codes and all(c in _AUTH_CODES for c in codes):
+            return Failure.CONNECTION, f"recipient refused, not authenticated: {', '.join(str(c) for c in codes)}"
         kind = Failure.PERMANENT if codes and all(c >= 500 for c in codes) else Failure.TEMPORARY
         return kind, f"recipient refused: {', '.join(str(c) for c in codes)}"
     if isinstance(exc, aiosmtplib.SMTPResponseException):
-        if isinstance(exc, aiosmtplib.SMTPServerDisconnected | aiosmtplib.SMTPConnectError) or exc.code == 421:
-            return Failure.CONNECTION, f"{exc.code} {exc.message}"[:300]  # 421: the relay closes the connection
+        if isinstance(exc, _RELAY_REFUSALS) or exc.code == 421 or exc.code in _AUTH_CODES:
+            return Failure.CONNECTION, _describe(exc)  # 421: the relay closes the connection
         kind = Failure.PERMANENT if exc.code >= 500 else Failure.TEMPORARY
-        return kind, f"{exc.code} {exc.message}"[:300]
+        return kind, _describe(exc)
     if isinstance(exc, aiosmtplib.SMTPNotSupported | ValueError | UnicodeError):
-        return Failure.PERMANENT, f"{type(exc).__name__}: {exc}"[:300]
+        return Failure.PERMANENT, _describe(exc)  # e.g. SMTPUTF8 needed by this one address
     if isinstance(exc, aiosmtplib.SMTPException | ConnectionError | TimeoutError | OSError):
-        return Failure.CONNECTION, f"{type(exc).__name__}: {exc}"[:300]
-    return Failure.TEMPORARY, f"{type(exc).__name__}: {exc}"[:300]
+        return Failure.CONNECTION, _describe(exc)
+    return Failure.TEMPORARY, _describe(exc)
 
 
 # --- composing the message ---------------------------------------------------------------------

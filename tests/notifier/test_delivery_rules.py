@@ -189,7 +189,18 @@ def test_temporary_failures_turn_permanent_after_the_give_up_time() -> None:
         ),
         (aiosmtplib.SMTPDataError(451, "temporarily refusing"), Failure.TEMPORARY),
         (aiosmtplib.SMTPDataError(554, "rejected"), Failure.PERMANENT),
-        (aiosmtplib.SMTPSenderRefused(450, "busy", "p@x.se"), Failure.TEMPORARY),
+        (aiosmtplib.SMTPSenderRefused(450, "busy", "p@x.se"), Failure.CONNECTION),
+        # The session or the envelope sender refused: every email shares it, so none fails for it.
+        (aiosmtplib.SMTPAuthenticationError(535, "5.7.8 authentication failed"), Failure.CONNECTION),
+        (aiosmtplib.SMTPSenderRefused(530, "5.7.0 Must issue a STARTTLS command first", "p@x.se"),
+         Failure.CONNECTION),
+        (aiosmtplib.SMTPSenderRefused(553, "5.7.1 sender not owned by user", "p@x.se"), Failure.CONNECTION),
+        (aiosmtplib.SMTPHeloError(550, "go away"), Failure.CONNECTION),
+        (aiosmtplib.SMTPConnectResponseError(554, "no service"), Failure.CONNECTION),
+        (aiosmtplib.SMTPRecipientsRefused([aiosmtplib.SMTPRecipientRefused(530, "auth first", "a@x.se")]),
+         Failure.CONNECTION),
+        (aiosmtplib.SMTPResponseException(535, "5.7.8 authentication failed"), Failure.CONNECTION),
+        (aiosmtplib.SMTPNotSupported("SMTPUTF8 is not supported by this server"), Failure.PERMANENT),
         (aiosmtplib.SMTPDataError(421, "closing connection"), Failure.CONNECTION),
         (aiosmtplib.SMTPConnectError("refused"), Failure.CONNECTION),
         (aiosmtplib.SMTPServerDisconnected("gone"), Failure.CONNECTION),
@@ -200,6 +211,24 @@ def test_temporary_failures_turn_permanent_after_the_give_up_time() -> None:
 )
 def test_smtp_failures_are_classified(exc: BaseException, expected: Failure) -> None:
     assert rules.classify(exc)[0] is expected
+
+
+@pytest.mark.parametrize(
+    "cause",
+    [
+        aiosmtplib.SMTPResponseException(554, "5.7.0 TLS not available"),  # a 5xx to STARTTLS
+        aiosmtplib.SMTPAuthenticationError(535, "5.7.8 authentication failed"),
+        ValueError("bad TLS options"),
+        aiosmtplib.SMTPException("SMTP STARTTLS extension not supported by server."),
+    ],
+)
+def test_a_failed_relay_session_is_never_one_emails_fault(cause: Exception) -> None:
+    try:
+        raise rules.RelaySessionFailed(type(cause).__name__) from cause
+    except rules.RelaySessionFailed as exc:
+        kind, description = rules.classify(exc)
+    assert kind is Failure.CONNECTION
+    assert description.startswith("relay session: ")
 
 
 # --- message shape ---------------------------------------------------------------------------------
