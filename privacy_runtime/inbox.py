@@ -2,7 +2,8 @@
 
 Each service supplies one coroutine per action (erase, restrict, lift_restriction, rectify, export).
 A command is applied once per `command_id`; a re-sent command (the sender missed our ack) is
-answered again with the recorded status, without being applied again.
+answered again with the recorded status and basis, without being applied again. An `export` is a read:
+a re-sent one is exported again, since the data travels only in the ack the sender may have missed.
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ from typing import Any
 
 import asyncpg
 
+from privacy_runtime.crypto import SubjectErased
 from privacy_runtime.processor import Inbound
 from schemas.events import PrivacyAck
 from schemas.topics import PRIVACY_ACKS
@@ -48,22 +50,27 @@ class CommandInbox:
         command = item.data
         subject = item.event.subject
         previous = await conn.fetchrow(
-            "SELECT status FROM handled_commands WHERE command_id = $1", command.command_id
+            "SELECT status, retained_basis FROM handled_commands WHERE command_id = $1", command.command_id
         )
+        action = self.actions.get(str(command.action)) if str(command.system) == self.system else None
         if previous is not None:
-            await self._ack(conn, subject, command, Outcome(previous["status"], detail="already handled"))
+            if str(command.action) == "export" and action is not None and previous["status"] != "failed":
+                again = await action(conn, subject, command)
+                await self._ack(conn, subject, command, Outcome(
+                    again.status, detail="already handled; exported again", export=again.export))
+            else:
+                await self._ack(conn, subject, command, Outcome(
+                    previous["status"], detail="already handled", retained_basis=previous["retained_basis"]))
             return
         if str(command.system) != self.system:
             outcome = Outcome("failed", detail=f"command for {command.system} arrived at {self.system}")
+        elif action is None:
+            outcome = Outcome("failed", detail=f"{self.system} does not support {command.action}")
         else:
-            action = self.actions.get(str(command.action))
-            if action is None:
-                outcome = Outcome("failed", detail=f"{self.system} does not support {command.action}")
-            else:
-                outcome = await action(conn, subject, command)
+            outcome = await action(conn, subject, command)
         await conn.execute(
-            "INSERT INTO handled_commands (command_id, action, status) VALUES ($1, $2, $3)",
-            command.command_id, str(command.action), outcome.status,
+            "INSERT INTO handled_commands (command_id, action, status, retained_basis) VALUES ($1, $2, $3, $4)",
+            command.command_id, str(command.action), outcome.status, outcome.retained_basis,
         )
         await self.runtime.audit.record(
             conn, f"command_{command.action}", subject=subject, ref=str(command.command_id),
@@ -75,9 +82,17 @@ class CommandInbox:
             await step(conn)
 
     async def _ack(self, conn: asyncpg.Connection, subject: str, command: Any, outcome: Outcome) -> None:
+        # Nothing held, nothing exported: a not_found answer carries no export (and so makes no data key).
+        export = outcome.export if outcome.status != "not_found" else None
         ack = PrivacyAck.model_validate(dict(
             command_id=command.command_id, system=self.system, status=outcome.status,
-            retained_basis=outcome.retained_basis, export=outcome.export, detail=outcome.detail,
+            retained_basis=outcome.retained_basis, export=export, detail=outcome.detail,
         ))
         # An export carries PII: seal it with the subject's key. Plain acks carry none.
-        await self.runtime.outbox.add(conn, PRIVACY_ACKS, ack, subject=subject, seal=outcome.export is not None)
+        try:
+            await self.runtime.outbox.add(conn, PRIVACY_ACKS, ack, subject=subject, seal=export is not None)
+        except SubjectErased:  # erased here since: there is no key to seal with, and nothing left to export
+            await self.runtime.outbox.add(conn, PRIVACY_ACKS, PrivacyAck.model_validate(dict(
+                command_id=command.command_id, system=self.system, status="not_found",
+                detail="the subject's data was erased here",
+            )), subject=subject, seal=False)

@@ -335,15 +335,17 @@ async def test_malformed_messages_are_dead_lettered_and_the_next_is_processed(st
     assert (await _decision(consent, subject, "service_delivery"))["allowed"] is True
 
 
-async def _command_consent(bootstrap: str, subject: str, action: str, **extra) -> dict:  # type: ignore[no-untyped-def]
-    """Send the consent service a command on its own topic; returns its ack's data."""
-    command_id = uuid.uuid4()
+async def _command_consent(bootstrap: str, subject: str, action: str, *, command_id: uuid.UUID | None = None,
+                           nth: int = 1, **extra) -> dict:  # type: ignore[no-untyped-def]
+    """Send the consent service a command on its own topic; returns its (`nth`) ack's data."""
+    command_id = command_id or uuid.uuid4()
     await publish(bootstrap, command_topic("consent"), PrivacyCommand(
         command_id=command_id, system="consent", action=action,
         respond_by=datetime.now(UTC) + timedelta(days=7), **extra), subject=subject)
     acks = await wait_for_messages(
-        bootstrap, PRIVACY_ACKS, lambda m: (event_of(m) or {}).get("data", {}).get("command_id") == str(command_id))
-    return dict(_data(acks[0]))
+        bootstrap, PRIVACY_ACKS, lambda m: (event_of(m) or {}).get("data", {}).get("command_id") == str(command_id),
+        count=nth)
+    return dict(_data(acks[nth - 1]))
 
 
 async def test_restriction_rectification_and_export_commands_act_on_the_ledger(stack, consent) -> None:  # type: ignore[no-untyped-def]
@@ -366,8 +368,13 @@ async def test_restriction_rectification_and_export_commands_act_on_the_ledger(s
     assert rectified["status"] == "done"
     assert (await _decision(consent, subject, "partner_sharing"))["allowed"] is False, "Sweden needs opt-in"
 
-    export = (await _command_consent(bootstrap, subject, "export", request_id=uuid.uuid4()))["export"]
+    export_id, request_id = uuid.uuid4(), uuid.uuid4()
+    export = (await _command_consent(bootstrap, subject, "export", command_id=export_id,
+                                     request_id=request_id))["export"]
     assert export["system"] == "consent" and export["profile"]["country"] == "SE"
+    # The sender missed that ack and sends the command again: the data comes again (an export is a read).
+    again = await _command_consent(bootstrap, subject, "export", command_id=export_id, request_id=request_id, nth=2)
+    assert again["status"] == "done" and again["export"] == export
     assert [r["source"] for r in export["registrations"]] == ["web"]
     assert [(c["purpose"], c["granted"]) for c in export["current_consents"]] == [("analytics", True)]
     receipt = export["consent_receipts"][0]
@@ -428,6 +435,9 @@ async def test_events_after_an_erasure_bring_nothing_back(stack, consent) -> Non
         respond_by=now + timedelta(days=7)), subject=subject)
     await wait_for_messages(bootstrap, PRIVACY_ACKS,
                             lambda m: (event_of(m) or {}).get("data", {}).get("command_id") == str(command_id))
+    # An access request's export arriving after the erasure: nothing is held, nothing to seal it with.
+    export = await _command_consent(bootstrap, subject, "export", request_id=uuid.uuid4())
+    assert export["status"] == "not_found" and export.get("export") is None
 
     late = [
         await _register(bootstrap, subject, country="US", consents=[("partner_sharing", True)]),
