@@ -480,14 +480,10 @@ class Sender:
             await self._fail(item, error)
             return
         if kind is rules.Failure.CONNECTION:
-            self._connection_failures += 1
+            self._connection_failures = rules.count_failure(self._connection_failures)
             # The relay, not this email: the rest of the batch waits too. Operators see it here and in
             # privacy_emails_retried_total.
-            log.warning(
-                "SMTP relay failure (%s): emails are held back and retried (%d relay failures in a row)",
-                error,
-                self._connection_failures,
-            )
+            log.warning("SMTP relay failure (%s): emails are held back and retried with backoff", error)
         give_up = timedelta(seconds=self.settings.email_give_up_after_seconds)
         if rules.gives_up(row["created_at"], datetime.now(UTC), give_up):
             await self._fail(item, f"still failing after {give_up}: {error}")

@@ -165,6 +165,11 @@ def sender_domain(smtp_from: str) -> str:
 # --- retry timing ------------------------------------------------------------------------------
 
 
+#: The backoff has long reached EMAIL_RETRY_MAX_SECONDS by this many doublings; capping them keeps
+#: `base * 2**n` a float (10.0 * 2**1024 raises OverflowError).
+MAX_DOUBLINGS = 32
+
+
 def retry_delay(
     attempts: int, base_seconds: float, max_seconds: float, rand: Callable[[], float] = random.random
 ) -> float:
@@ -172,8 +177,14 @@ def retry_delay(
 
     attempts is the number of attempts made so far (1 after the first failure).
     """
-    step = min(max_seconds, base_seconds * (2 ** max(0, attempts - 1)))
+    step = min(max_seconds, base_seconds * (2 ** min(max(0, attempts - 1), MAX_DOUBLINGS)))
     return step / 2 + rand() * step / 2
+
+
+def count_failure(in_a_row: int) -> int:
+    """One more relay failure in a row, counted only as far as it still lengthens the backoff (a relay
+    down for weeks must not grow the count without bound)."""
+    return min(in_a_row + 1, MAX_DOUBLINGS + 1)
 
 
 def gives_up(created_at: datetime, now: datetime, give_up_after: timedelta) -> bool:

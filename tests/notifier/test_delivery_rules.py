@@ -161,6 +161,17 @@ def test_backoff_doubles_with_jitter_and_is_capped() -> None:
     assert all(a <= b for a, b in itertools.pairwise(high))
 
 
+def test_backoff_and_the_failure_count_stay_bounded_in_an_endless_outage() -> None:
+    # A relay down for weeks under a steady stream of new emails: thousands of failures in a row.
+    for attempts in (1025, 1026, 10**6):
+        assert 1800 <= rules.retry_delay(attempts, 10.0, 3600.0) <= 3600
+    in_a_row = 0
+    for _ in range(5000):
+        in_a_row = rules.count_failure(in_a_row)
+    assert in_a_row == rules.MAX_DOUBLINGS + 1
+    assert rules.retry_delay(in_a_row, 10.0, 3600.0, rand=lambda: 1.0) == 3600
+
+
 def test_backoff_jitter_spreads_a_burst() -> None:
     delays = {round(rules.retry_delay(3, 10, 3600), 6) for _ in range(50)}
     assert len(delays) > 40
