@@ -7,6 +7,7 @@ from typing import Any
 import asyncpg
 
 from privacy_runtime.inbox import Action, Outcome
+from schemas.fields import ISO_COUNTRIES
 from services.consent import rules, store
 from services.consent.ledger import Ledger
 
@@ -41,8 +42,11 @@ def consent_actions(runtime: Any, policy_url: str, ledger: Ledger) -> dict[str, 
         fields = command.fields or {}
         if "country" not in fields:
             return Outcome("done", detail="no field held by the consent service")
-        country = (fields["country"] or "").upper() or None
-        found = await store.rectify(conn, subject, country)
+        country = str(fields["country"] or "").strip().upper() or None  # empty: unknown, treated as strict
+        if country is not None and country not in ISO_COUNTRIES:
+            # The country decides which purposes need opt-in: a guess could loosen them. Say so instead.
+            return Outcome("failed", detail="country must be an ISO 3166-1 alpha-2 code (such as SE)")
+        found = await ledger.correct_country(conn, subject, country)
         return Outcome("done" if found else "not_found")
 
     async def export(conn: asyncpg.Connection, subject: str, command: Any) -> Outcome:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import uuid
 from collections import Counter, defaultdict
+from dataclasses import replace
 from datetime import UTC, datetime
 from typing import Any
 
@@ -147,6 +148,12 @@ class Ledger:
         regranted = {subject for (subject, purpose), record in changed
                      if record.granted and (previous := stored.get((subject, purpose))) and not previous.granted}
         profiles = await store.denying_profiles(conn, sorted(regranted)) if regranted else {}
+        # An answer at sign-up is passed on only where the jurisdiction's default differs: needs the country.
+        signed_up = {subject for (subject, purpose), record in changed
+                     if record.channel == "registration" and (subject, purpose) not in stored
+                     and record.purpose in rules.CONSENT_IN_STRICT_JURISDICTIONS}
+        if signed_up:
+            profiles.update(await store.profiles(conn, sorted(signed_up)))
         await self.tracker.issue_many(conn, [
             CommandSpec(subject, command.system, command.action, command.purpose)
             for (subject, _purpose), record in changed
@@ -195,6 +202,20 @@ class Ledger:
                 effective_at=now, channel="api", policy_version=None,
             ))
             for purpose in rules.resting_on_legitimate_interest(profile.country, current)
+        ])
+        return True
+
+    async def correct_country(self, conn: asyncpg.Connection, subject: str, country: str | None) -> bool:
+        """A rectified country moves the subject's jurisdiction, and with it what is allowed without
+        consent: systems are told what that changes. False for a subject unknown here."""
+        before = await store.profile(conn, subject)
+        if before is None:
+            return False
+        await store.rectify(conn, subject, country)
+        current = {record.purpose: record for record in await store.states_of(conn, subject)}
+        await self.tracker.issue_many(conn, [
+            CommandSpec(subject, command.system, command.action, command.purpose)
+            for command in rules.jurisdiction_change(before, replace(before, country=country), current, self.routing)
         ])
         return True
 

@@ -38,7 +38,10 @@ ADULT_AGE = 18
 EEA = frozenset(
     "AT BE BG HR CY CZ DK EE FI FR DE GR HU IE IT LV LT LU MT NL PL PT RO SK SI ES SE IS LI NO".split()
 )
-STRICT_JURISDICTIONS = EEA | {"GB", "CH"}
+#: EU territory with ISO codes of its own: the outermost regions (Art. 349 TFEU) and Åland. GDPR applies
+#: there as in the rest of the EU.
+EU_TERRITORIES_WITH_OWN_CODES = frozenset("RE GP MQ GF YT MF AX".split())
+STRICT_JURISDICTIONS = EEA | EU_TERRITORIES_WITH_OWN_CODES | {"GB", "CH"}
 
 #: The objection kind stored when an operator upheld an objection to legitimate-interest processing
 #: (Art. 21(1)): from then on nothing rests on legitimate interest for the subject; consent still counts.
@@ -140,6 +143,18 @@ def resting_on_legitimate_interest(country: str | None, current: dict[str, Conse
     )
 
 
+def withdraw_action(purpose: str) -> str:
+    return "revoke_sharing" if purpose in SHARING_PURPOSES else "suppress"
+
+
+def restore_action(purpose: str) -> str:
+    return "restore_sharing" if purpose in SHARING_PURPOSES else "unsuppress"
+
+
+def _tell(systems_by_purpose: dict[str, list[str]], action: str, purpose: str) -> list[Command]:
+    return [Command(system, action, purpose) for system in systems_by_purpose.get(purpose, [])]
+
+
 def propagation(
     previous: ConsentRecord | None,
     new: ConsentRecord,
@@ -148,24 +163,48 @@ def propagation(
 ) -> list[Command]:
     """Commands a change of current state sends downstream.
 
+    Only purposes that rest on consent somewhere are passed on: for the others (contract, legal
+    obligation, legitimate interest) `decide` does not look at the ledger, so neither do the systems.
     A withdrawal tells every system using the purpose (suppress, or revoke_sharing for sharing);
     a grant after a withdrawal undoes it, unless the subject's profile still denies the purpose
     (restriction, an objection, a minor): a system is never told it may use what `decide` refuses.
-    An initial registration answer changes nothing downstream.
+    An answer given at registration is passed on only where it denies what the subject's jurisdiction
+    allows until withdrawn (a refusal in an opt-out country, a minor's answer): elsewhere the systems'
+    default already matches it. That needs the subject's `profile`; without it nothing is sent.
     """
-    if previous is None and new.channel == "registration":
+    if new.purpose not in CONSENT_PURPOSES:
         return []
+    if previous is None and new.channel == "registration":
+        if (profile is None or requires_opt_in(new.purpose, profile.country)
+                or decide(new.purpose, profile, new).allowed):
+            return []
+        return _tell(systems_by_purpose, withdraw_action(new.purpose), new.purpose)
     if previous is not None and previous.granted == new.granted:
         return []
     if not new.granted:
-        action = "revoke_sharing" if new.purpose in SHARING_PURPOSES else "suppress"
-    elif previous is not None:
-        if profile is not None and not decide(new.purpose, profile, new).allowed:
-            return []
-        action = "restore_sharing" if new.purpose in SHARING_PURPOSES else "unsuppress"
-    else:
+        return _tell(systems_by_purpose, withdraw_action(new.purpose), new.purpose)
+    if previous is None:
         return []
-    return [Command(system, action, new.purpose) for system in systems_by_purpose.get(new.purpose, [])]
+    if profile is not None and not decide(new.purpose, profile, new).allowed:
+        return []
+    return _tell(systems_by_purpose, restore_action(new.purpose), new.purpose)
+
+
+def jurisdiction_change(
+    before: SubjectProfile,
+    after: SubjectProfile,
+    current: dict[str, ConsentRecord],
+    systems_by_purpose: dict[str, list[str]],
+) -> list[Command]:
+    """Commands a corrected country sends: a purpose the move denies (to Sweden, with no consent given)
+    is withdrawn downstream, one it allows (to the US) is restored."""
+    commands: list[Command] = []
+    for purpose in sorted(CONSENT_IN_STRICT_JURISDICTIONS):
+        was = decide(purpose, before, current.get(purpose)).allowed
+        now = decide(purpose, after, current.get(purpose)).allowed
+        if was != now:
+            commands += _tell(systems_by_purpose, withdraw_action(purpose) if was else restore_action(purpose), purpose)
+    return commands
 
 
 @dataclass(frozen=True)

@@ -192,6 +192,11 @@ async def profile(conn: asyncpg.Connection, subject: str) -> SubjectProfile | No
     return _profile(row) if row else None
 
 
+async def profiles(conn: asyncpg.Connection, subjects: Sequence[str]) -> dict[str, SubjectProfile]:
+    rows = await conn.fetch("SELECT * FROM subjects WHERE subject = ANY($1::text[])", list(subjects))
+    return {r["subject"]: _profile(r) for r in rows}
+
+
 async def denying_profiles(conn: asyncpg.Connection, subjects: Sequence[str]) -> dict[str, SubjectProfile]:
     """The profiles among `subjects` that can deny a purpose whatever the consent says (restricted,
     a minor, an objection); the others are left out, so the common case reads no rows."""

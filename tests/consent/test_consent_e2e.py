@@ -214,6 +214,24 @@ async def test_an_objector_who_grants_marketing_again_is_not_unsuppressed(stack,
     assert (await _decision(consent, subject, "marketing_email"))["allowed"] is False
 
 
+async def test_a_refusal_at_sign_up_in_an_opt_out_country_is_passed_on(stack, consent) -> None:  # type: ignore[no-untyped-def]
+    """In the US marketing email is allowed until withdrawn, so a "no" at sign-up must reach the
+    marketing system; in Sweden the default already is no, and nothing is sent."""
+    bootstrap = stack.endpoints.kafka_bootstrap
+    us, se = subject_id("no-us"), subject_id("no-se")
+    await _register(bootstrap, us, country="US", consents=[("marketing_email", False), ("partner_sharing", True)])
+    await _register(bootstrap, se, country="SE", consents=[("marketing_email", False)])
+
+    async def suppressed() -> list[dict]:
+        return await _commands_of(bootstrap, "marketing_email", us)
+
+    commands = await wait_until(suppressed, what="suppress for the US refusal")
+    assert [(c["action"], c["purpose"]) for c in commands] == [("suppress", "marketing_email")]
+    await _decision(consent, se, "marketing_email")  # the Swedish registration is applied by now
+    assert not await _commands_of(bootstrap, "marketing_email", se)
+    assert not await _commands_of(bootstrap, "partners", us), "a yes where yes is the default changes nothing"
+
+
 async def test_sharing_defaults_follow_jurisdiction(stack, consent) -> None:  # type: ignore[no-untyped-def]
     """Sweden: partner_sharing needs opt-in. US: allowed until withdrawn. No country: as Sweden."""
     bootstrap = stack.endpoints.kafka_bootstrap
@@ -364,9 +382,18 @@ async def test_restriction_rectification_and_export_commands_act_on_the_ledger(s
     assert (await _command_consent(bootstrap, subject, "lift_restriction"))["status"] == "done"
     assert (await _decision(consent, subject, "analytics"))["allowed"] is True
 
+    guessed = await _command_consent(bootstrap, subject, "rectify", fields={"country": "Sweden"})
+    assert guessed["status"] == "failed" and "ISO 3166-1" in guessed["detail"]
+    assert (await _decision(consent, subject, "partner_sharing"))["allowed"] is True, "nothing guessed"
     rectified = await _command_consent(bootstrap, subject, "rectify", fields={"country": "se"})
     assert rectified["status"] == "done"
     assert (await _decision(consent, subject, "partner_sharing"))["allowed"] is False, "Sweden needs opt-in"
+
+    async def told_of_the_move() -> list[tuple[str, str | None]]:
+        return [(c["action"], c.get("purpose")) for c in await _commands_of(bootstrap, "partners", subject)]
+
+    assert await wait_until(told_of_the_move, what="partners told of the move") == [
+        ("revoke_sharing", "partner_sharing")], "what the move to Sweden denies is withdrawn downstream"
 
     export_id, request_id = uuid.uuid4(), uuid.uuid4()
     export = (await _command_consent(bootstrap, subject, "export", command_id=export_id,

@@ -27,6 +27,14 @@ def test_unknown_country_is_treated_as_strict() -> None:
     assert not rules.is_strict_jurisdiction("US")
 
 
+def test_eu_territory_with_its_own_country_code_is_strict() -> None:
+    """Réunion, Guadeloupe, Martinique, French Guiana, Mayotte, Saint-Martin and Åland are the EU."""
+    for code in ("RE", "GP", "MQ", "GF", "YT", "MF", "AX"):
+        assert rules.is_strict_jurisdiction(code), code
+        assert not rules.decide("marketing_email", SubjectProfile("s1", code), None).allowed, code
+    assert not rules.is_strict_jurisdiction("PF"), "French Polynesia is outside the EU"
+
+
 def test_opt_in_purposes() -> None:
     for purpose in ("analytics", "profiling", "third_party_marketing"):
         assert rules.requires_opt_in(purpose, "US"), purpose
@@ -202,3 +210,45 @@ def test_what_rests_on_legitimate_interest_depends_on_the_country_and_the_consen
         "marketing_email", "partner_sharing"]
     assert rules.resting_on_legitimate_interest("SE", {}) == []
     assert rules.resting_on_legitimate_interest(None, {}) == [], "unknown country is strict"
+
+
+def test_only_purposes_resting_on_consent_are_passed_on() -> None:
+    """Withdrawing what rests on contract, law or legitimate interest changes no decision: no system is told."""
+    routing = {**ROUTING, "bookkeeping": ["billing"], "service_delivery": ["accounts"], "security": ["logs"]}
+    for purpose in ("bookkeeping", "service_delivery", "security"):
+        assert rules.propagation(record(purpose, True), record(purpose, False, 5), routing) == [], purpose
+        assert rules.decide(purpose, SubjectProfile("s1", "SE"), record(purpose, False, 5)).allowed, purpose
+
+
+def test_a_sign_up_answer_is_passed_on_only_where_it_denies_the_jurisdictions_default() -> None:
+    refused = record("marketing_email", False, channel="registration")
+    suppress = [rules.Command("marketing_email", "suppress", "marketing_email")]
+    assert rules.propagation(None, refused, ROUTING, SubjectProfile("s1", "US")) == suppress, "allowed there by default"
+    assert rules.propagation(None, refused, ROUTING, SubjectProfile("s1", "SE")) == [], "denied there by default"
+    assert rules.propagation(None, refused, ROUTING, None) == [], "no country, nothing to compare"
+    granted = record("partner_sharing", True, channel="registration")
+    assert rules.propagation(None, granted, ROUTING, SubjectProfile("s1", "US")) == []
+    assert rules.propagation(None, granted, ROUTING, SubjectProfile("s1", "US", minor=True)) == [
+        rules.Command("partners", "revoke_sharing", "partner_sharing")], "a minor's yes is not a yes"
+    analytics = record("analytics", False, channel="registration")  # opt-in everywhere: the default already
+    assert rules.propagation(None, analytics, {"analytics": ["analytics"]}, SubjectProfile("s1", "US")) == []
+
+
+def test_a_corrected_country_tells_systems_what_the_move_changes() -> None:
+    us, se = SubjectProfile("s1", "US"), SubjectProfile("s1", "SE")
+    nothing_given: dict[str, ConsentRecord] = {}
+    assert rules.jurisdiction_change(us, se, nothing_given, ROUTING) == [
+        rules.Command("ipcom_group", "revoke_sharing", "group_sharing"),
+        rules.Command("marketing_email", "suppress", "marketing_email"),
+        rules.Command("partners", "revoke_sharing", "partner_sharing"),
+    ]
+    assert rules.jurisdiction_change(se, us, nothing_given, ROUTING) == [
+        rules.Command("ipcom_group", "restore_sharing", "group_sharing"),
+        rules.Command("marketing_email", "unsuppress", "marketing_email"),
+        rules.Command("partners", "restore_sharing", "partner_sharing"),
+    ]
+    consented = {p: record(p, True) for p in ("marketing_email", "partner_sharing")}
+    assert rules.jurisdiction_change(us, se, consented, ROUTING) == [
+        rules.Command("ipcom_group", "revoke_sharing", "group_sharing")], "what was consented to stays"
+    assert rules.jurisdiction_change(us, SubjectProfile("s1", "CA"), nothing_given, ROUTING) == []
+    assert rules.jurisdiction_change(us, SubjectProfile("s1", None), nothing_given, ROUTING)[1].action == "suppress"
