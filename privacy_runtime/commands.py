@@ -4,6 +4,10 @@
 `resend_due` re-sends every unacknowledged command whose backoff has elapsed (same `command_id`, new
 event id, so a system that deduplicates by event id still sees the retry); `report_overdue` reports
 commands past `respond_by` once each (metric + audit). `acknowledge` records an ack from `privacy-acks`.
+
+What a `failed` answer means is the issuer's choice (`CommandPolicy.retry_failed`): dsar settles it and
+hands the case to an operator; consent keeps the command outstanding, so an opt-out a system could not
+apply is re-sent with backoff and reported past `respond_by` like one never answered.
 """
 
 from __future__ import annotations
@@ -39,13 +43,16 @@ class CommandPolicy:
     respond_within: timedelta = timedelta(days=7)
     resend_base: timedelta = timedelta(seconds=30)
     resend_max: timedelta = timedelta(hours=6)
+    #: A `failed` answer leaves the command outstanding (re-sent, reported overdue) instead of settling it.
+    retry_failed: bool = False
 
     @classmethod
-    def from_settings(cls, settings: Any) -> CommandPolicy:
+    def from_settings(cls, settings: Any, *, retry_failed: bool = False) -> CommandPolicy:
         return cls(
             respond_within=timedelta(seconds=settings.command_respond_within_seconds),
             resend_base=timedelta(seconds=settings.command_resend_base_seconds),
             resend_max=timedelta(seconds=settings.command_resend_max_seconds),
+            retry_failed=retry_failed,
         )
 
     def next_delay(self, attempts: int) -> timedelta:
@@ -267,6 +274,7 @@ class CommandTracker:
         }
         results: list[Ack | None] = []
         settled: dict[uuid.UUID, tuple[str, str]] = {}
+        failed: dict[uuid.UUID, str] = {}
         for ack in acks:
             row = rows.get(ack.command_id)
             if row is None:
@@ -278,7 +286,15 @@ class CommandTracker:
                 results.append(None)
                 continue
             first = row["acked_at"] is None and row["command_id"] not in settled
-            if first:
+            if first and ack.status == "failed" and self.policy.retry_failed:
+                failed[row["command_id"]] = (ack.detail or "")[:1000]
+                metrics.COMMANDS_ACKNOWLEDGED.labels(system=ack.system, status=ack.status).inc()
+                await self.audit.record(  # the system's own words stay in the commands table (may hold PII)
+                    conn, "command_failed", subject=row["subject"], ref=ack.command_id,
+                    detail={"system": ack.system, "action": row["action"], "outcome": "re-sent until applied"},
+                )
+                first = False
+            elif first:
                 settled[row["command_id"]] = (ack.status, (ack.detail or "")[:1000])
                 metrics.COMMANDS_ACKNOWLEDGED.labels(system=ack.system, status=ack.status).inc()
             results.append(Ack(
@@ -292,6 +308,12 @@ class CommandTracker:
                 "FROM unnest($1::uuid[], $2::text[], $3::text[]) AS a(command_id, status, detail) "
                 "WHERE c.command_id = a.command_id",
                 list(settled), [v[0] for v in settled.values()], [v[1] for v in settled.values()],
+            )
+        if failed:
+            await conn.execute(
+                "UPDATE commands c SET ack_status = 'failed', ack_detail = a.detail "
+                "FROM unnest($1::uuid[], $2::text[]) AS a(command_id, detail) WHERE c.command_id = a.command_id",
+                list(failed), list(failed.values()),
             )
         return results
 

@@ -24,7 +24,7 @@ tracker = CommandTracker(
     runtime.outbox,
     runtime.audit,
     runtime.keyring,
-    CommandPolicy.from_settings(settings),
+    CommandPolicy.from_settings(settings, retry_failed=True),  # an opt-out must be applied, not just answered
 )
 ledger = Ledger(runtime, tracker)
 inbox = CommandInbox(runtime, SYSTEM_ID, consent_actions(runtime, settings.policy_url, ledger))

@@ -167,6 +167,52 @@ async def test_a_system_that_acks_is_not_asked_again_one_that_does_not_is(stack,
     assert len({c["command_id"] for c in partners}) == 2, "re-sends keep their command ids"
 
 
+async def test_a_system_that_could_not_apply_an_opt_out_is_asked_again_until_it_does(stack, consent) -> None:  # type: ignore[no-untyped-def]
+    """A `failed` answer is not a confirmation: the suppress stays outstanding, is audited and re-sent with
+    the same command id; once the system answers done it is not asked again."""
+    bootstrap = stack.endpoints.kafka_bootstrap
+    subject = subject_id("failed-ack")
+    await _register(bootstrap, subject, country="US")
+    await publish(bootstrap, CONSENT_CHANGED, ConsentChanged(
+        purpose="marketing_email", granted=False, channel="email_footer", policy_version="2021-10-30"),
+        subject=subject)
+    command = _data((await wait_for_messages(bootstrap, command_topic("marketing_email"), _for(subject)))[0])
+    command_id = uuid.UUID(command["command_id"])
+    await publish(bootstrap, PRIVACY_ACKS, PrivacyAck(
+        command_id=command_id, system="marketing_email", status="failed", detail="list service down"),
+        subject=subject)
+
+    conn = await asyncpg.connect(stack.endpoints.database_url)
+    try:
+        async def audited() -> bool:
+            return bool(await conn.fetchval(
+                "SELECT count(*) FROM consent.audit_log WHERE action = 'command_failed' AND ref = $1",
+                str(command_id)))
+
+        await wait_until(audited, what="the failed answer to be audited")
+        row = await conn.fetchrow("SELECT acked_at, ack_status FROM consent.commands WHERE command_id = $1",
+                                  command_id)
+        assert row["acked_at"] is None and row["ack_status"] == "failed"
+        before = len(await _commands_of(bootstrap, "marketing_email", subject))
+        await wait_for_messages(bootstrap, command_topic("marketing_email"), _for(subject), count=before + 1)
+        assert {c["command_id"] for c in await _commands_of(bootstrap, "marketing_email", subject)} == {
+            str(command_id)}, "re-sent with the same command id"
+
+        await publish(bootstrap, PRIVACY_ACKS, PrivacyAck(
+            command_id=command_id, system="marketing_email", status="done"), subject=subject)
+
+        async def applied() -> bool:
+            return await conn.fetchval("SELECT ack_status FROM consent.commands WHERE command_id = $1",
+                                       command_id) == "done"
+
+        await wait_until(applied, what="the done answer to settle the command")
+    finally:
+        await conn.close()
+    sends = len(await _commands_of(bootstrap, "marketing_email", subject))
+    await _sleep(5)
+    assert len(await _commands_of(bootstrap, "marketing_email", subject)) == sends, "applied: not asked again"
+
+
 async def test_a_command_unacknowledged_past_respond_by_is_reported_once(stack, consent) -> None:  # type: ignore[no-untyped-def]
     bootstrap = stack.endpoints.kafka_bootstrap
     subject = subject_id("late-ack")
