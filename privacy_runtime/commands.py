@@ -38,6 +38,10 @@ from schemas.topics import command_topic
 log = logging.getLogger(__name__)
 
 
+#: Commands that set a system's answer for one purpose: the newest one for a purpose is the one that counts.
+OPT_OUT_ACTIONS = ("suppress", "unsuppress", "revoke_sharing", "restore_sharing")
+
+
 @dataclass(frozen=True)
 class CommandPolicy:
     respond_within: timedelta = timedelta(days=7)
@@ -150,16 +154,23 @@ class CommandTracker:
         respond_by = now + self.policy.respond_within
         command_ids = [uuid.UUID(c.command_id) if c.command_id else uuid.uuid4() for c in specs]
         request_ids = [uuid.UUID(c.request_id) if c.request_id else None for c in specs]
+        # A newer opt-out or opt-in for a (subject, system, purpose) settles an older one still outstanding
+        # as superseded: re-sending the older one after it would turn the system back to the old answer.
         inserted = {
             row["command_id"]
             for row in await conn.fetch(
+                "WITH new AS (SELECT * FROM unnest($1::uuid[], $2::text[], $3::text[], $4::text[], $5::text[], "
+                "$6::uuid[], $7::timestamptz[], $8::timestamptz[]) AS n(command_id, subject, system, action, "
+                "purpose, request_id, respond_by, next_attempt_at)), "
+                "superseded AS (UPDATE commands c SET acked_at = now(), ack_status = 'superseded' FROM new n "
+                "WHERE c.acked_at IS NULL AND c.subject = n.subject AND c.system = n.system "
+                "AND c.purpose = n.purpose AND c.command_id <> n.command_id "
+                "AND c.action = ANY($9::text[]) AND n.action = ANY($9::text[])) "
                 "INSERT INTO commands (command_id, subject, system, action, purpose, request_id, respond_by, "
-                "next_attempt_at) SELECT * FROM unnest($1::uuid[], $2::text[], $3::text[], $4::text[], $5::text[], "
-                "$6::uuid[], $7::timestamptz[], $8::timestamptz[]) ON CONFLICT (command_id) DO NOTHING "
-                "RETURNING command_id",
+                "next_attempt_at) SELECT * FROM new ON CONFLICT (command_id) DO NOTHING RETURNING command_id",
                 command_ids, [c.subject for c in specs], [c.system for c in specs], [c.action for c in specs],
                 [c.purpose for c in specs], request_ids,
-                [respond_by] * len(specs), [now + self.policy.next_delay(1) for _ in specs],
+                [respond_by] * len(specs), [now + self.policy.next_delay(1) for _ in specs], list(OPT_OUT_ACTIONS),
             )
         }
         events: list[tuple[str, bytes | None, bytes]] = []

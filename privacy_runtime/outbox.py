@@ -136,8 +136,16 @@ async def _insert(
     )
 
 
+#: With the schema's hash: one relay pass at a time per schema, across processes.
+_RELAY_LOCK_KEY = 0x0B0C5
+
+
 class OutboxRelay:
-    """Publishes pending outbox rows. Several processes may relay at once (SKIP LOCKED)."""
+    """Publishes pending outbox rows, in the order they were written.
+
+    One pass at a time per schema, whichever process runs it (a transaction-scoped advisory lock; the
+    others skip their turn): two relays publishing at once could reorder two commands of one subject,
+    a suppress and a later unsuppress, on their way to the system."""
 
     def __init__(
         self,
@@ -186,6 +194,9 @@ class OutboxRelay:
         # Taken and deleted in one statement, published, then committed: a failed publish rolls the
         # delete back, and a crash before the commit leaves the rows to be published again.
         async with self.pool.acquire() as conn, conn.transaction():
+            if not await conn.fetchval("SELECT pg_try_advisory_xact_lock($1::int, hashtext(current_schema()))",
+                                       _RELAY_LOCK_KEY):
+                return 0  # another process is relaying this schema's outbox now
             rows = sorted(await conn.fetch(
                 "DELETE FROM outbox WHERE id IN (SELECT id FROM outbox WHERE published_at IS NULL "
                 "ORDER BY id LIMIT $1 FOR UPDATE SKIP LOCKED) "

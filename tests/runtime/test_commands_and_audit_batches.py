@@ -3,6 +3,7 @@ that entries collected in one transaction form one unbroken chain."""
 
 from __future__ import annotations
 
+import json
 import os
 import uuid
 
@@ -11,7 +12,7 @@ import pytest
 from privacy_runtime.audit import AuditTrail, verify_chain
 from privacy_runtime.commands import AckIn, CommandPolicy, CommandSpec, CommandTracker
 from privacy_runtime.crypto import KeyRing
-from privacy_runtime.outbox import Outbox
+from privacy_runtime.outbox import _RELAY_LOCK_KEY, Outbox, OutboxRelay
 from tests.runtime.test_audit_and_crypto import _schema
 
 pytestmark = pytest.mark.stack
@@ -82,5 +83,62 @@ async def test_entries_collected_in_a_transaction_extend_the_chain_in_order(stac
             assert checked == 5 and problems == []
             published = await conn.fetchval("SELECT count(*) FROM outbox WHERE topic = 'privacy-audit'")
             assert published == 4, "an entry without a subject stays in the chain only"
+    finally:
+        await pool.close()
+
+
+async def test_a_newer_opt_out_or_opt_in_supersedes_the_one_still_outstanding(stack) -> None:  # type: ignore[no-untyped-def]
+    """A withdrawal the system has not answered, then a new grant: only the unsuppress is re-sent, so the
+    system cannot end on the older answer. Other systems, purposes and kinds of command are untouched."""
+    pool = await _schema(stack, f"supersede_{uuid.uuid4().hex[:8]}")
+    keyring = KeyRing(os.urandom(32))
+    outbox = Outbox(keyring, "urn:test")
+    tracker = CommandTracker(outbox, AuditTrail(outbox, "test"), keyring, CommandPolicy())
+    try:
+        async with pool.acquire() as conn:
+            await keyring.load_lookup_key(conn)
+        async with pool.acquire() as conn, conn.transaction():
+            suppress, revoke, erase = await tracker.issue_many(conn, [
+                CommandSpec("s1", "marketing_email", "suppress", purpose="marketing_email"),
+                CommandSpec("s1", "partners", "revoke_sharing", purpose="partner_sharing"),
+                CommandSpec("s1", "accounts", "erase", request_id=str(uuid.uuid4())),
+            ])
+            other = (await tracker.issue_many(conn, [
+                CommandSpec("s2", "marketing_email", "suppress", purpose="marketing_email")]))[0]
+            unsuppress = (await tracker.issue_many(conn, [
+                CommandSpec("s1", "marketing_email", "unsuppress", purpose="marketing_email")]))[0]
+            rows = {str(r["command_id"]): r for r in await conn.fetch("SELECT * FROM commands")}
+            assert rows[suppress]["ack_status"] == "superseded" and rows[suppress]["acked_at"] is not None
+            for outstanding in (revoke, erase, other, unsuppress):
+                assert rows[outstanding]["acked_at"] is None, outstanding
+
+            await conn.execute("UPDATE commands SET next_attempt_at = now() - interval '1 minute'")
+            await conn.execute("DELETE FROM outbox")
+            assert await tracker.resend_due(conn) == 4
+            resent = {json.loads(bytes(r["value"]))["data"]["command_id"] for r in await conn.fetch("SELECT value FROM outbox")}
+            assert suppress not in {str(uuid.UUID(c)) for c in resent}
+            late = await tracker.acknowledge_many(conn, [AckIn(suppress, "marketing_email", "done")])
+            assert late[0] is not None and not late[0].first, "its late answer settles nothing more"
+    finally:
+        await pool.close()
+
+
+async def test_one_relay_at_a_time_publishes_a_schemas_outbox(stack) -> None:  # type: ignore[no-untyped-def]
+    """While one process relays (holds the schema's relay lock), another's pass takes nothing, so two
+    relays never publish one subject's events out of order."""
+    pool = await _schema(stack, f"relay_{uuid.uuid4().hex[:8]}")
+    keyring = KeyRing(os.urandom(32))
+    outbox = Outbox(keyring, "urn:test")
+    tracker = CommandTracker(outbox, AuditTrail(outbox, "test"), keyring, CommandPolicy())
+    other_process = OutboxRelay(pool, None, outbox)  # type: ignore[arg-type]  # never reaches the producer
+    try:
+        async with pool.acquire() as conn, conn.transaction():
+            await tracker.issue_many(conn, [CommandSpec("s1", "marketing_email", "suppress", purpose="marketing_email")])
+        async with pool.acquire() as relaying, relaying.transaction():
+            await relaying.execute("SELECT pg_advisory_xact_lock($1::int, hashtext(current_schema()))",
+                                   _RELAY_LOCK_KEY)
+            assert await other_process.publish_pending() == 0
+        async with pool.acquire() as conn:
+            assert await conn.fetchval("SELECT count(*) FROM outbox") == 1, "left for the relay that holds the lock"
     finally:
         await pool.close()
