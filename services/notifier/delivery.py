@@ -7,14 +7,20 @@ How a round works:
 2. Each email is decided (erased? restricted? marketing consent?), rendered, rate-limited by a token
    bucket (SMTP_RATE_PER_SECOND) and sent over one SMTP connection that is kept open and reused
    (reconnected after a failure).
-3. As soon as the relay accepts it (250 after DATA), the row is marked `sent` in its own commit.
+3. Right before its send, in a transaction of its own, the email is checked again under row locks:
+   the recipient's directory entry is share-locked, then the row (the order an erasure takes them in),
+   and both are read fresh. A row no longer `sending` by this claim (an erasure cancelled it) is left
+   alone; a recipient erased or restricted since the claim gets nothing (suppressed).
+4. As soon as the relay accepts it (250 after DATA), the row is marked `sent` and that transaction
+   commits. Its locks are held across the send, so an erasure or restriction arriving meanwhile waits
+   for this one email (at most SMTP_TIMEOUT_SECONDS) instead of overtaking it.
 
 A round keeps inside its lease (EMAIL_LEASE_SECONDS), however slow the relay or the consent check: it
 starts no email after half the lease has passed since the claim and hands the untried rest back to the
 queue, and a send still running at 80% of the lease is cut (and retried), so every row is marked or
 handed back before the maintenance loop could take it for abandoned and queue it again. Should a row
-still have been retaken (or cancelled by an erasure) by the time it is marked `sent`, that is logged and
-counted in `privacy_emails_sent_unmarked_total`.
+still have been retaken by the time it is marked `sent` (only if the `sent` commit failed and was
+retried without the locks), that is logged and counted in `privacy_emails_sent_unmarked_total`.
 
 On shutdown (the runtime cancels the round) the email in flight is let finish, send and `sent` commit,
 for up to SHUTDOWN_GRACE_SECONDS; then the untried rest is handed back.
@@ -30,7 +36,7 @@ becomes `failed` and an audit entry records it. No row is ever deleted, so nothi
 
 The crash window (the only way an email can be sent twice): an email is marked `sent` only after the
 relay accepted it, so a crash can never lose one. If the process dies *after* the relay accepted the
-message and *before* the `sent` commit of step 3, the row stays in `sending`; once its lease
+message and *before* the `sent` commit of step 4, the row stays in `sending`; once its lease
 (EMAIL_LEASE_SECONDS, default 60 s) has expired it is claimed again and sent a second time. That window
 is measured by the histogram `privacy_email_unconfirmed_seconds` (typically around a millisecond), and
 a failed `sent` commit is retried until the lease ends before the row is left to it. (The other,
@@ -38,6 +44,16 @@ rarer case: a send cut at 80% of its lease after the relay had already taken the
 message carries a Message-ID derived from its notification_id, the same on every attempt, so a
 receiver can recognise such a duplicate. Rows re-taken after an expired lease are counted in
 `privacy_emails_lease_expired_total`.
+
+The erasure window: what the notifier has committed before the re-check of step 3 is never overtaken
+(an erasure cancels the row and deletes the entry in one transaction, a restriction updates the entry,
+and both wait for the lock a send holds). What remains: an erasure or restriction still on its way
+through Kafka (not yet applied by the notifier) cannot be seen; an email that took its locks before the
+erasure did goes out, the erasure waiting for it (ordered before it, as a moment earlier it would); a
+`sent` commit that failed is retried without the locks (counted as unmarked if an erasure came in
+between); and the address, name and marketing consent are the ones read at the claim and the consent
+check, so a rectified address or an opt-out committed during the few seconds between them and the
+send is not seen by that send.
 """
 
 from __future__ import annotations
@@ -55,6 +71,7 @@ from typing import Any
 
 import aiosmtplib
 import asyncpg
+from asyncpg.transaction import Transaction
 
 from privacy_runtime import metrics
 from privacy_runtime.crypto import DecryptionFailed
@@ -369,14 +386,24 @@ class Sender:
             return Outcome.NEXT
         wait = self.bucket.reserve()
         started: float | None = None
+        refusal: str | None = None
         cut = asyncio.timeout_at(deadlines.send_by)
+        # Held from the re-check across the send to the `sent` commit (see the module's docstring).
+        locked = conn.transaction()
         try:
             async with cut:
                 if wait > 0:
                     await asyncio.sleep(wait)
-                started = time.perf_counter()
-                await self.mailer.send(message, self.envelope_from, item.recipient.email)
-        except Exception as exc:
+                await locked.start()
+                current = await store.lock_for_sending(conn, item.notification_id, row["claimed_at"])
+                refusal = rules.NOT_CLAIMED if current is None else rules.recheck(item.template, **dict(current))
+                if refusal is None:
+                    started = time.perf_counter()
+                    await self.mailer.send(message, self.envelope_from, item.recipient.email)
+        except BaseException as exc:
+            await _rollback(locked)
+            if not isinstance(exc, Exception):
+                raise
             if cut.expired():
                 # Not a relay failure: no backoff, and an attempt only if the relay was being talked to.
                 await store.mark_retry(
@@ -394,17 +421,38 @@ class Sender:
             kind, description = rules.classify(exc)
             await self._failed_attempt(conn, item, kind, scrub(description))
             return Outcome.CONNECTION_LOST if kind is rules.Failure.CONNECTION else Outcome.NEXT
+        if refusal is not None:
+            await self._refused_at_the_last_moment(conn, locked, item, refusal)
+            return Outcome.NEXT
         assert started is not None
         accepted = time.perf_counter()
         metrics.EMAIL_SEND_SECONDS.observe(accepted - started)
         self._connection_failures = 0
-        await self._confirm_sent(conn, item, deadlines.lease_ends)
+        await self._confirm_sent(conn, locked, item, deadlines.lease_ends)
         metrics.EMAIL_UNCONFIRMED_SECONDS.observe(time.perf_counter() - accepted)
         if item.template in FINAL_TEMPLATES:  # the last email went (an erase may have raced it): shred
             await store.delete_final_notice(conn, item.row["subject"])
         metrics.EMAILS_SENT.labels(template=item.template).inc()
         return Outcome.NEXT
 
+    async def _refused_at_the_last_moment(
+        self, conn: asyncpg.Connection, locked: Transaction, item: Claimed, reason: str
+    ) -> None:
+        """The re-check said no: an erasure or restriction came after the claim."""
+        try:
+            if reason == rules.NOT_CLAIMED:  # already suppressed by the erasure, or another claim's now
+                await locked.rollback()
+                log.info("email %s: no longer this claim's at the send; not sent", item.notification_id)
+                return
+            done = await store.mark_final(
+                conn, item.notification_id, item.row["claimed_at"], rules.Status.SUPPRESSED, reason
+            )
+            await locked.commit()
+        except BaseException:
+            await _rollback(locked)
+            raise
+        if done:
+            metrics.EMAILS_SUPPRESSED.labels(reason=reason).inc()
     def _verdict(self, item: Claimed, now: datetime, marketing_allowed: bool | None = None,
                  consent_unavailable: bool = False) -> rules.Verdict:
         return rules.verdict(
@@ -447,31 +495,44 @@ class Sender:
 
     # --- outcomes ----------------------------------------------------------------------------
 
-    async def _confirm_sent(self, conn: asyncpg.Connection, item: Claimed, lease_ends: float) -> None:
-        """Commit `sent`; if the database hiccups, keep trying until the lease ends (the crash window)."""
+    async def _confirm_sent(
+        self, conn: asyncpg.Connection, locked: Transaction, item: Claimed, lease_ends: float
+    ) -> None:
+        """Commit `sent` in the transaction holding the row locks; if the database hiccups, keep trying
+        on a fresh connection until the lease ends (the crash window)."""
+        try:
+            marked = await store.mark_sent(conn, item.notification_id, item.row["claimed_at"])
+            await locked.commit()
+        except TRANSIENT_DB_ERRORS:
+            await _rollback(locked)
+            marked = await self._mark_sent_again(conn, item, lease_ends)
+        except BaseException:
+            await _rollback(locked)
+            raise
+        if not marked:
+            # Retaken after its lease (another send may follow) or cancelled by an erasure while the
+            # locks were lost to a database failure.
+            metrics.EMAILS_SENT_UNMARKED.inc()
+            log.warning(
+                "email %s was accepted by the relay but its row was no longer this claim's "
+                "(lease expired or cancelled); it may be sent again",
+                item.notification_id,
+            )
+
+    async def _mark_sent_again(self, conn: asyncpg.Connection, item: Claimed, lease_ends: float) -> bool:
         loop = asyncio.get_running_loop()
         delay = 0.05
         while True:
+            await asyncio.sleep(delay)
             try:
                 if conn.is_closed():
                     async with self.runtime.pool.acquire() as fresh:
-                        marked = await store.mark_sent(fresh, item.notification_id, item.row["claimed_at"])
-                else:
-                    marked = await store.mark_sent(conn, item.notification_id, item.row["claimed_at"])
-                if not marked:
-                    # Retaken after its lease (another send may follow) or cancelled by an erasure.
-                    metrics.EMAILS_SENT_UNMARKED.inc()
-                    log.warning(
-                        "email %s was accepted by the relay but its row was no longer this claim's "
-                        "(lease expired or cancelled); it may be sent again",
-                        item.notification_id,
-                    )
-                return
+                        return await store.mark_sent(fresh, item.notification_id, item.row["claimed_at"])
+                return await store.mark_sent(conn, item.notification_id, item.row["claimed_at"])
             except TRANSIENT_DB_ERRORS as exc:
                 if loop.time() > lease_ends:
                     log.error("could not record a sent email (%s); its lease will resend it", type(exc).__name__)
                     raise
-                await asyncio.sleep(delay)
                 delay = min(delay * 2, 2.0)
 
     async def _failed_attempt(self, conn: asyncpg.Connection, item: Claimed, kind: rules.Failure, error: str) -> None:
@@ -530,6 +591,12 @@ class Sender:
             await store.mark_retry(
                 conn, item.notification_id, item.row["claimed_at"], delay, reason, count_attempt=False
             )
+
+
+async def _rollback(transaction: Transaction) -> None:
+    """End a transaction that may not have begun, or whose connection broke (then it is gone anyway)."""
+    with contextlib.suppress(Exception):
+        await transaction.rollback()
 
 
 async def _finish(task: asyncio.Future[Outcome], grace: float) -> None:

@@ -128,6 +128,25 @@ def verdict(
     return Verdict(Action.SEND)
 
 
+#: The re-check's answer for a row that is no longer this sender's (an erasure cancelled it, or its
+#: lease expired and it was retaken): leave it alone.
+NOT_CLAIMED = "no longer this claim's"
+
+
+def recheck(template: str, *, claimed: bool, final_notice: bool, listed: bool, restricted: bool) -> str | None:
+    """The last word on a claimed email, read under the row locks right before its send: None to send,
+    else why not. An erasure or a restriction may have come since the batch was claimed and decrypted."""
+    if not claimed:
+        return NOT_CLAIMED
+    if final_notice:
+        return None  # an erasure confirmation, addressed from its final notice (the entry is gone)
+    if not listed:
+        return "erased"
+    if restricted and not legally_required(template):
+        return "restricted"
+    return None
+
+
 def notify_of_disclosure(may_notify_subject: bool) -> bool:
     """A legal disclosure is told to the subject only where the law allows it."""
     return may_notify_subject

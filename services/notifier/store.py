@@ -216,6 +216,30 @@ async def release_expired_leases(conn: asyncpg.Connection, lease_seconds: float)
     return [r["notification_id"] for r in rows]
 
 
+async def lock_for_sending(
+    conn: asyncpg.Connection, notification_id: str, claimed_at: datetime
+) -> asyncpg.Record | None:
+    """Right before a send, in the transaction that will mark it sent: share-lock the recipient's
+    directory entry, then lock the email row (the order an erasure takes them in), and read both fresh.
+
+    Columns: claimed (still `sending` by this claim), final_notice, listed (a directory entry exists),
+    restricted."""
+    return await conn.fetchrow(
+        """
+        SELECT e.status = 'sending' AND e.claimed_at = $2 AS claimed, e.final_notice,
+               r.subject IS NOT NULL AS listed, coalesce(r.restricted, false) AS restricted
+        FROM emails e
+        LEFT JOIN LATERAL (
+            SELECT subject, restricted FROM recipients WHERE subject = e.subject FOR SHARE
+        ) r ON true
+        WHERE e.notification_id = $1
+        FOR UPDATE OF e
+        """,
+        notification_id,
+        claimed_at,
+    )
+
+
 async def mark_sent(conn: asyncpg.Connection, notification_id: str, claimed_at: datetime) -> bool:
     """Only the claim that sent it may mark it (a row re-taken after its lease is not overwritten)."""
     done = await conn.fetchval(

@@ -110,6 +110,21 @@ def test_transactional_email_ignores_marketing_opt_outs(template: str) -> None:
     assert verdict == rules.Verdict(Action.SEND) and not verdict.needs_consent
 
 
+@pytest.mark.parametrize("template", RIGHTS_NOTICES + OTHER_NOTICES)
+def test_the_last_check_before_a_send_sees_an_erasure_or_restriction_since_the_claim(template: str) -> None:
+    def again(**fresh: bool) -> str | None:
+        state = {"claimed": True, "final_notice": False, "listed": True, "restricted": False} | fresh
+        return rules.recheck(template, **state)
+
+    assert again() is None
+    assert again(claimed=False) == rules.NOT_CLAIMED  # cancelled by the erasure: left alone
+    assert again(listed=False) == "erased"
+    assert again(restricted=True) == (None if rules.legally_required(template) else "restricted")
+    # An erasure confirmation set aside by the erasure still goes; nothing else of theirs does.
+    assert again(final_notice=True, listed=False) is None
+    assert again(final_notice=True, claimed=False) == rules.NOT_CLAIMED
+
+
 def test_only_material_policy_changes_and_permitted_disclosures_are_emailed() -> None:
     assert rules.fans_out_policy_change(True) and not rules.fans_out_policy_change(False)
     assert rules.notify_of_disclosure(True) and not rules.notify_of_disclosure(False)

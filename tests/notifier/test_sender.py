@@ -10,7 +10,7 @@ import asyncio
 import email.policy
 import json
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
 from email.message import EmailMessage
 from email.parser import BytesParser
@@ -19,6 +19,7 @@ from typing import Any
 import pytest
 from aiohttp import web
 from aiosmtpd.smtp import SMTP
+from prometheus_client import REGISTRY
 
 from services.notifier import store
 from services.notifier.consent_client import ConsentDecisions
@@ -34,10 +35,13 @@ pytestmark = pytest.mark.stack
 
 @dataclass
 class Relay:
-    """Answers RCPT by the local part's prefix: `bounce` 550, `later` 451, anything else 250."""
+    """Answers RCPT by the local part's prefix: `bounce` 550, `later` 451, anything else 250. While
+    `hold` is set to an unset event, DATA is answered only once it is set (`arrived` says it came)."""
 
     port: int
     received: list[tuple[str, EmailMessage]] = field(default_factory=list)
+    hold: asyncio.Event | None = None
+    arrived: asyncio.Event = field(default_factory=asyncio.Event)
 
     async def handle_RCPT(self, server: Any, session: Any, envelope: Any, address: str, options: list[str]) -> str:
         if address.startswith("bounce"):
@@ -52,6 +56,9 @@ class Relay:
         assert isinstance(msg, EmailMessage)
         for rcpt in envelope.rcpt_tos:
             self.received.append((rcpt, msg))
+        self.arrived.set()
+        if self.hold is not None:
+            await self.hold.wait()
         return "250 accepted"
 
 
@@ -388,3 +395,79 @@ async def test_an_erasure_without_a_request_keeps_no_address(sending: Runtime) -
     assert await finals_left(sending) == 0
     assert await erase(sending, "never-known", uuid.uuid4()) == "not_found"
     assert await finals_left(sending) == 0
+
+
+# --- an erasure or restriction racing a claimed batch ------------------------------------------------
+
+
+class RacedSender(Sender):
+    """Runs `race` once, after the batch was claimed and decrypted and before its first email is sent."""
+
+    def __init__(self, runtime: Runtime, race: Callable[[], Awaitable[None]]):
+        settings = runtime.settings
+        consent = ConsentDecisions(settings.consent_base_url, 0.5)
+        super().__init__(runtime, settings, Wakeups(settings.database_url), consent)
+        self.race: Callable[[], Awaitable[None]] | None = race
+
+    async def _deliver(self, conn: Any, item: Any, deadlines: Any) -> Any:
+        if self.race is not None:
+            race, self.race = self.race, None
+            await race()
+        return await super()._deliver(conn, item, deadlines)
+
+
+async def test_an_erasure_or_restriction_after_the_claim_stops_the_send(sending: Runtime, relay: Relay) -> None:
+    await fill_directory(sending, ["ok-gone", "ok-held", "ok-stays"], domain="relay.example")
+    request_id = uuid.uuid4()
+    code = await queue(sending, "ok-gone")
+    confirmation = await queue(sending, "ok-gone", "erasure_completed", params=completed(request_id))
+    policy = {"version": "9", "effective_date": "2026-01-01", "summary_sv": "Ny", "summary_en": "New",
+              "url": "https://isopartner.se/p"}
+    notice = await queue(sending, "ok-held", "policy_changed", "transactional", policy)
+    rights = await queue(sending, "ok-held")  # a rights-request notice still goes while restricted
+    other = await queue(sending, "ok-stays")
+
+    async def erase_and_restrict() -> None:
+        assert await erase(sending, "ok-gone", request_id) == "done"
+        async with sending.transaction() as conn:
+            assert await store.set_restricted(conn, "ok-held", True)
+
+    sender = RacedSender(sending, erase_and_restrict)
+    try:
+        assert await sender.send_round() == 5
+    finally:
+        await sender.mailer.close()
+    assert (await row(sending, code))["status"] == "suppressed"
+    held = await row(sending, notice)
+    assert (held["status"], held["last_error"]) == ("suppressed", "restricted")
+    for sent in (confirmation, rights, other):
+        assert (await row(sending, sent))["status"] == "sent"
+    assert sorted(rcpt for rcpt, _ in relay.received) == [
+        "ok-gone@relay.example",  # only the erasure confirmation, addressed from its final notice
+        "ok-held@relay.example",
+        "ok-stays@relay.example",
+    ]
+    (gone,) = [msg for rcpt, msg in relay.received if rcpt == "ok-gone@relay.example"]
+    assert "Bokföringslagen 7:2" in gone.get_body(("plain",)).get_content()  # type: ignore[union-attr]
+
+
+async def test_an_erasure_arriving_during_a_send_waits_until_it_is_marked_sent(sending: Runtime, relay: Relay) -> None:
+    await fill_directory(sending, ["ok-inflight"], domain="relay.example")
+    nid = await queue(sending, "ok-inflight")
+    unmarked = REGISTRY.get_sample_value("privacy_emails_sent_unmarked_total") or 0.0
+    relay.hold = asyncio.Event()
+    sender = sender_for(sending)
+    try:
+        sending_round = asyncio.ensure_future(sender.send_round())
+        await asyncio.wait_for(relay.arrived.wait(), 10)  # the relay has the message, not yet answered
+        erasure = asyncio.ensure_future(erase(sending, "ok-inflight", None))
+        await asyncio.sleep(0.5)
+        assert not erasure.done(), "the erasure waits for the email in flight"
+        relay.hold.set()
+        assert await asyncio.wait_for(sending_round, 10) == 1
+        assert await asyncio.wait_for(erasure, 10) == "done"
+    finally:
+        relay.hold.set()
+        await sender.mailer.close()
+    assert (await row(sending, nid))["status"] == "sent", "sent, and the erasure found it so"
+    assert (REGISTRY.get_sample_value("privacy_emails_sent_unmarked_total") or 0.0) == unmarked
