@@ -364,3 +364,31 @@ def test_a_swedish_erasure_email_gives_the_retention_basis_in_swedish_where_ther
     plain = templates.render("erasure_completed", "sv", {"request_id": "R-1", "retained": [
         {"system": "billing", "basis": "Some law"}]}, CONTEXT)
     assert "Some law" in plain.text, "without a Swedish text, the system's own"
+
+
+@pytest.mark.parametrize(
+    ("kind", "locale", "sentence"),
+    [
+        ("merger", "sv", "ISOPARTNER AB går samman med Acme Holding AB genom en fusion, med verkan från"),
+        ("acquisition", "sv", "Acme Holding AB förvärvar ISOPARTNER AB, med verkan från"),
+        ("asset_sale", "sv",
+         "ISOPARTNER AB överlåter hela eller delar av sin verksamhet till Acme Holding AB, med verkan från"),
+        ("reorganisation", "sv", "ISOPARTNER AB genomför en omorganisation som berör Acme Holding AB, med verkan från"),
+        ("merger", "en", "ISOPARTNER AB is merging with Acme Holding AB, effective"),
+        ("acquisition", "en", "Acme Holding AB is acquiring ISOPARTNER AB, effective"),
+        ("asset_sale", "en", "ISOPARTNER AB is transferring all or part of its business to Acme Holding AB, effective"),
+        ("reorganisation", "en", "ISOPARTNER AB is undergoing a reorganisation involving Acme Holding AB, effective"),
+    ],
+)
+def test_a_merger_notice_says_who_acquires_merges_with_or_takes_over_whom(kind: str, locale: str, sentence: str) -> None:
+    rendered = templates.render("merger_notice", locale, {**PARAMS["merger_notice"], "kind": kind}, CONTEXT)
+    assert sentence in rendered.text
+    assert sentence in rendered.html
+
+
+def test_the_merger_notices_counterparty_is_escaped_in_html_only() -> None:
+    params = {**PARAMS["merger_notice"], "counterparty": "Acme & <b>Co</b> AB"}
+    for locale in templates.LOCALES:
+        rendered = templates.render("merger_notice", locale, params, CONTEXT)
+        assert "Acme & <b>Co</b> AB" in rendered.text
+        assert "Acme &amp; &lt;b&gt;Co&lt;/b&gt; AB" in rendered.html and "<b>Co" not in rendered.html
