@@ -231,6 +231,7 @@ async def test_a_user_opts_out_of_marketing_from_the_email_footer_and_every_mark
         clicked = await client.post(link, content=b"List-Unsubscribe=One-Click",
                                     headers={"Content-Type": "application/x-www-form-urlencoded"})
     assert clicked.status_code == 200
+    assert "marknadsföring via e-post" in clicked.text, "the page names the purpose in words, not its id"
 
     async def suppressed() -> list[Any]:
         return [c for s, c, subj in systems.received

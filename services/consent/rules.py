@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from dataclasses import dataclass, field
-from datetime import date, datetime
+from datetime import date, datetime, timedelta
 
 CONTROLLER = "ISOPARTNER AB"
 
@@ -115,6 +115,15 @@ def current_state(records: Iterable[ConsentRecord]) -> dict[str, ConsentRecord]:
         if supersedes(record, state.get(record.purpose)):
             state[record.purpose] = record
     return state
+
+
+def withdrawal_time(now: datetime, current: ConsentRecord | None) -> datetime:
+    """When a withdrawal the subject makes here and now takes effect: now, or just after the state it
+    withdraws when that is stamped later (a producer's clock running ahead; event times may lie up to a
+    day in the future). The click came after that grant was recorded, so it must not lose to it."""
+    if current is not None and current.granted and current.effective_at >= now:
+        return current.effective_at + timedelta(milliseconds=1)
+    return now
 
 
 def expand_change(purpose: str, granted: bool, channel: str) -> list[tuple[str, bool]]:

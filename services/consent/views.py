@@ -5,6 +5,7 @@ from __future__ import annotations
 import html
 import re
 import uuid
+from datetime import UTC, datetime
 from typing import Any
 
 from faust.web import Request, Response
@@ -96,10 +97,21 @@ class Decisions(ApiView):
 
 
 PAGES = {
-    "sv": ("Du har avregistrerats", "Du får inte längre e-post av typen “{purpose}” från ISOPARTNER AB.",
+    "sv": ("Du har avregistrerats", "Vi har noterat att du inte längre samtycker till {purpose} hos ISOPARTNER AB.",
            "Frågor? Kontakta {contact}."),
-    "en": ("You are unsubscribed", "You will no longer receive “{purpose}” email from ISOPARTNER AB.",
+    "en": ("You are unsubscribed", "We have recorded that you no longer consent to {purpose} by ISOPARTNER AB.",
            "Questions? Contact {contact}."),
+}
+#: What a person reads for a purpose id (the same words as the notifier's emails).
+PURPOSE_NAMES = {
+    "sv": {"analytics": "användningsanalys", "marketing_email": "marknadsföring via e-post",
+           "third_party_marketing": "marknadsföring från tredje part", "partner_sharing": "delning med partner",
+           "group_sharing": "delning inom IPCOM-koncernen", "profiling": "profilering",
+           "personalization": "anpassat innehåll", "service_improvement": "förbättring av tjänsterna"},
+    "en": {"analytics": "usage analytics", "marketing_email": "marketing by email",
+           "third_party_marketing": "marketing by third parties", "partner_sharing": "sharing with partners",
+           "group_sharing": "sharing within the IPCOM group", "profiling": "profiling",
+           "personalization": "tailoring content", "service_improvement": "improving the services"},
 }
 INVALID = {
     "sv": ("Länken är ogiltig", "Länken kunde inte användas. Kontakta {contact} så hjälper vi dig."),
@@ -144,7 +156,8 @@ class Unsubscribe(ApiView):
             return self.html(_page(lang, title, body.format(contact=contact)), status=400)
         await withdraw_from_footer(subject, purpose, token)
         title, body, footer = PAGES[lang]
-        return self.html(_page(lang, title, body.format(purpose=purpose) + " " + footer.format(contact=contact)))
+        name = PURPOSE_NAMES[lang].get(purpose, purpose.replace("_", " "))
+        return self.html(_page(lang, title, body.format(purpose=name) + " " + footer.format(contact=contact)))
 
 
 async def withdraw_from_footer(subject: str, purpose: str, token: str) -> None:
@@ -158,6 +171,7 @@ async def withdraw_from_footer(subject: str, purpose: str, token: str) -> None:
             ConsentChanged(purpose=Purpose(purpose), granted=False, channel=ConsentChannel.EMAIL_FOOTER,
                            policy_version=CURRENT_POLICY_VERSION),
             subject=subject, event_id=event_id, seal=False,
+            time=rules.withdrawal_time(datetime.now(UTC), current),
         )
         await runtime.audit.record(conn, "unsubscribe_clicked", subject=subject, ref=event_id,
                                    detail={"purpose": purpose})

@@ -252,3 +252,14 @@ def test_a_corrected_country_tells_systems_what_the_move_changes() -> None:
         rules.Command("ipcom_group", "revoke_sharing", "group_sharing")], "what was consented to stays"
     assert rules.jurisdiction_change(us, SubjectProfile("s1", "CA"), nothing_given, ROUTING) == []
     assert rules.jurisdiction_change(us, SubjectProfile("s1", None), nothing_given, ROUTING)[1].action == "suppress"
+
+
+def test_a_withdrawal_made_now_follows_a_grant_stamped_ahead_of_the_clock() -> None:
+    now = T0 + timedelta(hours=1)
+    ahead = record("marketing_email", True, minutes=60 + 90)  # a producer's clock 90 minutes fast
+    at = rules.withdrawal_time(now, ahead)
+    assert at > ahead.effective_at and rules.supersedes(
+        ConsentRecord("click", "marketing_email", False, at, "email_footer"), ahead)
+    assert rules.withdrawal_time(now, record("marketing_email", True, minutes=5)) == now
+    assert rules.withdrawal_time(now, record("marketing_email", False, minutes=200)) == now, "nothing to beat"
+    assert rules.withdrawal_time(now, None) == now
