@@ -50,7 +50,8 @@ LABEL_PREFIX = "privacy.isopartner.se"
 KAFKA_CLUSTER = "privacy-kafka"
 KAFKA_TLS_PORT = 9093
 KAFKA_CA_SECRET = f"{KAFKA_CLUSTER}-cluster-ca-cert"
-#: Secret the operators create (never committed): PRIVACY_MASTER_KEY, ADMIN_TOKEN, DATABASE_URL.
+#: Secret the operators create (never committed): PRIVACY_MASTER_KEY, ADMIN_TOKEN, DATABASE_URL (optional:
+#: PRIVACY_MASTER_KEY_PREVIOUS, and the notifier's SMTP_USERNAME, SMTP_PASSWORD).
 APP_SECRET = "privacy-secrets"
 IMAGE = "privacy-services"
 UID = 10001
@@ -347,6 +348,10 @@ def deployment(svc: ServiceSpec) -> dict[str, Any]:
             "valueFrom": {"secretKeyRef": {"name": APP_SECRET, "key": "PRIVACY_MASTER_KEY_PREVIOUS", "optional": True}},
         }
     )
+    if svc.smtp:
+        # Optional: a relay that trusts the cluster's address needs no login.
+        for key in ("SMTP_USERNAME", "SMTP_PASSWORD"):
+            env.append({"name": key, "valueFrom": {"secretKeyRef": {"name": APP_SECRET, "key": key, "optional": True}}})
     container = {
         "name": svc.name,
         "image": IMAGE,

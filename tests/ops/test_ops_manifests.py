@@ -340,3 +340,19 @@ def test_ingress_exposes_only_public_paths(rendered: dict[str, Docs], overlay: s
     host = ingress["spec"]["rules"][0]["host"]
     assert config["data"]["PUBLIC_BASE_URL"] == f"https://{host}"
     assert config["data"]["CONSENT_PUBLIC_URL"] == f"https://{host}"
+
+
+def test_the_notifier_requires_tls_to_the_relay_and_may_log_in(rendered: dict[str, Docs]) -> None:
+    """On 587 an unset SMTP_STARTTLS means opportunistic TLS: a stripped offer would send in clear."""
+    for overlay, starttls in (("prod", "true"), ("dev", "false")):  # dev: a local catcher without TLS
+        docs = rendered[overlay]
+        config = next(d for d in of_kind(docs, "ConfigMap") if d["metadata"]["name"].startswith("privacy-config"))
+        assert config["data"]["SMTP_STARTTLS"] == starttls
+        for deployment in of_kind(docs, "Deployment"):
+            env = {e["name"]: e for e in container(deployment)["env"]}
+            smtp = SERVICES[deployment["metadata"]["labels"]["app.kubernetes.io/component"]].smtp
+            for name in ("SMTP_USERNAME", "SMTP_PASSWORD"):
+                assert (name in env) is smtp
+                if smtp:
+                    ref = env[name]["valueFrom"]["secretKeyRef"]
+                    assert ref == {"name": generate.APP_SECRET, "key": name, "optional": True}
