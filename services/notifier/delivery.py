@@ -5,8 +5,8 @@ How a round works:
 1. In one short transaction the sender claims due rows (`FOR UPDATE SKIP LOCKED`, so several notifier
    processes can share the queue), sets them to `sending` with the claim time, and commits.
 2. Each email is decided (erased? restricted? marketing consent?), rendered, rate-limited by a token
-   bucket (SMTP_RATE_PER_SECOND) and sent over one SMTP connection that is kept open and reused
-   (reconnected after a failure).
+   bucket (SMTP_RATE_PER_SECOND, per process: replicas add up) and sent over one SMTP connection that
+   is kept open and reused (reconnected after a failure).
 3. Right before its send, in a transaction of its own, the email is checked again under row locks:
    the recipient's directory entry is share-locked, then the row (the order an erasure takes them in),
    and both are read fresh. A row no longer `sending` by this claim (an erasure cancelled it) is left

@@ -15,7 +15,8 @@ class NotifierSettings(ServiceSettings):
     consent_public_url: str = "http://127.0.0.1:6066"
     consent_timeout_seconds: float = Field(2.0, gt=0)
 
-    #: Token-bucket limit that protects the SMTP relay.
+    #: Token-bucket limit that protects the SMTP relay, per process: with several replicas, the relay's
+    #: limit divided by the most replicas that may run (docs/operations.md).
     smtp_rate_per_second: float = Field(500.0, gt=0)
     #: Per SMTP command; with the consent timeout it should fit 30% of the lease (checked at start-up).
     smtp_timeout_seconds: float = Field(15.0, gt=0)

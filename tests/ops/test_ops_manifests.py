@@ -356,3 +356,16 @@ def test_the_notifier_requires_tls_to_the_relay_and_may_log_in(rendered: dict[st
                 if smtp:
                     ref = env[name]["valueFrom"]["secretKeyRef"]
                     assert ref == {"name": generate.APP_SECRET, "key": name, "optional": True}
+
+
+#: Emails per second the production relay accepts (docs/operations.md, "Overlays").
+RELAY_EMAILS_PER_SECOND = 500
+
+
+def test_the_notifiers_rate_limit_holds_for_all_replicas_together(rendered: dict[str, Docs]) -> None:
+    """SMTP_RATE_PER_SECOND is a token bucket per process: KEDA's most replicas times it is the relay's load."""
+    docs = rendered["prod"]
+    config = next(d for d in of_kind(docs, "ConfigMap") if d["metadata"]["name"].startswith("privacy-config"))
+    most = named(docs, "ScaledObject", SERVICES["notifier"].app)["spec"]["maxReplicaCount"]
+    assert "SMTP_RATE_PER_SECOND" in config["data"], "the default (500 per replica) would multiply by the replicas"
+    assert float(config["data"]["SMTP_RATE_PER_SECOND"]) * most <= RELAY_EMAILS_PER_SECOND
