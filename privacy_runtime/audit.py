@@ -2,7 +2,10 @@
 
 Each entry's hash covers its content and the previous entry's hash, so changing or removing any row
 breaks the chain from that row on; `verify_chain` names the first row that does not match. Entries are
-also published on `privacy-audit` through the outbox. No plaintext PII goes into `detail`.
+also published on `privacy-audit` through the outbox, each with its place in the chain (CloudEvents
+extensions `auditseq`, `audithash`): a copy outside the database, so that removing the chain's newest
+rows, or rewriting it and hashing it again, is caught by comparing the two (`privacyctl audit verify`).
+No plaintext PII goes into `detail`.
 """
 
 from __future__ import annotations
@@ -21,6 +24,11 @@ from schemas.events import PrivacyAudit
 from schemas.topics import PRIVACY_AUDIT
 
 GENESIS = "0" * 64
+#: CloudEvents extension attributes of a published entry: its place in the chain, and which chain (the
+#: hash of its first entry: two databases of one service, say staging and production, have two chains).
+AUDIT_SEQ = "auditseq"
+AUDIT_HASH = "audithash"
+AUDIT_CHAIN = "auditchain"
 # One lock per schema (the second key: the schema's hash) serialises appends so the chain has no forks;
 # the services' chains, in their own schemas of one database, do not wait for each other.
 _LOCK_KEY = 0x5A0D17
@@ -60,6 +68,7 @@ class AuditTrail:
         self.outbox = outbox
         self.actor = actor
         self._pending: dict[int, list[_Entry]] = {}
+        self._chain_id: str | None = None
 
     def begin(self, conn: asyncpg.Connection) -> None:
         self._pending[id(conn)] = []
@@ -97,12 +106,18 @@ class AuditTrail:
         last = await conn.fetchrow("SELECT seq, hash FROM audit_log ORDER BY seq DESC LIMIT 1")
         seq = 0 if last is None else last["seq"]
         prev = GENESIS if last is None else last["hash"]
+        chain_id = self._chain_id if last is not None else None
+        if last is not None and chain_id is None:
+            chain_id = await conn.fetchval("SELECT hash FROM audit_log WHERE seq = 1")
         rows = []
+        positions: list[dict[str, str]] = []
         for entry in entries:
             seq += 1
             digest = entry_hash(prev, seq, entry.at, entry.action, entry.actor, entry.subject, entry.ref, entry.detail)
             rows.append((seq, entry.at, entry.action, entry.actor, entry.subject, entry.ref,
                          json.dumps(entry.detail), prev, digest))
+            chain_id = chain_id or digest
+            positions.append({AUDIT_SEQ: str(seq), AUDIT_HASH: digest, AUDIT_CHAIN: chain_id})
             prev = digest
             metrics.AUDIT_ENTRIES.labels(action=entry.action).inc()
         await conn.execute(
@@ -113,16 +128,19 @@ class AuditTrail:
             *zip(*rows, strict=True),
         )
         # privacy-audit events are keyed by subject: an entry without one stays in the chain only.
-        published = [e for e in entries if e.publish and e.subject is not None]
+        published = [(e, at) for e, at in zip(entries, positions, strict=True) if e.publish and e.subject is not None]
         await self.outbox.add_many(
             conn,
             [(PRIVACY_AUDIT, PrivacyAudit(
                 action=e.action, actor=e.actor, ref=e.ref or e.subject or e.action,
                 detail=json.dumps(e.detail, sort_keys=True, ensure_ascii=False)[:4000],
-            ), e.subject) for e in published],
-            keys=[e.subject or e.ref or e.action for e in published],
+            ), e.subject) for e, _ in published],
+            keys=[e.subject or e.ref or e.action for e, _ in published],
             seal=False,
+            extensions=[at for _, at in published],
         )
+        if last is not None:  # read from committed rows (a first entry written here may yet roll back)
+            self._chain_id = chain_id
 
 
 @dataclass(frozen=True)
@@ -156,3 +174,22 @@ async def verify_chain(conn: asyncpg.Connection) -> tuple[int, list[ChainProblem
             prev = row["hash"]
             expected_seq = row["seq"] + 1
     return count, problems
+
+
+async def compare_with_published(
+    conn: asyncpg.Connection, published: list[tuple[int, str]]
+) -> list[ChainProblem]:
+    """Problems for entries published on privacy-audit (seq, hash) that the chain no longer holds as
+    published: removed (the chain cut short, or rows deleted) or different (rewritten)."""
+    if not published:
+        return []
+    stored = {r["seq"]: r["hash"] for r in await conn.fetch(
+        "SELECT seq, hash FROM audit_log WHERE seq = ANY($1::bigint[])", [seq for seq, _ in published])}
+    problems = []
+    for seq, digest in published:
+        if seq not in stored:
+            problems.append(ChainProblem(seq, "published on privacy-audit but missing here (rows removed or the "
+                                              "chain cut short)"))
+        elif stored[seq] != digest:
+            problems.append(ChainProblem(seq, "differs from the entry published on privacy-audit (rewritten)"))
+    return problems

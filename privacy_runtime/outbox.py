@@ -85,11 +85,13 @@ class Outbox:
         *,
         keys: list[str] | None = None,
         seal: bool = True,
+        extensions: list[dict[str, str]] | None = None,
     ) -> list[str]:
         """Queue many (topic, data, subject) events in one round trip; returns their ids.
 
         Kafka keys are the subjects unless `keys` says otherwise. `seal=False` is for events that
-        carry no PII (e.g. suppress commands, audit entries), which then need no data key at all."""
+        carry no PII (e.g. suppress commands, audit entries), which then need no data key at all.
+        `extensions`: CloudEvents extension attributes per event."""
         if not rows:
             return []
         if seal:
@@ -102,7 +104,8 @@ class Outbox:
         values: list[bytes] = []
         ids: list[str] = []
         for number, (topic, data, subject) in enumerate(rows):
-            event = new_event(topic, data, subject=subject, source=self.source)
+            event = new_event(topic, data, subject=subject, source=self.source,
+                              extensions=extensions[number] if extensions is not None else None)
             value = event.model_dump_json().encode()
             if seal and subject is not None:
                 data_key = await self.keyring.data_key(conn, subject)

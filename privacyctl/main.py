@@ -455,13 +455,19 @@ def audit_verify(
     service: Annotated[
         AuditService, typer.Option(help="Whose audit trail (its PostgreSQL schema).")
     ] = AuditService.ALL,
+    published: Annotated[bool, typer.Option(
+        "--published/--database-only",
+        help="Also compare the chain with the entries published on privacy-audit (KAFKA_BOOTSTRAP_SERVERS): "
+             "catches newest rows removed, or a chain rewritten and hashed again.",
+    )] = True,
 ) -> None:
     """Check the audit hash chain (and the consent ledger's seals); exit 1 and name each bad entry."""
     from privacyctl.audit import SERVICES, verify
 
     cfg = settings()
     chosen = SERVICES if service is AuditService.ALL else (service.value,)
-    reports = asyncio.run(verify(cfg.database_url, chosen, timeout=cfg.privacyctl_timeout))
+    reports = asyncio.run(verify(cfg.database_url, chosen, timeout=cfg.privacyctl_timeout,
+                                 kafka=cfg if published else None))
     bad = 0
     for report in reports:
         if report.problems:
@@ -473,5 +479,7 @@ def audit_verify(
             typer.echo(f"{report.service}: {report.checked} entries checked, chain intact")
         if report.ledger:
             typer.echo(f"  {report.ledger}")
+        if report.published:
+            typer.echo(f"  {report.published}")
     if bad:
         raise typer.Exit(1)

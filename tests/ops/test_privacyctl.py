@@ -537,10 +537,11 @@ def test_redact_url() -> None:
 def test_audit_verify_reports_each_problem(monkeypatch: pytest.MonkeyPatch) -> None:
     from privacyctl import audit
 
-    async def fake_verify(dsn: str, services: tuple[str, ...], timeout: float = 10.0) -> list[audit.ChainReport]:
-        assert services == ("consent", "dsar", "notifier")
+    async def fake_verify(dsn: str, services: tuple[str, ...], timeout: float = 10.0,
+                          kafka: object = None) -> list[audit.ChainReport]:
+        assert services == ("consent", "dsar", "notifier") and kafka is not None, "compared with privacy-audit"
         return [
-            audit.ChainReport("consent", 12),
+            audit.ChainReport("consent", 12, published="privacy-audit: 7 published entries compared (newest seq 12)"),
             audit.ChainReport(
                 "dsar", 30, [(5, "content does not match its hash (row was altered)"), (9, "sequence gap: expected 8")]
             ),
@@ -552,6 +553,7 @@ def test_audit_verify_reports_each_problem(monkeypatch: pytest.MonkeyPatch) -> N
     assert result.exit_code == 1
     assert result.stdout.splitlines() == [
         "consent: 12 entries checked, chain intact",
+        "  privacy-audit: 7 published entries compared (newest seq 12)",
         "dsar: 30 entries checked, 2 problem(s):",
         "  seq 5: content does not match its hash (row was altered)",
         "  seq 9: sequence gap: expected 8",

@@ -132,10 +132,18 @@ async def test_privacyctl_lists_a_case_and_rejects_it_with_a_reason(ctl: Ctl) ->
 
 
 async def test_privacyctl_verifies_the_audit_chain(ctl: Ctl) -> None:
-    out = await ctl.ok("audit", "verify")
+    subject, request_id = subject_id("ctl-audit"), str(uuid.uuid4())  # something audited and published
+    await ctl.ok("publish", "dsar-requested", "--subject", subject, "--set", f"request_id={request_id}",
+                 "--set", "right=access", "--set", "identity_verified=false", "--set", "requested_via=web_form")
+    await ctl.until(lambda out: request_id in out, "cases", "list", what="the case in privacyctl cases list")
+    out = await ctl.until(lambda out: re.search(r"^dsar: .*\n  privacy-audit: [1-9]", out, re.MULTILINE) is not None,
+                          "audit", "verify", what="the case's audit entries published and compared")
     lines = dict(line.split(": ", 1) for line in out.strip().splitlines() if not line.startswith(" "))
     assert set(lines) == {"consent", "dsar", "notifier"}, out
     # The consent ledger's seals are checked with the consent chain.
     assert re.search(r"^  ledger: \d+ rows in \d+ sealed batches checked \(\d+ not anchored yet\)$", out, re.MULTILINE), out
     for service, report in lines.items():
         assert re.fullmatch(r"\d+ entries checked, chain intact", report), (service, out)
+    # ...and each chain is compared with what its service published on privacy-audit.
+    compared = re.findall(r"^  privacy-audit: (\d+) published entries compared", out, re.MULTILINE)
+    assert len(compared) == 3 and int(compared[1]) > 0, out  # in the order consent, dsar, notifier

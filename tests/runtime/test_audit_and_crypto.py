@@ -12,10 +12,13 @@ from pathlib import Path
 import asyncpg
 import pytest
 
-from privacy_runtime.audit import AuditTrail, verify_chain
+from privacy_runtime.audit import AuditTrail, entry_hash, verify_chain
 from privacy_runtime.crypto import DecryptionFailed, KeyRing, SubjectErased
+from privacy_runtime.kafka import make_producer
 from privacy_runtime.migrations import apply_migrations
-from privacy_runtime.outbox import Outbox
+from privacy_runtime.outbox import Outbox, OutboxRelay
+from privacyctl.audit import SOURCE_PREFIX, ChainReport, compare_published
+from privacyctl.config import CtlSettings
 
 pytestmark = pytest.mark.stack
 
@@ -54,6 +57,58 @@ async def test_tampering_with_one_audit_row_is_named(stack) -> None:  # type: ig
             assert [p.seq for p in problems] == [6], problems
             assert "altered" in problems[0].problem
     finally:
+        await pool.close()
+
+
+async def test_removing_the_newest_entries_or_rewriting_one_is_caught_against_privacy_audit(stack) -> None:  # type: ignore[no-untyped-def]
+    """The chain alone cannot tell that its newest rows were removed, nor a last row rewritten and hashed
+    again; the entries the service published on privacy-audit (relayed to the real broker) can."""
+    name = f"audit_{uuid.uuid4().hex[:8]}"
+    pool = await _schema(stack, name)
+    keyring = KeyRing(os.urandom(32))
+    outbox = Outbox(keyring, f"{SOURCE_PREFIX}{name}")
+    trail = AuditTrail(outbox, actor="test")
+    kafka = CtlSettings(kafka_bootstrap_servers=stack.endpoints.kafka_bootstrap)
+    producer = make_producer(kafka)
+    await producer.start()
+    try:
+        async with pool.acquire() as conn:
+            await keyring.load_lookup_key(conn)
+            for i in range(6):
+                async with conn.transaction():
+                    await trail.record(conn, "case_opened", subject=f"s{i}", ref=f"r{i}", detail={"n": i})
+            async with conn.transaction():
+                await trail.record(conn, "seals_anchored", detail={"n": 6})  # no subject: stays in the chain only
+        assert await OutboxRelay(pool, producer, outbox).publish_pending() == 6
+
+        async def compared() -> ChainReport:
+            report = ChainReport(name)
+            async with pool.acquire() as conn:
+                await compare_published({name: conn}, {name: report}, kafka)
+            return report
+
+        intact = await compared()
+        assert intact.problems == [] and intact.published is not None
+        assert intact.published.startswith("privacy-audit: 6 published entries compared (newest seq 6)")
+
+        async with pool.acquire() as conn:
+            await conn.execute("ALTER TABLE audit_log DISABLE TRIGGER audit_log_no_update")
+            await conn.execute("DELETE FROM audit_log WHERE seq >= 5")
+            last = await conn.fetchrow("SELECT * FROM audit_log WHERE seq = 4")
+            rewritten = {"n": 999}
+            await conn.execute(
+                "UPDATE audit_log SET detail = $1::jsonb, hash = $2 WHERE seq = 4", json.dumps(rewritten),
+                entry_hash(last["prev_hash"], 4, last["at"], last["action"], last["actor"], last["subject"],
+                           last["ref"], rewritten))
+            assert await verify_chain(conn) == (4, []), "consistent on its own: the chain cannot see this"
+        caught = await compared()
+        assert [(seq, problem.split(" (")[0]) for seq, problem in caught.problems] == [
+            (4, "differs from the entry published on privacy-audit"),
+            (5, "published on privacy-audit but missing here"),
+            (6, "published on privacy-audit but missing here"),
+        ]
+    finally:
+        await producer.stop()
         await pool.close()
 
 
