@@ -302,7 +302,7 @@ def consent_receipt(
         "collectionMethod": record.channel,
         "consentReceiptID": record.event_id,
         "publicKey": None,
-        "language": "sv",
+        "language": "en",  # the language of the receipt's own words ("until withdrawn", ...)
         "piiPrincipalId": subject,
         "piiControllers": [{"piiController": CONTROLLER, "onBehalf": False, "contact": contact_email,
                             "address": "Sweden", "email": contact_email, "phone": None}],
