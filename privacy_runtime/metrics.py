@@ -95,6 +95,11 @@ EMAILS_SENT_UNMARKED = Counter(
     "privacy_emails_sent_unmarked_total",
     "Emails the relay accepted whose row was no longer this sender's claim when marked sent (retaken or cancelled)",
 )
+EMAIL_OLDEST_DUE_SECONDS = Gauge(
+    "privacy_email_oldest_due_seconds",
+    "Age of the oldest email due to be sent and not sent yet, per queue (personal, bulk); 0 when none is due",
+    ["queue"],
+)
 
 # --- HTTP -------------------------------------------------------------------------------------
 HTTP_REQUESTS = Counter("privacy_http_requests_total", "HTTP requests", ["route", "status"])

@@ -358,6 +358,11 @@ def notifier() -> dict[str, Any]:
         Panel("Suppressed on purpose", [(rate("privacy_emails_suppressed_total", "reason"), "{{reason}}")], "ops"),
         Panel("Queue depth", [(f"max by (job) ({sel('privacy_email_queue_depth')})", "{{job}}")]),
         Panel(
+            "Oldest email due, not sent",
+            [(f"max by (queue) ({sel('privacy_email_oldest_due_seconds')})", "{{queue}}")],
+            "s",
+        ),
+        Panel(
             "SMTP send time",
             [
                 (quantile(0.5, "privacy_email_send_seconds", "job"), "p50"),

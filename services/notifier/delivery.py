@@ -29,10 +29,12 @@ Failures: a 4xx reply to an email is temporary: the row goes back to `queued` wi
 and jitter (EMAIL_RETRY_BASE_SECONDS doubling up to EMAIL_RETRY_MAX_SECONDS) until
 EMAIL_GIVE_UP_AFTER_SECONDS. A failure of the relay itself (unreachable, TLS, a refused EHLO/HELO or
 login such as 535 for a wrong password, a refused MAIL FROM such as 530 "STARTTLS first", a dropped
-connection) is no email's fault, whatever its code: the email and the rest of the batch wait with the
-same backoff, the connection is reopened, and a warning is logged. Only a 5xx refusal of the recipient
-(RCPT) or of the message (after DATA), or a message that can never be rendered, is permanent: the row
-becomes `failed` and an audit entry records it. No row is ever deleted, so nothing is lost.
+connection) is no email's fault, whatever its code: the process pauses sending with that backoff (by
+the relay's failures in a row), reopens the connection after it, and logs a warning. The emails stay
+due meanwhile (no backoff of their own), so `privacy_email_oldest_due_seconds` keeps growing through an
+outage however long the pauses get. Only a 5xx refusal of the recipient (RCPT) or of the message (after
+DATA), or a message that can never be rendered, is permanent: the row becomes `failed` and an audit
+entry records it. No row is ever deleted, so nothing is lost.
 
 The crash window (the only way an email can be sent twice): an email is marked `sent` only after the
 relay accepted it, so a crash can never lose one. If the process dies *after* the relay accepted the
@@ -98,7 +100,7 @@ class Outcome(Enum):
     """What the round does after one email."""
 
     NEXT = "next"
-    CONNECTION_LOST = "connection_lost"  # hand the rest back, to be retried after a reconnect delay
+    CONNECTION_LOST = "connection_lost"  # the relay failed: hand the rest back and pause sending
     OUT_OF_TIME = "out_of_time"  # the send was cut at the lease's deadline: hand the rest back
 
 
@@ -208,6 +210,8 @@ class Sender:
             contact_email=settings.privacy_contact_email, public_base_url=settings.public_base_url
         )
         self._connection_failures = 0
+        #: Loop time before which no round starts: the relay failed (see _failed_attempt).
+        self._paused_until = 0.0
         self.final_keys = FinalNoticeKeys(settings.master_key(), settings.previous_master_key())
         if problem := settings.timeouts_beyond_lease():
             log.warning("%s", problem)
@@ -216,7 +220,10 @@ class Sender:
 
     async def run(self) -> None:
         try:
+            loop = asyncio.get_running_loop()
             while True:
+                if (pause := self._paused_until - loop.time()) > 0:
+                    await asyncio.sleep(pause)  # not cut short by new emails: the relay is the problem
                 try:
                     claimed = await self.send_round()
                 except TRANSIENT_DB_ERRORS as exc:
@@ -245,6 +252,9 @@ class Sender:
                         self.wakeups.emails.set()
                     await store.purge_final_notices(conn)
                     metrics.EMAIL_QUEUE_DEPTH.set(await store.queue_depth(conn))
+                    ages = await store.oldest_due(conn)
+                    for priority, queue in rules.QUEUES.items():
+                        metrics.EMAIL_OLDEST_DUE_SECONDS.labels(queue=queue).set(ages.get(priority, 0.0))
                     metrics.FANOUT_IN_PROGRESS.set(await store.open_fanouts(conn))
             except Exception as exc:
                 log.warning("notifier maintenance pass failed: %s", type(exc).__name__)
@@ -277,9 +287,8 @@ class Sender:
                     outcome = await asyncio.shield(in_flight)
                     in_flight = None
                     if outcome is Outcome.CONNECTION_LOST:
-                        await self._release(
-                            conn, pending, self._reconnect_delay(), "not tried: the SMTP connection was lost"
-                        )
+                        # Still due: they go as soon as the relay is back, and their wait shows.
+                        await self._release(conn, pending, 0.0, "not tried: the SMTP relay is failing")
                         break
                     if outcome is Outcome.OUT_OF_TIME:
                         await self._release(conn, pending, 0.0, "not tried: the lease's deadline had passed")
@@ -540,18 +549,21 @@ class Sender:
         if kind is rules.Failure.PERMANENT:
             await self._fail(item, error)
             return
+        delay = rules.retry_delay(
+            row["attempts"], self.settings.email_retry_base_seconds, self.settings.email_retry_max_seconds
+        )
         if kind is rules.Failure.CONNECTION:
+            # The relay, not this email: this process pauses sending with the backoff, and the emails
+            # stay due (no backoff of their own), so privacy_email_oldest_due_seconds shows the outage.
             self._connection_failures = rules.count_failure(self._connection_failures)
-            # The relay, not this email: the rest of the batch waits too. Operators see it here and in
-            # privacy_emails_retried_total.
-            log.warning("SMTP relay failure (%s): emails are held back and retried with backoff", error)
+            pause = self._reconnect_delay()
+            self._paused_until = asyncio.get_running_loop().time() + pause
+            delay = 0.0
+            log.warning("SMTP relay failure (%s): sending paused for %.0f s, emails kept due", error, pause)
         give_up = timedelta(seconds=self.settings.email_give_up_after_seconds)
         if rules.gives_up(row["created_at"], datetime.now(UTC), give_up):
             await self._fail(item, f"still failing after {give_up}: {error}")
             return
-        delay = rules.retry_delay(
-            row["attempts"], self.settings.email_retry_base_seconds, self.settings.email_retry_max_seconds
-        )
         await store.mark_retry(conn, item.notification_id, row["claimed_at"], delay, f"{kind}: {error}")
         metrics.EMAILS_RETRIED.inc()
 

@@ -46,6 +46,8 @@ STATUSES: tuple[str, ...] = tuple(s.value for s in Status)
 #: Queue priorities: lower goes first.
 PRIORITY_PERSONAL = 0
 PRIORITY_BULK = 1
+#: The `queue` label of the queue gauges, per priority.
+QUEUES: dict[int, str] = {PRIORITY_PERSONAL: "personal", PRIORITY_BULK: "bulk"}
 
 
 # --- who gets what -------------------------------------------------------------------------------

@@ -328,6 +328,21 @@ async def queue_counts(conn: asyncpg.Connection, status: str | None = None) -> l
     )
 
 
+async def oldest_due(conn: asyncpg.Connection) -> dict[int, float]:
+    """priority -> seconds since the oldest email of that priority became due, of those not sent yet.
+
+    A row backed off after its own temporary failure is not due until its next attempt; rows held back
+    while the relay fails keep their time (see delivery.py), so their age shows the outage."""
+    rows = await conn.fetch(
+        """
+        SELECT priority, extract(epoch FROM now() - min(next_attempt_at))::float8 AS age FROM emails
+        WHERE status IN ('queued', 'sending') AND next_attempt_at <= now()
+        GROUP BY priority
+        """
+    )
+    return {r["priority"]: max(0.0, r["age"]) for r in rows}
+
+
 async def queue_depth(conn: asyncpg.Connection) -> int:
     return int(await conn.fetchval("SELECT count(*) FROM emails WHERE status IN ('queued', 'sending')"))
 

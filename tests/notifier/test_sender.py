@@ -20,6 +20,7 @@ import pytest
 from aiohttp import web
 from aiosmtpd.smtp import SMTP
 from prometheus_client import REGISTRY
+from pydantic import SecretStr
 
 from services.notifier import store
 from services.notifier.consent_client import ConsentDecisions
@@ -29,6 +30,8 @@ from services.notifier.intake import Intake, Request
 from services.notifier.wakeups import Wakeups
 from tests.helpers import free_port
 from tests.notifier.support import Runtime, fill_directory, scratch_runtime
+from tests.notifier.test_relay_session import AUTH, Scripted
+from tests.notifier.test_relay_session import relay as scripted_relay
 
 pytestmark = pytest.mark.stack
 
@@ -471,3 +474,39 @@ async def test_an_erasure_arriving_during_a_send_waits_until_it_is_marked_sent(s
         await sender.mailer.close()
     assert (await row(sending, nid))["status"] == "sent", "sent, and the erasure found it so"
     assert (REGISTRY.get_sample_value("privacy_emails_sent_unmarked_total") or 0.0) == unmarked
+
+
+# --- a failing relay -----------------------------------------------------------------------------
+
+
+async def test_a_relay_refusing_the_login_pauses_sending_and_keeps_every_email_due(stack: Any) -> None:
+    """535 for a wrong password: no email fails for it, the sender pauses, and the emails stay due (so
+    the age of the oldest one due shows the outage however long it lasts)."""
+    async with (
+        scripted_relay(Scripted(), **AUTH) as port,
+        scratch_runtime(
+            stack.env()["DATABASE_URL"],
+            smtp_host="127.0.0.1",
+            smtp_port=port,
+            smtp_starttls=False,
+            smtp_username="notifier",
+            smtp_password=SecretStr("wrong"),
+            email_retry_base_seconds=60,
+        ) as runtime,
+    ):
+        subjects = await fill_directory(runtime, [f"auth-{i}" for i in range(3)], domain="relay.example")
+        ids = [await queue(runtime, s) for s in subjects]
+        sender = sender_for(runtime)
+        loop = asyncio.get_running_loop()
+        try:
+            assert await sender.send_round() == 3
+        finally:
+            await sender.mailer.close()
+        assert sender._paused_until - loop.time() > 25, "paused with the backoff (30 to 60 s at first)"
+        async with runtime.pool.acquire() as conn:
+            states = await conn.fetch(
+                "SELECT status, next_attempt_at <= now() AS due FROM emails WHERE notification_id = ANY($1)", ids
+            )
+            assert [(r["status"], r["due"]) for r in states] == [("queued", True)] * 3
+            assert set(await store.oldest_due(conn)) == {0}
+            assert await conn.fetchval("SELECT count(*) FROM audit_log WHERE action = 'email_failed'") == 0

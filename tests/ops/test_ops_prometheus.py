@@ -27,6 +27,8 @@ REQUIRED = {
     "PrivacyConsumerLagGrowing": "privacy_consumer_lag_messages",
     "PrivacyEmailsFailing": "privacy_emails_failed_total",
     "PrivacySmtpRetrying": "privacy_emails_retried_total",
+    # Still firing when a long outage has made retries too rare for PrivacySmtpRetrying.
+    "PrivacyEmailsDelayed": "privacy_email_oldest_due_seconds",
 }
 
 
