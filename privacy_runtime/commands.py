@@ -31,6 +31,7 @@ from privacy_runtime import metrics
 from privacy_runtime.audit import AuditTrail
 from privacy_runtime.crypto import KeyRing
 from privacy_runtime.outbox import Outbox
+from privacy_runtime.processor import try_lock_subjects
 from schemas.envelope import dump_checked_event
 from schemas.events import PrivacyCommand
 from schemas.topics import command_topic
@@ -154,23 +155,18 @@ class CommandTracker:
         respond_by = now + self.policy.respond_within
         command_ids = [uuid.UUID(c.command_id) if c.command_id else uuid.uuid4() for c in specs]
         request_ids = [uuid.UUID(c.request_id) if c.request_id else None for c in specs]
-        # A newer opt-out or opt-in for a (subject, system, purpose) settles an older one still outstanding
-        # as superseded: re-sending the older one after it would turn the system back to the old answer.
+        # created_at is the insert's clock time, not the transaction's start: commands of one subject are
+        # issued one transaction at a time (the subject's lock), so it orders them (see `resend_due`).
         inserted = {
             row["command_id"]
             for row in await conn.fetch(
-                "WITH new AS (SELECT * FROM unnest($1::uuid[], $2::text[], $3::text[], $4::text[], $5::text[], "
-                "$6::uuid[], $7::timestamptz[], $8::timestamptz[]) AS n(command_id, subject, system, action, "
-                "purpose, request_id, respond_by, next_attempt_at)), "
-                "superseded AS (UPDATE commands c SET acked_at = now(), ack_status = 'superseded' FROM new n "
-                "WHERE c.acked_at IS NULL AND c.subject = n.subject AND c.system = n.system "
-                "AND c.purpose = n.purpose AND c.command_id <> n.command_id "
-                "AND c.action = ANY($9::text[]) AND n.action = ANY($9::text[])) "
                 "INSERT INTO commands (command_id, subject, system, action, purpose, request_id, respond_by, "
-                "next_attempt_at) SELECT * FROM new ON CONFLICT (command_id) DO NOTHING RETURNING command_id",
+                "next_attempt_at, created_at) SELECT *, clock_timestamp() FROM unnest($1::uuid[], $2::text[], "
+                "$3::text[], $4::text[], $5::text[], $6::uuid[], $7::timestamptz[], $8::timestamptz[]) "
+                "ON CONFLICT (command_id) DO NOTHING RETURNING command_id",
                 command_ids, [c.subject for c in specs], [c.system for c in specs], [c.action for c in specs],
                 [c.purpose for c in specs], request_ids,
-                [respond_by] * len(specs), [now + self.policy.next_delay(1) for _ in specs], list(OPT_OUT_ACTIONS),
+                [respond_by] * len(specs), [now + self.policy.next_delay(1) for _ in specs],
             )
         }
         events: list[tuple[str, bytes | None, bytes]] = []
@@ -206,12 +202,19 @@ class CommandTracker:
         await self.outbox.add(conn, command_topic(system), command, subject=subject, seal=fields is not None)
 
     async def resend_due(self, conn: asyncpg.Connection, limit: int = 500) -> int:
+        """Re-send what is due; returns how many were re-sent.
+
+        An opt-out or opt-in that a newer one for the same subject, system and purpose followed is not
+        re-sent but settled as superseded: arriving after the newer one, it would turn the system back
+        to the older answer. The check holds the subject's lock (a subject busy elsewhere waits for the
+        next pass), so a newer command cannot be committed and published between check and re-send."""
         now = datetime.now(UTC)
         rows = await conn.fetch(
             "SELECT * FROM commands WHERE acked_at IS NULL AND next_attempt_at <= $1 "
             "ORDER BY next_attempt_at LIMIT $2 FOR UPDATE SKIP LOCKED",
             now, limit,
         )
+        rows = await self._drop_superseded(conn, rows, now)
         for row in rows:
             subject = row["subject"]
             command_id = str(row["command_id"])
@@ -237,6 +240,25 @@ class CommandTracker:
             )
             metrics.COMMANDS_RESENT.labels(system=row["system"]).inc()
         return len(rows)
+
+    async def _drop_superseded(
+        self, conn: asyncpg.Connection, rows: list[asyncpg.Record], now: datetime
+    ) -> list[asyncpg.Record]:
+        answers = [r for r in rows if r["action"] in OPT_OUT_ACTIONS and r["purpose"] is not None]
+        if not answers:
+            return rows
+        locked = await try_lock_subjects(conn, {r["subject"] for r in answers})
+        busy = {r["command_id"] for r in answers if r["subject"] not in locked}
+        superseded = {
+            r["command_id"] for r in await conn.fetch(
+                "UPDATE commands c SET acked_at = $3, ack_status = 'superseded' WHERE c.command_id = ANY($1::uuid[]) "
+                "AND EXISTS (SELECT 1 FROM commands n WHERE n.subject = c.subject AND n.system = c.system "
+                "AND n.purpose = c.purpose AND n.action = ANY($2::text[]) AND n.created_at > c.created_at) "
+                "RETURNING c.command_id",
+                [r["command_id"] for r in answers if r["subject"] in locked], list(OPT_OUT_ACTIONS), now,
+            )
+        }
+        return [r for r in rows if r["command_id"] not in busy and r["command_id"] not in superseded]
 
     async def report_overdue(self, conn: asyncpg.Connection, limit: int = 500) -> int:
         """Report each unacknowledged command past `respond_by` once (metric + audit entry).

@@ -88,6 +88,20 @@ async def lock_subjects(conn: asyncpg.Connection, subjects: Iterable[str | None]
     )
 
 
+async def try_lock_subjects(conn: asyncpg.Connection, subjects: Iterable[str]) -> set[str]:
+    """The subjects whose lock (as `lock_subjects` takes it) this transaction now holds, without waiting
+    for those another transaction holds: for background passes that must never wait in a cycle."""
+    keys = sorted(set(subjects))
+    if not keys:
+        return set()
+    rows = await conn.fetch(
+        "SELECT s FROM unnest($1::text[]) AS s WHERE pg_try_advisory_xact_lock("
+        "hashtextextended(current_schema() || '/' || s, 0))",
+        keys,
+    )
+    return {r["s"] for r in rows}
+
+
 class StreamProcessor:
     def __init__(self, runtime: Any, topic: str, handler: Handler, *, deduplicate: bool = True):
         self.runtime = runtime

@@ -13,6 +13,7 @@ from privacy_runtime.audit import AuditTrail, verify_chain
 from privacy_runtime.commands import AckIn, CommandPolicy, CommandSpec, CommandTracker
 from privacy_runtime.crypto import KeyRing
 from privacy_runtime.outbox import _RELAY_LOCK_KEY, Outbox, OutboxRelay
+from privacy_runtime.processor import lock_subjects
 from tests.runtime.test_audit_and_crypto import _schema
 
 pytestmark = pytest.mark.stack
@@ -105,18 +106,32 @@ async def test_a_newer_opt_out_or_opt_in_supersedes_the_one_still_outstanding(st
             ])
             other = (await tracker.issue_many(conn, [
                 CommandSpec("s2", "marketing_email", "suppress", purpose="marketing_email")]))[0]
+        async with pool.acquire() as conn, conn.transaction():  # the grant comes in a later transaction
             unsuppress = (await tracker.issue_many(conn, [
                 CommandSpec("s1", "marketing_email", "unsuppress", purpose="marketing_email")]))[0]
+        async with pool.acquire() as conn, conn.transaction():
+            await conn.execute("UPDATE commands SET next_attempt_at = now() - interval '1 minute'")
+            await conn.execute("DELETE FROM outbox")
+            assert await tracker.resend_due(conn) == 4
+            resent = {str(uuid.UUID(json.loads(bytes(r["value"]))["data"]["command_id"]))
+                      for r in await conn.fetch("SELECT value FROM outbox")}
+            assert resent == {revoke, erase, other, unsuppress}, "the withdrawal the grant followed is not re-sent"
             rows = {str(r["command_id"]): r for r in await conn.fetch("SELECT * FROM commands")}
             assert rows[suppress]["ack_status"] == "superseded" and rows[suppress]["acked_at"] is not None
             for outstanding in (revoke, erase, other, unsuppress):
                 assert rows[outstanding]["acked_at"] is None, outstanding
 
-            await conn.execute("UPDATE commands SET next_attempt_at = now() - interval '1 minute'")
-            await conn.execute("DELETE FROM outbox")
-            assert await tracker.resend_due(conn) == 4
-            resent = {json.loads(bytes(r["value"]))["data"]["command_id"] for r in await conn.fetch("SELECT value FROM outbox")}
-            assert suppress not in {str(uuid.UUID(c)) for c in resent}
+        # While s1's events are being applied elsewhere, its opt-outs wait for the next pass.
+        async with pool.acquire() as busy, busy.transaction():
+            await lock_subjects(busy, ["s1"])
+            async with pool.acquire() as conn, conn.transaction():
+                await conn.execute("UPDATE commands SET next_attempt_at = now() - interval '1 minute'")
+                await conn.execute("DELETE FROM outbox")
+                await tracker.resend_due(conn)
+                resent = {str(uuid.UUID(json.loads(bytes(r["value"]))["data"]["command_id"]))
+                          for r in await conn.fetch("SELECT value FROM outbox")}
+                assert resent == {erase, other}
+        async with pool.acquire() as conn, conn.transaction():
             late = await tracker.acknowledge_many(conn, [AckIn(suppress, "marketing_email", "done")])
             assert late[0] is not None and not late[0].first, "its late answer settles nothing more"
     finally:
