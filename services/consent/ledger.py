@@ -100,9 +100,11 @@ class Ledger:
                 )))
             if minor:
                 children.append(item)
-        await store.upsert_registrations(conn, registrations)
+        moved = await store.upsert_registrations(conn, registrations)
         await store.append_registrations(conn, kept)
         await self._apply(conn, entries)
+        for subject, country_before in sorted(moved.items()):  # a newer registration from another country
+            await self._tell_jurisdiction_change(conn, subject, country_before)
         for item in children:
             await self._request_child_erasure(conn, item)
 
@@ -212,12 +214,21 @@ class Ledger:
         if before is None:
             return False
         await store.rectify(conn, subject, country)
+        await self._tell_jurisdiction_change(conn, subject, before.country)
+        return True
+
+    async def _tell_jurisdiction_change(
+        self, conn: asyncpg.Connection, subject: str, country_before: str | None
+    ) -> None:
+        after = await store.profile(conn, subject)
+        if after is None:
+            return
         current = {record.purpose: record for record in await store.states_of(conn, subject)}
         await self.tracker.issue_many(conn, [
             CommandSpec(subject, command.system, command.action, command.purpose)
-            for command in rules.jurisdiction_change(before, replace(before, country=country), current, self.routing)
+            for command in rules.jurisdiction_change(
+                replace(after, country=country_before), after, current, self.routing)
         ])
-        return True
 
     async def _request_child_erasure(self, conn: asyncpg.Connection, item: Inbound) -> None:
         request_id = uuid.uuid5(CHILD_ERASURE_NAMESPACE, f"{item.event.subject}:{item.event.id}")

@@ -25,23 +25,34 @@ def _profile(row: asyncpg.Record) -> SubjectProfile:
     )
 
 
-async def upsert_registrations(conn: asyncpg.Connection, rows: Sequence[tuple]) -> None:
-    """rows: (subject, country, minor, source, parent_account, registered_at). Newer registration wins."""
+async def upsert_registrations(conn: asyncpg.Connection, rows: Sequence[tuple]) -> dict[str, str | None]:
+    """rows: (subject, country, minor, source, parent_account, registered_at). Newer registration wins.
+
+    Returns the subjects registered before whose country a newer registration changed, each with the
+    country it had (a profile created by an early consent change, country unknown, is not a move)."""
     if not rows:
-        return
+        return {}
     columns = list(zip(*rows, strict=True))
-    await conn.execute(
+    moved = await conn.fetch(
         """
-        INSERT INTO subjects (subject, country, minor, registration_source, parent_account, registered_at)
-        SELECT * FROM unnest($1::text[], $2::text[], $3::bool[], $4::text[], $5::text[], $6::timestamptz[])
-        ON CONFLICT (subject) DO UPDATE SET
-            country = excluded.country, minor = subjects.minor OR excluded.minor,
-            registration_source = excluded.registration_source, parent_account = excluded.parent_account,
-            registered_at = excluded.registered_at
-        WHERE subjects.registered_at IS NULL OR subjects.registered_at <= excluded.registered_at
+        WITH before AS (
+            SELECT subject, country, registered_at FROM subjects WHERE subject = ANY($1::text[])
+        ), upserted AS (
+            INSERT INTO subjects (subject, country, minor, registration_source, parent_account, registered_at)
+            SELECT * FROM unnest($1::text[], $2::text[], $3::bool[], $4::text[], $5::text[], $6::timestamptz[])
+            ON CONFLICT (subject) DO UPDATE SET
+                country = excluded.country, minor = subjects.minor OR excluded.minor,
+                registration_source = excluded.registration_source, parent_account = excluded.parent_account,
+                registered_at = excluded.registered_at
+            WHERE subjects.registered_at IS NULL OR subjects.registered_at <= excluded.registered_at
+            RETURNING subject, country
+        )
+        SELECT u.subject, b.country AS before FROM upserted u JOIN before b USING (subject)
+        WHERE b.registered_at IS NOT NULL AND b.country IS DISTINCT FROM u.country
         """,
         *columns,
     )
+    return {r["subject"]: r["before"] for r in moved}
 
 
 async def append_registrations(conn: asyncpg.Connection, rows: Sequence[tuple]) -> None:

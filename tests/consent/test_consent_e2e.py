@@ -278,6 +278,39 @@ async def test_a_refusal_at_sign_up_in_an_opt_out_country_is_passed_on(stack, co
     assert not await _commands_of(bootstrap, "partners", us), "a yes where yes is the default changes nothing"
 
 
+async def test_a_newer_registration_from_another_country_tells_systems_what_the_move_changes(stack, consent) -> None:  # type: ignore[no-untyped-def]
+    """Registered in the US (sharing allowed until withdrawn), then again, later, from Sweden: what
+    Sweden needs consent for and was never given is withdrawn downstream; an older registration
+    arriving late moves nothing."""
+    bootstrap = stack.endpoints.kafka_bootstrap
+    subject = subject_id("moved")
+    now = datetime.now(UTC)
+    await _register(bootstrap, subject, country="US", consents=[("group_sharing", True)],
+                    when=now - timedelta(hours=2))
+    assert (await _decision(consent, subject, "partner_sharing"))["allowed"] is True
+    await _register(bootstrap, subject, country="SE", when=now - timedelta(hours=1))
+
+    async def revoked() -> list[dict]:
+        return await _commands_of(bootstrap, "partners", subject)
+
+    commands = await wait_until(revoked, what="partners told of the move to Sweden")
+    assert [(c["action"], c["purpose"]) for c in commands] == [("revoke_sharing", "partner_sharing")]
+    assert [(c["action"], c["purpose"]) for c in await _commands_of(bootstrap, "marketing_email", subject)] == [
+        ("suppress", "marketing_email")]
+    assert not await _commands_of(bootstrap, "ipcom_group", subject), "group sharing was consented to"
+
+    await _register(bootstrap, subject, country="CA", when=now - timedelta(hours=3))  # older: loses
+
+    async def kept() -> bool:
+        status, body = await get_json(f"{consent.url}/v1/subjects/{subject}/consents")
+        return status == 200 and len(body["registrations"]) == 3
+
+    await wait_until(kept, what="the late registration to be recorded")
+    await _sleep(1)  # anything it had issued would be relayed by now
+    assert (await _decision(consent, subject, "partner_sharing"))["allowed"] is False
+    assert len(await _commands_of(bootstrap, "partners", subject)) == 1
+
+
 async def test_sharing_defaults_follow_jurisdiction(stack, consent) -> None:  # type: ignore[no-untyped-def]
     """Sweden: partner_sharing needs opt-in. US: allowed until withdrawn. No country: as Sweden."""
     bootstrap = stack.endpoints.kafka_bootstrap
