@@ -66,6 +66,9 @@ CASES_CLOSED = Counter("privacy_cases_closed_total", "Cases closed", ["right", "
 CASES_OPEN = Gauge("privacy_cases_open", "Cases not yet closed", ["right"])
 CASES_OVERDUE = Gauge("privacy_cases_overdue", "Open cases past due_at", ["right"])
 CASES_DUE_SOON = Gauge("privacy_cases_due_soon", "Open cases due within 3 days", ["right"])
+CASES_AWAITING_REVIEW = Gauge(
+    "privacy_cases_awaiting_review", "Cases waiting for an operator (the manual_review flag)", ["right"]
+)
 CASE_COMPLETION_SECONDS = Histogram(
     "privacy_case_completion_seconds", "From receipt to completion", ["right"], buckets=CASE_BUCKETS
 )

@@ -240,6 +240,12 @@ def dsar_deadlines() -> dict[str, Any]:
         Panel("Open cases per right", [(per_right("privacy_cases_open"), "{{right}}")]),
         Panel("Due within 3 days per right", [(per_right("privacy_cases_due_soon"), "{{right}}")]),
         Panel("Overdue per right", [(per_right("privacy_cases_overdue"), "{{right}}")]),
+        Panel(
+            "Waiting for an operator per right",
+            [(per_right("privacy_cases_awaiting_review"), "{{right}}")],
+            description="Cases in manual review (approve or reject: privacyctl cases list), completed "
+            "restrictions whose lift failed included.",
+        ),
         Panel("Opened per day", [(increase("privacy_cases_opened_total", "right", "1d"), "{{right}}")]),
         Panel(
             "Closed per day by status",
@@ -263,13 +269,13 @@ def dsar_deadlines() -> dict[str, Any]:
                 )
             ],
             "s",
-            width=24,
         ),
     ]
     return dashboard(
         "privacy-dsar-deadlines",
         "DSAR deadlines",
-        "Data-subject request cases: open, due soon, overdue, throughput and time to complete.",
+        "Data-subject request cases: open, due soon, overdue, waiting for an operator, throughput and time "
+        "to complete.",
         panels,
     )
 

@@ -170,11 +170,15 @@ async def claim_due_soon(conn: asyncpg.Connection, now: datetime, horizon: datet
 
 
 async def deadline_counts(conn: asyncpg.Connection, now: datetime, horizon: datetime) -> list[asyncpg.Record]:
+    """Per right: open, overdue, due soon, and awaiting review (open or not: a completed restriction
+    whose lift failed waits for an operator too)."""
     return list(
         await conn.fetch(
-            "SELECT case_right, count(*) AS open, count(*) FILTER (WHERE due_at < $1) AS overdue, "
-            "count(*) FILTER (WHERE due_at >= $1 AND due_at < $2) AS due_soon "
-            "FROM cases WHERE closed_at IS NULL GROUP BY case_right",
+            "SELECT case_right, count(*) FILTER (WHERE closed_at IS NULL) AS open, "
+            "count(*) FILTER (WHERE closed_at IS NULL AND due_at < $1) AS overdue, "
+            "count(*) FILTER (WHERE closed_at IS NULL AND due_at >= $1 AND due_at < $2) AS due_soon, "
+            "count(*) FILTER (WHERE manual_review) AS awaiting_review "
+            "FROM cases WHERE closed_at IS NULL OR manual_review GROUP BY case_right",
             now,
             horizon,
         )

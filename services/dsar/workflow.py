@@ -587,6 +587,7 @@ class Workflow:
             metrics.CASES_OPEN.labels(right=right).set(row["open"] if row else 0)
             metrics.CASES_OVERDUE.labels(right=right).set(row["overdue"] if row else 0)
             metrics.CASES_DUE_SOON.labels(right=right).set(row["due_soon"] if row else 0)
+            metrics.CASES_AWAITING_REVIEW.labels(right=right).set(row["awaiting_review"] if row else 0)
 
     # --- export download (HTTP) -------------------------------------------------------------------
 

@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import AsyncIterator
+from dataclasses import replace
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import asyncpg
 import pytest
 
-from services.dsar import store
+from services.dsar import cases, store
 from tests.helpers import scratch_schema
 
 pytestmark = pytest.mark.stack
@@ -40,3 +42,31 @@ async def test_a_retried_export_replaces_the_failed_fragment_but_nothing_replace
         await store.put_fragment(conn, rid, "billing", "failed", None)
         await store.put_fragment(conn, rid, "accounts", "done", b"other")
     assert await _fragments(pool, rid) == {"accounts": ("done", b"accounts data"), "billing": ("done", b"billing data")}
+
+
+async def test_deadline_counts_count_cases_waiting_for_an_operator_open_or_completed(pool: asyncpg.Pool) -> None:
+    now = datetime(2030, 6, 1, tzinfo=UTC)
+
+    def case(right: str, status: str, review: bool, days_left: int = 20) -> cases.Case:
+        made = cases.new_case(request_id=str(uuid.uuid4()), subject="s", right=right,
+                              received_at=now - timedelta(days=5), identity_verified=True, requested_via="web_form")
+        closed = now if status in cases.TERMINAL else None
+        return replace(made, status=status, manual_review=review, closed_at=closed,
+                       due_at=now + timedelta(days=days_left))
+
+    async with pool.acquire() as conn:
+        for made in (
+            case(cases.ERASURE, cases.IN_PROGRESS, True),  # e.g. a retention erasure to confirm
+            case(cases.ERASURE, cases.IN_PROGRESS, True, days_left=-1),
+            case(cases.ERASURE, cases.AWAITING_SYSTEMS, False),
+            case(cases.RESTRICTION, cases.COMPLETED, True),  # a lift that failed
+            case(cases.RESTRICTION, cases.COMPLETED, False),
+            case(cases.ACCESS, cases.COMPLETED, False),
+        ):
+            assert await store.insert_case(conn, made, None)
+        counts = {r["case_right"]: dict(r) for r in await store.deadline_counts(conn, now, now + timedelta(days=3))}
+    assert counts == {
+        cases.ERASURE: {"case_right": cases.ERASURE, "open": 3, "overdue": 1, "due_soon": 0, "awaiting_review": 2},
+        cases.RESTRICTION: {"case_right": cases.RESTRICTION, "open": 0, "overdue": 0, "due_soon": 0,
+                            "awaiting_review": 1},
+    }

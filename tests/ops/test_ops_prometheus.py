@@ -22,6 +22,8 @@ DOCS = ROOT / "docs" / "operations.md"
 REQUIRED = {
     "PrivacyCaseDueSoon": "privacy_cases_due_soon",
     "PrivacyCaseOverdue": "privacy_cases_overdue",
+    # Nobody worked the review queue: the month runs on for cases only an operator can move.
+    "PrivacyCasesAwaitingReview": "privacy_cases_awaiting_review",
     "PrivacyDeadLettersGrowing": "privacy_events_dead_lettered_total",
     "PrivacyCommandsOverdue": "privacy_commands_overdue",
     "PrivacyConsumerLagGrowing": "privacy_consumer_lag_messages",
