@@ -166,8 +166,10 @@ def running_client(name: str, env: dict[str, str]) -> Iterator[httpx.Client]:
         service.stop()
 
 
-async def read_topic(bootstrap: str, topic: str, *, timeout: float = 2.0) -> list[Any]:
-    """Every message currently on `topic`, from the beginning (no consumer group)."""
+async def read_topic(bootstrap: str, topic: str, *, timeout: float = 30.0) -> list[Any]:
+    """Every message currently on `topic`, from the beginning (no consumer group), up to the end offsets
+    seen at the start. Fails rather than return part of it: a check that something is absent must have
+    read everything."""
     consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False)
     await consumer.start()
     try:
@@ -188,7 +190,7 @@ async def read_topic(bootstrap: str, topic: str, *, timeout: float = 2.0) -> lis
             if all(pos >= end[tp] for pos, tp in zip(positions, tps, strict=True)):
                 break
             if asyncio.get_running_loop().time() > deadline:
-                break
+                raise TimeoutError(f"read {len(messages)} messages of {topic} but not to its end in {timeout} s")
             batch = await consumer.getmany(timeout_ms=200)
             for records in batch.values():
                 messages.extend(records)

@@ -31,6 +31,7 @@ from schemas.events import ConsentChanged
 from schemas.topics import CONSENT_CHANGED
 from services.consent import rules
 from services.consent.ledger import Ledger
+from tests.consent.oracle import state_the_policy_describes
 
 pytestmark = pytest.mark.stack
 
@@ -122,7 +123,7 @@ def test_any_arrival_order_and_batching_gives_event_time_state(harness: Harness,
 
     records = [rules.ConsentRecord(f"{eid}:{p}", p, g, T0 + timedelta(minutes=m), "preference_center", "v1")
                for p, g, m, eid in raw]
-    expected = {p: (r.granted, r.event_id) for p, r in rules.current_state(records).items()}
+    expected = {p: (r.granted, r.event_id) for p, r in state_the_policy_describes(records).items()}
     stored = {r["purpose"]: (r["granted"], r["entry_id"])
               for r in harness.fetch("SELECT * FROM consent_state WHERE subject = $1", subject)}
     assert stored == expected

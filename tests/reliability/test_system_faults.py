@@ -674,7 +674,7 @@ def assess(w: Workload, seen: dict[str, Any], arrivals: dict[tuple[str, str], li
 async def count_dead_letters(bootstrap: str, w: Workload) -> int:
     ours = 0
     for topic in DLQ_TOPICS:
-        for message in await read_topic(bootstrap, topic, timeout=5.0):
+        for message in await read_topic(bootstrap, topic):
             key = (message.key or b"").decode(errors="replace")
             if key.startswith(w.prefix) or key == w.transaction_id:
                 ours += 1
