@@ -17,7 +17,7 @@ import subprocess
 import sys
 import time
 import uuid
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Mapping
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
@@ -359,3 +359,23 @@ async def get_json(url: str, **kwargs: Any) -> tuple[int, Any]:
         return response.status_code, response.json()
     except ValueError:
         return response.status_code, response.text
+
+
+SERVICE_SCHEMAS = ("consent", "dsar", "notifier")
+
+
+async def dump_tables(dsn: str, schemas: Sequence[str] = SERVICE_SCHEMAS) -> str:
+    """Every row of every table of the services' schemas as text: what someone who copies the database
+    sees (bytea as hex)."""
+    conn = await asyncpg.connect(dsn)
+    try:
+        tables = await conn.fetch(
+            "SELECT table_schema, table_name FROM information_schema.tables "
+            "WHERE table_schema = ANY($1::text[]) AND table_type = 'BASE TABLE'", list(schemas))
+        chunks = []
+        for row in tables:
+            rows = await conn.fetch(f'SELECT t::text AS line FROM "{row[0]}"."{row[1]}" t')
+            chunks.extend(r["line"] for r in rows)
+        return "\n".join(chunks)
+    finally:
+        await conn.close()

@@ -17,6 +17,7 @@ import pytest
 
 from devstack import standins
 from devstack.smtp_sink import read_messages
+from privacy_runtime.crypto import KeyRing
 from schemas.events import (
     ConsentChanged,
     ConsentGrant,
@@ -32,7 +33,16 @@ from schemas.topics import (
     USER_REGISTERED,
     command_topic,
 )
-from tests.helpers import commit_group_offsets, get_json, publish, subject_id, wait_until
+from tests.helpers import (
+    SERVICE_SCHEMAS,
+    TEST_MASTER_KEY,
+    commit_group_offsets,
+    dump_tables,
+    get_json,
+    publish,
+    subject_id,
+    wait_until,
+)
 
 pytestmark = pytest.mark.stack
 
@@ -163,14 +173,19 @@ async def test_a_user_asks_to_be_erased_and_nothing_of_theirs_remains_readable(s
         assert await conn.fetchval(
             "SELECT count(*) FROM notifier.final_notices WHERE subject = $1", subject) == 0, \
             "the confirmation's own copy of the address is gone once it was sent"
-        # Whatever sealed rows remain (outbox, exports, params) can no longer be opened.
-        for schema in ("consent", "dsar", "notifier"):
-            sealed = await conn.fetchval(
-                f"SELECT count(*) FROM {schema}.outbox WHERE subject = $1 AND published_at IS NULL", subject)
-            assert sealed == 0 or await conn.fetchval(
-                f"SELECT count(*) FROM {schema}.subject_keys WHERE subject = $1", subject) == 0
+        # Whatever sealed rows remain (outbox, exports, params) can no longer be opened: no service has a
+        # key for them, and each keeps a tombstone, so nothing creates a new one for this subject.
+        for schema in SERVICE_SCHEMAS:
+            await conn.execute(f'SET search_path = "{schema}"')
+            keyring = KeyRing(base64.b64decode(TEST_MASTER_KEY))
+            await keyring.load_lookup_key(conn)
+            assert await keyring.data_key(conn, subject, create=False) is None, schema
+            assert await keyring.is_erased(conn, subject), f"{schema} keeps no tombstone"
     finally:
         await conn.close()
+    dump = await dump_tables(dsn)
+    for value in (address, "Erik Raderad", "+46 70 000 00 01"):
+        assert value not in dump and value.encode().hex() not in dump, f"{value} is still readable at rest"
     async with httpx.AsyncClient() as client:
         gone = await client.get(f"{system['consent'].url}/v1/decisions",
                                 params={"subject": subject, "purpose": "marketing_email"})
