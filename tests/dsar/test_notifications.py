@@ -13,8 +13,7 @@ import pytest
 from privacy_runtime.datamap import load_data_map
 from privacy_runtime.settings import DEFAULT_DATA_MAP
 from services.dsar import cases
-
-templates = pytest.importorskip("services.notifier.templates")
+from services.notifier import templates
 
 DATA_MAP = load_data_map(DEFAULT_DATA_MAP)
 NOW = datetime(2024, 1, 31, 12, tzinfo=UTC)
