@@ -54,6 +54,8 @@ RETENTION_EXPIRED = ErasureGround.RETENTION_EXPIRED.value
 RETENTION_REVIEW = ("retention expired: no registration, consent change or request seen for longer than the "
                     "data map's retention, but logins and purchases are not seen; check the subject is "
                     "really inactive, then approve to erase or reject to keep")
+#: Why a retention erasure waiting for review was cancelled (see `subject_active`).
+ACTIVE_AGAIN = "the subject was active again"
 
 #: status -> statuses it may move to. Terminal statuses lead nowhere.
 TRANSITIONS: Mapping[str, frozenset[str]] = {
@@ -768,6 +770,25 @@ def cancel(case: Case, reason: str, now: datetime) -> Decision:
     if not reason.strip():
         raise CaseError("a cancellation needs a reason")
     return _move(case, CANCELLED, now, reason=reason.strip())
+
+
+def awaits_retention_review(case: Case) -> bool:
+    """A retention erasure the services opened that still waits for an operator's confirmation (no
+    command has gone out: once approved, systems may have acted)."""
+    return (case.right == ERASURE and case.ground == RETENTION_EXPIRED and case.requested_via == INTERNAL
+            and case.status == IN_PROGRESS and case.manual_review and not case.steps)
+
+
+def subject_active(case: Case, active_at: datetime, inactive_before: datetime, now: datetime) -> Decision:
+    """The service saw the subject active at `active_at` (a registration, a consent change, a request of
+    their own). A retention erasure still waiting for review loses its ground when that activity is not
+    past the retention (`inactive_before`): it is cancelled. Nobody is emailed: the subject asked for
+    nothing. Anything else, a case already cancelled included (redelivery), is left as it is."""
+    if not awaits_retention_review(case) or active_at < inactive_before:
+        return Decision(case)  # an old event arriving late is not the subject coming back
+    cancelled = _move(case, CANCELLED, now, reason=ACTIVE_AGAIN, review_reason=None)
+    note = Note("case_subject_active", {"active_at": active_at.isoformat()})
+    return Decision(cancelled.case, (note, *cancelled.effects))
 
 
 def close_unverified(case: Case, now: datetime, after: timedelta) -> Decision:

@@ -3,7 +3,8 @@
 The dsar service records each subject's last activity from the events it sees; a subject inactive for
 longer than the data map's `inactive_subject_retention_days` is erased through an ordinary erasure
 case, opened by an `erasure-requested` the service publishes to itself (ground `retention_expired`),
-once an operator confirms it (the case waits in manual review; see `cases.RETENTION_REVIEW`).
+once an operator confirms it (the case waits in manual review; see `cases.RETENTION_REVIEW`). A subject
+seen again meanwhile is no longer inactive: the waiting case is cancelled (`cases.subject_active`).
 """
 
 from __future__ import annotations

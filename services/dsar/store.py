@@ -416,16 +416,17 @@ async def erase_subject_records(conn: asyncpg.Connection, subject: str) -> int:
 # --- subject activity (retention of inactive subjects, see services/dsar/inactivity.py) -------------
 
 
-async def record_activity(conn: asyncpg.Connection, latest: Mapping[str, tuple[datetime, str]]) -> None:
+async def record_activity(conn: asyncpg.Connection, latest: Mapping[str, tuple[datetime, str]]) -> list[str]:
     """Move each subject's last activity forward: `latest` maps subject -> (newest time, subject digest).
+    Returns the subjects whose last activity moved (a replayed batch moves none).
 
     One statement per batch. An older time never moves it back; a newer one clears a pending erasure
     mark (the subject came back). Erased subjects (tombstoned by digest) are not recorded again, or
     a late event would have them swept a second time."""
     if not latest:
-        return
+        return []
     subjects = sorted(latest)  # a fixed order: two lanes touching one subject lock alike
-    await conn.execute(
+    rows = await conn.fetch(
         """
         INSERT INTO subject_activity AS a (subject, last_activity_at)
         SELECT u.subject, u.at FROM unnest($1::text[], $2::timestamptz[], $3::text[]) AS u(subject, at, digest)
@@ -433,15 +434,34 @@ async def record_activity(conn: asyncpg.Connection, latest: Mapping[str, tuple[d
         ON CONFLICT (subject) DO UPDATE
             SET last_activity_at = excluded.last_activity_at, erasure_requested_at = NULL
             WHERE a.last_activity_at < excluded.last_activity_at
+        RETURNING a.subject
         """,
         subjects,
         [latest[s][0] for s in subjects],
         [latest[s][1] for s in subjects],
     )
+    return sorted(r["subject"] for r in rows)
 
 
-async def last_activity(conn: asyncpg.Connection, subject: str) -> datetime | None:
-    value = await conn.fetchval("SELECT last_activity_at FROM subject_activity WHERE subject = $1", subject)
+async def retention_reviews(conn: asyncpg.Connection, subjects: Sequence[str]) -> list[tuple[str, str]]:
+    """(subject, request_id) of the subjects' retention erasures waiting in manual review, by request_id
+    (the order every worker locks cases in). Reads the partial index of cases in review."""
+    if not subjects:
+        return []
+    rows = await conn.fetch(
+        "SELECT subject, request_id FROM cases WHERE subject = ANY($1::text[]) AND manual_review "
+        "AND closed_at IS NULL AND case_right = 'erasure' AND state->>'ground' = 'retention_expired' "
+        "ORDER BY request_id",
+        list(subjects),
+    )
+    return [(r["subject"], str(r["request_id"])) for r in rows]
+
+
+async def last_activity(conn: asyncpg.Connection, subject: str, *, lock: bool = False) -> datetime | None:
+    """`lock`: hold the row until the transaction ends, so activity being recorded at this moment is
+    either seen here or sees what this transaction writes once it commits."""
+    sql = "SELECT last_activity_at FROM subject_activity WHERE subject = $1" + (" FOR UPDATE" if lock else "")
+    value = await conn.fetchval(sql, subject)
     return value  # type: ignore[no-any-return]
 
 

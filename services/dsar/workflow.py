@@ -82,13 +82,26 @@ class Workflow:
 
     async def on_activity(self, conn: asyncpg.Connection, batch: list[Inbound]) -> None:
         """`user-registered`, `consent-changed`: only who was active when is kept (no PII). Replays
-        are harmless (the newest time wins), so these topics need no per-event idempotency claims."""
+        are harmless (the newest time wins, and a time that moves nothing cancels nothing), so these
+        topics need no per-event idempotency claims."""
         await self._record_activity(conn, batch)
 
     async def _record_activity(self, conn: asyncpg.Connection, batch: list[Inbound]) -> None:
-        latest = inactivity.latest_activity(((i.event.subject, i.event.time) for i in batch), utcnow())
+        now = utcnow()
+        latest = inactivity.latest_activity(((i.event.subject, i.event.time) for i in batch), now)
         digest = self.keyring.subject_digest
-        await store.record_activity(conn, {s: (at, digest(s)) for s, at in latest.items()})
+        moved = await store.record_activity(conn, {s: (at, digest(s)) for s, at in latest.items()})
+        # A subject seen again is no longer inactive: their retention erasure waiting for review goes.
+        for subject, request_id in await store.retention_reviews(conn, moved):
+            case = await store.lock_case(conn, request_id)
+            if case is not None:
+                await self._apply_activity(conn, case, latest[subject], now)
+
+    async def _apply_activity(self, conn: asyncpg.Connection, case: Case, active_at: datetime,
+                              now: datetime) -> Case:
+        cutoff = inactivity.inactive_cutoff(now, self.data_map.inactive_subject_retention_days)
+        decision = cases.subject_active(case, active_at, cutoff, now)
+        return await self.apply(conn, decision) if decision.effects else case
 
     async def _record_requests(self, conn: asyncpg.Connection, batch: list[Inbound]) -> None:
         own = [i for i in batch if inactivity.counts_as_activity(str(i.data.requested_via))]
@@ -152,9 +165,16 @@ class Workflow:
             )
             return
         metrics.CASES_OPENED.labels(right=case.right).inc()
-        await self.apply(conn, cases.open_case(
+        opened = await self.apply(conn, cases.open_case(
             case, self.data_map, utcnow(), subject_erased=erased,
             retention_review=not self.settings.retention_erase_without_review))
+        if cases.awaits_retention_review(opened):
+            # The subject may have been seen between the sweep and this case (the request travels
+            # through Kafka): such activity found no case to cancel then. Locked: activity committing
+            # meanwhile is read here, or finds this case once it is committed.
+            last = await store.last_activity(conn, opened.subject, lock=True)
+            if last is not None:
+                await self._apply_activity(conn, opened, last, utcnow())
 
     # --- acknowledgements -----------------------------------------------------------------------
 

@@ -787,6 +787,7 @@ operation = st.one_of(
     st.tuples(st.just("ack_unknown")),
     st.tuples(st.just("lift")),
     st.tuples(st.just("unsent")),
+    st.tuples(st.just("active"), st.booleans()),
 )
 
 
@@ -826,6 +827,9 @@ def apply_operation(case: Case, op: tuple) -> Decision:
         return cases.rectify_not_sent(case, systems, now)
     if name == "ack_unknown":
         return cases.record_ack(case, "00000000-0000-4000-8000-000000000000", "done", now)
+    if name == "active":  # the subject seen again, recently or (a late event) long ago
+        cutoff = now - timedelta(days=1095)
+        return cases.subject_active(case, now if op[1] else cutoff - timedelta(days=1), cutoff, now)
     return cases.lift_restriction(case, DATA_MAP)
 
 
@@ -980,3 +984,65 @@ def test_an_erasure_the_subject_asked_for_is_confirmed_as_their_request() -> Non
     _, decisions = answer_all(start.case)
     [email] = [n for d in decisions for n in effects_of(d, cases.Notify) if n.template == "erasure_completed"]
     assert not email.params["our_initiative"]
+
+
+# --- a retention erasure waiting for review, and the subject seen again --------------------------
+
+RETENTION_CUTOFF = T0 - timedelta(days=1095)
+
+
+def retention_waiting() -> Case:
+    return opened(requested_via=cases.INTERNAL, ground="retention_expired").case
+
+
+def test_a_retention_erasure_waiting_for_review_is_cancelled_when_the_subject_is_active_again() -> None:
+    waiting = retention_waiting()
+    assert cases.awaits_retention_review(waiting)
+    later = T0 + timedelta(days=2)
+    back = cases.subject_active(waiting, later - timedelta(hours=1), RETENTION_CUTOFF, later)
+    assert back.case.status == CANCELLED and back.case.closed_at == later
+    assert back.case.reason == cases.ACTIVE_AGAIN == "the subject was active again"
+    assert back.case.status_reason == cases.ACTIVE_AGAIN, "the status event says why, not the review reason"
+    assert not back.case.manual_review, "no longer waits for an operator"
+    assert statuses(back) == [CANCELLED]
+    [note] = effects_of(back, cases.Note)
+    assert note.action == "case_subject_active" and note.detail == {"active_at": (later - timedelta(hours=1)).isoformat()}
+    assert not effects_of(back, cases.Notify), "the subject asked for nothing: nobody is emailed"
+    assert not effects_of(back, cases.IssueCommands)
+
+
+def test_activity_still_past_the_retention_is_not_the_subject_coming_back() -> None:
+    # A late event from long ago (still before the cutoff) leaves the case for the operator.
+    waiting = retention_waiting()
+    late = cases.subject_active(waiting, RETENTION_CUTOFF - timedelta(seconds=1), RETENTION_CUTOFF, T0)
+    assert late == Decision(waiting)
+    at_cutoff = cases.subject_active(waiting, RETENTION_CUTOFF, RETENTION_CUTOFF, T0)
+    assert at_cutoff.case.status == CANCELLED, "not past the retention: the ground no longer holds"
+
+
+def test_cancelling_for_activity_is_idempotent() -> None:
+    back = cases.subject_active(retention_waiting(), T0, RETENTION_CUTOFF, T0)
+    again = cases.subject_active(back.case, T0 + timedelta(minutes=1), RETENTION_CUTOFF, T0 + timedelta(minutes=1))
+    assert again == Decision(back.case), "a redelivered activity changes nothing"
+
+
+def test_activity_leaves_every_other_case_alone() -> None:
+    waiting = retention_waiting()
+    approved = cases.approve(waiting, DATA_MAP, T0).case  # erasing: systems may have acted
+    failed_step = next(s for s in approved.steps if s.issued)
+    back_in_review = cases.record_ack(approved, failed_step.command_id or "", "failed", T0).case
+    assert back_in_review.manual_review and back_in_review.status == IN_PROGRESS
+    rejected = cases.reject(waiting, "active customer", T0).case
+    others = [
+        approved,
+        back_in_review,  # in review again after a failed answer: commands went out
+        rejected,
+        opened(requested_via=cases.INTERNAL, ground="child_data").case,
+        opened(cases.OBJECTION, processing="legitimate_interest").case,  # in review, not retention
+        opened(ground="retention_expired").case,  # asked for by someone, not the sweep
+        cases.open_case(make_case(requested_via=cases.INTERNAL, ground="retention_expired"), DATA_MAP, T0,
+                        retention_review=False).case,
+    ]
+    for case in others:
+        assert not cases.awaits_retention_review(case)
+        assert cases.subject_active(case, T0, RETENTION_CUTOFF, T0) == Decision(case), case

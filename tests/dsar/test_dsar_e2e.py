@@ -22,11 +22,19 @@ import httpx
 import pytest
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 
-from schemas.enums import ErasureGround, RequestedVia, Right
+from schemas.enums import ConsentChannel, ErasureGround, Purpose, RequestedVia, Right
 from schemas.envelope import new_event
-from schemas.events import DsarDetails, DsarRequested, ErasureRequested, PrivacyAck, UserRegistered
+from schemas.events import (
+    ConsentChanged,
+    DsarDetails,
+    DsarRequested,
+    ErasureRequested,
+    PrivacyAck,
+    UserRegistered,
+)
 from schemas.topics import (
     ALL_SYSTEMS,
+    CONSENT_CHANGED,
     DSAR_REQUESTED,
     DSAR_STATUS,
     ERASURE_REQUESTED,
@@ -368,6 +376,67 @@ async def test_an_inactive_subject_is_erased_when_retention_expires_and_an_opera
         assert await conn.fetchval("SELECT count(*) FROM dsar.cases WHERE subject = $1", subject) == 1
     finally:
         await conn.close()
+
+
+async def test_a_retention_erasure_waiting_for_review_is_cancelled_when_the_subject_is_active_again(stack, dsar, responder) -> None:  # type: ignore[no-untyped-def]
+    bootstrap = stack.endpoints.kafka_bootstrap
+    subject = subject_id("back")
+    last_seen = (datetime.now(UTC) - timedelta(days=1200)).replace(microsecond=0)
+    await publish(bootstrap, USER_REGISTERED, UserRegistered(email=f"{subject}@example.com"), subject=subject,
+                  time=last_seen)
+    request_id = inactivity.retention_request_id(subject, last_seen)
+    await _wait_status(bootstrap, request_id, "in_progress")
+    assert (await _admin_case(dsar, request_id))["manual_review"]
+
+    # The subject changes a consent: they are not inactive after all.
+    change = ConsentChanged(purpose=Purpose.ANALYTICS, granted=True, channel=ConsentChannel.PREFERENCE_CENTER,
+                            policy_version="2021-10-30")
+    event_id = await publish(bootstrap, CONSENT_CHANGED, change, subject=subject)
+    statuses = await _wait_status(bootstrap, request_id, "cancelled")
+    assert [s["status"] for s in statuses] == ["received", "in_progress", "cancelled"]
+    assert statuses[-1]["reason"] == "the subject was active again"
+    case = await _admin_case(dsar, request_id)
+    assert case["status"] == "cancelled" and not case["manual_review"] and not case["steps"]
+
+    # Redelivered (the activity topics are not deduplicated: the batch runs again), and the subject's
+    # next events: nothing more happens to the case, and no sweep asks again.
+    await publish(bootstrap, CONSENT_CHANGED, change, subject=subject, event_id=event_id)
+    await publish(bootstrap, USER_REGISTERED, UserRegistered(email=f"{subject}@example.com"), subject=subject)
+    await asyncio.sleep(2.5)
+    assert [s["status"] for s in await _statuses(bootstrap, request_id)] == ["received", "in_progress", "cancelled"]
+    requests = [m for m in await read_topic(bootstrap, ERASURE_REQUESTED) if (event_of(m) or {}).get("subject") == subject]
+    assert len(requests) == 1
+    assert not responder.for_subject(subject), "nothing was erased"
+    # The subject asked for nothing: nobody is emailed about this case.
+    requested = {_data(m).get("notification_id") for m in await read_topic(bootstrap, NOTIFICATION_REQUESTED)}
+    assert not {n for n in requested if str(n).startswith(f"dsar:{request_id}:")}
+    conn = await asyncpg.connect(stack.endpoints.database_url)
+    try:
+        audit = await conn.fetch("SELECT action, detail FROM dsar.audit_log WHERE ref = $1 ORDER BY seq", request_id)
+        actions = [r["action"] for r in audit]
+        assert actions[-2:] == ["case_subject_active", "case_cancelled"]
+        assert json.loads(audit[-1]["detail"])["reason"] == "the subject was active again"
+    finally:
+        await conn.close()
+
+    # A retention erasure that arrives after the subject was seen again (it travels through Kafka
+    # while they come back) is cancelled as it opens.
+    other = subject_id("back")
+    await publish(bootstrap, USER_REGISTERED, UserRegistered(email=f"{other}@example.com"), subject=other)
+
+    async def seen() -> bool:
+        conn = await asyncpg.connect(stack.endpoints.database_url)
+        try:
+            return bool(await conn.fetchval("SELECT count(*) FROM dsar.subject_activity WHERE subject = $1", other))
+        finally:
+            await conn.close()
+
+    await wait_until(seen, what="the subject's activity to be recorded")
+    late = str(uuid.uuid4())
+    await publish(bootstrap, ERASURE_REQUESTED, inactivity.retention_erasure(late), subject=other)
+    statuses = await _wait_status(bootstrap, late, "cancelled")
+    assert [s["status"] for s in statuses] == ["received", "in_progress", "cancelled"]
+    assert statuses[-1]["reason"] == "the subject was active again"
 
 
 async def test_a_duplicate_request_id_opens_nothing_new(stack, dsar, responder) -> None:  # type: ignore[no-untyped-def]

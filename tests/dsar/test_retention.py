@@ -144,6 +144,18 @@ async def test_newest_activity_wins_and_a_late_older_event_does_not_move_it_back
     assert set(await _activity(pool)) == {"b"}
 
 
+async def test_recording_names_the_subjects_whose_activity_moved(pool: asyncpg.Pool) -> None:
+    # Those are the ones whose retention erasure waiting for review may be cancelled; a replay moves none.
+    runtime = await _runtime(pool)
+    t0 = NOW - timedelta(days=100)
+    digest = runtime.keyring.subject_digest
+    async with runtime.transaction() as conn:
+        assert await store.record_activity(conn, {s: (t0, digest(s)) for s in ("b", "a")}) == ["a", "b"]
+        assert await store.record_activity(conn, {"a": (t0, digest("a")), "b": (t0 + timedelta(days=1), digest("b")),
+                                                  "c": (t0 - timedelta(days=9), digest("c"))}) == ["b", "c"]
+        assert await store.record_activity(conn, {"a": (t0 - timedelta(days=1), digest("a"))}) == []
+
+
 async def test_selection_takes_inactive_subjects_oldest_first_once_and_skips_open_or_restricted(
     pool: asyncpg.Pool,
 ) -> None:
