@@ -13,6 +13,7 @@ import asyncio
 import json
 import random
 from datetime import UTC, datetime, timedelta
+from itertools import pairwise
 from pathlib import Path
 
 import asyncpg
@@ -47,8 +48,8 @@ async def _produce(bootstrap: str, prefix: str) -> int:
             await producer.send(USER_REGISTERED, key=subject.encode(), value=registered.model_dump_json().encode())
             await producer.send(CONSENT_CHANGED, key=subject.encode(), value=opted_out.model_dump_json().encode())
             sent += 2
-            if i % 500 == 0:
-                await asyncio.sleep(0.05)  # spread the workload over the faults
+            if i % 10 == 0:
+                await asyncio.sleep(0.05)  # spread the workload over the faults (about 30 s)
         await producer.flush()
     finally:
         await producer.stop()
@@ -84,25 +85,40 @@ async def test_kills_and_restarts_lose_and_duplicate_nothing(stack) -> None:  # 
     dsn = stack.endpoints.database_url
     service = ServiceProcess("consent", stack.env(), {"COMMAND_RESEND_BASE_SECONDS": "3600"}).start()
     faults: list[str] = []
+    #: Ledger rows applied when each fault struck: a fault after the work was done would prove nothing.
+    applied_at_fault: list[int] = []
+
+    async def fault(name: str) -> None:
+        faults.append(name)
+        applied_at_fault.append((await _counts(dsn, prefix))["ledger_rows"])
+
     try:
         await service.wait_ready()
         producing = asyncio.create_task(_produce(bootstrap, prefix))
         for _ in range(3):
-            await asyncio.sleep(rng.uniform(0.5, 2.0))
+            # Kill while the service is applying the workload: once it has made progress since the last
+            # fault (a killed member holds its partitions until its session times out, about 10 s).
+            last = applied_at_fault[-1] if applied_at_fault else 0
+
+            async def progressing(last: int = last) -> bool:
+                return (await _counts(dsn, prefix))["ledger_rows"] > last
+
+            await wait_until(progressing, timeout=60, interval=0.2, what="the service to apply events again")
+            await asyncio.sleep(rng.uniform(0.1, 1.0))
+            await fault("consent SIGKILL")
             service.kill()
-            faults.append("consent SIGKILL")
             service = ServiceProcess("consent", stack.env(), {"COMMAND_RESEND_BASE_SECONDS": "3600"},
                                      port=service.port).start()
             await service.wait_ready()
         if stack.kafka is not None:
+            await fault("kafka broker restart")
             await stack.kafka.restart()
-            faults.append("kafka broker restart")
         if stack.postgres is not None:
+            await fault("postgresql restart")
             await stack.postgres.restart()
-            faults.append("postgresql restart")
         sent = await producing
+        await fault("consent SIGKILL after the workload")
         service.kill()
-        faults.append("consent SIGKILL after the workload")
         service = ServiceProcess("consent", stack.env(), {"COMMAND_RESEND_BASE_SECONDS": "3600"},
                                  port=service.port).start()
         await service.wait_ready(timeout=120)
@@ -123,7 +139,8 @@ async def test_kills_and_restarts_lose_and_duplicate_nothing(stack) -> None:  # 
     expected = {"ledger_rows": 2 * SUBJECTS, "distinct_ledger_rows": 2 * SUBJECTS, "denied_states": SUBJECTS,
                 "suppress_commands": SUBJECTS, "subjects_with_one_suppress": SUBJECTS}
     report = {
-        "faults": faults, "events_sent": sent, "effects_observed": counts,
+        "faults": faults, "ledger_rows_applied_at_each_fault": applied_at_fault, "events_sent": sent,
+        "effects_observed": counts,
         "missing": sum(max(0, expected[k] - counts[k]) for k in expected),
         "duplicated": sum(max(0, counts[k] - expected[k]) for k in expected),
     }
@@ -132,3 +149,6 @@ async def test_kills_and_restarts_lose_and_duplicate_nothing(stack) -> None:  # 
     Path(out / "faults-consent.json").write_text(json.dumps(report, indent=2))
     print("\nFAULT REPORT (consent):", json.dumps(report, indent=2))
     assert counts == expected, report
+    kills = applied_at_fault[:3]
+    assert all(0 < a < b < 2 * SUBJECTS for a, b in pairwise(kills)) and kills[-1] < 2 * SUBJECTS, \
+        f"each kill should strike while the service is applying the workload: {report}"
