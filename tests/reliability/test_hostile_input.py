@@ -7,16 +7,44 @@ from __future__ import annotations
 import json
 import uuid
 from collections import Counter
+from dataclasses import dataclass
+from datetime import UTC, date, datetime, timedelta
+from typing import Any
 
 import asyncpg
 import httpx
 import pytest
 from aiokafka import AIOKafkaProducer
 
-from schemas.events import ConsentChanged, ErasureRequested, UserRegistered
-from schemas.topics import CONSENT_CHANGED, ERASURE_REQUESTED, USER_REGISTERED, dlq_topic
+from schemas.envelope import new_event
+from schemas.events import (
+    ConsentChanged,
+    DsarDetails,
+    DsarRequested,
+    ErasureRequested,
+    LegalDisclosure,
+    MergerNotice,
+    NotificationRequested,
+    PolicyChanged,
+    PrivacyAck,
+    PrivacyCommand,
+    UserRegistered,
+)
+from schemas.topics import (
+    COMMAND_TOPIC_PREFIX,
+    CONSENT_CHANGED,
+    DSAR_REQUESTED,
+    ERASURE_REQUESTED,
+    LEGAL_DISCLOSURE,
+    MERGER_NOTICE,
+    NOTIFICATION_REQUESTED,
+    POLICY_CHANGED,
+    PRIVACY_ACKS,
+    USER_REGISTERED,
+    dlq_topic,
+)
 from tests.helpers import ROOT, TEST_ADMIN_TOKEN, get_json, publish, read_topic, subject_id, wait_until
-from tests.reliability.hostile import consumers_of, http_cases, message_cases
+from tests.reliability.hostile import CONSUMED, ENUM_FIELDS, consumers_of, http_cases, message_cases
 
 pytestmark = pytest.mark.stack
 
@@ -139,3 +167,163 @@ async def test_hostile_corpus(stack, services) -> None:  # type: ignore[no-untyp
     assert not mute, mute
     assert not crashes
     assert ok_admin[0] == 200
+
+
+# --- after each kind of malformed message, the next valid one is processed, on every consumed topic --
+
+#: Three kinds of malformed message, each followed by a valid event on the same key (so the same partition).
+def _malformed(topic: str, good: bytes) -> list[tuple[str, bytes]]:
+    bad_data = json.loads(good)
+    bad_data["id"] = str(uuid.uuid4())
+    bad_data["data"][ENUM_FIELDS[topic]] = "not-a-known-value"
+    return [("invalid json", b'{"specversion": "1.0", "id": '),
+            ("json that is not an envelope", json.dumps({"hello": "world"}).encode()),
+            ("envelope with bad data", json.dumps(bad_data).encode())]
+
+
+@dataclass(frozen=True)
+class Effect:
+    """What one service does with a valid event, as a query in its schema counting the rows it leaves."""
+
+    service: str
+    sql: str
+    arg: Any
+
+
+def _valid_event(topic: str, run: str, n: int, event_id: str) -> tuple[str, Any, list[Effect]]:
+    """A valid event for `topic` (the `n`th of three), its Kafka key and what each consumer of the topic
+    must do with it. The fan-out notices are the exception to "a visible change": a merger notice fans out
+    to the whole directory, so only the first starts a job and the two after it replay it (same
+    transaction); an immaterial policy change changes nothing. For those, and for acks of commands the
+    services never issued, the effect is the event's idempotency claim: it commits in the transaction that
+    applies the event, so it is there only if the handler ran to its end."""
+    subject = f"hx-{run}-{n}-{topic.replace('.', '-')}"
+
+    def claimed(*services: str) -> list[Effect]:
+        return [Effect(s, f"SELECT count(*) FROM {s}.processed_events WHERE event_id = $1", event_id)
+                for s in services]
+
+    if topic == USER_REGISTERED:
+        return subject, UserRegistered(email=f"{subject}@hostile-after.example", country="SE"), [
+            Effect("consent", "SELECT count(*) FROM consent.registrations WHERE event_id = $1", event_id),
+            Effect("dsar", "SELECT count(*) FROM dsar.subject_activity WHERE subject = $1", subject),
+            Effect("notifier", "SELECT count(*) FROM notifier.recipients WHERE subject = $1", subject)]
+    if topic == CONSENT_CHANGED:
+        return subject, ConsentChanged(purpose="analytics", granted=True, channel="api", policy_version="v1"), [
+            Effect("consent", "SELECT count(*) FROM consent.consent_ledger WHERE entry_id = $1", f"{event_id}:analytics"),
+            Effect("dsar", "SELECT count(*) FROM dsar.subject_activity WHERE subject = $1", subject)]
+    if topic == DSAR_REQUESTED:
+        request_id = uuid.uuid4()
+        return subject, DsarRequested(
+            request_id=request_id, right="objection", identity_verified=True, requested_via="web_form",
+            details=DsarDetails(processing="marketing")), [
+            Effect("consent", "SELECT count(*) FROM consent.consent_ledger WHERE entry_id = $1",
+                   f"{event_id}:marketing_email"),
+            Effect("dsar", "SELECT count(*) FROM dsar.cases WHERE request_id = $1", request_id)]
+    if topic == ERASURE_REQUESTED:
+        request_id = uuid.uuid4()
+        return subject, ErasureRequested(request_id=request_id, ground="no_longer_necessary",
+                                         identity_verified=False, requested_via="email"), [
+            Effect("dsar", "SELECT count(*) FROM dsar.cases WHERE request_id = $1", request_id)]
+    if topic == PRIVACY_ACKS:
+        return subject, PrivacyAck(command_id=uuid.uuid4(), system="accounts", status="done"), claimed(
+            "consent", "dsar")
+    if topic.startswith(COMMAND_TOPIC_PREFIX):
+        system = topic.removeprefix(COMMAND_TOPIC_PREFIX)
+        command_id = uuid.uuid4()
+        return subject, PrivacyCommand(command_id=command_id, system=system, action="export",
+                                       request_id=uuid.uuid4(), respond_by=datetime.now(UTC) + timedelta(days=1)), [
+            Effect(system, f"SELECT count(*) FROM {system}.handled_commands WHERE command_id = $1", command_id)]
+    if topic == NOTIFICATION_REQUESTED:
+        notification_id = f"test:hostile:{subject}"
+        return subject, NotificationRequested(
+            notification_id=notification_id, template="verification_code", category="transactional", locale="sv",
+            params={"code": "123456", "expires_minutes": 30}), [
+            Effect("notifier", "SELECT count(*) FROM notifier.emails WHERE notification_id = $1", notification_id)]
+    if topic == LEGAL_DISCLOSURE:
+        return subject, LegalDisclosure(
+            case_ref=f"case-{subject}", authority="Polismyndigheten", legal_basis="RB 27:1",
+            data_categories=["contact"], may_notify_subject=False, recipient_country="SE", outside_eea=False), [
+            Effect("notifier", "SELECT count(*) FROM notifier.audit_log "
+                               "WHERE action = 'legal_disclosure_received' AND ref = $1", event_id)]
+    if topic == MERGER_NOTICE:
+        transaction_id = f"tx-hostile-{run}"
+        effects = claimed("notifier")
+        if n == 0:
+            effects.append(Effect("notifier", "SELECT count(*) FROM notifier.fanout_jobs WHERE notice_id = $1",
+                                  transaction_id))
+        return transaction_id, MergerNotice(
+            transaction_id=transaction_id, kind="merger", counterparty="Other AB", effective_date=date(2027, 1, 1),
+            data_categories=["contact"], notice_url="https://isopartner.se/merger"), effects
+    if topic == POLICY_CHANGED:
+        version = f"v-hostile-{run}-{n}"
+        return version, PolicyChanged(
+            version=version, effective_date=date(2027, 1, 1), material=False, summary_sv="Stavfel",
+            summary_en="Typos", url="https://isopartner.se/p"), claimed("notifier")
+    raise AssertionError(f"no valid event for {topic}: a new consumed topic needs one here")
+
+
+async def test_each_consumer_processes_the_valid_event_after_each_kind_of_malformed_one(stack, services) -> None:  # type: ignore[no-untyped-def]
+    """For every topic every service consumes: invalid JSON, JSON that is not an envelope and an envelope
+    with bad data, each followed on the same key by a valid event. Each malformed message is dead-lettered
+    by every consumer of its topic, and each valid one after it has its effect in every consumer. All
+    messages are published first, then every outcome is awaited together."""
+    bootstrap = stack.endpoints.kafka_bootstrap
+    run = uuid.uuid4().hex[:8]
+    expected: list[tuple[str, str, Effect]] = []  # (topic, kind of malformed message before it, effect)
+    bad: dict[tuple[str, int, int], str] = {}  # where each malformed message went -> its kind
+    producer = AIOKafkaProducer(bootstrap_servers=bootstrap, acks="all")
+    await producer.start()
+    try:
+        for topic in CONSUMED:
+            for n in range(3):
+                event_id = str(uuid.uuid4())
+                key, data, effects = _valid_event(topic, run, n, event_id)
+                subject = None if topic in (MERGER_NOTICE, POLICY_CHANGED) else key
+                good = new_event(topic, data, source="urn:test", subject=subject, id=event_id).model_dump_json()
+                kind, value = _malformed(topic, good.encode())[n]
+                meta = await producer.send_and_wait(topic, key=key.encode(), value=value)
+                bad[(topic, meta.partition, meta.offset)] = kind
+                after = await producer.send_and_wait(topic, key=key.encode(), value=good.encode())
+                assert after.partition == meta.partition
+                expected += [(topic, kind, effect) for effect in effects]
+    finally:
+        await producer.stop()
+    assert {(t, e.service) for t, _, e in expected} == {(t, s) for t in CONSUMED for s in consumers_of(t)}, (
+        "every consumer of every topic has an effect to show")
+
+    conn = await asyncpg.connect(stack.endpoints.database_url)
+    try:
+        async def missing_effects() -> list[str]:
+            return [f"{e.service} on {topic} after {kind}" for topic, kind, e in expected
+                    if not await conn.fetchval(e.sql, e.arg)]
+
+        async def all_applied() -> bool:
+            return not await missing_effects()
+
+        try:
+            await wait_until(all_applied, timeout=60, interval=0.5, what="every valid event after a malformed one")
+        except AssertionError:
+            raise AssertionError(f"not processed: {await missing_effects()}") from None
+    finally:
+        await conn.close()
+
+    async def undead() -> list[str]:
+        by: dict[tuple[str, int, int], set[str]] = {}
+        for topic in CONSUMED:
+            for letter in await read_topic(bootstrap, dlq_topic(topic)):
+                headers = {k: bytes(v).decode("utf-8", "replace") for k, v in letter.headers}
+                where = (headers["x-original-topic"], int(headers["x-original-partition"]),
+                         int(headers["x-original-offset"]))
+                if where in bad:
+                    by.setdefault(where, set()).add(headers.get("x-dead-lettered-by", "?"))
+        return [f"{kind} on {where[0]} by {sorted(consumers_of(where[0]) - by.get(where, set()))}"
+                for where, kind in bad.items() if not consumers_of(where[0]) <= by.get(where, set())]
+
+    async def all_dead_lettered() -> bool:
+        return not await undead()
+
+    try:
+        await wait_until(all_dead_lettered, timeout=30, interval=1.0, what="every malformed message dead-lettered")
+    except AssertionError:
+        raise AssertionError(f"not dead-lettered: {await undead()}") from None
