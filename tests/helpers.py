@@ -372,7 +372,7 @@ async def dump_tables(dsn: str, schemas: Sequence[str] = SERVICE_SCHEMAS) -> str
         tables = await conn.fetch(
             "SELECT table_schema, table_name FROM information_schema.tables "
             "WHERE table_schema = ANY($1::text[]) AND table_type = 'BASE TABLE'", list(schemas))
-        chunks = []
+        chunks: list[str] = []
         for row in tables:
             rows = await conn.fetch(f'SELECT t::text AS line FROM "{row[0]}"."{row[1]}" t')
             chunks.extend(r["line"] for r in rows)
