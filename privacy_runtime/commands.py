@@ -244,7 +244,10 @@ class CommandTracker:
     async def _drop_superseded(
         self, conn: asyncpg.Connection, rows: list[asyncpg.Record], now: datetime
     ) -> list[asyncpg.Record]:
-        answers = [r for r in rows if r["action"] in OPT_OUT_ACTIONS and r["purpose"] is not None]
+        # Only the consent service's own answers (no request_id): a case's step is one of its request's
+        # steps, waited for by the case, and a second request's command must not settle it.
+        answers = [r for r in rows if r["action"] in OPT_OUT_ACTIONS and r["purpose"] is not None
+                   and r["request_id"] is None]
         if not answers:
             return rows
         locked = await try_lock_subjects(conn, {r["subject"] for r in answers})
@@ -253,7 +256,8 @@ class CommandTracker:
             r["command_id"] for r in await conn.fetch(
                 "UPDATE commands c SET acked_at = $3, ack_status = 'superseded' WHERE c.command_id = ANY($1::uuid[]) "
                 "AND EXISTS (SELECT 1 FROM commands n WHERE n.subject = c.subject AND n.system = c.system "
-                "AND n.purpose = c.purpose AND n.action = ANY($2::text[]) AND n.created_at > c.created_at) "
+                "AND n.purpose = c.purpose AND n.action = ANY($2::text[]) AND n.request_id IS NULL "
+                "AND n.created_at > c.created_at) "
                 "RETURNING c.command_id",
                 [r["command_id"] for r in answers if r["subject"] in locked], list(OPT_OUT_ACTIONS), now,
             )

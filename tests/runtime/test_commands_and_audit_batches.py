@@ -106,16 +106,22 @@ async def test_a_newer_opt_out_or_opt_in_supersedes_the_one_still_outstanding(st
             ])
             other = (await tracker.issue_many(conn, [
                 CommandSpec("s2", "marketing_email", "suppress", purpose="marketing_email")]))[0]
+            # Two requests' steps (dsar: Art. 17(2) revoke_sharing): each is waited for by its own case.
+            first_case, second_case = await tracker.issue_many(conn, [
+                CommandSpec("s1", "partners", "revoke_sharing", purpose="partner_sharing", request_id=str(uuid.uuid4())),
+                CommandSpec("s1", "partners", "revoke_sharing", purpose="partner_sharing", request_id=str(uuid.uuid4())),
+            ])
         async with pool.acquire() as conn, conn.transaction():  # the grant comes in a later transaction
             unsuppress = (await tracker.issue_many(conn, [
                 CommandSpec("s1", "marketing_email", "unsuppress", purpose="marketing_email")]))[0]
         async with pool.acquire() as conn, conn.transaction():
             await conn.execute("UPDATE commands SET next_attempt_at = now() - interval '1 minute'")
             await conn.execute("DELETE FROM outbox")
-            assert await tracker.resend_due(conn) == 4
+            assert await tracker.resend_due(conn) == 6
             resent = {str(uuid.UUID(json.loads(bytes(r["value"]))["data"]["command_id"]))
                       for r in await conn.fetch("SELECT value FROM outbox")}
-            assert resent == {revoke, erase, other, unsuppress}, "the withdrawal the grant followed is not re-sent"
+            assert resent == {revoke, erase, other, unsuppress, first_case, second_case}, \
+                "the withdrawal the grant followed is not re-sent; the cases' steps are"
             rows = {str(r["command_id"]): r for r in await conn.fetch("SELECT * FROM commands")}
             assert rows[suppress]["ack_status"] == "superseded" and rows[suppress]["acked_at"] is not None
             for outstanding in (revoke, erase, other, unsuppress):
@@ -130,7 +136,7 @@ async def test_a_newer_opt_out_or_opt_in_supersedes_the_one_still_outstanding(st
                 await tracker.resend_due(conn)
                 resent = {str(uuid.UUID(json.loads(bytes(r["value"]))["data"]["command_id"]))
                           for r in await conn.fetch("SELECT value FROM outbox")}
-                assert resent == {erase, other}
+                assert resent == {erase, other, first_case, second_case}
         async with pool.acquire() as conn, conn.transaction():
             late = await tracker.acknowledge_many(conn, [AckIn(suppress, "marketing_email", "done")])
             assert late[0] is not None and not late[0].first, "its late answer settles nothing more"
