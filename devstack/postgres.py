@@ -283,6 +283,9 @@ class PostgresServer(ManagedProcess):
             "port": str(self.port),
             "unix_socket_directories": socket_dirs,
             "max_connections": str(self.max_connections),
+            # A stream batch holds one advisory lock per subject until it commits (up to BATCH_MAX_EVENTS
+            # of them); the shared lock table has room for this times max_connections locks.
+            "max_locks_per_transaction": "256",
             "logging_collector": "off",
             "log_line_prefix": "%m [%p] ",
         }

@@ -9,7 +9,7 @@ import asyncpg
 
 log = logging.getLogger(__name__)
 
-#: Errors that mean "the database is not reachable right now": wait and retry, never dead-letter.
+#: Errors that mean "the database cannot do it right now": wait and retry, never dead-letter.
 TRANSIENT_DB_ERRORS: tuple[type[BaseException], ...] = (
     OSError,
     asyncpg.exceptions.ConnectionDoesNotExistError,
@@ -19,6 +19,9 @@ TRANSIENT_DB_ERRORS: tuple[type[BaseException], ...] = (
     asyncpg.exceptions.InterfaceError,
     asyncpg.exceptions.SerializationError,
     asyncpg.exceptions.DeadlockDetectedError,
+    # Out of room in the shared lock table (53200) or other server resources (53000): the batch holds a
+    # lock per subject; it waits for others to commit and release theirs, it is not a bad event.
+    asyncpg.exceptions.InsufficientResourcesError,
     asyncio.TimeoutError,
     ConnectionError,
 )

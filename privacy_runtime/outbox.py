@@ -166,6 +166,7 @@ class OutboxRelay:
         self.poll_seconds = poll_seconds
         self._stopping = False
         self._pending_counted_at = float("-inf")
+        self._other_relay_busy = False
 
     def stop(self) -> None:
         self._stopping = True
@@ -189,7 +190,11 @@ class OutboxRelay:
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, 5.0)
                 continue
-            if published < self.batch_size:
+            if self._other_relay_busy:
+                # Another process holds this schema's relay: look again in a while, not at every local
+                # commit (each look is a transaction; that relay publishes our rows meanwhile).
+                await asyncio.sleep(self.poll_seconds)
+            elif published < self.batch_size:
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(self.outbox.wakeup.wait(), timeout=self.poll_seconds)
 
@@ -197,8 +202,9 @@ class OutboxRelay:
         # Taken and deleted in one statement, published, then committed: a failed publish rolls the
         # delete back, and a crash before the commit leaves the rows to be published again.
         async with self.pool.acquire() as conn, conn.transaction():
-            if not await conn.fetchval("SELECT pg_try_advisory_xact_lock($1::int, hashtext(current_schema()))",
-                                       _RELAY_LOCK_KEY):
+            self._other_relay_busy = not await conn.fetchval(
+                "SELECT pg_try_advisory_xact_lock($1::int, hashtext(current_schema()))", _RELAY_LOCK_KEY)
+            if self._other_relay_busy:
                 return 0  # another process is relaying this schema's outbox now
             rows = sorted(await conn.fetch(
                 "DELETE FROM outbox WHERE id IN (SELECT id FROM outbox WHERE published_at IS NULL "

@@ -73,3 +73,20 @@ async def test_a_subject_waits_for_its_own_transaction_on_another_topic_only(run
         gate.set()  # a failed assertion must not leave a transaction open (the pool would never close)
     await asyncio.wait_for(asyncio.gather(first, same_subject), 10)
     assert steps == ["registration started", "change of usr_b", "registration committed", "change of usr_a"]
+
+
+async def test_a_full_lock_table_is_waited_out_not_dead_lettered(runtime: _Runtime) -> None:
+    """'out of shared memory' (the lock table is full: each batch holds a lock per subject) is the
+    database's momentary limit, not the event's fault: the batch is retried as a whole."""
+    calls: list[int] = []
+
+    async def handler(conn: asyncpg.Connection, batch: list[Inbound]) -> None:
+        calls.append(len(batch))
+        if len(calls) == 1:
+            raise asyncpg.exceptions.OutOfMemoryError("out of shared memory")
+
+    dead_lettered: list[str] = []
+    runtime.dead_letters = SimpleNamespace(send=lambda **kw: dead_lettered.append(kw["error"]))  # type: ignore[attr-defined]
+    processor: Any = StreamProcessor(runtime, "consent-changed", handler)
+    await asyncio.wait_for(processor.apply([_event("consent-changed", "usr_c"), _event("consent-changed", "usr_d")]), 10)
+    assert calls == [2, 2] and dead_lettered == [], "retried as one batch, nothing dead-lettered"
