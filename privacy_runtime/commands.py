@@ -155,14 +155,12 @@ class CommandTracker:
         respond_by = now + self.policy.respond_within
         command_ids = [uuid.UUID(c.command_id) if c.command_id else uuid.uuid4() for c in specs]
         request_ids = [uuid.UUID(c.request_id) if c.request_id else None for c in specs]
-        # created_at is the insert's clock time, not the transaction's start: commands of one subject are
-        # issued one transaction at a time (the subject's lock), so it orders them (see `resend_due`).
         inserted = {
             row["command_id"]
             for row in await conn.fetch(
                 "INSERT INTO commands (command_id, subject, system, action, purpose, request_id, respond_by, "
-                "next_attempt_at, created_at) SELECT *, clock_timestamp() FROM unnest($1::uuid[], $2::text[], "
-                "$3::text[], $4::text[], $5::text[], $6::uuid[], $7::timestamptz[], $8::timestamptz[]) "
+                "next_attempt_at) SELECT * FROM unnest($1::uuid[], $2::text[], $3::text[], $4::text[], "
+                "$5::text[], $6::uuid[], $7::timestamptz[], $8::timestamptz[]) "
                 "ON CONFLICT (command_id) DO NOTHING RETURNING command_id",
                 command_ids, [c.subject for c in specs], [c.system for c in specs], [c.action for c in specs],
                 [c.purpose for c in specs], request_ids,
@@ -257,7 +255,7 @@ class CommandTracker:
                 "UPDATE commands c SET acked_at = $3, ack_status = 'superseded' WHERE c.command_id = ANY($1::uuid[]) "
                 "AND EXISTS (SELECT 1 FROM commands n WHERE n.subject = c.subject AND n.system = c.system "
                 "AND n.purpose = c.purpose AND n.action = ANY($2::text[]) AND n.request_id IS NULL "
-                "AND n.created_at > c.created_at) "
+                "AND n.issued_seq > c.issued_seq) "
                 "RETURNING c.command_id",
                 [r["command_id"] for r in answers if r["subject"] in locked], list(OPT_OUT_ACTIONS), now,
             )
