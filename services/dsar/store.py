@@ -79,6 +79,12 @@ async def lock_case(conn: asyncpg.Connection, request_id: str) -> Case | None:
     return case_from_json(row["state"]) if row else None
 
 
+async def case_subject(conn: asyncpg.Connection, request_id: str) -> str | None:
+    """The case's subject, read without a lock (a case's subject never changes)."""
+    value = await conn.fetchval("SELECT subject FROM cases WHERE request_id = $1", uuid.UUID(request_id))
+    return str(value) if value is not None else None
+
+
 async def get_case(conn: asyncpg.Connection, request_id: str) -> Case | None:
     row = await conn.fetchrow("SELECT state FROM cases WHERE request_id = $1", uuid.UUID(request_id))
     return case_from_json(row["state"]) if row else None
@@ -248,9 +254,8 @@ async def count_failed_attempt(conn: asyncpg.Connection, request_id: str, lock: 
 
 async def recent_failed_verifications(conn: asyncpg.Connection, subject: str, window_seconds: float) -> int:
     """Wrong codes for any of the subject's requests within the window (older ones are deleted).
-    Holds the subject's lock until the transaction ends, so that two requests of one subject verified
-    at once cannot both pass the count."""
-    await conn.execute("SELECT pg_advisory_xact_lock(hashtextextended($1, 42))", subject)
+    The caller holds the subject's lock (`processor.lock_subjects`), so that two requests of one
+    subject verified at once cannot both pass the count."""
     await conn.execute("DELETE FROM failed_verifications WHERE subject = $1 "
                        "AND failed_at < now() - make_interval(secs => $2)", subject, window_seconds)
     return int(await conn.fetchval("SELECT count(*) FROM failed_verifications WHERE subject = $1", subject))

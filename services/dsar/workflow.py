@@ -2,6 +2,13 @@
 actions and timers. Each runs in one transaction: it reads through `store`, decides through `cases`
 (pure), and carries out the decision's effects (status events, notifications, commands, audit) in
 that same transaction, so a crash never loses or duplicates an effect.
+
+A transaction that changes a case holds the case's subject's lock (`processor.lock_subjects`) before
+the case's row lock, as the stream processor does for every batch: a subject's cases then change one
+transaction at a time, whichever path changes them, and a decision about one case (lifting a
+restriction) reads the subject's other cases as committed, never while another path changes them
+(verifying a new restriction). Subject first, then case rows: the other order would let a transaction
+holding a case wait for the subject while a batch holding the subject waits for the case.
 """
 
 from __future__ import annotations
@@ -24,7 +31,7 @@ from privacy_runtime import metrics
 from privacy_runtime.commands import Ack, AckIn, CommandSpec, CommandTracker
 from privacy_runtime.crypto import open_sealed, seal
 from privacy_runtime.notice_secrets import NoticeSecrets
-from privacy_runtime.processor import Inbound
+from privacy_runtime.processor import Inbound, lock_subjects, try_lock_subjects
 from schemas.enums import CaseRight, CaseStatus, Locale, NotificationCategory
 from schemas.events import DsarStatus, NotificationRequested
 from schemas.topics import DSAR_STATUS, NOTIFICATION_REQUESTED
@@ -443,6 +450,23 @@ class Workflow:
         # Their commands need no answer now, and could not be re-sent once the key is gone.
         await store.supersede_commands(conn, others)
 
+    # --- cases changed outside the stream processor (HTTP, timers) -------------------------------
+
+    async def _lock_case(self, conn: asyncpg.Connection, request_id: str, *, wait: bool = True) -> Case | None:
+        """The case locked as the stream processor locks it: its subject's lock first, then the row.
+
+        The subject is read unlocked first (a case's subject never changes); the caller re-checks the
+        case it gets, as it is now. None: no such case, or (`wait=False`, for timer passes, which skip a
+        busy subject until the next pass rather than wait) its subject is busy."""
+        subject = await store.case_subject(conn, request_id)
+        if subject is None:
+            return None
+        if wait:
+            await lock_subjects(conn, [subject])
+        elif not await try_lock_subjects(conn, [subject]):
+            return None
+        return await store.lock_case(conn, request_id)
+
     # --- identity verification (HTTP) ---------------------------------------------------------
 
     async def verify_code(self, request_id: str, code: str) -> VerifyResult:
@@ -452,7 +476,8 @@ class Workflow:
         contact = self.settings.privacy_contact_email
         max_attempts = self.settings.verification_max_attempts
         async with self.runtime.transaction() as conn:
-            case = await store.lock_case(conn, request_id)
+            # The subject's lock also makes the per-subject count of wrong codes below exact.
+            case = await self._lock_case(conn, request_id)
             if case is None:
                 return VerifyResult(404, {"error": "unknown request"})
             if case.status == cases.CLOSED_UNVERIFIED:
@@ -524,9 +549,10 @@ class Workflow:
                        decide: Callable[[Case, datetime, list[Case]], Decision], *, with_others: bool = False) -> Case:
         async def attempt() -> Case:
             async with self.runtime.transaction() as conn:
-                case = await store.lock_case(conn, request_id)
+                case = await self._lock_case(conn, request_id)
                 if case is None:
                     raise UnknownCase(request_id)
+                # Under the subject's lock: no other case of the subject changes until this commits.
                 others = await store.cases_of(conn, case.subject) if with_others else []
                 decision = decide(case, utcnow(), others)
                 await self.runtime.audit.record(
@@ -566,9 +592,13 @@ class Workflow:
     async def tick(self) -> None:
         now = utcnow()
         horizon = now + timedelta(seconds=self.settings.due_soon_seconds)
-        async with self.runtime.transaction() as conn:
-            for request_id in await store.unverified_before(conn, now - self.unverified_after):
-                case = await store.lock_case(conn, request_id)
+        async with self.runtime.pool.acquire() as conn:
+            unverified = await store.unverified_before(conn, now - self.unverified_after)
+        # One transaction per case, its subject try-locked: a pass holds one subject at a time and never
+        # waits for one, so it waits in no cycle; a case whose subject is busy is closed next pass.
+        for request_id in unverified:
+            async with self.runtime.transaction() as conn:
+                case = await self._lock_case(conn, request_id, wait=False)
                 if case is not None and case.status == cases.IDENTITY_PENDING:
                     await self.apply(conn, cases.close_unverified(case, now, self.unverified_after))
         async with self.runtime.transaction() as conn:

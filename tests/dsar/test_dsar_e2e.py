@@ -22,6 +22,7 @@ import httpx
 import pytest
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 
+from privacy_runtime.processor import lock_subjects
 from schemas.enums import ConsentChannel, ErasureGround, Purpose, RequestedVia, Right
 from schemas.envelope import new_event
 from schemas.events import (
@@ -493,6 +494,60 @@ async def test_a_duplicate_request_id_opens_nothing_new(stack, dsar, responder) 
     requested = {_data(m).get("notification_id") for m in await read_topic(bootstrap, NOTIFICATION_REQUESTED)}
     ours = sorted(str(n).rpartition(":")[2] for n in requested if str(n).startswith(f"dsar:{request_id}:"))
     assert ours == ["completed", "received", "restriction_lifted"]
+
+
+async def test_a_lift_waits_for_the_subjects_lock_and_sees_a_restriction_verified_meanwhile(stack, dsar) -> None:  # type: ignore[no-untyped-def]
+    """An operator lifts one restriction while the subject verifies a second one: both wait for the
+    subject's lock (as stream batches of the subject do) and run one after the other, so the lift reads
+    the second restriction as in force and sends nothing. Read unlocked, it would still see the second
+    unverified, and its lift_restriction, relayed after the second's restrict, would lift every system."""
+    bootstrap = stack.endpoints.kafka_bootstrap
+    subject = subject_id("lift-race")
+    first = await _dsar(bootstrap, subject, "restriction", circumstance="accuracy_contested")
+    await _wait_status(bootstrap, first, "completed")
+    second = await _dsar(bootstrap, subject, "restriction", verified=False, circumstance="legal_claims")
+    code = (await _notification(bootstrap, second, "code:1"))["params"]["code"]
+
+    holder = await asyncpg.connect(stack.endpoints.database_url, server_settings={"search_path": "dsar"})
+    tasks: list[asyncio.Task[httpx.Response]] = []
+    try:
+        async with holder.transaction():
+            await lock_subjects(holder, [subject])
+            key = await holder.fetchval("SELECT hashtextextended(current_schema() || '/' || $1, 0)", subject)
+
+            async def waiting(n: int) -> bool:  # requests queued for the subject's lock
+                return bool(await holder.fetchval(
+                    "SELECT count(*) >= $3 FROM pg_locks WHERE locktype = 'advisory' AND NOT granted "
+                    "AND database = (SELECT oid FROM pg_database WHERE datname = current_database()) "
+                    "AND classid = $1 AND objid = $2 AND objsubid = 1",
+                    (key >> 32) & 0xFFFFFFFF, key & 0xFFFFFFFF, n,
+                ))
+
+            # The verification queues first, the lift behind it: released, they run in that order.
+            tasks.append(asyncio.create_task(_post(f"{dsar.url}/v1/requests/{second}/verify", {"code": code})))
+            await wait_until(lambda: waiting(1), timeout=10, what="the verification to wait for the subject")
+            assert not tasks[0].done(), "the verification waits (had it committed, its commands would wait)"
+            tasks.append(asyncio.create_task(_post(f"{dsar.url}/v1/admin/requests/{first}/lift", headers=ADMIN)))
+            await wait_until(lambda: waiting(2), timeout=10, what="the lift to wait for the subject")
+            await asyncio.sleep(0.5)
+            assert not any(t.done() for t in tasks), "nothing changes the subject's cases while its lock is held"
+    finally:
+        await holder.close()  # releases the lock whatever happened; the requests end within their timeout
+        answers = await asyncio.gather(*tasks, return_exceptions=True)
+    verified, lifted = answers
+    assert isinstance(verified, httpx.Response) and verified.status_code == 200, verified
+    assert verified.json()["status"] == "awaiting_systems"
+    assert isinstance(lifted, httpx.Response) and lifted.status_code == 200, lifted
+    assert not [s for s in lifted.json()["steps"] if s["action"] == "lift_restriction"], "nothing is lifted"
+    conn = await asyncpg.connect(stack.endpoints.database_url)
+    try:
+        detail = await conn.fetchval(
+            "SELECT detail FROM dsar.audit_log WHERE action = 'case_restriction_lifted' AND ref = $1", first
+        )
+    finally:
+        await conn.close()
+    assert json.loads(detail) == {"still_restricted_by": [second]}
+    await _wait_status(bootstrap, second, "completed")
 
 
 # --- identity verification ---------------------------------------------------------------------------
