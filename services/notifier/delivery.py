@@ -6,14 +6,18 @@ How a round works:
    processes can share the queue), sets them to `sending` with the claim time, and commits.
 2. Each email is decided (erased? restricted? marketing consent?), rendered, rate-limited by a token
    bucket (SMTP_RATE_PER_SECOND, per process: replicas add up) and sent over one SMTP connection that
-   is kept open and reused (reconnected after a failure).
+   is kept open and reused (reconnected after a failure). The session is made ready (connect,
+   STARTTLS, EHLO, AUTH, or a NOOP if the connection was idle) before step 3, holding no lock.
 3. Right before its send, in a transaction of its own, the email is checked again under row locks:
    the recipient's directory entry is share-locked, then the row (the order an erasure takes them in),
    and both are read fresh. A row no longer `sending` by this claim (an erasure cancelled it) is left
    alone; a recipient erased or restricted since the claim gets nothing (suppressed).
-4. As soon as the relay accepts it (250 after DATA), the row is marked `sent` and that transaction
+4. Under those locks only the message's own transaction runs (MAIL FROM, RCPT, DATA; never a connect:
+   a session found lost there is a relay failure, rolled back and retried after the pause below). As
+   soon as the relay accepts it (250 after DATA), the row is marked `sent` and that transaction
    commits. Its locks are held across the send, so an erasure or restriction arriving meanwhile waits
-   for this one email (at most SMTP_TIMEOUT_SECONDS) instead of overtaking it.
+   for this one message transaction (at most SMTP_TIMEOUT_SECONDS per reply) instead of overtaking it,
+   and never for a relay that is slow to connect or log in.
 
 A round keeps inside its lease (EMAIL_LEASE_SECONDS), however slow the relay or the consent check: it
 starts no email after half the lease has passed since the claim and hands the untried rest back to the
@@ -105,21 +109,33 @@ class Outcome(Enum):
 
 
 class Mailer:
-    """One SMTP connection, opened on first use, reused for every message, reopened after a failure."""
+    """One SMTP connection, opened on first use, reused for every message, reopened after a failure.
+
+    Setting up the session (`ready`: connect, STARTTLS, EHLO, AUTH, or a NOOP on an idle connection)
+    and a message's transaction on it (`transmit`: MAIL FROM, RCPT, DATA) are separate, so the sender
+    can do the first, which may take as long as a slow relay likes, before it takes its row locks."""
 
     def __init__(self, settings: NotifierSettings):
         self.settings = settings
         self._client: aiosmtplib.SMTP | None = None
         self._last_used = 0.0
 
+    async def ready(self) -> None:
+        """Have a session open and usable; raises RelaySessionFailed if it cannot be set up."""
+        await self._connection()
+
     async def _connection(self) -> aiosmtplib.SMTP:
         client = self._client
         if client is not None and client.is_connected and time.monotonic() - self._last_used > IDLE_CHECK_SECONDS:
             try:
                 await client.noop()
-            except Exception:
+            except BaseException as exc:
                 await self.reset()
+                if not isinstance(exc, Exception):
+                    raise
                 client = None
+            else:
+                self._last_used = time.monotonic()
         if client is None or not client.is_connected:
             s = self.settings
             client = aiosmtplib.SMTP(
@@ -132,7 +148,8 @@ class Mailer:
                 password=s.smtp_password.get_secret_value() if s.smtp_password else None,
             )
             try:
-                await client.connect()  # connects, STARTTLS, EHLO and AUTH
+                await client.connect()  # connects, and STARTTLS and AUTH (with their EHLO) if configured
+                await _greet(client)  # else EHLO now, not in the first sendmail under the row locks
             except BaseException as exc:
                 with contextlib.suppress(Exception):
                     client.close()
@@ -141,10 +158,21 @@ class Mailer:
                 # Whatever the reply (a 535 for a wrong password is a 5xx), it is the relay's, not an email's.
                 raise rules.RelaySessionFailed(type(exc).__name__) from exc
             self._client = client
+            self._last_used = time.monotonic()
         return client
 
     async def send(self, message: bytes, sender: str, recipient: str) -> None:
-        client = await self._connection()
+        """Set the session up if need be, then send (for callers that hold no locks)."""
+        await self.ready()
+        await self.transmit(message, sender, recipient)
+
+    async def transmit(self, message: bytes, sender: str, recipient: str) -> None:
+        """Send one message on the session `ready` opened. Never connects: a session lost since is
+        SMTPServerDisconnected (the relay's failure), and the next `ready` opens a new one."""
+        client = self._client
+        if client is None or not client.is_connected:
+            await self.reset()
+            raise aiosmtplib.SMTPServerDisconnected("the SMTP session was lost before the send")
         options = ["SMTPUTF8"] if rules.needs_smtputf8(sender, recipient) else None
         try:
             await client.sendmail(sender, [recipient], message, mail_options=options)
@@ -172,6 +200,17 @@ class Mailer:
         if client is not None and client.is_connected:
             with contextlib.suppress(Exception):
                 await asyncio.wait_for(client.quit(), 2.0)
+
+
+async def _greet(client: aiosmtplib.SMTP) -> None:
+    """EHLO (HELO if refused) unless the session has already done it, as `sendmail` would."""
+    if client.is_ehlo_or_helo_needed:
+        try:
+            await client.ehlo()
+        except aiosmtplib.SMTPHeloError:
+            if not client.is_connected:
+                raise
+            await client.helo()
 
 
 @dataclass
@@ -403,12 +442,16 @@ class Sender:
             async with cut:
                 if wait > 0:
                     await asyncio.sleep(wait)
+                # The session is set up before the locks are taken: however long the relay takes to
+                # greet or log us in, nobody waits for it. Under the locks only MAIL/RCPT/DATA run, and
+                # a session lost meanwhile is not reopened there (a relay failure: rolled back, retried).
+                await self.mailer.ready()
                 await locked.start()
                 current = await store.lock_for_sending(conn, item.notification_id, row["claimed_at"])
                 refusal = rules.NOT_CLAIMED if current is None else rules.recheck(item.template, **dict(current))
                 if refusal is None:
                     started = time.perf_counter()
-                    await self.mailer.send(message, self.envelope_from, item.recipient.email)
+                    await self.mailer.transmit(message, self.envelope_from, item.recipient.email)
         except BaseException as exc:
             await _rollback(locked)
             if not isinstance(exc, Exception):

@@ -8,6 +8,7 @@ from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from typing import Any
 
+import aiosmtplib
 import pytest
 from aiosmtpd.smtp import SMTP, AuthResult, LoginPassword
 from pydantic import SecretStr
@@ -115,3 +116,28 @@ async def test_only_a_refused_recipient_or_message_fails_one_email() -> None:
     assert await outcome(Scripted(rcpt="451 4.2.0 later")) is rules.Failure.TEMPORARY
     assert await outcome(Scripted(data="554 5.6.0 rejected as spam")) is rules.Failure.PERMANENT
     assert await outcome(Scripted(data="452 4.3.1 no space")) is rules.Failure.TEMPORARY
+
+
+async def test_a_message_is_never_sent_on_a_session_it_would_have_to_open_itself() -> None:
+    """`transmit` runs under the sender's row locks: without a session `ready` opened it does not
+    connect (nobody even listens here, so a connect would fail as RelaySessionFailed), and a session
+    lost since is the relay's failure too."""
+    m = mailer(free_port())
+    with pytest.raises(aiosmtplib.SMTPServerDisconnected) as caught:
+        await m.transmit(MESSAGE, "privacy@isopartner.se", "a@example.com")
+    assert rules.classify(caught.value)[0] is rules.Failure.CONNECTION
+    handler = Scripted()
+    async with relay(handler) as port:
+        m = mailer(port)
+        try:
+            await m.ready()
+            await m.transmit(MESSAGE, "privacy@isopartner.se", "a@example.com")
+            assert m._client is not None
+            m._client.close()  # the session drops between `ready` and the next message
+            with pytest.raises(aiosmtplib.SMTPServerDisconnected):
+                await m.transmit(MESSAGE, "privacy@isopartner.se", "b@example.com")
+            assert m._client is None and handler.accepted == 1
+            await m.send(MESSAGE, "privacy@isopartner.se", "b@example.com")  # `ready` opens a new one
+            assert handler.accepted == 2
+        finally:
+            await m.close()

@@ -7,8 +7,10 @@ recipient (250, 451 or 550) so permanent failures, their audit entries and the l
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import email.policy
 import json
+import time
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
@@ -36,15 +38,31 @@ from tests.notifier.test_relay_session import relay as scripted_relay
 pytestmark = pytest.mark.stack
 
 
+GREETING_HOLD_LIMIT = 20.0
+
+
 @dataclass
 class Relay:
     """Answers RCPT by the local part's prefix: `bounce` 550, `later` 451, anything else 250. While
-    `hold` is set to an unset event, DATA is answered only once it is set (`arrived` says it came)."""
+    `hold` is set to an unset event, DATA is answered only once it is set (`arrived` says it came);
+    while `hold_greeting` is, EHLO is (`greeted` says it came), for at most GREETING_HOLD_LIMIT seconds."""
 
     port: int
     received: list[tuple[str, EmailMessage]] = field(default_factory=list)
     hold: asyncio.Event | None = None
     arrived: asyncio.Event = field(default_factory=asyncio.Event)
+    hold_greeting: asyncio.Event | None = None
+    greeted: asyncio.Event = field(default_factory=asyncio.Event)
+    ehlos: int = 0
+
+    async def handle_EHLO(self, server: Any, session: Any, envelope: Any, hostname: str, responses: list[str]) -> list[str]:
+        self.ehlos += 1
+        self.greeted.set()
+        if self.hold_greeting is not None:
+            with contextlib.suppress(TimeoutError):  # a test that forgot to let go cannot hang the relay
+                await asyncio.wait_for(self.hold_greeting.wait(), GREETING_HOLD_LIMIT)
+        session.host_name = hostname  # what aiosmtpd does itself when there is no hook
+        return responses
 
     async def handle_RCPT(self, server: Any, session: Any, envelope: Any, address: str, options: list[str]) -> str:
         if address.startswith("bounce"):
@@ -474,6 +492,69 @@ async def test_an_erasure_arriving_during_a_send_waits_until_it_is_marked_sent(s
         await sender.mailer.close()
     assert (await row(sending, nid))["status"] == "sent", "sent, and the erasure found it so"
     assert (REGISTRY.get_sample_value("privacy_emails_sent_unmarked_total") or 0.0) == unmarked
+
+
+async def test_an_erasure_is_not_held_up_by_a_relay_slow_to_set_up_the_session(sending: Runtime, relay: Relay) -> None:
+    """The session (connect, STARTTLS, EHLO, AUTH) is set up before the send takes its locks: while the
+    relay takes its time over EHLO, an erasure of the recipient goes through at once (it does not wait
+    for the connect), and the email, found cancelled once the locks are taken, is not sent."""
+    await fill_directory(sending, ["ok-slowhello"], domain="relay.example")
+    nid = await queue(sending, "ok-slowhello")
+    relay.hold_greeting = asyncio.Event()
+    sender = sender_for(sending)
+    sending_round = asyncio.ensure_future(sender.send_round())
+    try:
+        await asyncio.wait_for(relay.greeted.wait(), 10)  # the sender is connecting: EHLO not answered yet
+        began = time.monotonic()
+        assert await asyncio.wait_for(erase(sending, "ok-slowhello", None), 3.0) == "done"
+        took = time.monotonic() - began
+        assert not sending_round.done() and not relay.hold_greeting.is_set(), "the connect is still going on"
+        assert took < 1.0, f"the erasure took {took:.2f}s"
+        relay.hold_greeting.set()
+        assert await asyncio.wait_for(sending_round, 10) == 1
+    finally:
+        relay.hold_greeting.set()
+        if not sending_round.done():
+            sending_round.cancel()
+            with contextlib.suppress(BaseException):
+                await asyncio.wait_for(sending_round, 10)
+        await sender.mailer.close()
+    assert (await row(sending, nid))["status"] == "suppressed"
+    assert relay.received == []
+
+
+async def test_a_session_lost_under_the_locks_is_not_reopened_there(sending: Runtime, relay: Relay) -> None:
+    """The session drops after it was made ready and before the message: the send does not reconnect
+    while holding the locks; the row goes back to the queue, due, not failed, and the next round sends
+    it once."""
+    await fill_directory(sending, ["ok-dropped"], domain="relay.example")
+    nid = await queue(sending, "ok-dropped")
+    sender = sender_for(sending)
+    transmit = sender.mailer.transmit
+
+    async def after_a_drop(*args: Any) -> None:
+        assert sender.mailer._client is not None
+        sender.mailer._client.close()
+        await transmit(*args)
+
+    sender.mailer.transmit = after_a_drop  # type: ignore[method-assign]
+    loop = asyncio.get_running_loop()
+    try:
+        assert await asyncio.wait_for(sender.send_round(), 20) == 1
+        assert relay.ehlos == 1, "no second connection was opened under the locks"
+        assert sender._paused_until > loop.time(), "a relay failure: sending pauses"
+        back = await row(sending, nid)
+        assert back["status"] == "queued" and back["next_attempt_at"] <= back["updated_at"]
+        async with sending.pool.acquire() as conn:
+            assert await conn.fetchval("SELECT count(*) FROM audit_log WHERE action = 'email_failed'") == 0
+        assert relay.received == []
+        sender.mailer.transmit = transmit  # type: ignore[method-assign]
+        assert await asyncio.wait_for(sender.send_round(), 20) == 1
+    finally:
+        await sender.mailer.close()
+    assert (await row(sending, nid))["status"] == "sent"
+    assert [rcpt for rcpt, _ in relay.received] == ["ok-dropped@relay.example"]
+    assert relay.ehlos == 2
 
 
 # --- a failing relay -----------------------------------------------------------------------------
