@@ -41,6 +41,12 @@ OUTBOX_DROPPED_ERASED = Counter(
     "privacy_outbox_dropped_erased_total", "Outbox events not published because their subject was erased"
 )
 
+# --- housekeeping -----------------------------------------------------------------------------
+HOUSEKEEPING_DELETED = Counter(
+    "privacy_housekeeping_deleted_total", "Deduplication records deleted once they could no longer matter",
+    ["table"],
+)
+
 # --- audit ------------------------------------------------------------------------------------
 AUDIT_ENTRIES = Counter("privacy_audit_entries_total", "Audit trail entries written", ["action"])
 

@@ -12,6 +12,7 @@ import gc
 import logging
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -27,6 +28,7 @@ from privacy_runtime.crypto import KeyRing
 from privacy_runtime.datamap import DataMap, load_data_map
 from privacy_runtime.db import create_pool
 from privacy_runtime.deadletters import DeadLetters
+from privacy_runtime.housekeeping import housekeeping_loop
 from privacy_runtime.kafka import faust_broker_credentials, faust_broker_urls, make_producer, wait_for_kafka
 from privacy_runtime.logs import configure_logging, logging_config
 from privacy_runtime.migrations import apply_migrations
@@ -178,6 +180,7 @@ class ServiceRuntime:
         self._relay = OutboxRelay(self._pool, self._producer, self.outbox)
         self._background.append(asyncio.create_task(self._relay.run(), name=f"{self.name}-outbox-relay"))
         self._background.append(asyncio.create_task(_forever(self._report_lag), name=f"{self.name}-lag"))
+        self._background.append(asyncio.create_task(_forever(self._housekeeping), name=f"{self.name}-housekeeping"))
         if self.settings.privacy_master_key_previous:
             self._background.append(asyncio.create_task(_forever(self._rewrap_keys), name=f"{self.name}-rewrap"))
         for fn in self._on_started:
@@ -261,6 +264,10 @@ class ServiceRuntime:
 
     async def _wait_for_kafka(self) -> None:
         await wait_for_kafka(self.settings, sleep=self.app.sleep, should_stop=lambda: self.app.should_stop)
+
+    async def _housekeeping(self) -> None:
+        """Delete deduplication records past their retention (privacy_runtime/housekeeping.py)."""
+        await housekeeping_loop(self, lambda: datetime.now(UTC))
 
     async def _report_lag(self, interval: float = 5.0) -> None:
         """Consumer lag per assigned partition: the high-water mark minus this group's position."""

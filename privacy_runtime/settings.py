@@ -62,6 +62,11 @@ class ServiceSettings(ConnectionSettings):
     command_resend_max_seconds: float = 6 * 3600
     #: How often commands past respond_by are reported and outstanding commands counted.
     command_check_seconds: float = 15.0
+    #: How long deduplication records are kept (privacy_runtime/housekeeping.py), and how often the
+    #: old ones are deleted.
+    processed_events_retention_days: float = Field(default=30.0, ge=15.0)
+    handled_commands_retention_days: float = Field(default=90.0, ge=15.0)
+    housekeeping_seconds: float = Field(default=3600.0, gt=0)
     #: Where faust keeps its local state (tables are not used; faust still wants a folder).
     state_dir: Path = Path("var/state")
 
