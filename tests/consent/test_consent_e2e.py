@@ -167,16 +167,22 @@ async def test_a_system_that_acks_is_not_asked_again_one_that_does_not_is(stack,
     assert len({c["command_id"] for c in partners}) == 2, "re-sends keep their command ids"
 
 
+async def _first_command_after_withdrawal(bootstrap: str, subject: str, purpose: str, channel: str, *,
+                                         system: str) -> dict:
+    """Register `subject` in the US, withdraw `purpose` there; returns the first command `system` gets."""
+    await _register(bootstrap, subject, country="US")
+    await publish(bootstrap, CONSENT_CHANGED, ConsentChanged(
+        purpose=purpose, granted=False, channel=channel, policy_version="2021-10-30"), subject=subject)
+    return dict(_data((await wait_for_messages(bootstrap, command_topic(system), _for(subject)))[0]))
+
+
 async def test_a_system_that_could_not_apply_an_opt_out_is_asked_again_until_it_does(stack, consent) -> None:  # type: ignore[no-untyped-def]
     """A `failed` answer is not a confirmation: the suppress stays outstanding, is audited and re-sent with
     the same command id; once the system answers done it is not asked again."""
     bootstrap = stack.endpoints.kafka_bootstrap
     subject = subject_id("failed-ack")
-    await _register(bootstrap, subject, country="US")
-    await publish(bootstrap, CONSENT_CHANGED, ConsentChanged(
-        purpose="marketing_email", granted=False, channel="email_footer", policy_version="2021-10-30"),
-        subject=subject)
-    command = _data((await wait_for_messages(bootstrap, command_topic("marketing_email"), _for(subject)))[0])
+    command = await _first_command_after_withdrawal(bootstrap, subject, "marketing_email", "email_footer",
+                                                    system="marketing_email")
     command_id = uuid.UUID(command["command_id"])
     await publish(bootstrap, PRIVACY_ACKS, PrivacyAck(
         command_id=command_id, system="marketing_email", status="failed", detail="list service down"),
@@ -216,11 +222,8 @@ async def test_a_system_that_could_not_apply_an_opt_out_is_asked_again_until_it_
 async def test_a_command_unacknowledged_past_respond_by_is_reported_once(stack, consent) -> None:  # type: ignore[no-untyped-def]
     bootstrap = stack.endpoints.kafka_bootstrap
     subject = subject_id("late-ack")
-    await _register(bootstrap, subject, country="US")
-    await publish(bootstrap, CONSENT_CHANGED, ConsentChanged(
-        purpose="group_sharing", granted=False, channel="preference_center", policy_version="2021-10-30"),
-        subject=subject)
-    command = _data((await wait_for_messages(bootstrap, command_topic("ipcom_group"), _for(subject)))[0])
+    command = await _first_command_after_withdrawal(bootstrap, subject, "group_sharing", "preference_center",
+                                                    system="ipcom_group")
 
     def overdue(m) -> bool:  # type: ignore[no-untyped-def]
         event = event_of(m) or {}

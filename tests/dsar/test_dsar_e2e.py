@@ -328,14 +328,19 @@ async def _async(value: Any) -> Any:
     return value
 
 
-async def test_an_inactive_subject_is_erased_when_retention_expires_and_an_operator_confirms(stack, dsar, responder) -> None:  # type: ignore[no-untyped-def]
-    bootstrap = stack.endpoints.kafka_bootstrap
-    subject = subject_id("inactive")
-    # Registered long ago and not seen since: past the bundled data map's 1095 days.
+async def _registered_long_ago(bootstrap: str, prefix: str) -> tuple[str, str]:
+    """A subject registered long ago and not seen since (past the bundled data map's 1095 days): the
+    subject, and the request id the retention sweep will give its erasure."""
+    subject = subject_id(prefix)
     last_seen = (datetime.now(UTC) - timedelta(days=1200)).replace(microsecond=0)
     await publish(bootstrap, USER_REGISTERED, UserRegistered(email=f"{subject}@example.com"), subject=subject,
                   time=last_seen)
-    request_id = inactivity.retention_request_id(subject, last_seen)
+    return subject, inactivity.retention_request_id(subject, last_seen)
+
+
+async def test_an_inactive_subject_is_erased_when_retention_expires_and_an_operator_confirms(stack, dsar, responder) -> None:  # type: ignore[no-untyped-def]
+    bootstrap = stack.endpoints.kafka_bootstrap
+    subject, request_id = await _registered_long_ago(bootstrap, "inactive")
 
     def requests_for(message: Any) -> bool:
         event = event_of(message)
@@ -381,11 +386,7 @@ async def test_an_inactive_subject_is_erased_when_retention_expires_and_an_opera
 
 async def test_a_retention_erasure_waiting_for_review_is_cancelled_when_the_subject_is_active_again(stack, dsar, responder) -> None:  # type: ignore[no-untyped-def]
     bootstrap = stack.endpoints.kafka_bootstrap
-    subject = subject_id("back")
-    last_seen = (datetime.now(UTC) - timedelta(days=1200)).replace(microsecond=0)
-    await publish(bootstrap, USER_REGISTERED, UserRegistered(email=f"{subject}@example.com"), subject=subject,
-                  time=last_seen)
-    request_id = inactivity.retention_request_id(subject, last_seen)
+    subject, request_id = await _registered_long_ago(bootstrap, "back")
     await _wait_status(bootstrap, request_id, "in_progress")
     assert (await _admin_case(dsar, request_id))["manual_review"]
 
