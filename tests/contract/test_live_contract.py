@@ -64,7 +64,7 @@ SERVICES = ("consent", "dsar", "notifier")
 DOCUMENT = ROOT / "schemas" / "openapi.yaml"
 CONFIG = Path(__file__).with_name("schemathesis.toml")
 #: Per operation and phase; enough to reach every documented constraint, few enough to stay fast.
-MAX_EXAMPLES = 25
+MAX_EXAMPLES = 15
 
 
 def schemathesis(url: str, tags: list[str], workdir: Path) -> subprocess.CompletedProcess[str]:

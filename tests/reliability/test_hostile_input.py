@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 import uuid
 from collections import Counter
+from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 from typing import Any
@@ -64,6 +65,11 @@ def _message_of(response: httpx.Response) -> str:
     return response.text.strip()
 
 
+async def _chunks(body: bytes, size: int = 64 * 1024) -> AsyncIterator[bytes]:
+    for start in range(0, len(body), size):
+        yield body[start:start + size]
+
+
 @pytest.fixture(scope="module")
 def services(system):  # type: ignore[no-untyped-def]
     return system
@@ -109,7 +115,8 @@ async def test_hostile_corpus(stack, services) -> None:  # type: ignore[no-untyp
     async with httpx.AsyncClient(timeout=10) as client:
         for case in http_cases() + body_cases(TEST_ADMIN_TOKEN):
             url = services[case.service].url + case.path
-            response = await client.request(case.method, url, params=case.params, content=case.body,
+            content: Any = _chunks(case.body) if case.chunked and case.body is not None else case.body
+            response = await client.request(case.method, url, params=case.params, content=content,
                                             headers=case.headers)
             http_results.append({"service": case.service, "endpoint": f"{case.method} {case.path[:60]}",
                                  "case": case.name, "status": response.status_code, "expect": case.expect,
