@@ -7,6 +7,8 @@ and alert rules use only the names below (a test scrapes the running services to
 
 from __future__ import annotations
 
+import functools
+
 from prometheus_client import Counter, Gauge, Histogram
 
 LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
@@ -115,3 +117,19 @@ HTTP_REQUESTS = Counter("privacy_http_requests_total", "HTTP requests", ["route"
 HTTP_REQUEST_SECONDS = Histogram(
     "privacy_http_request_seconds", "HTTP request latency", ["route"], buckets=LATENCY_BUCKETS
 )
+
+
+# Label lookups take a lock and build a key each time; the hot paths keep their (few) children.
+@functools.cache
+def decision_counter(purpose: str, allowed: bool) -> Counter:
+    return DECISIONS.labels(purpose=purpose, allowed="true" if allowed else "false")
+
+
+@functools.cache
+def http_request_counter(route: str, status: int) -> Counter:
+    return HTTP_REQUESTS.labels(route=route, status=str(status))
+
+
+@functools.cache
+def http_request_seconds(route: str) -> Histogram:
+    return HTTP_REQUEST_SECONDS.labels(route=route)

@@ -15,7 +15,7 @@ import json
 import logging
 import time
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from datetime import datetime
 from typing import Any
 
@@ -158,8 +158,12 @@ class OutboxRelay:
         *,
         batch_size: int = 500,
         poll_seconds: float = 0.5,
+        before_publish: Sequence[Callable[[], Awaitable[None]]] = (),
     ):
         self.pool = pool
+        #: Awaited after rows are taken and before any is handed to the producer (e.g. a cache that
+        #: must have seen every change committed before the events that announce it leave).
+        self.before_publish = before_publish
         self.producer = producer
         self.outbox = outbox
         self.batch_size = batch_size
@@ -215,6 +219,8 @@ class OutboxRelay:
             if not rows:
                 metrics.OUTBOX_PENDING.set(0)
                 return 0
+            for hook in self.before_publish:
+                await hook()
             futures = []
             undeliverable: list[int] = []
             published: Counter[str] = Counter()
