@@ -67,6 +67,12 @@ COMMANDS_OVERDUE_REPORTED = Counter(
 # --- consent ----------------------------------------------------------------------------------
 CONSENT_CHANGES = Counter("privacy_consent_changes_total", "Consent ledger entries", ["purpose", "granted"])
 DECISIONS = Counter("privacy_decisions_total", "Purpose decisions answered", ["purpose", "allowed"])
+DECISION_READS = Counter(
+    "privacy_decision_reads_total", "Where a decision's inputs came from (memory: the cache; database)", ["source"]
+)
+DECISION_CACHE_LIVE = Gauge(
+    "privacy_decision_cache_live", "1 while the decision cache's LISTEN connection is up and it is used"
+)
 
 # --- dsar -------------------------------------------------------------------------------------
 CASES_OPENED = Counter("privacy_cases_opened_total", "Cases opened", ["right"])
@@ -133,3 +139,7 @@ def http_request_counter(route: str, status: int) -> Counter:
 @functools.cache
 def http_request_seconds(route: str) -> Histogram:
     return HTTP_REQUEST_SECONDS.labels(route=route)
+
+
+DECISION_FROM_MEMORY = DECISION_READS.labels(source="memory")
+DECISION_FROM_DATABASE = DECISION_READS.labels(source="database")

@@ -53,6 +53,11 @@ class Listener:
         self._one_query = asyncio.Lock()  # a connection runs one statement at a time
 
     @property
+    def application_name(self) -> str:
+        """How its connection is named in pg_stat_activity."""
+        return f"privacy-listen-{self.channel}"[:63]
+
+    @property
     def connected(self) -> bool:
         return self._conn is not None
 
@@ -108,7 +113,8 @@ class Listener:
         await self._drop()
 
     async def _connect(self) -> None:
-        conn = await asyncpg.connect(self.dsn, timeout=self.timeout_seconds)
+        conn = await asyncpg.connect(self.dsn, timeout=self.timeout_seconds,
+                                     server_settings={"application_name": self.application_name})
         try:
             self._broken.clear()
             conn.add_termination_listener(self._terminated)

@@ -27,6 +27,7 @@ from dataclasses import dataclass
 
 import orjson
 
+from privacy_runtime import metrics
 from services.consent.rules import ConsentRecord, SubjectProfile
 
 #: A notification that names no subjects, or too many for one payload: drop everything.
@@ -97,10 +98,12 @@ class DecisionCache:
         """LISTEN is in place: from now on every change is notified, so the cache may be used."""
         self.clear()
         self._live = True
+        metrics.DECISION_CACHE_LIVE.set(1)
 
     def stop(self) -> None:
         """LISTEN is lost: notifications may be missed, so nothing cached may be answered from."""
         self._live = False
+        metrics.DECISION_CACHE_LIVE.set(0)
         self.clear()
 
     def notified(self, payload: str) -> None:

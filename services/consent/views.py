@@ -101,7 +101,9 @@ async def _subject_view(subject: str) -> SubjectView:
     """From memory when the cache has it (see decision_cache.py for how fresh that is), else from SQL."""
     view = decision_cache.get(subject)
     if view is not None:
+        metrics.DECISION_FROM_MEMORY.inc()
         return view
+    metrics.DECISION_FROM_DATABASE.inc()
     started = decision_cache.begin_read()  # before the read: a change notified meanwhile wins
     async with runtime.pool.acquire() as conn:
         profile, states = await store.subject_view(conn, subject)
