@@ -210,9 +210,13 @@ async def test_the_service_never_allows_once_the_withdrawals_command_is_out(stac
                 return status == 200 and body["allowed"] is True
 
             await wait_until(granted, what="the grant in the decision API")
-            before = await _memory_reads(client, service.url)
-            assert await _allowed(client, service.url, subject, "marketing_email")
-            assert await _memory_reads(client, service.url) > before  # answered from memory
+
+            async def from_memory() -> bool:  # the cache is used once its LISTEN connection is up
+                before = await _memory_reads(client, service.url)
+                assert await _allowed(client, service.url, subject, "marketing_email")
+                return await _memory_reads(client, service.url) > before
+
+            await wait_until(from_memory, what="a decision answered from memory")
 
             answers: list[tuple[float, bool]] = []  # (asked at, allowed)
             stop = asyncio.Event()
