@@ -237,6 +237,38 @@ STATUS: Words = {
     },
 }
 
+#: Our emails, by template (`notification-requested` template), as a list of sent emails names them.
+EMAIL: Words = {
+    "sv": {
+        "verification_code": "verifieringskod",
+        "privacy_center_link": "inloggningslänk till integritetscentret",
+        "request_received": "bekräftelse på begäran",
+        "deadline_extended": "förlängd svarstid",
+        "export_ready": "kopia av dina personuppgifter klar",
+        "erasure_completed": "bekräftelse på radering",
+        "request_rejected": "besked om begäran",
+        "request_overdue": "försenat svar på begäran",
+        "request_completed": "begäran genomförd",
+        "merger_notice": "information om fusion eller förvärv",
+        "policy_changed": "ändrad integritetspolicy",
+        "legal_disclosure": "information om utlämnande",
+    },
+    "en": {
+        "verification_code": "verification code",
+        "privacy_center_link": "sign-in link to the privacy center",
+        "request_received": "request received",
+        "deadline_extended": "deadline extended",
+        "export_ready": "copy of your personal data ready",
+        "erasure_completed": "erasure confirmed",
+        "request_rejected": "answer to your request",
+        "request_overdue": "request overdue",
+        "request_completed": "request completed",
+        "merger_notice": "notice of a merger or acquisition",
+        "policy_changed": "privacy policy changed",
+        "legal_disclosure": "notice of a disclosure",
+    },
+}
+
 KINDS: Mapping[str, Words] = {
     "purpose": PURPOSE,
     "system": SYSTEM,
@@ -249,6 +281,7 @@ KINDS: Mapping[str, Words] = {
     "ground": GROUND,
     "circumstance": CIRCUMSTANCE,
     "status": STATUS,
+    "email": EMAIL,
 }
 
 

@@ -409,7 +409,7 @@ class Workflow:
                 data = json.loads(plain) if plain else None
             fragments[row["system"]] = package.Fragment(row["status"], data)
         now = utcnow()
-        built = package.render(case, package.build(case, fragments, self.data_map, now))
+        built = package.render(case, package.build(case, fragments, self.data_map, now), self.data_map)
         token = secrets.token_urlsafe(32)
         token_hash = sha256(token.encode()).hexdigest()
         data_key = await self.keyring.data_key(conn, case.subject)

@@ -84,3 +84,10 @@ def test_data_map_texts_in_swedish_where_the_map_gives_them() -> None:
             )
     for purpose in data_map.purposes.values():
         assert vocabulary.localized(purpose, "legal_basis", "sv") != purpose.legal_basis
+
+
+@pytest.mark.parametrize("lang", vocabulary.LANGUAGES)
+def test_every_email_template_has_words(lang: str) -> None:
+    from services.notifier.templates import TEMPLATE_NAMES
+
+    assert set(TEMPLATE_NAMES) <= set(vocabulary.EMAIL[lang])
