@@ -104,6 +104,8 @@ EXPORT_PAGE_MESSAGES: dict[str, dict[str, str]] = {
         "en": "You get a zip file of about {size}. Open index.html in it to read what we hold about you, why, "
               "for how long and who receives it. Beside it is the same data, machine-readable ({formats}).",
     },
+    "export.formats.json": {"sv": "JSON", "en": "JSON"},
+    "export.formats.csv": {"sv": "JSON och CSV", "en": "JSON and CSV"},
     "export.expires": {"sv": "Länken gäller till", "en": "The link is valid until"},
     "export.left": {"sv": "Hämtningar kvar", "en": "Downloads left"},
     "export.personal": {

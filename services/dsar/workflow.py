@@ -641,6 +641,22 @@ class Workflow:
 
     # --- export download (HTTP) -------------------------------------------------------------------
 
+    async def describe_export(self, token: str) -> tuple[str, store.ExportInfo | None]:
+        """What the download page shows (GET/HEAD): read only, so a link scanner uses up nothing.
+        ('ok', info), or ('unknown' | 'expired' | 'used_up' | 'gone', None)."""
+        token_hash = sha256(token.encode()).hexdigest()
+        async with self.runtime.pool.acquire() as conn:
+            info = await store.peek_export(conn, token_hash)
+        if info is None:
+            return "unknown", None
+        if info.expires_at <= utcnow():
+            return "expired", None
+        if info.downloads_left <= 0:
+            return "used_up", None
+        if info.size == 0:
+            return "gone", None
+        return "ok", info
+
     async def download(self, token: str) -> tuple[str, store.ExportRow | None, bytes | None]:
         token_hash = sha256(token.encode()).hexdigest()
         async with self.runtime.transaction() as conn:
