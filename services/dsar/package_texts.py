@@ -32,10 +32,6 @@ REPORT_MESSAGES: dict[str, dict[str, str]] = {
     "report.held.retention": {"sv": "Hur länge", "en": "For how long"},
     "report.held.location": {"sv": "Var uppgifterna lagras", "en": "Where the data is stored"},
     "report.held.transfer": {"sv": "Skydd vid överföring utanför EES", "en": "Safeguard for transfers outside the EEA"},
-    "report.held.receiver": {"sv": "Vem som har uppgifterna", "en": "Who holds the data"},
-    "report.held.internal": {"sv": "{controller} själva", "en": "{controller} itself"},
-    "report.held.external": {"sv": "en mottagare utanför {controller} (se nedan)",
-                             "en": "a recipient outside {controller} (see below)"},
     "report.held.data": {"sv": "Uppgifterna", "en": "The data"},
     "report.held.where": {"sv": "Uppgift", "en": "Item"},
     "report.held.value": {"sv": "Värde", "en": "Value"},
@@ -46,8 +42,10 @@ REPORT_MESSAGES: dict[str, dict[str, str]] = {
     "report.purposes.systems": {"sv": "Var", "en": "Where"},
     "report.recipients": {"sv": "Vilka som tar emot uppgifterna", "en": "Who receives the data"},
     "report.recipients.text": {
-        "sv": "De här mottagarna utanför våra egna system får uppgifter om dig, bara för de ändamål som anges:",
-        "en": "These recipients outside our own systems receive data about you, only for the purposes named:",
+        "sv": "De här systemen och mottagarna får uppgifter om dig, bara för de ändamål som anges. Partner och "
+              "IPCOM-koncernen får dem bara med ditt samtycke där lagen kräver det.",
+        "en": "These systems and recipients receive data about you, only for the purposes named. Partners and "
+              "the IPCOM group receive it only with your consent where the law requires it.",
     },
     "report.source": {"sv": "Var uppgifterna kommer ifrån", "en": "Where the data came from"},
     "report.source.text": {
