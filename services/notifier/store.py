@@ -109,7 +109,36 @@ async def set_restricted(conn: asyncpg.Connection, subject: str, restricted: boo
 
 async def delete_recipient(conn: asyncpg.Connection, subject: str) -> bool:
     done = await conn.fetchval("DELETE FROM recipients WHERE subject = $1 RETURNING 1", subject)
+    await conn.execute("DELETE FROM erasure_holds WHERE subject = $1", subject)
     return done is not None
+
+
+async def hold_for_erasure(conn: asyncpg.Connection, holds: Sequence[tuple[str, str]]) -> None:
+    """(subject, request_id) of verified erasure cases: nothing but their own emails from now on."""
+    if holds:
+        await conn.execute(
+            "INSERT INTO erasure_holds (subject, request_id) SELECT * FROM unnest($1::text[], $2::text[]) "
+            "ON CONFLICT DO NOTHING",
+            [s for s, _ in holds], [r for _, r in holds],
+        )
+
+
+async def release_erasure_holds(conn: asyncpg.Connection, releases: Sequence[tuple[str, str]]) -> None:
+    if releases:
+        await conn.execute(
+            "DELETE FROM erasure_holds h USING unnest($1::text[], $2::text[]) AS r(subject, request_id) "
+            "WHERE h.subject = r.subject AND h.request_id = r.request_id",
+            [s for s, _ in releases], [r for _, r in releases],
+        )
+
+
+async def erasure_holds(conn: asyncpg.Connection, subjects: Sequence[str]) -> dict[str, frozenset[str]]:
+    """Per subject with any, the request ids of its verified erasure cases."""
+    rows = await conn.fetch(
+        "SELECT subject, array_agg(request_id) AS ids FROM erasure_holds WHERE subject = ANY($1::text[]) "
+        "GROUP BY subject", list(subjects),
+    )
+    return {r["subject"]: frozenset(r["ids"]) for r in rows}
 
 
 async def recipient_page(conn: asyncpg.Connection, after: str, limit: int) -> list[str]:
