@@ -76,7 +76,7 @@ class Intake:
         latest: dict[str, Inbound] = {}
         for item in batch:
             subject = item.event.subject
-            if subject not in latest or latest[subject].event.time <= item.event.time:
+            if subject not in latest or latest[subject].ordered_at <= item.ordered_at:
                 latest[subject] = item
         erased = await erased_among(self.keyring, conn, set(latest))
         erased |= await self.keyring.ensure_keys(conn, set(latest) - erased)
@@ -94,6 +94,7 @@ class Intake:
                     locale=templates.locale_of(str(data.locale)),
                     country=data.country,
                     registered_at=item.event.time,
+                    ordered_at=item.ordered_at,
                 )
             )
         await store.upsert_recipients(conn, rows)

@@ -27,24 +27,31 @@ class DirectoryRow:
     locale: str
     country: str | None
     registered_at: datetime
+    #: The registration's ordering time (`privacy_runtime.ordering`); None: its stated time.
+    ordered_at: datetime | None = None
 
 
 async def upsert_recipients(conn: asyncpg.Connection, rows: Sequence[DirectoryRow]) -> None:
-    """Newer registration (event time) wins; a registration older than a rectification never undoes it."""
+    """Newer registration (ordering time: event time, capped at arrival) wins; a registration older than
+    a rectification never undoes it."""
     if not rows:
         return
     await conn.execute(
         """
-        INSERT INTO recipients (subject, email_sealed, name_sealed, email_hash, locale, country,
-                                registered_at)
-        SELECT * FROM unnest($1::text[], $2::bytea[], $3::bytea[], $4::text[], $5::text[], $6::text[],
-                             $7::timestamptz[])
+        INSERT INTO recipients AS r (subject, email_sealed, name_sealed, email_hash, locale, country,
+                                     registered_at, registration_ordered_at)
+        SELECT subject, email_sealed, name_sealed, email_hash, locale, country, registered_at,
+               coalesce(ordered_at, registered_at)
+        FROM unnest($1::text[], $2::bytea[], $3::bytea[], $4::text[], $5::text[], $6::text[],
+                    $7::timestamptz[], $8::timestamptz[])
+             AS u(subject, email_sealed, name_sealed, email_hash, locale, country, registered_at, ordered_at)
         ON CONFLICT (subject) DO UPDATE SET
             email_sealed = excluded.email_sealed, name_sealed = excluded.name_sealed,
             email_hash = excluded.email_hash, locale = excluded.locale, country = excluded.country,
-            registered_at = excluded.registered_at, updated_at = now()
-        WHERE recipients.registered_at < excluded.registered_at
-          AND (recipients.rectified_at IS NULL OR recipients.rectified_at < excluded.registered_at)
+            registered_at = excluded.registered_at, registration_ordered_at = excluded.registration_ordered_at,
+            updated_at = now()
+        WHERE coalesce(r.registration_ordered_at, r.registered_at) < excluded.registration_ordered_at
+          AND (r.rectified_at IS NULL OR r.rectified_at < excluded.registration_ordered_at)
         """,
         [r.subject for r in rows],
         [r.email_sealed for r in rows],
@@ -53,6 +60,7 @@ async def upsert_recipients(conn: asyncpg.Connection, rows: Sequence[DirectoryRo
         [r.locale for r in rows],
         [r.country for r in rows],
         [r.registered_at for r in rows],
+        [r.ordered_at for r in rows],
     )
 
 
