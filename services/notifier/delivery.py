@@ -452,7 +452,8 @@ class Sender:
                 await self.mailer.ready()
                 await locked.start()
                 current = await store.lock_for_sending(conn, item.notification_id, row["claimed_at"])
-                refusal = rules.NOT_CLAIMED if current is None else rules.recheck(item.template, **dict(current))
+                refusal = (rules.NOT_CLAIMED if current is None
+                           else rules.recheck(item.template, params=item.params, **dict(current)))
                 if refusal is None:
                     started = time.perf_counter()
                     await self.mailer.transmit(message, self.envelope_from, item.recipient.email)

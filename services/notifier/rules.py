@@ -10,7 +10,7 @@ import hashlib
 import random
 import re
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from email.header import Header
@@ -170,15 +170,19 @@ def verdict(
 NOT_CLAIMED = "no longer this claim's"
 
 
-def recheck(template: str, *, claimed: bool, final_notice: bool, listed: bool, restricted: bool) -> str | None:
+def recheck(template: str, *, claimed: bool, final_notice: bool, listed: bool, restricted: bool,
+            holds: Sequence[str] = (), params: dict[str, object] | None = None) -> str | None:
     """The last word on a claimed email, read under the row locks right before its send: None to send,
-    else why not. An erasure or a restriction may have come since the batch was claimed and decrypted."""
+    else why not. An erasure, an erasure hold (`holds`: the request ids of the subject's verified erasure
+    cases; `params`: the email's) or a restriction may have come since the batch was claimed."""
     if not claimed:
         return NOT_CLAIMED
     if final_notice:
         return None  # an erasure confirmation, addressed from its final notice (the entry is gone)
     if not listed:
         return "erased"
+    if held_for_erasure(frozenset(holds), params):
+        return "erasure_pending"
     if restricted and not legally_required(template):
         return "restricted"
     return None

@@ -260,11 +260,12 @@ async def lock_for_sending(
     directory entry, then lock the email row (the order an erasure takes them in), and read both fresh.
 
     Columns: claimed (still `sending` by this claim), final_notice, listed (a directory entry exists),
-    restricted."""
+    restricted, holds (request ids of the subject's verified erasure cases)."""
     return await conn.fetchrow(
         """
         SELECT e.status = 'sending' AND e.claimed_at = $2 AS claimed, e.final_notice,
-               r.subject IS NOT NULL AS listed, coalesce(r.restricted, false) AS restricted
+               r.subject IS NOT NULL AS listed, coalesce(r.restricted, false) AS restricted,
+               array(SELECT h.request_id FROM erasure_holds h WHERE h.subject = e.subject) AS holds
         FROM emails e
         LEFT JOIN LATERAL (
             SELECT subject, restricted FROM recipients WHERE subject = e.subject FOR SHARE

@@ -435,3 +435,12 @@ def test_a_held_subject_gets_no_notice_and_no_marketing(template: str) -> None:
                               held=True)
     assert marketing.action is Action.SUPPRESS
     assert decide(template, who=recipient()).action is Action.SEND, "without a hold it goes"
+
+
+@pytest.mark.parametrize("template", RIGHTS_NOTICES + OTHER_NOTICES)
+def test_the_last_check_before_a_send_sees_an_erasure_hold_since_the_claim(template: str) -> None:
+    state = {"claimed": True, "final_notice": False, "listed": True, "restricted": False}
+    assert rules.recheck(template, **state, holds=["req-1"], params={"kind": "merger"}) == "erasure_pending"
+    assert rules.recheck(template, **state, holds=["req-1"], params={"request_id": "req-1"}) is None
+    assert rules.recheck(template, **state, holds=[], params=None) is None
+    assert rules.recheck(template, **(state | {"final_notice": True, "listed": False}), holds=["req-1"]) is None
