@@ -5,18 +5,24 @@ erasure still shreds (the key goes from the key store, the tombstone stays with 
 from __future__ import annotations
 
 import base64
+import os
 import uuid
 from collections.abc import AsyncIterator
+from pathlib import Path
 from typing import Any
 
 import asyncpg
 import pytest
 
 from privacy_runtime.crypto import KeyRing
-from tests.helpers import TEST_MASTER_KEY, ServiceProcess, wait_until
+from privacy_runtime.migrations import apply_keystore_migrations
+from tests.helpers import TEST_MASTER_KEY, ServiceProcess, scratch_schema, wait_until
 from tests.notifier.test_notifier_e2e import command, register
 
 pytestmark = pytest.mark.stack
+
+#: The runtime's tables only (no service's).
+NO_SERVICE_SQL = Path(__file__).resolve().parents[1] / "runtime" / "no_service_sql"
 
 
 @pytest.fixture(scope="module")
@@ -91,3 +97,41 @@ async def test_keys_live_in_the_key_store_and_erasure_still_shreds(stack, notifi
     finally:
         await data.close()
         await keys.close()
+
+
+async def test_a_master_key_rotation_rewraps_the_keys_in_the_key_store(keystore_url: str, stack) -> None:  # type: ignore[no-untyped-def]
+    """The KeyRing on its own, on a fresh schema in both databases: keys are created, re-wrapped under
+    a new master key and shredded in the key store; the main database's `subject_keys` stays empty."""
+    main = stack.endpoints.database_url
+    old, new = os.urandom(32), os.urandom(32)
+    async with scratch_schema(main, "keystore_t", NO_SERVICE_SQL) as data:
+        schema = await data.fetchval("SELECT current_schema()")
+        admin = await asyncpg.connect(keystore_url)
+        await admin.execute(f'CREATE SCHEMA "{schema}"')
+        keys = await asyncpg.create_pool(keystore_url, min_size=1, max_size=2, server_settings={"search_path": schema})
+        try:
+            await apply_keystore_migrations(keys, schema)
+            before = KeyRing(old)
+            before.use_keystore(keys)
+            async with data.acquire() as conn:
+                await before.load_lookup_key(conn)
+                async with conn.transaction():
+                    assert await before.ensure_keys(conn, {"ann", "bo"}) == set()
+                    sealed = before.encrypt_cached("ann", "email", "ann@example.com")
+                before.commit_pending(conn)
+                after = KeyRing(new, old)
+                after.use_keystore(keys)
+                await after.load_lookup_key(conn)
+                async with conn.transaction():
+                    assert await after.rewrap_all(conn) == 2
+                assert await after.keys_under_other_masters(conn) == 0
+                assert await after.decrypt(conn, "ann", "email", sealed) == "ann@example.com"
+                assert await conn.fetchval("SELECT count(*) FROM subject_keys") == 0
+                async with conn.transaction():
+                    assert await after.shred_subject(conn, "ann")
+                assert await after.is_erased(conn, "ann")
+            assert await keys.fetchval("SELECT array_agg(subject) FROM subject_keys") == ["bo"]
+        finally:
+            await keys.close()
+            await admin.execute(f'DROP SCHEMA "{schema}" CASCADE')
+            await admin.close()
