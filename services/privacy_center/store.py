@@ -46,7 +46,8 @@ async def open_session(conn: asyncpg.Connection, sid_hash: str, subject: str, vi
 async def touch_session(conn: asyncpg.Connection, sid_hash: str, now: datetime, idle: timedelta) -> str | None:
     """The session's subject when it is open and was used within `idle`, restarting its idle time."""
     value = await conn.fetchval(
-        "UPDATE sessions SET last_seen = $2 WHERE sid_hash = $1 AND ended_at IS NULL AND last_seen > $2 - $3::interval "
+        "UPDATE sessions SET last_seen = $2 WHERE sid_hash = $1 AND ended_at IS NULL "
+        "AND last_seen > $2::timestamptz - $3::interval "
         "RETURNING subject",
         sid_hash, now, idle,
     )
