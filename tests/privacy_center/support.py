@@ -54,3 +54,28 @@ async def sign_in_links(stack: Any, address: str, count: int = 1) -> list[str]:
         return found if len(found) >= count else []
 
     return await wait_until(links, timeout=60, what=f"{count} sign-in email(s) to {address}")
+
+
+async def sign_in(page: Any, stack: Any, center: str, address: str) -> str:
+    """Ask for a link on the start page, open it from the email and press the button; the link used."""
+    before = len(mails_to(stack, address))
+    await page.goto(f"{center}/")
+    await page.fill("#email", address)
+    await page.click("form[action='/'] button[type=submit]")
+    await page.wait_for_url(f"{center}/sent")
+    link = (await sign_in_links(stack, address, count=before + 1))[-1]
+    await page.goto(link)
+    await page.click("main form button[type=submit]")
+    await page.wait_for_url(f"{center}/me")
+    return link
+
+
+async def code_for(stack: Any, address: str, count: int = 1) -> str:
+    """The newest verification code emailed to `address`, once `count` code emails arrived."""
+
+    async def codes() -> list[str]:
+        found = [m.group(1) for mail in mails_to(stack, address)
+                 for m in [re.search(r"(?:code|verifieringskod): (\d{6})", body_of(mail))] if m]
+        return found if len(found) >= count else []
+
+    return (await wait_until(codes, timeout=60, what=f"a verification code email to {address}"))[-1]

@@ -4,14 +4,18 @@ database and SMTP sink: what a person does, and what reaches the systems."""
 from __future__ import annotations
 
 import json
+import re
+import uuid
 from typing import Any
 
+import httpx
 import pytest
 
-from schemas.topics import CONSENT_CHANGED, DSAR_REQUESTED, command_topic
-from tests.browser_kit import assert_accessible, screenshot
-from tests.helpers import event_of, get_json, wait_for_messages, wait_until
-from tests.privacy_center.support import mails_to, register, sign_in_links
+from schemas.events import DsarDetails, DsarRequested
+from schemas.topics import CONSENT_CHANGED, DSAR_REQUESTED, ERASURE_REQUESTED, NOTIFICATION_REQUESTED, command_topic
+from tests.browser_kit import PHONE, assert_accessible, new_page, screenshot
+from tests.helpers import event_of, get_json, publish, read_topic, wait_for_messages, wait_until
+from tests.privacy_center.support import code_for, mails_to, register, sign_in, sign_in_links
 
 pytestmark = [pytest.mark.stack, pytest.mark.browser]
 
@@ -93,3 +97,82 @@ async def test_a_swedish_person_signs_in_switches_marketing_and_asks_for_a_csv_c
     assert replay is not None and replay.status == 410
     status, body = await get_json(f"{center_system.dsar.url}/v1/requests/{data['request_id']}")
     assert status == 200 and body["right"] == "access", json.dumps(body)
+
+
+async def _ask_by_email(stack: Any, subject: str, right: str = "access") -> str:
+    """A request that came in by email: not verified, so the person is sent a code."""
+    request_id = uuid.uuid4()
+    await publish(stack.endpoints.kafka_bootstrap, DSAR_REQUESTED, DsarRequested(
+        request_id=request_id, right=right, identity_verified=False, requested_via="email",  # type: ignore[arg-type]
+        details=DsarDetails(format="json") if right == "access" else DsarDetails()), subject=subject)  # type: ignore[arg-type]
+    return str(request_id)
+
+
+async def test_an_english_person_who_asked_by_email_types_the_code_and_the_case_proceeds(
+        stack, center_system, browser) -> None:  # type: ignore[no-untyped-def]
+    subject, address = await register(stack, center_system.consent.url, locale="en", prefix="pc-en")
+    request_id = await _ask_by_email(stack, subject)
+    code = await code_for(stack, address)
+    page = await new_page(browser, PHONE, locale="en-GB")
+    try:
+        await page.goto(f"{center_system.center.url}/verify/{request_id}")
+        assert await page.get_attribute("html", "lang") == "en"
+        wrong = "000000" if code != "000000" else "111111"
+        await page.fill("#code", wrong)
+        await page.click("main form button[type=submit]")
+        assert "Wrong code" in await page.locator("#code-error").inner_text()
+        await page.fill("#code", code)
+        await page.click("main form button[type=submit]")
+        assert "Thank you, it was you" in await page.locator("h1").inner_text()
+    finally:
+        await page.context.close()
+
+    async def proceeding() -> bool:
+        _, body = await get_json(f"{center_system.dsar.url}/v1/requests/{request_id}")
+        return body.get("status") in ("in_progress", "awaiting_systems", "completed")
+
+    await wait_until(proceeding, timeout=60, what="the case to proceed after the code")
+
+
+async def test_an_unknown_address_gets_the_same_page_and_no_email(stack, center_system) -> None:  # type: ignore[no-untyped-def]
+    center = center_system.center.url
+    _, known = await register(stack, center_system.consent.url, locale="sv", prefix="pc-known")
+    unknown = f"nobody-{uuid.uuid4().hex[:10]}@example.org"
+    answers = []
+    for address in (unknown, known):
+        async with httpx.AsyncClient(base_url=center) as client:
+            page = await client.get("/")
+            token = re.search(r'name="csrf_token" value="([^"]+)"', page.text)
+            assert token
+            posted = await client.post("/", data={"csrf_token": token.group(1), "email": address})
+            assert posted.status_code == 303 and posted.headers["location"] == "/sent"
+            answers.append((await client.get("/sent")).text)
+    assert answers[0] == answers[1], "the answer says nothing about whether the address is known"
+    await sign_in_links(stack, known)  # the known one's email arrived, so the unknown one's would have too
+    assert mails_to(stack, unknown) == []
+    notifications = await read_topic(stack.endpoints.kafka_bootstrap, NOTIFICATION_REQUESTED)
+    assert not any(unknown in (m.value or b"").decode(errors="replace") for m in notifications)
+
+
+async def test_forms_without_their_csrf_token_are_refused(stack, center_system, desktop_page) -> None:  # type: ignore[no-untyped-def]
+    center = center_system.center.url
+    subject, address = await register(stack, center_system.consent.url, locale="sv", prefix="pc-csrf")
+    await sign_in(desktop_page, stack, center, address)
+    cookies = {c["name"]: c["value"] for c in await desktop_page.context.cookies()}
+    async with httpx.AsyncClient(base_url=center, cookies=cookies) as client:
+        assert (await client.get("/me")).status_code == 200, "the session cookie works outside the browser"
+        for path, form in [("/me/consents", {"submission": str(uuid.uuid4()), "marketing_email": "off"}),
+                           ("/me/requests", {"submission": str(uuid.uuid4()), "right": "erasure",
+                                             "ground": "consent_withdrawn"}),
+                           ("/", {"email": address}), ("/sign-out", {})]:
+            refused = await client.post(path, data=form)
+            assert refused.status_code == 403, path
+            forged = await client.post(path, data={**form, "csrf_token": "forged"})
+            assert forged.status_code == 403, path
+        assert (await client.get("/me")).status_code == 200, "the refused sign-out did not sign out"
+    # A form from another site carries no cookie (SameSite) and no token: nothing happened.
+    consents = await read_topic(stack.endpoints.kafka_bootstrap, CONSENT_CHANGED)
+    assert not [m for m in consents if _subject_is(subject)(m)]
+    erasures = await read_topic(stack.endpoints.kafka_bootstrap, ERASURE_REQUESTED)
+    assert not [m for m in erasures if _subject_is(subject)(m)]
+    assert len(mails_to(stack, address)) == 1, "only the sign-in link the test asked for"
