@@ -147,7 +147,7 @@ async def _send_links(center: Center, subjects: list[str], lang: str) -> None:
             hashed = domain.token_hash(token)
             await store.add_sign_in_link(conn, hashed, subject, _now() + timedelta(minutes=minutes))
             notification_id = domain.sign_in_notification_id(hashed)
-            params = center.notice_secrets.seal(notification_id, {"link": f"{base}/s/{token}",
+            params = center.notice_secrets.seal(notification_id, {"link": f"{base}/s/{token}?lang={lang}",
                                                                   "expires_minutes": minutes})
             await center.runtime.outbox.add(
                 conn, NOTIFICATION_REQUESTED,

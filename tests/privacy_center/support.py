@@ -12,7 +12,7 @@ from schemas.events import ConsentGrant, UserRegistered
 from schemas.topics import USER_REGISTERED
 from tests.helpers import get_json, publish, subject_id, wait_until
 
-LINK = re.compile(r"https?://[^\s<>\"]+/s/[A-Za-z0-9_-]{20,128}")
+LINK = re.compile(r"https?://[^\s<>\"]+/s/[A-Za-z0-9_-]{20,128}(?:\?lang=[a-z]{2})?")
 
 
 async def register(stack: Any, consent_url: str, *, locale: str, prefix: str, country: str = "SE",

@@ -3,19 +3,35 @@ database and SMTP sink: what a person does, and what reaches the systems."""
 
 from __future__ import annotations
 
+import base64
+import io
 import json
 import re
 import uuid
+import zipfile
+from collections.abc import AsyncIterator
 from typing import Any
 
 import httpx
 import pytest
 
+from privacy_runtime.tokens import MANAGE, UNSUBSCRIBE, TokenSigner
 from schemas.events import DsarDetails, DsarRequested
 from schemas.topics import CONSENT_CHANGED, DSAR_REQUESTED, ERASURE_REQUESTED, NOTIFICATION_REQUESTED, command_topic
 from tests.browser_kit import PHONE, assert_accessible, new_page, screenshot
-from tests.helpers import event_of, get_json, publish, read_topic, wait_for_messages, wait_until
-from tests.privacy_center.support import code_for, mails_to, register, sign_in, sign_in_links
+from tests.helpers import (
+    TEST_MASTER_KEY,
+    ServiceProcess,
+    event_of,
+    get_json,
+    publish,
+    read_topic,
+    wait_for_messages,
+    wait_until,
+)
+from tests.privacy_center.conftest import center_env
+from tests.privacy_center.support import body_of, code_for, mails_to, register, sign_in, sign_in_links
+from tests.test_policy_scenarios import ExternalSystems
 
 pytestmark = [pytest.mark.stack, pytest.mark.browser]
 
@@ -29,8 +45,19 @@ def _subject_is(subject: str) -> Any:
     return lambda m: (event_of(m) or {}).get("subject") == subject
 
 
+@pytest.fixture
+async def systems(stack) -> AsyncIterator[ExternalSystems]:  # type: ignore[no-untyped-def]
+    """The downstream systems, played as `make run` plays them, so that a copy can be assembled."""
+    responder = ExternalSystems(stack.endpoints.kafka_bootstrap)
+    await responder.start()
+    try:
+        yield responder
+    finally:
+        await responder.stop()
+
+
 async def test_a_swedish_person_signs_in_switches_marketing_and_asks_for_a_csv_copy(
-        stack, center_system, desktop_page) -> None:  # type: ignore[no-untyped-def]
+        stack, center_system, systems, desktop_page) -> None:  # type: ignore[no-untyped-def]
     bootstrap = stack.endpoints.kafka_bootstrap
     center = center_system.center.url
     subject, address = await register(stack, center_system.consent.url, locale="sv", prefix="pc-sv")
@@ -97,6 +124,28 @@ async def test_a_swedish_person_signs_in_switches_marketing_and_asks_for_a_csv_c
     assert replay is not None and replay.status == 410
     status, body = await get_json(f"{center_system.dsar.url}/v1/requests/{data['request_id']}")
     assert status == 200 and body["right"] == "access", json.dumps(body)
+
+    # The copy arrives by email; its link downloads the package (a zip with the CSV files).
+    async def export_mail() -> list[str]:
+        found = [m.group(0) for mail in mails_to(stack, address)
+                 for m in [re.search(r"https?://\S+/v1/exports/[A-Za-z0-9_-]+", body_of(mail))] if m]
+        return found
+
+    download = (await wait_until(export_mail, timeout=120, what="the email with the copy's link"))[0]
+    async with httpx.AsyncClient(timeout=30) as client:
+        package = await client.get(download)
+        if not package.headers.get("content-type", "").startswith("application/zip"):
+            package = await client.post(download)  # the contract's page: GET describes, POST downloads
+    assert package.status_code == 200 and package.headers["content-type"].startswith("application/zip")
+    with zipfile.ZipFile(io.BytesIO(package.content)) as archive:
+        names = archive.namelist()
+    assert any(name.endswith(".csv") for name in names), names
+
+    async def completed() -> bool:
+        await page.goto(f"{center}/me")
+        return await page.locator(".requests .status").first.inner_text() == "Klar"
+
+    await wait_until(completed, timeout=60, what="the page to show the request completed")
 
 
 async def _ask_by_email(stack: Any, subject: str, right: str = "access") -> str:
@@ -176,3 +225,46 @@ async def test_forms_without_their_csrf_token_are_refused(stack, center_system, 
     erasures = await read_topic(stack.endpoints.kafka_bootstrap, ERASURE_REQUESTED)
     assert not [m for m in erasures if _subject_is(subject)(m)]
     assert len(mails_to(stack, address)) == 1, "only the sign-in link the test asked for"
+
+
+async def test_the_footer_link_opens_a_session_and_a_forged_one_does_not(stack, center_system) -> None:  # type: ignore[no-untyped-def]
+    subject, _ = await register(stack, center_system.consent.url, locale="en", prefix="pc-manage")
+    signer = TokenSigner(base64.b64decode(TEST_MASTER_KEY), MANAGE)
+    token = signer.sign({"s": subject})
+    async with httpx.AsyncClient(base_url=center_system.center.url, headers={"Accept-Language": "en"}) as client:
+        opened = await client.get(f"/manage/{token}")
+        assert opened.status_code == 303 and opened.headers["location"] == "/me"
+        me = await client.get("/me")
+        assert me.status_code == 200 and "Marketing by email" in me.text and subject not in me.text
+    other = signer.sign({"s": f"{subject}-other"})
+    _, stamp, signature = token.split(".")
+    forged = f"{other.split('.')[0]}.{stamp}.{signature}"  # this signature on a payload naming someone else
+    unsubscribe = TokenSigner(base64.b64decode(TEST_MASTER_KEY), UNSUBSCRIBE).sign({"s": subject})
+    async with httpx.AsyncClient(base_url=center_system.center.url) as client:
+        for bad in (forged, unsubscribe, "x" * 3000):
+            refused = await client.get(f"/manage/{bad}")
+            assert refused.status_code == 404, bad[:40]
+            assert (await client.get("/me")).status_code == 401
+
+
+async def test_the_email_form_is_rate_limited_per_address(stack, center_system) -> None:  # type: ignore[no-untyped-def]
+    limited = ServiceProcess("privacy_center", stack.env())
+    limited.extra_env = {**center_env(center_system, limited), "EMAIL_LIMIT_PER_ADDRESS": "2"}
+    limited.start()
+    try:
+        await limited.wait_ready(timeout=90)
+        _, address = await register(stack, center_system.consent.url, locale="sv", prefix="pc-limit")
+        statuses = []
+        async with httpx.AsyncClient(base_url=limited.url) as client:
+            page = await client.get("/")
+            token = re.search(r'name="csrf_token" value="([^"]+)"', page.text)
+            assert token
+            for _ in range(3):
+                answer = await client.post("/", data={"csrf_token": token.group(1), "email": address.upper()})
+                statuses.append(answer.status_code)
+            other = await client.post("/", data={"csrf_token": token.group(1), "email": f"x{address}"})
+        assert statuses == [303, 303, 429], "the address is normalised before it is counted"
+        assert other.status_code == 303, "another address is not held back"
+        await sign_in_links(stack, address, count=2)
+    finally:
+        limited.stop()

@@ -190,6 +190,13 @@ def http_cases() -> list[HttpCase]:
         HttpCase(d, "POST", f"/v1/admin/requests/{rid}/approve", "approve without token"),
         HttpCase(d, "POST", f"/v1/admin/requests/{rid}/reject", "reject without token", body=b'{"reason": "x"}'),
         HttpCase(d, "POST", f"/v1/admin/requests/{rid}/extend", "extend without token", body=b'{"months": 2, "reason": "x"}'),
+        HttpCase(d, "GET", "/v1/internal/subjects/u1/requests", "internal read without token"),
+        HttpCase(d, "GET", "/v1/internal/subjects/u1/requests", "internal read wrong token",
+                 headers={"Authorization": "Bearer wrong"}),
+        HttpCase("notifier", "POST", "/v1/internal/subjects/lookup", "lookup without token",
+                 body=b'{"email": "a@example.org"}'),
+        HttpCase("notifier", "POST", "/v1/internal/subjects/lookup", "lookup wrong scheme",
+                 body=b'{"email": "a@example.org"}', headers={"Authorization": "Basic dGVzdA=="}),
     ]
 
 
