@@ -12,6 +12,7 @@ import zipfile
 from collections.abc import AsyncIterator
 from typing import Any
 
+import asyncpg
 import httpx
 import pytest
 
@@ -268,3 +269,32 @@ async def test_the_email_form_is_rate_limited_per_address(stack, center_system) 
         await sign_in_links(stack, address, count=2)
     finally:
         limited.stop()
+
+
+async def test_a_session_ends_at_sign_out_and_after_30_idle_minutes_cookie_or_not(stack, center_system) -> None:  # type: ignore[no-untyped-def]
+    subject, _ = await register(stack, center_system.consent.url, locale="sv", prefix="pc-session")
+    token = TokenSigner(base64.b64decode(TEST_MASTER_KEY), MANAGE).sign({"s": subject})
+    center = center_system.center.url
+    async with httpx.AsyncClient(base_url=center) as client:
+        assert (await client.get(f"/manage/{token}")).status_code == 303
+        me = await client.get("/me")
+        assert me.status_code == 200
+        kept = dict(client.cookies)  # what someone who copied the cookie would hold
+        csrf = re.search(r'name="csrf_token" value="([^"]+)"', me.text)
+        assert csrf
+        out = await client.post("/sign-out", data={"csrf_token": csrf.group(1)})
+        assert out.status_code == 303 and out.headers["location"] == "/signed-out"
+        assert (await client.get("/me")).status_code == 401
+    async with httpx.AsyncClient(base_url=center, cookies=kept) as replay:
+        assert (await replay.get("/me")).status_code == 401, "the session ended in the database, not just the cookie"
+
+    async with httpx.AsyncClient(base_url=center) as client:
+        assert (await client.get(f"/manage/{token}")).status_code == 303
+        assert (await client.get("/me")).status_code == 200
+        conn = await asyncpg.connect(stack.endpoints.database_url)
+        try:
+            await conn.execute("UPDATE privacy_center.sessions SET last_seen = now() - interval '31 minutes' "
+                               "WHERE subject = $1 AND ended_at IS NULL", subject)
+        finally:
+            await conn.close()
+        assert (await client.get("/me")).status_code == 401, "30 idle minutes end the session"
