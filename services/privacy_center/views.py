@@ -99,8 +99,10 @@ async def _open_session(request: web.Request, subject: str, via: str) -> None:
     session.renew()  # a new id at sign-in: an id planted before it is worth nothing
     session.data.clear()
     session["in"] = True
-    async with center_of(request).runtime.pool.acquire() as conn:
+    runtime = center_of(request).runtime
+    async with runtime.transaction() as conn:
         await store.open_session(conn, _sid_hash(session.sid), subject, via, _now())
+        await runtime.audit.record(conn, "privacy_center_signed_in", subject=subject, detail={"via": via})
 
 
 def _unavailable(exc: Unavailable) -> PageError:
@@ -251,6 +253,11 @@ async def change_consents(request: web.Request) -> web.StreamResponse:
             for event in outgoing:
                 await center.runtime.outbox.add(conn, event.topic, event.data, subject=subject,
                                                 event_id=event.event_id, seal=False, time=_now())
+            if outgoing:
+                await center.runtime.audit.record(
+                    conn, "privacy_center_consents_changed", subject=subject, ref=str(submission),
+                    detail={e.data.purpose: e.data.granted for e in outgoing  # type: ignore[attr-defined]
+                            })
     session_of(request)["done"] = "consents" if outgoing else "nothing"
     raise see_other("/done")
 
@@ -272,6 +279,8 @@ async def ask_for_right(request: web.Request) -> web.StreamResponse:
             # Sealed in the outbox: a correction names the person's new data.
             await center.runtime.outbox.add(conn, asked.event.topic, asked.event.data, subject=subject,
                                             event_id=asked.event.event_id)
+            await center.runtime.audit.record(conn, "privacy_center_request", subject=subject,
+                                              ref=asked.request_id, detail={"right": asked.right})
     session_of(request)["done"] = f"right:{asked.right}"
     raise see_other("/done")
 

@@ -59,5 +59,6 @@ async def center_system(stack) -> AsyncIterator[CenterSystem]:  # type: ignore[n
             await service.wait_ready(timeout=90)
         yield system
     finally:
-        for service in (center, consent, dsar, notifier):
+        # The system's center may have been replaced by a test (a restart): stop that one too.
+        for service in (system.center, center, consent, dsar, notifier):
             service.stop()

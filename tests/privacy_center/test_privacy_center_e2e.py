@@ -18,7 +18,14 @@ import pytest
 
 from privacy_runtime.tokens import MANAGE, UNSUBSCRIBE, TokenSigner
 from schemas.events import DsarDetails, DsarRequested
-from schemas.topics import CONSENT_CHANGED, DSAR_REQUESTED, ERASURE_REQUESTED, NOTIFICATION_REQUESTED, command_topic
+from schemas.topics import (
+    CONSENT_CHANGED,
+    DSAR_REQUESTED,
+    ERASURE_REQUESTED,
+    NOTIFICATION_REQUESTED,
+    PRIVACY_AUDIT,
+    command_topic,
+)
 from tests.browser_kit import PHONE, assert_accessible, new_page, screenshot
 from tests.helpers import (
     TEST_MASTER_KEY,
@@ -147,6 +154,14 @@ async def test_a_swedish_person_signs_in_switches_marketing_and_asks_for_a_csv_c
         return await page.locator(".requests .status").first.inner_text() == "Klar"
 
     await wait_until(completed, timeout=60, what="the page to show the request completed")
+
+    # What the person did is in the privacy center's audit chain, published like every service's.
+    audited = await wait_for_messages(
+        bootstrap, PRIVACY_AUDIT, lambda m: _subject_is(subject)(m)
+        and str((event_of(m) or {}).get("source", "")).endswith(":privacy_center"), count=4, timeout=60)
+    actions = sorted(_data(m)["action"] for m in audited)
+    assert actions == ["privacy_center_consents_changed", "privacy_center_consents_changed",
+                       "privacy_center_request", "privacy_center_signed_in"], actions
 
 
 async def _ask_by_email(stack: Any, subject: str, right: str = "access") -> str:
