@@ -10,8 +10,8 @@ Params of each template (what dsar/consent put into ``notification-requested``):
 
 - ``verification_code``: ``code``, ``expires_minutes`` (optional ``request_id``: the email then links to
   ``$PRIVACY_CENTER_URL/verify/{request_id}``, where the code is typed)
-- ``privacy_center_link``: ``sign_in_url`` (the privacy center's ``/s/{token}``), optional
-  ``expires_minutes`` (default 30)
+- ``privacy_center_link``: ``sign_in_url`` (the privacy center's one-time ``/s/{token}``; or ``link``, the
+  name the privacy center sends it under, sealed), optional ``expires_minutes`` (default 30)
 - ``request_received``: ``request_id``, ``right``, ``due_date``
 - ``deadline_extended``: ``request_id``, ``right``, ``reason``, ``due_date`` (the new deadline)
 - ``export_ready``: ``request_id``, ``expires_at`` and ``download_url`` (or ``export_token``, from which
@@ -231,6 +231,8 @@ def derive_params(
             f"{privacy_center_url.rstrip('/')}/verify/{quote(str(request_id), safe='')}" if request_id else None
         )
     if template == "privacy_center_link":
+        if "sign_in_url" not in derived and derived.get("link"):
+            derived["sign_in_url"] = derived["link"]
         derived.setdefault("expires_minutes", SIGN_IN_MINUTES)
     if template == "request_rejected":  # set when identity was not verified in time: said in the locale
         derived.setdefault("unverified_after_minutes", None)

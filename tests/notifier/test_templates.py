@@ -14,6 +14,7 @@ CONTEXT = templates.Context(contact_email=CONTACT, public_base_url="https://priv
 #: Valid params for every template (what dsar/consent and the fan-outs put in).
 PARAMS: dict[str, dict[str, Any]] = {
     "verification_code": {"code": "482913", "expires_minutes": 30},
+    "privacy_center_link": {"link": "https://privacy.example/s/tok123", "expires_minutes": 30},
     "request_received": {"request_id": "R-1", "right": "access", "due_date": "2025-12-01"},
     "deadline_extended": {
         "request_id": "R-1",
@@ -52,7 +53,6 @@ PARAMS: dict[str, dict[str, Any]] = {
         "summary_en": "New vendor",
         "url": "https://isopartner.se/integritetspolicy",
     },
-    "privacy_center_link": {"sign_in_url": "https://privacy.isopartner.se/s/signin.tok"},
     "legal_disclosure": {
         "authority": "Polismyndigheten",
         "legal_basis": "Rättegångsbalken 27 kap.",
@@ -65,6 +65,8 @@ PARAMS: dict[str, dict[str, Any]] = {
 #: Text that must appear in each template's body (besides controller and contact).
 KEY_CONTENT: dict[str, dict[str, list[str]]] = {
     "verification_code": {"sv": ["482913", "30 minuter"], "en": ["482913", "30 minutes"]},
+    "privacy_center_link": {"sv": ["https://privacy.example/s/tok123", "30 minuter", "en gång", "integritetscenter"],
+                            "en": ["https://privacy.example/s/tok123", "30 minutes", "used once", "privacy center"]},
     "request_received": {"sv": ["R-1", "2025-12-01", "en månad"], "en": ["R-1", "2025-12-01", "one month"]},
     "deadline_extended": {
         "sv": ["Många system berörs", "2026-02-01", "12.3"],
@@ -87,10 +89,6 @@ KEY_CONTENT: dict[str, dict[str, list[str]]] = {
     "merger_notice": {
         "sv": ["Acme Holding AB", "2026-03-01", "kontaktuppgifter, kontouppgifter", "https://isopartner.se/merger"],
         "en": ["Acme Holding AB", "2026-03-01", "contact details, account details", "https://isopartner.se/merger"],
-    },
-    "privacy_center_link": {
-        "sv": ["https://privacy.isopartner.se/s/signin.tok", "30 minuter", "integritetscenter"],
-        "en": ["https://privacy.isopartner.se/s/signin.tok", "30 minutes", "privacy center"],
     },
     "policy_changed": {"sv": ["Ny leverantör", "2026-02-01"], "en": ["New vendor", "2026-02-01"]},
     "legal_disclosure": {"sv": ["Polismyndigheten", "Rättegångsbalken"], "en": ["Polismyndigheten", "Legal basis"]},
