@@ -230,7 +230,8 @@ class ServiceRuntime:
             await asyncio.sleep(1.0)
         log.warning("master key rotation: %d keys re-wrapped under the current master key; %s stores none under "
                     "the previous one. Keep PRIVACY_MASTER_KEY_PREVIOUS set while links and codes in emails already "
-                    "sent must work (unsubscribe links are signed, verification codes hashed, with it)",
+                    "sent must work (unsubscribe and manage-your-privacy links are signed, verification codes hashed, "
+                    "with it)",
                     moved, self.name)
 
     def rotate_with_master_key(self, keys: OtherKeys) -> None:

@@ -367,6 +367,32 @@ async def take_download(conn: asyncpg.Connection, token_hash: str, now: datetime
     )
 
 
+@dataclass(frozen=True)
+class ExportInfo:
+    """What the download page says about a package, read without counting a download."""
+
+    request_id: str
+    right: str | None
+    export_format: str | None
+    media_type: str
+    size: int
+    expires_at: datetime
+    downloads_left: int
+
+
+async def peek_export(conn: asyncpg.Connection, token_hash: str) -> ExportInfo | None:
+    row = await conn.fetchrow(
+        "SELECT e.request_id, e.media_type, octet_length(e.package_sealed) AS size, e.expires_at, "
+        "e.downloads_left, c.case_right, c.state->>'export_format' AS export_format "
+        "FROM exports e LEFT JOIN cases c ON c.request_id = e.request_id WHERE e.token_hash = $1",
+        token_hash,
+    )
+    if row is None:
+        return None
+    return ExportInfo(str(row["request_id"]), row["case_right"], row["export_format"], row["media_type"],
+                      int(row["size"] or 0), row["expires_at"], int(row["downloads_left"]))
+
+
 async def purge_expired_exports(conn: asyncpg.Connection, now: datetime) -> int:
     """Packages hold PII: wipe their content once their link can no longer be used. The row (hash of
     the token, expiry) stays for a while so the link answers 410 "expired" rather than 404."""

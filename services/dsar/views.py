@@ -1,5 +1,6 @@
-"""DSAR HTTP API: request status and identity verification for subjects, export downloads, and the
-operator endpoints under /v1/admin/ (bearer token). Bad input is a 4xx JSON answer, never a 500.
+"""DSAR HTTP API: request status and identity verification for subjects, the export download page
+and download, and the operator endpoints under /v1/admin/ (bearer token). Bad input is a 4xx JSON
+answer (a page, for the person following an export link), never a 500.
 """
 
 from __future__ import annotations
@@ -8,17 +9,21 @@ import re
 import uuid
 from collections.abc import Awaitable, Callable
 from datetime import datetime
+from pathlib import Path
 from typing import Any
+from zoneinfo import ZoneInfo
 
 from faust.web import Request, Response
 from pydantic import TypeAdapter, ValidationError
 
 from privacy_runtime.internal_auth import require_service
+from privacy_runtime.pages.linkpages import LinkPages, PageView, register_stylesheet
 from privacy_runtime.web import ApiView, HttpError, route
 from schemas.fields import Detail
 from services.dsar import cases, store
-from services.dsar.app import app, runtime, workflow
+from services.dsar.app import app, runtime, settings, workflow
 from services.dsar.cases import Case, CaseError
+from services.dsar.package_texts import EXPORT_PAGE_MESSAGES
 from services.dsar.verification import CODE_PATTERN
 from services.dsar.workflow import UnknownCase, utcnow
 
@@ -147,20 +152,65 @@ class RequestVerify(ApiView):
         return self.json(result.body, status=result.status)
 
 
+EXPORT_PAGES = LinkPages(
+    Path(__file__).with_name("templates"),
+    EXPORT_PAGE_MESSAGES,
+    contact_email=settings.privacy_contact_email,
+    public_url=settings.public_base_url,
+    privacy_center_url=settings.privacy_center_url,
+)
+register_stylesheet(app, runtime, "/v1/exports")
+#: A link that cannot be used: the JSON error (for programs) and the page's message key and status.
+REFUSED = {
+    "unknown": (404, "unknown download link"),
+    "expired": (410, "this download link has expired; make a new request and a new copy will be prepared"),
+    "used_up": (410, "this download link has been used the maximum number of times"),
+    "gone": (410, "this package is no longer available"),
+}
+PAGE_TIME_ZONE = ZoneInfo("Europe/Stockholm")
+
+
+def _size(octets: int, lang: str) -> str:
+    """About how big the download is, as a person reads it (Swedish with a decimal comma)."""
+    if octets < 1_000_000:
+        text = f"{max(1, round(octets / 1000))} kB"
+    else:
+        text = f"{octets / 1_000_000:.1f} MB"
+    return text.replace(".", ",") if lang == "sv" else text
+
+
 @route(app, runtime, "/v1/exports/{token}", "export_download")
-class ExportDownload(ApiView):
+class ExportDownload(PageView):
+    """The emailed download link. GET (and HEAD) show a page that describes the package, its expiry and
+    the downloads left, with a download button, and use up nothing (link scanners fetch every URL in
+    a message); POST (the button) returns the package and counts one download."""
+
+    pages = EXPORT_PAGES
+
     async def get(self, request: Request, token: str) -> Response:
-        if not TOKEN_PATTERN.match(token):
-            raise HttpError(404, "unknown download link")
-        outcome, row, content = await workflow.download(token)
-        if outcome == "unknown":
-            raise HttpError(404, "unknown download link")
-        if outcome == "expired":
-            raise HttpError(410, "this download link has expired; make a new request and a new copy will be prepared")
-        if outcome == "used_up":
-            raise HttpError(410, "this download link has been used the maximum number of times")
+        lang = self.pages.language(request)
+        outcome, info = await workflow.describe_export(token) if TOKEN_PATTERN.match(token) else ("unknown", None)
+        if info is None:
+            return self._refused_page(lang, outcome)
+        csv_too = info.right == cases.PORTABILITY or info.export_format == "csv"
+        body = self.pages.render(
+            "export.html.j2", lang, problem=None, right=info.right, request_id=info.request_id,
+            size=_size(info.size, lang), downloads_left=info.downloads_left,
+            formats=self.pages.text(lang, "export.formats.csv" if csv_too else "export.formats.json"),
+            expires=info.expires_at.astimezone(PAGE_TIME_ZONE).strftime("%Y-%m-%d %H:%M %Z"),
+        )
+        return self.page(body)
+
+    async def post(self, request: Request, token: str) -> Response:
+        wants_page = "text/html" in request.headers.get("Accept", "")
+        found = TOKEN_PATTERN.match(token) is not None
+        outcome, row, content = await workflow.download(token) if found else ("unknown", None, None)
         if row is None or content is None:
-            raise HttpError(410, "this package is no longer available")
+            outcome = outcome if outcome in REFUSED else "gone"
+            if wants_page:  # the page's button, in a browser
+                return self._refused_page(self.pages.language(request), outcome)
+            status, message = REFUSED[outcome]
+            raise HttpError(status, message)
         return self.bytes(
             content,
             content_type=row.media_type,
@@ -168,8 +218,14 @@ class ExportDownload(ApiView):
                 "Content-Disposition": f'attachment; filename="{row.filename}"',
                 "Cache-Control": "no-store",
                 "X-Downloads-Left": str(row.downloads_left),
+                "X-Content-Type-Options": "nosniff",
             },
         )
+
+    def _refused_page(self, lang: str, outcome: str) -> Response:
+        status, _ = REFUSED.get(outcome, REFUSED["gone"])
+        body = self.pages.render("export.html.j2", lang, problem=outcome if outcome in REFUSED else "gone")
+        return self.page(body, status=status)
 
 
 # --- operators ------------------------------------------------------------------------------------

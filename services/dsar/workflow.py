@@ -409,7 +409,7 @@ class Workflow:
                 data = json.loads(plain) if plain else None
             fragments[row["system"]] = package.Fragment(row["status"], data)
         now = utcnow()
-        built = package.render(case, package.build(case, fragments, self.data_map, now))
+        built = package.render(case, package.build(case, fragments, self.data_map, now), self.data_map)
         token = secrets.token_urlsafe(32)
         token_hash = sha256(token.encode()).hexdigest()
         data_key = await self.keyring.data_key(conn, case.subject)
@@ -640,6 +640,22 @@ class Workflow:
             metrics.CASES_AWAITING_REVIEW.labels(right=right).set(row["awaiting_review"] if row else 0)
 
     # --- export download (HTTP) -------------------------------------------------------------------
+
+    async def describe_export(self, token: str) -> tuple[str, store.ExportInfo | None]:
+        """What the download page shows (GET/HEAD): read only, so a link scanner uses up nothing.
+        ('ok', info), or ('unknown' | 'expired' | 'used_up' | 'gone', None)."""
+        token_hash = sha256(token.encode()).hexdigest()
+        async with self.runtime.pool.acquire() as conn:
+            info = await store.peek_export(conn, token_hash)
+        if info is None:
+            return "unknown", None
+        if info.expires_at <= utcnow():
+            return "expired", None
+        if info.downloads_left <= 0:
+            return "used_up", None
+        if info.size == 0:
+            return "gone", None
+        return "ok", info
 
     async def download(self, token: str) -> tuple[str, store.ExportRow | None, bytes | None]:
         token_hash = sha256(token.encode()).hexdigest()

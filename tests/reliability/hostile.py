@@ -42,6 +42,7 @@ ENUM_FIELDS = {
     "dsar-requested": "right", "merger-notice": "kind", "policy-changed": "material",
     "legal-disclosure": "recipient_country", "privacy-acks": "status", "notification-requested": "template",
     "privacy-commands.consent": "action", "privacy-commands.dsar": "action", "privacy-commands.notifier": "action",
+    "dsar-status": "status",
 }
 
 
@@ -233,6 +234,13 @@ def http_cases() -> list[HttpCase]:
         HttpCase(d, "POST", f"/v1/requests/{rid}/verify", "verify huge body", body=b'{"code": "' + b"1" * 100_000 + b'"}'),
         HttpCase(d, "GET", "/v1/exports/forged-token", "forged export token"),
         HttpCase(d, "GET", "/v1/exports/" + "a" * 3000, "huge export token"),
+        HttpCase(d, "POST", "/v1/exports/forged-token-forged-token", "forged export token download"),
+        HttpCase(d, "POST", "/v1/exports/forged-token-forged-token", "forged export token download in a browser",
+                 body=b"x" * 2_000_000, headers={"Accept": "text/html", "Content-Type": "application/x-www-form-urlencoded"}),
+        HttpCase(d, "GET", "/v1/exports/forged-token-forged-token", "export page in an unknown language",
+                 params={"lang": "<script>"}, headers={"Accept-Language": "x" * 5000}),
+        HttpCase(c, "GET", "/v1/unsubscribe/forged", "unsubscribe page in an unknown language",
+                 params={"lang": "{{7*7}}"}, headers={"Accept-Language": ";q=,,,;;q=abc"}),
         HttpCase(d, "GET", "/v1/admin/requests", "admin without token"),
         HttpCase(d, "GET", "/v1/admin/requests", "admin wrong token", headers={"Authorization": "Bearer wrong"}),
         HttpCase(d, "GET", "/v1/admin/requests", "admin wrong scheme", headers={"Authorization": "Basic dGVzdA=="}),
