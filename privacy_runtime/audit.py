@@ -193,3 +193,26 @@ async def compare_with_published(
         elif stored[seq] != digest:
             problems.append(ChainProblem(seq, "differs from the entry published on privacy-audit (rewritten)"))
     return problems
+
+
+async def entry_summary(conn: asyncpg.Connection, seq: int) -> dict[str, Any] | None:
+    """One entry as an operator may see it: where and what, never its `detail` (free text lives there)."""
+    row = await conn.fetchrow("SELECT seq, at, action, actor, ref FROM audit_log WHERE seq = $1", seq)
+    if row is None:
+        return None
+    return {"seq": row["seq"], "at": row["at"].isoformat(), "action": row["action"], "actor": row["actor"],
+            "ref": row["ref"]}
+
+
+async def verification_report(conn: asyncpg.Connection, service: str) -> dict[str, Any]:
+    """The chain verified, for the operator endpoint `/v1/admin/audit/verify` (and the office)."""
+    checked, problems = await verify_chain(conn)
+    first = await entry_summary(conn, problems[0].seq) if problems else None
+    return {
+        "service": service,
+        "entries": checked,
+        "ok": not problems,
+        "problems": [{"seq": p.seq, "problem": p.problem} for p in problems[:20]],
+        "problem_count": len(problems),
+        "first_broken": {**first, "problem": problems[0].problem} if first and problems else None,
+    }

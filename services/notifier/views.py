@@ -51,3 +51,18 @@ class AdminEmails(ApiView):
                 ],
             }
         )
+
+
+@route(app, runtime, "/v1/admin/subjects/lookup", "admin_subject_lookup")
+class AdminSubjectLookup(ApiView):
+    """`POST {"email": ...}`: the subjects whose address this is, found by the directory's keyed hash of
+    the normalised address (the address itself is never stored in the clear, nor put in a URL or log)."""
+
+    async def post(self, request: Request) -> Response:
+        self.require_admin(request)
+        email = (await self.json_body(request)).get("email")
+        if not isinstance(email, str) or "@" not in email or len(email) > 320:
+            raise HttpError(400, "'email' must be an email address")
+        async with runtime.pool.acquire() as conn:
+            subjects = await store.subjects_by_email_hash(conn, runtime.keyring.keyed_hash("email", email))
+        return self.json({"subjects": subjects})

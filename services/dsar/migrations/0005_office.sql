@@ -1,0 +1,6 @@
+-- The privacy office's reads: a case's timeline is its audit entries (`ref` is the request id), the
+-- weekly charts read cases by receipt and by closing time, and a search by request id or subject uses
+-- the primary key and cases_subject. Kept small: the audit log is append-only and grows with every case.
+CREATE INDEX audit_log_ref ON audit_log (ref);
+CREATE INDEX cases_received ON cases (received_at);
+CREATE INDEX cases_closed ON cases (closed_at) WHERE closed_at IS NOT NULL;
