@@ -9,7 +9,7 @@ import httpx
 
 from privacy_runtime.web import OPERATOR_HEADER
 
-SERVICES = ("consent", "dsar", "notifier")
+SERVICE_NAMES = ("consent", "dsar", "notifier")
 
 
 class ServiceError(Exception):

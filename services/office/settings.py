@@ -18,12 +18,14 @@ class OfficeSettings(ServiceSettings):
     notifier_url: str = ""
     #: A signed-in session ends after this long without a request.
     office_session_idle_seconds: float = 2 * 3600.0
-    #: Secret that signs session cookies; empty: derived from the master key (stable across restarts).
-    office_session_secret: SecretStr = Field(default=SecretStr(""))
-    #: Session cookies only over HTTPS (set behind TLS; the local stack is plain HTTP).
-    office_secure_cookies: bool = False
+    #: Where operators open the office; an https:// address makes the session cookie Secure (and adds
+    #: HSTS). Default: its local address.
+    office_url: str = ""
     #: Dead letters read per topic for the page (the newest).
     office_dead_letters_per_topic: int = Field(default=50, ge=1, le=1000)
+
+    def public_url(self) -> str:
+        return (self.office_url or f"http://{self.web_bind}:{self.office_web_port}").rstrip("/")
 
     def service_url(self, name: str) -> str:
         explicit = {"dsar": self.dsar_url, "consent": self.consent_url, "notifier": self.notifier_url}[name]
