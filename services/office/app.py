@@ -21,8 +21,10 @@ TEMPLATES = Path(__file__).with_name("templates")
 SESSION_COOKIE = "office_session"
 
 
-def create_app(settings: OfficeSettings) -> web.Application:
-    runtime = OfficeRuntime(settings)
+def create_app(settings: OfficeSettings, runtime: OfficeRuntime | None = None,
+               services: Services | None = None) -> web.Application:
+    """`runtime` and `services` stand in for the real ones in tests of the pages alone."""
+    runtime = runtime or OfficeRuntime(settings)
     app = create_base_app(runtime, templates=TEMPLATES, session_cookie=SESSION_COOKIE,
                           idle_seconds=int(settings.office_session_idle_seconds), public_url=settings.public_url(),
                           language="en")
@@ -35,8 +37,8 @@ def create_app(settings: OfficeSettings) -> web.Application:
     app[views.DLQ_PER_TOPIC] = settings.office_dead_letters_per_topic
 
     async def clients(app: web.Application) -> AsyncIterator[None]:
-        app[views.SERVICES] = Services({name: settings.service_url(name) for name in SERVICE_NAMES},
-                                       settings.admin_token.get_secret_value())
+        app[views.SERVICES] = services or Services({name: settings.service_url(name) for name in SERVICE_NAMES},
+                                                   settings.admin_token.get_secret_value())
         yield
         await app[views.SERVICES].close()
 

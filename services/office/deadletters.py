@@ -88,16 +88,11 @@ class DeadLetterReader:
         self._lock = asyncio.Lock()
 
     async def _partitions(self) -> list[TopicPartition]:
-        found: list[TopicPartition] = []
-        for topic in self.topics:
-            for partition in sorted(self.consumer.partitions_for_topic(topic) or ()):
-                found.append(TopicPartition(topic, partition))
-        if not found:
-            await self.consumer._client.force_metadata_update()
-            for topic in self.topics:
-                for partition in sorted(self.consumer.partitions_for_topic(topic) or ()):
-                    found.append(TopicPartition(topic, partition))
-        return found
+        # Fresh metadata of every topic each time (one request): assigning partitions narrows what the
+        # client tracks, so its cached metadata may lack the other .dlq topics.
+        metadata = await self.consumer._client.fetch_all_metadata()
+        return [TopicPartition(topic, partition) for topic in self.topics
+                for partition in sorted(metadata.partitions_for_topic(topic) or ())]
 
     async def counts(self) -> dict[str, int]:
         """Messages held per .dlq topic (end minus beginning offsets)."""
@@ -147,7 +142,7 @@ class DeadLetterReader:
             raise NotFound(f"{topic} is not a dead-letter topic")
         tp = TopicPartition(topic, partition)
         async with self._lock:
-            if partition not in (self.consumer.partitions_for_topic(topic) or set()):
+            if tp not in await self._partitions():
                 raise NotFound(f"{topic} has no partition {partition}")
             self.consumer.assign([tp])
             self.consumer.seek(tp, offset)

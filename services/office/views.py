@@ -12,6 +12,7 @@ import uuid
 from datetime import UTC, datetime
 from typing import Any
 
+import asyncpg
 from aiohttp import web
 
 from privacy_runtime.audit import verification_report
@@ -71,11 +72,17 @@ def flash(request: web.Request, text: str, kind: str = "ok") -> None:
     session_of(request)["flash"] = [kind, text[:500]]
 
 
+#: Values a template may leave out (the templates render with StrictUndefined).
+OPTIONAL: dict[str, Any] = {"error": None, "request_error": None, "opt_out_error": None, "candidates": [],
+                            "opt_out_values": None}
+
+
 def page(request: web.Request, template: str, *, status: int = 200, **values: Any) -> web.Response:
     session = session_of(request)
     message = session.pop("flash")
-    return render(request, template, status=status, operator=operator_of(request), nav=NAV, current=request.path,
-                  flash=message, short=present.short_date, **values)
+    return render(request, template, status=status, **{
+        **OPTIONAL, "operator": operator_of(request), "nav": NAV, "current": request.path, "flash": message,
+        "short": present.short_date, **values})
 
 
 def services(request: web.Request) -> Services:
@@ -450,8 +457,11 @@ async def audit_page(request: web.Request) -> web.Response:
     runtime = request.app[RUNTIME]
 
     async def own() -> dict[str, Any]:
-        async with runtime.pool.acquire() as conn:
-            return await verification_report(conn, "office")
+        try:
+            async with runtime.pool.acquire() as conn:
+                return await verification_report(conn, "office")
+        except (OSError, AssertionError, asyncpg.PostgresError) as exc:
+            raise ServiceError("office", 503, f"its database is not reachable ({type(exc).__name__})") from None
 
     names = ("consent", "dsar", "notifier")
     results = await _gather(*(svc.get(n, "/v1/admin/audit/verify") for n in names), own())
@@ -460,5 +470,5 @@ async def audit_page(request: web.Request) -> web.Response:
         if isinstance(result, Exception):
             reports.append({"service": name, "unavailable": str(result)})
         else:
-            reports.append(result)
+            reports.append({"unavailable": None, **result})
     return page(request, "audit.html.j2", reports=reports)

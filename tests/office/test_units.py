@@ -117,3 +117,76 @@ def test_chart_scale_is_round() -> None:
     assert charts._scale([0]) == 1
     assert charts._scale([120]) == 200
     assert charts._scale([5]) == 5
+
+
+def test_rejection_reason_joins_ground_and_words() -> None:
+    from services.office import present
+
+    assert present.rejection_reason("unfounded", "Fifth request this week.") == \
+        "The request is manifestly unfounded or excessive (GDPR Art. 12(5)). Fifth request this week."
+    assert present.rejection_reason("", "  Only words. ") == "Only words."
+    assert present.rejection_reason("unfounded", "").startswith("The request is manifestly")
+    assert present.rejection_reason("", " ") is None
+    assert present.rejection_reason("made-up", "text") is None
+
+
+def test_case_actions_follow_the_case() -> None:
+    from datetime import UTC, datetime, timedelta
+
+    from services.office import present
+
+    now = datetime.now(UTC)
+    base = {"right": "objection", "status": "in_progress", "manual_review": True, "extended": False,
+            "original_due_at": (now + timedelta(days=20)).isoformat(), "steps": []}
+    assert present.case_actions(base, now) == {"approve", "reject", "extend"}
+    late = {**base, "original_due_at": (now - timedelta(days=1)).isoformat()}
+    assert "extend" not in present.case_actions(late, now)  # only inside the first month
+    waiting = {**base, "manual_review": False, "status": "awaiting_systems",
+               "steps": [{"system": "billing", "command_id": "c", "outcome": None},
+                         {"system": "accounts", "command_id": "d", "outcome": "done"}]}
+    assert present.case_actions(waiting, now) == {"extend", "resend"}
+    assert present.waiting_systems(waiting) == ["billing"]
+    restriction = {**base, "right": "restriction", "status": "completed", "manual_review": False}
+    assert present.case_actions(restriction, now) == {"lift"}
+
+
+def test_filters_and_paging() -> None:
+    from services.office import present
+
+    f = present.Filters.from_query({"status": "rejected", "right": "nope", "overdue": "on", "page": "3", "q": " u-1 "})
+    assert (f.status, f.right, f.overdue, f.q, f.page) == ("rejected", "", "true", "u-1", 3)
+    assert f.service_query()["offset"] == 2 * present.PAGE_SIZE
+    assert f.link(page=1) == "/cases?status=rejected&overdue=true&q=u-1"
+    assert present.Filters.from_query({"page": "x"}).page == 1
+    assert present.pages(0, 1) == (1, False, False)
+    assert present.pages(101, 2) == (3, True, True)
+
+
+def test_debt_is_summed_over_services() -> None:
+    from datetime import UTC, datetime, timedelta
+
+    from services.office import present
+
+    now = datetime.now(UTC)
+    old = (now - timedelta(days=3)).isoformat()
+    newer = (now - timedelta(hours=2)).isoformat()
+    merged = present.merge_debt([
+        {"service": "dsar", "systems": [{"system": "billing", "outstanding": 2, "overdue": 1, "oldest": newer}]},
+        {"service": "consent", "systems": [{"system": "billing", "outstanding": 1, "overdue": 0, "oldest": old}]},
+    ], now)
+    assert merged["billing"]["outstanding"] == 3 and merged["billing"]["overdue"] == 1
+    assert merged["billing"]["oldest_age"] == "3 d"
+
+
+def test_timeline_names_the_operator() -> None:
+    from services.office import present
+
+    entries = present.timeline([
+        {"at": "2026-12-01T10:00:00+00:00", "action": "operator_reject", "actor": "operator:anna",
+         "detail": {"status": "in_progress"}},
+        {"at": "2026-12-01T10:00:01+00:00", "action": "case_rejected", "actor": "service:dsar",
+         "detail": {"reason": "Art. 21(1)", "from": "in_progress", "to": "rejected", "id": "secret"}},
+    ])
+    assert (entries[0].what, entries[0].actor, entries[0].by_operator) == ("Operator rejected", "anna", True)
+    assert entries[1].actor == "dsar service" and "reason: Art. 21(1)" in entries[1].detail
+    assert "secret" not in entries[1].detail
