@@ -465,7 +465,7 @@ async def audit_page(request: web.Request) -> web.Response:
 
     names = ("consent", "dsar", "notifier")
     results = await _gather(*(svc.get(n, "/v1/admin/audit/verify") for n in names), own())
-    reports = []
+    reports: list[dict[str, Any]] = []
     for name, result in zip((*names, "office"), results, strict=True):
         if isinstance(result, Exception):
             reports.append({"service": name, "unavailable": str(result)})
