@@ -146,12 +146,26 @@ def register_operator_pages(app: faust.App, runtime: Any) -> None:
     """Operator reads every service answers alike (bearer ADMIN_TOKEN): its audit chain verified, the
     commands it sent that are not yet answered, per system, and a re-send of them now."""
 
+    last: dict[str, Any] = {}
+    verifying = asyncio.Lock()
+
     @route(app, runtime, "/v1/admin/audit/verify", "admin_audit_verify")
     class AuditVerifyView(ApiView):
+        """The chain verified; a result up to AUDIT_VERIFY_MAX_AGE_SECONDS old unless `?fresh=true`
+        (`verified_at` says when). One walk at a time: a second caller waits for the first's result."""
+
         async def get(self, request: Request) -> Response:
             self.require_admin(request)
-            async with runtime.pool.acquire() as conn:
-                return self.json(await verification_report(conn, runtime.name))
+            fresh = (request.query.get("fresh") or "").lower() in ("1", "true")  # type: ignore[attr-defined]
+            max_age = float(getattr(runtime.settings, "audit_verify_max_age_seconds", 0.0))
+            asked = time.monotonic()
+            async with verifying:
+                done_at = last.get("at", float("-inf"))
+                if done_at < asked and (fresh or time.monotonic() - done_at > max_age):
+                    async with runtime.pool.acquire() as conn:
+                        last["report"] = await verification_report(conn, runtime.name)
+                    last["at"] = time.monotonic()
+                return self.json(last["report"])
 
     @route(app, runtime, "/v1/admin/commands", "admin_commands")
     class CommandsView(ApiView):

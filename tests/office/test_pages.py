@@ -41,11 +41,13 @@ class FakeServices:
 
     def __init__(self) -> None:
         self.posts: list[tuple[str, str, dict[str, Any], str | None]] = []
+        self.gets: list[tuple[str, str, dict[str, Any] | None]] = []
 
     async def close(self) -> None:
         return None
 
     async def get(self, service: str, path: str, params: dict[str, Any] | None = None) -> Any:
+        self.gets.append((service, path, params))
         if path == "/v1/admin/stats":
             return {"counts": {"overdue": 1, "due_soon": 2, "awaiting_review": 3, "open_in_progress": 4},
                     "weeks": [{"week": "2026-11-23", "received": 5, "completed": 2, "avg_days": 3.5}],
@@ -156,13 +158,18 @@ async def test_every_page_renders_for_an_operator_only(client: tuple[TestClient,
 
 
 async def test_pages_show_what_the_services_say(client: tuple[TestClient, FakeServices]) -> None:
-    test_client, _ = client
+    test_client, fake = client
     await signed_in(test_client)
     overview = await (await test_client.get("/")).text()
     assert overview.count('role="img"') == 2 and "user-registered.dlq" in overview
     audit = await (await test_client.get("/audit")).text()
     assert "row 7: case_received by mallory" in audit and "broken" in audit
     assert "not checked" in audit  # the office's own chain: no database here
+    token = csrf(audit)
+    before = len(fake.gets)
+    await test_client.post("/audit/verify", data={"csrf_token": token})
+    assert [g for g in fake.gets[before:] if g[1] == "/v1/admin/audit/verify" and g[2]] == [
+        (s, "/v1/admin/audit/verify", {"fresh": "true"}) for s in ("consent", "dsar", "notifier")]
     case = await (await test_client.get(f"/cases/{RID}")).text()
     assert "Operator approved" in case and "<strong>bo</strong>" in case
     for action in ("approve", "extend", "resend"):
