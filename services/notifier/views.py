@@ -65,4 +65,5 @@ class AdminSubjectLookup(ApiView):
             raise HttpError(400, "'email' must be an email address")
         async with runtime.pool.acquire() as conn:
             subjects = await store.subjects_by_email_hash(conn, runtime.keyring.keyed_hash("email", email))
-        return self.json({"subjects": subjects})
+            erased = await runtime.keyring.erased_among(conn, subjects) if subjects else {}
+        return self.json({"subjects": [s for s in subjects if s not in erased]})
