@@ -92,6 +92,10 @@ class ServiceRuntime:
             key_serializer="raw",
             store="memory://",
             web_port=web_port,
+            # faust's own /router and /table pages describe the cluster and its tables to anyone who
+            # asks; these services route nothing through faust and keep no faust tables.
+            web_router_enabled=False,
+            web_tables_enabled=False,
             web_bind=settings.web_bind,
             web_host=settings.web_bind,
             consumer_auto_offset_reset="earliest",

@@ -29,6 +29,9 @@ TOKEN_PATTERN = re.compile(r"^[A-Za-z0-9_-]{20,128}$")
 SEARCH_PATTERN = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
 MAX_REASON = 2000
 MAX_LIST = 1000
+DEFAULT_LIST = 200
+LIMIT_PATTERN = re.compile(r"[1-9][0-9]{0,8}")
+NUMBER_PATTERN = re.compile(r"0|[1-9][0-9]{0,8}")
 #: A reason travels in `dsar-status` (and the subject's email) as a `Detail`: checked against that very
 #: type here, so what the event would refuse is a 400 now rather than a 500 mid-transaction.
 REASON_TEXT = TypeAdapter(Detail)
@@ -42,10 +45,12 @@ def _request_id(value: str) -> str:
 
 
 def _int(value: str | None, default: int, low: int, high: int, name: str) -> int:
-    try:
-        number = int(value) if value else default
-    except ValueError:
-        raise HttpError(400, f"{name} must be an integer") from None
+    """A query number: plain decimal digits only (as `limit`), within [low, high]."""
+    if value is None:
+        return default
+    if not NUMBER_PATTERN.fullmatch(value):
+        raise HttpError(400, f"{name} must be a whole number between {low} and {high}")
+    number = int(value)
     if not low <= number <= high:
         raise HttpError(400, f"{name} must be between {low} and {high}")
     return number
@@ -203,18 +208,24 @@ class AdminRequests(ApiView):
         right = query.get("right") or None
         if right is not None and right not in cases.RIGHTS:
             raise HttpError(400, f"unknown right {right[:40]!r}; known: {', '.join(cases.RIGHTS)}")
-        overdue_text = (query.get("overdue") or "").lower()
-        if overdue_text not in ("", "true", "false", "1", "0"):
+        overdue_text = query.get("overdue") or ""
+        if overdue_text not in ("", "true", "false"):
             raise HttpError(400, "overdue must be true or false")
-        overdue = None if overdue_text == "" else overdue_text in ("true", "1")
-        review_text = (query.get("review") or "").lower()
-        if review_text not in ("", "true", "false", "1", "0"):
+        overdue = None if overdue_text == "" else overdue_text == "true"
+        review_text = query.get("review") or ""
+        if review_text not in ("", "true", "false"):
             raise HttpError(400, "review must be true or false")
-        review = None if review_text == "" else review_text in ("true", "1")
+        review = None if review_text == "" else review_text == "true"
         search = (query.get("q") or "").strip() or None
         if search is not None and not SEARCH_PATTERN.match(search):
             raise HttpError(400, "q must be a request id or a subject id")
-        limit = _int(query.get("limit"), 200, 1, MAX_LIST, "limit")
+        limit_text = query.get("limit")
+        # Plain decimal digits only: int() would also take "+5", " 5", "1_0" or other scripts' digits.
+        if limit_text is not None and not LIMIT_PATTERN.fullmatch(limit_text):
+            raise HttpError(400, f"limit must be a whole number between 1 and {MAX_LIST}")
+        limit = int(limit_text) if limit_text is not None else DEFAULT_LIST
+        if not 1 <= limit <= MAX_LIST:
+            raise HttpError(400, f"limit must be between 1 and {MAX_LIST}")
         offset = _int(query.get("offset"), 0, 0, 10_000_000, "offset")
         now = utcnow()
         filters: dict[str, Any] = {"status": status, "right": right, "overdue": overdue, "now": now,
