@@ -22,6 +22,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from privacy_runtime import commands, metrics
 from privacy_runtime.audit import verification_report
+from schemas.topics import ALL_SYSTEMS
 
 log = logging.getLogger(__name__)
 
@@ -32,7 +33,6 @@ MAX_BODY_BYTES = 64 * 1024
 #: together with the ADMIN_TOKEN bearer: whoever holds that token may act under any name anyway.
 OPERATOR_HEADER = "X-Operator"
 OPERATOR_NAME = re.compile(r"^[A-Za-z0-9._@-]{1,64}$")
-SYSTEM_ID = re.compile(r"^[a-z0-9_]{1,64}$")
 
 
 class HttpError(Exception):
@@ -180,7 +180,10 @@ def register_operator_pages(app: faust.App, runtime: Any) -> None:
 
         async def get(self, request: Request) -> Response:
             self.require_admin(request)
-            fresh = (request.query.get("fresh") or "").lower() in ("1", "true")  # type: ignore[attr-defined]
+            fresh_text = request.query.get("fresh") or ""  # type: ignore[attr-defined]
+            if fresh_text not in ("", "true", "false"):
+                raise HttpError(400, "fresh must be true or false")
+            fresh = fresh_text == "true"
             max_age = float(getattr(runtime.settings, "audit_verify_max_age_seconds", 0.0))
             asked = time.monotonic()
             async with verifying:
@@ -196,8 +199,8 @@ def register_operator_pages(app: faust.App, runtime: Any) -> None:
         async def get(self, request: Request) -> Response:
             self.require_admin(request)
             system = request.query.get("system") or None  # type: ignore[attr-defined]
-            if system is not None and not SYSTEM_ID.match(system):
-                raise HttpError(400, "system must be a system id")
+            if system is not None and system not in ALL_SYSTEMS:
+                raise HttpError(400, f"system must be a system id: {', '.join(ALL_SYSTEMS)}")
             now = datetime.now(UTC)
             async with runtime.pool.acquire() as conn:
                 debt = await commands.debt_by_system(conn, now)
@@ -221,8 +224,8 @@ def register_operator_pages(app: faust.App, runtime: Any) -> None:
             actor = self.operator(request)
             body = await self.json_body(request)
             system = body.get("system")
-            if not isinstance(system, str) or not SYSTEM_ID.match(system):
-                raise HttpError(400, "'system' must be a system id")
+            if not isinstance(system, str) or system not in ALL_SYSTEMS:
+                raise HttpError(400, f"'system' must be a system id: {', '.join(ALL_SYSTEMS)}")
             async with runtime.transaction() as conn:
                 count = await commands.resend_now(conn, system)
                 await runtime.audit.record(conn, "operator_resend", ref=system, actor=actor,

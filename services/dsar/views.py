@@ -17,6 +17,7 @@ from pydantic import TypeAdapter, ValidationError
 from privacy_runtime.commands import commands_of_request
 from privacy_runtime.web import ApiView, HttpError, route
 from schemas.fields import Detail
+from schemas.topics import ALL_SYSTEMS
 from services.dsar import cases, store
 from services.dsar.app import app, runtime, workflow
 from services.dsar.cases import Case, CaseError
@@ -26,7 +27,7 @@ from services.dsar.workflow import UnknownCase, utcnow
 T = TypeVar("T")
 TOKEN_PATTERN = re.compile(r"^[A-Za-z0-9_-]{20,128}$")
 #: A search is a request id or a subject id (the envelope's subject pattern).
-SEARCH_PATTERN = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
+SEARCH_PATTERN = re.compile(r"[A-Za-z0-9._:-]{1,128}")
 MAX_REASON = 2000
 MAX_LIST = 1000
 DEFAULT_LIST = 200
@@ -216,8 +217,8 @@ class AdminRequests(ApiView):
         if review_text not in ("", "true", "false"):
             raise HttpError(400, "review must be true or false")
         review = None if review_text == "" else review_text == "true"
-        search = (query.get("q") or "").strip() or None
-        if search is not None and not SEARCH_PATTERN.match(search):
+        search = query.get("q") or None
+        if search is not None and not SEARCH_PATTERN.fullmatch(search):
             raise HttpError(400, "q must be a request id or a subject id")
         limit_text = query.get("limit")
         # Plain decimal digits only: int() would also take "+5", " 5", "1_0" or other scripts' digits.
@@ -304,8 +305,8 @@ class AdminResend(ApiView):
         actor = self.operator(request)
         rid = _request_id(request_id)
         system = (await self.json_body(request)).get("system")
-        if not isinstance(system, str) or runtime.data_map.get(system) is None:
-            raise HttpError(400, "'system' must be a system id of the data map")
+        if not isinstance(system, str) or system not in ALL_SYSTEMS:
+            raise HttpError(400, f"'system' must be a system id: {', '.join(ALL_SYSTEMS)}")
         _case, count = await _answered(rid, workflow.resend(rid, system, actor))
         return self.json({"request_id": rid, "system": system, "resent": count})
 

@@ -2,11 +2,16 @@
 
 from __future__ import annotations
 
+import re
+
 from faust.web import Request, Response
 
 from privacy_runtime.web import ApiView, HttpError, route
 from services.notifier import rules, store
 from services.notifier.app import app, runtime
+
+#: An address as the lookup takes it: one @ with something either side (the OpenAPI pattern).
+EMAIL_SHAPE = re.compile(r"[^@]+@[^@]+")
 
 
 @route(app, runtime, "/v1/admin/emails", "admin_emails")
@@ -61,8 +66,8 @@ class AdminSubjectLookup(ApiView):
     async def post(self, request: Request) -> Response:
         self.require_admin(request)
         email = (await self.json_body(request)).get("email")
-        if not isinstance(email, str) or "@" not in email or len(email) > 320:
-            raise HttpError(400, "'email' must be an email address")
+        if not isinstance(email, str) or not 3 <= len(email) <= 320 or not EMAIL_SHAPE.fullmatch(email):
+            raise HttpError(400, "'email' must be an email address (one @, at most 320 characters)")
         async with runtime.pool.acquire() as conn:
             subjects = await store.subjects_by_email_hash(conn, runtime.keyring.keyed_hash("email", email))
             erased = await runtime.keyring.erased_among(conn, subjects) if subjects else {}
