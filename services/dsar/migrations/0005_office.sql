@@ -4,3 +4,6 @@
 CREATE INDEX audit_log_ref ON audit_log (ref);
 CREATE INDEX cases_received ON cases (received_at);
 CREATE INDEX cases_closed ON cases (closed_at) WHERE closed_at IS NOT NULL;
+-- The queue's order (due date, then request id) for every case, so a later page of the list is an index
+-- walk rather than a sort of every case.
+CREATE INDEX cases_due_order ON cases (due_at, request_id);
