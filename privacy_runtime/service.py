@@ -37,7 +37,7 @@ from privacy_runtime.kafka import (
     wait_for_kafka,
 )
 from privacy_runtime.logs import configure_logging, logging_config
-from privacy_runtime.migrations import apply_migrations
+from privacy_runtime.migrations import apply_keystore_migrations, apply_migrations
 from privacy_runtime.outbox import Outbox, OutboxRelay
 from privacy_runtime.processor import Handler, StreamProcessor
 from privacy_runtime.settings import ServiceSettings
@@ -69,6 +69,7 @@ class ServiceRuntime:
         self.started = asyncio.Event()
         self._start_lock = asyncio.Lock()
         self._pool: asyncpg.Pool | None = None
+        self._keystore_pool: asyncpg.Pool | None = None
         self._producer: AIOKafkaProducer | None = None
         self._dead_letters: DeadLetters | None = None
         self._relay: OutboxRelay | None = None
@@ -182,6 +183,10 @@ class ServiceRuntime:
     async def start(self) -> None:
         self._pool = await create_pool(self.settings.database_url, self.name)
         await apply_migrations(self._pool, self.name, self.sql_dir)
+        if self.settings.separate_keystore():  # KEYSTORE_DATABASE_URL: the wrapped keys live apart
+            self._keystore_pool = await create_pool(self.settings.keystore_url(), self.name, min_size=1)
+            await apply_keystore_migrations(self._keystore_pool, self.name)
+            self.keyring.use_keystore(self._keystore_pool)
         async with self._pool.acquire() as conn:
             await self.keyring.load_lookup_key(conn)
         self._producer = make_producer(self.settings)
@@ -270,6 +275,8 @@ class ServiceRuntime:
             await self._producer.stop()
         if self._pool is not None:
             await self._pool.close()
+        if self._keystore_pool is not None:
+            await self._keystore_pool.close()
         log.info("%s runtime stopped", self.name)
 
     async def _wait_for_kafka(self) -> None:
