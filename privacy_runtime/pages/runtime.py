@@ -21,7 +21,7 @@ from privacy_runtime.audit import AuditTrail
 from privacy_runtime.crypto import KeyRing
 from privacy_runtime.db import create_pool
 from privacy_runtime.kafka import make_producer, start_producer_with_backoff
-from privacy_runtime.migrations import apply_migrations
+from privacy_runtime.migrations import apply_keystore_migrations, apply_migrations
 from privacy_runtime.outbox import Outbox, OutboxRelay
 from privacy_runtime.settings import ServiceSettings
 
@@ -39,6 +39,7 @@ class PageRuntime:
         self.audit = AuditTrail(self.outbox, actor=f"service:{name}")
         self.started = asyncio.Event()
         self._pool: asyncpg.Pool | None = None
+        self._keystore_pool: asyncpg.Pool | None = None
         self._producer: AIOKafkaProducer | None = None
         self._relay: OutboxRelay | None = None
         self._relay_task: asyncio.Task[None] | None = None
@@ -52,6 +53,10 @@ class PageRuntime:
         if self.sql_dir is not None:
             self._pool = await create_pool(self.settings.database_url, self.name)
             await apply_migrations(self._pool, self.name, self.sql_dir)
+            if self.settings.separate_keystore():  # KEYSTORE_DATABASE_URL: the wrapped keys live apart
+                self._keystore_pool = await create_pool(self.settings.keystore_url(), self.name, min_size=1)
+                await apply_keystore_migrations(self._keystore_pool, self.name)
+                self.keyring.use_keystore(self._keystore_pool)
             async with self._pool.acquire() as conn:
                 await self.keyring.load_lookup_key(conn)
             if self.publishes:
@@ -78,6 +83,8 @@ class PageRuntime:
             await self._producer.stop()
         if self._pool is not None:
             await self._pool.close()
+        if self._keystore_pool is not None:
+            await self._keystore_pool.close()
 
     async def ready(self) -> dict[str, str] | None:
         """The checks /readyz reports, or None when not ready."""
