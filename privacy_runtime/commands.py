@@ -392,3 +392,46 @@ async def resend_loop(runtime: Any, tracker: CommandTracker, interval: float = 1
         except Exception as exc:
             log.warning("command resend pass failed: %s", exc)
         await asyncio.sleep(interval)
+
+
+# --- operator views of the commands table (read by the office through /v1/admin/commands) ----------
+
+
+async def debt_by_system(conn: asyncpg.Connection, now: datetime) -> list[asyncpg.Record]:
+    """Per system: commands not yet answered, how many are past `respond_by`, and the oldest one.
+    Reads only unacknowledged rows (the partial index `commands_outstanding`)."""
+    return list(await conn.fetch(
+        "SELECT system, count(*) AS outstanding, count(*) FILTER (WHERE respond_by < $1) AS overdue, "
+        "min(created_at) AS oldest, min(respond_by) AS oldest_respond_by "
+        "FROM commands WHERE acked_at IS NULL GROUP BY system ORDER BY system",
+        now,
+    ))
+
+
+async def outstanding_of(conn: asyncpg.Connection, system: str, limit: int = 50) -> list[asyncpg.Record]:
+    """A system's oldest unanswered commands (no command id: it is the system's capability to answer)."""
+    return list(await conn.fetch(
+        "SELECT request_id, action, purpose, created_at, respond_by, attempts, ack_status "
+        "FROM commands WHERE acked_at IS NULL AND system = $1 ORDER BY created_at LIMIT $2",
+        system, limit,
+    ))
+
+
+async def commands_of_request(conn: asyncpg.Connection, request_id: str) -> list[asyncpg.Record]:
+    """Every command of a case with its answer, in the order issued."""
+    return list(await conn.fetch(
+        "SELECT system, action, purpose, created_at, respond_by, attempts, acked_at, ack_status "
+        "FROM commands WHERE request_id = $1 ORDER BY issued_seq",
+        uuid.UUID(request_id),
+    ))
+
+
+async def resend_now(conn: asyncpg.Connection, system: str, request_id: str | None = None) -> int:
+    """Make a system's unanswered commands (of one case, or all) due now: the resend loop sends them
+    on its next pass, with the same command ids, as it would after the backoff. Returns how many."""
+    value = await conn.fetchval(
+        "WITH r AS (UPDATE commands SET next_attempt_at = now() WHERE acked_at IS NULL AND system = $1 "
+        "AND ($2::uuid IS NULL OR request_id = $2) RETURNING 1) SELECT count(*) FROM r",
+        system, uuid.UUID(request_id) if request_id else None,
+    )
+    return int(value)

@@ -77,6 +77,9 @@ class ServiceSettings(ConnectionSettings):
     processed_events_retention_days: float = Field(default=30.0, ge=15.0)
     handled_commands_retention_days: float = Field(default=90.0, ge=15.0)
     housekeeping_seconds: float = Field(default=3600.0, gt=0)
+    #: `GET /v1/admin/audit/verify` answers with a verification at most this old (`?fresh=true`: now).
+    #: Walking a long chain takes seconds; the office's audit page should not.
+    audit_verify_max_age_seconds: float = Field(default=300.0, ge=0)
     #: Where faust keeps its local state (tables are not used; faust still wants a folder).
     state_dir: Path = Path("var/state")
 

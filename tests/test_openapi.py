@@ -38,8 +38,8 @@ ROUTE = re.compile(r'@route\(app, runtime, "([^"]+)"')
 
 
 def _registered_paths() -> set[str]:
-    paths = {"/metrics", "/healthz", "/readyz"}
-    for views in Path(ROOT / "services").glob("*/views.py"):
+    paths: set[str] = set()
+    for views in [*Path(ROOT / "services").glob("*/views.py"), ROOT / "privacy_runtime" / "web.py"]:
         paths |= {re.sub(r"\{subject_id\}", "{subject_id}", p) for p in ROUTE.findall(views.read_text())}
     return paths
 

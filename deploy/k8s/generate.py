@@ -7,6 +7,8 @@ Sources and outputs:
 
 * ``schemas.topics``: one Strimzi ``KafkaTopic`` per contract topic (``generated/kafka-topics.yaml``)
   and the ``KafkaUser``s with their ACLs (``generated/kafka-users.yaml``).
+* :data:`OFFICE`: the privacy office's Deployment, Service, PodDisruptionBudget, NetworkPolicy (internal
+  only) and ServiceMonitor (``generated/office.yaml``).
 * :data:`SERVICES` below: per service a Deployment, Service, PodDisruptionBudget, NetworkPolicy,
   KEDA ``ScaledObject`` + ``TriggerAuthentication`` and ``ServiceMonitor`` (``generated/<service>.yaml``).
 * ``deploy/prometheus/rules.yaml`` (the one hand-written copy of the alert rules): the
@@ -197,6 +199,23 @@ WEB_APPS: tuple[WebAppSpec, ...] = (
     ),
 )
 
+
+#: The privacy office (services/office): a web app, not a stream processor, so no consumer group and no
+#: lag-based scaling; internal only (no Ingress path, see `office_network_policy`). It publishes intake
+#: events and its audit entries, reads the dead-letter topics (no group) and replays to their topics, and
+#: calls the three services' operator APIs.
+OFFICE = ServiceSpec(
+    name="office",
+    port=6070,
+    port_env="OFFICE_WEB_PORT",
+    consumes=(),
+    produces=(topics.DSAR_REQUESTED, topics.ERASURE_REQUESTED, topics.CONSENT_CHANGED, topics.PRIVACY_AUDIT),
+    calls=("consent", "dsar", "notifier"),
+)
+#: Namespaces whose pods may open the office (the operators' VPN gateway or bastion); label them
+#: `privacy.isopartner.se/office-access: "true"`. Never the ingress controller.
+OFFICE_ACCESS_LABEL = "privacy.isopartner.se/office-access"
+
 #: The operators' user (privacyctl): publish contract events, read and replay dead letters.
 OPERATOR_USER = "privacy-operator"
 OPERATOR_GROUP_PREFIX = "privacyctl"
@@ -355,11 +374,21 @@ def web_app_user(app: WebAppSpec) -> dict[str, Any]:
     return kafka_user(app.app, acls, app.name, "web-app")
 
 
+def office_user() -> dict[str, Any]:
+    """Writes its intake events and audit entries, and (replay) the topics our services consume; reads
+    the dead-letter topics without a consumer group."""
+    written = dict.fromkeys((*OFFICE.produces, *topics.CONSUMED_TOPICS))
+    acls = [acl("topic", t, ["Write", "Describe"]) for t in written]
+    acls += [acl("topic", t, ["Read", "Describe"]) for t in topics.DLQ_TOPICS]
+    return kafka_user(OFFICE.app, acls, OFFICE.name, "office")
+
+
 def kafka_users() -> list[dict[str, Any]]:
     users = [service_user(s) for s in SERVICES]
     users += [web_app_user(a) for a in WEB_APPS]
     users += [downstream_user(s) for s in topics.EXTERNAL_SYSTEMS]
     users.append(operator_user())
+    users.append(office_user())
     return users
 
 
@@ -704,6 +733,33 @@ def _port_of(name: str) -> int:
     return next(s.port for s in SERVICES if s.name == name)
 
 
+def office_network_policy() -> dict[str, Any]:
+    """The office's own port only from this namespace, Prometheus and the namespaces labelled
+    OFFICE_ACCESS_LABEL; out to Kafka, PostgreSQL, DNS and the three services' ports."""
+    policy = network_policy(OFFICE)
+    policy["spec"]["ingress"] = [{
+        "from": [
+            {"podSelector": {}},
+            {"namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": "monitoring"}}},
+            {"namespaceSelector": {"matchLabels": {OFFICE_ACCESS_LABEL: "true"}}},
+        ],
+        "ports": [{"protocol": "TCP", "port": OFFICE.port}],
+    }]
+    return policy
+
+
+def office_resources() -> list[dict[str, Any]]:
+    office = deployment(OFFICE)
+    container = office["spec"]["template"]["spec"]["containers"][0]
+    container["command"] = ["python", "-m", "services.office"]
+    container["env"] += [{"name": f"{name.upper()}_URL", "value": f"http://{svc.app}:{svc.port}"}
+                         for name in OFFICE.calls for svc in SERVICES if svc.name == name]
+    # Operators' names and the SHA-256 of their tokens (hashes only), kept with the other secrets.
+    container["env"].append({"name": "OFFICE_OPERATORS", "valueFrom": {"secretKeyRef": {
+        "name": APP_SECRET, "key": "OFFICE_OPERATORS", "optional": True}}})
+    return [office, service(OFFICE), pdb(OFFICE), office_network_policy(), service_monitor(OFFICE)]
+
+
 # --- public entry -------------------------------------------------------------------------------
 
 PUBLIC_HOST = "privacy.isopartner.se"
@@ -775,6 +831,7 @@ def render() -> dict[Path, str]:
         out[GENERATED / f"{svc.name}.yaml"] = dump_all(service_resources(svc), "SERVICES in this script")
     for web_app in WEB_APPS:
         out[GENERATED / f"{web_app.module}.yaml"] = dump_all(web_app_resources(web_app), "WEB_APPS in this script")
+    out[GENERATED / "office.yaml"] = dump_all(office_resources(), "OFFICE in this script")
     for filename, board in dashboards.all_dashboards().items():
         out[GRAFANA / filename] = json.dumps(board, indent=2, ensure_ascii=False) + "\n"
     return out

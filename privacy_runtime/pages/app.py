@@ -60,6 +60,7 @@ class PagesKit:
     session_cookie: str
     https: bool
     contact_email: str
+    language: str | None = None
 
 
 def create_base_app(
@@ -71,7 +72,9 @@ def create_base_app(
     idle_seconds: int,
     public_url: str,
     max_form_bytes: int = MAX_FORM_BYTES,
+    language: str | None = None,
 ) -> web.Application:
+    """`language`: every page in this one language, no switch (an internal tool in one language)."""
     settings = runtime.settings
     kit = PagesKit(
         runtime=runtime,
@@ -81,6 +84,7 @@ def create_base_app(
         session_cookie=session_cookie,
         https=public_url.lower().startswith("https://"),
         contact_email=settings.privacy_contact_email,
+        language=language,
     )
     app = web.Application(
         client_max_size=max_form_bytes,
@@ -129,8 +133,11 @@ def form_of(request: web.Request) -> Form:
 def context_of(request: web.Request) -> dict[str, Any]:
     kit = kit_of(request)
     session = session_of(request)
-    return page_context(kit.catalogue, lang_of(request), path=request.path,
-                        csrf_token=kit.sessions.csrf_token(session), contact_email=kit.contact_email)
+    context = page_context(kit.catalogue, lang_of(request), path=request.path,
+                           csrf_token=kit.sessions.csrf_token(session), contact_email=kit.contact_email)
+    if kit.language:
+        context["languages"] = []  # one language: no switch
+    return context
 
 
 def text(request: web.Request, key: str, **values: object) -> str:
@@ -263,8 +270,8 @@ async def _session_and_language(request: web.Request, handler: Handler) -> web.S
     session = kit.sessions.load(request.cookies.get(kit.session_cookie))
     if session is not None:
         request[SESSION] = session
-    request[LANG] = choose_language(request.query.get("lang"), request.cookies.get(LANG_COOKIE),
-                                    request.headers.get("Accept-Language"))
+    request[LANG] = kit.language or choose_language(request.query.get("lang"), request.cookies.get(LANG_COOKIE),
+                                                    request.headers.get("Accept-Language"))
     return await handler(request)
 
 

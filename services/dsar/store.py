@@ -118,24 +118,114 @@ async def list_cases(
     overdue: bool | None,
     now: datetime,
     limit: int,
+    review: bool | None = None,
+    search: str | None = None,
+    offset: int = 0,
 ) -> list[tuple[Case, datetime]]:
+    """Cases by due date. `search`: a request id (exact) or a subject id (exact). Each filter maps
+    onto an index (status, subject, open cases by due date, cases in review), so a page stays quick
+    with many thousands of cases."""
+    where, args = _case_filter(status=status, right=right, overdue=overdue, now=now, review=review, search=search)
     rows = await conn.fetch(
-        """
-        SELECT state, opened_at FROM cases
-        WHERE ($1::text IS NULL OR status = $1)
-          AND ($2::text IS NULL OR case_right = $2)
-          AND ($3::bool IS NULL
-               OR ($3 AND closed_at IS NULL AND due_at < $4)
-               OR (NOT $3 AND (closed_at IS NOT NULL OR due_at >= $4)))
-        ORDER BY due_at, request_id LIMIT $5
-        """,
-        status,
-        right,
-        overdue,
-        now,
-        limit,
+        f"SELECT state, opened_at FROM cases WHERE {where} ORDER BY due_at, request_id "
+        f"LIMIT ${len(args) + 1} OFFSET ${len(args) + 2}",
+        *args, limit, offset,
     )
     return [(case_from_json(r["state"]), r["opened_at"]) for r in rows]
+
+
+async def count_cases(
+    conn: asyncpg.Connection, *, status: str | None, right: str | None, overdue: bool | None, now: datetime,
+    review: bool | None = None, search: str | None = None,
+) -> int:
+    where, args = _case_filter(status=status, right=right, overdue=overdue, now=now, review=review, search=search)
+    return int(await conn.fetchval(f"SELECT count(*) FROM cases WHERE {where}", *args))
+
+
+def _case_filter(*, status: str | None, right: str | None, overdue: bool | None, now: datetime,
+                 review: bool | None, search: str | None) -> tuple[str, list[Any]]:
+    """A WHERE clause with only the filters given (a planner sees plain predicates, not `$1 IS NULL OR`)."""
+    clauses: list[str] = []
+    args: list[Any] = []
+
+    def arg(value: Any) -> str:
+        args.append(value)
+        return f"${len(args)}"
+
+    if status is not None:
+        clauses.append(f"status = {arg(status)}")
+    if right is not None:
+        clauses.append(f"case_right = {arg(right)}")
+    if overdue is True:
+        clauses.append(f"closed_at IS NULL AND due_at < {arg(now)}")
+    elif overdue is False:
+        clauses.append(f"(closed_at IS NOT NULL OR due_at >= {arg(now)})")
+    if review is True:
+        clauses.append("manual_review")
+    elif review is False:
+        clauses.append("NOT manual_review")
+    if search:
+        try:
+            clauses.append(f"request_id = {arg(uuid.UUID(search))}")
+        except ValueError:
+            clauses.append(f"subject = {arg(search)}")
+    return (" AND ".join(clauses) or "true"), args
+
+
+async def status_counts(conn: asyncpg.Connection, now: datetime, soon: datetime) -> dict[str, int]:
+    """The office's overview: open cases by status, due before `soon`, overdue, awaiting review."""
+    rows = await conn.fetch("SELECT status, count(*) AS n FROM cases WHERE closed_at IS NULL GROUP BY status")
+    counts = {f"open_{r['status']}": int(r["n"]) for r in rows}
+    row = await conn.fetchrow(
+        "SELECT count(*) FILTER (WHERE due_at < $1) AS overdue, "
+        "count(*) FILTER (WHERE due_at >= $1 AND due_at < $2) AS due_soon FROM cases WHERE closed_at IS NULL",
+        now, soon,
+    )
+    counts["overdue"] = int(row["overdue"])
+    counts["due_soon"] = int(row["due_soon"])
+    counts["awaiting_review"] = int(await conn.fetchval("SELECT count(*) FROM cases WHERE manual_review"))
+    return counts
+
+
+async def weekly_counts(conn: asyncpg.Connection, since: datetime) -> list[asyncpg.Record]:
+    """Per ISO week since `since`: cases received, completed, and the days each completed one took."""
+    return list(await conn.fetch(
+        """
+        WITH received AS (
+            SELECT date_trunc('week', received_at) AS week, count(*) AS n FROM cases
+            WHERE received_at >= $1 GROUP BY 1),
+        completed AS (
+            SELECT date_trunc('week', closed_at) AS week, count(*) AS n,
+                   avg(extract(epoch FROM closed_at - received_at) / 86400.0) AS avg_days,
+                   max(extract(epoch FROM closed_at - received_at) / 86400.0) AS max_days
+            FROM cases WHERE status = 'completed' AND closed_at >= $1 GROUP BY 1)
+        SELECT coalesce(r.week, c.week) AS week, coalesce(r.n, 0) AS received, coalesce(c.n, 0) AS completed,
+               c.avg_days, c.max_days
+        FROM received r FULL JOIN completed c ON r.week = c.week ORDER BY 1
+        """,
+        since,
+    ))
+
+
+async def days_to_complete(conn: asyncpg.Connection, since: datetime) -> list[int]:
+    """How many cases completed since `since` took 0, 1, 2, ... whole days (index = days, capped at 90)."""
+    rows = await conn.fetch(
+        "SELECT least(floor(extract(epoch FROM closed_at - received_at) / 86400.0), 90)::int AS days, "
+        "count(*) AS n FROM cases WHERE status = 'completed' AND closed_at >= $1 GROUP BY 1 ORDER BY 1",
+        since,
+    )
+    counts = dict.fromkeys(range(max([r["days"] for r in rows], default=0) + 1), 0)
+    for r in rows:
+        counts[r["days"]] = int(r["n"])
+    return [counts[d] for d in sorted(counts)]
+
+
+async def audit_of_case(conn: asyncpg.Connection, request_id: str, limit: int = 500) -> list[asyncpg.Record]:
+    """The case's audit entries in chain order (its timeline: who did what, when)."""
+    return list(await conn.fetch(
+        "SELECT seq, at, action, actor, detail FROM audit_log WHERE ref = $1 ORDER BY seq LIMIT $2",
+        request_id, limit,
+    ))
 
 
 async def unverified_before(conn: asyncpg.Connection, cutoff: datetime, limit: int = 500) -> list[str]:

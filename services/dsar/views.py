@@ -5,21 +5,24 @@ answer (a page, for the person following an export link), never a 500.
 
 from __future__ import annotations
 
+import json
 import re
 import uuid
 from collections.abc import Awaitable, Callable
-from datetime import datetime
+from datetime import datetime, timedelta
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 from zoneinfo import ZoneInfo
 
 from faust.web import Request, Response
 from pydantic import TypeAdapter, ValidationError
 
+from privacy_runtime.commands import commands_of_request
 from privacy_runtime.internal_auth import require_service
 from privacy_runtime.pages.linkpages import LinkPages, PageView, register_stylesheet
 from privacy_runtime.web import ApiView, HttpError, route
 from schemas.fields import Detail
+from schemas.topics import ALL_SYSTEMS
 from services.dsar import cases, store
 from services.dsar.app import app, runtime, settings, workflow
 from services.dsar.cases import Case, CaseError
@@ -27,12 +30,16 @@ from services.dsar.package_texts import EXPORT_PAGE_MESSAGES
 from services.dsar.verification import CODE_PATTERN
 from services.dsar.workflow import UnknownCase, utcnow
 
+T = TypeVar("T")
 TOKEN_PATTERN = re.compile(r"^[A-Za-z0-9_-]{20,128}$")
+#: A search is a request id or a subject id (the envelope's subject pattern).
+SEARCH_PATTERN = re.compile(r"[A-Za-z0-9._:-]{1,128}")
 SUBJECT_PATTERN = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
 MAX_REASON = 2000
 MAX_LIST = 1000
 DEFAULT_LIST = 200
 LIMIT_PATTERN = re.compile(r"[1-9][0-9]{0,8}")
+NUMBER_PATTERN = re.compile(r"0|[1-9][0-9]{0,8}")
 #: A reason travels in `dsar-status` (and the subject's email) as a `Detail`: checked against that very
 #: type here, so what the event would refuse is a 400 now rather than a 500 mid-transaction.
 REASON_TEXT = TypeAdapter(Detail)
@@ -43,6 +50,23 @@ def _request_id(value: str) -> str:
         return str(uuid.UUID(value))
     except (ValueError, TypeError, AttributeError):
         raise HttpError(400, "request_id must be a UUID") from None
+
+
+def _int(value: str | None, default: int, low: int, high: int, name: str) -> int:
+    """A query number: plain decimal digits only (as `limit`), within [low, high]."""
+    if value is None:
+        return default
+    if not NUMBER_PATTERN.fullmatch(value):
+        raise HttpError(400, f"{name} must be a whole number between {low} and {high}")
+    number = int(value)
+    if not low <= number <= high:
+        raise HttpError(400, f"{name} must be between {low} and {high}")
+    return number
+
+
+def _detail(raw: Any) -> dict[str, Any]:
+    value = json.loads(raw) if isinstance(raw, str) else raw
+    return value if isinstance(value, dict) else {}
 
 
 def _public(case: Case) -> dict[str, Any]:
@@ -111,11 +135,12 @@ def _reason(body: dict[str, Any], what: str) -> str:
     return reason.strip()
 
 
-async def _operate(request_id: str, action: str, decide: Callable[[Case, datetime], cases.Decision]) -> Case:
-    return await _answered(request_id, workflow.operate(request_id, action, decide))
+async def _operate(request_id: str, action: str, decide: Callable[[Case, datetime], cases.Decision],
+                   actor: str) -> Case:
+    return await _answered(request_id, workflow.operate(request_id, action, decide, actor))
 
 
-async def _answered(request_id: str, operation: Awaitable[Case]) -> Case:
+async def _answered(request_id: str, operation: Awaitable[T]) -> T:
     """An operator action's case, or the HTTP error that says why it was refused."""
     try:
         return await operation
@@ -246,6 +271,13 @@ class AdminRequests(ApiView):
         if overdue_text not in ("", "true", "false"):
             raise HttpError(400, "overdue must be true or false")
         overdue = None if overdue_text == "" else overdue_text == "true"
+        review_text = query.get("review") or ""
+        if review_text not in ("", "true", "false"):
+            raise HttpError(400, "review must be true or false")
+        review = None if review_text == "" else review_text == "true"
+        search = query.get("q") or None
+        if search is not None and not SEARCH_PATTERN.fullmatch(search):
+            raise HttpError(400, "q must be a request id or a subject id")
         limit_text = query.get("limit")
         # Plain decimal digits only: int() would also take "+5", " 5", "1_0" or other scripts' digits.
         if limit_text is not None and not LIMIT_PATTERN.fullmatch(limit_text):
@@ -253,10 +285,17 @@ class AdminRequests(ApiView):
         limit = int(limit_text) if limit_text is not None else DEFAULT_LIST
         if not 1 <= limit <= MAX_LIST:
             raise HttpError(400, f"limit must be between 1 and {MAX_LIST}")
+        offset = _int(query.get("offset"), 0, 0, 10_000_000, "offset")
         now = utcnow()
+        filters: dict[str, Any] = {"status": status, "right": right, "overdue": overdue, "now": now,
+                                   "review": review, "search": search}
         async with runtime.pool.acquire() as conn:
-            rows = await store.list_cases(conn, status=status, right=right, overdue=overdue, now=now, limit=limit)
-        return self.json({"requests": [_operator(case, now) for case, _ in rows], "count": len(rows)})
+            rows = await store.list_cases(conn, limit=limit, offset=offset, **filters)
+            total = await store.count_cases(conn, **filters) if "total" in query else None
+        body: dict[str, Any] = {"requests": [_operator(case, now) for case, _ in rows], "count": len(rows)}
+        if total is not None:
+            body["total"] = total
+        return self.json(body)
 
 
 @route(app, runtime, "/v1/admin/requests/{request_id}", "admin_request")
@@ -274,33 +313,34 @@ class AdminRequest(ApiView):
 @route(app, runtime, "/v1/admin/requests/{request_id}/approve", "admin_approve")
 class AdminApprove(ApiView):
     async def post(self, request: Request, request_id: str) -> Response:
-        self.require_admin(request)
+        actor = self.operator(request)
         rid = _request_id(request_id)
-        case = await _operate(rid, "approve", lambda c, now: cases.approve(c, runtime.data_map, now))
+        case = await _operate(rid, "approve", lambda c, now: cases.approve(c, runtime.data_map, now), actor)
         return self.json(_operator(case, utcnow()))
 
 
 @route(app, runtime, "/v1/admin/requests/{request_id}/reject", "admin_reject")
 class AdminReject(ApiView):
     async def post(self, request: Request, request_id: str) -> Response:
-        self.require_admin(request)
+        actor = self.operator(request)
         rid = _request_id(request_id)
         reason = _reason(await self.json_body(request), "a rejection")
-        case = await _operate(rid, "reject", lambda c, now: cases.reject(c, reason, now))
+        case = await _operate(rid, "reject", lambda c, now: cases.reject(c, reason, now), actor)
         return self.json(_operator(case, utcnow()))
 
 
 @route(app, runtime, "/v1/admin/requests/{request_id}/extend", "admin_extend")
 class AdminExtend(ApiView):
     async def post(self, request: Request, request_id: str) -> Response:
-        self.require_admin(request)
+        actor = self.operator(request)
         rid = _request_id(request_id)
         body = await self.json_body(request)
         months = body.get("months")
         if isinstance(months, bool) or months not in (1, 2):
             raise HttpError(400, "'months' must be 1 or 2")
         reason = _reason(body, "an extension")
-        case = await _operate(rid, "extend", lambda c, now: cases.extend(c, int(months), reason, now))
+        case = await _operate(rid, "extend", lambda c, now: cases.extend(c, int(months), reason, now),
+                              actor)
         return self.json(_operator(case, utcnow()))
 
 
@@ -309,10 +349,76 @@ class AdminLift(ApiView):
     """Lift a completed restriction (Art. 18(3)); not in the contract's list, an addition."""
 
     async def post(self, request: Request, request_id: str) -> Response:
+        actor = self.operator(request)
+        rid = _request_id(request_id)
+        case = await _answered(rid, workflow.lift_restriction(rid, actor))
+        return self.json(_operator(case, utcnow()))
+
+
+@route(app, runtime, "/v1/admin/requests/{request_id}/resend", "admin_resend")
+class AdminResend(ApiView):
+    """Re-send the case's unanswered commands to one system now (`{"system": ...}`); an addition."""
+
+    async def post(self, request: Request, request_id: str) -> Response:
+        actor = self.operator(request)
+        rid = _request_id(request_id)
+        system = (await self.json_body(request)).get("system")
+        if not isinstance(system, str) or system not in ALL_SYSTEMS:
+            raise HttpError(400, f"'system' must be a system id: {', '.join(ALL_SYSTEMS)}")
+        _case, count = await _answered(rid, workflow.resend(rid, system, actor))
+        return self.json({"request_id": rid, "system": system, "resent": count})
+
+
+@route(app, runtime, "/v1/admin/requests/{request_id}/timeline", "admin_timeline")
+class AdminTimeline(ApiView):
+    """The case's whole history for the office: its audit entries (received, verification, status
+    changes, emails requested, extensions, operator actions with who did them) and every command with
+    its answer. Command ids are left out (each is its system's capability to answer)."""
+
+    async def get(self, request: Request, request_id: str) -> Response:
         self.require_admin(request)
         rid = _request_id(request_id)
-        case = await _answered(rid, workflow.lift_restriction(rid))
-        return self.json(_operator(case, utcnow()))
+        async with runtime.pool.acquire() as conn:
+            case = await store.get_case(conn, rid)
+            if case is None:
+                raise HttpError(404, f"unknown request {rid}")
+            entries = await store.audit_of_case(conn, rid)
+            sent = await commands_of_request(conn, rid)
+        return self.json({
+            "case": _operator(case, utcnow()),
+            "events": [{"seq": e["seq"], "at": e["at"].isoformat(), "action": e["action"], "actor": e["actor"],
+                        "detail": _detail(e["detail"])} for e in entries],
+            "commands": [{"system": c["system"], "action": c["action"], "purpose": c["purpose"],
+                          "sent_at": c["created_at"].isoformat(), "respond_by": c["respond_by"].isoformat(),
+                          "attempts": c["attempts"],
+                          "answered_at": c["acked_at"].isoformat() if c["acked_at"] else None,
+                          "answer": c["ack_status"]} for c in sent],
+        })
+
+
+@route(app, runtime, "/v1/admin/stats", "admin_stats")
+class AdminStats(ApiView):
+    """Figures for the office's overview: open cases by status, due within `soon_days` (7), overdue,
+    awaiting review; cases received and completed per week over `weeks` (12) and days to complete."""
+
+    async def get(self, request: Request) -> Response:
+        self.require_admin(request)
+        query = request.query  # type: ignore[attr-defined]
+        weeks = _int(query.get("weeks"), 12, 1, 104, "weeks")
+        soon_days = _int(query.get("soon_days"), 7, 1, 90, "soon_days")
+        now = utcnow()
+        since = now - timedelta(weeks=weeks)
+        async with runtime.pool.acquire() as conn:
+            counts = await store.status_counts(conn, now, now + timedelta(days=soon_days))
+            weekly = await store.weekly_counts(conn, since)
+            days = await store.days_to_complete(conn, since)
+        return self.json({
+            "counts": counts,
+            "weeks": [{"week": w["week"].date().isoformat(), "received": w["received"], "completed": w["completed"],
+                       "avg_days": round(float(w["avg_days"]), 2) if w["avg_days"] is not None else None}
+                      for w in weekly],
+            "days_to_complete": days,
+        })
 
 
 # --- services (bearer SERVICE_TOKEN) ----------------------------------------------------------------

@@ -28,7 +28,7 @@ from typing import Any, TypeVar
 import asyncpg
 
 from privacy_runtime import metrics
-from privacy_runtime.commands import Ack, AckIn, CommandSpec, CommandTracker
+from privacy_runtime.commands import Ack, AckIn, CommandSpec, CommandTracker, resend_now
 from privacy_runtime.crypto import open_sealed, seal
 from privacy_runtime.notice_secrets import NoticeSecrets
 from privacy_runtime.processor import Inbound, lock_subjects, try_lock_subjects
@@ -536,17 +536,33 @@ class Workflow:
 
     # --- operator actions (HTTP) ------------------------------------------------------------------
 
-    async def operate(self, request_id: str, action: str, decide: Callable[[Case, datetime], Decision]) -> Case:
-        """Run one operator decision on a case; raises UnknownCase or CaseError."""
-        return await self._operate(request_id, action, lambda case, now, _others: decide(case, now))
+    async def operate(self, request_id: str, action: str, decide: Callable[[Case, datetime], Decision],
+                      actor: str = "operator") -> Case:
+        """Run one operator decision on a case; raises UnknownCase or CaseError. `actor` names the
+        operator in the audit trail (`operator:<name>` when the office says who)."""
+        return await self._operate(request_id, action, lambda case, now, _others: decide(case, now), actor=actor)
 
-    async def lift_restriction(self, request_id: str) -> Case:
+    async def lift_restriction(self, request_id: str, actor: str = "operator") -> Case:
         """Lift a completed restriction, knowing the subject's other cases (another may still hold)."""
         return await self._operate(request_id, "lift", lambda case, _now, others: cases.lift_restriction(
-            case, self.data_map, others), with_others=True)
+            case, self.data_map, others), with_others=True, actor=actor)
+
+    async def resend(self, request_id: str, system: str, actor: str = "operator") -> tuple[Case, int]:
+        """Re-send a case's unanswered commands to one system now (same command ids); audited."""
+        async with self.runtime.transaction() as conn:
+            case = await store.get_case(conn, request_id)
+            if case is None:
+                raise UnknownCase(request_id)
+            count = await resend_now(conn, system, request_id)
+            if count == 0:
+                raise cases.CaseError(f"no command of this request waits for an answer from {system}")
+            await self.runtime.audit.record(conn, "operator_resend", subject=case.subject, ref=request_id,
+                                            actor=actor, detail={"system": system, "commands": count})
+        return case, count
 
     async def _operate(self, request_id: str, action: str,
-                       decide: Callable[[Case, datetime, list[Case]], Decision], *, with_others: bool = False) -> Case:
+                       decide: Callable[[Case, datetime, list[Case]], Decision], *, with_others: bool = False,
+                       actor: str = "operator") -> Case:
         async def attempt() -> Case:
             async with self.runtime.transaction() as conn:
                 case = await self._lock_case(conn, request_id)
@@ -560,7 +576,7 @@ class Workflow:
                     f"operator_{action}",
                     subject=case.subject,
                     ref=request_id,
-                    actor="operator",
+                    actor=actor,
                     detail={"status": case.status},
                 )
                 return await self.apply(conn, decision)

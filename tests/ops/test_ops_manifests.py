@@ -354,7 +354,8 @@ def test_the_notifier_requires_tls_to_the_relay_and_may_log_in(rendered: dict[st
         assert config["data"]["SMTP_STARTTLS"] == starttls
         for deployment in of_kind(docs, "Deployment"):
             env = {e["name"]: e for e in container(deployment)["env"]}
-            smtp = {**SERVICES, **WEB_APPS}[deployment["metadata"]["labels"]["app.kubernetes.io/component"]].smtp
+            spec = {**SERVICES, **WEB_APPS, generate.OFFICE.name: generate.OFFICE}
+            smtp = spec[deployment["metadata"]["labels"]["app.kubernetes.io/component"]].smtp
             for name in ("SMTP_USERNAME", "SMTP_PASSWORD"):
                 assert (name in env) is smtp
                 if smtp:
