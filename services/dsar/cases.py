@@ -842,8 +842,10 @@ def extend(case: Case, months: int, reason: str, now: datetime) -> Decision:
     return Decision(extended, (DeadlineExtended(months, reason), email))
 
 
-def record_ack(case: Case, command_id: str, status: str, now: datetime, retained_basis: str | None = None) -> Decision:
-    """A system answered one of the case's commands."""
+def record_ack(case: Case, command_id: str, status: str, now: datetime, retained_basis: str | None = None,
+               *, problem: str | None = None) -> Decision:
+    """A system answered one of the case's commands. `problem`: why an answer cannot be used (a `failed`
+    one: an export whose parts do not match their digest, too large, incomplete at `respond_by`)."""
     if status not in ACK_STATUSES:
         raise CaseError(f"unknown ack status {status!r}")
     index = next((i for i, s in enumerate(case.steps) if s.command_id == command_id), None)
@@ -866,7 +868,9 @@ def record_ack(case: Case, command_id: str, status: str, now: datetime, retained
     if case.status != AWAITING_SYSTEMS:
         return recorded  # answers while under review
     if status == "failed":
-        return recorded.then(_review(case, f"{step.system} could not {step.action}; retry or handle by hand", now))
+        why = (f"{step.system}'s answer to {step.action} cannot be used: {problem}; approve to ask again or handle "
+               "by hand" if problem else f"{step.system} could not {step.action}; retry or handle by hand")
+        return recorded.then(_review(case, why, now))
     return recorded.then(_advance(case, now))
 
 
