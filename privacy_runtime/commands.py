@@ -1,6 +1,10 @@
 """Commands to downstream systems, tracked to acknowledgement.
 
 `issue` writes a command row and its `privacy-commands.<system>` event in the caller's transaction.
+Command ids are random (or, for a case's steps, keyed with the case's secret): an id is the capability
+that lets the one system that received the command answer it, and an ack settles a command only when
+its id and its `system` both match the command as sent.
+
 `resend_due` re-sends every unacknowledged command whose backoff has elapsed (same `command_id`, new
 event id, so a system that deduplicates by event id still sees the retry); `report_overdue` reports
 commands past `respond_by` once each (metric + audit). `acknowledge` records an ack from `privacy-acks`.
@@ -316,8 +320,15 @@ class CommandTracker:
                 results.append(None)
                 continue
             if row["system"] != ack.system:
+                # A command id is the capability to answer that one command, and only as the system it
+                # was sent to: anything else is recorded and settles nothing.
                 log.warning("ack for command %s names system %s, expected %s", ack.command_id, ack.system,
                             row["system"])
+                await self.audit.record(
+                    conn, "command_ack_ignored", subject=row["subject"], ref=ack.command_id,
+                    detail={"system": ack.system, "sent_to": row["system"], "status": ack.status,
+                            "why": "the answer names another system than the command was sent to"},
+                )
                 results.append(None)
                 continue
             first = row["acked_at"] is None and row["command_id"] not in settled

@@ -144,6 +144,7 @@ class Workflow:
                 identity_verified=data.identity_verified,
                 requested_via=str(data.requested_via),
                 ground=str(data.ground),
+                command_secret=secrets.token_hex(16),
             )
             await self._open(conn, case, None)
 
@@ -165,6 +166,7 @@ class Workflow:
                 processing=str(details.processing) if details.processing else None,
                 export_format=str(details.format) if details.format else None,
                 corrected_fields=sorted(corrections or {}),
+                command_secret=secrets.token_hex(16),
             )
             await self._open(conn, case, corrections)
 
