@@ -335,7 +335,7 @@ class CommandTracker:
             if first and ack.status == "failed" and self.policy.retry_failed:
                 failed[row["command_id"]] = (ack.detail or "")[:1000]
                 metrics.COMMANDS_ACKNOWLEDGED.labels(system=ack.system, status=ack.status).inc()
-                await self.audit.record(  # the system's own words stay in the commands table (may hold PII)
+                await self.audit.record(  # the system's own words stay in the commands table, sealed
                     conn, "command_failed", subject=row["subject"], ref=ack.command_id,
                     detail={"system": ack.system, "action": row["action"], "outcome": "re-sent until applied"},
                 )
@@ -348,20 +348,36 @@ class CommandTracker:
                 request_id=str(row["request_id"]) if row["request_id"] else None, action=row["action"],
                 first=first,
             ))
+        # The system's own words may name the person: kept sealed with the subject's key, shredded with it.
+        details = await self._seal_details(conn, {**{c: v[1] for c, v in settled.items()}, **failed}, rows)
         if settled:
             await conn.execute(
-                "UPDATE commands c SET acked_at = now(), ack_status = a.status, ack_detail = a.detail "
-                "FROM unnest($1::uuid[], $2::text[], $3::text[]) AS a(command_id, status, detail) "
+                "UPDATE commands c SET acked_at = now(), ack_status = a.status, ack_detail_sealed = a.detail "
+                "FROM unnest($1::uuid[], $2::text[], $3::bytea[]) AS a(command_id, status, detail) "
                 "WHERE c.command_id = a.command_id",
-                list(settled), [v[0] for v in settled.values()], [v[1] for v in settled.values()],
+                list(settled), [v[0] for v in settled.values()], [details.get(c) for c in settled],
             )
         if failed:
             await conn.execute(
-                "UPDATE commands c SET ack_status = 'failed', ack_detail = a.detail "
-                "FROM unnest($1::uuid[], $2::text[]) AS a(command_id, detail) WHERE c.command_id = a.command_id",
-                list(failed), list(failed.values()),
+                "UPDATE commands c SET ack_status = 'failed', ack_detail_sealed = a.detail "
+                "FROM unnest($1::uuid[], $2::bytea[]) AS a(command_id, detail) WHERE c.command_id = a.command_id",
+                list(failed), [details.get(c) for c in failed],
             )
         return results
+
+    async def _seal_details(
+        self, conn: asyncpg.Connection, details: dict[uuid.UUID, str], rows: dict[str, asyncpg.Record]
+    ) -> dict[uuid.UUID, bytes | None]:
+        subjects: dict[uuid.UUID, str] = {r["command_id"]: r["subject"] for r in rows.values()}
+        wanted = {c: text for c, text in details.items() if text}
+        if not wanted:
+            return {}
+        # An erased subject has no key, and nothing of theirs is kept: the words go.
+        erased = await self.keyring.ensure_keys(conn, {subjects[c] for c in wanted})
+        return {
+            c: None if subjects[c] in erased else self.keyring.encrypt_cached(subjects[c], f"ack-detail:{c}", text)
+            for c, text in wanted.items()
+        }
 
     async def refresh_gauges(self, conn: asyncpg.Connection) -> None:
         rows = await conn.fetch(

@@ -195,7 +195,8 @@ class AdminRequests(ApiView):
         now = utcnow()
         async with runtime.pool.acquire() as conn:
             rows = await store.list_cases(conn, status=status, right=right, overdue=overdue, now=now, limit=limit)
-        return self.json({"requests": [_operator(case, now) for case, _ in rows], "count": len(rows)})
+            found = await workflow.texts.opened_all(conn, [case for case, _ in rows])
+        return self.json({"requests": [_operator(case, now) for case in found], "count": len(found)})
 
 
 @route(app, runtime, "/v1/admin/requests/{request_id}", "admin_request")
@@ -204,7 +205,7 @@ class AdminRequest(ApiView):
         self.require_admin(request)
         rid = _request_id(request_id)
         async with runtime.pool.acquire() as conn:
-            case = await store.get_case(conn, rid)
+            case = await workflow.texts.opened(conn, await store.get_case(conn, rid))
         if case is None:
             raise HttpError(404, f"unknown request {rid}")
         return self.json(_operator(case, utcnow()))

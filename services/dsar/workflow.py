@@ -38,6 +38,7 @@ from schemas.fields import MAX_EXPORT_TOTAL_BYTES
 from schemas.topics import DSAR_STATUS, NOTIFICATION_REQUESTED
 from services.dsar import cases, inactivity, package, store
 from services.dsar.cases import Case, Decision
+from services.dsar.sealing import CaseTexts
 from services.dsar.settings import DsarSettings
 from services.dsar.verification import CodeHasher, Verdict, judge, new_code
 
@@ -87,6 +88,7 @@ class Workflow:
         self.tracker = tracker
         self.settings = settings
         self.keyring = runtime.keyring
+        self.texts = CaseTexts(runtime.keyring)
         self.data_map = runtime.data_map
         self.hasher = CodeHasher(settings.master_key(), settings.previous_master_key())
         self.notice_secrets = NoticeSecrets(settings.master_key(), settings.previous_master_key())
@@ -115,7 +117,7 @@ class Workflow:
         moved = await store.record_activity(conn, {s: (at, digest(s)) for s, at in latest.items()})
         # A subject seen again is no longer inactive: their retention erasure waiting for review goes.
         for subject, request_id in await store.retention_reviews(conn, moved):
-            case = await store.lock_case(conn, request_id)
+            case = await self.texts.opened(conn, await store.lock_case(conn, request_id))
             if case is not None:
                 await self._apply_activity(conn, case, latest[subject], now)
 
@@ -178,7 +180,7 @@ class Workflow:
             sealed = await self.keyring.encrypt(
                 conn, case.subject, f"corrections:{case.request_id}", json.dumps(corrections)
             )
-        if not await store.insert_case(conn, case, sealed):
+        if not await store.insert_case(conn, await self.texts.sealed(conn, case), sealed):
             # Same request_id again (a resubmission, or on the other request topic): nothing new.
             await self.runtime.audit.record(
                 conn,
@@ -293,7 +295,7 @@ class Workflow:
             by_case[ack.request_id].append((ack, answer))
         # Each case is locked and saved once per batch, in a fixed order (workers lock alike).
         for request_id in sorted(by_case):
-            case = await store.lock_case(conn, request_id)
+            case = await self.texts.opened(conn, await store.lock_case(conn, request_id))
             if case is None:
                 continue
             for ack, answer in by_case[request_id]:
@@ -310,7 +312,7 @@ class Workflow:
                 decision = cases.record_ack(case, ack.command_id, ack.status, utcnow(), answer.retained_basis,
                                             problem=answer.problem)
                 case = await self.apply(conn, decision, save=False)
-            await store.save_case(conn, case)
+            await self.save(conn, case)
         await store.drop_export_parts(conn, [uuid.UUID(a.command_id) for a in acks
                                              if a is not None and a.first and a.action == "export"])
 
@@ -351,10 +353,10 @@ class Workflow:
                     ref=case.request_id,
                     detail={
                         "months": effect.months,
-                        "reason": effect.reason,
                         "due_at": case.due_at.isoformat(),
                         "original_due_at": case.original_due_at.isoformat(),
                     },
+                    sealed={"reason": effect.reason},  # the operator's words: shredded with the subject
                 )
             elif isinstance(effect, cases.Notify):
                 await self._notify(conn, case, effect)
@@ -387,18 +389,22 @@ class Workflow:
             # Commands that could not be sent would never be answered: the case decides what now.
             case = await self.apply(conn, cases.rectify_not_sent(case, unsent, utcnow()), save=False)
         if save:
-            await store.save_case(conn, case)
+            await self.save(conn, case)
         return case
+
+    async def save(self, conn: asyncpg.Connection, case: Case) -> None:
+        """Store the case, its free text sealed with the subject's key (`sealing`)."""
+        await store.save_case(conn, await self.texts.sealed(conn, case))
 
     async def _status_changed(
         self, conn: asyncpg.Connection, case: Case, change: cases.StatusChanged, reason: str | None
     ) -> None:
         await self._publish_status(conn, case, change.status, reason)
         detail: dict[str, Any] = {"right": case.right, "from": change.previous, "to": change.status}
-        if reason:
-            detail["reason"] = reason
+        # A reason may be an operator's words (a rejection, an extension): sealed, shredded with the subject.
         await self.runtime.audit.record(
-            conn, f"case_{change.status}", subject=case.subject, ref=case.request_id, detail=detail
+            conn, f"case_{change.status}", subject=case.subject, ref=case.request_id, detail=detail,
+            sealed={"reason": reason},
         )
         if change.status in cases.TERMINAL:
             metrics.CASES_CLOSED.labels(right=case.right, status=change.status).inc()
@@ -559,7 +565,7 @@ class Workflow:
     async def _cancel_others(self, conn: asyncpg.Connection, case: Case, reason: str) -> None:
         others = await store.open_cases_of(conn, case.subject, except_request=case.request_id)
         for request_id in others:
-            other = await store.lock_case(conn, request_id)
+            other = await self.texts.opened(conn, await store.lock_case(conn, request_id))
             if other is not None and not other.terminal:
                 await self.apply(conn, cases.cancel(other, reason, utcnow()))
         # Their commands need no answer now, and could not be re-sent once the key is gone.
@@ -580,7 +586,7 @@ class Workflow:
             await lock_subjects(conn, [subject])
         elif not await try_lock_subjects(conn, [subject]):
             return None
-        return await store.lock_case(conn, request_id)
+        return await self.texts.opened(conn, await store.lock_case(conn, request_id))
 
     # --- identity verification (HTTP) ---------------------------------------------------------
 
@@ -732,7 +738,7 @@ class Workflow:
                     ref=str(row["request_id"]),
                     detail={"right": row["case_right"], "due_at": row["due_at"].isoformat()},
                 )
-                case = await store.get_case(conn, str(row["request_id"]))
+                case = await self.texts.opened(conn, await store.get_case(conn, str(row["request_id"])))
                 email = cases.overdue_email(case) if case is not None else None
                 if case is not None and email is not None:
                     await self._notify(conn, case, email)

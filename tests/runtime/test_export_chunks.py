@@ -45,7 +45,7 @@ def test_one_part_missing_waits_for_it() -> None:
     parts = _parts(_export(200))
     held = [p for p in parts if p.part != 3]
     assert assemble(held) == Waiting((3,))
-    assert assemble(held + [parts[2]]) == Complete(_export(200))
+    assert assemble([*held, parts[2]]) == Complete(_export(200))
 
 
 def test_a_corrupted_part_is_a_digest_mismatch_with_a_reason() -> None:
@@ -58,7 +58,7 @@ def test_a_corrupted_part_is_a_digest_mismatch_with_a_reason() -> None:
 def test_a_repeated_part_counts_as_first_held() -> None:
     """A part sent again (same number) never replaces the one held: the digest decides, once."""
     parts = _parts(_export(50))
-    assert assemble(parts + [Part(1, parts[0].parts, "{}", parts[0].sha256)]) == Complete(_export(50))
+    assert assemble([*parts, Part(1, parts[0].parts, "{}", parts[0].sha256)]) == Complete(_export(50))
 
 
 def test_over_64_mib_is_refused_with_a_reason() -> None:
