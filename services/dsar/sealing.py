@@ -15,13 +15,22 @@ from dataclasses import replace
 import asyncpg
 
 from privacy_runtime.crypto import KeyRing, SubjectErased
-from services.dsar.cases import Case
+from services.dsar.cases import REJECTED, Case
 
 #: Marks a sealed value in the stored case (the JSON keeps strings).
 SEALED = "sealed:v1:"
 #: What a sealed reason reads as once the subject's key is gone (or when it could not be sealed).
 SHREDDED = "(not readable: the subject's data was erased)"
 FIELDS = ("reason", "extension_reason")
+
+
+def operator_words(case: Case) -> set[str]:
+    """The case's free text an operator wrote: an extension's reason, a rejection's reason. The services'
+    own reasons (a cancellation, a review, an unverified close) name no one and stay as they are."""
+    words = {case.extension_reason} if case.extension_reason else set()
+    if case.status == REJECTED and case.reason:
+        words.add(case.reason)
+    return {w for w in words if not w.startswith(SEALED)}
 
 
 def _context(case: Case, name: str) -> str:
@@ -35,9 +44,10 @@ class CaseTexts:
     async def sealed(self, conn: asyncpg.Connection, case: Case) -> Case:
         """The case as it is stored: its free text sealed (a subject erased already keeps none)."""
         changes: dict[str, str] = {}
+        words = operator_words(case)
         for name in FIELDS:
             value = getattr(case, name)
-            if not value or value.startswith(SEALED) or value == SHREDDED:
+            if not value or value not in words or value == SHREDDED:
                 continue
             try:
                 blob = await self.keyring.encrypt(conn, case.subject, _context(case, name), value)

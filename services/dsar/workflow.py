@@ -38,7 +38,7 @@ from schemas.fields import MAX_EXPORT_TOTAL_BYTES
 from schemas.topics import DSAR_STATUS, NOTIFICATION_REQUESTED
 from services.dsar import cases, inactivity, package, store
 from services.dsar.cases import Case, Decision
-from services.dsar.sealing import CaseTexts
+from services.dsar.sealing import CaseTexts, operator_words
 from services.dsar.settings import DsarSettings
 from services.dsar.verification import CodeHasher, Verdict, judge, new_code
 
@@ -401,10 +401,13 @@ class Workflow:
     ) -> None:
         await self._publish_status(conn, case, change.status, reason)
         detail: dict[str, Any] = {"right": case.right, "from": change.previous, "to": change.status}
-        # A reason may be an operator's words (a rejection, an extension): sealed, shredded with the subject.
+        # An operator's words (a rejection, an extension) may name the person: sealed, shredded with them.
+        sealed = {"reason": reason} if reason and reason in operator_words(case) else {}
+        if reason and not sealed:
+            detail["reason"] = reason
         await self.runtime.audit.record(
             conn, f"case_{change.status}", subject=case.subject, ref=case.request_id, detail=detail,
-            sealed={"reason": reason},
+            sealed=sealed,
         )
         if change.status in cases.TERMINAL:
             metrics.CASES_CLOSED.labels(right=case.right, status=change.status).inc()
