@@ -122,7 +122,7 @@ async def test_hostile_corpus(stack, services) -> None:  # type: ignore[no-untyp
                                            event_id)}
 
         async def all_taken() -> bool:
-            return all(await claims(event_id) == consumers_of(PRIVACY_ACKS) for _, event_id, _ in forged)
+            return all([await claims(event_id) == consumers_of(PRIVACY_ACKS) for _, event_id, _ in forged])
 
         try:
             await wait_until(all_taken, timeout=60, interval=0.5, what="the forged answers to be taken")
