@@ -2,11 +2,10 @@
 
 Each service supplies one coroutine per action (erase, restrict, lift_restriction, rectify, export).
 A command is applied once per `command_id`; a re-sent command (the sender missed our ack) is
-answered again with the recorded status and basis, without being applied again. That holds for
-`export` too: a re-sent export whose answer went out is not exported again (the answer travels through
-the outbox, in order, on the subject's partition, so it reaches the sender before this repeat does; a
-sender that still has no export treats the repeat, which carries none, as an answer it cannot use and
-asks an operator). An export too large for one message is answered in parts (`export_chunks`).
+answered again with the recorded status and basis, without being applied again. An `export` is a read:
+a re-sent one is exported again, since the data travels only in the ack the sender missed (a sender
+whose answer arrived, or is arriving in parts, does not re-send it). An export too large for one
+message is answered in parts (`export_chunks`).
 """
 
 from __future__ import annotations
@@ -59,9 +58,15 @@ class CommandInbox:
         )
         action = self.actions.get(str(command.action)) if str(command.system) == self.system else None
         if previous is not None:
-            detail = "already answered; not exported again" if str(command.action) == "export" else "already handled"
-            await self._ack(conn, subject, command, Outcome(
-                previous["status"], detail=detail, retained_basis=previous["retained_basis"]))
+            if str(command.action) == "export" and action is not None and previous["status"] != "failed":
+                again = await action(conn, subject, command)
+                if again.export is not None and again.status != "not_found":
+                    again = _sized(again)
+                await self._ack(conn, subject, command, Outcome(
+                    again.status, detail="already handled; exported again", export=again.export))
+            else:
+                await self._ack(conn, subject, command, Outcome(
+                    previous["status"], detail="already handled", retained_basis=previous["retained_basis"]))
             return
         if str(command.system) != self.system:
             outcome = Outcome("failed", detail=f"command for {command.system} arrived at {self.system}")

@@ -369,6 +369,17 @@ async def export_parts(conn: asyncpg.Connection, command_id: uuid.UUID, sha256: 
     ))
 
 
+async def hold_resends(conn: asyncpg.Connection, command_ids: Sequence[uuid.UUID]) -> None:
+    """Commands whose answer is arriving in parts are not re-sent (a re-send would be exported again):
+    the next attempt waits for `respond_by`, when parts still missing send the case to review."""
+    if command_ids:
+        await conn.execute(
+            "UPDATE commands SET next_attempt_at = greatest(next_attempt_at, respond_by) "
+            "WHERE command_id = ANY($1::uuid[]) AND acked_at IS NULL",
+            list(command_ids),
+        )
+
+
 async def drop_export_parts(conn: asyncpg.Connection, command_ids: Sequence[uuid.UUID]) -> None:
     if command_ids:
         await conn.execute("DELETE FROM export_parts WHERE command_id = ANY($1::uuid[])", list(command_ids))

@@ -249,6 +249,8 @@ class Workflow:
                          len(data.export_chunk.encode("utf-8")), sealed))
             touched[(command.command_id, sha)] = command
         await store.put_export_parts(conn, rows)
+        # Its answer is arriving: the command is not re-sent meanwhile (it would be exported again).
+        await store.hold_resends(conn, sorted({command_id for command_id, _ in touched}))
         answers: list[Answer] = []
         for (command_id, sha), command in sorted(touched.items(), key=lambda item: (str(item[0][0]), item[0][1])):
             held = await store.parts_held(conn, command_id, sha)

@@ -14,6 +14,7 @@ from deploy.k8s.generate import SERVICES
 from schemas.events import PrivacyAck
 from schemas.examples import example_event
 from schemas.registry import key_for
+from tests.helpers import TEST_ADMIN_TOKEN
 
 
 @dataclass(frozen=True)
@@ -186,7 +187,7 @@ def message_cases() -> list[MessageCase]:
 
 
 #: The operator token of the test stack: cases that get past the token and must still be refused.
-ADMIN = {"Authorization": "Bearer test-admin-token"}
+ADMIN = {"Authorization": f"Bearer {TEST_ADMIN_TOKEN}"}
 
 
 @dataclass(frozen=True)
