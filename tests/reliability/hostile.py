@@ -45,6 +45,7 @@ ENUM_FIELDS = {
     "dsar-requested": "right", "merger-notice": "kind", "policy-changed": "material",
     "legal-disclosure": "recipient_country", "privacy-acks": "status", "notification-requested": "template",
     "privacy-commands.consent": "action", "privacy-commands.dsar": "action", "privacy-commands.notifier": "action",
+    "dsar-status": "status",
 }
 
 

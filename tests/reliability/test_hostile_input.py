@@ -22,6 +22,7 @@ from schemas.events import (
     ConsentChanged,
     DsarDetails,
     DsarRequested,
+    DsarStatus,
     ErasureRequested,
     LegalDisclosure,
     MergerNotice,
@@ -35,6 +36,7 @@ from schemas.topics import (
     COMMAND_TOPIC_PREFIX,
     CONSENT_CHANGED,
     DSAR_REQUESTED,
+    DSAR_STATUS,
     ERASURE_REQUESTED,
     LEGAL_DISCLOSURE,
     MERGER_NOTICE,
@@ -303,6 +305,11 @@ def _valid_event(topic: str, run: str, n: int, event_id: str) -> tuple[str, Any,
         return subject, PrivacyCommand(command_id=command_id, system=system, action="export",
                                        request_id=uuid.uuid4(), respond_by=datetime.now(UTC) + timedelta(days=1)), [
             Effect(system, f"SELECT count(*) FROM {system}.handled_commands WHERE command_id = $1", command_id)]
+    if topic == DSAR_STATUS:
+        request_id = uuid.uuid4()
+        return subject, DsarStatus(request_id=request_id, right="erasure", status="awaiting_systems",
+                                   due_at=datetime.now(UTC) + timedelta(days=30), extended=False), [
+            Effect("notifier", "SELECT count(*) FROM notifier.erasure_holds WHERE request_id = $1", str(request_id))]
     if topic == NOTIFICATION_REQUESTED:
         notification_id = f"test:hostile:{subject}"
         return subject, NotificationRequested(
