@@ -151,6 +151,8 @@ async def test_successful_answers_match_the_documented_schemas(stack, system) ->
          {"headers": auth, "json": {"reason": "Art. 17(3)(e): needed for a legal claim (documentation check)"}}),
         ("POST", dsar, "/v1/admin/requests/{objection}/approve", {"headers": auth}),
         ("GET", notifier, "/v1/admin/emails", {"headers": auth}),
+        ("GET", dsar, "/v1/internal/subjects/{subject_id}/requests", {"headers": auth}),
+        ("POST", notifier, "/v1/internal/subjects/lookup", {"headers": auth, "json": {"email": f"{subject}@example.com"}}),
         ("GET", consent, "/v1/unsubscribe/{token}", {}),
         ("POST", consent, "/v1/unsubscribe/{token}", {"content": b"List-Unsubscribe=One-Click"}),
     ]

@@ -647,3 +647,17 @@ async def purge_expired(
             "DELETE FROM failed_verifications WHERE failed_at < $1", failures_before or now - timedelta(days=1)
         ),
     }
+
+
+async def timelines_of(conn: asyncpg.Connection, subject: str) -> dict[str, list[tuple[datetime, str]]]:
+    """Each of the subject's cases' status changes and extensions, in order (from the audit trail,
+    which records every one), for the privacy center's timeline."""
+    rows = await conn.fetch(
+        "SELECT ref, at, action FROM audit_log WHERE subject = $1 AND ref IS NOT NULL "
+        "AND action LIKE 'case\\_%' ORDER BY seq",
+        subject,
+    )
+    timelines: dict[str, list[tuple[datetime, str]]] = {}
+    for row in rows:
+        timelines.setdefault(str(row["ref"]), []).append((row["at"], str(row["action"])))
+    return timelines

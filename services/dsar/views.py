@@ -13,6 +13,7 @@ from typing import Any
 from faust.web import Request, Response
 from pydantic import TypeAdapter, ValidationError
 
+from privacy_runtime.internal_auth import require_service
 from privacy_runtime.web import ApiView, HttpError, route
 from schemas.fields import Detail
 from services.dsar import cases, store
@@ -22,6 +23,7 @@ from services.dsar.verification import CODE_PATTERN
 from services.dsar.workflow import UnknownCase, utcnow
 
 TOKEN_PATTERN = re.compile(r"^[A-Za-z0-9_-]{20,128}$")
+SUBJECT_PATTERN = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
 MAX_REASON = 2000
 MAX_LIST = 1000
 DEFAULT_LIST = 200
@@ -256,3 +258,38 @@ class AdminLift(ApiView):
         rid = _request_id(request_id)
         case = await _answered(rid, workflow.lift_restriction(rid))
         return self.json(_operator(case, utcnow()))
+
+
+# --- services (bearer SERVICE_TOKEN) ----------------------------------------------------------------
+
+#: Audit actions that belong on a person's timeline: status changes and extensions.
+TIMELINE_ACTIONS = frozenset({f"case_{status}" for status in cases.STATUSES} | {"case_extended"})
+
+
+@route(app, runtime, "/v1/internal/subjects/{subject_id}/requests", "internal_subject_requests")
+class InternalSubjectRequests(ApiView):
+    """A subject's requests with status, deadline, reason and timeline: what the privacy center shows the
+    signed-in person. Internal (SERVICE_TOKEN), never public: the path names a subject."""
+
+    async def get(self, request: Request, subject_id: str) -> Response:
+        require_service(runtime.settings, request.headers.get("Authorization"))
+        if not SUBJECT_PATTERN.match(subject_id):
+            raise HttpError(400, "subject must match ^[A-Za-z0-9._:-]{1,128}$")
+        async with runtime.pool.acquire() as conn:
+            subject_cases = await store.cases_of(conn, subject_id)
+            timelines = await store.timelines_of(conn, subject_id)
+        now = utcnow()
+        return self.json({"requests": [
+            {
+                **_public(case),
+                "overdue": cases.is_overdue(case, now),
+                "requested_via": case.requested_via,
+                "identity_verified": case.identity_verified,
+                "reason": case.reason,
+                "extension_reason": case.extension_reason,
+                "closed_at": case.closed_at.isoformat() if case.closed_at else None,
+                "timeline": [{"at": at.isoformat(), "event": action.removeprefix("case_")}
+                             for at, action in timelines.get(case.request_id, []) if action in TIMELINE_ACTIONS],
+            }
+            for case in reversed(subject_cases)
+        ]})

@@ -9,6 +9,7 @@ turns into a dead letter).
 Params of each template (what dsar/consent put into ``notification-requested``):
 
 - ``verification_code``: ``code``, ``expires_minutes``
+- ``privacy_center_link``: ``link`` (the privacy center's one-time sign-in link), ``expires_minutes``
 - ``request_received``: ``request_id``, ``right``, ``due_date``
 - ``deadline_extended``: ``request_id``, ``right``, ``reason``, ``due_date`` (the new deadline)
 - ``export_ready``: ``request_id``, ``expires_at`` and ``download_url`` (or ``export_token``, from which
@@ -63,6 +64,7 @@ SPECS: dict[str, TemplateSpec] = {
     spec.name: spec
     for spec in (
         _spec("verification_code", "code", "expires_minutes", rights_request=True),
+        _spec("privacy_center_link", "link", "expires_minutes", rights_request=True),
         _spec("request_received", "request_id", "right", "due_date", rights_request=True),
         _spec("deadline_extended", "request_id", "right", "reason", "due_date", rights_request=True),
         _spec("export_ready", "request_id", "download_url", "expires_at", rights_request=True),

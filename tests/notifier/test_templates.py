@@ -14,6 +14,7 @@ CONTEXT = templates.Context(contact_email=CONTACT, public_base_url="https://priv
 #: Valid params for every template (what dsar/consent and the fan-outs put in).
 PARAMS: dict[str, dict[str, Any]] = {
     "verification_code": {"code": "482913", "expires_minutes": 30},
+    "privacy_center_link": {"link": "https://privacy.example/s/tok123", "expires_minutes": 30},
     "request_received": {"request_id": "R-1", "right": "access", "due_date": "2025-12-01"},
     "deadline_extended": {
         "request_id": "R-1",
@@ -64,6 +65,8 @@ PARAMS: dict[str, dict[str, Any]] = {
 #: Text that must appear in each template's body (besides controller and contact).
 KEY_CONTENT: dict[str, dict[str, list[str]]] = {
     "verification_code": {"sv": ["482913", "30 minuter"], "en": ["482913", "30 minutes"]},
+    "privacy_center_link": {"sv": ["https://privacy.example/s/tok123", "30 minuter", "en gång"],
+                            "en": ["https://privacy.example/s/tok123", "30 minutes", "used once"]},
     "request_received": {"sv": ["R-1", "2025-12-01", "en månad"], "en": ["R-1", "2025-12-01", "one month"]},
     "deadline_extended": {
         "sv": ["Många system berörs", "2026-02-01", "12.3"],

@@ -293,4 +293,48 @@ def http_cases() -> list[HttpCase]:
                  body=b'{"months": 1, "reason": {"name": "Rut"}}', headers=ADMIN),
         HttpCase(d, "POST", f"/v1/admin/requests/{rid}/extend", "extend with months as text",
                  body=b'{"months": "1", "reason": "lawyer"}', headers=ADMIN),
+        HttpCase(d, "GET", "/v1/internal/subjects/u1/requests", "internal read without token"),
+        HttpCase(d, "GET", "/v1/internal/subjects/u1/requests", "internal read wrong token",
+                 headers={"Authorization": "Bearer wrong"}),
+        HttpCase("notifier", "POST", "/v1/internal/subjects/lookup", "lookup without token",
+                 body=b'{"email": "a@example.org"}'),
+        HttpCase("notifier", "POST", "/v1/internal/subjects/lookup", "lookup wrong scheme",
+                 body=b'{"email": "a@example.org"}', headers={"Authorization": "Basic dGVzdA=="}),
+    ]
+
+
+# --- the people-facing pages' forms (privacy center) -------------------------------------------------
+
+#: Script and markup that must come back escaped wherever a page shows what was sent.
+SCRIPT = "<script>alert(1)</script>\"'><img src=x onerror=alert(1)>{{7*7}}"
+FORM = "application/x-www-form-urlencoded"
+
+
+@dataclass(frozen=True)
+class FormCase:
+    """A hostile body for a form: `{csrf}` in it is replaced by a valid token of the session, so the
+    case reaches the form's own checks (a case without `{csrf}` must be refused by the CSRF check)."""
+
+    name: str
+    body: bytes
+    content_type: str | None = FORM
+
+
+def form_cases(fields: list[str]) -> list[FormCase]:
+    """Hostile bodies for a form with these field names: oversized, wrong encodings and types, too
+    many fields, script in every field."""
+    from urllib.parse import urlencode
+
+    every = urlencode({"csrf_token": "{csrf}", **dict.fromkeys(fields, SCRIPT)}).replace("%7Bcsrf%7D", "{csrf}")
+    return [
+        FormCase("oversized", b"csrf_token={csrf}&" + b"&".join(f.encode() + b"=" + b"x" * 40_000 for f in fields[:1])),
+        FormCase("json body", b'{"csrf_token": "{csrf}"}', "application/json"),
+        FormCase("multipart", b"--b\r\nContent-Disposition: form-data; name=\"x\"\r\n\r\n1\r\n--b--", "multipart/form-data; boundary=b"),
+        FormCase("not utf-8", b"csrf_token={csrf}&" + fields[0].encode() + b"=%FF%FE"),
+        FormCase("control characters", b"csrf_token={csrf}&" + fields[0].encode() + b"=a%00b%1B"),
+        FormCase("too many fields", b"csrf_token={csrf}&" + b"&".join(b"f%d=1" % i for i in range(200))),
+        FormCase("field repeated as a list", b"csrf_token={csrf}&" + b"&".join(f.encode() + b"=1&" + f.encode() + b"=2" for f in fields)),
+        FormCase("numbers and empties", b"csrf_token={csrf}&" + b"&".join(f.encode() + b"=" for f in fields) + b"&right=7"),
+        FormCase("no csrf, script everywhere", every.replace("csrf_token=%7Bcsrf%7D&", "").replace("csrf_token={csrf}&", "").encode()),
+        FormCase("script in every field", every.encode()),
     ]
