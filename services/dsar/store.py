@@ -395,6 +395,111 @@ async def drop_fragments(conn: asyncpg.Connection, request_id: str) -> None:
     await conn.execute("DELETE FROM export_fragments WHERE request_id = $1", uuid.UUID(request_id))
 
 
+# --- exports answered in parts ---------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class ExportCommand:
+    """An export command of ours, as an arriving part needs it."""
+
+    command_id: uuid.UUID
+    system: str
+    subject: str
+    request_id: str
+    acked: bool
+
+
+async def export_commands(conn: asyncpg.Connection, command_ids: Sequence[uuid.UUID]) -> dict[uuid.UUID, ExportCommand]:
+    rows = await conn.fetch(
+        "SELECT command_id, system, subject, request_id, acked_at IS NOT NULL AS acked FROM commands "
+        "WHERE command_id = ANY($1::uuid[]) AND action = 'export' AND request_id IS NOT NULL",
+        list(command_ids),
+    )
+    return {r["command_id"]: ExportCommand(r["command_id"], r["system"], r["subject"], str(r["request_id"]),
+                                           r["acked"]) for r in rows}
+
+
+async def put_export_parts(conn: asyncpg.Connection, rows: Sequence[tuple[uuid.UUID, str, int, int, str, str, int,
+                                                                          bytes]]) -> None:
+    """(command_id, sha256, part, parts, request_id, system, chunk bytes, sealed chunk); a repeated part
+    is kept as first received."""
+    if rows:
+        await conn.executemany(
+            "INSERT INTO export_parts (command_id, export_sha256, part, parts, request_id, system, chunk_bytes, "
+            "chunk_sealed) VALUES ($1, $2, $3, $4, $5, $6, $7, $8) ON CONFLICT DO NOTHING",
+            [(c, sha, part, parts, uuid.UUID(r), system, size, sealed)
+             for c, sha, part, parts, r, system, size, sealed in rows],
+        )
+
+
+@dataclass(frozen=True)
+class PartsHeld:
+    held: int
+    parts_min: int
+    parts_max: int
+    part_max: int
+    total_bytes: int
+
+
+async def parts_held(conn: asyncpg.Connection, command_id: uuid.UUID, sha256: str) -> PartsHeld:
+    row = await conn.fetchrow(
+        "SELECT count(*) AS held, min(parts) AS parts_min, max(parts) AS parts_max, max(part) AS part_max, "
+        "coalesce(sum(chunk_bytes), 0) AS total FROM export_parts WHERE command_id = $1 AND export_sha256 = $2",
+        command_id, sha256,
+    )
+    return PartsHeld(row["held"], row["parts_min"] or 0, row["parts_max"] or 0, row["part_max"] or 0,
+                     int(row["total"]))
+
+
+async def export_parts(conn: asyncpg.Connection, command_id: uuid.UUID, sha256: str) -> list[asyncpg.Record]:
+    return list(await conn.fetch(
+        "SELECT part, parts, chunk_sealed FROM export_parts WHERE command_id = $1 AND export_sha256 = $2 "
+        "ORDER BY part",
+        command_id, sha256,
+    ))
+
+
+async def hold_resends(conn: asyncpg.Connection, command_ids: Sequence[uuid.UUID]) -> None:
+    """Commands whose answer is arriving in parts are not re-sent (a re-send would be exported again):
+    the next attempt waits for `respond_by`, when parts still missing send the case to review."""
+    if command_ids:
+        await conn.execute(
+            "UPDATE commands SET next_attempt_at = greatest(next_attempt_at, respond_by) "
+            "WHERE command_id = ANY($1::uuid[]) AND acked_at IS NULL",
+            list(command_ids),
+        )
+
+
+async def drop_export_parts(conn: asyncpg.Connection, command_ids: Sequence[uuid.UUID]) -> None:
+    if command_ids:
+        await conn.execute("DELETE FROM export_parts WHERE command_id = ANY($1::uuid[])", list(command_ids))
+
+
+async def has_export_parts(conn: asyncpg.Connection, command_id: uuid.UUID) -> bool:
+    return bool(await conn.fetchval("SELECT EXISTS (SELECT 1 FROM export_parts WHERE command_id = $1)", command_id))
+
+
+async def incomplete_exports_due(conn: asyncpg.Connection, now: datetime, limit: int = 100) -> list[asyncpg.Record]:
+    """Export commands still unanswered at `respond_by` of which some parts arrived: their answer can no
+    longer be completed in time."""
+    return list(await conn.fetch(
+        "SELECT c.command_id, c.system, c.request_id, "
+        "(SELECT string_agg(DISTINCT p.parts::text, ',') FROM export_parts p WHERE p.command_id = c.command_id) "
+        "AS parts, (SELECT count(DISTINCT p.part) FROM export_parts p WHERE p.command_id = c.command_id) AS held "
+        "FROM commands c WHERE c.acked_at IS NULL AND c.action = 'export' AND c.respond_by <= $1 "
+        "AND EXISTS (SELECT 1 FROM export_parts p WHERE p.command_id = c.command_id) "
+        "ORDER BY c.respond_by LIMIT $2",
+        now, limit,
+    ))
+
+
+async def drop_settled_export_parts(conn: asyncpg.Connection) -> int:
+    """Parts of commands settled otherwise (superseded, case cancelled): never to be assembled."""
+    return int(await conn.fetchval(
+        "WITH d AS (DELETE FROM export_parts p USING commands c WHERE p.command_id = c.command_id "
+        "AND c.acked_at IS NOT NULL RETURNING 1) SELECT count(*) FROM d"))
+
+
 async def put_export(
     conn: asyncpg.Connection,
     *,
@@ -510,6 +615,13 @@ async def erase_subject_records(conn: asyncpg.Connection, subject: str) -> int:
     removed += int(
         await conn.fetchval(
             "WITH d AS (DELETE FROM export_fragments f USING cases c WHERE f.request_id = c.request_id "
+            "AND c.subject = $1 RETURNING 1) SELECT count(*) FROM d",
+            subject,
+        )
+    )
+    removed += int(
+        await conn.fetchval(
+            "WITH d AS (DELETE FROM export_parts p USING cases c WHERE p.request_id = c.request_id "
             "AND c.subject = $1 RETURNING 1) SELECT count(*) FROM d",
             subject,
         )

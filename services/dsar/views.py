@@ -292,7 +292,8 @@ class AdminRequests(ApiView):
         async with runtime.pool.acquire() as conn:
             rows = await store.list_cases(conn, limit=limit, offset=offset, **filters)
             total = await store.count_cases(conn, **filters) if "total" in query else None
-        body: dict[str, Any] = {"requests": [_operator(case, now) for case, _ in rows], "count": len(rows)}
+            found = await workflow.texts.opened_all(conn, [case for case, _ in rows])
+        body: dict[str, Any] = {"requests": [_operator(case, now) for case in found], "count": len(found)}
         if total is not None:
             body["total"] = total
         return self.json(body)
@@ -304,7 +305,7 @@ class AdminRequest(ApiView):
         self.require_admin(request)
         rid = _request_id(request_id)
         async with runtime.pool.acquire() as conn:
-            case = await store.get_case(conn, rid)
+            case = await workflow.texts.opened(conn, await store.get_case(conn, rid))
         if case is None:
             raise HttpError(404, f"unknown request {rid}")
         return self.json(_operator(case, utcnow()))
@@ -379,7 +380,7 @@ class AdminTimeline(ApiView):
         self.require_admin(request)
         rid = _request_id(request_id)
         async with runtime.pool.acquire() as conn:
-            case = await store.get_case(conn, rid)
+            case = await workflow.texts.opened(conn, await store.get_case(conn, rid))
             if case is None:
                 raise HttpError(404, f"unknown request {rid}")
             entries = await store.audit_of_case(conn, rid)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 import uuid
 from collections.abc import Callable
@@ -13,8 +14,10 @@ from typing import Any
 import yaml
 
 from deploy.k8s.generate import SERVICES
+from schemas.events import PrivacyAck
 from schemas.examples import example_event
 from schemas.registry import key_for
+from tests.helpers import TEST_ADMIN_TOKEN
 
 
 @dataclass(frozen=True)
@@ -116,12 +119,49 @@ def _mutations() -> list[tuple[str, Callable[[str, dict[str, Any]], tuple[bytes 
 CONTRADICTIONS: list[tuple[str, str, dict[str, Any]]] = [
     ("consent-changed", "gpc signal that grants", {"channel": "gpc", "granted": True}),
     ("privacy-acks", "retained without a basis", {"status": "retained", "retained_basis": None}),
+    # Exports answered in parts: the four fields of a part come together, numbered within their count.
+    ("privacy-acks", "export part without its digest",
+     {"status": "done", "retained_basis": None, "part": 1, "parts": 2, "export_chunk": "{", "export_sha256": None}),
+    ("privacy-acks", "export part beyond its count",
+     {"status": "done", "retained_basis": None, "part": 3, "parts": 2, "export_chunk": "{",
+      "export_sha256": "0" * 64}),
+    ("privacy-acks", "export part that failed",
+     {"status": "failed", "retained_basis": None, "part": 1, "parts": 1, "export_chunk": "{}",
+      "export_sha256": "0" * 64}),
+    ("privacy-acks", "export part with an inline export too",
+     {"status": "done", "retained_basis": None, "part": 1, "parts": 1, "export_chunk": "{}",
+      "export_sha256": "0" * 64, "export": {"a": 1}}),
+    ("privacy-acks", "export part numbered zero",
+     {"status": "done", "retained_basis": None, "part": 0, "parts": 1, "export_chunk": "{}",
+      "export_sha256": "0" * 64}),
+    ("privacy-acks", "export in more parts than 64 MiB allows",
+     {"status": "done", "retained_basis": None, "part": 1, "parts": 10_000_000, "export_chunk": "{}",
+      "export_sha256": "0" * 64}),
+    ("privacy-acks", "export digest that is not hex",
+     {"status": "done", "retained_basis": None, "part": 1, "parts": 1, "export_chunk": "{}",
+      "export_sha256": "z" * 64}),
     ("notification-requested", "sealed secrets that do not open",
      {"params": {"request_id": "R-1", "sealed_secrets": "AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA"}}),
     ("dsar-requested", "objection without the processing objected to",
      {"right": "objection", "details": {"corrections": None, "circumstance": None, "processing": None,
                                         "format": None}}),
 ]
+
+
+def forged_acks() -> list[tuple[str, PrivacyAck]]:
+    """Valid answers to commands nobody issued: accepted (not dead-lettered), and settle nothing. A system
+    answering for another guesses an id; a part of an export claims a digest its text does not have."""
+    chunk = '{"system":"accounts","records":[]}'
+    return [
+        ("forged done for a guessed command id",
+         PrivacyAck(command_id=uuid.uuid4(), system="accounts", status="done")),
+        ("export part of a command nobody issued, digest wrong",
+         PrivacyAck(command_id=uuid.uuid4(), system="accounts", status="done", part=1, parts=1,
+                    export_chunk=chunk, export_sha256=hashlib.sha256(b"something else").hexdigest())),
+        ("export part claiming the largest count",
+         PrivacyAck(command_id=uuid.uuid4(), system="partners", status="done", part=65536, parts=65536,
+                    export_chunk="}", export_sha256="f" * 64)),
+    ]
 
 
 def consumers_of(topic: str) -> set[str]:
@@ -148,6 +188,10 @@ def message_cases() -> list[MessageCase]:
         doc["data"].update(fields)
         cases.append(MessageCase(topic, name, _key(topic, doc), json.dumps(doc).encode()))
     return cases
+
+
+#: The operator token of the test stack: cases that get past the token and must still be refused.
+ADMIN = {"Authorization": f"Bearer {TEST_ADMIN_TOKEN}"}
 
 
 @dataclass(frozen=True)
@@ -247,6 +291,15 @@ def http_cases() -> list[HttpCase]:
         HttpCase(d, "POST", f"/v1/admin/requests/{rid}/approve", "approve without token"),
         HttpCase(d, "POST", f"/v1/admin/requests/{rid}/reject", "reject without token", body=b'{"reason": "x"}'),
         HttpCase(d, "POST", f"/v1/admin/requests/{rid}/extend", "extend without token", body=b'{"months": 2, "reason": "x"}'),
+        # Operator free text (sealed with the subject's key once accepted): refused when it is not text.
+        HttpCase(d, "POST", f"/v1/admin/requests/{rid}/reject", "reject with a NUL in the reason",
+                 body=b'{"reason": "Rut \\u0000 Raderasson"}', headers=ADMIN),
+        HttpCase(d, "POST", f"/v1/admin/requests/{rid}/reject", "reject with a 100 KiB reason",
+                 body=b'{"reason": "' + b"R" * 100_000 + b'"}', headers=ADMIN),
+        HttpCase(d, "POST", f"/v1/admin/requests/{rid}/extend", "extend with a reason that is not text",
+                 body=b'{"months": 1, "reason": {"name": "Rut"}}', headers=ADMIN),
+        HttpCase(d, "POST", f"/v1/admin/requests/{rid}/extend", "extend with months as text",
+                 body=b'{"months": "1", "reason": "lawyer"}', headers=ADMIN),
         HttpCase(d, "GET", "/v1/internal/subjects/u1/requests", "internal read without token"),
         HttpCase(d, "GET", "/v1/internal/subjects/u1/requests", "internal read wrong token",
                  headers={"Authorization": "Bearer wrong"}),
