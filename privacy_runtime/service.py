@@ -29,9 +29,15 @@ from privacy_runtime.datamap import DataMap, load_data_map
 from privacy_runtime.db import create_pool
 from privacy_runtime.deadletters import DeadLetters
 from privacy_runtime.housekeeping import housekeeping_loop
-from privacy_runtime.kafka import faust_broker_credentials, faust_broker_urls, make_producer, wait_for_kafka
+from privacy_runtime.kafka import (
+    faust_broker_credentials,
+    faust_broker_urls,
+    make_producer,
+    start_producer_with_backoff,
+    wait_for_kafka,
+)
 from privacy_runtime.logs import configure_logging, logging_config
-from privacy_runtime.migrations import apply_migrations
+from privacy_runtime.migrations import apply_keystore_migrations, apply_migrations
 from privacy_runtime.outbox import Outbox, OutboxRelay
 from privacy_runtime.processor import Handler, StreamProcessor
 from privacy_runtime.settings import ServiceSettings
@@ -63,6 +69,7 @@ class ServiceRuntime:
         self.started = asyncio.Event()
         self._start_lock = asyncio.Lock()
         self._pool: asyncpg.Pool | None = None
+        self._keystore_pool: asyncpg.Pool | None = None
         self._producer: AIOKafkaProducer | None = None
         self._dead_letters: DeadLetters | None = None
         self._relay: OutboxRelay | None = None
@@ -178,6 +185,10 @@ class ServiceRuntime:
     async def start(self) -> None:
         self._pool = await create_pool(self.settings.database_url, self.name)
         await apply_migrations(self._pool, self.name, self.sql_dir)
+        if self.settings.separate_keystore():  # KEYSTORE_DATABASE_URL: the wrapped keys live apart
+            self._keystore_pool = await create_pool(self.settings.keystore_url(), self.name, min_size=1)
+            await apply_keystore_migrations(self._keystore_pool, self.name)
+            self.keyring.use_keystore(self._keystore_pool)
         async with self._pool.acquire() as conn:
             await self.keyring.load_lookup_key(conn)
         self._producer = make_producer(self.settings)
@@ -221,7 +232,8 @@ class ServiceRuntime:
             await asyncio.sleep(1.0)
         log.warning("master key rotation: %d keys re-wrapped under the current master key; %s stores none under "
                     "the previous one. Keep PRIVACY_MASTER_KEY_PREVIOUS set while links and codes in emails already "
-                    "sent must work (unsubscribe links are signed, verification codes hashed, with it)",
+                    "sent must work (unsubscribe and manage-your-privacy links are signed, verification codes hashed, "
+                    "with it)",
                     moved, self.name)
 
     def rotate_with_master_key(self, keys: OtherKeys) -> None:
@@ -266,6 +278,8 @@ class ServiceRuntime:
             await self._producer.stop()
         if self._pool is not None:
             await self._pool.close()
+        if self._keystore_pool is not None:
+            await self._keystore_pool.close()
         log.info("%s runtime stopped", self.name)
 
     async def _wait_for_kafka(self) -> None:
@@ -284,16 +298,7 @@ class ServiceRuntime:
 
     @staticmethod
     async def _start_producer_with_backoff(producer: AIOKafkaProducer) -> None:
-        delay = 0.2
-        for _ in range(60):
-            try:
-                await producer.start()
-                return
-            except Exception as exc:
-                log.warning("Kafka not reachable yet (%s); retrying in %.1fs", type(exc).__name__, delay)
-                await asyncio.sleep(delay)
-                delay = min(delay * 2, 5.0)
-        await producer.start()
+        await start_producer_with_backoff(producer)
 
 
 #: faust's CLI knows `warn` and `crit` only; accept the logging module's names too.

@@ -32,7 +32,7 @@ ledger = Ledger(runtime, tracker)
 inbox = CommandInbox(runtime, SYSTEM_ID, consent_actions(runtime, settings.policy_url, ledger))
 decision_cache = DecisionCache(settings.decision_cache_subjects)
 decision_listener = Listener(
-    settings.database_url, f"{SYSTEM_ID}_decisions", decision_cache.notified,  # migration 0006's channel
+    settings.database_url, f"{SYSTEM_ID}_decisions", decision_cache.notified,  # migration 0007's channel
     on_ready=decision_cache.start, on_lost=decision_cache.stop,
     check_seconds=settings.decision_cache_check_seconds, timeout_seconds=settings.decision_cache_timeout_seconds,
 )

@@ -2,7 +2,7 @@
 
 The cache holds inputs, not answers: a subject's profile and current consents (`SubjectView`), from
 which `rules.decide` answers any purpose. It is filled by reads that missed and emptied by the
-notifications of migration 0006 (through `privacy_runtime.notifications.Listener`), which name every
+notifications of migration 0007 (through `privacy_runtime.notifications.Listener`), which name every
 subject whose row in `subjects` or `consent_state` a committed transaction changed.
 
 Staleness bound (docs/operations.md, "Decision cache"):
@@ -107,7 +107,7 @@ class DecisionCache:
         self.clear()
 
     def notified(self, payload: str) -> None:
-        """A payload of migration 0006: a JSON array of subjects, or `*` for everything."""
+        """A payload of migration 0007: a JSON array of subjects, or `*` for everything."""
         try:
             subjects = orjson.loads(payload) if payload != EVERYTHING else None
         except orjson.JSONDecodeError:

@@ -69,7 +69,7 @@ import contextlib
 import json
 import logging
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 from email.utils import parseaddr
 from enum import Enum
@@ -83,7 +83,7 @@ from privacy_runtime import metrics
 from privacy_runtime.crypto import DecryptionFailed
 from privacy_runtime.db import TRANSIENT_DB_ERRORS
 from privacy_runtime.logs import scrub
-from privacy_runtime.tokens import UNSUBSCRIBE, TokenSigner
+from privacy_runtime.tokens import MANAGE, UNSUBSCRIBE, TokenSigner
 from services.notifier import rules, store, templates
 from services.notifier.consent_client import ConsentDecisions
 from services.notifier.final_notices import FINAL_TEMPLATES, FinalNoticeKeys
@@ -221,6 +221,8 @@ class Claimed:
     params: dict[str, Any] | None
     #: Why it cannot be sent at all (recorded as a permanent failure), e.g. a key that does not open.
     problem: str | None = None
+    #: Held back by a verified erasure case of the subject (not one of that case's own emails).
+    held: bool = False
 
     @property
     def notification_id(self) -> str:
@@ -245,8 +247,11 @@ class Sender:
         )
         self.envelope_from = parseaddr(settings.smtp_from)[1] or settings.smtp_from
         self.unsubscribe_tokens = TokenSigner(settings.master_key(), UNSUBSCRIBE, settings.previous_master_key())
+        self.manage_tokens = TokenSigner(settings.master_key(), MANAGE, settings.previous_master_key())
         self.context = templates.Context(
-            contact_email=settings.privacy_contact_email, public_base_url=settings.public_base_url
+            contact_email=settings.privacy_contact_email,
+            public_base_url=settings.public_base_url,
+            privacy_center_url=settings.privacy_center_url,
         )
         self._connection_failures = 0
         #: Loop time before which no round starts: the relay failed (see _failed_attempt).
@@ -378,7 +383,9 @@ class Sender:
                         plain = await self.keyring.decrypt(conn, subject, params_field(row["notification_id"]), sealed)
                         params = json.loads(plain) if plain else None
             batch.append(Claimed(row, recipient, subject in erased, params))
-        return batch
+        holds = await store.erasure_holds(conn, subjects)  # verified erasure cases: only their own emails
+        return [replace(item, held=rules.held_for_erasure(holds.get(item.row["subject"], frozenset()), item.params))
+                for item in batch]
 
     def _prepare_final(self, row: asyncpg.Record, final: asyncpg.Record | None) -> Claimed:
         """An erasure confirmation: addressed from the final notice, or nowhere once that is gone."""
@@ -448,7 +455,8 @@ class Sender:
                 await self.mailer.ready()
                 await locked.start()
                 current = await store.lock_for_sending(conn, item.notification_id, row["claimed_at"])
-                refusal = rules.NOT_CLAIMED if current is None else rules.recheck(item.template, **dict(current))
+                refusal = (rules.NOT_CLAIMED if current is None
+                           else rules.recheck(item.template, params=item.params, **dict(current)))
                 if refusal is None:
                     started = time.perf_counter()
                     await self.mailer.transmit(message, self.envelope_from, item.recipient.email)
@@ -517,23 +525,29 @@ class Sender:
             marketing_allowed=marketing_allowed,
             consent_unavailable=consent_unavailable,
             give_up=timedelta(seconds=self.settings.email_give_up_after_seconds),
+            held=item.held,
         )
 
     def _message(self, item: Claimed, recipient: rules.Recipient, now: datetime) -> bytes:
         row = item.row
         if item.params is None:
             raise templates.TemplateProblem("the email's params are gone")
+        locale = templates.locale_of(recipient.locale or row["locale"])
         unsubscribe = None
         if row["category"] == rules.MARKETING:
-            token = self.unsubscribe_tokens.sign({"s": recipient.subject, "p": rules.MARKETING_PURPOSE})
+            # `l`: the confirmation page opens in the language of the email.
+            token = self.unsubscribe_tokens.sign({"s": recipient.subject, "p": rules.MARKETING_PURPOSE, "l": locale})
             unsubscribe = rules.unsubscribe_url(self.settings.consent_public_url, token)
+        manage = rules.manage_url(self.settings.privacy_center_url, self.manage_tokens.sign({"s": recipient.subject}))
         context = templates.Context(
             contact_email=self.context.contact_email,
             public_base_url=self.context.public_base_url,
             recipient_name=recipient.name,
             unsubscribe_url=unsubscribe,
+            privacy_center_url=self.context.privacy_center_url,
+            manage_url=manage,
         )
-        rendered = templates.render(item.template, recipient.locale or row["locale"], item.params, context)
+        rendered = templates.render(item.template, locale, item.params, context)
         return rules.compose(
             rendered,
             sender=self.settings.smtp_from,

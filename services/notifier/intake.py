@@ -26,8 +26,9 @@ from services.notifier.settings import NotifierSettings
 
 log = logging.getLogger(__name__)
 
-#: Stands in for the real link while a marketing notification is validated.
+#: Stand in for the real links while a notification is validated.
 _SAMPLE_UNSUBSCRIBE = "https://example.invalid/v1/unsubscribe/sample"
+_SAMPLE_MANAGE = "https://example.invalid/manage/sample"
 
 
 @dataclass(frozen=True)
@@ -67,7 +68,9 @@ class Intake:
         self.final_keys = FinalNoticeKeys(settings.master_key(), settings.previous_master_key())
         self.notice_secrets = NoticeSecrets(settings.master_key(), settings.previous_master_key())
         self.context = templates.Context(
-            contact_email=settings.privacy_contact_email, public_base_url=settings.public_base_url
+            contact_email=settings.privacy_contact_email,
+            public_base_url=settings.public_base_url,
+            privacy_center_url=settings.privacy_center_url,
         )
 
     # --- directory ---------------------------------------------------------------------------
@@ -76,7 +79,7 @@ class Intake:
         latest: dict[str, Inbound] = {}
         for item in batch:
             subject = item.event.subject
-            if subject not in latest or latest[subject].event.time <= item.event.time:
+            if subject not in latest or latest[subject].ordered_at <= item.ordered_at:
                 latest[subject] = item
         erased = await erased_among(self.keyring, conn, set(latest))
         erased |= await self.keyring.ensure_keys(conn, set(latest) - erased)
@@ -94,11 +97,26 @@ class Intake:
                     locale=templates.locale_of(str(data.locale)),
                     country=data.country,
                     registered_at=item.event.time,
+                    ordered_at=item.ordered_at,
                 )
             )
         await store.upsert_recipients(conn, rows)
         if erased:
             log.info("ignored %d registrations of erased subjects", len(erased))
+
+    # --- erasure holds ------------------------------------------------------------------------
+
+    async def record_case_statuses(self, conn: asyncpg.Connection, batch: list[Inbound]) -> None:
+        """`dsar-status`: a verified erasure case holds back every email to its subject but its own; a
+        rejected or cancelled one ends that. A subject's statuses come in order (one partition, keyed by
+        subject), so the last one of a case in the batch is its state."""
+        latest: dict[tuple[str, str], bool] = {}
+        for item in batch:
+            change = rules.erasure_hold_change(str(item.data.right), str(item.data.status))
+            if change is not None:
+                latest[(item.event.subject, str(item.data.request_id))] = change
+        await store.hold_for_erasure(conn, sorted(key for key, held in latest.items() if held))
+        await store.release_erasure_holds(conn, sorted(key for key, held in latest.items() if not held))
 
     # --- single notifications ----------------------------------------------------------------
 
@@ -219,6 +237,8 @@ class Intake:
             contact_email=self.context.contact_email,
             public_base_url=self.context.public_base_url,
             unsubscribe_url=_SAMPLE_UNSUBSCRIBE if category == rules.MARKETING else None,
+            privacy_center_url=self.context.privacy_center_url,
+            manage_url=_SAMPLE_MANAGE,
         )
         for lang in (locale,) if locale else templates.LOCALES:
             templates.validate(template, lang, params, context)
