@@ -9,6 +9,7 @@ from collections.abc import Sequence
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+from aiokafka.errors import GroupCoordinatorNotAvailableError
 
 from schemas.envelope import parse_event
 from tests.helpers import commit_group_offsets
@@ -163,8 +164,15 @@ async def wait_caught_up(bootstrap: str, groups: Sequence[str], topic: str, *, t
     `unknown_after` seconds is taken not to read it."""
     began = time.monotonic()
     while True:
-        lags = [await group_lag(bootstrap, group, topic) for group in groups]
         waited = time.monotonic() - began
+        try:
+            lags = [await group_lag(bootstrap, group, topic) for group in groups]
+        except GroupCoordinatorNotAvailableError:
+            # The broker is still creating its offsets topic (slow on a loaded machine): not yet.
+            if waited > timeout:
+                raise
+            await asyncio.sleep(0.5)
+            continue
         if all(lag == 0 or (lag is None and waited > unknown_after) for lag in lags):
             return
         if waited > timeout:

@@ -7,6 +7,8 @@ and alert rules use only the names below (a test scrapes the running services to
 
 from __future__ import annotations
 
+import functools
+
 from prometheus_client import Counter, Gauge, Histogram
 
 LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
@@ -65,6 +67,12 @@ COMMANDS_OVERDUE_REPORTED = Counter(
 # --- consent ----------------------------------------------------------------------------------
 CONSENT_CHANGES = Counter("privacy_consent_changes_total", "Consent ledger entries", ["purpose", "granted"])
 DECISIONS = Counter("privacy_decisions_total", "Purpose decisions answered", ["purpose", "allowed"])
+DECISION_READS = Counter(
+    "privacy_decision_reads_total", "Where a decision's inputs came from (memory: the cache; database)", ["source"]
+)
+DECISION_CACHE_LIVE = Gauge(
+    "privacy_decision_cache_live", "1 while the decision cache's LISTEN connection is up and it is used"
+)
 
 # --- dsar -------------------------------------------------------------------------------------
 CASES_OPENED = Counter("privacy_cases_opened_total", "Cases opened", ["right"])
@@ -115,3 +123,23 @@ HTTP_REQUESTS = Counter("privacy_http_requests_total", "HTTP requests", ["route"
 HTTP_REQUEST_SECONDS = Histogram(
     "privacy_http_request_seconds", "HTTP request latency", ["route"], buckets=LATENCY_BUCKETS
 )
+
+
+# Label lookups take a lock and build a key each time; the hot paths keep their (few) children.
+@functools.cache
+def decision_counter(purpose: str, allowed: bool) -> Counter:
+    return DECISIONS.labels(purpose=purpose, allowed="true" if allowed else "false")
+
+
+@functools.cache
+def http_request_counter(route: str, status: int) -> Counter:
+    return HTTP_REQUESTS.labels(route=route, status=str(status))
+
+
+@functools.cache
+def http_request_seconds(route: str) -> Histogram:
+    return HTTP_REQUEST_SECONDS.labels(route=route)
+
+
+DECISION_FROM_MEMORY = DECISION_READS.labels(source="memory")
+DECISION_FROM_DATABASE = DECISION_READS.labels(source="database")

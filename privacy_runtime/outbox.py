@@ -15,7 +15,7 @@ import json
 import logging
 import time
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from datetime import datetime
 from typing import Any
 
@@ -158,8 +158,12 @@ class OutboxRelay:
         *,
         batch_size: int = 500,
         poll_seconds: float = 0.5,
+        before_publish: Sequence[Callable[[], Awaitable[None]]] = (),
     ):
         self.pool = pool
+        #: Awaited after rows are taken and before any is handed to the producer (e.g. a cache that
+        #: must have seen every change committed before the events that announce it leave).
+        self.before_publish = before_publish
         self.producer = producer
         self.outbox = outbox
         self.batch_size = batch_size
@@ -202,19 +206,25 @@ class OutboxRelay:
         # Taken and deleted in one statement, published, then committed: a failed publish rolls the
         # delete back, and a crash before the commit leaves the rows to be published again.
         async with self.pool.acquire() as conn, conn.transaction():
-            self._other_relay_busy = not await conn.fetchval(
-                "SELECT pg_try_advisory_xact_lock($1::int, hashtext(current_schema()))", _RELAY_LOCK_KEY)
+            # The relay's lock and the take in one round trip (a withdrawal's command waits for both):
+            # rows are taken only when the lock was; one row with a NULL id says "nothing (to) take".
+            taken = await conn.fetch(
+                "WITH relay AS MATERIALIZED (SELECT pg_try_advisory_xact_lock($2::int, hashtext(current_schema())) "
+                "AS locked), taken AS (DELETE FROM outbox WHERE (SELECT locked FROM relay) AND id IN "
+                "(SELECT id FROM outbox WHERE published_at IS NULL ORDER BY id LIMIT $1 FOR UPDATE SKIP LOCKED) "
+                "RETURNING id, topic, key, subject, value, headers) "
+                "SELECT relay.locked, taken.* FROM relay LEFT JOIN taken ON true",
+                self.batch_size, _RELAY_LOCK_KEY,
+            )
+            self._other_relay_busy = not taken[0]["locked"]
             if self._other_relay_busy:
                 return 0  # another process is relaying this schema's outbox now
-            rows = sorted(await conn.fetch(
-                "DELETE FROM outbox WHERE id IN (SELECT id FROM outbox WHERE published_at IS NULL "
-                "ORDER BY id LIMIT $1 FOR UPDATE SKIP LOCKED) "
-                "RETURNING id, topic, key, subject, value, headers",
-                self.batch_size,
-            ), key=lambda row: row["id"])
+            rows = sorted((row for row in taken if row["id"] is not None), key=lambda row: row["id"])
             if not rows:
                 metrics.OUTBOX_PENDING.set(0)
                 return 0
+            for hook in self.before_publish:
+                await hook()
             futures = []
             undeliverable: list[int] = []
             published: Counter[str] = Counter()

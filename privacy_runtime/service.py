@@ -75,6 +75,8 @@ class ServiceRuntime:
         self._relay: OutboxRelay | None = None
         self._background: list[asyncio.Task[None]] = []
         self._on_started: list[Callable[[], Awaitable[None]]] = []
+        #: Awaited by the outbox relay before it publishes what it took (see OutboxRelay).
+        self.before_publish: list[Callable[[], Awaitable[None]]] = []
         self._other_keys: list[OtherKeys] = []
         self._streams: dict[str, StreamProcessor] = {}
         self._consumer: BatchConsumer | None = None
@@ -192,7 +194,7 @@ class ServiceRuntime:
         self._producer = make_producer(self.settings)
         await self._start_producer_with_backoff(self._producer)
         self._dead_letters = DeadLetters(self._producer, self.name)
-        self._relay = OutboxRelay(self._pool, self._producer, self.outbox)
+        self._relay = OutboxRelay(self._pool, self._producer, self.outbox, before_publish=self.before_publish)
         self._background.append(asyncio.create_task(self._relay.run(), name=f"{self.name}-outbox-relay"))
         self._background.append(asyncio.create_task(_forever(self._report_lag), name=f"{self.name}-lag"))
         self._background.append(asyncio.create_task(_forever(self._housekeeping), name=f"{self.name}-housekeeping"))

@@ -70,8 +70,8 @@ class ApiView(View):
             log.exception("unhandled error in %s", self.route_name)
             return self.json({"error": "internal error; the incident was logged"}, status=500)
         finally:
-            metrics.HTTP_REQUESTS.labels(route=self.route_name, status=str(status)).inc()
-            metrics.HTTP_REQUEST_SECONDS.labels(route=self.route_name).observe(time.perf_counter() - started)
+            metrics.http_request_counter(self.route_name, status).inc()
+            metrics.http_request_seconds(self.route_name).observe(time.perf_counter() - started)
 
     @staticmethod
     def _refuse_large_body(request: Any) -> None:

@@ -246,6 +246,23 @@ async def profile_and_state(
     return _profile(row), (_record(row) if row["entry_id"] is not None else None)
 
 
+async def subject_view(
+    conn: asyncpg.Connection, subject: str
+) -> tuple[SubjectProfile | None, dict[str, ConsentRecord]]:
+    """A subject's profile and every current consent, in one round trip (the decision cache's miss)."""
+    rows = await conn.fetch(
+        """
+        SELECT p.*, s.entry_id, s.purpose, s.granted, s.channel, s.policy_version, s.effective_at, s.ordered_at
+        FROM subjects p LEFT JOIN consent_state s ON s.subject = p.subject
+        WHERE p.subject = $1
+        """,
+        subject,
+    )
+    if not rows:
+        return None, {}
+    return _profile(rows[0]), {r["purpose"]: _record(r) for r in rows if r["entry_id"] is not None}
+
+
 async def states_of(conn: asyncpg.Connection, subject: str) -> list[ConsentRecord]:
     rows = await conn.fetch("SELECT * FROM consent_state WHERE subject = $1 ORDER BY purpose", subject)
     return [_record(r) for r in rows]
