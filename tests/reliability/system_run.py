@@ -479,22 +479,25 @@ async def isolated_system(stack: Any, run: str) -> AsyncIterator[SystemEnv]:
                     await conn.close()
 
 
-async def groups_caught_up(bootstrap: str, groups: dict[str, str]) -> bool:
-    """Every group has committed the end of every topic it consumes: no event is on its way anywhere."""
+async def lagging(bootstrap: str, groups: dict[str, str]) -> list[str]:
+    """What each group has not committed yet, as `group topic[partition] committed/end`: empty once every
+    group has committed the end of every topic it consumes (no event is on its way anywhere)."""
     admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
     reader = AIOKafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False)
     await admin.start()
     await reader.start()
+    behind: list[str] = []
     try:
         for service, group in groups.items():
             committed = await admin.list_consumer_group_offsets(group)
             tps = [tp for tp in committed if tp.topic in CONSUMED[service]]
             if not tps:
-                return False
+                behind.append(f"{group}: no offsets")
+                continue
             ends = await reader.end_offsets(tps)
-            if any(committed[tp].offset < ends[tp] for tp in tps):
-                return False
-        return True
+            behind += [f"{group} {tp.topic}[{tp.partition}] {committed[tp].offset}/{ends[tp]}"
+                       for tp in tps if committed[tp].offset < ends[tp]]
+        return behind
     finally:
         await reader.stop()
         await admin.close()
@@ -734,29 +737,34 @@ async def observe(dsn: str, w: Workload) -> dict[str, Any]:
     return dict(await query(dsn, read))
 
 
-async def wait_settled(stack: Any, system: SystemEnv, w: Workload, timeout: float) -> bool:
+async def wait_settled(stack: Any, system: SystemEnv, w: Workload, timeout: float) -> str | None:
     """Until nothing is left to happen: every case closed, every command acknowledged, no email queued or
     being sent, the ledger complete, every expected email stored, and every consumer group caught up with
-    every topic it consumes (an event still on its way could add a row after the check)."""
+    every topic it consumes (an event still on its way could add a row after the check). None once
+    settled, else what was still pending when `timeout` ran out."""
     bootstrap = stack.endpoints.kafka_bootstrap
+    pending = ["not checked yet"]
 
     async def settled() -> bool:
         seen = await observe(system.dsn, w)
-        if not seen["fanout_done"] or len(seen["cases"]) < len(w.requests):
-            return False
-        if any(r["status"] not in cases.TERMINAL for r in seen["cases"]):
-            return False
-        if any(r["acked_at"] is None for r in [*seen["consent_commands"], *seen["dsar_commands"]]):
-            return False
-        if any(r["status"] in ("queued", "sending") for r in seen["emails"]):
-            return False
-        if sum(r["n"] for r in seen["ledger"]) < sum(w.ledger_rows.values()):
-            return False
-        if len(mail_files(stack, w.domain)) < len(w.emails):
-            return False
-        return await groups_caught_up(bootstrap, system.groups)
+        waiting = {
+            "fan-out not done": not seen["fanout_done"],
+            "cases open": len(seen["cases"]) < len(w.requests)
+            or any(r["status"] not in cases.TERMINAL for r in seen["cases"]),
+            "commands unacknowledged": any(
+                r["acked_at"] is None for r in [*seen["consent_commands"], *seen["dsar_commands"]]),
+            "emails queued or sending": any(r["status"] in ("queued", "sending") for r in seen["emails"]),
+            "ledger incomplete": sum(r["n"] for r in seen["ledger"]) < sum(w.ledger_rows.values()),
+            "emails not all stored": len(mail_files(stack, w.domain)) < len(w.emails),
+        }
+        pending[:] = [what for what, still in waiting.items() if still]
+        if not pending:
+            pending[:] = await lagging(bootstrap, system.groups)
+        return not pending
 
-    return await poll(settled, timeout=timeout, interval=2.0)
+    if await poll(settled, timeout=timeout, interval=2.0):
+        return None
+    return "; ".join(pending[:10])
 
 
 def compare(expected: Counter[Any], observed: Counter[Any]) -> tuple[int, int]:
