@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import json
 import random
+import time
 from datetime import UTC, datetime, timedelta
 from itertools import pairwise
 from pathlib import Path
@@ -25,7 +26,7 @@ from schemas.envelope import new_event
 from schemas.events import ConsentChanged, ConsentGrant, UserRegistered
 from schemas.topics import CONSENT_CHANGED, USER_REGISTERED
 from tests.helpers import ROOT, ServiceProcess, wait_until
-from tests.reliability.system_run import isolated_system, lagging
+from tests.reliability.system_run import Message, isolated_system, lagging, send_reliably
 
 pytestmark = [pytest.mark.stack, pytest.mark.faults]
 
@@ -34,11 +35,14 @@ SETTLE_LIMIT = 300.0  # a limit only matters when something is wrong
 
 
 async def _produce(bootstrap: str, prefix: str, part: range) -> int:
+    """Publish a part of the workload, every message at least once: what the broker fails to take (it
+    restarts meanwhile) is sent again, the same bytes (a consumer sees a redelivery it deduplicates)."""
     producer = AIOKafkaProducer(bootstrap_servers=bootstrap, acks="all", linger_ms=5)
     await producer.start()
     base = datetime.now(UTC) - timedelta(hours=1)
     sent = 0
     try:
+        chunk: list[Message] = []
         for i in part:
             subject = f"{prefix}-{i:05d}"
             registered = new_event(USER_REGISTERED, UserRegistered(
@@ -48,12 +52,13 @@ async def _produce(bootstrap: str, prefix: str, part: range) -> int:
             opted_out = new_event(CONSENT_CHANGED, ConsentChanged(
                 purpose="marketing_email", granted=False, channel="email_footer", policy_version="2021-10-30"),
                 subject=subject, source="urn:test", time=base + timedelta(minutes=30))
-            await producer.send(USER_REGISTERED, key=subject.encode(), value=registered.model_dump_json().encode())
-            await producer.send(CONSENT_CHANGED, key=subject.encode(), value=opted_out.model_dump_json().encode())
-            sent += 2
-            if i % 10 == 0:
+            chunk += [(USER_REGISTERED, subject.encode(), registered.model_dump_json().encode()),
+                      (CONSENT_CHANGED, subject.encode(), opted_out.model_dump_json().encode())]
+            if len(chunk) >= 20 or i == part[-1]:
+                await send_reliably(producer, chunk, time.monotonic() + SETTLE_LIMIT)
+                sent += len(chunk)
+                chunk = []
                 await asyncio.sleep(0.05)  # spread each part over its fault
-        await producer.flush()
     finally:
         await producer.stop()
     return sent
