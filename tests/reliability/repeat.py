@@ -2,7 +2,8 @@
 
     .venv/bin/python -m tests.reliability.repeat --runs 10 [--tests tests/reliability] [-- pytest args]
 
-Each run is one pytest session (its own embedded stack) over `--tests`. After it, the fault reports the
+Each run is one pytest session (its own embedded stack) over `--tests`, its output kept in
+var/reports/faults-repeat-run<N>.log. After it, the fault reports the
 tests wrote (var/reports/faults-*.json: consent, system, replicas) are read and one line is printed:
 the pytest outcome and, per report, missing/duplicated. Reports are deleted before each run, so a
 figure shown is that run's (a report a run did not write shows as "-"). The table is also written to
@@ -13,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import signal
 import subprocess
 import sys
 import time
@@ -56,14 +58,20 @@ def run_once(number: int, tests: str, extra: list[str]) -> Run:
     for stem in FAULT_REPORTS:
         (REPORTS / f"{stem}.json").unlink(missing_ok=True)
     began = time.monotonic()
-    result = subprocess.run(
-        [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", tests, *extra],
-        cwd=ROOT, capture_output=True, text=True, check=False,
-    )
-    log = REPORTS / f"faults-repeat-run{number}.log"
     REPORTS.mkdir(parents=True, exist_ok=True)
-    log.write_text(result.stdout + result.stderr)
-    return Run(number, result.returncode == 0, time.monotonic() - began, _summary(result.stdout), read_figures())
+    log = REPORTS / f"faults-repeat-run{number}.log"
+    with log.open("w") as out:
+        child = subprocess.Popen(
+            [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", tests, *extra],
+            cwd=ROOT, stdout=out, stderr=subprocess.STDOUT, text=True,
+        )
+        try:
+            code = child.wait()
+        except BaseException:  # interrupted: let pytest stop its services and stack before leaving
+            child.send_signal(signal.SIGINT)
+            child.wait()
+            raise
+    return Run(number, code == 0, time.monotonic() - began, _summary(log.read_text()), read_figures())
 
 
 def _cell(figures: tuple[int, int] | None) -> str:
