@@ -48,6 +48,7 @@ from aiokafka.admin import AIOKafkaAdminClient
 from aiokafka.errors import KafkaError
 from aiokafka.structs import OffsetAndMetadata
 
+import schemas.topics as topic_names
 from privacy_runtime.datamap import load_data_map
 from privacy_runtime.settings import DEFAULT_DATA_MAP
 from schemas.enums import (
@@ -78,16 +79,13 @@ from schemas.topics import (
     DSAR_REQUESTED,
     ERASURE_REQUESTED,
     EXTERNAL_SYSTEMS,
-    LEGAL_DISCLOSURE,
     MERGER_NOTICE,
-    NOTIFICATION_REQUESTED,
-    POLICY_CHANGED,
     PRIVACY_ACKS,
     USER_REGISTERED,
     command_topic,
 )
 from services.dsar import cases
-from tests.helpers import ServiceProcess, downstream_answer, event_of, read_topic, stop_player
+from tests.helpers import ROOT, ServiceProcess, downstream_answer, event_of, read_topic, stop_player
 
 SEED = int(os.environ.get("FAULT_SEED", "20261125"))  # another seed, another schedule of faults
 CONSENT_ONLY = 2300  # subjects known only from consent changes (4 events each)
@@ -96,14 +94,18 @@ ERASURES, RESTRICTIONS, RECTIFICATIONS, ACCESSES = 60, 40, 40, 40
 POLICY = "2021-10-30"
 SERVICES = ("consent", "dsar", "notifier")
 
-#: The topics each service consumes (services/<name>/agents.py): their group's offsets start at the end.
-CONSUMED: dict[str, tuple[str, ...]] = {
-    "consent": (USER_REGISTERED, CONSENT_CHANGED, DSAR_REQUESTED, PRIVACY_ACKS, command_topic("consent")),
-    "dsar": (ERASURE_REQUESTED, DSAR_REQUESTED, PRIVACY_ACKS, command_topic("dsar"), USER_REGISTERED,
-             CONSENT_CHANGED),
-    "notifier": (USER_REGISTERED, NOTIFICATION_REQUESTED, MERGER_NOTICE, POLICY_CHANGED, LEGAL_DISCLOSURE,
-                 command_topic("notifier")),
-}
+def consumed_topics(service: str) -> tuple[str, ...]:
+    """The topics a service consumes, read from its `runtime.stream(...)` lines (services/<name>/agents.py),
+    so the list cannot drift from the code: its group's offsets start at the end of each of them."""
+    source = (ROOT / "services" / service / "agents.py").read_text()
+    topics = []
+    for name in re.findall(r"runtime\.stream\(\s*([A-Za-z_][A-Za-z0-9_]*(?:\(SYSTEM_ID\))?)", source):
+        topics.append(command_topic(service) if name == "command_topic(SYSTEM_ID)" else getattr(topic_names, name))
+    assert topics, f"no runtime.stream(...) found in services/{service}/agents.py"
+    return tuple(topics)
+
+
+CONSUMED: dict[str, tuple[str, ...]] = {service: consumed_topics(service) for service in SERVICES}
 
 SERVICE_ENV: dict[str, dict[str, str]] = {
     # Re-sends only matter if something was lost; keep them rare so they do not hide a loss for long.
