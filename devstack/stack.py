@@ -48,15 +48,21 @@ class Endpoints:
     smtp_host: str
     smtp_port: int
     mail_dir: Path
+    #: SMTP_STARTTLS for services using this stack: "false" for the embedded sink (it has no TLS, and the
+    #: notifier requires STARTTLS unless told otherwise); for an external relay, what the environment says.
+    smtp_starttls: str | None = None
 
     def env(self) -> dict[str, str]:
         """The contract's environment variables for services started against this stack."""
-        return {
+        env = {
             "KAFKA_BOOTSTRAP_SERVERS": self.kafka_bootstrap,
             "DATABASE_URL": self.database_url,
             "SMTP_HOST": self.smtp_host,
             "SMTP_PORT": str(self.smtp_port),
         }
+        if self.smtp_starttls is not None:
+            env["SMTP_STARTTLS"] = self.smtp_starttls
+        return env
 
 
 def default_var_dir() -> Path:
@@ -153,10 +159,11 @@ class Stack:
             smtp_host=self.smtp.host if self.smtp else self.environ["SMTP_HOST"],
             smtp_port=self.smtp.port if self.smtp else int(self.environ.get("SMTP_PORT") or 25),
             mail_dir=self.smtp.mail_dir if self.smtp else self.root / "smtp" / "mail",
+            smtp_starttls="false" if self.smtp else self.environ.get("SMTP_STARTTLS"),
         )
 
     def env(self) -> dict[str, str]:
-        """KAFKA_BOOTSTRAP_SERVERS, DATABASE_URL, SMTP_HOST, SMTP_PORT for this stack."""
+        """KAFKA_BOOTSTRAP_SERVERS, DATABASE_URL, SMTP_HOST, SMTP_PORT (and SMTP_STARTTLS) for this stack."""
         return self.endpoints.env()
 
     def write_env_file(self, path: Path | None = None) -> Path:

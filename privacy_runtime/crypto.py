@@ -3,17 +3,26 @@
 Erasure ends with `shred_subject`, which deletes the subject's wrapped key: every ciphertext of
 that subject, in any table or backup, becomes unreadable (crypto-shredding). Master key rotation
 re-wraps data keys only; PII ciphertexts stay as they are.
+
+The wrapped keys may live in a database of their own (`KEYSTORE_DATABASE_URL`, `use_keystore`): a
+backup of the data then holds no key, and the key store's backups, kept short, bound how long an
+erased subject can be restored (the shred horizon, docs/operations.md). Tombstones and the lookup key
+stay with the data (they open nothing and are read together with it). With a key store apart, its
+writes commit on their own: a key created for a transaction that rolls back stays (harmless: the
+retry finds and uses it), and a shred stands even if the erasure's transaction rolls back (its retry
+writes the tombstone; the data is unreadable meanwhile, which is what erasure asks).
 """
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import hashlib
 import hmac
 import os
 import time
 from collections import OrderedDict
-from collections.abc import Iterable
+from collections.abc import AsyncIterator, Iterable
 
 import asyncpg
 from cryptography.exceptions import InvalidTag
@@ -82,6 +91,26 @@ class KeyRing:
         self._pending: dict[str, tuple[int, bytes]] = {}
         self._cache_size = cache_size
         self._cache_seconds = cache_seconds
+        #: The key store's pool when it is another database; None: the keys are in the caller's database.
+        self._keystore: asyncpg.Pool | None = None
+
+    def use_keystore(self, pool: asyncpg.Pool) -> None:
+        """Keep the wrapped subject keys in this pool's database (`subject_keys` in the same schema)."""
+        self._keystore = pool
+
+    @contextlib.asynccontextmanager
+    async def _keys(self, conn: asyncpg.Connection, *, transaction: bool = False) -> AsyncIterator[asyncpg.Connection]:
+        """Where `subject_keys` is: the caller's connection (and transaction), or a key store connection
+        (in a transaction of its own when `transaction`, for row locks)."""
+        if self._keystore is None:
+            yield conn
+            return
+        async with self._keystore.acquire() as keys:
+            if transaction:
+                async with keys.transaction():
+                    yield keys
+            else:
+                yield keys
 
     @property
     def current_master_id(self) -> str:
@@ -171,9 +200,10 @@ class KeyRing:
         cached = self._cached(subject) or self._pending_key(conn, subject)
         if cached is not None:
             return cached
-        row = await conn.fetchrow(
-            "SELECT wrapped_key, master_key_id FROM subject_keys WHERE subject = $1", subject
-        )
+        async with self._keys(conn) as keys:
+            row = await keys.fetchrow(
+                "SELECT wrapped_key, master_key_id FROM subject_keys WHERE subject = $1", subject
+            )
         if row is not None:
             key = self._unwrap(subject, row["wrapped_key"], row["master_key_id"])
             self._remember(subject, key)
@@ -183,13 +213,14 @@ class KeyRing:
         if await self.is_erased(conn, subject):
             raise SubjectErased(subject)
         key = AESGCM.generate_key(bit_length=256)
-        inserted = await conn.fetchval(
-            "INSERT INTO subject_keys (subject, wrapped_key, master_key_id) VALUES ($1, $2, $3) "
-            "ON CONFLICT (subject) DO NOTHING RETURNING subject",
-            subject,
-            self._wrap(subject, key),
-            self._master_id,
-        )
+        async with self._keys(conn) as keys:
+            inserted = await keys.fetchval(
+                "INSERT INTO subject_keys (subject, wrapped_key, master_key_id) VALUES ($1, $2, $3) "
+                "ON CONFLICT (subject) DO NOTHING RETURNING subject",
+                subject,
+                self._wrap(subject, key),
+                self._master_id,
+            )
         if inserted is None:  # a concurrent writer created it first
             return await self.data_key(conn, subject, create=False)
         self._hold_pending(conn, subject, key)
@@ -203,10 +234,11 @@ class KeyRing:
         missing = [s for s in subjects if self._cached(s) is None and self._pending_key(conn, s) is None]
         if not missing:
             return set()
-        rows = await conn.fetch(
-            "SELECT subject, wrapped_key, master_key_id FROM subject_keys WHERE subject = ANY($1::text[])",
-            missing,
-        )
+        async with self._keys(conn) as keys:
+            rows = await keys.fetch(
+                "SELECT subject, wrapped_key, master_key_id FROM subject_keys WHERE subject = ANY($1::text[])",
+                missing,
+            )
         for row in rows:
             self._remember(row["subject"], self._unwrap(row["subject"], row["wrapped_key"], row["master_key_id"]))
         absent = [s for s in missing if self._cached(s) is None and self._pending_key(conn, s) is None]
@@ -219,16 +251,17 @@ class KeyRing:
         erased = {digests[r["subject_digest"]] for r in erased_rows}
         new_keys = {s: AESGCM.generate_key(bit_length=256) for s in absent if s not in erased}
         if new_keys:
-            await conn.executemany(
-                "INSERT INTO subject_keys (subject, wrapped_key, master_key_id) VALUES ($1, $2, $3) "
-                "ON CONFLICT (subject) DO NOTHING",
-                [(s, self._wrap(s, k), self._master_id) for s, k in new_keys.items()],
-            )
-            # Another writer may have won a race: read back what is stored.
-            stored = await conn.fetch(
-                "SELECT subject, wrapped_key, master_key_id FROM subject_keys WHERE subject = ANY($1::text[])",
-                list(new_keys),
-            )
+            async with self._keys(conn) as keys:
+                await keys.executemany(
+                    "INSERT INTO subject_keys (subject, wrapped_key, master_key_id) VALUES ($1, $2, $3) "
+                    "ON CONFLICT (subject) DO NOTHING",
+                    [(s, self._wrap(s, k), self._master_id) for s, k in new_keys.items()],
+                )
+                # Another writer may have won a race: read back what is stored.
+                stored = await keys.fetch(
+                    "SELECT subject, wrapped_key, master_key_id FROM subject_keys WHERE subject = ANY($1::text[])",
+                    list(new_keys),
+                )
             for row in stored:
                 self._hold_pending(
                     conn, row["subject"], self._unwrap(row["subject"], row["wrapped_key"], row["master_key_id"])
@@ -281,7 +314,8 @@ class KeyRing:
     async def shred_subject(self, conn: asyncpg.Connection, subject: str) -> bool:
         """Destroy the subject's data key and leave a tombstone. True when a key existed."""
         self.forget(subject)
-        deleted = await conn.fetchval("DELETE FROM subject_keys WHERE subject = $1 RETURNING subject", subject)
+        async with self._keys(conn) as keys:
+            deleted = await keys.fetchval("DELETE FROM subject_keys WHERE subject = $1 RETURNING subject", subject)
         await conn.execute(
             "INSERT INTO erased_subjects (subject_digest) VALUES ($1) ON CONFLICT DO NOTHING",
             self.subject_digest(subject),
@@ -291,11 +325,11 @@ class KeyRing:
     async def keys_under_other_masters(self, conn: asyncpg.Connection) -> int:
         """Data keys (and the lookup key) still wrapped by another master key than the current one,
         counting rows other transactions hold (`rewrap_all` skips those)."""
-        return int(await conn.fetchval(
-            "SELECT (SELECT count(*) FROM subject_keys WHERE master_key_id <> $1) "
-            "+ (SELECT count(*) FROM lookup_key WHERE master_key_id <> $1)",
-            self._master_id,
-        ))
+        async with self._keys(conn) as keys:
+            data_keys = int(await keys.fetchval(
+                "SELECT count(*) FROM subject_keys WHERE master_key_id <> $1", self._master_id))
+        lookup = int(await conn.fetchval("SELECT count(*) FROM lookup_key WHERE master_key_id <> $1", self._master_id))
+        return data_keys + lookup
 
     async def rewrap_all(self, conn: asyncpg.Connection, batch: int = 1000) -> int:
         """Re-wrap every data key (and the lookup key) under the current master key; safe to run while
@@ -314,21 +348,22 @@ class KeyRing:
                 seal(self._master, key, _LOOKUP_AAD), self._master_id,
             )
         total = 0
-        while True:
-            rows = await conn.fetch(
-                "SELECT subject, wrapped_key, master_key_id FROM subject_keys "
-                "WHERE master_key_id <> $1 LIMIT $2 FOR UPDATE SKIP LOCKED",
-                self._master_id,
-                batch,
-            )
-            if not rows:
-                return total
-            for row in rows:
-                key = self._unwrap(row["subject"], row["wrapped_key"], row["master_key_id"])
-                await conn.execute(
-                    "UPDATE subject_keys SET wrapped_key = $2, master_key_id = $3 WHERE subject = $1",
-                    row["subject"],
-                    self._wrap(row["subject"], key),
+        async with self._keys(conn, transaction=True) as keys:
+            while True:
+                rows = await keys.fetch(
+                    "SELECT subject, wrapped_key, master_key_id FROM subject_keys "
+                    "WHERE master_key_id <> $1 LIMIT $2 FOR UPDATE SKIP LOCKED",
                     self._master_id,
+                    batch,
                 )
-            total += len(rows)
+                if not rows:
+                    return total
+                for row in rows:
+                    key = self._unwrap(row["subject"], row["wrapped_key"], row["master_key_id"])
+                    await keys.execute(
+                        "UPDATE subject_keys SET wrapped_key = $2, master_key_id = $3 WHERE subject = $1",
+                        row["subject"],
+                        self._wrap(row["subject"], key),
+                        self._master_id,
+                    )
+                total += len(rows)

@@ -13,7 +13,15 @@ import re
 from datetime import UTC, datetime
 from typing import Any
 
-_EMAIL = re.compile(r"[A-Za-z0-9._%+-]+@[A-Za-z0-9.-]+\.[A-Za-z]{2,}")
+#: Any characters but spaces and the delimiters that surround an address in text (quotes, brackets,
+#: commas, ...), so internationalised addresses (RFC 6531: "åsa@exempel.se", "用户@例子.广告", Devanagari
+#: with its combining vowel signs) are caught as well as ASCII ones; the top-level label has no digits
+#: (or is punycode), so versions and timestamps ("pkg@1.2.3") are left alone. A match starts only where
+#: a run of such characters starts: without that, a long run with no "@" costs quadratic time.
+_ATOM = r"[^\s@<>()\[\]\\,;:\"'`]"
+_LABEL = r"[^\s@<>()\[\]\\,;:\"'`.]"
+_TOP = r"[^\s@<>()\[\]\\,;:\"'`.\d_-]"
+_EMAIL = re.compile(rf"(?<!{_ATOM}){_ATOM}+@(?:{_LABEL}+\.)+(?:xn--[A-Za-z0-9-]+|{_TOP}{{2,}})")
 _PHONE = re.compile(r"\+?\d[\d \-]{7,}\d")
 
 

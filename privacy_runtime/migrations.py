@@ -15,6 +15,8 @@ import asyncpg
 log = logging.getLogger(__name__)
 
 RUNTIME_SQL = Path(__file__).with_name("sql")
+#: The key store's own migrations (the wrapped subject keys), when it is another database.
+KEYSTORE_SQL = Path(__file__).with_name("keystore_sql")
 
 
 def migration_files(service_sql: Path) -> list[tuple[str, Path]]:
@@ -23,7 +25,20 @@ def migration_files(service_sql: Path) -> list[tuple[str, Path]]:
     return files
 
 
+def keystore_migration_files() -> list[tuple[str, Path]]:
+    return [(f"keystore/{p.name}", p) for p in sorted(KEYSTORE_SQL.glob("*.sql"))]
+
+
 async def apply_migrations(pool: asyncpg.Pool, schema: str, service_sql: Path) -> list[str]:
+    return await _apply(pool, schema, migration_files(service_sql))
+
+
+async def apply_keystore_migrations(pool: asyncpg.Pool, schema: str) -> list[str]:
+    """The key store's tables, in the service's schema of the key store's database."""
+    return await _apply(pool, schema, keystore_migration_files())
+
+
+async def _apply(pool: asyncpg.Pool, schema: str, files: list[tuple[str, Path]]) -> list[str]:
     applied: list[str] = []
     lock_id = int(hashlib.sha256(f"migrate:{schema}".encode()).hexdigest()[:15], 16)
     async with pool.acquire() as conn:
@@ -34,7 +49,7 @@ async def apply_migrations(pool: asyncpg.Pool, schema: str, service_sql: Path) -
                 "(name text PRIMARY KEY, applied_at timestamptz NOT NULL DEFAULT now())"
             )
             done = {r["name"] for r in await conn.fetch("SELECT name FROM schema_migrations")}
-            for name, path in migration_files(service_sql):
+            for name, path in files:
                 if name in done:
                     continue
                 async with conn.transaction():

@@ -25,7 +25,7 @@ import asyncio
 import logging
 import time
 from collections.abc import Awaitable, Callable, Iterable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
@@ -34,6 +34,7 @@ import asyncpg
 from privacy_runtime import metrics
 from privacy_runtime.codec import DecodeError, decode
 from privacy_runtime.db import TRANSIENT_DB_ERRORS
+from privacy_runtime.ordering import ordering_time
 
 log = logging.getLogger(__name__)
 
@@ -46,6 +47,9 @@ class RawMessage:
     key: bytes | None
     value: bytes | None
     headers: list[tuple[str, bytes]]
+    #: When this service received it (polled it): the event's arrival, by this service's clock, which
+    #: the producer cannot set (the record's Kafka timestamp is the producer's, by default).
+    received_at: datetime = field(default_factory=lambda: datetime.now(UTC))
 
 
 @dataclass(frozen=True)
@@ -58,6 +62,11 @@ class Inbound:
     @property
     def data(self) -> Any:
         return self.event.data
+
+    @property
+    def ordered_at(self) -> datetime:
+        """The event's time for ordering state (`ordering.ordering_time`: capped at its arrival)."""
+        return ordering_time(self.event.time, self.raw.received_at)
 
 
 #: Returns None, or (a handler that deduplicates itself) how many of the events were new.

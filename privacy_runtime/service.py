@@ -31,7 +31,7 @@ from privacy_runtime.deadletters import DeadLetters
 from privacy_runtime.housekeeping import housekeeping_loop
 from privacy_runtime.kafka import faust_broker_credentials, faust_broker_urls, make_producer, wait_for_kafka
 from privacy_runtime.logs import configure_logging, logging_config
-from privacy_runtime.migrations import apply_migrations
+from privacy_runtime.migrations import apply_keystore_migrations, apply_migrations
 from privacy_runtime.outbox import Outbox, OutboxRelay
 from privacy_runtime.processor import Handler, StreamProcessor
 from privacy_runtime.settings import ServiceSettings
@@ -63,6 +63,7 @@ class ServiceRuntime:
         self.started = asyncio.Event()
         self._start_lock = asyncio.Lock()
         self._pool: asyncpg.Pool | None = None
+        self._keystore_pool: asyncpg.Pool | None = None
         self._producer: AIOKafkaProducer | None = None
         self._dead_letters: DeadLetters | None = None
         self._relay: OutboxRelay | None = None
@@ -86,6 +87,10 @@ class ServiceRuntime:
             key_serializer="raw",
             store="memory://",
             web_port=web_port,
+            # faust's own /router and /table pages describe the cluster and its tables to anyone who
+            # asks; these services route nothing through faust and keep no faust tables.
+            web_router_enabled=False,
+            web_tables_enabled=False,
             web_bind=settings.web_bind,
             web_host=settings.web_bind,
             consumer_auto_offset_reset="earliest",
@@ -172,6 +177,10 @@ class ServiceRuntime:
     async def start(self) -> None:
         self._pool = await create_pool(self.settings.database_url, self.name)
         await apply_migrations(self._pool, self.name, self.sql_dir)
+        if self.settings.separate_keystore():  # KEYSTORE_DATABASE_URL: the wrapped keys live apart
+            self._keystore_pool = await create_pool(self.settings.keystore_url(), self.name, min_size=1)
+            await apply_keystore_migrations(self._keystore_pool, self.name)
+            self.keyring.use_keystore(self._keystore_pool)
         async with self._pool.acquire() as conn:
             await self.keyring.load_lookup_key(conn)
         self._producer = make_producer(self.settings)
@@ -260,6 +269,8 @@ class ServiceRuntime:
             await self._producer.stop()
         if self._pool is not None:
             await self._pool.close()
+        if self._keystore_pool is not None:
+            await self._keystore_pool.close()
         log.info("%s runtime stopped", self.name)
 
     async def _wait_for_kafka(self) -> None:

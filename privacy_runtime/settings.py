@@ -38,6 +38,10 @@ class ServiceSettings(ConnectionSettings):
     smtp_from: str = "ISOPARTNER AB <privacy@isopartner.se>"
 
     privacy_master_key: SecretStr
+    #: Where the wrapped per-subject keys live (DESIGN.md, "Storage and security"): another database than
+    #: the data they protect, so its backups can be kept short (the shred horizon, docs/operations.md).
+    #: Unset: DATABASE_URL.
+    keystore_database_url: str | None = None
     #: Extension for rotation without downtime: keys wrapped by the previous master key still unwrap.
     privacy_master_key_previous: SecretStr | None = None
     admin_token: SecretStr = Field(default=SecretStr(""))
@@ -82,6 +86,12 @@ class ServiceSettings(ConnectionSettings):
         if len(raw) != 32:
             raise ValueError(f"PRIVACY_MASTER_KEY must decode to 32 bytes, got {len(raw)}")
         return value
+
+    def keystore_url(self) -> str:
+        return self.keystore_database_url or self.database_url
+
+    def separate_keystore(self) -> bool:
+        return self.keystore_url() != self.database_url
 
     def master_key(self) -> bytes:
         return base64.b64decode(self.privacy_master_key.get_secret_value())

@@ -183,6 +183,10 @@ def _operations() -> dict[str, Any]:
     ops[_camel(f"receive-{topics.NOTIFICATION_REQUESTED}")] = _operation(
         "receive", topics.NOTIFICATION_REQUESTED, "The notifier consumes notification requests."
     )
+    ops[_camel(f"receive-{topics.DSAR_STATUS}")] = _operation(
+        "receive", topics.DSAR_STATUS, "The notifier learns of verified erasure cases: from then on their "
+        "subject gets only that case's emails, until it is rejected or cancelled."
+    )
     for system in topics.ALL_SYSTEMS:
         topic = topics.command_topic(system)
         ops[_camel(f"send-{topic}")] = _operation("send", topic, f"Send commands to `{system}`.")

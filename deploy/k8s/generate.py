@@ -148,6 +148,8 @@ SERVICES: tuple[ServiceSpec, ...] = (
             topics.POLICY_CHANGED,
             topics.LEGAL_DISCLOSURE,
             topics.command_topic("notifier"),
+            # Erasure holds: from verification of an erasure case on, only that case's emails.
+            topics.DSAR_STATUS,
         ),
         produces=(topics.PRIVACY_AUDIT, topics.PRIVACY_ACKS),
         smtp=True,

@@ -8,6 +8,9 @@
 #                 (fallback when Go is missing: a wrapper around `kubectl kustomize`)
 #   k8s schemas   the JSON schemas bundled in the PyPI package kubernetes-validate (one Kubernetes
 #                 version, strict variant), unpacked from its wheel; the package itself is not installed
+#   asyncapi      the npm package @asyncapi/parser, exactly as pinned in deploy/tools/asyncapi/
+#                 package-lock.json (`npm ci --ignore-scripts` into var/tools/asyncapi); needs node + npm
+#                 (Debian's nodejs and npm packages when missing)
 #
 # Environment: PRIVACY_TOOLS_DIR (default <repo>/var/tools), PYTHON (default <repo>/.venv/bin/python).
 set -euo pipefail
@@ -116,8 +119,33 @@ print(f"install.sh: k8s schemas: {count} files in {dest}", file=sys.stderr)
 PY
 }
 
+# --- @asyncapi/parser (npm) -------------------------------------------------------------------
+install_asyncapi_parser() {
+    local src=$ROOT/deploy/tools/asyncapi dest=$TOOLS/asyncapi stamp
+    stamp=$(cat "$src/package.json" "$src/package-lock.json" | sha256sum | cut -d' ' -f1)
+    if [ -f "$dest/node_modules/@asyncapi/parser/package.json" ] && [ "$(cat "$dest/.stamp" 2>/dev/null)" = "$stamp" ]; then
+        return 0
+    fi
+    if ! command -v npm >/dev/null 2>&1 && command -v apt-get >/dev/null 2>&1; then
+        say "asyncapi: installing Debian's nodejs and npm"
+        (apt-get install -y -qq nodejs npm >/dev/null 2>&1 ||
+            { apt-get update -qq >/dev/null 2>&1; apt-get install -y -qq nodejs npm >/dev/null 2>&1; }) || true
+    fi
+    command -v npm >/dev/null 2>&1 || { say "asyncapi: npm not found"; return 1; }
+    say "asyncapi: npm ci @asyncapi/parser (as locked) into $dest"
+    mkdir -p "$dest"
+    cp "$src/package.json" "$src/package-lock.json" "$dest/"
+    rm -f "$dest/.stamp"
+    # No install scripts: the parser needs none (one dependency's would only phone home).
+    (cd "$dest" && npm ci --ignore-scripts --no-audit --no-fund --loglevel=error >/dev/null) ||
+        { say "asyncapi: npm ci failed"; return 1; }
+    printf '%s\n' "$stamp" >"$dest/.stamp"
+    say "asyncapi: @asyncapi/parser $(node -p "require('$dest/node_modules/@asyncapi/parser/package.json').version")"
+}
+
 status=0
 install_promtool || status=1
 install_kustomize || status=1
 install_k8s_schemas || status=1
+install_asyncapi_parser || status=1
 exit $status

@@ -88,7 +88,7 @@ class Ledger:
             country = data.country
             registrations.append(
                 (subject, country, minor, str(data.source) if data.source else None, data.parent_account,
-                 item.event.time)
+                 item.event.time, item.ordered_at)
             )
             kept.append((item.event.id, subject, str(data.source) if data.source else None, country,
                          data.parent_account, item.event.time))
@@ -96,7 +96,7 @@ class Ledger:
                 entries.append((subject, rules.ConsentRecord(
                     event_id=f"{item.event.id}:{consent.purpose}", purpose=str(consent.purpose),
                     granted=consent.granted, effective_at=item.event.time, channel="registration",
-                    policy_version=None,
+                    policy_version=None, ordered_at=item.ordered_at,
                 )))
             if minor:
                 children.append(item)
@@ -120,12 +120,13 @@ class Ledger:
                 entries.append((item.event.subject, rules.ConsentRecord(
                     event_id=f"{item.event.id}:{purpose}", purpose=purpose, granted=granted,
                     effective_at=item.event.time, channel=str(data.channel), policy_version=data.policy_version,
+                    ordered_at=item.ordered_at,
                 )))
         appended = await self._apply(conn, entries)
         return ignored + len({entry_id.rpartition(":")[0] for entry_id in appended})
 
     async def _apply(self, conn: asyncpg.Connection, entries: list[tuple[str, rules.ConsentRecord]]) -> set[str]:
-        """Append to the ledger, move current state forward in event time, send what changed.
+        """Append to the ledger, move current state forward in ordering time, send what changed.
 
         Only entries new to the ledger count: returns their entry ids."""
         if not entries:
@@ -183,7 +184,7 @@ class Ledger:
             for purpose in purposes:
                 entries.append((subject, rules.ConsentRecord(
                     event_id=f"{item.event.id}:{purpose}", purpose=purpose, granted=False,
-                    effective_at=item.event.time, channel="api", policy_version=None,
+                    effective_at=item.event.time, channel="api", policy_version=None, ordered_at=item.ordered_at,
                 )))
         await self._apply(conn, entries)
 
@@ -201,7 +202,7 @@ class Ledger:
         await self._apply(conn, [
             (subject, rules.ConsentRecord(  # one entry per request and purpose: a repeat appends nothing
                 event_id=f"{request_id}:objection:{purpose}", purpose=purpose, granted=False,
-                effective_at=now, channel="api", policy_version=None,
+                effective_at=now, channel="api", policy_version=None, ordered_at=now,
             ))
             for purpose in rules.resting_on_legitimate_interest(profile.country, current)
         ])

@@ -88,7 +88,9 @@ def is_minor(birth_date: date | None, on: date) -> bool:
 
 @dataclass(frozen=True)
 class ConsentRecord:
-    """One ledger entry for one purpose."""
+    """One ledger entry for one purpose: `effective_at` is the time its event states; `ordered_at` the
+    time it orders by (`privacy_runtime.ordering`: the arrival when the stated time is too far ahead;
+    None for entries recorded before ordering time was kept, which order by their stated time)."""
 
     event_id: str
     purpose: str
@@ -96,12 +98,18 @@ class ConsentRecord:
     effective_at: datetime
     channel: str
     policy_version: str | None = None
+    ordered_at: datetime | None = None
+
+    @property
+    def order_time(self) -> datetime:
+        return self.ordered_at if self.ordered_at is not None else self.effective_at
 
 
 def precedence(record: ConsentRecord) -> tuple[datetime, int, str]:
-    """Total order of records of one purpose: event time, then a withdrawal beats a grant at the
-    same instant (privacy-protective), then the event id so ties are broken deterministically."""
-    return (record.effective_at, 0 if record.granted else 1, record.event_id)
+    """Total order of records of one purpose: ordering time (event time, capped at arrival), then a
+    withdrawal beats a grant at the same instant (privacy-protective), then the event id so ties are
+    broken deterministically."""
+    return (record.order_time, 0 if record.granted else 1, record.event_id)
 
 
 def supersedes(new: ConsentRecord, current: ConsentRecord | None) -> bool:
@@ -119,10 +127,10 @@ def current_state(records: Iterable[ConsentRecord]) -> dict[str, ConsentRecord]:
 
 def withdrawal_time(now: datetime, current: ConsentRecord | None) -> datetime:
     """When a withdrawal the subject makes here and now takes effect: now, or just after the state it
-    withdraws when that is stamped later (a producer's clock running ahead; event times may lie up to a
-    day in the future). The click came after that grant was recorded, so it must not lose to it."""
-    if current is not None and current.granted and current.effective_at >= now:
-        return current.effective_at + timedelta(milliseconds=1)
+    withdraws when that orders later (a producer's clock running ahead within the tolerance of
+    `privacy_runtime.ordering`). The click came after that grant was recorded, so it must not lose to it."""
+    if current is not None and current.granted and current.order_time >= now:
+        return current.order_time + timedelta(milliseconds=1)
     return now
 
 

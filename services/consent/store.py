@@ -15,6 +15,7 @@ def _record(row: asyncpg.Record) -> ConsentRecord:
     return ConsentRecord(
         event_id=row["entry_id"], purpose=row["purpose"], granted=row["granted"],
         effective_at=row["effective_at"], channel=row["channel"], policy_version=row["policy_version"],
+        ordered_at=row["ordered_at"],
     )
 
 
@@ -26,7 +27,9 @@ def _profile(row: asyncpg.Record) -> SubjectProfile:
 
 
 async def upsert_registrations(conn: asyncpg.Connection, rows: Sequence[tuple]) -> dict[str, str | None]:
-    """rows: (subject, country, minor, source, parent_account, registered_at). Newer registration wins.
+    """rows: (subject, country, minor, source, parent_account, registered_at, ordered_at). The newer
+    registration in ordering time wins (`privacy_runtime.ordering`: a time stated too far ahead counts as
+    its arrival); rows from before ordering time was kept compare by their stated time.
 
     Returns the subjects registered before whose country a newer registration changed, each with the
     country it had (a profile created by an early consent change, country unknown, is not a move)."""
@@ -38,13 +41,16 @@ async def upsert_registrations(conn: asyncpg.Connection, rows: Sequence[tuple]) 
         WITH before AS (
             SELECT subject, country, registered_at FROM subjects WHERE subject = ANY($1::text[])
         ), upserted AS (
-            INSERT INTO subjects (subject, country, minor, registration_source, parent_account, registered_at)
-            SELECT * FROM unnest($1::text[], $2::text[], $3::bool[], $4::text[], $5::text[], $6::timestamptz[])
+            INSERT INTO subjects (subject, country, minor, registration_source, parent_account, registered_at,
+                                  registration_ordered_at)
+            SELECT * FROM unnest($1::text[], $2::text[], $3::bool[], $4::text[], $5::text[], $6::timestamptz[],
+                                 $7::timestamptz[])
             ON CONFLICT (subject) DO UPDATE SET
                 country = excluded.country, minor = subjects.minor OR excluded.minor,
                 registration_source = excluded.registration_source, parent_account = excluded.parent_account,
-                registered_at = excluded.registered_at
-            WHERE subjects.registered_at IS NULL OR subjects.registered_at <= excluded.registered_at
+                registered_at = excluded.registered_at, registration_ordered_at = excluded.registration_ordered_at
+            WHERE subjects.registered_at IS NULL
+               OR coalesce(subjects.registration_ordered_at, subjects.registered_at) <= excluded.registration_ordered_at
             RETURNING subject, country
         )
         SELECT u.subject, b.country AS before FROM upserted u JOIN before b USING (subject)
@@ -100,13 +106,15 @@ async def append_ledger(conn: asyncpg.Connection, entries: Sequence[tuple[str, C
             INSERT INTO subjects (subject) SELECT DISTINCT unnest($2::text[]) ON CONFLICT DO NOTHING
         ), appended AS (
             INSERT INTO consent_ledger (entry_id, subject, purpose, granted, channel, policy_version,
-                                        jurisdiction, effective_at, row_hash, sealed_in)
+                                        jurisdiction, effective_at, ordered_at, row_hash, sealed_in)
             SELECT e.entry_id, e.subject, e.purpose, e.granted, e.channel, e.policy_version, p.country,
-                   e.effective_at,
+                   e.effective_at, e.ordered_at,
                    consent_ledger_row_hash(e.entry_id, e.subject, e.purpose, e.granted, e.channel,
                                            e.policy_version, p.country, e.effective_at), $8
-            FROM unnest($1::text[], $2::text[], $3::text[], $4::bool[], $5::text[], $6::text[], $7::timestamptz[])
-                 WITH ORDINALITY AS e(entry_id, subject, purpose, granted, channel, policy_version, effective_at, n)
+            FROM unnest($1::text[], $2::text[], $3::text[], $4::bool[], $5::text[], $6::text[], $7::timestamptz[],
+                        $9::timestamptz[])
+                 WITH ORDINALITY AS e(entry_id, subject, purpose, granted, channel, policy_version, effective_at,
+                                      ordered_at, n)
             LEFT JOIN subjects p ON p.subject = e.subject
             ORDER BY e.n
             ON CONFLICT (entry_id) DO NOTHING
@@ -121,6 +129,7 @@ async def append_ledger(conn: asyncpg.Connection, entries: Sequence[tuple[str, C
         [r.event_id for _, r in entries], [s for s, _ in entries], [r.purpose for _, r in entries],
         [r.granted for _, r in entries], [r.channel for _, r in entries],
         [r.policy_version for _, r in entries], [r.effective_at for _, r in entries], uuid.uuid4(),
+        [r.order_time for _, r in entries],
     )
     return {r["entry_id"] for r in rows}
 
@@ -187,12 +196,13 @@ async def save_states(conn: asyncpg.Connection, entry_ids: Sequence[str]) -> Non
         return
     await conn.execute(
         """
-        INSERT INTO consent_state (subject, purpose, granted, channel, policy_version, effective_at, entry_id)
-        SELECT subject, purpose, granted, channel, policy_version, effective_at, entry_id
+        INSERT INTO consent_state (subject, purpose, granted, channel, policy_version, effective_at, ordered_at,
+                                   entry_id)
+        SELECT subject, purpose, granted, channel, policy_version, effective_at, ordered_at, entry_id
         FROM consent_ledger WHERE entry_id = ANY($1::text[])
         ON CONFLICT (subject, purpose) DO UPDATE SET
             granted = excluded.granted, channel = excluded.channel, policy_version = excluded.policy_version,
-            effective_at = excluded.effective_at, entry_id = excluded.entry_id
+            effective_at = excluded.effective_at, ordered_at = excluded.ordered_at, entry_id = excluded.entry_id
         """,
         list(entry_ids),
     )
@@ -225,7 +235,7 @@ async def profile_and_state(
     """One round trip for the decision API's hot path."""
     row = await conn.fetchrow(
         """
-        SELECT p.*, s.entry_id, s.purpose, s.granted, s.channel, s.policy_version, s.effective_at
+        SELECT p.*, s.entry_id, s.purpose, s.granted, s.channel, s.policy_version, s.effective_at, s.ordered_at
         FROM subjects p LEFT JOIN consent_state s ON s.subject = p.subject AND s.purpose = $2
         WHERE p.subject = $1
         """,
@@ -243,7 +253,7 @@ async def states_of(conn: asyncpg.Connection, subject: str) -> list[ConsentRecor
 
 async def history_of(conn: asyncpg.Connection, subject: str) -> list[tuple[ConsentRecord, str | None, datetime]]:
     rows = await conn.fetch(
-        "SELECT * FROM consent_ledger WHERE subject = $1 ORDER BY effective_at, id", subject
+        "SELECT * FROM consent_ledger WHERE subject = $1 ORDER BY coalesce(ordered_at, effective_at), id", subject
     )
     return [(_record(r), r["jurisdiction"], r["recorded_at"]) for r in rows]
 

@@ -24,6 +24,8 @@ from services.dsar.workflow import UnknownCase, utcnow
 TOKEN_PATTERN = re.compile(r"^[A-Za-z0-9_-]{20,128}$")
 MAX_REASON = 2000
 MAX_LIST = 1000
+DEFAULT_LIST = 200
+LIMIT_PATTERN = re.compile(r"[1-9][0-9]{0,8}")
 #: A reason travels in `dsar-status` (and the subject's email) as a `Detail`: checked against that very
 #: type here, so what the event would refuse is a 400 now rather than a 500 mid-transaction.
 REASON_TEXT = TypeAdapter(Detail)
@@ -182,14 +184,15 @@ class AdminRequests(ApiView):
         right = query.get("right") or None
         if right is not None and right not in cases.RIGHTS:
             raise HttpError(400, f"unknown right {right[:40]!r}; known: {', '.join(cases.RIGHTS)}")
-        overdue_text = (query.get("overdue") or "").lower()
-        if overdue_text not in ("", "true", "false", "1", "0"):
+        overdue_text = query.get("overdue") or ""
+        if overdue_text not in ("", "true", "false"):
             raise HttpError(400, "overdue must be true or false")
-        overdue = None if overdue_text == "" else overdue_text in ("true", "1")
-        try:
-            limit = int(query.get("limit") or 200)
-        except ValueError:
-            raise HttpError(400, "limit must be an integer") from None
+        overdue = None if overdue_text == "" else overdue_text == "true"
+        limit_text = query.get("limit")
+        # Plain decimal digits only: int() would also take "+5", " 5", "1_0" or other scripts' digits.
+        if limit_text is not None and not LIMIT_PATTERN.fullmatch(limit_text):
+            raise HttpError(400, f"limit must be a whole number between 1 and {MAX_LIST}")
+        limit = int(limit_text) if limit_text is not None else DEFAULT_LIST
         if not 1 <= limit <= MAX_LIST:
             raise HttpError(400, f"limit must be between 1 and {MAX_LIST}")
         now = utcnow()

@@ -7,6 +7,7 @@ faust agent per topic); each handler runs inside the batch's transaction.
 from __future__ import annotations
 
 from schemas.topics import (
+    DSAR_STATUS,
     LEGAL_DISCLOSURE,
     MERGER_NOTICE,
     NOTIFICATION_REQUESTED,
@@ -21,4 +22,6 @@ runtime.stream(NOTIFICATION_REQUESTED, intake.queue_requested)
 runtime.stream(MERGER_NOTICE, intake.start_merger_fanouts)
 runtime.stream(POLICY_CHANGED, intake.start_policy_fanouts)
 runtime.stream(LEGAL_DISCLOSURE, intake.queue_disclosures)
+# Erasure holds: from verification of an erasure case on, only that case's emails (rules.held_for_erasure).
+runtime.stream(DSAR_STATUS, intake.record_case_statuses)
 runtime.stream(command_topic(SYSTEM_ID), inbox.handle)

@@ -71,7 +71,7 @@ import contextlib
 import json
 import logging
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 from email.utils import parseaddr
 from enum import Enum
@@ -223,6 +223,8 @@ class Claimed:
     params: dict[str, Any] | None
     #: Why it cannot be sent at all (recorded as a permanent failure), e.g. a key that does not open.
     problem: str | None = None
+    #: Held back by a verified erasure case of the subject (not one of that case's own emails).
+    held: bool = False
 
     @property
     def notification_id(self) -> str:
@@ -380,7 +382,9 @@ class Sender:
                         plain = await self.keyring.decrypt(conn, subject, params_field(row["notification_id"]), sealed)
                         params = json.loads(plain) if plain else None
             batch.append(Claimed(row, recipient, subject in erased, params))
-        return batch
+        holds = await store.erasure_holds(conn, subjects)  # verified erasure cases: only their own emails
+        return [replace(item, held=rules.held_for_erasure(holds.get(item.row["subject"], frozenset()), item.params))
+                for item in batch]
 
     def _prepare_final(self, row: asyncpg.Record, final: asyncpg.Record | None) -> Claimed:
         """An erasure confirmation: addressed from the final notice, or nowhere once that is gone."""
@@ -450,7 +454,8 @@ class Sender:
                 await self.mailer.ready()
                 await locked.start()
                 current = await store.lock_for_sending(conn, item.notification_id, row["claimed_at"])
-                refusal = rules.NOT_CLAIMED if current is None else rules.recheck(item.template, **dict(current))
+                refusal = (rules.NOT_CLAIMED if current is None
+                           else rules.recheck(item.template, params=item.params, **dict(current)))
                 if refusal is None:
                     started = time.perf_counter()
                     await self.mailer.transmit(message, self.envelope_from, item.recipient.email)
@@ -519,6 +524,7 @@ class Sender:
             marketing_allowed=marketing_allowed,
             consent_unavailable=consent_unavailable,
             give_up=timedelta(seconds=self.settings.email_give_up_after_seconds),
+            held=item.held,
         )
 
     def _message(self, item: Claimed, recipient: rules.Recipient, now: datetime) -> bytes:

@@ -76,7 +76,7 @@ class Intake:
         latest: dict[str, Inbound] = {}
         for item in batch:
             subject = item.event.subject
-            if subject not in latest or latest[subject].event.time <= item.event.time:
+            if subject not in latest or latest[subject].ordered_at <= item.ordered_at:
                 latest[subject] = item
         erased = await erased_among(self.keyring, conn, set(latest))
         erased |= await self.keyring.ensure_keys(conn, set(latest) - erased)
@@ -94,11 +94,26 @@ class Intake:
                     locale=templates.locale_of(str(data.locale)),
                     country=data.country,
                     registered_at=item.event.time,
+                    ordered_at=item.ordered_at,
                 )
             )
         await store.upsert_recipients(conn, rows)
         if erased:
             log.info("ignored %d registrations of erased subjects", len(erased))
+
+    # --- erasure holds ------------------------------------------------------------------------
+
+    async def record_case_statuses(self, conn: asyncpg.Connection, batch: list[Inbound]) -> None:
+        """`dsar-status`: a verified erasure case holds back every email to its subject but its own; a
+        rejected or cancelled one ends that. A subject's statuses come in order (one partition, keyed by
+        subject), so the last one of a case in the batch is its state."""
+        latest: dict[tuple[str, str], bool] = {}
+        for item in batch:
+            change = rules.erasure_hold_change(str(item.data.right), str(item.data.status))
+            if change is not None:
+                latest[(item.event.subject, str(item.data.request_id))] = change
+        await store.hold_for_erasure(conn, sorted(key for key, held in latest.items() if held))
+        await store.release_erasure_holds(conn, sorted(key for key, held in latest.items() if not held))
 
     # --- single notifications ----------------------------------------------------------------
 

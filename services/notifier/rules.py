@@ -10,7 +10,7 @@ import hashlib
 import random
 import re
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from email.header import Header
@@ -87,6 +87,36 @@ def legally_required(template: str) -> bool:
     return spec is not None and spec.rights_request
 
 
+#: `dsar-status` of an erasure case from which the subject is held back from every other email (the case
+#: is verified: in progress, or waiting for systems), and those that end the hold (a refusal, a
+#: cancellation; completion ends it too, the subject then being erased, which stops every email anyway).
+HOLDING_STATUSES = frozenset({"in_progress", "awaiting_systems"})
+RELEASING_STATUSES = frozenset({"rejected", "cancelled", "closed_unverified", "completed"})
+ERASURE_RIGHT = "erasure"
+
+
+def erasure_hold_change(right: str, status: str) -> bool | None:
+    """What a `dsar-status` means for the hold: True starts (or keeps) it for that case, False ends it,
+    None changes nothing (another right, or a status before verification)."""
+    if right != ERASURE_RIGHT:
+        return None
+    if status in HOLDING_STATUSES:
+        return True
+    if status in RELEASING_STATUSES:
+        return False
+    return None
+
+
+def held_for_erasure(holds: frozenset[str], params: dict[str, object] | None) -> bool:
+    """An email held back by the subject's verified erasure cases (`holds`: their request ids): every
+    email but those about one of those cases, whatever its kind (merger, policy or legal-disclosure
+    notice, marketing, another request's)."""
+    if not holds:
+        return False
+    request_id = (params or {}).get("request_id")
+    return request_id is None or str(request_id) not in holds
+
+
 def verdict(
     *,
     template: str,
@@ -98,10 +128,13 @@ def verdict(
     marketing_allowed: bool | None = None,
     consent_unavailable: bool = False,
     give_up: timedelta | None = None,
+    held: bool = False,
 ) -> Verdict:
     """Decide one queued email. The first rule that stops it wins.
 
     - Nothing ever goes to an erased subject.
+    - From the verification of an erasure case on, nothing but that case's own emails (`held`, see
+      `held_for_erasure`).
     - A subject not (yet) in the directory is waited for (the registration may still be on its way),
       then given up on.
     - While processing is restricted (Art. 18) only notices about the subject's own rights requests go.
@@ -112,6 +145,8 @@ def verdict(
     """
     if erased:
         return Verdict(Action.SUPPRESS, "erased")
+    if held:
+        return Verdict(Action.SUPPRESS, "erasure_pending")
     if recipient is None:
         if waited < unknown_grace:
             return Verdict(Action.DEFER, "recipient not in the directory yet")
@@ -135,15 +170,19 @@ def verdict(
 NOT_CLAIMED = "no longer this claim's"
 
 
-def recheck(template: str, *, claimed: bool, final_notice: bool, listed: bool, restricted: bool) -> str | None:
+def recheck(template: str, *, claimed: bool, final_notice: bool, listed: bool, restricted: bool,
+            holds: Sequence[str] = (), params: dict[str, object] | None = None) -> str | None:
     """The last word on a claimed email, read under the row locks right before its send: None to send,
-    else why not. An erasure or a restriction may have come since the batch was claimed and decrypted."""
+    else why not. An erasure, an erasure hold (`holds`: the request ids of the subject's verified erasure
+    cases; `params`: the email's) or a restriction may have come since the batch was claimed."""
     if not claimed:
         return NOT_CLAIMED
     if final_notice:
         return None  # an erasure confirmation, addressed from its final notice (the entry is gone)
     if not listed:
         return "erased"
+    if held_for_erasure(frozenset(holds), params):
+        return "erasure_pending"
     if restricted and not legally_required(template):
         return "restricted"
     return None

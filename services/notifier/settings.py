@@ -22,8 +22,10 @@ class NotifierSettings(ServiceSettings):
     smtp_timeout_seconds: float = Field(15.0, gt=0)
     smtp_username: str | None = None
     smtp_password: SecretStr | None = None
-    #: None: STARTTLS when the relay offers it; true: require it; false: never.
-    smtp_starttls: bool | None = None
+    #: True (the default): require STARTTLS, so a relay that does not offer it (or an attacker who strips
+    #: the offer) gets no email in clear; false: never (only for a local sink without TLS, such as the
+    #: devstack's, which sets it); None (in code only): opportunistic, STARTTLS when offered.
+    smtp_starttls: bool | None = True
     smtp_use_tls: bool = False
 
     #: Emails claimed per round (further capped so a round fits well inside the lease).

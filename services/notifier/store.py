@@ -27,24 +27,31 @@ class DirectoryRow:
     locale: str
     country: str | None
     registered_at: datetime
+    #: The registration's ordering time (`privacy_runtime.ordering`); None: its stated time.
+    ordered_at: datetime | None = None
 
 
 async def upsert_recipients(conn: asyncpg.Connection, rows: Sequence[DirectoryRow]) -> None:
-    """Newer registration (event time) wins; a registration older than a rectification never undoes it."""
+    """Newer registration (ordering time: event time, capped at arrival) wins; a registration older than
+    a rectification never undoes it."""
     if not rows:
         return
     await conn.execute(
         """
-        INSERT INTO recipients (subject, email_sealed, name_sealed, email_hash, locale, country,
-                                registered_at)
-        SELECT * FROM unnest($1::text[], $2::bytea[], $3::bytea[], $4::text[], $5::text[], $6::text[],
-                             $7::timestamptz[])
+        INSERT INTO recipients AS r (subject, email_sealed, name_sealed, email_hash, locale, country,
+                                     registered_at, registration_ordered_at)
+        SELECT subject, email_sealed, name_sealed, email_hash, locale, country, registered_at,
+               coalesce(ordered_at, registered_at)
+        FROM unnest($1::text[], $2::bytea[], $3::bytea[], $4::text[], $5::text[], $6::text[],
+                    $7::timestamptz[], $8::timestamptz[])
+             AS u(subject, email_sealed, name_sealed, email_hash, locale, country, registered_at, ordered_at)
         ON CONFLICT (subject) DO UPDATE SET
             email_sealed = excluded.email_sealed, name_sealed = excluded.name_sealed,
             email_hash = excluded.email_hash, locale = excluded.locale, country = excluded.country,
-            registered_at = excluded.registered_at, updated_at = now()
-        WHERE recipients.registered_at < excluded.registered_at
-          AND (recipients.rectified_at IS NULL OR recipients.rectified_at < excluded.registered_at)
+            registered_at = excluded.registered_at, registration_ordered_at = excluded.registration_ordered_at,
+            updated_at = now()
+        WHERE coalesce(r.registration_ordered_at, r.registered_at) < excluded.registration_ordered_at
+          AND (r.rectified_at IS NULL OR r.rectified_at < excluded.registration_ordered_at)
         """,
         [r.subject for r in rows],
         [r.email_sealed for r in rows],
@@ -53,6 +60,7 @@ async def upsert_recipients(conn: asyncpg.Connection, rows: Sequence[DirectoryRo
         [r.locale for r in rows],
         [r.country for r in rows],
         [r.registered_at for r in rows],
+        [r.ordered_at for r in rows],
     )
 
 
@@ -109,7 +117,36 @@ async def set_restricted(conn: asyncpg.Connection, subject: str, restricted: boo
 
 async def delete_recipient(conn: asyncpg.Connection, subject: str) -> bool:
     done = await conn.fetchval("DELETE FROM recipients WHERE subject = $1 RETURNING 1", subject)
+    await conn.execute("DELETE FROM erasure_holds WHERE subject = $1", subject)
     return done is not None
+
+
+async def hold_for_erasure(conn: asyncpg.Connection, holds: Sequence[tuple[str, str]]) -> None:
+    """(subject, request_id) of verified erasure cases: nothing but their own emails from now on."""
+    if holds:
+        await conn.execute(
+            "INSERT INTO erasure_holds (subject, request_id) SELECT * FROM unnest($1::text[], $2::text[]) "
+            "ON CONFLICT DO NOTHING",
+            [s for s, _ in holds], [r for _, r in holds],
+        )
+
+
+async def release_erasure_holds(conn: asyncpg.Connection, releases: Sequence[tuple[str, str]]) -> None:
+    if releases:
+        await conn.execute(
+            "DELETE FROM erasure_holds h USING unnest($1::text[], $2::text[]) AS r(subject, request_id) "
+            "WHERE h.subject = r.subject AND h.request_id = r.request_id",
+            [s for s, _ in releases], [r for _, r in releases],
+        )
+
+
+async def erasure_holds(conn: asyncpg.Connection, subjects: Sequence[str]) -> dict[str, frozenset[str]]:
+    """Per subject with any, the request ids of its verified erasure cases."""
+    rows = await conn.fetch(
+        "SELECT subject, array_agg(request_id) AS ids FROM erasure_holds WHERE subject = ANY($1::text[]) "
+        "GROUP BY subject", list(subjects),
+    )
+    return {r["subject"]: frozenset(r["ids"]) for r in rows}
 
 
 async def recipient_page(conn: asyncpg.Connection, after: str, limit: int) -> list[str]:
@@ -227,11 +264,12 @@ async def lock_for_sending(
     directory entry, then lock the email row (the order an erasure takes them in), and read both fresh.
 
     Columns: claimed (still `sending` by this claim), final_notice, listed (a directory entry exists),
-    restricted."""
+    restricted, holds (request ids of the subject's verified erasure cases)."""
     return await conn.fetchrow(
         """
         SELECT e.status = 'sending' AND e.claimed_at = $2 AS claimed, e.final_notice,
-               r.subject IS NOT NULL AS listed, coalesce(r.restricted, false) AS restricted
+               r.subject IS NOT NULL AS listed, coalesce(r.restricted, false) AS restricted,
+               array(SELECT h.request_id FROM erasure_holds h WHERE h.subject = e.subject) AS holds
         FROM emails e
         LEFT JOIN LATERAL (
             SELECT subject, restricted FROM recipients WHERE subject = e.subject FOR SHARE

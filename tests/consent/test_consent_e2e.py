@@ -376,6 +376,52 @@ async def test_late_older_event_is_recorded_but_does_not_override(stack, consent
     assert analytics["allowed"] is False and analytics["consent"]["policy_version"] == "v2"
 
 
+async def test_a_grant_stamped_hours_ahead_does_not_outrank_a_later_withdrawal(stack, consent) -> None:  # type: ignore[no-untyped-def]
+    """A producer's clock runs 12 hours ahead: its grant counts, for ordering, as of its arrival. The
+    subject then withdraws through the preference center: the decision says no. Both times stay in the
+    ledger (the stated one is what the history shows). A registration stamped ahead likewise does not
+    outrank a later real one."""
+    bootstrap = stack.endpoints.kafka_bootstrap
+    subject = subject_id("ahead")
+    now = datetime.now(UTC)
+    await _register(bootstrap, subject, country="US", when=now + timedelta(hours=12))
+    await publish(bootstrap, CONSENT_CHANGED, ConsentChanged(
+        purpose="marketing_email", granted=True, channel="api", policy_version="ahead"),
+        subject=subject, time=now + timedelta(hours=12))
+
+    async def granted() -> dict | None:
+        decision = await _decision(consent, subject, "marketing_email")
+        return decision if decision["allowed"] and decision["basis"] == "consent" else None
+
+    await wait_until(granted, what="the grant stamped ahead applied")
+    await _register(bootstrap, subject, country="SE", when=datetime.now(UTC))
+    await publish(bootstrap, CONSENT_CHANGED, ConsentChanged(
+        purpose="marketing_email", granted=False, channel="preference_center", policy_version="withdrawn"),
+        subject=subject, time=datetime.now(UTC))
+
+    async def both_recorded() -> dict | None:
+        status, body = await get_json(f"{consent.url}/v1/subjects/{subject}/consents")
+        return body if status == 200 and {h["policy_version"] for h in body["history"]} >= {
+            "ahead", "withdrawn"} and len(body["registrations"]) == 2 else None
+
+    body = await wait_until(both_recorded, what="the withdrawal and the second registration recorded")
+    decision = await _decision(consent, subject, "marketing_email")
+    assert decision["allowed"] is False, decision
+    assert body["jurisdiction"] == "SE", "the registration stamped ahead must not outrank the later one"
+    ahead = next(h for h in body["history"] if h["policy_version"] == "ahead")
+    assert datetime.fromisoformat(ahead["effective_at"]) == now + timedelta(hours=12), "stated time kept"
+    conn = await asyncpg.connect(stack.endpoints.database_url)
+    try:
+        rows = await conn.fetch("SELECT policy_version, effective_at, ordered_at, recorded_at "
+                                "FROM consent.consent_ledger WHERE subject = $1", subject)
+    finally:
+        await conn.close()
+    kept = {r["policy_version"]: r for r in rows}
+    assert kept["ahead"]["ordered_at"] < kept["withdrawn"]["ordered_at"] <= kept["withdrawn"]["recorded_at"] + \
+        timedelta(minutes=5)
+    assert kept["ahead"]["ordered_at"] <= kept["ahead"]["recorded_at"], "ordered by arrival, not the stated time"
+
+
 async def test_every_registration_is_kept_with_its_source(stack, consent) -> None:  # type: ignore[no-untyped-def]
     """A second registration (another source, another country) updates the profile; both stay on record."""
     bootstrap = stack.endpoints.kafka_bootstrap

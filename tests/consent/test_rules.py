@@ -260,3 +260,22 @@ def test_a_withdrawal_made_now_follows_a_grant_stamped_ahead_of_the_clock() -> N
     assert rules.withdrawal_time(now, record("marketing_email", True, minutes=5)) == now
     assert rules.withdrawal_time(now, record("marketing_email", False, minutes=200)) == now, "nothing to beat"
     assert rules.withdrawal_time(now, None) == now
+
+
+def test_a_grant_stamped_hours_ahead_orders_at_its_arrival_and_loses_to_a_later_withdrawal() -> None:
+    """The grant's clock runs 12 hours ahead; it arrived at T0 and orders there: a withdrawal made a
+    minute later wins, and the grant keeps the time it stated on record."""
+    grant = ConsentRecord("g", "marketing_email", True, T0 + timedelta(hours=12), "api", "v1", ordered_at=T0)
+    withdrawal = ConsentRecord("w", "marketing_email", False, T0 + timedelta(minutes=1), "preference_center", "v1",
+                               ordered_at=T0 + timedelta(minutes=1))
+    assert rules.supersedes(withdrawal, grant)
+    assert rules.current_state([withdrawal, grant])["marketing_email"] is withdrawal
+    assert grant.effective_at == T0 + timedelta(hours=12), "the stated time stays on record"
+    assert not rules.decide("marketing_email", SubjectProfile("s1", "SE"), withdrawal).allowed
+
+
+def test_an_entry_without_ordering_time_orders_by_the_time_it_states() -> None:
+    old = record("analytics", True, 10)
+    assert old.order_time == old.effective_at
+    assert rules.supersedes(record("analytics", False, 11, "w"), old)
+    assert not rules.supersedes(record("analytics", False, 9, "w"), old)

@@ -56,7 +56,10 @@ async def _consume_at(bootstrap: str, topic: str, partition: int, offset: int, c
 
 def test_env_names_the_contract_variables(stack: Stack) -> None:
     env = stack.env()
-    assert set(env) == {"KAFKA_BOOTSTRAP_SERVERS", "DATABASE_URL", "SMTP_HOST", "SMTP_PORT"}
+    embedded_sink = {"SMTP_STARTTLS"} if stack.smtp is not None else set()
+    assert set(env) == {"KAFKA_BOOTSTRAP_SERVERS", "DATABASE_URL", "SMTP_HOST", "SMTP_PORT"} | embedded_sink
+    if stack.smtp is not None:  # the sink has no TLS; the notifier requires STARTTLS unless told otherwise
+        assert env["SMTP_STARTTLS"] == "false"
     assert env["DATABASE_URL"].startswith("postgresql://privacy:privacy@127.0.0.1:")
     assert env["DATABASE_URL"].endswith("/privacy")
     assert stack.startup_seconds is not None
@@ -216,6 +219,14 @@ def test_servers_named_in_the_environment_are_used_instead(tmp_path: Path) -> No
     external = Stack(tmp_path, cache_dir=tmp_path, environ=environ)
     assert (external.kafka, external.postgres, external.smtp) == (None, None, None)
     assert external.env() == environ
+    # An external relay keeps what the environment says about STARTTLS (required when unset).
+    assert Stack(tmp_path, cache_dir=tmp_path, environ={**environ, "SMTP_STARTTLS": "true"}).env() == {
+        **environ, "SMTP_STARTTLS": "true"}
+
+
+def test_the_embedded_sink_is_reached_without_starttls(tmp_path: Path) -> None:
+    environ = {"KAFKA_BOOTSTRAP_SERVERS": "kafka.example:9092", "DATABASE_URL": "postgresql://u:p@db.example/p"}
+    assert Stack(tmp_path, cache_dir=tmp_path, environ=environ).env()["SMTP_STARTTLS"] == "false"
 
 
 async def test_kafka_takes_new_ports_when_one_is_taken_before_it_binds(stack: Stack) -> None:

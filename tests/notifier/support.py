@@ -53,7 +53,7 @@ class Runtime:
 async def scratch_runtime(dsn: str, **settings: Any) -> AsyncIterator[Runtime]:
     """A Runtime on a fresh schema with the notifier's migrations, dropped afterwards."""
     async with scratch_schema(dsn, "notifier_t", MIGRATIONS, max_size=4) as pool:
-        options: dict[str, Any] = {"fanout_page_size": PAGE, **settings}
+        options: dict[str, Any] = {"fanout_page_size": PAGE, "smtp_starttls": False, **settings}
         runtime = Runtime(pool, NotifierSettings(privacy_master_key=TEST_MASTER_KEY, database_url=dsn, **options))
         async with pool.acquire() as conn:
             await runtime.keyring.load_lookup_key(conn)

@@ -399,3 +399,48 @@ def test_claim_batch_fits_inside_the_lease() -> None:
     assert rules.claim_batch_size(200, 500, 60) == 200
     assert rules.claim_batch_size(200, 1, 60) == 15
     assert rules.claim_batch_size(200, 0.01, 60) == 1
+
+
+# --- erasure holds ---------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(("right", "status", "change"), [
+    ("erasure", "received", None), ("erasure", "identity_pending", None),
+    ("erasure", "in_progress", True), ("erasure", "awaiting_systems", True),
+    ("erasure", "rejected", False), ("erasure", "cancelled", False), ("erasure", "closed_unverified", False),
+    ("erasure", "completed", False),
+    ("access", "in_progress", None), ("restriction", "awaiting_systems", None), ("objection", "rejected", None),
+])
+def test_a_verified_erasure_case_holds_until_it_is_refused_or_cancelled(right: str, status: str,
+                                                                        change: bool | None) -> None:
+    assert rules.erasure_hold_change(right, status) is change
+
+
+def test_while_an_erasure_is_held_only_that_cases_own_emails_go() -> None:
+    holds = frozenset({"req-1"})
+    assert not rules.held_for_erasure(holds, {"request_id": "req-1", "right": "erasure"})
+    assert rules.held_for_erasure(holds, {"request_id": "req-2"}), "another request's email"
+    assert rules.held_for_erasure(holds, {"kind": "merger", "counterparty": "X"}), "a notice to everyone"
+    assert rules.held_for_erasure(holds, None)
+    assert not rules.held_for_erasure(frozenset(), {"kind": "merger"}), "no hold: nothing held back"
+
+
+@pytest.mark.parametrize("template", OTHER_NOTICES)
+def test_a_held_subject_gets_no_notice_and_no_marketing(template: str) -> None:
+    held = rules.verdict(template=template, category=rules.TRANSACTIONAL, recipient=recipient(), erased=False,
+                         waited=timedelta(0), unknown_grace=GRACE, held=True)
+    assert held == rules.Verdict(Action.SUPPRESS, "erasure_pending")
+    marketing = rules.verdict(template="policy_changed", category=rules.MARKETING, recipient=recipient(),
+                              erased=False, waited=timedelta(0), unknown_grace=GRACE, marketing_allowed=True,
+                              held=True)
+    assert marketing.action is Action.SUPPRESS
+    assert decide(template, who=recipient()).action is Action.SEND, "without a hold it goes"
+
+
+@pytest.mark.parametrize("template", RIGHTS_NOTICES + OTHER_NOTICES)
+def test_the_last_check_before_a_send_sees_an_erasure_hold_since_the_claim(template: str) -> None:
+    state = {"claimed": True, "final_notice": False, "listed": True, "restricted": False}
+    assert rules.recheck(template, **state, holds=["req-1"], params={"kind": "merger"}) == "erasure_pending"
+    assert rules.recheck(template, **state, holds=["req-1"], params={"request_id": "req-1"}) is None
+    assert rules.recheck(template, **state, holds=[], params=None) is None
+    assert rules.recheck(template, **(state | {"final_notice": True, "listed": False}), holds=["req-1"]) is None

@@ -68,9 +68,8 @@ async def relay(handler: Scripted, **smtp: Any) -> AsyncIterator[int]:
 
 
 def mailer(port: int, **options: Any) -> Mailer:
-    settings = NotifierSettings(
-        privacy_master_key=TEST_MASTER_KEY, smtp_host="127.0.0.1", smtp_port=port, smtp_starttls=False, **options
-    )
+    options.setdefault("smtp_starttls", False)
+    settings = NotifierSettings(privacy_master_key=TEST_MASTER_KEY, smtp_host="127.0.0.1", smtp_port=port, **options)
     return Mailer(settings)
 
 
@@ -141,3 +140,29 @@ async def test_a_message_is_never_sent_on_a_session_it_would_have_to_open_itself
             assert handler.accepted == 2
         finally:
             await m.close()
+
+
+async def test_starttls_is_required_unless_turned_off_explicitly(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A relay that does not offer STARTTLS (or whose offer was stripped on the way) gets no email in
+    clear by default: only SMTP_STARTTLS=false, as the local sink sets it, sends without TLS."""
+    monkeypatch.delenv("SMTP_STARTTLS", raising=False)
+    assert NotifierSettings(privacy_master_key=TEST_MASTER_KEY).smtp_starttls is True  # type: ignore[call-arg]
+    handler = Scripted()
+    async with relay(handler) as port:  # aiosmtpd without a TLS context offers no STARTTLS
+        m = Mailer(NotifierSettings(privacy_master_key=TEST_MASTER_KEY, smtp_host="127.0.0.1",  # type: ignore[call-arg]
+                                    smtp_port=port))
+        try:
+            with pytest.raises(rules.RelaySessionFailed) as caught:
+                await m.send(MESSAGE, "privacy@isopartner.se", "a@example.com")
+        finally:
+            await m.close()
+        assert rules.classify(caught.value)[0] is rules.Failure.CONNECTION
+        assert handler.accepted == 0
+        monkeypatch.setenv("SMTP_STARTTLS", "false")
+        plain = Mailer(NotifierSettings(privacy_master_key=TEST_MASTER_KEY, smtp_host="127.0.0.1",  # type: ignore[call-arg]
+                                        smtp_port=port))
+        try:
+            await plain.send(MESSAGE, "privacy@isopartner.se", "a@example.com")
+        finally:
+            await plain.close()
+        assert handler.accepted == 1

@@ -472,6 +472,31 @@ async def test_an_erasure_or_restriction_after_the_claim_stops_the_send(sending:
     assert "Bokföringslagen 7:2" in gone.get_body(("plain",)).get_content()  # type: ignore[union-attr]
 
 
+async def test_an_erasure_hold_after_the_claim_stops_all_but_the_cases_own_emails(sending: Runtime,
+                                                                                  relay: Relay) -> None:
+    await fill_directory(sending, ["ok-hold"], domain="relay.example")
+    request_id = str(uuid.uuid4())
+    policy = {"version": "9", "effective_date": "2026-01-01", "summary_sv": "Ny", "summary_en": "New",
+              "url": "https://isopartner.se/p"}
+    notice = await queue(sending, "ok-hold", "policy_changed", "transactional", policy)
+    own = await queue(sending, "ok-hold", "request_received", params={
+        "request_id": request_id, "right": "erasure", "due_date": "2027-01-01"})
+
+    async def verified() -> None:
+        async with sending.transaction() as conn:
+            await store.hold_for_erasure(conn, [("ok-hold", request_id)])
+
+    sender = RacedSender(sending, verified)
+    try:
+        assert await sender.send_round() == 2
+    finally:
+        await sender.mailer.close()
+    held = await row(sending, notice)
+    assert (held["status"], held["last_error"]) == ("suppressed", "erasure_pending")
+    assert (await row(sending, own))["status"] == "sent"
+    assert [rcpt for rcpt, _ in relay.received] == ["ok-hold@relay.example"]
+
+
 async def test_an_erasure_arriving_during_a_send_waits_until_it_is_marked_sent(sending: Runtime, relay: Relay) -> None:
     await fill_directory(sending, ["ok-inflight"], domain="relay.example")
     nid = await queue(sending, "ok-inflight")

@@ -7,7 +7,10 @@ import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
+
+import yaml
 
 from deploy.k8s.generate import SERVICES
 from schemas.examples import example_event
@@ -155,6 +158,52 @@ class HttpCase:
     params: dict[str, str] | None = None
     body: bytes | None = None
     headers: dict[str, str] | None = None
+    #: The exact status the case must get, where one is fixed (otherwise any 4xx).
+    expect: int | None = None
+    #: Sent chunked, with no Content-Length: the body's size is known only by reading it.
+    chunked: bool = False
+
+
+#: The services the corpus sends to (the `system` fixture's names), as `x-service` in schemas/openapi.yaml.
+WEB_SERVICES = ("consent", "dsar", "notifier")
+OPENAPI = Path(__file__).resolve().parents[2] / "schemas" / "openapi.yaml"
+METHODS = ("get", "post", "put", "patch", "delete")
+#: JSON nested deeper than any parser's recursion limit (was a RecursionError, answered 500).
+DEEP_JSON = b"[" * 60_000
+#: Twice the contract's 1 MiB limit on request bodies (was aiohttp's refusal, answered 500).
+HUGE_BODY = b'{"code": "' + b"1" * (2 * 1024 * 1024) + b'"}'
+
+
+def body_cases(token: str) -> list[HttpCase]:
+    """Every documented endpoint of every web service sent a body of 2 MiB, and every one that reads a JSON
+    body sent one nested too deeply to parse (with the operator token where the endpoint needs one, so the
+    body is what it judges)."""
+    doc = yaml.safe_load(OPENAPI.read_text())
+    ids = {"request_id": str(uuid.uuid4()), "subject_id": "nobody-hostile", "token": "A" * 40}
+    cases = []
+    for path, item in doc["paths"].items():
+        for method in METHODS:
+            op = item.get(method)
+            if op is None:
+                continue
+            services = WEB_SERVICES if op["x-service"] == "all" else (op["x-service"],)
+            services = tuple(s for s in services if s in WEB_SERVICES)
+            headers = {"Content-Type": "application/json"}
+            if op.get("security"):
+                headers["Authorization"] = f"Bearer {token}"
+            for service in services:
+                concrete = path.format(**{k: v for k, v in ids.items() if "{" + k + "}" in path})
+                # Only an endpoint that reads a JSON body parses one (elsewhere a body under the limit is
+                # not read at all): there, one it cannot parse is a 400.
+                if "requestBody" in op:
+                    cases.append(HttpCase(service, method.upper(), concrete, "json nested 60000 deep",
+                                          body=DEEP_JSON, headers=headers, expect=400))
+                cases.append(HttpCase(service, method.upper(), concrete, "2 MiB body",
+                                      body=HUGE_BODY, headers=headers, expect=413))
+                if "requestBody" in op:
+                    cases.append(HttpCase(service, method.upper(), concrete, "2 MiB body, chunked",
+                                          body=HUGE_BODY, headers=headers, expect=413, chunked=True))
+    return cases
 
 
 def http_cases() -> list[HttpCase]:

@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 import uuid
 from collections import Counter
+from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 from typing import Any
@@ -44,7 +45,15 @@ from schemas.topics import (
     dlq_topic,
 )
 from tests.helpers import ROOT, TEST_ADMIN_TOKEN, get_json, publish, read_topic, subject_id, wait_until
-from tests.reliability.hostile import CONSUMED, ENUM_FIELDS, consumers_of, http_cases, message_cases
+from tests.reliability.hostile import (
+    CONSUMED,
+    ENUM_FIELDS,
+    WEB_SERVICES,
+    body_cases,
+    consumers_of,
+    http_cases,
+    message_cases,
+)
 
 pytestmark = pytest.mark.stack
 
@@ -54,6 +63,11 @@ def _message_of(response: httpx.Response) -> str:
     if response.headers.get("content-type", "").startswith("application/json"):
         return str(response.json().get("error") or "")
     return response.text.strip()
+
+
+async def _chunks(body: bytes, size: int = 64 * 1024) -> AsyncIterator[bytes]:
+    for start in range(0, len(body), size):
+        yield body[start:start + size]
 
 
 @pytest.fixture(scope="module")
@@ -99,12 +113,14 @@ async def test_hostile_corpus(stack, services) -> None:  # type: ignore[no-untyp
 
     http_results = []
     async with httpx.AsyncClient(timeout=10) as client:
-        for case in http_cases():
+        for case in http_cases() + body_cases(TEST_ADMIN_TOKEN):
             url = services[case.service].url + case.path
-            response = await client.request(case.method, url, params=case.params, content=case.body,
+            content: Any = _chunks(case.body) if case.chunked and case.body is not None else case.body
+            response = await client.request(case.method, url, params=case.params, content=content,
                                             headers=case.headers)
             http_results.append({"service": case.service, "endpoint": f"{case.method} {case.path[:60]}",
-                                 "case": case.name, "status": response.status_code,
+                                 "case": case.name, "status": response.status_code, "expect": case.expect,
+                                 "json": response.headers.get("content-type", "").startswith("application/json"),
                                  "message": _message_of(response)[:200]})
 
     crashes = [name for name, s in services.items() if s.process is not None and s.process.poll() is not None]
@@ -162,11 +178,25 @@ async def test_hostile_corpus(stack, services) -> None:  # type: ignore[no-untyp
     assert outcomes, [m for m in report["messages"] if m["outcome"] != "dead-lettered"][:10]
     bad_http = [r for r in http_results if not 400 <= r["status"] < 500]
     assert not bad_http, bad_http
+    unexpected = [r for r in http_results if r["expect"] is not None and r["status"] != r["expect"]]
+    assert not unexpected, unexpected
+    # A refused body is answered in JSON, saying why (the unsubscribe pages answer people in HTML).
+    body_refusals = [r for r in http_results if r["expect"] is not None and not r["json"]]
+    assert not body_refusals, body_refusals
     assert not unclear, unclear[:5]
     mute = [r for r in http_results if len(r["message"]) < 10]
     assert not mute, mute
     assert not crashes
     assert ok_admin[0] == 200
+
+
+@pytest.mark.parametrize("page", ["/router", "/router/", "/table", "/table/"])
+async def test_faust_own_pages_are_not_served(services, page: str) -> None:  # type: ignore[no-untyped-def]
+    """faust's /router and /table pages would tell anyone the cluster's workers and tables."""
+    async with httpx.AsyncClient(timeout=10) as client:
+        for name in WEB_SERVICES:
+            response = await client.get(services[name].url + page)
+            assert response.status_code == 404, (name, page, response.status_code, response.text[:200])
 
 
 # --- after each kind of malformed message, the next valid one is processed, on every consumed topic --
