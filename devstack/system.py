@@ -1,15 +1,16 @@
 """`python -m devstack.system`: the whole system on the embedded stack (what `make run` does).
 
-Starts Kafka, PostgreSQL and the SMTP sink under var/, then the consent, dsar and notifier services
-as processes and stand-ins for the downstream systems (`devstack/standins.py`), prints where to look,
-and stops everything it started on Ctrl-C / SIGTERM.
-A master key and an admin token are generated once into var/secrets.env (never committed).
+Starts Kafka, PostgreSQL and the SMTP sink under var/, then the consent, dsar and notifier services and
+the privacy center as processes, and stand-ins for the downstream systems (`devstack/standins.py`),
+prints where to look, and stops everything it started on Ctrl-C / SIGTERM.
+A master key, an admin token and a service token are generated once into var/secrets.env (never committed).
 """
 
 from __future__ import annotations
 
 import asyncio
 import base64
+import hashlib
 import os
 import secrets
 import signal
@@ -23,8 +24,10 @@ import httpx
 from devstack.stack import Stack, default_var_dir
 
 SERVICES = (("consent", "CONSENT_WEB_PORT", 6066), ("dsar", "DSAR_WEB_PORT", 6067),
-            ("notifier", "NOTIFIER_WEB_PORT", 6068))
+            ("notifier", "NOTIFIER_WEB_PORT", 6068), ("privacy_center", "PRIVACY_CENTER_WEB_PORT", 6069))
 ROOT = Path(__file__).resolve().parent.parent
+#: The privacy office's local operator (signs in with OFFICE_OPERATOR_TOKEN from var/secrets.env).
+OFFICE_OPERATOR = "operator"
 
 
 def say(message: str) -> None:
@@ -42,6 +45,9 @@ def local_secrets(var_dir: Path) -> dict[str, str]:
                 stored[key] = value
     stored.setdefault("PRIVACY_MASTER_KEY", base64.b64encode(secrets.token_bytes(32)).decode())
     stored.setdefault("ADMIN_TOKEN", secrets.token_urlsafe(24))
+    stored.setdefault("SERVICE_TOKEN", secrets.token_urlsafe(24))
+    # A personal token for the privacy office (only its hash goes into OFFICE_OPERATORS).
+    stored.setdefault("OFFICE_OPERATOR_TOKEN", secrets.token_urlsafe(24))
     path.write_text("".join(f"{k}={v}\n" for k, v in stored.items()))
     path.chmod(0o600)
     return {k: os.environ.get(k) or v for k, v in stored.items()}
@@ -56,6 +62,11 @@ def service_env(stack_env: dict[str, str], secret_env: dict[str, str], var_dir: 
     env.setdefault("PUBLIC_BASE_URL", f"http://127.0.0.1:{ports['dsar']}")
     env.setdefault("CONSENT_BASE_URL", f"http://127.0.0.1:{ports['consent']}")
     env.setdefault("CONSENT_PUBLIC_URL", f"http://127.0.0.1:{ports['consent']}")
+    env.setdefault("DSAR_BASE_URL", f"http://127.0.0.1:{ports['dsar']}")
+    env.setdefault("NOTIFIER_BASE_URL", f"http://127.0.0.1:{ports['notifier']}")
+    env.setdefault("PRIVACY_CENTER_URL", f"http://127.0.0.1:{ports['privacy_center']}")
+    digest = hashlib.sha256(secret_env["OFFICE_OPERATOR_TOKEN"].encode()).hexdigest()
+    env.setdefault("OFFICE_OPERATORS", f"{OFFICE_OPERATOR}:{digest}")
     env["PYTHONUNBUFFERED"] = "1"
     return env
 
@@ -105,7 +116,13 @@ async def main() -> int:
                 [sys.executable, "-m", "devstack.standins"],
                 cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
             )))
-        for name, port_var, default in SERVICES:
+        log = (var_dir / "log" / "office.log").open("ab")
+        processes.append(("office", subprocess.Popen(
+            [sys.executable, "-m", "services.office"],
+            cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
+        )))
+        office_port = int(env.get("OFFICE_WEB_PORT", 6070))
+        for name, port_var, default in (*SERVICES, ("office", "OFFICE_WEB_PORT", 6070)):
             port = int(env.get(port_var, default))
             await wait_ready(f"http://127.0.0.1:{port}", dict(processes)[name], name)
         say(f"system up in {time.monotonic() - began:.1f}s")
@@ -117,12 +134,16 @@ async def main() -> int:
         print(f"""
   Privacy services are running.
 
+  Privacy center (for people; sign in with a registered address, the link arrives as an email):
+                 {env['PRIVACY_CENTER_URL']}/
   Emails (one .eml file per message):  {endpoints.mail_dir}
   Consent API:   http://127.0.0.1:{ports['consent']}/v1/decisions?subject=<id>&purpose=marketing_email
   DSAR API:      http://127.0.0.1:{ports['dsar']}/v1/requests/<request_id>
   Operator API:  http://127.0.0.1:{ports['dsar']}/v1/admin/requests  (Authorization: Bearer $ADMIN_TOKEN)
+  Privacy office: http://127.0.0.1:{office_port}/  sign in with the token {env['OFFICE_OPERATOR_TOKEN']}
+                 (as "{OFFICE_OPERATOR}"; OFFICE_OPERATOR_TOKEN in var/secrets.env), or ADMIN_TOKEN as "admin"
   Downstream systems: {systems}
-  Metrics:       /metrics on ports {ports['consent']}, {ports['dsar']}, {ports['notifier']}
+  Metrics:       /metrics on ports {ports['consent']}, {ports['dsar']}, {ports['notifier']}, {ports['privacy_center']}
   Kafka:         {endpoints.kafka_bootstrap}     PostgreSQL: {endpoints.database_url}
   Secrets:       {var_dir / 'secrets.env'}   Stack env: {var_dir / 'stack.env'}   Logs: {var_dir / 'log'}/
 

@@ -5,13 +5,17 @@ breaks the chain from that row on; `verify_chain` names the first row that does 
 also published on `privacy-audit` through the outbox, each with its place in the chain (CloudEvents
 extensions `auditseq`, `audithash`): a copy outside the database, so that removing the chain's newest
 rows, or rewriting it and hashing it again, is caught by comparing the two (`privacyctl audit verify`).
-No plaintext PII goes into `detail`.
+No plaintext PII goes into `detail`: free text that may name a person (an operator's reason) is passed
+as `sealed`, sealed with the subject's key into `sealed_notes`, and the entry keeps only the SHA-256 of
+the ciphertext, so erasure shreds the text while the chain (and its copy on `privacy-audit`) still
+verifies.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
+from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -19,6 +23,7 @@ from typing import Any
 import asyncpg
 
 from privacy_runtime import metrics
+from privacy_runtime.crypto import SubjectErased
 from privacy_runtime.outbox import Outbox
 from schemas.events import PrivacyAudit
 from schemas.topics import PRIVACY_AUDIT
@@ -91,15 +96,48 @@ class AuditTrail:
         detail: dict[str, Any] | None = None,
         actor: str | None = None,
         publish: bool = True,
+        sealed: Mapping[str, str | None] | None = None,
     ) -> None:
-        """Append one entry inside the caller's transaction (at its end, when the runtime opened it)."""
+        """Append one entry inside the caller's transaction (at its end, when the runtime opened it).
+
+        `sealed`: detail fields of free text that may name a person; each is kept sealed with the
+        subject's key and the entry names it by the SHA-256 of its ciphertext (`{"sealed_sha256": ...}`)."""
+        detail = dict(detail or {})
+        for name, text in (sealed or {}).items():
+            if text:
+                detail[name] = await self._seal(conn, subject, name, text)
         # Microsecond precision is what PostgreSQL stores, so the hash survives the round trip.
-        entry = _Entry(datetime.now(UTC), action, actor or self.actor, subject, ref, detail or {}, publish)
+        entry = _Entry(datetime.now(UTC), action, actor or self.actor, subject, ref, detail, publish)
         pending = self._pending.get(id(conn))
         if pending is not None:
             pending.append(entry)
         else:
             await self._append(conn, [entry])
+
+    async def _seal(self, conn: asyncpg.Connection, subject: str | None, name: str, text: str) -> dict[str, str]:
+        if subject is None:
+            raise ValueError("free text is sealed with a subject's key: the entry needs a subject")
+        try:
+            blob = await self.outbox.keyring.encrypt(conn, subject, f"note:{name}", text)
+        except SubjectErased:  # nothing of theirs may be kept now: the text is not kept at all
+            return {"sealed_sha256": "", "not_kept": "the subject's data was erased"}
+        assert blob is not None
+        digest = hashlib.sha256(blob).hexdigest()
+        await conn.execute(
+            "INSERT INTO sealed_notes (sha256, subject, sealed) VALUES ($1, $2, $3) ON CONFLICT DO NOTHING",
+            digest, subject, blob,
+        )
+        return {"sealed_sha256": digest}
+
+    async def open_note(
+        self, conn: asyncpg.Connection, subject: str, name: str, reference: Mapping[str, str]
+    ) -> str | None:
+        """The text an entry's sealed field names, or None once the subject's key is gone."""
+        row = await conn.fetchrow("SELECT sealed FROM sealed_notes WHERE sha256 = $1 AND subject = $2",
+                                  reference.get("sealed_sha256", ""), subject)
+        if row is None:
+            return None
+        return await self.outbox.keyring.decrypt(conn, subject, f"note:{name}", bytes(row["sealed"]))
 
     async def _append(self, conn: asyncpg.Connection, entries: list[_Entry]) -> None:
         await conn.execute("SELECT pg_advisory_xact_lock($1::int, hashtext(current_schema()))", _LOCK_KEY)
@@ -157,7 +195,8 @@ async def verify_chain(conn: asyncpg.Connection) -> tuple[int, list[ChainProblem
     count = 0
     async with conn.transaction():
         async for row in conn.cursor(
-            "SELECT seq, at, action, actor, subject, ref, detail, prev_hash, hash FROM audit_log ORDER BY seq"
+            "SELECT seq, at, action, actor, subject, ref, detail, prev_hash, hash FROM audit_log ORDER BY seq",
+            prefetch=5000,  # a long chain in few round trips
         ):
             count += 1
             if row["seq"] != expected_seq:
@@ -193,3 +232,28 @@ async def compare_with_published(
         elif stored[seq] != digest:
             problems.append(ChainProblem(seq, "differs from the entry published on privacy-audit (rewritten)"))
     return problems
+
+
+async def entry_summary(conn: asyncpg.Connection, seq: int) -> dict[str, Any] | None:
+    """One entry as an operator may see it: where and what, never its `detail` (free text lives there)."""
+    row = await conn.fetchrow("SELECT seq, at, action, actor, ref FROM audit_log WHERE seq = $1", seq)
+    if row is None:
+        return None
+    return {"seq": row["seq"], "at": row["at"].isoformat(), "action": row["action"], "actor": row["actor"],
+            "ref": row["ref"]}
+
+
+async def verification_report(conn: asyncpg.Connection, service: str) -> dict[str, Any]:
+    """The chain verified, for the operator endpoint `/v1/admin/audit/verify` (and the office)."""
+    verified_at = datetime.now(UTC)
+    checked, problems = await verify_chain(conn)
+    first = await entry_summary(conn, problems[0].seq) if problems else None
+    return {
+        "service": service,
+        "entries": checked,
+        "ok": not problems,
+        "problems": [{"seq": p.seq, "problem": p.problem} for p in problems[:20]],
+        "problem_count": len(problems),
+        "first_broken": {**first, "problem": problems[0].problem} if first and problems else None,
+        "verified_at": verified_at.isoformat(),
+    }

@@ -1,6 +1,10 @@
 """Commands to downstream systems, tracked to acknowledgement.
 
 `issue` writes a command row and its `privacy-commands.<system>` event in the caller's transaction.
+Command ids are random (or, for a case's steps, keyed with the case's secret): an id is the capability
+that lets the one system that received the command answer it, and an ack settles a command only when
+its id and its `system` both match the command as sent.
+
 `resend_due` re-sends every unacknowledged command whose backoff has elapsed (same `command_id`, new
 event id, so a system that deduplicates by event id still sees the retry); `report_overdue` reports
 commands past `respond_by` once each (metric + audit). `acknowledge` records an ack from `privacy-acks`.
@@ -316,15 +320,22 @@ class CommandTracker:
                 results.append(None)
                 continue
             if row["system"] != ack.system:
+                # A command id is the capability to answer that one command, and only as the system it
+                # was sent to: anything else is recorded and settles nothing.
                 log.warning("ack for command %s names system %s, expected %s", ack.command_id, ack.system,
                             row["system"])
+                await self.audit.record(
+                    conn, "command_ack_ignored", subject=row["subject"], ref=ack.command_id,
+                    detail={"system": ack.system, "sent_to": row["system"], "status": ack.status,
+                            "why": "the answer names another system than the command was sent to"},
+                )
                 results.append(None)
                 continue
             first = row["acked_at"] is None and row["command_id"] not in settled
             if first and ack.status == "failed" and self.policy.retry_failed:
                 failed[row["command_id"]] = (ack.detail or "")[:1000]
                 metrics.COMMANDS_ACKNOWLEDGED.labels(system=ack.system, status=ack.status).inc()
-                await self.audit.record(  # the system's own words stay in the commands table (may hold PII)
+                await self.audit.record(  # the system's own words stay in the commands table, sealed
                     conn, "command_failed", subject=row["subject"], ref=ack.command_id,
                     detail={"system": ack.system, "action": row["action"], "outcome": "re-sent until applied"},
                 )
@@ -337,20 +348,36 @@ class CommandTracker:
                 request_id=str(row["request_id"]) if row["request_id"] else None, action=row["action"],
                 first=first,
             ))
+        # The system's own words may name the person: kept sealed with the subject's key, shredded with it.
+        details = await self._seal_details(conn, {**{c: v[1] for c, v in settled.items()}, **failed}, rows)
         if settled:
             await conn.execute(
-                "UPDATE commands c SET acked_at = now(), ack_status = a.status, ack_detail = a.detail "
-                "FROM unnest($1::uuid[], $2::text[], $3::text[]) AS a(command_id, status, detail) "
+                "UPDATE commands c SET acked_at = now(), ack_status = a.status, ack_detail_sealed = a.detail "
+                "FROM unnest($1::uuid[], $2::text[], $3::bytea[]) AS a(command_id, status, detail) "
                 "WHERE c.command_id = a.command_id",
-                list(settled), [v[0] for v in settled.values()], [v[1] for v in settled.values()],
+                list(settled), [v[0] for v in settled.values()], [details.get(c) for c in settled],
             )
         if failed:
             await conn.execute(
-                "UPDATE commands c SET ack_status = 'failed', ack_detail = a.detail "
-                "FROM unnest($1::uuid[], $2::text[]) AS a(command_id, detail) WHERE c.command_id = a.command_id",
-                list(failed), list(failed.values()),
+                "UPDATE commands c SET ack_status = 'failed', ack_detail_sealed = a.detail "
+                "FROM unnest($1::uuid[], $2::bytea[]) AS a(command_id, detail) WHERE c.command_id = a.command_id",
+                list(failed), [details.get(c) for c in failed],
             )
         return results
+
+    async def _seal_details(
+        self, conn: asyncpg.Connection, details: dict[uuid.UUID, str], rows: dict[str, asyncpg.Record]
+    ) -> dict[uuid.UUID, bytes | None]:
+        subjects: dict[uuid.UUID, str] = {r["command_id"]: r["subject"] for r in rows.values()}
+        wanted = {c: text for c, text in details.items() if text}
+        if not wanted:
+            return {}
+        # An erased subject has no key, and nothing of theirs is kept: the words go.
+        erased = await self.keyring.ensure_keys(conn, {subjects[c] for c in wanted})
+        return {
+            c: None if subjects[c] in erased else self.keyring.encrypt_cached(subjects[c], f"ack-detail:{c}", text)
+            for c, text in wanted.items()
+        }
 
     async def refresh_gauges(self, conn: asyncpg.Connection) -> None:
         rows = await conn.fetch(
@@ -392,3 +419,46 @@ async def resend_loop(runtime: Any, tracker: CommandTracker, interval: float = 1
         except Exception as exc:
             log.warning("command resend pass failed: %s", exc)
         await asyncio.sleep(interval)
+
+
+# --- operator views of the commands table (read by the office through /v1/admin/commands) ----------
+
+
+async def debt_by_system(conn: asyncpg.Connection, now: datetime) -> list[asyncpg.Record]:
+    """Per system: commands not yet answered, how many are past `respond_by`, and the oldest one.
+    Reads only unacknowledged rows (the partial index `commands_outstanding`)."""
+    return list(await conn.fetch(
+        "SELECT system, count(*) AS outstanding, count(*) FILTER (WHERE respond_by < $1) AS overdue, "
+        "min(created_at) AS oldest, min(respond_by) AS oldest_respond_by "
+        "FROM commands WHERE acked_at IS NULL GROUP BY system ORDER BY system",
+        now,
+    ))
+
+
+async def outstanding_of(conn: asyncpg.Connection, system: str, limit: int = 50) -> list[asyncpg.Record]:
+    """A system's oldest unanswered commands (no command id: it is the system's capability to answer)."""
+    return list(await conn.fetch(
+        "SELECT request_id, action, purpose, created_at, respond_by, attempts, ack_status "
+        "FROM commands WHERE acked_at IS NULL AND system = $1 ORDER BY created_at LIMIT $2",
+        system, limit,
+    ))
+
+
+async def commands_of_request(conn: asyncpg.Connection, request_id: str) -> list[asyncpg.Record]:
+    """Every command of a case with its answer, in the order issued."""
+    return list(await conn.fetch(
+        "SELECT system, action, purpose, created_at, respond_by, attempts, acked_at, ack_status "
+        "FROM commands WHERE request_id = $1 ORDER BY issued_seq",
+        uuid.UUID(request_id),
+    ))
+
+
+async def resend_now(conn: asyncpg.Connection, system: str, request_id: str | None = None) -> int:
+    """Make a system's unanswered commands (of one case, or all) due now: the resend loop sends them
+    on its next pass, with the same command ids, as it would after the backoff. Returns how many."""
+    value = await conn.fetchval(
+        "WITH r AS (UPDATE commands SET next_attempt_at = now() WHERE acked_at IS NULL AND system = $1 "
+        "AND ($2::uuid IS NULL OR request_id = $2) RETURNING 1) SELECT count(*) FROM r",
+        system, uuid.UUID(request_id) if request_id else None,
+    )
+    return int(value)

@@ -42,6 +42,10 @@ class SystemEntry:
     retention: str | None = None
     internal: bool = False
     revoke_before_erase: bool = False
+    #: What a person reads, in Swedish, where the map gives it (privacy_runtime/vocabulary.localized).
+    location_sv: str | None = None
+    transfer_mechanism_sv: str | None = None
+    retention_sv: str | None = None
 
 
 @dataclass(frozen=True)
@@ -49,6 +53,8 @@ class PurposeEntry:
     id: str
     legal_basis: str
     description: str
+    legal_basis_sv: str | None = None
+    description_sv: str | None = None
 
 
 @dataclass(frozen=True)
@@ -128,9 +134,13 @@ def parse_data_map(doc: dict[str, Any]) -> DataMap:
                 retention=entry.get("retention"),
                 internal=bool(entry.get("internal", False)),
                 revoke_before_erase=bool(entry.get("revoke_before_erase", False)),
+                location_sv=entry.get("location_sv"),
+                transfer_mechanism_sv=entry.get("transfer_mechanism_sv"),
+                retention_sv=entry.get("retention_sv"),
             )
         purposes = {
-            pid: PurposeEntry(pid, p["legal_basis"], p.get("description", ""))
+            pid: PurposeEntry(pid, p["legal_basis"], p.get("description", ""), p.get("legal_basis_sv"),
+                              p.get("description_sv"))
             for pid, p in (doc.get("purposes") or {}).items()
         }
         return DataMap(

@@ -3,7 +3,9 @@
 Each service supplies one coroutine per action (erase, restrict, lift_restriction, rectify, export).
 A command is applied once per `command_id`; a re-sent command (the sender missed our ack) is
 answered again with the recorded status and basis, without being applied again. An `export` is a read:
-a re-sent one is exported again, since the data travels only in the ack the sender may have missed.
+a re-sent one is exported again, since the data travels only in the ack the sender missed (a sender
+whose answer arrived, or is arriving in parts, does not re-send it). An export too large for one
+message is answered in parts (`export_chunks`).
 """
 
 from __future__ import annotations
@@ -15,9 +17,11 @@ from typing import Any
 
 import asyncpg
 
+from privacy_runtime import export_chunks
 from privacy_runtime.crypto import SubjectErased
 from privacy_runtime.processor import Inbound
 from schemas.events import PrivacyAck
+from schemas.fields import MAX_EXPORT_TOTAL_BYTES
 from schemas.topics import PRIVACY_ACKS
 
 log = logging.getLogger(__name__)
@@ -56,6 +60,8 @@ class CommandInbox:
         if previous is not None:
             if str(command.action) == "export" and action is not None and previous["status"] != "failed":
                 again = await action(conn, subject, command)
+                if again.export is not None and again.status != "not_found":
+                    again = _sized(again)
                 await self._ack(conn, subject, command, Outcome(
                     again.status, detail="already handled; exported again", export=again.export))
             else:
@@ -68,6 +74,8 @@ class CommandInbox:
             outcome = Outcome("failed", detail=f"{self.system} does not support {command.action}")
         else:
             outcome = await action(conn, subject, command)
+            if outcome.export is not None and outcome.status != "not_found":
+                outcome = _sized(outcome)
         await conn.execute(
             "INSERT INTO handled_commands (command_id, action, status, retained_basis) VALUES ($1, $2, $3, $4)",
             command.command_id, str(command.action), outcome.status, outcome.retained_basis,
@@ -84,15 +92,36 @@ class CommandInbox:
     async def _ack(self, conn: asyncpg.Connection, subject: str, command: Any, outcome: Outcome) -> None:
         # Nothing held, nothing exported: a not_found answer carries no export (and so makes no data key).
         export = outcome.export if outcome.status != "not_found" else None
-        ack = PrivacyAck.model_validate(dict(
-            command_id=command.command_id, system=self.system, status=outcome.status,
-            retained_basis=outcome.retained_basis, export=export, detail=outcome.detail,
-        ))
+        text = export_chunks.export_text(export) if export is not None else None
+        if text is not None and export_chunks.needs_parts(text):
+            acks = [PrivacyAck.model_validate(dict(
+                command_id=command.command_id, system=self.system, status=outcome.status,
+                detail=outcome.detail if part.part == 1 else None, part=part.part, parts=part.parts,
+                export_chunk=part.chunk, export_sha256=part.sha256,
+            )) for part in export_chunks.split(text)]
+        else:
+            acks = [PrivacyAck.model_validate(dict(
+                command_id=command.command_id, system=self.system, status=outcome.status,
+                retained_basis=outcome.retained_basis, export=export, detail=outcome.detail,
+            ))]
         # An export carries PII: seal it with the subject's key. Plain acks carry none.
         try:
-            await self.runtime.outbox.add(conn, PRIVACY_ACKS, ack, subject=subject, seal=export is not None)
+            for ack in acks:
+                await self.runtime.outbox.add(conn, PRIVACY_ACKS, ack, subject=subject, seal=export is not None)
         except SubjectErased:  # erased here since: there is no key to seal with, and nothing left to export
             await self.runtime.outbox.add(conn, PRIVACY_ACKS, PrivacyAck.model_validate(dict(
                 command_id=command.command_id, system=self.system, status="not_found",
                 detail="the subject's data was erased here",
             )), subject=subject, seal=False)
+
+
+def _sized(outcome: Outcome) -> Outcome:
+    """The outcome as it can be sent: an export over the contract's 64 MiB per system is not sent at all
+    but answered `failed` with the reason, so the case goes to an operator rather than wait."""
+    assert outcome.export is not None
+    size = len(export_chunks.export_text(outcome.export).encode("utf-8"))
+    if size <= MAX_EXPORT_TOTAL_BYTES:
+        return outcome
+    log.warning("export of %d bytes is over the limit of %d", size, MAX_EXPORT_TOTAL_BYTES)
+    return Outcome("failed", detail=f"the export is {size} bytes; the limit is {MAX_EXPORT_TOTAL_BYTES} bytes per "
+                                    "system", after_ack=outcome.after_ack)

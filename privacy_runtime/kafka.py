@@ -106,6 +106,20 @@ def make_producer(settings: ConnectionSettings, **overrides: Any) -> AIOKafkaPro
     return AIOKafkaProducer(**options)
 
 
+async def start_producer_with_backoff(producer: AIOKafkaProducer, attempts: int = 60) -> None:
+    """Start a producer, retrying with backoff while the brokers are not reachable yet."""
+    delay = 0.2
+    for _ in range(attempts):
+        try:
+            await producer.start()
+            return
+        except Exception as exc:
+            log.warning("Kafka not reachable yet (%s); retrying in %.1fs", type(exc).__name__, delay)
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, 5.0)
+    await producer.start()
+
+
 async def wait_for_kafka(
     settings: ConnectionSettings,
     *,

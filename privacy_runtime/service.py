@@ -29,7 +29,13 @@ from privacy_runtime.datamap import DataMap, load_data_map
 from privacy_runtime.db import create_pool
 from privacy_runtime.deadletters import DeadLetters
 from privacy_runtime.housekeeping import housekeeping_loop
-from privacy_runtime.kafka import faust_broker_credentials, faust_broker_urls, make_producer, wait_for_kafka
+from privacy_runtime.kafka import (
+    faust_broker_credentials,
+    faust_broker_urls,
+    make_producer,
+    start_producer_with_backoff,
+    wait_for_kafka,
+)
 from privacy_runtime.logs import configure_logging, logging_config
 from privacy_runtime.migrations import apply_keystore_migrations, apply_migrations
 from privacy_runtime.outbox import Outbox, OutboxRelay
@@ -224,7 +230,8 @@ class ServiceRuntime:
             await asyncio.sleep(1.0)
         log.warning("master key rotation: %d keys re-wrapped under the current master key; %s stores none under "
                     "the previous one. Keep PRIVACY_MASTER_KEY_PREVIOUS set while links and codes in emails already "
-                    "sent must work (unsubscribe links are signed, verification codes hashed, with it)",
+                    "sent must work (unsubscribe and manage-your-privacy links are signed, verification codes hashed, "
+                    "with it)",
                     moved, self.name)
 
     def rotate_with_master_key(self, keys: OtherKeys) -> None:
@@ -289,16 +296,7 @@ class ServiceRuntime:
 
     @staticmethod
     async def _start_producer_with_backoff(producer: AIOKafkaProducer) -> None:
-        delay = 0.2
-        for _ in range(60):
-            try:
-                await producer.start()
-                return
-            except Exception as exc:
-                log.warning("Kafka not reachable yet (%s); retrying in %.1fs", type(exc).__name__, delay)
-                await asyncio.sleep(delay)
-                delay = min(delay * 2, 5.0)
-        await producer.start()
+        await start_producer_with_backoff(producer)
 
 
 #: faust's CLI knows `warn` and `crit` only; accept the logging module's names too.

@@ -46,6 +46,12 @@ class ServiceSettings(ConnectionSettings):
     privacy_master_key_previous: SecretStr | None = None
     admin_token: SecretStr = Field(default=SecretStr(""))
     public_base_url: str = "http://127.0.0.1:6067"
+    #: Public base of the privacy center's links in emails and pages (contract; default its local address).
+    privacy_center_url: str = "http://localhost:6069"
+    #: Bearer token of the internal read endpoints (/v1/internal/...) that the privacy center calls
+    #: (contract addition). Not ADMIN_TOKEN: the public-facing privacy center must not hold operator
+    #: powers. Empty: those endpoints answer 503 (ADMIN_TOKEN is accepted there too).
+    service_token: SecretStr = Field(default=SecretStr(""))
     #: Contact address from the privacy policy, named in every email.
     privacy_contact_email: str = "privacy@isopartner.se"
 
@@ -71,6 +77,9 @@ class ServiceSettings(ConnectionSettings):
     processed_events_retention_days: float = Field(default=30.0, ge=15.0)
     handled_commands_retention_days: float = Field(default=90.0, ge=15.0)
     housekeeping_seconds: float = Field(default=3600.0, gt=0)
+    #: `GET /v1/admin/audit/verify` answers with a verification at most this old (`?fresh=true`: now).
+    #: Walking a long chain takes seconds; the office's audit page should not.
+    audit_verify_max_age_seconds: float = Field(default=300.0, ge=0)
     #: Where faust keeps its local state (tables are not used; faust still wants a folder).
     state_dir: Path = Path("var/state")
 

@@ -1,4 +1,4 @@
-"""Signed, expiring tokens for links in emails (unsubscribe, export download).
+"""Signed, expiring tokens for links in emails (unsubscribe, "manage your privacy").
 
 Signed with a key derived from the master key and a per-use salt, so an unsubscribe token cannot be
 used as an export token, and a token for one subject cannot be edited into one for another.
@@ -51,3 +51,7 @@ class TokenSigner:
 
 UNSUBSCRIBE = "unsubscribe"
 EXPORT = "export"
+#: The "manage your privacy" link in every email's footer ($PRIVACY_CENTER_URL/manage/{token}): payload
+#: {"s": subject}; the privacy center opens a session from it while it is younger than MANAGE_MAX_AGE.
+MANAGE = "manage"
+MANAGE_MAX_AGE_SECONDS = 30 * 86400

@@ -10,7 +10,9 @@ import asyncio
 import hmac
 import json
 import logging
+import re
 import time
+from datetime import UTC, datetime
 from typing import Any
 
 import faust
@@ -18,13 +20,19 @@ from aiohttp import web as aiohttp_web
 from faust.web import Request, Response, View
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
-from privacy_runtime import metrics
+from privacy_runtime import commands, metrics
+from privacy_runtime.audit import verification_report
+from schemas.topics import ALL_SYSTEMS
 
 log = logging.getLogger(__name__)
 
 #: Request bodies above this size are refused (413) before they are read or parsed, on every endpoint.
 #: The contract refuses bodies over 1 MiB; every body these APIs take is a few hundred bytes.
 MAX_BODY_BYTES = 64 * 1024
+#: Header naming the person behind an operator request (the office's signed-in operator). Trusted only
+#: together with the ADMIN_TOKEN bearer: whoever holds that token may act under any name anyway.
+OPERATOR_HEADER = "X-Operator"
+OPERATOR_NAME = re.compile(r"^[A-Za-z0-9._@-]{1,64}$")
 
 
 class HttpError(Exception):
@@ -105,6 +113,17 @@ class ApiView(View):
         if scheme.lower() != "bearer" or not hmac.compare_digest(token.strip().encode(), expected):
             raise HttpError(401, "missing or wrong bearer token")
 
+    def operator(self, request: Request) -> str:
+        """`require_admin`, then the audit `actor` of the action: `operator:<name>` when the request
+        names its operator (`X-Operator`), else `operator`."""
+        self.require_admin(request)
+        name = request.headers.get(OPERATOR_HEADER, "").strip()
+        if not name:
+            return "operator"
+        if not OPERATOR_NAME.match(name):
+            raise HttpError(400, f"{OPERATOR_HEADER} must match {OPERATOR_NAME.pattern}")
+        return f"operator:{name}"
+
 
 def route(app: faust.App, runtime: Any, path: str, name: str) -> Any:
     """Register an ApiView subclass at `path`, giving it the runtime and a metric route name."""
@@ -143,3 +162,72 @@ def register_common_pages(app: faust.App, runtime: Any) -> None:
                     checks["database"] = f"unavailable: {type(exc).__name__}"
                     ready = False
             return self.json({"ready": ready, "checks": checks}, status=200 if ready else 503)
+
+    register_operator_pages(app, runtime)
+
+
+def register_operator_pages(app: faust.App, runtime: Any) -> None:
+    """Operator reads every service answers alike (bearer ADMIN_TOKEN): its audit chain verified, the
+    commands it sent that are not yet answered, per system, and a re-send of them now."""
+
+    last: dict[str, Any] = {}
+    verifying = asyncio.Lock()
+
+    @route(app, runtime, "/v1/admin/audit/verify", "admin_audit_verify")
+    class AuditVerifyView(ApiView):
+        """The chain verified; a result up to AUDIT_VERIFY_MAX_AGE_SECONDS old unless `?fresh=true`
+        (`verified_at` says when). One walk at a time: a second caller waits for the first's result."""
+
+        async def get(self, request: Request) -> Response:
+            self.require_admin(request)
+            fresh_text = request.query.get("fresh") or ""  # type: ignore[attr-defined]
+            if fresh_text not in ("", "true", "false"):
+                raise HttpError(400, "fresh must be true or false")
+            fresh = fresh_text == "true"
+            max_age = float(getattr(runtime.settings, "audit_verify_max_age_seconds", 0.0))
+            asked = time.monotonic()
+            async with verifying:
+                done_at = last.get("at", float("-inf"))
+                if done_at < asked and (fresh or time.monotonic() - done_at > max_age):
+                    async with runtime.pool.acquire() as conn:
+                        last["report"] = await verification_report(conn, runtime.name)
+                    last["at"] = time.monotonic()
+                return self.json(last["report"])
+
+    @route(app, runtime, "/v1/admin/commands", "admin_commands")
+    class CommandsView(ApiView):
+        async def get(self, request: Request) -> Response:
+            self.require_admin(request)
+            system = request.query.get("system") or None  # type: ignore[attr-defined]
+            if system is not None and system not in ALL_SYSTEMS:
+                raise HttpError(400, f"system must be a system id: {', '.join(ALL_SYSTEMS)}")
+            now = datetime.now(UTC)
+            async with runtime.pool.acquire() as conn:
+                debt = await commands.debt_by_system(conn, now)
+                rows = await commands.outstanding_of(conn, system) if system else []
+            return self.json({
+                "service": runtime.name,
+                "systems": [{"system": r["system"], "outstanding": r["outstanding"], "overdue": r["overdue"],
+                             "oldest": r["oldest"].isoformat(),
+                             "oldest_respond_by": r["oldest_respond_by"].isoformat()} for r in debt],
+                "outstanding": [{"request_id": str(r["request_id"]) if r["request_id"] else None,
+                                 "action": r["action"], "purpose": r["purpose"],
+                                 "created_at": r["created_at"].isoformat(),
+                                 "respond_by": r["respond_by"].isoformat(), "attempts": r["attempts"],
+                                 "overdue": r["respond_by"] < now, "failed": r["ack_status"] == "failed"}
+                                for r in rows],
+            })
+
+    @route(app, runtime, "/v1/admin/commands/resend", "admin_commands_resend")
+    class ResendView(ApiView):
+        async def post(self, request: Request) -> Response:
+            actor = self.operator(request)
+            body = await self.json_body(request)
+            system = body.get("system")
+            if not isinstance(system, str) or system not in ALL_SYSTEMS:
+                raise HttpError(400, f"'system' must be a system id: {', '.join(ALL_SYSTEMS)}")
+            async with runtime.transaction() as conn:
+                count = await commands.resend_now(conn, system)
+                await runtime.audit.record(conn, "operator_resend", ref=system, actor=actor,
+                                           detail={"system": system, "commands": count})
+            return self.json({"system": system, "resent": count})

@@ -46,7 +46,9 @@ from schemas.fields import (
     CountryCode,
     Detail,
     Email,
+    ExportChunk,
     ExportObject,
+    ExportPart,
     FieldMap,
     Identifier,
     Label,
@@ -54,6 +56,7 @@ from schemas.fields import (
     Params,
     Phone,
     Ref,
+    Sha256Hex,
     ShortText,
     SubjectId,
     Summary,
@@ -293,20 +296,43 @@ class LegalDisclosure(EventData):
     outside_eea: StrictBool
 
 
-class PrivacyAck(EventData):
-    """``privacy-acks``: a system's answer to a command. ``retained`` requires ``retained_basis``."""
+#: The fields of one part of a chunked export answer: all four or none.
+CHUNK_FIELDS = ("part", "parts", "export_chunk", "export_sha256")
 
-    model_config = ConfigDict(
-        json_schema_extra={
-            "allOf": [
-                _if_then(
-                    "status",
-                    AckStatus.RETAINED.value,
-                    {"required": ["retained_basis"], "properties": {"retained_basis": {"type": "string"}}},
-                )
-            ]
-        }
-    )
+
+def _ack_schema_rules() -> dict[str, Any]:
+    not_null = {"not": {"type": "null"}}
+    chunked = {
+        "required": list(CHUNK_FIELDS),
+        "properties": {
+            **{name: not_null for name in CHUNK_FIELDS},
+            "status": {"const": AckStatus.DONE.value},
+            "export": {"type": "null"},
+        },
+    }
+    rules: list[dict[str, Any]] = [
+        _if_then(
+            "status",
+            AckStatus.RETAINED.value,
+            {"required": ["retained_basis"], "properties": {"retained_basis": {"type": "string"}}},
+        )
+    ]
+    rules += [
+        {"if": {"properties": {name: not_null}, "required": [name]}, "then": chunked} for name in CHUNK_FIELDS
+    ]
+    return {"allOf": rules}
+
+
+class PrivacyAck(EventData):
+    """``privacy-acks``: a system's answer to a command. ``retained`` requires ``retained_basis``.
+
+    An export too large for one message is answered in parts that share the ``command_id``: each has
+    ``status`` done, ``part`` (1..``parts``), ``parts``, ``export_chunk`` (a consecutive slice of the
+    UTF-8 JSON text of the whole export object) and ``export_sha256`` (hex SHA-256 of that whole text),
+    and no ``export``. The four come together or not at all.
+    """
+
+    model_config = ConfigDict(json_schema_extra=_ack_schema_rules())
 
     TOPIC: ClassVar[str] = topics.PRIVACY_ACKS
 
@@ -316,11 +342,37 @@ class PrivacyAck(EventData):
     retained_basis: Basis | None = None
     export: ExportObject | None = None
     detail: Detail | None = None
+    part: ExportPart | None = None
+    parts: ExportPart | None = None
+    export_chunk: ExportChunk | None = None
+    export_sha256: Sha256Hex | None = None
+
+    @property
+    def chunked(self) -> bool:
+        """One part of an export answered in several messages."""
+        return self.part is not None
 
     @model_validator(mode="after")
     def _retained_has_basis(self) -> Self:
         if self.status is AckStatus.RETAINED and self.retained_basis is None:
             raise ValueError("retained_basis is required when status is retained")
+        return self
+
+    @model_validator(mode="after")
+    def _chunk_fields_together(self) -> Self:
+        present = [name for name in CHUNK_FIELDS if getattr(self, name) is not None]
+        if not present:
+            return self
+        if len(present) != len(CHUNK_FIELDS):
+            missing = [name for name in CHUNK_FIELDS if name not in present]
+            raise ValueError(f"a part of a chunked export needs {', '.join(missing)} too")
+        assert self.part is not None and self.parts is not None
+        if self.part > self.parts:
+            raise ValueError("part must lie between 1 and parts")
+        if self.status is not AckStatus.DONE:
+            raise ValueError("a part of a chunked export has status done")
+        if self.export is not None:
+            raise ValueError("a part of a chunked export carries export_chunk, not export")
         return self
 
 

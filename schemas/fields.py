@@ -76,6 +76,13 @@ MAX_FIELDS = 50
 MAX_PARAMS = 50
 MAX_PARAMS_BYTES = 64 * 1024
 MAX_EXPORT_BYTES = 900 * 1024  # stays under Kafka's default 1 MiB message size with the envelope
+#: A whole export sent in parts (``privacy-acks`` ``part``/``parts``) may be up to 64 MiB per system.
+MAX_EXPORT_TOTAL_BYTES = 64 * 1024 * 1024
+#: Parts of one chunked export: 64 MiB in slices of at least 1 KiB.
+MAX_EXPORT_PARTS = 65536
+#: One slice of a chunked export; each message on every topic stays under 256 KiB anyway.
+MAX_EXPORT_CHUNK = 256 * 1024
+SHA256_HEX_PATTERN = r"^[0-9a-fA-F]{64}$"
 MAX_JSON_DEPTH = 32
 
 # --- ISO 3166-1 alpha-2 (officially assigned codes; same set as tzdata's iso3166.tab) -----------
@@ -206,6 +213,12 @@ Params = Annotated[
     AfterValidator(bounded_json(MAX_PARAMS_BYTES)),
 ]
 ExportObject = Annotated[dict[str, JsonValue], AfterValidator(bounded_json(MAX_EXPORT_BYTES))]
+ExportPart = Annotated[int, Field(strict=True, ge=1, le=MAX_EXPORT_PARTS)]
+"""``part`` (1..n) and ``parts`` (n) of a chunked export."""
+ExportChunk = Annotated[str, _text(1, MAX_EXPORT_CHUNK, multiline=True)]
+"""A consecutive slice of the UTF-8 JSON text of a whole export object (JSON text has no raw control
+characters but tab, CR and LF)."""
+Sha256Hex = Annotated[str, _pattern(SHA256_HEX_PATTERN)]
 
 CountryCode = Annotated[
     str,

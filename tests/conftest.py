@@ -8,7 +8,7 @@ from hypothesis import settings
 
 from tests.helpers import ServiceProcess
 
-pytest_plugins = ["devstack.pytest_plugin"]
+pytest_plugins = ["devstack.pytest_plugin", "tests.browser_kit"]
 
 # Property tests check what is computed, never how fast: on a shared 2-core machine a pause in one
 # example must not fail the suite (hypothesis' default is a 200 ms deadline per example).

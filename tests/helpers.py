@@ -43,7 +43,8 @@ T = TypeVar("T")
 TEST_MASTER_KEY = base64.b64encode(b"k" * 32).decode()
 TEST_ADMIN_TOKEN = "test-admin-token"
 
-WEB_PORT_ENV = {"consent": "CONSENT_WEB_PORT", "dsar": "DSAR_WEB_PORT", "notifier": "NOTIFIER_WEB_PORT"}
+WEB_PORT_ENV = {"consent": "CONSENT_WEB_PORT", "dsar": "DSAR_WEB_PORT", "notifier": "NOTIFIER_WEB_PORT",
+                "office": "OFFICE_WEB_PORT", "privacy_center": "PRIVACY_CENTER_WEB_PORT"}
 
 
 def free_port() -> int:

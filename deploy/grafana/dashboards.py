@@ -14,6 +14,7 @@ from typing import Any
 DATASOURCE = {"type": "prometheus", "uid": "${datasource}"}
 NS = 'namespace=~"$namespace"'
 RATE = "$__rate_interval"
+CENTER = 'job="privacy-center"'
 
 
 def sel(metric: str, *matchers: str) -> str:
@@ -208,11 +209,28 @@ def overview() -> dict[str, Any]:
             "HTTP requests", [(rate("privacy_http_requests_total", "route, status"), "{{route}} {{status}}")], "reqps"
         ),
         Panel("HTTP latency p95", [(quantile(0.95, "privacy_http_request_seconds", "route"), "{{route}}")], "s"),
+        # The privacy center (its Service, so its scrape job, is privacy-center): what people do, and refusals.
+        Panel(
+            "Privacy center: pages and forms",
+            [(rate("privacy_http_requests_total", "route, status", RATE, CENTER), "{{route}} {{status}}")],
+            "reqps",
+            description="Sign-in links asked for (ask_for_link), sign-ins, consent changes, requests, codes.",
+        ),
+        Panel(
+            "Privacy center: refused and failed",
+            [
+                (rate("privacy_http_requests_total", "route", RATE, CENTER, 'status="429"'), "{{route}} rate-limited"),
+                (rate("privacy_http_requests_total", "route", RATE, CENTER, 'status="403"'), "{{route}} CSRF refused"),
+                (rate("privacy_http_requests_total", "route", RATE, CENTER, 'status=~"5.."'), "{{route}} failed"),
+            ],
+            "reqps",
+            description="429 on ask_for_link: someone trying many addresses; 503: a service it reads did not answer.",
+        ),
     ]
     return dashboard(
         "privacy-overview",
         "Privacy operations overview",
-        "Stream processing, dead letters, lag, outbox and HTTP across consent, dsar and notifier.",
+        "Stream processing, dead letters, lag, outbox and HTTP across consent, dsar, notifier and the privacy center.",
         panels,
     )
 

@@ -7,6 +7,8 @@ Sources and outputs:
 
 * ``schemas.topics``: one Strimzi ``KafkaTopic`` per contract topic (``generated/kafka-topics.yaml``)
   and the ``KafkaUser``s with their ACLs (``generated/kafka-users.yaml``).
+* :data:`OFFICE`: the privacy office's Deployment, Service, PodDisruptionBudget, NetworkPolicy (internal
+  only) and ServiceMonitor (``generated/office.yaml``).
 * :data:`SERVICES` below: per service a Deployment, Service, PodDisruptionBudget, NetworkPolicy,
   KEDA ``ScaledObject`` + ``TriggerAuthentication`` and ``ServiceMonitor`` (``generated/<service>.yaml``).
 * ``deploy/prometheus/rules.yaml`` (the one hand-written copy of the alert rules): the
@@ -50,8 +52,8 @@ LABEL_PREFIX = "privacy.isopartner.se"
 KAFKA_CLUSTER = "privacy-kafka"
 KAFKA_TLS_PORT = 9093
 KAFKA_CA_SECRET = f"{KAFKA_CLUSTER}-cluster-ca-cert"
-#: Secret the operators create (never committed): PRIVACY_MASTER_KEY, ADMIN_TOKEN, DATABASE_URL (optional:
-#: PRIVACY_MASTER_KEY_PREVIOUS, and the notifier's SMTP_USERNAME, SMTP_PASSWORD).
+#: Secret the operators create (never committed): PRIVACY_MASTER_KEY, ADMIN_TOKEN, DATABASE_URL, SERVICE_TOKEN
+#: (optional: PRIVACY_MASTER_KEY_PREVIOUS, and the notifier's SMTP_USERNAME, SMTP_PASSWORD).
 APP_SECRET = "privacy-secrets"
 IMAGE = "privacy-services"
 UID = 10001
@@ -158,6 +160,61 @@ SERVICES: tuple[ServiceSpec, ...] = (
         calls=("consent",),
     ),
 )
+
+@dataclass(frozen=True)
+class WebAppSpec:
+    """A people-facing web app (services/<module>/, aiohttp, no faust): no consumer group, no lag to
+    scale on; it publishes through its outbox and reads the services it `calls`."""
+
+    name: str
+    module: str
+    port: int
+    port_env: str
+    produces: tuple[str, ...]
+    calls: tuple[str, ...]
+    #: (path, pathType) the public reaches through its Ingress.
+    public_paths: tuple[tuple[str, str], ...]
+    consumes: tuple[str, ...] = ()
+    sends_commands: bool = False
+    smtp: bool = False
+
+    @property
+    def app(self) -> str:
+        return f"privacy-{self.name}"
+
+
+WEB_APPS: tuple[WebAppSpec, ...] = (
+    WebAppSpec(
+        name="center",
+        module="privacy_center",
+        port=6069,
+        port_env="PRIVACY_CENTER_WEB_PORT",
+        produces=(topics.CONSENT_CHANGED, topics.DSAR_REQUESTED, topics.ERASURE_REQUESTED,
+                  topics.NOTIFICATION_REQUESTED, topics.PRIVACY_AUDIT),
+        calls=("consent", "dsar", "notifier"),
+        # Its pages only: /metrics, /healthz and /readyz stay inside the cluster.
+        public_paths=(("/", "Exact"), ("/sent", "Exact"), ("/s", "Prefix"), ("/manage", "Prefix"),
+                      ("/me", "Prefix"), ("/done", "Exact"), ("/verify", "Prefix"), ("/sign-out", "Exact"),
+                      ("/signed-out", "Exact"), ("/static", "Prefix")),
+    ),
+)
+
+
+#: The privacy office (services/office): a web app, not a stream processor, so no consumer group and no
+#: lag-based scaling; internal only (no Ingress path, see `office_network_policy`). It publishes intake
+#: events and its audit entries, reads the dead-letter topics (no group) and replays to their topics, and
+#: calls the three services' operator APIs.
+OFFICE = ServiceSpec(
+    name="office",
+    port=6070,
+    port_env="OFFICE_WEB_PORT",
+    consumes=(),
+    produces=(topics.DSAR_REQUESTED, topics.ERASURE_REQUESTED, topics.CONSENT_CHANGED, topics.PRIVACY_AUDIT),
+    calls=("consent", "dsar", "notifier"),
+)
+#: Namespaces whose pods may open the office (the operators' VPN gateway or bastion); label them
+#: `privacy.isopartner.se/office-access: "true"`. Never the ingress controller.
+OFFICE_ACCESS_LABEL = "privacy.isopartner.se/office-access"
 
 #: The operators' user (privacyctl): publish contract events, read and replay dead letters.
 OPERATOR_USER = "privacy-operator"
@@ -311,10 +368,27 @@ def operator_user() -> dict[str, Any]:
     return kafka_user(OPERATOR_USER, acls, "privacyctl", "operator")
 
 
+def web_app_user(app: WebAppSpec) -> dict[str, Any]:
+    """A web app only publishes (its outbox relay): write on its topics, nothing to read."""
+    acls = [acl("topic", t, ["Write", "Describe"]) for t in app.produces]
+    return kafka_user(app.app, acls, app.name, "web-app")
+
+
+def office_user() -> dict[str, Any]:
+    """Writes its intake events and audit entries, and (replay) the topics our services consume; reads
+    the dead-letter topics without a consumer group."""
+    written = dict.fromkeys((*OFFICE.produces, *topics.CONSUMED_TOPICS))
+    acls = [acl("topic", t, ["Write", "Describe"]) for t in written]
+    acls += [acl("topic", t, ["Read", "Describe"]) for t in topics.DLQ_TOPICS]
+    return kafka_user(OFFICE.app, acls, OFFICE.name, "office")
+
+
 def kafka_users() -> list[dict[str, Any]]:
     users = [service_user(s) for s in SERVICES]
+    users += [web_app_user(a) for a in WEB_APPS]
     users += [downstream_user(s) for s in topics.EXTERNAL_SYSTEMS]
     users.append(operator_user())
+    users.append(office_user())
     return users
 
 
@@ -348,6 +422,13 @@ def deployment(svc: ServiceSpec) -> dict[str, Any]:
         {
             "name": "PRIVACY_MASTER_KEY_PREVIOUS",
             "valueFrom": {"secretKeyRef": {"name": APP_SECRET, "key": "PRIVACY_MASTER_KEY_PREVIOUS", "optional": True}},
+        }
+    )
+    # The internal reads' credential (the privacy center presents it; consent, dsar, notifier check it).
+    env.append(
+        {
+            "name": "SERVICE_TOKEN",
+            "valueFrom": {"secretKeyRef": {"name": APP_SECRET, "key": "SERVICE_TOKEN", "optional": True}},
         }
     )
     if svc.smtp:
@@ -613,6 +694,72 @@ def service_resources(svc: ServiceSpec) -> list[dict[str, Any]]:
     ]
 
 
+def web_app_resources(app: WebAppSpec) -> list[dict[str, Any]]:
+    """Deployment, Service, PodDisruptionBudget, NetworkPolicy, ServiceMonitor and Ingress of a web app:
+    the services' shapes, without the Kafka consumer's parts, without ADMIN_TOKEN (it faces the public
+    and holds no operator power), reached from the ingress controller and Prometheus only."""
+    spec: Any = app
+    deploy = deployment(spec)
+    c = deploy["spec"]["template"]["spec"]["containers"][0]
+    c["command"] = ["python", "-m", f"services.{app.module}"]
+    c["env"] = [e for e in c["env"] if e["name"] != "ADMIN_TOKEN"]
+    c["env"] += [
+        {"name": "PRIVACY_CENTER_URL", "value": f"https://{PUBLIC_HOST}"},
+        {"name": "TRUST_FORWARDED_FOR", "value": "true"},
+    ] + [{"name": f"{other.upper()}_BASE_URL", "value": f"http://privacy-{other}:{_port_of(other)}"}
+         for other in app.calls]
+    c["resources"] = {"requests": {"cpu": "50m", "memory": "128Mi"}, "limits": {"cpu": "1", "memory": "256Mi"}}
+    policy = network_policy(spec)
+    policy["spec"]["ingress"] = [{"from": [peer for peer in API_CLIENTS if "namespaceSelector" in peer
+                                           and API_CLIENT_LABEL not in str(peer)],
+                                  "ports": [{"protocol": "TCP", "port": app.port}]}]
+    public = {
+        "apiVersion": "networking.k8s.io/v1",
+        "kind": "Ingress",
+        "metadata": {"name": f"{app.app}-public", "labels": labels(app.name)},
+        "spec": {
+            "ingressClassName": "nginx",
+            "tls": [{"hosts": [PUBLIC_HOST], "secretName": "privacy-public-tls"}],
+            "rules": [{"host": PUBLIC_HOST, "http": {"paths": [
+                {"path": path, "pathType": kind,
+                 "backend": {"service": {"name": app.app, "port": {"number": app.port}}}}
+                for path, kind in app.public_paths]}}],
+        },
+    }
+    return [deploy, service(spec), pdb(spec), policy, service_monitor(spec), public]
+
+
+def _port_of(name: str) -> int:
+    return next(s.port for s in SERVICES if s.name == name)
+
+
+def office_network_policy() -> dict[str, Any]:
+    """The office's own port only from this namespace, Prometheus and the namespaces labelled
+    OFFICE_ACCESS_LABEL; out to Kafka, PostgreSQL, DNS and the three services' ports."""
+    policy = network_policy(OFFICE)
+    policy["spec"]["ingress"] = [{
+        "from": [
+            {"podSelector": {}},
+            {"namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": "monitoring"}}},
+            {"namespaceSelector": {"matchLabels": {OFFICE_ACCESS_LABEL: "true"}}},
+        ],
+        "ports": [{"protocol": "TCP", "port": OFFICE.port}],
+    }]
+    return policy
+
+
+def office_resources() -> list[dict[str, Any]]:
+    office = deployment(OFFICE)
+    container = office["spec"]["template"]["spec"]["containers"][0]
+    container["command"] = ["python", "-m", "services.office"]
+    container["env"] += [{"name": f"{name.upper()}_URL", "value": f"http://{svc.app}:{svc.port}"}
+                         for name in OFFICE.calls for svc in SERVICES if svc.name == name]
+    # Operators' names and the SHA-256 of their tokens (hashes only), kept with the other secrets.
+    container["env"].append({"name": "OFFICE_OPERATORS", "valueFrom": {"secretKeyRef": {
+        "name": APP_SECRET, "key": "OFFICE_OPERATORS", "optional": True}}})
+    return [office, service(OFFICE), pdb(OFFICE), office_network_policy(), service_monitor(OFFICE)]
+
+
 # --- public entry -------------------------------------------------------------------------------
 
 PUBLIC_HOST = "privacy.isopartner.se"
@@ -682,6 +829,9 @@ def render() -> dict[Path, str]:
     }
     for svc in SERVICES:
         out[GENERATED / f"{svc.name}.yaml"] = dump_all(service_resources(svc), "SERVICES in this script")
+    for web_app in WEB_APPS:
+        out[GENERATED / f"{web_app.module}.yaml"] = dump_all(web_app_resources(web_app), "WEB_APPS in this script")
+    out[GENERATED / "office.yaml"] = dump_all(office_resources(), "OFFICE in this script")
     for filename, board in dashboards.all_dashboards().items():
         out[GRAFANA / filename] = json.dumps(board, indent=2, ensure_ascii=False) + "\n"
     return out

@@ -8,6 +8,9 @@
 #                 (fallback when Go is missing: a wrapper around `kubectl kustomize`)
 #   k8s schemas   the JSON schemas bundled in the PyPI package kubernetes-validate (one Kubernetes
 #                 version, strict variant), unpacked from its wheel; the package itself is not installed
+#   chromium      Debian's `chromium` package (apt-get), for the browser tests (tests/browser_kit.py
+#                 drives it through Playwright with executable_path; Playwright's own browser download
+#                 is never used). Skipped when /usr/bin/chromium is there.
 #   asyncapi      the npm package @asyncapi/parser, exactly as pinned in deploy/tools/asyncapi/
 #                 package-lock.json (`npm ci --ignore-scripts` into var/tools/asyncapi); needs node + npm
 #                 (Debian's nodejs and npm packages when missing)
@@ -119,6 +122,17 @@ print(f"install.sh: k8s schemas: {count} files in {dest}", file=sys.stderr)
 PY
 }
 
+# --- chromium --------------------------------------------------------------------------------
+install_chromium() {
+    if [ -x /usr/bin/chromium ]; then return 0; fi
+    if ! command -v apt-get >/dev/null 2>&1; then say "chromium: apt-get not found"; return 1; fi
+    say "chromium: installing Debian's chromium package"
+    apt-get update -qq >/dev/null 2>&1 || true
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null 2>&1 || true
+    [ -x /usr/bin/chromium ] || { say "chromium: could not be installed"; return 1; }
+    say "chromium: $(/usr/bin/chromium --version 2>/dev/null | head -n 1)"
+}
+
 # --- @asyncapi/parser (npm) -------------------------------------------------------------------
 install_asyncapi_parser() {
     local src=$ROOT/deploy/tools/asyncapi dest=$TOOLS/asyncapi stamp
@@ -144,6 +158,7 @@ install_asyncapi_parser() {
 }
 
 status=0
+install_chromium || status=1
 install_promtool || status=1
 install_kustomize || status=1
 install_k8s_schemas || status=1

@@ -303,3 +303,12 @@ async def add_opt_out_proofs(conn: asyncpg.Connection, proofs: Sequence[tuple]) 
 async def has_opt_out_proof(conn: asyncpg.Connection, subject_digest: str) -> bool:
     found = await conn.fetchval("SELECT 1 FROM opt_out_proofs WHERE subject_digest = $1 LIMIT 1", subject_digest)
     return found is not None
+
+
+async def claim_footer_withdrawal(conn: asyncpg.Connection, event_id: str) -> bool:
+    """Take one unsubscribe click's withdrawal (by its event id); False: it was taken already."""
+    claimed = await conn.fetchval(
+        "INSERT INTO footer_withdrawals (event_id) VALUES ($1) ON CONFLICT DO NOTHING RETURNING true",
+        uuid.UUID(event_id),
+    )
+    return bool(claimed)

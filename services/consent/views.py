@@ -1,16 +1,18 @@
-"""Consent HTTP API: current consents, purpose decisions, and the unsubscribe link target."""
+"""Consent HTTP API: current consents, purpose decisions, and the unsubscribe link's page."""
 
 from __future__ import annotations
 
-import html
 import re
 import uuid
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 
 from faust.web import Request, Response
 
 from privacy_runtime import metrics
+from privacy_runtime.pages.linkpages import LinkPages, PageView, register_stylesheet
+from privacy_runtime.processor import lock_subjects
 from privacy_runtime.tokens import InvalidToken
 from privacy_runtime.web import ApiView, HttpError, route
 from schemas.enums import ConsentChannel, Purpose
@@ -18,6 +20,7 @@ from schemas.events import ConsentChanged
 from schemas.topics import CONSENT_CHANGED
 from services.consent import rules, store
 from services.consent.app import app, runtime, settings, unsubscribe_tokens
+from services.consent.page_texts import UNSUBSCRIBE_MESSAGES
 
 SUBJECT_RE = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
 UNSUBSCRIBE_NAMESPACE = uuid.UUID("0b9b7e0e-6d2c-4f57-8d0e-9a3d3f3c2a11")
@@ -96,76 +99,83 @@ class Decisions(ApiView):
         return self.json({"subject": subject, "purpose": purpose, "system": system, **decision.as_dict()})
 
 
-PAGES = {
-    "sv": ("Du har avregistrerats", "Vi har noterat att du inte längre samtycker till {purpose} hos ISOPARTNER AB.",
-           "Frågor? Kontakta {contact}."),
-    "en": ("You are unsubscribed", "We have recorded that you no longer consent to {purpose} by ISOPARTNER AB.",
-           "Questions? Contact {contact}."),
-}
-#: What a person reads for a purpose id (the same words as the notifier's emails).
-PURPOSE_NAMES = {
-    "sv": {"analytics": "användningsanalys", "marketing_email": "marknadsföring via e-post",
-           "third_party_marketing": "marknadsföring från tredje part", "partner_sharing": "delning med partner",
-           "group_sharing": "delning inom IPCOM-koncernen", "profiling": "profilering",
-           "personalization": "anpassat innehåll", "service_improvement": "förbättring av tjänsterna"},
-    "en": {"analytics": "usage analytics", "marketing_email": "marketing by email",
-           "third_party_marketing": "marketing by third parties", "partner_sharing": "sharing with partners",
-           "group_sharing": "sharing within the IPCOM group", "profiling": "profiling",
-           "personalization": "tailoring content", "service_improvement": "improving the services"},
-}
-INVALID = {
-    "sv": ("Länken är ogiltig", "Länken kunde inte användas. Kontakta {contact} så hjälper vi dig."),
-    "en": ("This link is not valid", "The link could not be used. Contact {contact} and we will help."),
-}
-
-
-def _language(request: Request) -> str:
-    lang = request.query.get("lang") or ""  # type: ignore[attr-defined]
-    if lang in PAGES:
-        return lang
-    accept = request.headers.get("Accept-Language", "")
-    return "en" if accept.lower().startswith("en") else "sv"
-
-
-def _page(lang: str, title: str, body: str) -> str:
-    return (f'<!doctype html><html lang="{lang}"><head><meta charset="utf-8"><title>{html.escape(title)}</title>'
-            f'<meta name="viewport" content="width=device-width"></head><body><h1>{html.escape(title)}</h1>'
-            f"<p>{html.escape(body)}</p></body></html>")
+UNSUBSCRIBE_PAGES = LinkPages(
+    Path(__file__).with_name("templates"),
+    UNSUBSCRIBE_MESSAGES,
+    contact_email=settings.privacy_contact_email,
+    public_url=settings.public_base_url,
+    privacy_center_url=settings.privacy_center_url,
+)
+register_stylesheet(app, runtime, "/v1/unsubscribe")
 
 
 @route(app, runtime, "/v1/unsubscribe/{token}", "unsubscribe")
-class Unsubscribe(ApiView):
-    """The footer link (GET) and the RFC 8058 one-click target (POST); both withdraw consent."""
+class Unsubscribe(PageView):
+    """The footer link and the RFC 8058 one-click target. GET (and HEAD) only ask: a link scanner that
+    fetches every URL in a message must change nothing. POST (the page's button, or a mail client's
+    `List-Unsubscribe=One-Click`) withdraws, once: a repeated POST writes nothing more."""
+
+    pages = UNSUBSCRIBE_PAGES
 
     async def get(self, request: Request, token: str) -> Response:
-        return await self._unsubscribe(request, token)
+        claims = _claims(token)
+        if claims is None:
+            return self._invalid(request)
+        subject, purpose, lang = claims
+        lang = self.pages.language(request, lang)
+        async with runtime.pool.acquire() as conn:
+            _, current = await store.profile_and_state(conn, subject, purpose)
+        state = "already" if current is not None and not current.granted else "ask"
+        return self._answer(lang, state, purpose)
 
     async def post(self, request: Request, token: str) -> Response:
-        return await self._unsubscribe(request, token)
-
-    async def _unsubscribe(self, request: Request, token: str) -> Response:
-        lang = _language(request)
-        contact = settings.privacy_contact_email
-        try:
-            claims = unsubscribe_tokens.verify(token)
-            subject, purpose = str(claims["s"]), str(claims["p"])
-            if not SUBJECT_RE.match(subject) or purpose not in rules.PURPOSES:
-                raise InvalidToken("link is not valid")
-        except (InvalidToken, KeyError):
-            title, body = INVALID[lang]
-            return self.html(_page(lang, title, body.format(contact=contact)), status=400)
+        claims = _claims(token)
+        if claims is None:
+            return self._invalid(request)
+        subject, purpose, lang = claims
         await withdraw_from_footer(subject, purpose, token)
-        title, body, footer = PAGES[lang]
-        name = PURPOSE_NAMES[lang].get(purpose, purpose.replace("_", " "))
-        return self.html(_page(lang, title, body.format(purpose=name) + " " + footer.format(contact=contact)))
+        return self._answer(self.pages.language(request, lang), "done", purpose)
+
+    def _answer(self, lang: str, state: str, purpose: str) -> Response:
+        key = "unsubscribe.title" if state == "ask" else "unsubscribe.done.title"
+        body = self.pages.render("unsubscribe.html.j2", lang, state=state, purpose=purpose,
+                                 heading=self.pages.text(lang, key))
+        return self.page(body)
+
+    def _invalid(self, request: Request) -> Response:
+        lang = self.pages.language(request)
+        body = self.pages.render("unsubscribe.html.j2", lang, state="invalid", purpose="",
+                                 heading=self.pages.text(lang, "unsubscribe.invalid.title"))
+        return self.page(body, status=400)
 
 
-async def withdraw_from_footer(subject: str, purpose: str, token: str) -> None:
-    """Publish the withdrawal; a repeated click while nothing changed publishes the same event id."""
+def _claims(token: str) -> tuple[str, str, str | None] | None:
+    """(subject, purpose, language of the email) from a valid token, else None."""
+    try:
+        claims = unsubscribe_tokens.verify(token)
+        subject, purpose = str(claims["s"]), str(claims["p"])
+    except (InvalidToken, KeyError):
+        return None
+    if not SUBJECT_RE.match(subject) or purpose not in rules.PURPOSES:
+        return None
+    lang = claims.get("l")
+    return subject, purpose, lang if isinstance(lang, str) else None
+
+
+async def withdraw_from_footer(subject: str, purpose: str, token: str) -> bool:
+    """Publish the withdrawal, once. Nothing is written when the purpose is already withdrawn, nor for
+    a repeated or concurrent click before the ledger has applied the first (the same event id, claimed
+    once); a click after the person granted again withdraws again (a new basis, a new event id).
+    Returns whether a withdrawal was published."""
     async with runtime.transaction() as conn:
+        await lock_subjects(conn, [subject])  # clicks on one subject's links one at a time
         _, current = await store.profile_and_state(conn, subject, purpose)
+        if current is not None and not current.granted:
+            return False
         basis = current.event_id if current is not None else "none"
         event_id = str(uuid.uuid5(UNSUBSCRIBE_NAMESPACE, f"{token}:{basis}"))
+        if not await store.claim_footer_withdrawal(conn, event_id):
+            return False
         await runtime.outbox.add(
             conn, CONSENT_CHANGED,
             ConsentChanged(purpose=Purpose(purpose), granted=False, channel=ConsentChannel.EMAIL_FOOTER,
@@ -175,3 +185,4 @@ async def withdraw_from_footer(subject: str, purpose: str, token: str) -> None:
         )
         await runtime.audit.record(conn, "unsubscribe_clicked", subject=subject, ref=event_id,
                                    detail={"purpose": purpose})
+        return True

@@ -4,7 +4,9 @@ Every operation takes a case (plus the facts it needs, including `now`) and retu
 new case and the effects the caller must carry out in the same transaction (publish the status,
 request a notification, issue commands, assemble an export, shred the subject's key, ...). Nothing
 here does I/O, reads the clock or draws random numbers, so the whole workflow is unit-testable and a
-replay of the same inputs makes the same decision (command ids are derived, not random).
+replay of the same inputs makes the same decision (command ids are derived, not random: keyed with the
+case's own random secret, which the caller draws when the case is opened, so no system can compute
+another system's command id from the request id it sees).
 
 Statuses are exactly the contract's `dsar-status` statuses; `TRANSITIONS` is the only way between
 them and `_move` refuses anything else, so no sequence of operations reaches an illegal state.
@@ -13,6 +15,8 @@ them and `_move` refuses anything else, so no sequence of operations reaches an 
 from __future__ import annotations
 
 import calendar
+import hashlib
+import hmac
 import uuid
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
@@ -104,7 +108,7 @@ LAST_PHASE = 2
 MAX_EXTENSION_MONTHS = 2
 DUE_SOON = timedelta(days=3)
 
-#: Command ids are derived from the case, so replaying a decision issues the same commands.
+#: Command ids of cases stored before they had a `command_secret` (see `_command_id`).
 COMMAND_NAMESPACE = uuid.UUID("4d1c5b7e-0f3a-4e59-9d0c-5b8a2f6e7d13")
 
 IMY = {"authority": "Integritetsskyddsmyndigheten (IMY)", "authority_url": "https://www.imy.se"}
@@ -219,6 +223,10 @@ class Case:
     #: The email that the restriction is being lifted was requested (with the lift, before it takes effect).
     lift_notified: bool = False
     closed_at: datetime | None = None
+    #: Hex key of the case's command ids (drawn at random when the case is opened). A command id is the
+    #: capability to answer that command: derived from the request id alone, a system that sees the
+    #: request id (in its own command) could compute, and settle, another system's.
+    command_secret: str = ""
 
     @property
     def extended(self) -> bool:
@@ -409,7 +417,12 @@ def _move(case: Case, status: str, now: datetime, **changes: Any) -> Decision:
 
 
 def _command_id(case: Case, step: Step) -> str:
-    return str(uuid.uuid5(COMMAND_NAMESPACE, f"{case.request_id}:{step.key}:{step.attempt}"))
+    """Replay-stable (the same case and step make the same id) and unguessable without the case's secret."""
+    name = f"{case.request_id}:{step.key}:{step.attempt}"
+    if not case.command_secret:  # only a case stored before secrets existed (the migration gives them one)
+        return str(uuid.uuid5(COMMAND_NAMESPACE, name))
+    digest = hmac.new(bytes.fromhex(case.command_secret), name.encode(), hashlib.sha256).digest()
+    return str(uuid.UUID(bytes=digest[:16], version=4))
 
 
 def _issue(case: Case, phase: int) -> Decision:
@@ -550,7 +563,9 @@ def new_case(
     processing: str | None = None,
     export_format: str | None = None,
     corrected_fields: Iterable[str] = (),
+    command_secret: str = "",
 ) -> Case:
+    """A case as received. `command_secret`: random hex the caller draws (see `Case.command_secret`)."""
     if right not in RIGHTS:
         raise CaseError(f"unknown right {right!r}")
     return Case(
@@ -567,6 +582,7 @@ def new_case(
         processing=processing,
         export_format=export_format,
         corrected_fields=tuple(sorted(set(corrected_fields))),
+        command_secret=command_secret,
     )
 
 
@@ -842,8 +858,10 @@ def extend(case: Case, months: int, reason: str, now: datetime) -> Decision:
     return Decision(extended, (DeadlineExtended(months, reason), email))
 
 
-def record_ack(case: Case, command_id: str, status: str, now: datetime, retained_basis: str | None = None) -> Decision:
-    """A system answered one of the case's commands."""
+def record_ack(case: Case, command_id: str, status: str, now: datetime, retained_basis: str | None = None,
+               *, problem: str | None = None) -> Decision:
+    """A system answered one of the case's commands. `problem`: why an answer cannot be used (a `failed`
+    one: an export whose parts do not match their digest, too large, incomplete at `respond_by`)."""
     if status not in ACK_STATUSES:
         raise CaseError(f"unknown ack status {status!r}")
     index = next((i for i, s in enumerate(case.steps) if s.command_id == command_id), None)
@@ -866,7 +884,9 @@ def record_ack(case: Case, command_id: str, status: str, now: datetime, retained
     if case.status != AWAITING_SYSTEMS:
         return recorded  # answers while under review
     if status == "failed":
-        return recorded.then(_review(case, f"{step.system} could not {step.action}; retry or handle by hand", now))
+        why = (f"{step.system}'s answer to {step.action} cannot be used: {problem}; approve to ask again or handle "
+               "by hand" if problem else f"{step.system} could not {step.action}; retry or handle by hand")
+        return recorded.then(_review(case, why, now))
     return recorded.then(_advance(case, now))
 
 

@@ -15,10 +15,12 @@ import asyncpg
 
 from privacy_runtime.inbox import Action, Outcome
 from services.dsar import cases, store
+from services.dsar.sealing import CaseTexts
 
 
 def dsar_actions(runtime: Any) -> dict[str, Action]:
     keyring = runtime.keyring
+    texts = CaseTexts(keyring)
 
     async def erase(conn: asyncpg.Connection, subject: str, command: Any) -> Outcome:
         removed = await store.erase_subject_records(conn, subject)
@@ -33,7 +35,7 @@ def dsar_actions(runtime: Any) -> dict[str, Action]:
         return Outcome("done", detail=detail, after_ack=[shred])
 
     async def export(conn: asyncpg.Connection, subject: str, command: Any) -> Outcome:
-        records = await store.cases_of(conn, subject)
+        records = await texts.opened_all(conn, await store.cases_of(conn, subject))
         restricted = await conn.fetchval("SELECT 1 FROM restrictions WHERE subject = $1", subject) is not None
         return Outcome(
             "done",

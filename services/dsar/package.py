@@ -2,8 +2,9 @@
 
 The package holds each system's fragment and the Art. 15(1)-(2) information taken from the data map:
 purposes with legal bases, recipients with location and transfer mechanism, retention, the source of
-the data and the consent receipts from the consent service's fragment. Access gets it as JSON;
-portability (or a CSV request) gets a zip with the JSON and one CSV per system.
+the data and the consent receipts from the consent service's fragment. It is a zip that opens with a
+readable report for the person (`index.html`, services/dsar/report.py, in the subject's language)
+beside the machine-readable JSON; portability (or a CSV request) adds one CSV per system.
 """
 
 from __future__ import annotations
@@ -18,7 +19,9 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
+from privacy_runtime import vocabulary
 from privacy_runtime.datamap import DataMap
+from services.dsar import report
 from services.dsar.cases import ACCESS, PORTABILITY, Case
 
 SOURCE_OF_DATA = (
@@ -93,6 +96,14 @@ def art15_information(data_map: DataMap, consent_fragment: Mapping[str, Any] | N
     }
 
 
+def subject_locale(fragments: Mapping[str, Fragment]) -> str:
+    """The subject's language, as the notifier's directory has it (the language of their emails)."""
+    notifier = fragments.get("notifier")
+    directory = (notifier.data or {}).get("directory") if notifier is not None else None
+    locale = directory.get("locale") if isinstance(directory, Mapping) else None
+    return vocabulary.language(locale)
+
+
 def build(case: Case, fragments: Mapping[str, Fragment], data_map: DataMap, now: datetime) -> dict[str, Any]:
     systems = {
         system: {
@@ -106,6 +117,7 @@ def build(case: Case, fragments: Mapping[str, Fragment], data_map: DataMap, now:
         "request_id": case.request_id,
         "right": case.right,
         "subject": case.subject,
+        "locale": subject_locale(fragments),
         "generated_at": now.isoformat(),
         "received_at": case.received_at.isoformat(),
         "systems": systems,
@@ -148,17 +160,23 @@ def to_csv(value: Any) -> bytes:
     return out.getvalue().encode("utf-8-sig")  # BOM: spreadsheet programs then read UTF-8
 
 
-def render(case: Case, package: dict[str, Any]) -> Package:
-    """JSON for access; a zip of JSON and CSV for portability or when CSV was asked for."""
+def with_csv(case: Case) -> bool:
+    """Portability, or access asked for as CSV, adds a CSV per system to the JSON."""
+    return case.right == PORTABILITY or case.export_format == "csv"
+
+
+def render(case: Case, package: dict[str, Any], data_map: DataMap) -> Package:
+    """A zip: the readable report (index.html) first, the JSON beside it, and the CSVs when asked for."""
+    assert case.right in (ACCESS, PORTABILITY)
     body = json.dumps(package, ensure_ascii=False, indent=2, sort_keys=True).encode()
     stem = f"personal-data-{case.request_id}"
-    if case.right == ACCESS and case.export_format != "csv":
-        return Package(body, "application/json", f"{stem}.json")
-    assert case.right in (ACCESS, PORTABILITY)
+    csv_too = with_csv(case)
     buffer = io.BytesIO()
     with zipfile.ZipFile(buffer, "w", compression=zipfile.ZIP_DEFLATED) as archive:
+        archive.writestr(f"{stem}/index.html", report.render({**package, "has_csv": csv_too}, data_map).encode())
         archive.writestr(f"{stem}/package.json", body)
-        for system, section in package["systems"].items():
-            archive.writestr(f"{stem}/{system}.csv", to_csv(section["data"] or {}))
-        archive.writestr(f"{stem}/information.csv", to_csv(package["information"]))
+        if csv_too:
+            for system, section in package["systems"].items():
+                archive.writestr(f"{stem}/{system}.csv", to_csv(section["data"] or {}))
+            archive.writestr(f"{stem}/information.csv", to_csv(package["information"]))
     return Package(buffer.getvalue(), "application/zip", f"{stem}.zip")

@@ -118,24 +118,114 @@ async def list_cases(
     overdue: bool | None,
     now: datetime,
     limit: int,
+    review: bool | None = None,
+    search: str | None = None,
+    offset: int = 0,
 ) -> list[tuple[Case, datetime]]:
+    """Cases by due date. `search`: a request id (exact) or a subject id (exact). Each filter maps
+    onto an index (status, subject, open cases by due date, cases in review), so a page stays quick
+    with many thousands of cases."""
+    where, args = _case_filter(status=status, right=right, overdue=overdue, now=now, review=review, search=search)
     rows = await conn.fetch(
-        """
-        SELECT state, opened_at FROM cases
-        WHERE ($1::text IS NULL OR status = $1)
-          AND ($2::text IS NULL OR case_right = $2)
-          AND ($3::bool IS NULL
-               OR ($3 AND closed_at IS NULL AND due_at < $4)
-               OR (NOT $3 AND (closed_at IS NOT NULL OR due_at >= $4)))
-        ORDER BY due_at, request_id LIMIT $5
-        """,
-        status,
-        right,
-        overdue,
-        now,
-        limit,
+        f"SELECT state, opened_at FROM cases WHERE {where} ORDER BY due_at, request_id "
+        f"LIMIT ${len(args) + 1} OFFSET ${len(args) + 2}",
+        *args, limit, offset,
     )
     return [(case_from_json(r["state"]), r["opened_at"]) for r in rows]
+
+
+async def count_cases(
+    conn: asyncpg.Connection, *, status: str | None, right: str | None, overdue: bool | None, now: datetime,
+    review: bool | None = None, search: str | None = None,
+) -> int:
+    where, args = _case_filter(status=status, right=right, overdue=overdue, now=now, review=review, search=search)
+    return int(await conn.fetchval(f"SELECT count(*) FROM cases WHERE {where}", *args))
+
+
+def _case_filter(*, status: str | None, right: str | None, overdue: bool | None, now: datetime,
+                 review: bool | None, search: str | None) -> tuple[str, list[Any]]:
+    """A WHERE clause with only the filters given (a planner sees plain predicates, not `$1 IS NULL OR`)."""
+    clauses: list[str] = []
+    args: list[Any] = []
+
+    def arg(value: Any) -> str:
+        args.append(value)
+        return f"${len(args)}"
+
+    if status is not None:
+        clauses.append(f"status = {arg(status)}")
+    if right is not None:
+        clauses.append(f"case_right = {arg(right)}")
+    if overdue is True:
+        clauses.append(f"closed_at IS NULL AND due_at < {arg(now)}")
+    elif overdue is False:
+        clauses.append(f"(closed_at IS NOT NULL OR due_at >= {arg(now)})")
+    if review is True:
+        clauses.append("manual_review")
+    elif review is False:
+        clauses.append("NOT manual_review")
+    if search:
+        try:
+            clauses.append(f"request_id = {arg(uuid.UUID(search))}")
+        except ValueError:
+            clauses.append(f"subject = {arg(search)}")
+    return (" AND ".join(clauses) or "true"), args
+
+
+async def status_counts(conn: asyncpg.Connection, now: datetime, soon: datetime) -> dict[str, int]:
+    """The office's overview: open cases by status, due before `soon`, overdue, awaiting review."""
+    rows = await conn.fetch("SELECT status, count(*) AS n FROM cases WHERE closed_at IS NULL GROUP BY status")
+    counts = {f"open_{r['status']}": int(r["n"]) for r in rows}
+    row = await conn.fetchrow(
+        "SELECT count(*) FILTER (WHERE due_at < $1) AS overdue, "
+        "count(*) FILTER (WHERE due_at >= $1 AND due_at < $2) AS due_soon FROM cases WHERE closed_at IS NULL",
+        now, soon,
+    )
+    counts["overdue"] = int(row["overdue"])
+    counts["due_soon"] = int(row["due_soon"])
+    counts["awaiting_review"] = int(await conn.fetchval("SELECT count(*) FROM cases WHERE manual_review"))
+    return counts
+
+
+async def weekly_counts(conn: asyncpg.Connection, since: datetime) -> list[asyncpg.Record]:
+    """Per ISO week since `since`: cases received, completed, and the days each completed one took."""
+    return list(await conn.fetch(
+        """
+        WITH received AS (
+            SELECT date_trunc('week', received_at) AS week, count(*) AS n FROM cases
+            WHERE received_at >= $1 GROUP BY 1),
+        completed AS (
+            SELECT date_trunc('week', closed_at) AS week, count(*) AS n,
+                   avg(extract(epoch FROM closed_at - received_at) / 86400.0) AS avg_days,
+                   max(extract(epoch FROM closed_at - received_at) / 86400.0) AS max_days
+            FROM cases WHERE status = 'completed' AND closed_at >= $1 GROUP BY 1)
+        SELECT coalesce(r.week, c.week) AS week, coalesce(r.n, 0) AS received, coalesce(c.n, 0) AS completed,
+               c.avg_days, c.max_days
+        FROM received r FULL JOIN completed c ON r.week = c.week ORDER BY 1
+        """,
+        since,
+    ))
+
+
+async def days_to_complete(conn: asyncpg.Connection, since: datetime) -> list[int]:
+    """How many cases completed since `since` took 0, 1, 2, ... whole days (index = days, capped at 90)."""
+    rows = await conn.fetch(
+        "SELECT least(floor(extract(epoch FROM closed_at - received_at) / 86400.0), 90)::int AS days, "
+        "count(*) AS n FROM cases WHERE status = 'completed' AND closed_at >= $1 GROUP BY 1 ORDER BY 1",
+        since,
+    )
+    counts = dict.fromkeys(range(max([r["days"] for r in rows], default=0) + 1), 0)
+    for r in rows:
+        counts[r["days"]] = int(r["n"])
+    return [counts[d] for d in sorted(counts)]
+
+
+async def audit_of_case(conn: asyncpg.Connection, request_id: str, limit: int = 500) -> list[asyncpg.Record]:
+    """The case's audit entries in chain order (its timeline: who did what, when)."""
+    return list(await conn.fetch(
+        "SELECT seq, at, action, actor, detail FROM audit_log WHERE ref = $1 ORDER BY seq LIMIT $2",
+        request_id, limit,
+    ))
 
 
 async def unverified_before(conn: asyncpg.Connection, cutoff: datetime, limit: int = 500) -> list[str]:
@@ -305,6 +395,111 @@ async def drop_fragments(conn: asyncpg.Connection, request_id: str) -> None:
     await conn.execute("DELETE FROM export_fragments WHERE request_id = $1", uuid.UUID(request_id))
 
 
+# --- exports answered in parts ---------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class ExportCommand:
+    """An export command of ours, as an arriving part needs it."""
+
+    command_id: uuid.UUID
+    system: str
+    subject: str
+    request_id: str
+    acked: bool
+
+
+async def export_commands(conn: asyncpg.Connection, command_ids: Sequence[uuid.UUID]) -> dict[uuid.UUID, ExportCommand]:
+    rows = await conn.fetch(
+        "SELECT command_id, system, subject, request_id, acked_at IS NOT NULL AS acked FROM commands "
+        "WHERE command_id = ANY($1::uuid[]) AND action = 'export' AND request_id IS NOT NULL",
+        list(command_ids),
+    )
+    return {r["command_id"]: ExportCommand(r["command_id"], r["system"], r["subject"], str(r["request_id"]),
+                                           r["acked"]) for r in rows}
+
+
+async def put_export_parts(conn: asyncpg.Connection, rows: Sequence[tuple[uuid.UUID, str, int, int, str, str, int,
+                                                                          bytes]]) -> None:
+    """(command_id, sha256, part, parts, request_id, system, chunk bytes, sealed chunk); a repeated part
+    is kept as first received."""
+    if rows:
+        await conn.executemany(
+            "INSERT INTO export_parts (command_id, export_sha256, part, parts, request_id, system, chunk_bytes, "
+            "chunk_sealed) VALUES ($1, $2, $3, $4, $5, $6, $7, $8) ON CONFLICT DO NOTHING",
+            [(c, sha, part, parts, uuid.UUID(r), system, size, sealed)
+             for c, sha, part, parts, r, system, size, sealed in rows],
+        )
+
+
+@dataclass(frozen=True)
+class PartsHeld:
+    held: int
+    parts_min: int
+    parts_max: int
+    part_max: int
+    total_bytes: int
+
+
+async def parts_held(conn: asyncpg.Connection, command_id: uuid.UUID, sha256: str) -> PartsHeld:
+    row = await conn.fetchrow(
+        "SELECT count(*) AS held, min(parts) AS parts_min, max(parts) AS parts_max, max(part) AS part_max, "
+        "coalesce(sum(chunk_bytes), 0) AS total FROM export_parts WHERE command_id = $1 AND export_sha256 = $2",
+        command_id, sha256,
+    )
+    return PartsHeld(row["held"], row["parts_min"] or 0, row["parts_max"] or 0, row["part_max"] or 0,
+                     int(row["total"]))
+
+
+async def export_parts(conn: asyncpg.Connection, command_id: uuid.UUID, sha256: str) -> list[asyncpg.Record]:
+    return list(await conn.fetch(
+        "SELECT part, parts, chunk_sealed FROM export_parts WHERE command_id = $1 AND export_sha256 = $2 "
+        "ORDER BY part",
+        command_id, sha256,
+    ))
+
+
+async def hold_resends(conn: asyncpg.Connection, command_ids: Sequence[uuid.UUID]) -> None:
+    """Commands whose answer is arriving in parts are not re-sent (a re-send would be exported again):
+    the next attempt waits for `respond_by`, when parts still missing send the case to review."""
+    if command_ids:
+        await conn.execute(
+            "UPDATE commands SET next_attempt_at = greatest(next_attempt_at, respond_by) "
+            "WHERE command_id = ANY($1::uuid[]) AND acked_at IS NULL",
+            list(command_ids),
+        )
+
+
+async def drop_export_parts(conn: asyncpg.Connection, command_ids: Sequence[uuid.UUID]) -> None:
+    if command_ids:
+        await conn.execute("DELETE FROM export_parts WHERE command_id = ANY($1::uuid[])", list(command_ids))
+
+
+async def has_export_parts(conn: asyncpg.Connection, command_id: uuid.UUID) -> bool:
+    return bool(await conn.fetchval("SELECT EXISTS (SELECT 1 FROM export_parts WHERE command_id = $1)", command_id))
+
+
+async def incomplete_exports_due(conn: asyncpg.Connection, now: datetime, limit: int = 100) -> list[asyncpg.Record]:
+    """Export commands still unanswered at `respond_by` of which some parts arrived: their answer can no
+    longer be completed in time."""
+    return list(await conn.fetch(
+        "SELECT c.command_id, c.system, c.request_id, "
+        "(SELECT string_agg(DISTINCT p.parts::text, ',') FROM export_parts p WHERE p.command_id = c.command_id) "
+        "AS parts, (SELECT count(DISTINCT p.part) FROM export_parts p WHERE p.command_id = c.command_id) AS held "
+        "FROM commands c WHERE c.acked_at IS NULL AND c.action = 'export' AND c.respond_by <= $1 "
+        "AND EXISTS (SELECT 1 FROM export_parts p WHERE p.command_id = c.command_id) "
+        "ORDER BY c.respond_by LIMIT $2",
+        now, limit,
+    ))
+
+
+async def drop_settled_export_parts(conn: asyncpg.Connection) -> int:
+    """Parts of commands settled otherwise (superseded, case cancelled): never to be assembled."""
+    return int(await conn.fetchval(
+        "WITH d AS (DELETE FROM export_parts p USING commands c WHERE p.command_id = c.command_id "
+        "AND c.acked_at IS NOT NULL RETURNING 1) SELECT count(*) FROM d"))
+
+
 async def put_export(
     conn: asyncpg.Connection,
     *,
@@ -367,6 +562,32 @@ async def take_download(conn: asyncpg.Connection, token_hash: str, now: datetime
     )
 
 
+@dataclass(frozen=True)
+class ExportInfo:
+    """What the download page says about a package, read without counting a download."""
+
+    request_id: str
+    right: str | None
+    export_format: str | None
+    media_type: str
+    size: int
+    expires_at: datetime
+    downloads_left: int
+
+
+async def peek_export(conn: asyncpg.Connection, token_hash: str) -> ExportInfo | None:
+    row = await conn.fetchrow(
+        "SELECT e.request_id, e.media_type, octet_length(e.package_sealed) AS size, e.expires_at, "
+        "e.downloads_left, c.case_right, c.state->>'export_format' AS export_format "
+        "FROM exports e LEFT JOIN cases c ON c.request_id = e.request_id WHERE e.token_hash = $1",
+        token_hash,
+    )
+    if row is None:
+        return None
+    return ExportInfo(str(row["request_id"]), row["case_right"], row["export_format"], row["media_type"],
+                      int(row["size"] or 0), row["expires_at"], int(row["downloads_left"]))
+
+
 async def purge_expired_exports(conn: asyncpg.Connection, now: datetime) -> int:
     """Packages hold PII: wipe their content once their link can no longer be used. The row (hash of
     the token, expiry) stays for a while so the link answers 410 "expired" rather than 404."""
@@ -394,6 +615,13 @@ async def erase_subject_records(conn: asyncpg.Connection, subject: str) -> int:
     removed += int(
         await conn.fetchval(
             "WITH d AS (DELETE FROM export_fragments f USING cases c WHERE f.request_id = c.request_id "
+            "AND c.subject = $1 RETURNING 1) SELECT count(*) FROM d",
+            subject,
+        )
+    )
+    removed += int(
+        await conn.fetchval(
+            "WITH d AS (DELETE FROM export_parts p USING cases c WHERE p.request_id = c.request_id "
             "AND c.subject = $1 RETURNING 1) SELECT count(*) FROM d",
             subject,
         )
@@ -535,3 +763,17 @@ async def purge_expired(
             "DELETE FROM failed_verifications WHERE failed_at < $1", failures_before or now - timedelta(days=1)
         ),
     }
+
+
+async def timelines_of(conn: asyncpg.Connection, subject: str) -> dict[str, list[tuple[datetime, str]]]:
+    """Each of the subject's cases' status changes and extensions, in order (from the audit trail,
+    which records every one), for the privacy center's timeline."""
+    rows = await conn.fetch(
+        "SELECT ref, at, action FROM audit_log WHERE subject = $1 AND ref IS NOT NULL "
+        "AND action LIKE 'case\\_%' ORDER BY seq",
+        subject,
+    )
+    timelines: dict[str, list[tuple[datetime, str]]] = {}
+    for row in rows:
+        timelines.setdefault(str(row["ref"]), []).append((row["at"], str(row["action"])))
+    return timelines

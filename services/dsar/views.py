@@ -1,31 +1,45 @@
-"""DSAR HTTP API: request status and identity verification for subjects, export downloads, and the
-operator endpoints under /v1/admin/ (bearer token). Bad input is a 4xx JSON answer, never a 500.
+"""DSAR HTTP API: request status and identity verification for subjects, the export download page
+and download, and the operator endpoints under /v1/admin/ (bearer token). Bad input is a 4xx JSON
+answer (a page, for the person following an export link), never a 500.
 """
 
 from __future__ import annotations
 
+import json
 import re
 import uuid
 from collections.abc import Awaitable, Callable
-from datetime import datetime
-from typing import Any
+from datetime import datetime, timedelta
+from pathlib import Path
+from typing import Any, TypeVar
+from zoneinfo import ZoneInfo
 
 from faust.web import Request, Response
 from pydantic import TypeAdapter, ValidationError
 
+from privacy_runtime.commands import commands_of_request
+from privacy_runtime.internal_auth import require_service
+from privacy_runtime.pages.linkpages import LinkPages, PageView, register_stylesheet
 from privacy_runtime.web import ApiView, HttpError, route
 from schemas.fields import Detail
+from schemas.topics import ALL_SYSTEMS
 from services.dsar import cases, store
-from services.dsar.app import app, runtime, workflow
+from services.dsar.app import app, runtime, settings, workflow
 from services.dsar.cases import Case, CaseError
+from services.dsar.package_texts import EXPORT_PAGE_MESSAGES
 from services.dsar.verification import CODE_PATTERN
 from services.dsar.workflow import UnknownCase, utcnow
 
+T = TypeVar("T")
 TOKEN_PATTERN = re.compile(r"^[A-Za-z0-9_-]{20,128}$")
+#: A search is a request id or a subject id (the envelope's subject pattern).
+SEARCH_PATTERN = re.compile(r"[A-Za-z0-9._:-]{1,128}")
+SUBJECT_PATTERN = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
 MAX_REASON = 2000
 MAX_LIST = 1000
 DEFAULT_LIST = 200
 LIMIT_PATTERN = re.compile(r"[1-9][0-9]{0,8}")
+NUMBER_PATTERN = re.compile(r"0|[1-9][0-9]{0,8}")
 #: A reason travels in `dsar-status` (and the subject's email) as a `Detail`: checked against that very
 #: type here, so what the event would refuse is a 400 now rather than a 500 mid-transaction.
 REASON_TEXT = TypeAdapter(Detail)
@@ -36,6 +50,23 @@ def _request_id(value: str) -> str:
         return str(uuid.UUID(value))
     except (ValueError, TypeError, AttributeError):
         raise HttpError(400, "request_id must be a UUID") from None
+
+
+def _int(value: str | None, default: int, low: int, high: int, name: str) -> int:
+    """A query number: plain decimal digits only (as `limit`), within [low, high]."""
+    if value is None:
+        return default
+    if not NUMBER_PATTERN.fullmatch(value):
+        raise HttpError(400, f"{name} must be a whole number between {low} and {high}")
+    number = int(value)
+    if not low <= number <= high:
+        raise HttpError(400, f"{name} must be between {low} and {high}")
+    return number
+
+
+def _detail(raw: Any) -> dict[str, Any]:
+    value = json.loads(raw) if isinstance(raw, str) else raw
+    return value if isinstance(value, dict) else {}
 
 
 def _public(case: Case) -> dict[str, Any]:
@@ -104,11 +135,12 @@ def _reason(body: dict[str, Any], what: str) -> str:
     return reason.strip()
 
 
-async def _operate(request_id: str, action: str, decide: Callable[[Case, datetime], cases.Decision]) -> Case:
-    return await _answered(request_id, workflow.operate(request_id, action, decide))
+async def _operate(request_id: str, action: str, decide: Callable[[Case, datetime], cases.Decision],
+                   actor: str) -> Case:
+    return await _answered(request_id, workflow.operate(request_id, action, decide, actor))
 
 
-async def _answered(request_id: str, operation: Awaitable[Case]) -> Case:
+async def _answered(request_id: str, operation: Awaitable[T]) -> T:
     """An operator action's case, or the HTTP error that says why it was refused."""
     try:
         return await operation
@@ -145,20 +177,65 @@ class RequestVerify(ApiView):
         return self.json(result.body, status=result.status)
 
 
+EXPORT_PAGES = LinkPages(
+    Path(__file__).with_name("templates"),
+    EXPORT_PAGE_MESSAGES,
+    contact_email=settings.privacy_contact_email,
+    public_url=settings.public_base_url,
+    privacy_center_url=settings.privacy_center_url,
+)
+register_stylesheet(app, runtime, "/v1/exports")
+#: A link that cannot be used: the JSON error (for programs) and the page's message key and status.
+REFUSED = {
+    "unknown": (404, "unknown download link"),
+    "expired": (410, "this download link has expired; make a new request and a new copy will be prepared"),
+    "used_up": (410, "this download link has been used the maximum number of times"),
+    "gone": (410, "this package is no longer available"),
+}
+PAGE_TIME_ZONE = ZoneInfo("Europe/Stockholm")
+
+
+def _size(octets: int, lang: str) -> str:
+    """About how big the download is, as a person reads it (Swedish with a decimal comma)."""
+    if octets < 1_000_000:
+        text = f"{max(1, round(octets / 1000))} kB"
+    else:
+        text = f"{octets / 1_000_000:.1f} MB"
+    return text.replace(".", ",") if lang == "sv" else text
+
+
 @route(app, runtime, "/v1/exports/{token}", "export_download")
-class ExportDownload(ApiView):
+class ExportDownload(PageView):
+    """The emailed download link. GET (and HEAD) show a page that describes the package, its expiry and
+    the downloads left, with a download button, and use up nothing (link scanners fetch every URL in
+    a message); POST (the button) returns the package and counts one download."""
+
+    pages = EXPORT_PAGES
+
     async def get(self, request: Request, token: str) -> Response:
-        if not TOKEN_PATTERN.match(token):
-            raise HttpError(404, "unknown download link")
-        outcome, row, content = await workflow.download(token)
-        if outcome == "unknown":
-            raise HttpError(404, "unknown download link")
-        if outcome == "expired":
-            raise HttpError(410, "this download link has expired; make a new request and a new copy will be prepared")
-        if outcome == "used_up":
-            raise HttpError(410, "this download link has been used the maximum number of times")
+        lang = self.pages.language(request)
+        outcome, info = await workflow.describe_export(token) if TOKEN_PATTERN.match(token) else ("unknown", None)
+        if info is None:
+            return self._refused_page(lang, outcome)
+        csv_too = info.right == cases.PORTABILITY or info.export_format == "csv"
+        body = self.pages.render(
+            "export.html.j2", lang, problem=None, right=info.right, request_id=info.request_id,
+            size=_size(info.size, lang), downloads_left=info.downloads_left,
+            formats=self.pages.text(lang, "export.formats.csv" if csv_too else "export.formats.json"),
+            expires=info.expires_at.astimezone(PAGE_TIME_ZONE).strftime("%Y-%m-%d %H:%M %Z"),
+        )
+        return self.page(body)
+
+    async def post(self, request: Request, token: str) -> Response:
+        wants_page = "text/html" in request.headers.get("Accept", "")
+        found = TOKEN_PATTERN.match(token) is not None
+        outcome, row, content = await workflow.download(token) if found else ("unknown", None, None)
         if row is None or content is None:
-            raise HttpError(410, "this package is no longer available")
+            outcome = outcome if outcome in REFUSED else "gone"
+            if wants_page:  # the page's button, in a browser
+                return self._refused_page(self.pages.language(request), outcome)
+            status, message = REFUSED[outcome]
+            raise HttpError(status, message)
         return self.bytes(
             content,
             content_type=row.media_type,
@@ -166,8 +243,14 @@ class ExportDownload(ApiView):
                 "Content-Disposition": f'attachment; filename="{row.filename}"',
                 "Cache-Control": "no-store",
                 "X-Downloads-Left": str(row.downloads_left),
+                "X-Content-Type-Options": "nosniff",
             },
         )
+
+    def _refused_page(self, lang: str, outcome: str) -> Response:
+        status, _ = REFUSED.get(outcome, REFUSED["gone"])
+        body = self.pages.render("export.html.j2", lang, problem=outcome if outcome in REFUSED else "gone")
+        return self.page(body, status=status)
 
 
 # --- operators ------------------------------------------------------------------------------------
@@ -188,6 +271,13 @@ class AdminRequests(ApiView):
         if overdue_text not in ("", "true", "false"):
             raise HttpError(400, "overdue must be true or false")
         overdue = None if overdue_text == "" else overdue_text == "true"
+        review_text = query.get("review") or ""
+        if review_text not in ("", "true", "false"):
+            raise HttpError(400, "review must be true or false")
+        review = None if review_text == "" else review_text == "true"
+        search = query.get("q") or None
+        if search is not None and not SEARCH_PATTERN.fullmatch(search):
+            raise HttpError(400, "q must be a request id or a subject id")
         limit_text = query.get("limit")
         # Plain decimal digits only: int() would also take "+5", " 5", "1_0" or other scripts' digits.
         if limit_text is not None and not LIMIT_PATTERN.fullmatch(limit_text):
@@ -195,10 +285,18 @@ class AdminRequests(ApiView):
         limit = int(limit_text) if limit_text is not None else DEFAULT_LIST
         if not 1 <= limit <= MAX_LIST:
             raise HttpError(400, f"limit must be between 1 and {MAX_LIST}")
+        offset = _int(query.get("offset"), 0, 0, 10_000_000, "offset")
         now = utcnow()
+        filters: dict[str, Any] = {"status": status, "right": right, "overdue": overdue, "now": now,
+                                   "review": review, "search": search}
         async with runtime.pool.acquire() as conn:
-            rows = await store.list_cases(conn, status=status, right=right, overdue=overdue, now=now, limit=limit)
-        return self.json({"requests": [_operator(case, now) for case, _ in rows], "count": len(rows)})
+            rows = await store.list_cases(conn, limit=limit, offset=offset, **filters)
+            total = await store.count_cases(conn, **filters) if "total" in query else None
+            found = await workflow.texts.opened_all(conn, [case for case, _ in rows])
+        body: dict[str, Any] = {"requests": [_operator(case, now) for case in found], "count": len(found)}
+        if total is not None:
+            body["total"] = total
+        return self.json(body)
 
 
 @route(app, runtime, "/v1/admin/requests/{request_id}", "admin_request")
@@ -207,7 +305,7 @@ class AdminRequest(ApiView):
         self.require_admin(request)
         rid = _request_id(request_id)
         async with runtime.pool.acquire() as conn:
-            case = await store.get_case(conn, rid)
+            case = await workflow.texts.opened(conn, await store.get_case(conn, rid))
         if case is None:
             raise HttpError(404, f"unknown request {rid}")
         return self.json(_operator(case, utcnow()))
@@ -216,33 +314,34 @@ class AdminRequest(ApiView):
 @route(app, runtime, "/v1/admin/requests/{request_id}/approve", "admin_approve")
 class AdminApprove(ApiView):
     async def post(self, request: Request, request_id: str) -> Response:
-        self.require_admin(request)
+        actor = self.operator(request)
         rid = _request_id(request_id)
-        case = await _operate(rid, "approve", lambda c, now: cases.approve(c, runtime.data_map, now))
+        case = await _operate(rid, "approve", lambda c, now: cases.approve(c, runtime.data_map, now), actor)
         return self.json(_operator(case, utcnow()))
 
 
 @route(app, runtime, "/v1/admin/requests/{request_id}/reject", "admin_reject")
 class AdminReject(ApiView):
     async def post(self, request: Request, request_id: str) -> Response:
-        self.require_admin(request)
+        actor = self.operator(request)
         rid = _request_id(request_id)
         reason = _reason(await self.json_body(request), "a rejection")
-        case = await _operate(rid, "reject", lambda c, now: cases.reject(c, reason, now))
+        case = await _operate(rid, "reject", lambda c, now: cases.reject(c, reason, now), actor)
         return self.json(_operator(case, utcnow()))
 
 
 @route(app, runtime, "/v1/admin/requests/{request_id}/extend", "admin_extend")
 class AdminExtend(ApiView):
     async def post(self, request: Request, request_id: str) -> Response:
-        self.require_admin(request)
+        actor = self.operator(request)
         rid = _request_id(request_id)
         body = await self.json_body(request)
         months = body.get("months")
         if isinstance(months, bool) or months not in (1, 2):
             raise HttpError(400, "'months' must be 1 or 2")
         reason = _reason(body, "an extension")
-        case = await _operate(rid, "extend", lambda c, now: cases.extend(c, int(months), reason, now))
+        case = await _operate(rid, "extend", lambda c, now: cases.extend(c, int(months), reason, now),
+                              actor)
         return self.json(_operator(case, utcnow()))
 
 
@@ -251,7 +350,108 @@ class AdminLift(ApiView):
     """Lift a completed restriction (Art. 18(3)); not in the contract's list, an addition."""
 
     async def post(self, request: Request, request_id: str) -> Response:
+        actor = self.operator(request)
+        rid = _request_id(request_id)
+        case = await _answered(rid, workflow.lift_restriction(rid, actor))
+        return self.json(_operator(case, utcnow()))
+
+
+@route(app, runtime, "/v1/admin/requests/{request_id}/resend", "admin_resend")
+class AdminResend(ApiView):
+    """Re-send the case's unanswered commands to one system now (`{"system": ...}`); an addition."""
+
+    async def post(self, request: Request, request_id: str) -> Response:
+        actor = self.operator(request)
+        rid = _request_id(request_id)
+        system = (await self.json_body(request)).get("system")
+        if not isinstance(system, str) or system not in ALL_SYSTEMS:
+            raise HttpError(400, f"'system' must be a system id: {', '.join(ALL_SYSTEMS)}")
+        _case, count = await _answered(rid, workflow.resend(rid, system, actor))
+        return self.json({"request_id": rid, "system": system, "resent": count})
+
+
+@route(app, runtime, "/v1/admin/requests/{request_id}/timeline", "admin_timeline")
+class AdminTimeline(ApiView):
+    """The case's whole history for the office: its audit entries (received, verification, status
+    changes, emails requested, extensions, operator actions with who did them) and every command with
+    its answer. Command ids are left out (each is its system's capability to answer)."""
+
+    async def get(self, request: Request, request_id: str) -> Response:
         self.require_admin(request)
         rid = _request_id(request_id)
-        case = await _answered(rid, workflow.lift_restriction(rid))
-        return self.json(_operator(case, utcnow()))
+        async with runtime.pool.acquire() as conn:
+            case = await workflow.texts.opened(conn, await store.get_case(conn, rid))
+            if case is None:
+                raise HttpError(404, f"unknown request {rid}")
+            entries = await store.audit_of_case(conn, rid)
+            sent = await commands_of_request(conn, rid)
+        return self.json({
+            "case": _operator(case, utcnow()),
+            "events": [{"seq": e["seq"], "at": e["at"].isoformat(), "action": e["action"], "actor": e["actor"],
+                        "detail": _detail(e["detail"])} for e in entries],
+            "commands": [{"system": c["system"], "action": c["action"], "purpose": c["purpose"],
+                          "sent_at": c["created_at"].isoformat(), "respond_by": c["respond_by"].isoformat(),
+                          "attempts": c["attempts"],
+                          "answered_at": c["acked_at"].isoformat() if c["acked_at"] else None,
+                          "answer": c["ack_status"]} for c in sent],
+        })
+
+
+@route(app, runtime, "/v1/admin/stats", "admin_stats")
+class AdminStats(ApiView):
+    """Figures for the office's overview: open cases by status, due within `soon_days` (7), overdue,
+    awaiting review; cases received and completed per week over `weeks` (12) and days to complete."""
+
+    async def get(self, request: Request) -> Response:
+        self.require_admin(request)
+        query = request.query  # type: ignore[attr-defined]
+        weeks = _int(query.get("weeks"), 12, 1, 104, "weeks")
+        soon_days = _int(query.get("soon_days"), 7, 1, 90, "soon_days")
+        now = utcnow()
+        since = now - timedelta(weeks=weeks)
+        async with runtime.pool.acquire() as conn:
+            counts = await store.status_counts(conn, now, now + timedelta(days=soon_days))
+            weekly = await store.weekly_counts(conn, since)
+            days = await store.days_to_complete(conn, since)
+        return self.json({
+            "counts": counts,
+            "weeks": [{"week": w["week"].date().isoformat(), "received": w["received"], "completed": w["completed"],
+                       "avg_days": round(float(w["avg_days"]), 2) if w["avg_days"] is not None else None}
+                      for w in weekly],
+            "days_to_complete": days,
+        })
+
+
+# --- services (bearer SERVICE_TOKEN) ----------------------------------------------------------------
+
+#: Audit actions that belong on a person's timeline: status changes and extensions.
+TIMELINE_ACTIONS = frozenset({f"case_{status}" for status in cases.STATUSES} | {"case_extended"})
+
+
+@route(app, runtime, "/v1/internal/subjects/{subject_id}/requests", "internal_subject_requests")
+class InternalSubjectRequests(ApiView):
+    """A subject's requests with status, deadline, reason and timeline: what the privacy center shows the
+    signed-in person. Internal (SERVICE_TOKEN), never public: the path names a subject."""
+
+    async def get(self, request: Request, subject_id: str) -> Response:
+        require_service(runtime.settings, request.headers.get("Authorization"))
+        if not SUBJECT_PATTERN.match(subject_id):
+            raise HttpError(400, "subject must match ^[A-Za-z0-9._:-]{1,128}$")
+        async with runtime.pool.acquire() as conn:
+            subject_cases = await store.cases_of(conn, subject_id)
+            timelines = await store.timelines_of(conn, subject_id)
+        now = utcnow()
+        return self.json({"requests": [
+            {
+                **_public(case),
+                "overdue": cases.is_overdue(case, now),
+                "requested_via": case.requested_via,
+                "identity_verified": case.identity_verified,
+                "reason": case.reason,
+                "extension_reason": case.extension_reason,
+                "closed_at": case.closed_at.isoformat() if case.closed_at else None,
+                "timeline": [{"at": at.isoformat(), "event": action.removeprefix("case_")}
+                             for at, action in timelines.get(case.request_id, []) if action in TIMELINE_ACTIONS],
+            }
+            for case in reversed(subject_cases)
+        ]})

@@ -20,23 +20,25 @@ import secrets
 import uuid
 from collections import defaultdict
 from collections.abc import Awaitable, Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 from hashlib import sha256
 from typing import Any, TypeVar
 
 import asyncpg
 
-from privacy_runtime import metrics
-from privacy_runtime.commands import Ack, AckIn, CommandSpec, CommandTracker
-from privacy_runtime.crypto import open_sealed, seal
+from privacy_runtime import export_chunks, metrics
+from privacy_runtime.commands import Ack, AckIn, CommandSpec, CommandTracker, resend_now
+from privacy_runtime.crypto import SubjectErased, open_sealed, seal
 from privacy_runtime.notice_secrets import NoticeSecrets
 from privacy_runtime.processor import Inbound, lock_subjects, try_lock_subjects
 from schemas.enums import CaseRight, CaseStatus, Locale, NotificationCategory
 from schemas.events import DsarStatus, NotificationRequested
+from schemas.fields import MAX_EXPORT_TOTAL_BYTES
 from schemas.topics import DSAR_STATUS, NOTIFICATION_REQUESTED
 from services.dsar import cases, inactivity, package, store
 from services.dsar.cases import Case, Decision
+from services.dsar.sealing import CaseTexts, operator_words
 from services.dsar.settings import DsarSettings
 from services.dsar.verification import CodeHasher, Verdict, judge, new_code
 
@@ -57,6 +59,20 @@ class UnknownCase(LookupError):
 
 
 @dataclass(frozen=True)
+class Answer:
+    """A system's answer to a command, whole (an export in parts once all parts are here)."""
+
+    command_id: str
+    system: str
+    status: str
+    detail: str | None
+    export: dict[str, Any] | None
+    retained_basis: str | None
+    #: Why the answer cannot be used (it counts as `failed`; the reason goes to the operator).
+    problem: str | None = None
+
+
+@dataclass(frozen=True)
 class VerifyResult:
     status: int
     body: dict[str, Any]
@@ -72,6 +88,7 @@ class Workflow:
         self.tracker = tracker
         self.settings = settings
         self.keyring = runtime.keyring
+        self.texts = CaseTexts(runtime.keyring)
         self.data_map = runtime.data_map
         self.hasher = CodeHasher(settings.master_key(), settings.previous_master_key())
         self.notice_secrets = NoticeSecrets(settings.master_key(), settings.previous_master_key())
@@ -100,7 +117,7 @@ class Workflow:
         moved = await store.record_activity(conn, {s: (at, digest(s)) for s, at in latest.items()})
         # A subject seen again is no longer inactive: their retention erasure waiting for review goes.
         for subject, request_id in await store.retention_reviews(conn, moved):
-            case = await store.lock_case(conn, request_id)
+            case = await self.texts.opened(conn, await store.lock_case(conn, request_id))
             if case is not None:
                 await self._apply_activity(conn, case, latest[subject], now)
 
@@ -129,6 +146,7 @@ class Workflow:
                 identity_verified=data.identity_verified,
                 requested_via=str(data.requested_via),
                 ground=str(data.ground),
+                command_secret=secrets.token_hex(16),
             )
             await self._open(conn, case, None)
 
@@ -150,6 +168,7 @@ class Workflow:
                 processing=str(details.processing) if details.processing else None,
                 export_format=str(details.format) if details.format else None,
                 corrected_fields=sorted(corrections or {}),
+                command_secret=secrets.token_hex(16),
             )
             await self._open(conn, case, corrections)
 
@@ -161,7 +180,7 @@ class Workflow:
             sealed = await self.keyring.encrypt(
                 conn, case.subject, f"corrections:{case.request_id}", json.dumps(corrections)
             )
-        if not await store.insert_case(conn, case, sealed):
+        if not await store.insert_case(conn, await self.texts.sealed(conn, case), sealed):
             # Same request_id again (a resubmission, or on the other request topic): nothing new.
             await self.runtime.audit.record(
                 conn,
@@ -186,34 +205,134 @@ class Workflow:
     # --- acknowledgements -----------------------------------------------------------------------
 
     async def on_acks(self, conn: asyncpg.Connection, batch: list[Inbound]) -> None:
-        answers = [item.data for item in batch]
+        acks = [item.data for item in batch]
+        ids = {a.command_id for a in acks}
+        exports = await store.export_commands(conn, list(ids)) if ids else {}
+        # Parts first: a complete export settles its command before a repeat answer in this batch.
+        answers = await self._collect_parts(conn, [a for a in acks if a.chunked], exports)
+        for data in acks:
+            if data.chunked:
+                continue
+            answer = Answer(str(data.command_id), str(data.system), str(data.status), data.detail, data.export,
+                            data.retained_basis)
+            command = exports.get(data.command_id)
+            if command is not None and answer.status == "done" and answer.export is None:
+                if await store.has_export_parts(conn, data.command_id):
+                    continue  # its export is arriving in parts: this is a repeat, the parts answer
+                why = "it answered done without the export"
+                answer = replace(answer, status="failed", problem=why)
+            answers.append(answer)
+        await self._settle(conn, answers)
+
+    async def _collect_parts(
+        self, conn: asyncpg.Connection, parts: list[Any], exports: Mapping[uuid.UUID, store.ExportCommand]
+    ) -> list[Answer]:
+        """Keep the parts of exports answered in several messages (sealed); the answers now complete (or
+        that can no longer be used: too large, inconsistent, digest mismatch) are returned to settle."""
+        rows: list[tuple[uuid.UUID, str, int, int, str, str, int, bytes]] = []
+        touched: dict[tuple[uuid.UUID, str], store.ExportCommand] = {}
+        for data in parts:
+            command = exports.get(data.command_id)
+            if command is None or command.acked:
+                continue  # another service's command, or answered already
+            if command.system != str(data.system):
+                await self._ignored_ack(conn, command.subject, str(data.command_id), str(data.system), command.system)
+                continue
+            sha = data.export_sha256.lower()
+            try:
+                sealed = await self.keyring.encrypt(
+                    conn, command.subject, f"export-part:{command.command_id}:{sha}:{data.part}", data.export_chunk)
+            except SubjectErased:
+                continue  # erased meanwhile: nothing of theirs is kept, nor will be exported
+            assert sealed is not None
+            rows.append((command.command_id, sha, data.part, data.parts, command.request_id, command.system,
+                         len(data.export_chunk.encode("utf-8")), sealed))
+            touched[(command.command_id, sha)] = command
+        await store.put_export_parts(conn, rows)
+        # Its answer is arriving: the command is not re-sent meanwhile (it would be exported again).
+        await store.hold_resends(conn, sorted({command_id for command_id, _ in touched}))
+        answers: list[Answer] = []
+        for (command_id, sha), command in sorted(touched.items(), key=lambda item: (str(item[0][0]), item[0][1])):
+            held = await store.parts_held(conn, command_id, sha)
+            # Sizes and counts are known without opening the slices.
+            if held.total_bytes > MAX_EXPORT_TOTAL_BYTES:
+                outcome: export_chunks.Assembly = export_chunks.Unusable(
+                    f"the export is over {MAX_EXPORT_TOTAL_BYTES} bytes, the limit per system")
+            elif held.parts_min != held.parts_max:
+                outcome = export_chunks.Unusable(export_chunks.size_problem(
+                    export_chunks.Part(r["part"], r["parts"], "", sha)
+                    for r in await store.export_parts(conn, command_id, sha)) or "the parts are inconsistent")
+            elif held.held < held.parts_max:
+                continue  # waiting for the rest
+            else:
+                pieces = [export_chunks.Part(r["part"], r["parts"], await self.keyring.decrypt(
+                    conn, command.subject, f"export-part:{command_id}:{sha}:{r['part']}", bytes(r["chunk_sealed"]),
+                ) or "", sha) for r in await store.export_parts(conn, command_id, sha)]
+                outcome = export_chunks.assemble(pieces)
+            if isinstance(outcome, export_chunks.Complete):
+                answers.append(Answer(str(command_id), command.system, "done", None, outcome.export, None))
+            elif isinstance(outcome, export_chunks.Unusable):
+                log.warning("export of %s for %s cannot be used: %s", command.system, command.request_id,
+                            outcome.reason)
+                answers.append(Answer(str(command_id), command.system, "failed", outcome.reason, None, None,
+                                      problem=outcome.reason))
+        return answers
+
+    async def _ignored_ack(self, conn: asyncpg.Connection, subject: str, command_id: str, claimed: str,
+                           expected: str) -> None:
+        log.warning("ack for command %s names system %s, not the system it was sent to", command_id, claimed)
+        await self.runtime.audit.record(conn, "command_ack_ignored", subject=subject, ref=command_id,
+                                        detail={"system": claimed, "sent_to": expected,
+                                                "why": "the answer names another system than the command"})
+
+    async def _settle(self, conn: asyncpg.Connection, answers: list[Answer]) -> None:
+        """Record answers to commands and move their cases on (the caller holds their subjects' locks)."""
         acks = await self.tracker.acknowledge_many(
-            conn, [AckIn(str(a.command_id), str(a.system), str(a.status), a.detail) for a in answers]
+            conn, [AckIn(a.command_id, a.system, a.status, a.detail) for a in answers]
         )
-        by_case: dict[str, list[tuple[Ack, Any]]] = defaultdict(list)
-        for ack, data in zip(acks, answers, strict=True):
+        by_case: dict[str, list[tuple[Ack, Answer]]] = defaultdict(list)
+        for ack, answer in zip(acks, answers, strict=True):
             if ack is None or not ack.first or ack.request_id is None:
                 continue  # another service's command, or a repeated answer
-            by_case[ack.request_id].append((ack, data))
+            by_case[ack.request_id].append((ack, answer))
         # Each case is locked and saved once per batch, in a fixed order (workers lock alike).
         for request_id in sorted(by_case):
-            case = await store.lock_case(conn, request_id)
+            case = await self.texts.opened(conn, await store.lock_case(conn, request_id))
             if case is None:
                 continue
-            for ack, data in by_case[request_id]:
+            for ack, answer in by_case[request_id]:
                 if ack.action == "export" and not case.terminal:
                     fragment = None
-                    if data.export is not None:
+                    if answer.export is not None:
                         fragment = await self.keyring.encrypt(
                             conn,
                             case.subject,
                             f"fragment:{case.request_id}:{ack.system}",
-                            json.dumps(data.export),
+                            json.dumps(answer.export),
                         )
                     await store.put_fragment(conn, case.request_id, ack.system, ack.status, fragment)
-                decision = cases.record_ack(case, ack.command_id, ack.status, utcnow(), data.retained_basis)
+                decision = cases.record_ack(case, ack.command_id, ack.status, utcnow(), answer.retained_basis,
+                                            problem=answer.problem)
                 case = await self.apply(conn, decision, save=False)
-            await store.save_case(conn, case)
+            await self.save(conn, case)
+        await store.drop_export_parts(conn, [uuid.UUID(a.command_id) for a in acks
+                                             if a is not None and a.first and a.action == "export"])
+
+    async def settle_incomplete_exports(self, now: datetime) -> None:
+        """An export still arriving in parts at its `respond_by` can no longer be used in time: the case goes
+        to an operator with the reason (approve asks the system again, with a new command)."""
+        async with self.runtime.pool.acquire() as conn:
+            due = await store.incomplete_exports_due(conn, now)
+        for row in due:
+            async with self.runtime.transaction() as conn:
+                case = await self._lock_case(conn, str(row["request_id"]), wait=False)
+                if case is None:
+                    continue
+                parts = row["parts"] or "?"
+                why = (f"only {row['held']} of {parts} parts of the export arrived by respond_by "
+                       f"({row['system']} is late or a part was lost)")
+                await self._settle(conn, [Answer(str(row["command_id"]), row["system"], "failed", why, None, None,
+                                                 problem=why)])
 
     # --- carrying out decisions ---------------------------------------------------------------
 
@@ -236,10 +355,10 @@ class Workflow:
                     ref=case.request_id,
                     detail={
                         "months": effect.months,
-                        "reason": effect.reason,
                         "due_at": case.due_at.isoformat(),
                         "original_due_at": case.original_due_at.isoformat(),
                     },
+                    sealed={"reason": effect.reason},  # the operator's words: shredded with the subject
                 )
             elif isinstance(effect, cases.Notify):
                 await self._notify(conn, case, effect)
@@ -272,18 +391,25 @@ class Workflow:
             # Commands that could not be sent would never be answered: the case decides what now.
             case = await self.apply(conn, cases.rectify_not_sent(case, unsent, utcnow()), save=False)
         if save:
-            await store.save_case(conn, case)
+            await self.save(conn, case)
         return case
+
+    async def save(self, conn: asyncpg.Connection, case: Case) -> None:
+        """Store the case, its free text sealed with the subject's key (`sealing`)."""
+        await store.save_case(conn, await self.texts.sealed(conn, case))
 
     async def _status_changed(
         self, conn: asyncpg.Connection, case: Case, change: cases.StatusChanged, reason: str | None
     ) -> None:
         await self._publish_status(conn, case, change.status, reason)
         detail: dict[str, Any] = {"right": case.right, "from": change.previous, "to": change.status}
-        if reason:
+        # An operator's words (a rejection, an extension) may name the person: sealed, shredded with them.
+        sealed = {"reason": reason} if reason and reason in operator_words(case) else {}
+        if reason and not sealed:
             detail["reason"] = reason
         await self.runtime.audit.record(
-            conn, f"case_{change.status}", subject=case.subject, ref=case.request_id, detail=detail
+            conn, f"case_{change.status}", subject=case.subject, ref=case.request_id, detail=detail,
+            sealed=sealed,
         )
         if change.status in cases.TERMINAL:
             metrics.CASES_CLOSED.labels(right=case.right, status=change.status).inc()
@@ -409,7 +535,7 @@ class Workflow:
                 data = json.loads(plain) if plain else None
             fragments[row["system"]] = package.Fragment(row["status"], data)
         now = utcnow()
-        built = package.render(case, package.build(case, fragments, self.data_map, now))
+        built = package.render(case, package.build(case, fragments, self.data_map, now), self.data_map)
         token = secrets.token_urlsafe(32)
         token_hash = sha256(token.encode()).hexdigest()
         data_key = await self.keyring.data_key(conn, case.subject)
@@ -444,7 +570,7 @@ class Workflow:
     async def _cancel_others(self, conn: asyncpg.Connection, case: Case, reason: str) -> None:
         others = await store.open_cases_of(conn, case.subject, except_request=case.request_id)
         for request_id in others:
-            other = await store.lock_case(conn, request_id)
+            other = await self.texts.opened(conn, await store.lock_case(conn, request_id))
             if other is not None and not other.terminal:
                 await self.apply(conn, cases.cancel(other, reason, utcnow()))
         # Their commands need no answer now, and could not be re-sent once the key is gone.
@@ -465,7 +591,7 @@ class Workflow:
             await lock_subjects(conn, [subject])
         elif not await try_lock_subjects(conn, [subject]):
             return None
-        return await store.lock_case(conn, request_id)
+        return await self.texts.opened(conn, await store.lock_case(conn, request_id))
 
     # --- identity verification (HTTP) ---------------------------------------------------------
 
@@ -536,17 +662,33 @@ class Workflow:
 
     # --- operator actions (HTTP) ------------------------------------------------------------------
 
-    async def operate(self, request_id: str, action: str, decide: Callable[[Case, datetime], Decision]) -> Case:
-        """Run one operator decision on a case; raises UnknownCase or CaseError."""
-        return await self._operate(request_id, action, lambda case, now, _others: decide(case, now))
+    async def operate(self, request_id: str, action: str, decide: Callable[[Case, datetime], Decision],
+                      actor: str = "operator") -> Case:
+        """Run one operator decision on a case; raises UnknownCase or CaseError. `actor` names the
+        operator in the audit trail (`operator:<name>` when the office says who)."""
+        return await self._operate(request_id, action, lambda case, now, _others: decide(case, now), actor=actor)
 
-    async def lift_restriction(self, request_id: str) -> Case:
+    async def lift_restriction(self, request_id: str, actor: str = "operator") -> Case:
         """Lift a completed restriction, knowing the subject's other cases (another may still hold)."""
         return await self._operate(request_id, "lift", lambda case, _now, others: cases.lift_restriction(
-            case, self.data_map, others), with_others=True)
+            case, self.data_map, others), with_others=True, actor=actor)
+
+    async def resend(self, request_id: str, system: str, actor: str = "operator") -> tuple[Case, int]:
+        """Re-send a case's unanswered commands to one system now (same command ids); audited."""
+        async with self.runtime.transaction() as conn:
+            case = await store.get_case(conn, request_id)
+            if case is None:
+                raise UnknownCase(request_id)
+            count = await resend_now(conn, system, request_id)
+            if count == 0:
+                raise cases.CaseError(f"no command of this request waits for an answer from {system}")
+            await self.runtime.audit.record(conn, "operator_resend", subject=case.subject, ref=request_id,
+                                            actor=actor, detail={"system": system, "commands": count})
+        return case, count
 
     async def _operate(self, request_id: str, action: str,
-                       decide: Callable[[Case, datetime, list[Case]], Decision], *, with_others: bool = False) -> Case:
+                       decide: Callable[[Case, datetime, list[Case]], Decision], *, with_others: bool = False,
+                       actor: str = "operator") -> Case:
         async def attempt() -> Case:
             async with self.runtime.transaction() as conn:
                 case = await self._lock_case(conn, request_id)
@@ -560,7 +702,7 @@ class Workflow:
                     f"operator_{action}",
                     subject=case.subject,
                     ref=request_id,
-                    actor="operator",
+                    actor=actor,
                     detail={"status": case.status},
                 )
                 return await self.apply(conn, decision)
@@ -617,7 +759,7 @@ class Workflow:
                     ref=str(row["request_id"]),
                     detail={"right": row["case_right"], "due_at": row["due_at"].isoformat()},
                 )
-                case = await store.get_case(conn, str(row["request_id"]))
+                case = await self.texts.opened(conn, await store.get_case(conn, str(row["request_id"])))
                 email = cases.overdue_email(case) if case is not None else None
                 if case is not None and email is not None:
                     await self._notify(conn, case, email)
@@ -630,6 +772,8 @@ class Workflow:
                     detail={"right": row["case_right"], "due_at": row["due_at"].isoformat()},
                 )
             await store.purge_expired_exports(conn, now)
+            await store.drop_settled_export_parts(conn)
+        await self.settle_incomplete_exports(now)
         async with self.runtime.pool.acquire() as conn:
             counts = {r["case_right"]: r for r in await store.deadline_counts(conn, now, horizon)}
         for right in cases.RIGHTS:
@@ -640,6 +784,22 @@ class Workflow:
             metrics.CASES_AWAITING_REVIEW.labels(right=right).set(row["awaiting_review"] if row else 0)
 
     # --- export download (HTTP) -------------------------------------------------------------------
+
+    async def describe_export(self, token: str) -> tuple[str, store.ExportInfo | None]:
+        """What the download page shows (GET/HEAD): read only, so a link scanner uses up nothing.
+        ('ok', info), or ('unknown' | 'expired' | 'used_up' | 'gone', None)."""
+        token_hash = sha256(token.encode()).hexdigest()
+        async with self.runtime.pool.acquire() as conn:
+            info = await store.peek_export(conn, token_hash)
+        if info is None:
+            return "unknown", None
+        if info.expires_at <= utcnow():
+            return "expired", None
+        if info.downloads_left <= 0:
+            return "used_up", None
+        if info.size == 0:
+            return "gone", None
+        return "ok", info
 
     async def download(self, token: str) -> tuple[str, store.ExportRow | None, bytes | None]:
         token_hash = sha256(token.encode()).hexdigest()

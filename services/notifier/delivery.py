@@ -85,7 +85,7 @@ from privacy_runtime import metrics
 from privacy_runtime.crypto import DecryptionFailed
 from privacy_runtime.db import TRANSIENT_DB_ERRORS
 from privacy_runtime.logs import scrub
-from privacy_runtime.tokens import UNSUBSCRIBE, TokenSigner
+from privacy_runtime.tokens import MANAGE, UNSUBSCRIBE, TokenSigner
 from services.notifier import rules, store, templates
 from services.notifier.consent_client import ConsentDecisions
 from services.notifier.final_notices import FINAL_TEMPLATES, FinalNoticeKeys
@@ -249,8 +249,11 @@ class Sender:
         )
         self.envelope_from = parseaddr(settings.smtp_from)[1] or settings.smtp_from
         self.unsubscribe_tokens = TokenSigner(settings.master_key(), UNSUBSCRIBE, settings.previous_master_key())
+        self.manage_tokens = TokenSigner(settings.master_key(), MANAGE, settings.previous_master_key())
         self.context = templates.Context(
-            contact_email=settings.privacy_contact_email, public_base_url=settings.public_base_url
+            contact_email=settings.privacy_contact_email,
+            public_base_url=settings.public_base_url,
+            privacy_center_url=settings.privacy_center_url,
         )
         self._connection_failures = 0
         #: Loop time before which no round starts: the relay failed (see _failed_attempt).
@@ -531,17 +534,22 @@ class Sender:
         row = item.row
         if item.params is None:
             raise templates.TemplateProblem("the email's params are gone")
+        locale = templates.locale_of(recipient.locale or row["locale"])
         unsubscribe = None
         if row["category"] == rules.MARKETING:
-            token = self.unsubscribe_tokens.sign({"s": recipient.subject, "p": rules.MARKETING_PURPOSE})
+            # `l`: the confirmation page opens in the language of the email.
+            token = self.unsubscribe_tokens.sign({"s": recipient.subject, "p": rules.MARKETING_PURPOSE, "l": locale})
             unsubscribe = rules.unsubscribe_url(self.settings.consent_public_url, token)
+        manage = rules.manage_url(self.settings.privacy_center_url, self.manage_tokens.sign({"s": recipient.subject}))
         context = templates.Context(
             contact_email=self.context.contact_email,
             public_base_url=self.context.public_base_url,
             recipient_name=recipient.name,
             unsubscribe_url=unsubscribe,
+            privacy_center_url=self.context.privacy_center_url,
+            manage_url=manage,
         )
-        rendered = templates.render(item.template, recipient.locale or row["locale"], item.params, context)
+        rendered = templates.render(item.template, locale, item.params, context)
         return rules.compose(
             rendered,
             sender=self.settings.smtp_from,

@@ -26,8 +26,9 @@ from services.notifier.settings import NotifierSettings
 
 log = logging.getLogger(__name__)
 
-#: Stands in for the real link while a marketing notification is validated.
+#: Stand in for the real links while a notification is validated.
 _SAMPLE_UNSUBSCRIBE = "https://example.invalid/v1/unsubscribe/sample"
+_SAMPLE_MANAGE = "https://example.invalid/manage/sample"
 
 
 @dataclass(frozen=True)
@@ -67,7 +68,9 @@ class Intake:
         self.final_keys = FinalNoticeKeys(settings.master_key(), settings.previous_master_key())
         self.notice_secrets = NoticeSecrets(settings.master_key(), settings.previous_master_key())
         self.context = templates.Context(
-            contact_email=settings.privacy_contact_email, public_base_url=settings.public_base_url
+            contact_email=settings.privacy_contact_email,
+            public_base_url=settings.public_base_url,
+            privacy_center_url=settings.privacy_center_url,
         )
 
     # --- directory ---------------------------------------------------------------------------
@@ -234,6 +237,8 @@ class Intake:
             contact_email=self.context.contact_email,
             public_base_url=self.context.public_base_url,
             unsubscribe_url=_SAMPLE_UNSUBSCRIBE if category == rules.MARKETING else None,
+            privacy_center_url=self.context.privacy_center_url,
+            manage_url=_SAMPLE_MANAGE,
         )
         for lang in (locale,) if locale else templates.LOCALES:
             templates.validate(template, lang, params, context)

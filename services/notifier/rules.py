@@ -319,6 +319,10 @@ def unsubscribe_url(consent_public_url: str, token: str) -> str:
     return f"{consent_public_url.rstrip('/')}/v1/unsubscribe/{token}"
 
 
+def manage_url(privacy_center_url: str, token: str) -> str:
+    return f"{privacy_center_url.rstrip('/')}/manage/{token}"
+
+
 def _header_value(name: str, value: str) -> str:
     """One header's value: no line breaks of its own (no header injection); RFC 2047 and folded when
     not ASCII."""

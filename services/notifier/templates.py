@@ -8,7 +8,10 @@ turns into a dead letter).
 
 Params of each template (what dsar/consent put into ``notification-requested``):
 
-- ``verification_code``: ``code``, ``expires_minutes``
+- ``verification_code``: ``code``, ``expires_minutes`` (optional ``request_id``: the email then links to
+  ``$PRIVACY_CENTER_URL/verify/{request_id}``, where the code is typed)
+- ``privacy_center_link``: ``sign_in_url`` (the privacy center's one-time ``/s/{token}``; or ``link``, the
+  name the privacy center sends it under, sealed), optional ``expires_minutes`` (default 30)
 - ``request_received``: ``request_id``, ``right``, ``due_date``
 - ``deadline_extended``: ``request_id``, ``right``, ``reason``, ``due_date`` (the new deadline)
 - ``export_ready``: ``request_id``, ``expires_at`` and ``download_url`` (or ``export_token``, from which
@@ -24,8 +27,10 @@ Params of each template (what dsar/consent put into ``notification-requested``):
 - ``legal_disclosure``: ``authority``, ``legal_basis``, ``data_categories``, ``recipient_country``,
   ``outside_eea`` (optional ``case_ref``)
 
-Every email names the controller (ISOPARTNER AB) and the privacy contact address; marketing email
-also carries the unsubscribe link in its footer.
+Every email names the controller (ISOPARTNER AB) and the privacy contact address, and (but the last
+one to an erased subject) carries the "manage your privacy" link to the privacy center in its footer;
+marketing email also carries the unsubscribe link. Ids a person would otherwise read raw (purposes,
+systems, data categories, rights) are put in words by ``privacy_runtime.vocabulary``.
 """
 
 from __future__ import annotations
@@ -37,14 +42,20 @@ from datetime import date, datetime
 from functools import cache
 from pathlib import Path
 from typing import Any
+from urllib.parse import parse_qsl, quote, urlencode, urlsplit, urlunsplit
 from zoneinfo import ZoneInfo
 
 import jinja2
+
+from privacy_runtime import vocabulary
 
 CONTROLLER = "ISOPARTNER AB"
 LOCALES: tuple[str, ...] = ("sv", "en")
 DEFAULT_LOCALE = "sv"
 TEMPLATE_DIR = Path(__file__).with_name("templates")
+DEFAULT_PRIVACY_CENTER_URL = "http://localhost:6069"
+#: How long the privacy center's sign-in link is valid (../shared/DESIGN.md "Privacy center").
+SIGN_IN_MINUTES = 30
 
 
 @dataclass(frozen=True)
@@ -53,10 +64,13 @@ class TemplateSpec:
     required: frozenset[str]
     #: A notice about the subject's own rights request: still sent while processing is restricted.
     rights_request: bool = False
+    #: The footer's "manage your privacy" link: not in the last email to an erased subject, whose
+    #: data (and so anything to manage) is gone.
+    manage_link: bool = True
 
 
-def _spec(name: str, *params: str, rights_request: bool = False) -> TemplateSpec:
-    return TemplateSpec(name, frozenset(params), rights_request)
+def _spec(name: str, *params: str, rights_request: bool = False, manage_link: bool = True) -> TemplateSpec:
+    return TemplateSpec(name, frozenset(params), rights_request, manage_link)
 
 
 SPECS: dict[str, TemplateSpec] = {
@@ -66,12 +80,14 @@ SPECS: dict[str, TemplateSpec] = {
         _spec("request_received", "request_id", "right", "due_date", rights_request=True),
         _spec("deadline_extended", "request_id", "right", "reason", "due_date", rights_request=True),
         _spec("export_ready", "request_id", "download_url", "expires_at", rights_request=True),
-        _spec("erasure_completed", "request_id", "retained", rights_request=True),
+        _spec("erasure_completed", "request_id", "retained", rights_request=True, manage_link=False),
         _spec("request_rejected", "request_id", "right", "reason", rights_request=True),
         _spec("request_overdue", "request_id", "right", "due_date", rights_request=True),
         _spec("request_completed", "request_id", "right", "informed", rights_request=True),
         _spec("merger_notice", "kind", "counterparty", "effective_date", "data_categories", "notice_url"),
         _spec("policy_changed", "version", "effective_date", "summary_sv", "summary_en", "url"),
+        # Asked for by the person on the privacy center: like a rights request, sent while restricted.
+        _spec("privacy_center_link", "sign_in_url", rights_request=True),
         _spec(
             "legal_disclosure",
             "authority",
@@ -114,6 +130,10 @@ class Context:
     recipient_name: str | None = None
     #: Set for marketing email only: the footer link (and List-Unsubscribe target).
     unsubscribe_url: str | None = None
+    #: Base of the privacy center's links (PRIVACY_CENTER_URL).
+    privacy_center_url: str = DEFAULT_PRIVACY_CENTER_URL
+    #: The footer's signed "manage your privacy" link ($PRIVACY_CENTER_URL/manage/{token}); None: none.
+    manage_url: str | None = None
 
 
 def spec_of(template: str) -> TemplateSpec:
@@ -187,14 +207,33 @@ def environment() -> jinja2.Environment:
     )
     env.filters["day"] = _day
     env.filters["minutes_in_words"] = minutes_in_words
-    return env
+    return vocabulary.install(env)
 
 
-def derive_params(template: str, params: Mapping[str, Any], public_base_url: str) -> dict[str, Any]:
+def with_language(url: str, lang: str) -> str:
+    """A link to one of our pages, opened in the language of the email that carries it."""
+    parts = urlsplit(url)
+    query = [(k, v) for k, v in parse_qsl(parts.query, keep_blank_values=True) if k != "lang"]
+    return urlunsplit(parts._replace(query=urlencode([*query, ("lang", lang)])))
+
+
+def derive_params(
+    template: str, params: Mapping[str, Any], public_base_url: str,
+    privacy_center_url: str = DEFAULT_PRIVACY_CENTER_URL,
+) -> dict[str, Any]:
     """Fill params a template can build itself (the export link from its token) or leave out."""
     derived = dict(params)
     if template == "export_ready" and "download_url" not in derived and derived.get("export_token"):
         derived["download_url"] = f"{public_base_url.rstrip('/')}/v1/exports/{derived['export_token']}"
+    if template == "verification_code":  # where the code is typed, when the request is named
+        request_id = derived.get("request_id")
+        derived["verify_url"] = (
+            f"{privacy_center_url.rstrip('/')}/verify/{quote(str(request_id), safe='')}" if request_id else None
+        )
+    if template == "privacy_center_link":
+        if "sign_in_url" not in derived and derived.get("link"):
+            derived["sign_in_url"] = derived["link"]
+        derived.setdefault("expires_minutes", SIGN_IN_MINUTES)
     if template == "request_rejected":  # set when identity was not verified in time: said in the locale
         derived.setdefault("unverified_after_minutes", None)
     if template == "erasure_completed":  # optional: why, when the erasure was not the subject's request
@@ -230,9 +269,11 @@ _WHITESPACE = re.compile(r"\s+")
 
 def render(template: str, locale: str | None, params: Mapping[str, Any], context: Context) -> RenderedEmail:
     """Render one email. Raises TemplateProblem with a message that names what is wrong."""
-    params = derive_params(template, params, context.public_base_url)
-    check_params(template, params)
+    params = derive_params(template, params, context.public_base_url, context.privacy_center_url)
+    spec = check_params(template, params)
     lang = locale_of(locale)
+    if template == "export_ready":  # the download page opens in the email's language
+        params["download_url"] = with_language(str(params["download_url"]), lang)
     env = environment()
     variables: dict[str, Any] = {
         **params,
@@ -241,6 +282,7 @@ def render(template: str, locale: str | None, params: Mapping[str, Any], context
         "contact_email": context.contact_email,
         "name": context.recipient_name,
         "unsubscribe_url": context.unsubscribe_url,
+        "manage_url": context.manage_url if spec.manage_link else None,
         "locale": lang,
     }
     try:

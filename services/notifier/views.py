@@ -2,11 +2,17 @@
 
 from __future__ import annotations
 
+import re
+
 from faust.web import Request, Response
 
+from privacy_runtime.internal_auth import require_service
 from privacy_runtime.web import ApiView, HttpError, route
 from services.notifier import rules, store
 from services.notifier.app import app, runtime
+
+#: An address as the operators' lookup takes it: one @ with something either side (the OpenAPI pattern).
+EMAIL_SHAPE = re.compile(r"[^@]+@[^@]+")
 
 
 @route(app, runtime, "/v1/admin/emails", "admin_emails")
@@ -51,3 +57,36 @@ class AdminEmails(ApiView):
                 ],
             }
         )
+
+
+@route(app, runtime, "/v1/internal/subjects/lookup", "internal_subject_lookup")
+class InternalSubjectLookup(ApiView):
+    """`POST {"email": ...}` (bearer SERVICE_TOKEN): the subjects whose address this is, found by the
+    directory's keyed hash (HMAC) of the normalised address, for the privacy center's sign-in email. The
+    address travels in the body, never in a URL or a log; internal only, never public."""
+
+    async def post(self, request: Request) -> Response:
+        require_service(runtime.settings, request.headers.get("Authorization"))
+        email = (await self.json_body(request)).get("email")
+        if not isinstance(email, str) or "@" not in email or len(email) > 320:
+            raise HttpError(400, "'email' must be an email address")
+        async with runtime.pool.acquire() as conn:
+            subjects = await store.subjects_by_email_hash(conn, runtime.keyring.keyed_hash("email", email))
+            erased = await runtime.keyring.erased_among(conn, subjects) if subjects else {}
+        return self.json({"subjects": [s for s in subjects if s not in erased]})
+
+
+@route(app, runtime, "/v1/admin/subjects/lookup", "admin_subject_lookup")
+class AdminSubjectLookup(ApiView):
+    """`POST {"email": ...}`: the subjects whose address this is, found by the directory's keyed hash of
+    the normalised address (the address itself is never stored in the clear, nor put in a URL or log)."""
+
+    async def post(self, request: Request) -> Response:
+        self.require_admin(request)
+        email = (await self.json_body(request)).get("email")
+        if not isinstance(email, str) or not 3 <= len(email) <= 320 or not EMAIL_SHAPE.fullmatch(email):
+            raise HttpError(400, "'email' must be an email address (one @, at most 320 characters)")
+        async with runtime.pool.acquire() as conn:
+            subjects = await store.subjects_by_email_hash(conn, runtime.keyring.keyed_hash("email", email))
+            erased = await runtime.keyring.erased_among(conn, subjects) if subjects else {}
+        return self.json({"subjects": [s for s in subjects if s not in erased]})

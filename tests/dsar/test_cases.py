@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import uuid
 from collections.abc import Callable
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
@@ -440,6 +441,21 @@ def test_command_ids_are_derived_so_replays_issue_the_same_commands() -> None:
     first = [s.command_id for s in opened().case.steps if s.issued]
     second = [s.command_id for s in opened().case.steps if s.issued]
     assert first == second and len(set(first)) == len(first)
+
+
+def test_command_ids_are_keyed_with_the_cases_secret_so_no_system_can_compute_another_ones() -> None:
+    """What `partners` sees (the request id, its own command) is not enough to compute `accounts`' id."""
+    secret, other = "5e" * 16, "a7" * 16
+    keyed = [s for s in opened(command_secret=secret).case.steps if s.issued]
+    assert [s.command_id for s in keyed] == [s.command_id for s in opened(command_secret=secret).case.steps
+                                             if s.issued], "the same case makes the same ids (replays)"
+    assert not {s.command_id for s in keyed} & {s.command_id for s in opened(command_secret=other).case.steps}
+    unkeyed = {s.command_id for s in opened().case.steps}
+    assert not {s.command_id for s in keyed} & unkeyed, "not the ids derived from the request id alone"
+    accounts = next(s for s in keyed if s.system == "accounts")
+    request_id = opened().case.request_id
+    guessed = str(uuid.uuid5(cases.COMMAND_NAMESPACE, f"{request_id}:{accounts.key}:{accounts.attempt}"))
+    assert accounts.command_id != guessed
 
 
 def test_erasure_of_an_already_erased_subject_completes_without_commands() -> None:

@@ -813,10 +813,14 @@ async def test_access_request_ends_with_a_package_behind_an_expiring_link(stack,
     assert link.startswith(f"{dsar.url}/v1/exports/")
 
     async with httpx.AsyncClient(timeout=10.0) as client:
-        first = await client.get(link)
+        first = await client.post(link)  # the page's download button
         assert first.status_code == 200, first.text
-        assert first.headers["content-type"].startswith("application/json")
-        package = first.json()
+        assert first.headers["content-type"] == "application/zip"
+        archive = zipfile.ZipFile(io.BytesIO(first.content))
+        names = archive.namelist()
+        assert [n.split("/")[-1] for n in names] == ["index.html", "package.json"], "the report, then the JSON"
+        assert "<h1>Dina personuppgifter hos ISOPARTNER AB</h1>" in archive.read(names[0]).decode()
+        package = json.loads(archive.read(names[1]))
         assert package["request_id"] == request_id and package["subject"] == subject
         assert set(package["systems"]) == set(ALL_SYSTEMS), "a fragment from every system, dsar's own too"
         assert package["systems"]["accounts"]["data"]["records"][0]["subject"] == subject
@@ -834,10 +838,14 @@ async def test_access_request_ends_with_a_package_behind_an_expiring_link(stack,
         assert info["your_registrations"] == [{"source": "seminar", "registered_at": "2026-01-05T09:00:00+00:00"}]
         assert info["consent_receipts"][0]["consentReceiptID"] == f"{subject}:marketing_email"
 
-        assert (await client.get(link)).status_code == 200
-        assert (await client.get(link)).status_code == 200
-        used_up = await client.get(link)
+        assert (await client.post(link)).status_code == 200
+        assert (await client.post(link)).status_code == 200
+        used_up = await client.post(link)
         assert used_up.status_code == 410 and "maximum" in used_up.json()["error"]
+        assert (await client.post(f"{dsar.url}/v1/exports/{'x' * 43}")).status_code == 404
+        assert (await client.post(f"{dsar.url}/v1/exports/short")).status_code == 404
+        # The page of a used-up link says so, and so does an unknown one's, to a person.
+        assert (await client.get(link)).status_code == 410
         assert (await client.get(f"{dsar.url}/v1/exports/{'x' * 43}")).status_code == 404
         assert (await client.get(f"{dsar.url}/v1/exports/short")).status_code == 404
 
@@ -848,11 +856,11 @@ async def test_portability_package_is_a_zip_of_json_and_csv_and_the_link_expires
     request_id = await _dsar(bootstrap, subject, "portability", format="csv")
     link = (await _notification(bootstrap, request_id, "export_ready"))["params"]["link"]
     async with httpx.AsyncClient(timeout=10.0) as client:
-        response = await client.get(link)
+        response = await client.post(link)
         assert response.status_code == 200 and response.headers["content-type"] == "application/zip"
         archive = zipfile.ZipFile(io.BytesIO(response.content))
         names = {name.split("/")[-1] for name in archive.namelist()}
-        assert {"package.json", "accounts.csv", "consent.csv", "information.csv"} <= names
+        assert {"index.html", "package.json", "accounts.csv", "consent.csv", "information.csv"} <= names
         csv_name = next(n for n in archive.namelist() if n.endswith("/accounts.csv"))
         assert archive.read(csv_name).decode("utf-8-sig").startswith("field,value")
 
@@ -866,8 +874,10 @@ async def test_portability_package_is_a_zip_of_json_and_csv_and_the_link_expires
             )
         finally:
             await conn.close()
-        expired = await client.get(link)
+        expired = await client.post(link)
         assert expired.status_code == 410 and "expired" in expired.json()["error"]
+        page = await client.get(link, headers={"Accept-Language": "en"})
+        assert page.status_code == 410 and "The link has expired." in page.text
 
 
 # --- dead letters --------------------------------------------------------------------------------------

@@ -17,6 +17,7 @@ from services.notifier.rules import Action, Failure, Recipient
 GRACE = timedelta(hours=1)
 RIGHTS_NOTICES = (
     "verification_code",
+    "privacy_center_link",
     "request_received",
     "deadline_extended",
     "export_ready",

@@ -520,7 +520,7 @@ async def test_marketing_needs_consent_and_carries_one_click_unsubscribe(stack, 
     assert msg["List-Unsubscribe-Post"] == "List-Unsubscribe=One-Click"
     token = unsubscribe[1:-1].rsplit("/", 1)[1]
     claims = TokenSigner(base64.b64decode(TEST_MASTER_KEY), UNSUBSCRIBE).verify(token)
-    assert claims == {"s": yes, "p": "marketing_email"}
+    assert claims == {"s": yes, "p": "marketing_email", "l": "en"}, "the page opens in the email's language"
     assert unsubscribe[1:-1] in msg.get_body(("plain",)).get_content()  # type: ignore[union-attr]
 
 

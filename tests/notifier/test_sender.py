@@ -10,6 +10,7 @@ import asyncio
 import contextlib
 import email.policy
 import json
+import re
 import time
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
@@ -24,6 +25,7 @@ from aiosmtpd.smtp import SMTP
 from prometheus_client import REGISTRY
 from pydantic import SecretStr
 
+from privacy_runtime.tokens import MANAGE, MANAGE_MAX_AGE_SECONDS, UNSUBSCRIBE, InvalidToken, TokenSigner
 from services.notifier import store
 from services.notifier.consent_client import ConsentDecisions
 from services.notifier.delivery import Sender
@@ -363,6 +365,7 @@ async def test_erasure_confirmation_queued_before_the_erase_still_goes(sending: 
     assert (await row(sending, confirmation))["status"] == "sent"
     assert [rcpt for rcpt, _ in relay.received] == ["ok-e1@relay.example"]
     assert "Bokföringslagen 7:2" in relay.received[0][1].get_body(("plain",)).get_content()  # type: ignore[union-attr]
+    assert "/manage/" not in relay.received[0][1].as_string(), "nothing left to manage for an erased person"
     assert await finals_left(sending) == 0, "the kept address is shredded once the confirmation went"
 
 
@@ -616,3 +619,23 @@ async def test_a_relay_refusing_the_login_pauses_sending_and_keeps_every_email_d
             assert [(r["status"], r["due"]) for r in states] == [("queued", True)] * 3
             assert set(await store.oldest_due(conn)) == {0}
             assert await conn.fetchval("SELECT count(*) FROM audit_log WHERE action = 'email_failed'") == 0
+
+
+async def test_every_email_links_to_manage_your_privacy_signed_for_its_recipient(sending: Runtime, relay: Relay) -> None:
+    await fill_directory(sending, ["ok-m1"], domain="relay.example")
+    request_id = str(uuid.uuid4())
+    await queue(sending, "ok-m1", params={"code": "424242", "expires_minutes": 10, "request_id": request_id})
+    sender = sender_for(sending)
+    try:
+        assert await sender.send_round() == 1
+    finally:
+        await sender.mailer.close()
+    text = relay.received[0][1].get_body(("plain",)).get_content()  # type: ignore[union-attr]
+    base = sending.settings.privacy_center_url.rstrip("/")
+    assert f"{base}/verify/{request_id}" in text, "the code email links to where the code is typed"
+    found = re.search(re.escape(base) + r"/manage/(\S+)", text)
+    assert found, text
+    signer = TokenSigner(sending.settings.master_key(), MANAGE)
+    assert signer.verify(found.group(1), max_age_seconds=MANAGE_MAX_AGE_SECONDS) == {"s": "ok-m1"}
+    with pytest.raises(InvalidToken):  # an unsubscribe token is no manage token, nor the reverse
+        TokenSigner(sending.settings.master_key(), UNSUBSCRIBE).verify(found.group(1))

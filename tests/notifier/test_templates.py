@@ -14,6 +14,7 @@ CONTEXT = templates.Context(contact_email=CONTACT, public_base_url="https://priv
 #: Valid params for every template (what dsar/consent and the fan-outs put in).
 PARAMS: dict[str, dict[str, Any]] = {
     "verification_code": {"code": "482913", "expires_minutes": 30},
+    "privacy_center_link": {"link": "https://privacy.example/s/tok123", "expires_minutes": 30},
     "request_received": {"request_id": "R-1", "right": "access", "due_date": "2025-12-01"},
     "deadline_extended": {
         "request_id": "R-1",
@@ -64,6 +65,8 @@ PARAMS: dict[str, dict[str, Any]] = {
 #: Text that must appear in each template's body (besides controller and contact).
 KEY_CONTENT: dict[str, dict[str, list[str]]] = {
     "verification_code": {"sv": ["482913", "30 minuter"], "en": ["482913", "30 minutes"]},
+    "privacy_center_link": {"sv": ["https://privacy.example/s/tok123", "30 minuter", "en gång", "integritetscenter"],
+                            "en": ["https://privacy.example/s/tok123", "30 minutes", "used once", "privacy center"]},
     "request_received": {"sv": ["R-1", "2025-12-01", "en månad"], "en": ["R-1", "2025-12-01", "one month"]},
     "deadline_extended": {
         "sv": ["Många system berörs", "2026-02-01", "12.3"],
@@ -84,8 +87,8 @@ KEY_CONTENT: dict[str, dict[str, list[str]]] = {
         "en": ["R-1", "rectification", "email address, phone number", "Customer accounts", "Partners", "Article 19"],
     },
     "merger_notice": {
-        "sv": ["Acme Holding AB", "2026-03-01", "contact, account", "https://isopartner.se/merger"],
-        "en": ["Acme Holding AB", "2026-03-01", "contact, account", "https://isopartner.se/merger"],
+        "sv": ["Acme Holding AB", "2026-03-01", "kontaktuppgifter, kontouppgifter", "https://isopartner.se/merger"],
+        "en": ["Acme Holding AB", "2026-03-01", "contact details, account details", "https://isopartner.se/merger"],
     },
     "policy_changed": {"sv": ["Ny leverantör", "2026-02-01"], "en": ["New vendor", "2026-02-01"]},
     "legal_disclosure": {"sv": ["Polismyndigheten", "Rättegångsbalken"], "en": ["Polismyndigheten", "Legal basis"]},
@@ -392,3 +395,85 @@ def test_the_merger_notices_counterparty_is_escaped_in_html_only() -> None:
         rendered = templates.render("merger_notice", locale, params, CONTEXT)
         assert "Acme & <b>Co</b> AB" in rendered.text
         assert "Acme &amp; &lt;b&gt;Co&lt;/b&gt; AB" in rendered.html and "<b>Co" not in rendered.html
+
+
+# --- the privacy center's links, and ids in words ---------------------------------------------------
+
+MANAGE_URL = "https://privacy.isopartner.se/manage/manage.tok"
+MANAGED = templates.Context(contact_email=CONTACT, public_base_url="https://privacy.isopartner.se",
+                            privacy_center_url="https://privacy.isopartner.se", manage_url=MANAGE_URL)
+FOOTER = {"sv": "Hantera din integritet", "en": "Manage your privacy"}
+
+
+@pytest.mark.parametrize("locale", templates.LOCALES)
+@pytest.mark.parametrize("name", templates.TEMPLATE_NAMES)
+def test_every_email_but_the_last_one_to_an_erased_person_links_to_manage_your_privacy(name: str, locale: str) -> None:
+    rendered = templates.render(name, locale, PARAMS[name], MANAGED)
+    if name == "erasure_completed":  # their data is gone: nothing left to manage
+        assert MANAGE_URL not in rendered.text + rendered.html
+        assert FOOTER[locale] not in rendered.text + rendered.html
+        return
+    assert f"{FOOTER[locale]}: " in rendered.text and MANAGE_URL in rendered.text
+    assert f'<a href="{MANAGE_URL}">{FOOTER[locale]}</a>' in rendered.html
+
+
+@pytest.mark.parametrize("locale", templates.LOCALES)
+def test_without_a_manage_link_the_footer_has_none(locale: str) -> None:
+    rendered = templates.render("request_received", locale, PARAMS["request_received"], CONTEXT)
+    assert FOOTER[locale] not in rendered.text + rendered.html
+
+
+@pytest.mark.parametrize(("locale", "words"), [("sv", "Skriv in koden här"), ("en", "Type the code here")])
+def test_the_verification_email_links_to_where_the_code_is_typed(locale: str, words: str) -> None:
+    params = {**PARAMS["verification_code"], "request_id": "5f1c2b9e-0000-4000-8000-000000000001"}
+    rendered = templates.render("verification_code", locale, params, MANAGED)
+    url = "https://privacy.isopartner.se/verify/5f1c2b9e-0000-4000-8000-000000000001"
+    assert url in rendered.text
+    assert f'<a href="{url}">{words}</a>' in rendered.html
+    # Without the request named there is nowhere to link to; the code alone still works by email.
+    plain = templates.render("verification_code", locale, PARAMS["verification_code"], MANAGED)
+    assert "/verify/" not in plain.text + plain.html
+
+
+def test_the_verification_link_defaults_to_the_privacy_centers_local_address() -> None:
+    params = {**PARAMS["verification_code"], "request_id": "R/1"}
+    rendered = templates.render("verification_code", "en", params, CONTEXT)
+    assert "http://localhost:6069/verify/R%2F1" in rendered.text  # escaped: a request id is one path segment
+
+
+@pytest.mark.parametrize("locale", templates.LOCALES)
+def test_the_sign_in_email_is_transactional_and_escapes_its_link(locale: str) -> None:
+    params = {"sign_in_url": 'https://privacy.isopartner.se/s/a"b<c', "expires_minutes": 30}
+    rendered = templates.render("privacy_center_link", locale, params, MANAGED)
+    assert 'https://privacy.isopartner.se/s/a"b<c' in rendered.text
+    assert 'href="https://privacy.isopartner.se/s/a&#34;b&lt;c"' in rendered.html
+    assert "unsubscribe" not in (rendered.text + rendered.html).lower()
+    with pytest.raises(templates.MissingParams, match="sign_in_url"):
+        templates.render("privacy_center_link", locale, {}, MANAGED)
+
+
+@pytest.mark.parametrize("locale", templates.LOCALES)
+def test_the_export_link_opens_its_page_in_the_emails_language(locale: str) -> None:
+    rendered = templates.render("export_ready", locale, PARAMS["export_ready"], CONTEXT)
+    assert f"https://privacy.isopartner.se/v1/exports/tok123?lang={locale}" in rendered.text
+    assert f'href="https://privacy.isopartner.se/v1/exports/tok123?lang={locale}"' in rendered.html
+
+
+def test_the_swedish_merger_notice_names_the_data_categories_in_swedish() -> None:
+    params = {**PARAMS["merger_notice"], "data_categories": ["contact", "account", "payment", "usage"]}
+    rendered = templates.render("merger_notice", "sv", params, CONTEXT)
+    listed = "kontaktuppgifter, kontouppgifter, betalningsuppgifter, hur du använder tjänsterna"
+    for part in (rendered.text, rendered.html):
+        assert listed in part
+        assert "contact" not in part and "account" not in part
+    english = templates.render("merger_notice", "en", params, CONTEXT)
+    assert "contact details, account details, payment details, how you use the services" in english.text
+
+
+@pytest.mark.parametrize("locale", templates.LOCALES)
+def test_a_legal_disclosure_names_categories_in_words_and_keeps_unknown_ones_as_written(locale: str) -> None:
+    params = {**PARAMS["legal_disclosure"], "data_categories": ["ip", "Loggar över <inloggningar>"]}
+    rendered = templates.render("legal_disclosure", locale, params, CONTEXT)
+    ip = {"sv": "IP-adresser", "en": "IP addresses"}[locale]
+    assert f"{ip}, Loggar över <inloggningar>" in rendered.text
+    assert f"{ip}, Loggar över &lt;inloggningar&gt;" in rendered.html

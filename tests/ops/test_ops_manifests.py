@@ -17,6 +17,7 @@ from schemas import topics
 ROOT = Path(__file__).resolve().parents[2]
 OVERLAYS = ("dev", "prod")
 SERVICES = {s.name: s for s in generate.SERVICES}
+WEB_APPS = {a.name: a for a in generate.WEB_APPS}
 SECRET_ENV = ("PRIVACY_MASTER_KEY", "ADMIN_TOKEN", "DATABASE_URL", "KAFKA_SASL_PASSWORD")
 
 Docs = list[dict[str, Any]]
@@ -240,7 +241,10 @@ def test_secrets_are_references_only(rendered: dict[str, Docs], overlay: str) ->
     assert of_kind(docs, "Secret") == []
     for deployment in of_kind(docs, "Deployment"):
         env = {e["name"]: e for e in container(deployment)["env"]}
-        for name in SECRET_ENV:
+        component = deployment["metadata"]["labels"]["app.kubernetes.io/component"]
+        # A web app facing the public (the privacy center) gets every secret but the operators' token.
+        names = SECRET_ENV if component in SERVICES else [n for n in SECRET_ENV if n != "ADMIN_TOKEN"]
+        for name in names:
             assert "value" not in env[name], f"{name} has a literal value"
             assert env[name]["valueFrom"]["secretKeyRef"]["name"]
     for config in of_kind(docs, "ConfigMap"):
@@ -350,7 +354,8 @@ def test_the_notifier_requires_tls_to_the_relay_and_may_log_in(rendered: dict[st
         assert config["data"]["SMTP_STARTTLS"] == starttls
         for deployment in of_kind(docs, "Deployment"):
             env = {e["name"]: e for e in container(deployment)["env"]}
-            smtp = SERVICES[deployment["metadata"]["labels"]["app.kubernetes.io/component"]].smtp
+            spec = {**SERVICES, **WEB_APPS, generate.OFFICE.name: generate.OFFICE}
+            smtp = spec[deployment["metadata"]["labels"]["app.kubernetes.io/component"]].smtp
             for name in ("SMTP_USERNAME", "SMTP_PASSWORD"):
                 assert (name in env) is smtp
                 if smtp:
@@ -369,3 +374,50 @@ def test_the_notifiers_rate_limit_holds_for_all_replicas_together(rendered: dict
     most = named(docs, "ScaledObject", SERVICES["notifier"].app)["spec"]["maxReplicaCount"]
     assert "SMTP_RATE_PER_SECOND" in config["data"], "the default (500 per replica) would multiply by the replicas"
     assert float(config["data"]["SMTP_RATE_PER_SECOND"]) * most <= RELAY_EMAILS_PER_SECOND
+
+
+@pytest.mark.parametrize("overlay", OVERLAYS)
+def test_the_privacy_center_is_public_only_on_its_pages_and_holds_no_operator_power(
+        rendered: dict[str, Docs], overlay: str) -> None:
+    docs = rendered[overlay]
+    app = next(a for a in generate.WEB_APPS if a.module == "privacy_center")
+    deployment = named(docs, "Deployment", app.app)
+    pod_labels = deployment["spec"]["template"]["metadata"]["labels"]
+    c = container(deployment)
+    assert c["command"] == ["python", "-m", "services.privacy_center"]
+    assert c["readinessProbe"]["httpGet"] == {"path": "/readyz", "port": "http"}
+    env = {e["name"]: e for e in c["env"]}
+    assert "ADMIN_TOKEN" not in env, "the public-facing center must not hold the operators' token"
+    assert env["SERVICE_TOKEN"]["valueFrom"]["secretKeyRef"]["key"] == "SERVICE_TOKEN"
+    assert env["PRIVACY_CENTER_URL"]["value"] == f"https://{generate.PUBLIC_HOST}"
+    for name in ("consent", "dsar", "notifier"):  # the services check the token it presents
+        other = container(named(docs, "Deployment", f"privacy-{name}"))
+        assert "SERVICE_TOKEN" in {e["name"] for e in other["env"]}
+
+    policy = named(docs, "NetworkPolicy", app.app)
+    assert selects(policy["spec"]["podSelector"]["matchLabels"], pod_labels)
+    sources = [peer for rule in policy["spec"]["ingress"] for peer in rule["from"]]
+    assert sources and all("podSelector" not in peer for peer in sources), "no pod of the namespace needs to call it"
+    assert {peer["namespaceSelector"]["matchLabels"]["kubernetes.io/metadata.name"] for peer in sources} == \
+        {"ingress-nginx", "monitoring"}
+    called = {p["port"] for rule in policy["spec"]["egress"] if "to" in rule and any(
+        "app.kubernetes.io/name" in peer.get("podSelector", {}).get("matchLabels", {}) and
+        peer["podSelector"]["matchLabels"]["app.kubernetes.io/name"].startswith("privacy-")
+        for peer in rule["to"]) for p in rule["ports"]}
+    assert called == {6066, 6067, 6068}
+    assert 587 not in {p["port"] for rule in policy["spec"]["egress"] for p in rule["ports"]}
+
+    user = named(docs, "KafkaUser", app.app)
+    acls = user["spec"]["authorization"]["acls"]
+    assert all("Read" not in a["operations"] for a in acls), "it consumes nothing"
+    assert {a["resource"]["name"] for a in acls} == set(app.produces)
+
+    ingress = named(docs, "Ingress", f"{app.app}-public")
+    paths = {p["path"] for r in ingress["spec"]["rules"] for p in r["http"]["paths"]}
+    assert {"/", "/s", "/manage", "/me", "/verify"} <= paths
+    assert not paths & {"/metrics", "/healthz", "/readyz", "/v1"}
+    for path in ingress["spec"]["rules"][0]["http"]["paths"]:
+        assert path["backend"]["service"]["name"] == app.app
+    assert selects(named(docs, "Service", app.app)["spec"]["selector"], pod_labels)
+    assert named(docs, "ServiceMonitor", app.app)["spec"]["endpoints"][0]["path"] == "/metrics"
+    assert named(docs, "PodDisruptionBudget", app.app)

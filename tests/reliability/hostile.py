@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 import uuid
 from collections.abc import Callable
@@ -13,8 +14,10 @@ from typing import Any
 import yaml
 
 from deploy.k8s.generate import SERVICES
+from schemas.events import PrivacyAck
 from schemas.examples import example_event
 from schemas.registry import key_for
+from tests.helpers import TEST_ADMIN_TOKEN
 
 
 @dataclass(frozen=True)
@@ -42,6 +45,7 @@ ENUM_FIELDS = {
     "dsar-requested": "right", "merger-notice": "kind", "policy-changed": "material",
     "legal-disclosure": "recipient_country", "privacy-acks": "status", "notification-requested": "template",
     "privacy-commands.consent": "action", "privacy-commands.dsar": "action", "privacy-commands.notifier": "action",
+    "dsar-status": "status",
 }
 
 
@@ -115,12 +119,49 @@ def _mutations() -> list[tuple[str, Callable[[str, dict[str, Any]], tuple[bytes 
 CONTRADICTIONS: list[tuple[str, str, dict[str, Any]]] = [
     ("consent-changed", "gpc signal that grants", {"channel": "gpc", "granted": True}),
     ("privacy-acks", "retained without a basis", {"status": "retained", "retained_basis": None}),
+    # Exports answered in parts: the four fields of a part come together, numbered within their count.
+    ("privacy-acks", "export part without its digest",
+     {"status": "done", "retained_basis": None, "part": 1, "parts": 2, "export_chunk": "{", "export_sha256": None}),
+    ("privacy-acks", "export part beyond its count",
+     {"status": "done", "retained_basis": None, "part": 3, "parts": 2, "export_chunk": "{",
+      "export_sha256": "0" * 64}),
+    ("privacy-acks", "export part that failed",
+     {"status": "failed", "retained_basis": None, "part": 1, "parts": 1, "export_chunk": "{}",
+      "export_sha256": "0" * 64}),
+    ("privacy-acks", "export part with an inline export too",
+     {"status": "done", "retained_basis": None, "part": 1, "parts": 1, "export_chunk": "{}",
+      "export_sha256": "0" * 64, "export": {"a": 1}}),
+    ("privacy-acks", "export part numbered zero",
+     {"status": "done", "retained_basis": None, "part": 0, "parts": 1, "export_chunk": "{}",
+      "export_sha256": "0" * 64}),
+    ("privacy-acks", "export in more parts than 64 MiB allows",
+     {"status": "done", "retained_basis": None, "part": 1, "parts": 10_000_000, "export_chunk": "{}",
+      "export_sha256": "0" * 64}),
+    ("privacy-acks", "export digest that is not hex",
+     {"status": "done", "retained_basis": None, "part": 1, "parts": 1, "export_chunk": "{}",
+      "export_sha256": "z" * 64}),
     ("notification-requested", "sealed secrets that do not open",
      {"params": {"request_id": "R-1", "sealed_secrets": "AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA"}}),
     ("dsar-requested", "objection without the processing objected to",
      {"right": "objection", "details": {"corrections": None, "circumstance": None, "processing": None,
                                         "format": None}}),
 ]
+
+
+def forged_acks() -> list[tuple[str, PrivacyAck]]:
+    """Valid answers to commands nobody issued: accepted (not dead-lettered), and settle nothing. A system
+    answering for another guesses an id; a part of an export claims a digest its text does not have."""
+    chunk = '{"system":"accounts","records":[]}'
+    return [
+        ("forged done for a guessed command id",
+         PrivacyAck(command_id=uuid.uuid4(), system="accounts", status="done")),
+        ("export part of a command nobody issued, digest wrong",
+         PrivacyAck(command_id=uuid.uuid4(), system="accounts", status="done", part=1, parts=1,
+                    export_chunk=chunk, export_sha256=hashlib.sha256(b"something else").hexdigest())),
+        ("export part claiming the largest count",
+         PrivacyAck(command_id=uuid.uuid4(), system="partners", status="done", part=65536, parts=65536,
+                    export_chunk="}", export_sha256="f" * 64)),
+    ]
 
 
 def consumers_of(topic: str) -> set[str]:
@@ -147,6 +188,10 @@ def message_cases() -> list[MessageCase]:
         doc["data"].update(fields)
         cases.append(MessageCase(topic, name, _key(topic, doc), json.dumps(doc).encode()))
     return cases
+
+
+#: The operator token of the test stack: cases that get past the token and must still be refused.
+ADMIN = {"Authorization": f"Bearer {TEST_ADMIN_TOKEN}"}
 
 
 @dataclass(frozen=True)
@@ -233,10 +278,70 @@ def http_cases() -> list[HttpCase]:
         HttpCase(d, "POST", f"/v1/requests/{rid}/verify", "verify huge body", body=b'{"code": "' + b"1" * 100_000 + b'"}'),
         HttpCase(d, "GET", "/v1/exports/forged-token", "forged export token"),
         HttpCase(d, "GET", "/v1/exports/" + "a" * 3000, "huge export token"),
+        HttpCase(d, "POST", "/v1/exports/forged-token-forged-token", "forged export token download"),
+        HttpCase(d, "POST", "/v1/exports/forged-token-forged-token", "forged export token download in a browser",
+                 body=b"x" * 2_000_000, headers={"Accept": "text/html", "Content-Type": "application/x-www-form-urlencoded"}),
+        HttpCase(d, "GET", "/v1/exports/forged-token-forged-token", "export page in an unknown language",
+                 params={"lang": "<script>"}, headers={"Accept-Language": "x" * 5000}),
+        HttpCase(c, "GET", "/v1/unsubscribe/forged", "unsubscribe page in an unknown language",
+                 params={"lang": "{{7*7}}"}, headers={"Accept-Language": ";q=,,,;;q=abc"}),
         HttpCase(d, "GET", "/v1/admin/requests", "admin without token"),
         HttpCase(d, "GET", "/v1/admin/requests", "admin wrong token", headers={"Authorization": "Bearer wrong"}),
         HttpCase(d, "GET", "/v1/admin/requests", "admin wrong scheme", headers={"Authorization": "Basic dGVzdA=="}),
         HttpCase(d, "POST", f"/v1/admin/requests/{rid}/approve", "approve without token"),
         HttpCase(d, "POST", f"/v1/admin/requests/{rid}/reject", "reject without token", body=b'{"reason": "x"}'),
         HttpCase(d, "POST", f"/v1/admin/requests/{rid}/extend", "extend without token", body=b'{"months": 2, "reason": "x"}'),
+        # Operator free text (sealed with the subject's key once accepted): refused when it is not text.
+        HttpCase(d, "POST", f"/v1/admin/requests/{rid}/reject", "reject with a NUL in the reason",
+                 body=b'{"reason": "Rut \\u0000 Raderasson"}', headers=ADMIN),
+        HttpCase(d, "POST", f"/v1/admin/requests/{rid}/reject", "reject with a 100 KiB reason",
+                 body=b'{"reason": "' + b"R" * 100_000 + b'"}', headers=ADMIN),
+        HttpCase(d, "POST", f"/v1/admin/requests/{rid}/extend", "extend with a reason that is not text",
+                 body=b'{"months": 1, "reason": {"name": "Rut"}}', headers=ADMIN),
+        HttpCase(d, "POST", f"/v1/admin/requests/{rid}/extend", "extend with months as text",
+                 body=b'{"months": "1", "reason": "lawyer"}', headers=ADMIN),
+        HttpCase(d, "GET", "/v1/internal/subjects/u1/requests", "internal read without token"),
+        HttpCase(d, "GET", "/v1/internal/subjects/u1/requests", "internal read wrong token",
+                 headers={"Authorization": "Bearer wrong"}),
+        HttpCase("notifier", "POST", "/v1/internal/subjects/lookup", "lookup without token",
+                 body=b'{"email": "a@example.org"}'),
+        HttpCase("notifier", "POST", "/v1/internal/subjects/lookup", "lookup wrong scheme",
+                 body=b'{"email": "a@example.org"}', headers={"Authorization": "Basic dGVzdA=="}),
+    ]
+
+
+# --- the people-facing pages' forms (privacy center) -------------------------------------------------
+
+#: Script and markup that must come back escaped wherever a page shows what was sent.
+SCRIPT = "<script>alert(1)</script>\"'><img src=x onerror=alert(1)>{{7*7}}"
+FORM = "application/x-www-form-urlencoded"
+
+
+@dataclass(frozen=True)
+class FormCase:
+    """A hostile body for a form: `{csrf}` in it is replaced by a valid token of the session, so the
+    case reaches the form's own checks (a case without `{csrf}` must be refused by the CSRF check)."""
+
+    name: str
+    body: bytes
+    content_type: str | None = FORM
+
+
+def form_cases(fields: list[str]) -> list[FormCase]:
+    """Hostile bodies for a form with these field names: oversized, wrong encodings and types, too
+    many fields, script in every field."""
+    from urllib.parse import urlencode
+
+    every = urlencode({"csrf_token": "{csrf}", **dict.fromkeys(fields, SCRIPT)}).replace("%7Bcsrf%7D", "{csrf}")
+    return [
+        FormCase("oversized", b"csrf_token={csrf}&" + b"&".join(f.encode() + b"=" + b"x" * 40_000 for f in fields[:1])),
+        FormCase("json body", b'{"csrf_token": "{csrf}"}', "application/json"),
+        FormCase("multipart", b"--b\r\nContent-Disposition: form-data; name=\"x\"\r\n\r\n1\r\n--b--", "multipart/form-data; boundary=b"),
+        FormCase("not utf-8", b"csrf_token={csrf}&" + fields[0].encode() + b"=%FF%FE"),
+        FormCase("control characters", b"csrf_token={csrf}&" + fields[0].encode() + b"=a%00b%1B"),
+        FormCase("too many fields", b"csrf_token={csrf}&" + b"&".join(b"f%d=1" % i for i in range(200))),
+        FormCase("field repeated as a list", b"csrf_token={csrf}&" + b"&".join(f.encode() + b"=1&" + f.encode() + b"=2" for f in fields)),
+        FormCase("numbers and empties", b"csrf_token={csrf}&" + b"&".join(f.encode() + b"=" for f in fields) + b"&right=7"),
+        FormCase("no csrf, script everywhere", every.replace("csrf_token=%7Bcsrf%7D&", "").replace("csrf_token={csrf}&", "").encode()),
+        FormCase("script in every field", every.encode()),
     ]

@@ -22,6 +22,7 @@ from schemas.events import (
     ConsentChanged,
     DsarDetails,
     DsarRequested,
+    DsarStatus,
     ErasureRequested,
     LegalDisclosure,
     MergerNotice,
@@ -35,6 +36,7 @@ from schemas.topics import (
     COMMAND_TOPIC_PREFIX,
     CONSENT_CHANGED,
     DSAR_REQUESTED,
+    DSAR_STATUS,
     ERASURE_REQUESTED,
     LEGAL_DISCLOSURE,
     MERGER_NOTICE,
@@ -51,6 +53,7 @@ from tests.reliability.hostile import (
     WEB_SERVICES,
     body_cases,
     consumers_of,
+    forged_acks,
     http_cases,
     message_cases,
 )
@@ -123,6 +126,41 @@ async def test_hostile_corpus(stack, services) -> None:  # type: ignore[no-untyp
                                  "json": response.headers.get("content-type", "").startswith("application/json"),
                                  "message": _message_of(response)[:200]})
 
+    # Valid answers to commands nobody issued: every consumer of privacy-acks takes them (its claim of the
+    # event id commits with the batch) and nothing is dead-lettered or settled.
+    forged = []
+    for name, ack in forged_acks():
+        forged_subject = subject_id("forged")
+        event_id = await publish(bootstrap, PRIVACY_ACKS, ack, subject=forged_subject)
+        forged.append((name, event_id, str(ack.command_id)))
+    conn = await asyncpg.connect(stack.endpoints.database_url)
+    try:
+        async def claims(event_id: str) -> set[str]:
+            return {s for s in sorted(consumers_of(PRIVACY_ACKS))
+                    if await conn.fetchval(f"SELECT count(*) FROM {s}.processed_events WHERE event_id = $1",
+                                           event_id)}
+
+        async def all_taken() -> bool:
+            return all([await claims(event_id) == consumers_of(PRIVACY_ACKS) for _, event_id, _ in forged])
+
+        try:
+            await wait_until(all_taken, timeout=60, interval=0.5, what="the forged answers to be taken")
+        except AssertionError:
+            pass
+        forged_results = []
+        for name, event_id, command_id in forged:
+            settled = sum([await conn.fetchval(f"SELECT count(*) FROM {s}.commands WHERE command_id = $1",
+                                               uuid.UUID(command_id)) for s in ("consent", "dsar")])
+            parts = await conn.fetchval("SELECT count(*) FROM dsar.export_parts WHERE command_id = $1",
+                                        uuid.UUID(command_id))
+            taken = await claims(event_id) == consumers_of(PRIVACY_ACKS)
+            forged_results.append({"case": name, "outcome": "ignored" if taken and not settled and not parts
+                                   else "NOT ignored"})
+    finally:
+        await conn.close()
+    dead_forged = [m for m in await read_topic(bootstrap, dlq_topic(PRIVACY_ACKS))
+                   if any(cid.encode() in (m.value or b"") for _, _, cid in forged)]
+
     crashes = [name for name, s in services.items() if s.process is not None and s.process.poll() is not None]
     # Valid events after the corpus are still processed.
     subject = subject_id("after")
@@ -165,13 +203,14 @@ async def test_hostile_corpus(stack, services) -> None:  # type: ignore[no-untyp
         "messages": [{"topic": t, "case": n, "outcome": "dead-lettered" if ok else "NOT dead-lettered"}
                      for (t, n), ok in (outcomes or {(c.topic, c.name): False for c in cases}).items()],
         "http": http_results,
+        "forged_answers": forged_results,
         "crashes": len(crashes),
     }
     out = ROOT / "var" / "reports"
     out.mkdir(parents=True, exist_ok=True)
     (out / "hostile.json").write_text(json.dumps(report, indent=2))
     print(f"\nHOSTILE CORPUS: {len(cases)} messages over {len(report['message_cases_per_topic'])} topics, "
-          f"{len(http_results)} HTTP requests, crashes {len(crashes)}")
+          f"{len(http_results)} HTTP requests, {len(forged_results)} forged answers, crashes {len(crashes)}")
     print(json.dumps({"per_topic": report["message_cases_per_topic"], "per_service": report["http_cases_per_service"]}))
 
     assert len(cases) + len(http_results) >= 100
@@ -188,6 +227,8 @@ async def test_hostile_corpus(stack, services) -> None:  # type: ignore[no-untyp
     assert not mute, mute
     assert not crashes
     assert ok_admin[0] == 200
+    assert all(r["outcome"] == "ignored" for r in forged_results), forged_results
+    assert not dead_forged, "a valid answer reached a dead-letter topic"
 
 
 @pytest.mark.parametrize("page", ["/router", "/router/", "/table", "/table/"])
@@ -264,6 +305,11 @@ def _valid_event(topic: str, run: str, n: int, event_id: str) -> tuple[str, Any,
         return subject, PrivacyCommand(command_id=command_id, system=system, action="export",
                                        request_id=uuid.uuid4(), respond_by=datetime.now(UTC) + timedelta(days=1)), [
             Effect(system, f"SELECT count(*) FROM {system}.handled_commands WHERE command_id = $1", command_id)]
+    if topic == DSAR_STATUS:
+        request_id = uuid.uuid4()
+        return subject, DsarStatus(request_id=request_id, right="erasure", status="awaiting_systems",
+                                   due_at=datetime.now(UTC) + timedelta(days=30), extended=False), [
+            Effect("notifier", "SELECT count(*) FROM notifier.erasure_holds WHERE request_id = $1", str(request_id))]
     if topic == NOTIFICATION_REQUESTED:
         notification_id = f"test:hostile:{subject}"
         return subject, NotificationRequested(

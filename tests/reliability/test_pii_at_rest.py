@@ -1,17 +1,56 @@
-"""PII at rest: a dump of every table of every service holds no plaintext email, name or phone."""
+"""PII at rest: a dump of every table of every service holds no plaintext email, name or phone; after an
+erasure, not even in an operator's reasons or a system's answers."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 import re
 import uuid
+from collections.abc import AsyncIterator
+from typing import Any
 
 import asyncpg
+import httpx
 import pytest
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 
-from schemas.events import ConsentGrant, DsarDetails, DsarRequested, MergerNotice, UserRegistered
-from schemas.topics import DSAR_REQUESTED, MERGER_NOTICE, USER_REGISTERED
-from tests.helpers import ServiceProcess, dump_tables, publish, subject_id, wait_until
+from privacy_runtime.audit import verify_chain
+from schemas.envelope import new_event
+from schemas.events import (
+    ConsentGrant,
+    DsarDetails,
+    DsarRequested,
+    ErasureRequested,
+    MergerNotice,
+    PrivacyAck,
+    UserRegistered,
+)
+from schemas.topics import (
+    DSAR_REQUESTED,
+    ERASURE_REQUESTED,
+    EXTERNAL_SYSTEMS,
+    MERGER_NOTICE,
+    PRIVACY_ACKS,
+    PRIVACY_AUDIT,
+    USER_REGISTERED,
+    command_topic,
+)
+from tests.helpers import (
+    SERVICE_SCHEMAS,
+    TEST_ADMIN_TOKEN,
+    ServiceProcess,
+    commit_group_offsets,
+    downstream_answer,
+    dump_tables,
+    event_of,
+    get_json,
+    publish,
+    read_topic,
+    stop_player,
+    subject_id,
+    wait_until,
+)
 
 pytestmark = pytest.mark.stack
 
@@ -136,3 +175,114 @@ async def test_no_plaintext_pii_in_any_table(stack) -> None:  # type: ignore[no-
         for person in people:
             for field in ("email", "name", "phone"):
                 assert person[field] not in text, f"plaintext {field} in the {service.name} log"
+
+
+class TalkativeSystems:
+    """Every external system, answering each command at once, in words that name the person (as a
+    support desk's note might): `detail` of every answer names them."""
+
+    def __init__(self, bootstrap: str, group: str, words: str):
+        self.words = words
+        self._consumer = AIOKafkaConsumer(*(command_topic(s) for s in EXTERNAL_SYSTEMS), bootstrap_servers=bootstrap,
+                                          group_id=group, auto_offset_reset="earliest")
+        self._producer = AIOKafkaProducer(bootstrap_servers=bootstrap, acks="all")
+        self._task: asyncio.Task[None] | None = None
+
+    async def start(self) -> None:
+        await self._producer.start()
+        await self._consumer.start()
+        self._task = asyncio.create_task(self._run())
+
+    async def stop(self) -> None:
+        await stop_player(self._task, self._consumer, self._producer)
+
+    async def _run(self) -> None:
+        async for message in self._consumer:
+            event = event_of(message)
+            if event is None or "subject" not in event:
+                continue
+            ack = {**downstream_answer(event["subject"], event["data"]), "detail": self.words}
+            answer = new_event(PRIVACY_ACKS, PrivacyAck.model_validate(ack), subject=event["subject"],
+                               source="urn:test:talkative")
+            await self._producer.send_and_wait(PRIVACY_ACKS, key=event["subject"].encode(),
+                                               value=answer.model_dump_json().encode())
+
+
+NAME = "Rut Raderasson"
+
+
+@pytest.fixture
+async def talkative(stack) -> AsyncIterator[None]:  # type: ignore[no-untyped-def]
+    bootstrap = stack.endpoints.kafka_bootstrap
+    group = f"talkative-{uuid.uuid4().hex[:8]}"
+    await commit_group_offsets(bootstrap, group, [command_topic(s) for s in EXTERNAL_SYSTEMS], to_end=True)
+    systems = TalkativeSystems(bootstrap, group, f"removed the tickets of {NAME} (she called twice)")
+    await systems.start()
+    try:
+        yield
+    finally:
+        await systems.stop()
+
+
+async def test_no_operator_reason_or_answer_detail_names_an_erased_subject(  # type: ignore[no-untyped-def]
+    stack, system, talkative
+) -> None:
+    """An operator rejects one request and extends another with reasons that name the person; every
+    system answers in words that name them. After the erasure, no table holds those words readable, no
+    `privacy-audit` entry carries them, and every audit chain still verifies."""
+    bootstrap, dsn = stack.endpoints.kafka_bootstrap, stack.endpoints.database_url
+    admin = {"Authorization": f"Bearer {TEST_ADMIN_TOKEN}"}
+    dsar = system["dsar"].url
+    subject = subject_id("words")
+    await publish(bootstrap, USER_REGISTERED, UserRegistered(email=f"{subject}@example.org", name="R R",
+                                                             country="SE"), subject=subject)
+    access, erasure = uuid.uuid4(), uuid.uuid4()
+    await publish(bootstrap, DSAR_REQUESTED, DsarRequested(request_id=access, right="access",
+                                                           identity_verified=False, requested_via="email"),
+                  subject=subject)
+    await publish(bootstrap, ERASURE_REQUESTED, ErasureRequested(
+        request_id=erasure, ground="consent_withdrawn", identity_verified=False, requested_via="email"),
+        subject=subject)
+
+    async def status_of(request_id: uuid.UUID) -> str | None:
+        status, body = await get_json(f"{dsar}/v1/requests/{request_id}")
+        return body["status"] if status == 200 else None
+
+    for request_id in (access, erasure):
+        await wait_until(lambda r=request_id: _is(status_of(r), "identity_pending"), timeout=60,
+                         what="the request to wait for identity")
+    async with httpx.AsyncClient(timeout=30) as client:
+        rejected = await client.post(
+            f"{dsar}/v1/admin/requests/{access}/reject", headers=admin,
+            json={"reason": f"{NAME} phoned from her brother's number; not the account holder"})
+        assert rejected.status_code == 200, rejected.text
+        extended = await client.post(f"{dsar}/v1/admin/requests/{erasure}/extend", headers=admin,
+                                     json={"months": 1, "reason": f"{NAME} asked us to wait for her lawyer"})
+        assert extended.status_code == 200, extended.text
+        shown = await client.get(f"{dsar}/v1/admin/requests/{erasure}", headers=admin)
+        assert NAME in shown.json()["extension_reason"], "operators still read the reason while it is kept"
+        approved = await client.post(f"{dsar}/v1/admin/requests/{erasure}/approve", headers=admin)
+        assert approved.status_code == 200, approved.text
+    await wait_until(lambda: _is(status_of(erasure), "completed"), timeout=120, interval=0.5,
+                     what="the erasure to complete")
+
+    dump = await dump_tables(dsn)
+    assert len(dump) > 1000
+    assert NAME not in dump and NAME.encode().hex() not in dump, "the person's name is readable at rest"
+    published = [m for m in await read_topic(bootstrap, PRIVACY_AUDIT) if NAME.encode() in (m.value or b"")]
+    assert not published, "an audit entry on privacy-audit carries the words"
+    conn = await asyncpg.connect(dsn)
+    try:
+        for schema in SERVICE_SCHEMAS:
+            await conn.execute(f'SET search_path = "{schema}"')
+            checked, problems = await verify_chain(conn)
+            assert checked and not problems, (schema, problems[:3])
+        sealed = await conn.fetchval(
+            "SELECT count(*) FROM dsar.audit_log WHERE ref = $1 AND detail ? 'reason'", str(erasure))
+    finally:
+        await conn.close()
+    assert sealed, "the extension is in the audit chain, by the digest of its sealed reason"
+
+
+async def _is(value: Any, expected: str) -> bool:
+    return (await value) == expected

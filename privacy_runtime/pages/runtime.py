@@ -1,0 +1,118 @@
+"""What a people-facing web app shares with the stream services, without faust: the database pool
+(its own schema, migrations at start), the key ring, the outbox and its relay, the audit trail.
+
+Such an app changes things only by publishing events: its handlers write their state and the events
+in one transaction (`transaction()` + `outbox.add`), the relay publishes them.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from pathlib import Path
+
+import asyncpg
+from aiokafka import AIOKafkaProducer
+
+from privacy_runtime.audit import AuditTrail
+from privacy_runtime.crypto import KeyRing
+from privacy_runtime.db import create_pool
+from privacy_runtime.kafka import make_producer, start_producer_with_backoff
+from privacy_runtime.migrations import apply_keystore_migrations, apply_migrations
+from privacy_runtime.outbox import Outbox, OutboxRelay
+from privacy_runtime.settings import ServiceSettings
+
+log = logging.getLogger(__name__)
+
+
+class PageRuntime:
+    def __init__(self, name: str, settings: ServiceSettings, sql_dir: Path | None, *, publishes: bool = True):
+        self.name = name
+        self.settings = settings
+        self.sql_dir = sql_dir
+        self.publishes = publishes
+        self.keyring = KeyRing(settings.master_key(), settings.previous_master_key())
+        self.outbox = Outbox(self.keyring, source=f"urn:isopartner:privacy:{name}")
+        self.audit = AuditTrail(self.outbox, actor=f"service:{name}")
+        self.started = asyncio.Event()
+        self._pool: asyncpg.Pool | None = None
+        self._keystore_pool: asyncpg.Pool | None = None
+        self._producer: AIOKafkaProducer | None = None
+        self._relay: OutboxRelay | None = None
+        self._relay_task: asyncio.Task[None] | None = None
+
+    @property
+    def pool(self) -> asyncpg.Pool:
+        assert self._pool is not None, "runtime not started"
+        return self._pool
+
+    async def start(self) -> None:
+        if self.sql_dir is not None:
+            self._pool = await create_pool(self.settings.database_url, self.name)
+            await apply_migrations(self._pool, self.name, self.sql_dir)
+            if self.settings.separate_keystore():  # KEYSTORE_DATABASE_URL: the wrapped keys live apart
+                self._keystore_pool = await create_pool(self.settings.keystore_url(), self.name, min_size=1)
+                await apply_keystore_migrations(self._keystore_pool, self.name)
+                self.keyring.use_keystore(self._keystore_pool)
+            async with self._pool.acquire() as conn:
+                await self.keyring.load_lookup_key(conn)
+            if self.publishes:
+                self._producer = make_producer(self.settings)
+                await start_producer_with_backoff(self._producer)
+                self._relay = OutboxRelay(self._pool, self._producer, self.outbox)
+                self._relay_task = asyncio.create_task(self._relay.run(), name=f"{self.name}-outbox-relay")
+        self.started.set()
+        log.info("%s started", self.name)
+
+    async def stop(self) -> None:
+        if self._relay is not None:
+            self._relay.stop()
+        if self._relay_task is not None:
+            self._relay_task.cancel()
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await self._relay_task
+        if self._relay is not None:
+            try:  # what is committed leaves now rather than at the next start
+                await asyncio.wait_for(self._relay.publish_pending(), timeout=5)
+            except Exception as exc:
+                log.warning("outbox drain at shutdown incomplete: %s", exc)
+        if self._producer is not None:
+            await self._producer.stop()
+        if self._pool is not None:
+            await self._pool.close()
+        if self._keystore_pool is not None:
+            await self._keystore_pool.close()
+
+    async def ready(self) -> dict[str, str] | None:
+        """The checks /readyz reports, or None when not ready."""
+        if not self.started.is_set():
+            return None
+        if self._pool is None:
+            return {"runtime": "started"}
+        try:
+            async with self._pool.acquire(timeout=1) as conn:
+                await conn.fetchval("SELECT 1", timeout=1)
+        except Exception:
+            return None
+        return {"runtime": "started", "database": "ok"}
+
+    @asynccontextmanager
+    async def transaction(self) -> AsyncIterator[asyncpg.Connection]:
+        """A connection in a transaction; after commit the outbox relay is woken at once."""
+        async with self.pool.acquire() as conn:
+            self.keyring.discard_pending(conn)
+            self.audit.begin(conn)
+            try:
+                async with conn.transaction():
+                    yield conn
+                    await self.audit.flush(conn)
+            except BaseException:
+                self.keyring.discard_pending(conn)
+                raise
+            finally:
+                self.audit.discard(conn)
+            self.keyring.commit_pending(conn)
+        self.outbox.wakeup.set()

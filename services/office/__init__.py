@@ -1,0 +1,1 @@
+"""The privacy office: the operators' console (internal only)."""

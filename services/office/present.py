@@ -1,0 +1,216 @@
+"""What the pages show, computed from the services' answers: pure functions (unit-tested), no I/O."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+from urllib.parse import urlencode
+
+#: Grounds an operator picks a refusal from (the policy: a refusal names its legal reason); the free
+#: text after it explains this case. The subject's email names the reason and IMY.
+REJECTION_GROUNDS: tuple[tuple[str, str], ...] = (
+    ("legitimate_grounds", "Compelling legitimate grounds for the processing override the objection "
+                           "(GDPR Art. 21(1))"),
+    ("legal_claims", "The data is needed to establish, exercise or defend legal claims (GDPR Art. 17(3)(e), 21(1))"),
+    ("legal_obligation", "The law requires us to keep the data: Bokföringslagen 7:2 (GDPR Art. 17(3)(b))"),
+    ("unfounded", "The request is manifestly unfounded or excessive (GDPR Art. 12(5))"),
+    ("identity", "We could not confirm the identity of the person asking (GDPR Art. 12(6))"),
+    ("others_rights", "Answering would adversely affect the rights and freedoms of others (GDPR Art. 15(4))"),
+    ("still_needed", "The data is still needed for the purpose it was collected for (GDPR Art. 17(1)(a))"),
+)
+STATUSES: tuple[str, ...] = ("received", "identity_pending", "in_progress", "awaiting_systems", "completed",
+                             "rejected", "cancelled", "closed_unverified")
+OPEN_STATUSES: tuple[str, ...] = ("received", "identity_pending", "in_progress", "awaiting_systems")
+RIGHTS: tuple[str, ...] = ("access", "portability", "rectification", "restriction", "objection", "erasure")
+PAGE_SIZE = 50
+
+#: Audit actions in words, for the case timeline (anything else is shown by its name).
+ACTIONS: Mapping[str, str] = {
+    "case_received": "Request received",
+    "case_identity_pending": "Identity code requested",
+    "case_identity_verified": "Identity verified",
+    "case_in_progress": "Work started",
+    "case_awaiting_systems": "Commands sent; waiting for systems",
+    "case_completed": "Completed",
+    "case_rejected": "Rejected",
+    "case_cancelled": "Cancelled",
+    "case_closed_unverified": "Closed: identity not verified",
+    "case_manual_review": "Waiting for an operator",
+    "case_system_answered": "A system answered",
+    "case_extended": "Deadline extended",
+    "case_overdue": "Overdue",
+    "case_due_soon": "Due soon",
+    "case_retry_approved": "Retry approved",
+    "case_restriction_lifted": "Restriction lifted",
+    "case_duplicate_request": "Same request received again",
+    "notification_requested": "Email requested",
+    "verification_failed": "Wrong identity code",
+    "export_assembled": "Export package assembled",
+    "export_downloaded": "Export downloaded",
+    "operator_approve": "Operator approved",
+    "operator_reject": "Operator rejected",
+    "operator_extend": "Operator extended the deadline",
+    "operator_lift": "Operator lifted the restriction",
+    "operator_resend": "Operator re-sent commands",
+    "subject_shredded": "Subject's key destroyed",
+}
+#: Detail keys worth a column in the timeline (others hold ids or are repeated elsewhere).
+DETAIL_KEYS = ("reason", "template", "system", "action", "status", "months", "due_at", "from", "to", "method",
+               "commands", "attempts", "systems")
+
+
+def rejection_reason(ground: str, text: str) -> str | None:
+    """The reason sent to the subject: the chosen ground, then the operator's words (either may be alone)."""
+    grounds = dict(REJECTION_GROUNDS)
+    chosen = grounds.get(ground, "")
+    text = text.strip()
+    if ground and not chosen:
+        return None
+    if chosen and text:
+        return f"{chosen}. {text}"
+    return chosen or text or None
+
+
+@dataclass(frozen=True)
+class Entry:
+    at: datetime
+    what: str
+    actor: str
+    detail: str
+    by_operator: bool
+
+
+def _who(actor: str) -> str:
+    if actor.startswith("operator:"):
+        return actor.removeprefix("operator:")
+    if actor.startswith("service:"):
+        return f"{actor.removeprefix('service:')} service"
+    return actor
+
+
+def _value(value: Any) -> str:
+    if isinstance(value, list):
+        return ", ".join(str(v) for v in value)
+    return str(value)
+
+
+def timeline(events: Sequence[Mapping[str, Any]]) -> list[Entry]:
+    """The case's audit entries as lines a person reads: when, what, who, and the detail that matters."""
+    entries = []
+    for event in events:
+        detail = event.get("detail") or {}
+        shown = "; ".join(f"{k.replace('_', ' ')}: {_value(detail[k])}" for k in DETAIL_KEYS
+                          if k in detail and detail[k] not in (None, "", []))
+        entries.append(Entry(
+            at=datetime.fromisoformat(event["at"]),
+            what=ACTIONS.get(event["action"], event["action"].replace("_", " ")),
+            actor=_who(str(event.get("actor", ""))),
+            detail=shown[:600],
+            by_operator=str(event.get("actor", "")).startswith("operator"),
+        ))
+    return entries
+
+
+def case_actions(case: Mapping[str, Any], now: datetime) -> set[str]:
+    """Which action forms the case page offers (the service decides; this hides what cannot apply)."""
+    status = case["status"]
+    actions: set[str] = set()
+    issued = any(step.get("command_id") for step in case.get("steps", ()))
+    if status == "identity_pending" or case.get("manual_review"):
+        actions.add("approve")
+    if status in ("received", "identity_pending", "in_progress") and not issued:
+        actions.add("reject")
+    if status in OPEN_STATUSES and not case.get("extended") and now < datetime.fromisoformat(case["original_due_at"]):
+        actions.add("extend")
+    if case["right"] == "restriction" and status == "completed":
+        actions.add("lift")
+    if any(step.get("command_id") and step.get("outcome") is None for step in case.get("steps", ())):
+        actions.add("resend")
+    return actions
+
+
+def waiting_systems(case: Mapping[str, Any]) -> list[str]:
+    """Systems with a command of this case not yet answered (re-send targets)."""
+    return sorted({s["system"] for s in case.get("steps", ()) if s.get("command_id") and s.get("outcome") is None})
+
+
+@dataclass(frozen=True)
+class Filters:
+    status: str = ""
+    right: str = ""
+    overdue: str = ""
+    review: str = ""
+    q: str = ""
+    page: int = 1
+
+    @classmethod
+    def from_query(cls, query: Mapping[str, str]) -> Filters:
+        status = query.get("status", "")
+        right = query.get("right", "")
+        try:
+            page = max(1, min(int(query.get("page", "1") or 1), 100_000))
+        except ValueError:
+            page = 1
+        return cls(
+            status=status if status in STATUSES else "",
+            right=right if right in RIGHTS else "",
+            overdue="true" if query.get("overdue") in ("true", "1", "on") else "",
+            review="true" if query.get("review") in ("true", "1", "on") else "",
+            q=(query.get("q") or "").strip()[:128],
+            page=page,
+        )
+
+    def service_query(self) -> dict[str, Any]:
+        return {"status": self.status, "right": self.right, "overdue": self.overdue, "review": self.review,
+                "q": self.q, "limit": PAGE_SIZE, "offset": (self.page - 1) * PAGE_SIZE, "total": "1"}
+
+    def link(self, **changes: Any) -> str:
+        values = {"status": self.status, "right": self.right, "overdue": self.overdue, "review": self.review,
+                  "q": self.q, "page": self.page, **changes}
+        query = {k: v for k, v in values.items() if v not in ("", None) and not (k == "page" and v == 1)}
+        return "/cases" + (f"?{urlencode(query)}" if query else "")
+
+
+def pages(total: int, page: int, size: int = PAGE_SIZE) -> tuple[int, bool, bool]:
+    """(last page, has previous, has next)."""
+    last = max(1, -(-total // size))
+    return last, page > 1, page < last
+
+
+def merge_debt(answers: Sequence[Mapping[str, Any]], now: datetime) -> dict[str, dict[str, Any]]:
+    """Per system, the commands both issuing services (consent, dsar) wait for: summed, oldest kept."""
+    merged: dict[str, dict[str, Any]] = {}
+    for answer in answers:
+        for row in answer.get("systems", ()):
+            item = merged.setdefault(row["system"], {"outstanding": 0, "overdue": 0, "oldest": None,
+                                                     "services": []})
+            item["outstanding"] += int(row["outstanding"])
+            item["overdue"] += int(row["overdue"])
+            oldest = datetime.fromisoformat(row["oldest"])
+            if item["oldest"] is None or oldest < item["oldest"]:
+                item["oldest"] = oldest
+            item["services"].append(answer.get("service", "?"))
+    for item in merged.values():
+        item["oldest_age"] = age(item["oldest"], now) if item["oldest"] else ""
+    return merged
+
+
+def age(then: datetime, now: datetime) -> str:
+    seconds = max(0, int((now - then.astimezone(UTC)).total_seconds()))
+    for unit, size in (("d", 86400), ("h", 3600), ("min", 60)):
+        if seconds >= size:
+            return f"{seconds // size} {unit}"
+    return f"{seconds} s"
+
+
+def short_date(value: str | None) -> str:
+    if not value:
+        return ""
+    return datetime.fromisoformat(value).astimezone(UTC).strftime("%Y-%m-%d %H:%M")
+
+
+def week_label(week: str) -> str:
+    """`2026-11-30` (a Monday) -> `W49`."""
+    return f"W{datetime.fromisoformat(week).isocalendar().week:02d}"

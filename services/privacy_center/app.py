@@ -1,0 +1,87 @@
+"""The privacy center, built by `create_app(settings)`: the pages kit's base app, this service's
+pages, its own schema and outbox, and the clients of the services it reads."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import AsyncIterator
+from datetime import UTC, date, datetime, timedelta
+from pathlib import Path
+
+from aiohttp import web
+
+from privacy_runtime.notice_secrets import NoticeSecrets
+from privacy_runtime.pages.app import KIT, create_base_app
+from privacy_runtime.pages.ratelimit import RateLimiter
+from privacy_runtime.pages.runtime import PageRuntime
+from privacy_runtime.tokens import MANAGE, TokenSigner
+from services.privacy_center import store, views
+from services.privacy_center.clients import Services
+from services.privacy_center.settings import PrivacyCenterSettings
+from services.privacy_center.texts import MESSAGES
+
+log = logging.getLogger(__name__)
+
+NAME = "privacy_center"
+HERE = Path(__file__).parent
+MONTHS = {
+    "sv": ("januari februari mars april maj juni juli augusti september oktober november december").split(),
+    "en": ("January February March April May June July August September October November December").split(),
+}
+
+
+def day(value: date | datetime, lang: str) -> str:
+    """A date as a person reads it, in Swedish time: 7 december 2026 / 7 December 2026."""
+    if isinstance(value, datetime):
+        from zoneinfo import ZoneInfo
+
+        value = value.astimezone(ZoneInfo("Europe/Stockholm")).date()
+    return f"{value.day} {MONTHS.get(lang, MONTHS['sv'])[value.month - 1]} {value.year}"
+
+
+def create_app(settings: PrivacyCenterSettings | None = None) -> web.Application:
+    settings = settings or PrivacyCenterSettings()  # type: ignore[call-arg]  # from the environment
+    runtime = PageRuntime(NAME, settings, HERE / "migrations", publishes=settings.outbox_relay)
+    app = create_base_app(
+        runtime, templates=HERE / "templates", messages=MESSAGES, session_cookie="privacy_center_session",
+        idle_seconds=settings.session_idle_minutes * 60, public_url=settings.privacy_center_url,
+    )
+    app[KIT].env.filters["day"] = day
+    center = views.Center(
+        settings=settings,
+        runtime=runtime,
+        services=Services(settings),
+        manage_tokens=TokenSigner(settings.master_key(), MANAGE, settings.previous_master_key()),
+        notice_secrets=NoticeSecrets(settings.master_key(), settings.previous_master_key()),
+        email_per_address=RateLimiter(settings.email_limit_per_address, views.HOUR),
+        email_per_client=RateLimiter(settings.email_limit_per_client, views.HOUR),
+        code_per_client=RateLimiter(settings.code_limit_per_client, views.HOUR),
+    )
+    app[views.CENTER] = center
+    views.add_routes(app)
+
+    async def housekeeping(_: web.Application) -> AsyncIterator[None]:
+        task = asyncio.create_task(_purge_loop(center), name="privacy-center-purge")
+        yield
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+        await center.services.close()
+
+    app.cleanup_ctx.append(housekeeping)
+    return app
+
+
+async def _purge_loop(center: views.Center) -> None:
+    while True:
+        try:
+            now = datetime.now(UTC)
+            async with center.runtime.transaction() as conn:
+                await store.purge(conn, now, now - timedelta(days=center.settings.notes_retention_days))
+        except asyncio.CancelledError:
+            raise
+        except Exception:
+            log.exception("privacy center housekeeping failed; next pass in an hour")
+        await asyncio.sleep(3600)

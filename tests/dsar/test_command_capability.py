@@ -1,0 +1,156 @@
+"""One downstream system cannot answer for another (the command id is the capability).
+
+Through the real stack: `partners` sees the request id in its own erase command and forges `accounts'`
+answer, first with the id the request id alone would give, then with accounts' real id under its own
+name. Neither settles anything: the case stays open until accounts itself answers.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from collections.abc import AsyncIterator
+from typing import Any
+
+import asyncpg
+import pytest
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
+
+from schemas.envelope import new_event
+from schemas.events import ErasureRequested, PrivacyAck, UserRegistered
+from schemas.topics import ERASURE_REQUESTED, EXTERNAL_SYSTEMS, PRIVACY_ACKS, USER_REGISTERED, command_topic
+from services.dsar import cases
+from tests.helpers import (
+    commit_group_offsets,
+    downstream_answer,
+    event_of,
+    get_json,
+    publish,
+    stop_player,
+    subject_id,
+    wait_until,
+)
+
+pytestmark = pytest.mark.stack
+
+#: Played by the test and not answered until it says so.
+HELD = ("accounts", "support")
+
+
+class Systems:
+    """Every external system; those in HELD keep their commands until `answer` is called."""
+
+    def __init__(self, bootstrap: str, group: str):
+        self.commands: dict[str, list[tuple[str, dict[str, Any]]]] = {}
+        self._consumer = AIOKafkaConsumer(*(command_topic(s) for s in EXTERNAL_SYSTEMS), bootstrap_servers=bootstrap,
+                                          group_id=group, auto_offset_reset="earliest")
+        self._producer = AIOKafkaProducer(bootstrap_servers=bootstrap, acks="all")
+        self._task: asyncio.Task[None] | None = None
+
+    async def start(self) -> None:
+        await self._producer.start()
+        await self._consumer.start()
+        self._task = asyncio.create_task(self._run())
+
+    async def stop(self) -> None:
+        await stop_player(self._task, self._consumer, self._producer)
+
+    async def _run(self) -> None:
+        async for message in self._consumer:
+            event = event_of(message)
+            if event is None or "subject" not in event:
+                continue
+            data = event["data"]
+            self.commands.setdefault(data["system"], []).append((event["subject"], data))
+            if data["system"] not in HELD:
+                await self.send(event["subject"], downstream_answer(event["subject"], data))
+
+    def received(self, system: str, subject: str, action: str) -> dict[str, Any] | None:
+        return next((d for s, d in self.commands.get(system, []) if s == subject and d["action"] == action), None)
+
+    async def send(self, subject: str, ack: dict[str, Any]) -> None:
+        event = new_event(PRIVACY_ACKS, PrivacyAck.model_validate(ack), subject=subject, source="urn:test:systems")
+        await self._producer.send_and_wait(PRIVACY_ACKS, key=subject.encode(), value=event.model_dump_json().encode())
+
+
+@pytest.fixture
+async def systems(stack) -> AsyncIterator[Systems]:  # type: ignore[no-untyped-def]
+    bootstrap = stack.endpoints.kafka_bootstrap
+    group = f"capability-systems-{uuid.uuid4().hex[:8]}"
+    await commit_group_offsets(bootstrap, group, [command_topic(s) for s in EXTERNAL_SYSTEMS], to_end=True)
+    played = Systems(bootstrap, group)
+    await played.start()
+    try:
+        yield played
+    finally:
+        await played.stop()
+
+
+async def test_a_forged_ack_leaves_the_case_open(stack, system, systems: Systems) -> None:  # type: ignore[no-untyped-def]
+    bootstrap, dsn = stack.endpoints.kafka_bootstrap, stack.endpoints.database_url
+    subject = subject_id("forged")
+    await publish(bootstrap, USER_REGISTERED, UserRegistered(email=f"{subject}@example.org", country="SE"),
+                  subject=subject)
+    request_id = uuid.uuid4()
+    await publish(bootstrap, ERASURE_REQUESTED, ErasureRequested(
+        request_id=request_id, ground="consent_withdrawn", identity_verified=True, requested_via="web_form"),
+        subject=subject)
+
+    async def commands_out() -> tuple[dict[str, Any], dict[str, Any], dict[str, Any]] | None:
+        found = (systems.received("partners", subject, "erase"), systems.received("accounts", subject, "erase"),
+                 systems.received("support", subject, "erase"))
+        return found if all(found) else None  # type: ignore[return-value]
+
+    partners, accounts, support = await wait_until(commands_out, timeout=90, what="the erase commands")
+    assert partners["request_id"] == str(request_id), "partners sees the request id"
+
+    # What partners can compute from what it sees: the id derived from the request id alone.
+    guessed = uuid.uuid5(cases.COMMAND_NAMESPACE, f"{request_id}:accounts:erase:-:1")
+    await systems.send(subject, {"command_id": str(guessed), "system": "accounts", "status": "done"})
+    # Accounts' real id (leaked, say) answered under another system's name: recorded, ignored.
+    await systems.send(subject, {"command_id": accounts["command_id"], "system": "partners", "status": "done"})
+    # Then support answers for real, after the forgeries on the subject's partition: once it is settled,
+    # dsar has read the forgeries too.
+    await systems.send(subject, downstream_answer(subject, support))
+
+    async def settled(command_id: str) -> bool:
+        conn = await asyncpg.connect(dsn)
+        try:
+            return bool(await conn.fetchval("SELECT acked_at IS NOT NULL FROM dsar.commands WHERE command_id = $1",
+                                            uuid.UUID(command_id)))
+        finally:
+            await conn.close()
+
+    await wait_until(lambda: settled(support["command_id"]), timeout=60, what="support's answer to be recorded")
+
+    async def others_settled() -> bool:  # every command but accounts' erase is answered (services included)
+        conn = await asyncpg.connect(dsn)
+        try:
+            open_ = await conn.fetch("SELECT system, action FROM dsar.commands WHERE request_id = $1 "
+                                     "AND acked_at IS NULL", request_id)
+            return {(r["system"], r["action"]) for r in open_} <= {("accounts", "erase")}
+        finally:
+            await conn.close()
+
+    await wait_until(others_settled, timeout=60, what="every other system's answer")
+    assert not await settled(accounts["command_id"]), "accounts' command is not settled by a forgery"
+    status, body = await get_json(f"{system['dsar'].url}/v1/requests/{request_id}")
+    assert status == 200 and body["status"] == "awaiting_systems", body
+    conn = await asyncpg.connect(dsn)
+    try:
+        keys = await conn.fetchval("SELECT count(*) FROM dsar.subject_keys WHERE subject = $1", subject)
+        ignored = await conn.fetch("SELECT detail FROM dsar.audit_log WHERE action = 'command_ack_ignored' "
+                                   "AND ref = $1", accounts["command_id"])
+    finally:
+        await conn.close()
+    assert keys == 1, "the subject's key is not shredded while accounts still holds the data"
+    assert ignored, "the answer under another system's name is recorded"
+
+    # Accounts' own answer completes the case.
+    await systems.send(subject, downstream_answer(subject, accounts))
+
+    async def completed() -> bool:
+        status, body = await get_json(f"{system['dsar'].url}/v1/requests/{request_id}")
+        return status == 200 and body["status"] == "completed"
+
+    await wait_until(completed, timeout=90, interval=0.5, what="the erasure to complete on accounts' answer")

@@ -1,0 +1,227 @@
+"""The office's pages in-process, fed by stand-in service answers (no stack): each page renders, needs
+a signed-in operator, carries CSRF tokens and no script, and each action calls the service operator
+endpoint it should, naming the operator."""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import re
+import uuid
+from collections.abc import AsyncIterator
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import pytest
+from aiohttp.test_utils import TestClient, TestServer
+
+from services.office.app import create_app
+from services.office.client import ServiceError
+from services.office.deadletters import DeadLetter
+from services.office.settings import OfficeSettings
+
+TOKEN = "bo-token-for-page-tests"
+NOW = datetime.now(UTC)
+RID = str(uuid.uuid4())
+CASE = {
+    "request_id": RID, "right": "objection", "status": "in_progress", "received_at": NOW.isoformat(),
+    "due_at": (NOW + timedelta(days=30)).isoformat(), "original_due_at": (NOW + timedelta(days=30)).isoformat(),
+    "extended": False, "subject": "u-1", "overdue": False, "identity_verified": True, "requested_via": "email",
+    "ground": None, "circumstance": None, "processing": "legitimate_interest", "export_format": None,
+    "corrected_fields": [], "fields_not_held": [], "extension_months": 0, "extension_reason": None,
+    "manual_review": True, "review_reason": "weigh the grounds", "reason": None, "closed_at": None,
+    "systems_told": [], "retained": [], "steps": [
+        {"system": "accounts", "action": "export", "purpose": None, "phase": 1, "attempt": 1,
+         "command_id": str(uuid.uuid4()), "outcome": None, "expect": None, "retained_basis": None}],
+}
+
+
+class FakeServices:
+    """Answers like the services' operator APIs; records every POST."""
+
+    def __init__(self) -> None:
+        self.posts: list[tuple[str, str, dict[str, Any], str | None]] = []
+        self.gets: list[tuple[str, str, dict[str, Any] | None]] = []
+
+    async def close(self) -> None:
+        return None
+
+    async def get(self, service: str, path: str, params: dict[str, Any] | None = None) -> Any:
+        self.gets.append((service, path, params))
+        if path == "/v1/admin/stats":
+            return {"counts": {"overdue": 1, "due_soon": 2, "awaiting_review": 3, "open_in_progress": 4},
+                    "weeks": [{"week": "2026-11-23", "received": 5, "completed": 2, "avg_days": 3.5}],
+                    "days_to_complete": [1, 0, 1]}
+        if path == "/v1/admin/commands":
+            return {"service": service, "systems": [{"system": "accounts", "outstanding": 2, "overdue": 1,
+                                                     "oldest": (NOW - timedelta(days=2)).isoformat(),
+                                                     "oldest_respond_by": NOW.isoformat()}],
+                    "outstanding": [{"request_id": RID, "action": "export", "purpose": None,
+                                     "created_at": NOW.isoformat(), "respond_by": NOW.isoformat(), "attempts": 2,
+                                     "overdue": True, "failed": False}] if (params or {}).get("system") else []}
+        if path == "/v1/admin/emails":
+            return {"totals": {"queued": 1, "failed": 2, "sent": 9}}
+        if path == "/v1/admin/requests":
+            return {"requests": [CASE], "count": 1, "total": 1}
+        if path.endswith("/timeline"):
+            if RID not in path:
+                raise ServiceError("dsar", 404, "unknown request")
+            return {"case": CASE, "events": [
+                {"seq": 1, "at": NOW.isoformat(), "action": "case_received", "actor": "service:dsar", "detail": {}},
+                {"seq": 2, "at": NOW.isoformat(), "action": "operator_approve", "actor": "operator:bo",
+                 "detail": {"status": "identity_pending"}}],
+                "commands": [{"system": "accounts", "action": "export", "purpose": None, "sent_at": NOW.isoformat(),
+                              "respond_by": NOW.isoformat(), "attempts": 1, "answered_at": None, "answer": None}]}
+        if path == "/v1/admin/audit/verify":
+            if service == "dsar":
+                return {"service": "dsar", "entries": 10, "ok": False, "problem_count": 1,
+                        "first_broken": {"seq": 7, "at": NOW.isoformat(), "action": "case_received",
+                                         "actor": "mallory", "ref": RID, "problem": "row was altered"}}
+            return {"service": service, "entries": 3, "ok": True, "problem_count": 0, "first_broken": None}
+        raise AssertionError(f"unexpected GET {service} {path}")
+
+    async def post(self, service: str, path: str, body: dict[str, Any], operator: str | None = None) -> Any:
+        self.posts.append((service, path, body, operator))
+        if path.endswith("/resend") and path.startswith("/v1/admin/commands"):
+            return {"resent": 1}
+        return {}
+
+
+class FakeReader:
+    async def counts(self) -> dict[str, int]:
+        return {"user-registered.dlq": 1}
+
+    async def newest(self, per_topic: int) -> dict[str, list[DeadLetter]]:
+        return {"user-registered.dlq": [DeadLetter("user-registered.dlq", 0, 4, NOW, "u-9", "not JSON",
+                                                   "user-registered", "0", "12", "consent")]}
+
+
+class FakeRuntime:
+    name = "office"
+
+    def __init__(self, settings: OfficeSettings) -> None:
+        self.settings = settings
+        self.dead_letters = FakeReader()
+
+    async def start(self) -> None:
+        return None
+
+    async def stop(self) -> None:
+        return None
+
+    async def ready(self) -> dict[str, str]:
+        return {"runtime": "started"}
+
+    @property
+    def pool(self) -> Any:
+        raise AssertionError("no database in page tests")
+
+
+@pytest.fixture
+async def client(monkeypatch: pytest.MonkeyPatch) -> AsyncIterator[tuple[TestClient, FakeServices]]:
+    monkeypatch.setenv("PRIVACY_MASTER_KEY", base64.b64encode(b"p" * 32).decode())
+    monkeypatch.setenv("ADMIN_TOKEN", "admin-page-token")
+    monkeypatch.setenv("OFFICE_OPERATORS", f"bo:{hashlib.sha256(TOKEN.encode()).hexdigest()}")
+    settings = OfficeSettings()  # type: ignore[call-arg]
+    fake = FakeServices()
+    app = create_app(settings, FakeRuntime(settings), fake)  # type: ignore[arg-type]
+    async with TestClient(TestServer(app)) as test_client:
+        yield test_client, fake
+
+
+def csrf(html: str) -> str:
+    found = re.search(r'name="csrf_token" value="([^"]+)"', html)
+    assert found, "no CSRF token on the page"
+    return found.group(1)
+
+
+async def signed_in(client: TestClient) -> str:
+    page = await (await client.get("/sign-in")).text()
+    answer = await client.post("/sign-in", data={"csrf_token": csrf(page), "token": TOKEN}, allow_redirects=False)
+    assert answer.status == 303 and answer.headers["Location"] == "/"
+    return csrf(await (await client.get("/")).text())
+
+
+@pytest.mark.parametrize("path", ["/", "/cases", f"/cases/{RID}", "/intake", "/systems", "/systems?system=accounts",
+                                  "/dead-letters", "/audit"])
+async def test_every_page_renders_for_an_operator_only(client: tuple[TestClient, FakeServices], path: str) -> None:
+    test_client, _ = client
+    answer = await test_client.get(path, allow_redirects=False)
+    assert answer.status == 303 and answer.headers["Location"] == "/sign-in"
+    await signed_in(test_client)
+    answer = await test_client.get(path)
+    html = await answer.text()
+    assert answer.status == 200, html
+    assert "<script" not in html.lower() and " style=" not in html.lower()
+    assert "Content-Security-Policy" in answer.headers
+    assert "Signed in as <strong>bo</strong>" in html
+
+
+async def test_pages_show_what_the_services_say(client: tuple[TestClient, FakeServices]) -> None:
+    test_client, fake = client
+    await signed_in(test_client)
+    overview = await (await test_client.get("/")).text()
+    assert overview.count('role="img"') == 2 and "user-registered.dlq" in overview
+    audit = await (await test_client.get("/audit")).text()
+    assert "row 7: case_received by mallory" in audit and "broken" in audit
+    assert "not checked" in audit  # the office's own chain: no database here
+    token = csrf(audit)
+    before = len(fake.gets)
+    await test_client.post("/audit/verify", data={"csrf_token": token})
+    assert [g for g in fake.gets[before:] if g[1] == "/v1/admin/audit/verify" and g[2]] == [
+        (s, "/v1/admin/audit/verify", {"fresh": "true"}) for s in ("consent", "dsar", "notifier")]
+    case = await (await test_client.get(f"/cases/{RID}")).text()
+    assert "Operator approved" in case and "<strong>bo</strong>" in case
+    for action in ("approve", "extend", "resend"):
+        assert f'action="/cases/{RID}/{action}"' in case
+    assert f'action="/cases/{RID}/lift"' not in case  # not a completed restriction
+    assert f'action="/cases/{RID}/reject"' not in case  # commands are out: systems may have acted
+    dead = await (await test_client.get("/dead-letters")).text()
+    assert "not JSON" in dead and 'action="/dead-letters/replay"' in dead
+    assert (await test_client.get(f"/cases/{uuid.uuid4()}")).status == 404
+
+
+async def test_actions_call_the_services_under_the_operators_name(client: tuple[TestClient, FakeServices]) -> None:
+    test_client, fake = client
+    token = await signed_in(test_client)
+    answer = await test_client.post(f"/cases/{RID}/reject", allow_redirects=False, data={
+        "csrf_token": token, "ground": "legitimate_grounds", "reason": "Fraud checks need it."})
+    assert answer.status == 303
+    service, path, body, operator = fake.posts[-1]
+    assert (service, path, operator) == ("dsar", f"/v1/admin/requests/{RID}/reject", "bo")
+    assert body["reason"].startswith("Compelling legitimate grounds") and body["reason"].endswith("Fraud checks need it.")
+    await test_client.post(f"/cases/{RID}/extend", data={"csrf_token": token, "months": "2", "reason": "Slow."})
+    assert fake.posts[-1][1:] == (f"/v1/admin/requests/{RID}/extend", {"months": 2, "reason": "Slow."}, "bo")
+    other = str(uuid.uuid4())
+    await test_client.post("/cases/approve", data=[("csrf_token", token), ("request_id", RID), ("request_id", other)])
+    assert [p[1] for p in fake.posts[-2:]] == [f"/v1/admin/requests/{RID}/approve", f"/v1/admin/requests/{other}/approve"]
+    await test_client.post("/systems/accounts/resend", data={"csrf_token": token})
+    assert [(p[0], p[1], p[2]) for p in fake.posts[-2:]] == [
+        ("dsar", "/v1/admin/commands/resend", {"system": "accounts"}),
+        ("consent", "/v1/admin/commands/resend", {"system": "accounts"})]
+    count = len(fake.posts)
+    # Refused: no CSRF token, a forged one, a rejection without any reason, an extension of 3 months.
+    assert (await test_client.post(f"/cases/{RID}/approve", data={})).status == 403
+    assert (await test_client.post(f"/cases/{RID}/approve", data={"csrf_token": "x" * 43})).status == 403
+    await test_client.post(f"/cases/{RID}/reject", data={"csrf_token": token, "ground": "", "reason": " "})
+    await test_client.post(f"/cases/{RID}/extend", data={"csrf_token": token, "months": "3", "reason": "x"})
+    assert len(fake.posts) == count
+
+
+async def test_a_wrong_token_and_a_signed_out_browser_are_refused(client: tuple[TestClient, FakeServices]) -> None:
+    test_client, fake = client
+    page = await (await test_client.get("/sign-in")).text()
+    token = csrf(page)
+    answer = await test_client.post("/sign-in", data={"csrf_token": token, "token": "guess"})
+    assert answer.status == 401 and "That token is not valid." in await answer.text()
+    # The session is valid (CSRF passes) but nobody is signed in: actions are refused.
+    assert (await test_client.post(f"/cases/{RID}/approve", data={"csrf_token": token})).status == 403
+    assert fake.posts == []
+    token = await signed_in(test_client)
+    answer = await test_client.post("/sign-out", data={"csrf_token": token}, allow_redirects=False)
+    assert answer.status == 303
+    assert (await test_client.get("/cases", allow_redirects=False)).status == 303
+    # ADMIN_TOKEN signs in as admin.
+    page = await (await test_client.get("/sign-in")).text()
+    await test_client.post("/sign-in", data={"csrf_token": csrf(page), "token": "admin-page-token"})
+    assert "Signed in as <strong>admin</strong>" in await (await test_client.get("/")).text()
