@@ -18,14 +18,14 @@ from typing import Any
 
 import jinja2
 
-from privacy_runtime import vocabulary
+from privacy_runtime import summary, vocabulary
 from privacy_runtime.datamap import DataMap
 from privacy_runtime.pages.i18n import Catalogue
 from privacy_runtime.pages.rendering import STYLESHEET, environment, translator
 from services.dsar.package_texts import REPORT_MESSAGES
 
 TEMPLATES = Path(__file__).with_name("templates")
-CATALOGUE = Catalogue(REPORT_MESSAGES)
+CATALOGUE = Catalogue({**REPORT_MESSAGES, **summary.SUMMARY_MESSAGES})
 #: Values shown per system before the rest is left to the JSON and CSV files beside the report.
 MAX_ROWS_PER_SYSTEM = 2000
 
@@ -84,18 +84,12 @@ def _system_sections(package: Mapping[str, Any], data_map: DataMap, lang: str) -
         entry = data_map.get(system_id)
         data = section.get("data") if isinstance(section, Mapping) else None
         shown = list(rows(data or {}, lang))
+        facts = summary.system_summary(entry, data_map, lang) if entry else {
+            "id": system_id, "categories": [], "purposes": [], "retention": "", "location": "",
+            "transfer_mechanism": "", "internal": False}
         sections.append({
-            "id": system_id,
+            **facts,
             "held": section.get("status") == "done" if isinstance(section, Mapping) else False,
-            "categories": list(entry.holds) if entry else [],
-            "purposes": [
-                {"id": p, "legal_basis": vocabulary.localized(data_map.purposes.get(p), "legal_basis", lang)}
-                for p in (entry.purposes if entry else ())
-            ],
-            "retention": vocabulary.localized(entry, "retention", lang) if entry else "",
-            "location": vocabulary.localized(entry, "location", lang) if entry else "",
-            "transfer_mechanism": vocabulary.localized(entry, "transfer_mechanism", lang) if entry else "",
-            "internal": bool(entry and entry.internal),
             "rows": shown[:MAX_ROWS_PER_SYSTEM],
             "more_rows": max(0, len(shown) - MAX_ROWS_PER_SYSTEM),
         })

@@ -11,7 +11,7 @@ from privacy_runtime.web import ApiView, HttpError, route
 from services.notifier import rules, store
 from services.notifier.app import app, runtime
 
-#: An address as the operators' lookup takes it: one @ with something either side (the OpenAPI pattern).
+#: An address as the subject lookup takes it: one @ with something either side (the OpenAPI pattern).
 EMAIL_SHAPE = re.compile(r"[^@]+@[^@]+")
 
 
@@ -59,30 +59,16 @@ class AdminEmails(ApiView):
         )
 
 
-@route(app, runtime, "/v1/internal/subjects/lookup", "internal_subject_lookup")
-class InternalSubjectLookup(ApiView):
-    """`POST {"email": ...}` (bearer SERVICE_TOKEN): the subjects whose address this is, found by the
-    directory's keyed hash (HMAC) of the normalised address, for the privacy center's sign-in email. The
-    address travels in the body, never in a URL or a log; internal only, never public."""
+class SubjectLookup(ApiView):
+    """`POST {"email": ...}`: the subjects whose address this is, found by the directory's keyed hash
+    (HMAC) of the normalised address, erased subjects left out. The address travels in the body, never
+    in a URL or a log. One lookup behind two credentials: each path says only who may ask."""
+
+    def authorize(self, request: Request) -> None:
+        raise NotImplementedError
 
     async def post(self, request: Request) -> Response:
-        require_service(runtime.settings, request.headers.get("Authorization"))
-        email = (await self.json_body(request)).get("email")
-        if not isinstance(email, str) or "@" not in email or len(email) > 320:
-            raise HttpError(400, "'email' must be an email address")
-        async with runtime.pool.acquire() as conn:
-            subjects = await store.subjects_by_email_hash(conn, runtime.keyring.keyed_hash("email", email))
-            erased = await runtime.keyring.erased_among(conn, subjects) if subjects else {}
-        return self.json({"subjects": [s for s in subjects if s not in erased]})
-
-
-@route(app, runtime, "/v1/admin/subjects/lookup", "admin_subject_lookup")
-class AdminSubjectLookup(ApiView):
-    """`POST {"email": ...}`: the subjects whose address this is, found by the directory's keyed hash of
-    the normalised address (the address itself is never stored in the clear, nor put in a URL or log)."""
-
-    async def post(self, request: Request) -> Response:
-        self.require_admin(request)
+        self.authorize(request)
         email = (await self.json_body(request)).get("email")
         if not isinstance(email, str) or not 3 <= len(email) <= 320 or not EMAIL_SHAPE.fullmatch(email):
             raise HttpError(400, "'email' must be an email address (one @, at most 320 characters)")
@@ -90,3 +76,19 @@ class AdminSubjectLookup(ApiView):
             subjects = await store.subjects_by_email_hash(conn, runtime.keyring.keyed_hash("email", email))
             erased = await runtime.keyring.erased_among(conn, subjects) if subjects else {}
         return self.json({"subjects": [s for s in subjects if s not in erased]})
+
+
+@route(app, runtime, "/v1/internal/subjects/lookup", "internal_subject_lookup")
+class InternalSubjectLookup(SubjectLookup):
+    """Bearer SERVICE_TOKEN: for the privacy center's sign-in email; internal only, never public."""
+
+    def authorize(self, request: Request) -> None:
+        require_service(runtime.settings, request.headers.get("Authorization"))
+
+
+@route(app, runtime, "/v1/admin/subjects/lookup", "admin_subject_lookup")
+class AdminSubjectLookup(SubjectLookup):
+    """Bearer ADMIN_TOKEN: for the office's operators."""
+
+    def authorize(self, request: Request) -> None:
+        self.require_admin(request)

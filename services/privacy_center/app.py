@@ -12,6 +12,8 @@ from pathlib import Path
 
 from aiohttp import web
 
+from privacy_runtime import vocabulary
+from privacy_runtime.datamap import load_data_map
 from privacy_runtime.notice_secrets import NoticeSecrets
 from privacy_runtime.pages.app import KIT, create_base_app
 from privacy_runtime.pages.ratelimit import RateLimiter
@@ -49,6 +51,7 @@ def create_app(settings: PrivacyCenterSettings | None = None) -> web.Application
         idle_seconds=settings.session_idle_minutes * 60, public_url=settings.privacy_center_url,
     )
     app[KIT].env.filters["day"] = day
+    vocabulary.install(app[KIT].env)
     center = views.Center(
         settings=settings,
         runtime=runtime,
@@ -58,6 +61,7 @@ def create_app(settings: PrivacyCenterSettings | None = None) -> web.Application
         email_per_address=RateLimiter(settings.email_limit_per_address, views.HOUR),
         email_per_client=RateLimiter(settings.email_limit_per_client, views.HOUR),
         code_per_client=RateLimiter(settings.code_limit_per_client, views.HOUR),
+        data_map=load_data_map(settings.data_map_path),
     )
     app[views.CENTER] = center
     views.add_routes(app)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from privacy_runtime.summary import SUMMARY_MESSAGES
+
 M = dict[str, dict[str, str]]
 
 
@@ -72,6 +74,10 @@ PAGES: M = {
     # me
     "me.title": _both("Mina uppgifter", "My data"),
     "me.intro": _both("Så här använder vi dina personuppgifter just nu.", "This is how we use your personal data now."),
+    "me.held.intro": _both("Samma sammanfattning som i kopian av dina uppgifter: varje system, vad det har, varför, "
+                           "hur länge, var och vem som tar emot det.",
+                           "The same summary as in the copy of your data: each system, what it holds, why, for how "
+                           "long, where and who receives it."),
     "me.purposes.title": _both("Vad vi använder dina uppgifter till", "What we use your data for"),
     "me.purposes.intro": _both(
         "Det som bygger på ditt samtycke kan du slå på och av. Ändringen gäller alla våra system "
@@ -280,4 +286,4 @@ PURPOSE_TEXTS: M = {
     "basis.none": _both("Ingen", "None"),
 }
 
-MESSAGES: M = {**PAGES, **PURPOSE_TEXTS}
+MESSAGES: M = {**PAGES, **PURPOSE_TEXTS, **SUMMARY_MESSAGES}

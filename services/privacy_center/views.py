@@ -15,6 +15,8 @@ from datetime import UTC, datetime, timedelta
 
 from aiohttp import web
 
+from privacy_runtime import summary
+from privacy_runtime.datamap import DataMap
 from privacy_runtime.notice_secrets import NoticeSecrets
 from privacy_runtime.pages.app import (
     PageError,
@@ -52,6 +54,7 @@ class Center:
     email_per_address: RateLimiter
     email_per_client: RateLimiter
     code_per_client: RateLimiter
+    data_map: DataMap
 
 
 CENTER: web.AppKey[Center] = web.AppKey("privacy_center", Center)
@@ -231,6 +234,7 @@ async def me(request: web.Request) -> web.Response:
         submissions={name: str(uuid.uuid4()) for name in ("consents", *domain.RIGHTS)},
         formats=domain.FORMATS, grounds=domain.GROUNDS, circumstances=domain.CIRCUMSTANCES,
         processings=domain.PROCESSINGS, rectifiable=domain.RECTIFIABLE,
+        systems=summary.summary(center.data_map, lang_of(request)),
     )
 
 

@@ -8,12 +8,17 @@ from typing import Any
 
 import pytest
 
+from privacy_runtime import vocabulary
+from privacy_runtime.datamap import load_data_map
+from privacy_runtime.settings import DEFAULT_DATA_MAP
+from privacy_runtime.summary import SUMMARY_MESSAGES
 from schemas.events import DsarDetails, DsarRequested
 from schemas.topics import DSAR_REQUESTED
 from tests.browser_kit import DESKTOP, PHONE, assert_accessible, assert_no_script, new_page, screenshot
 from tests.helpers import publish
 from tests.privacy_center.support import code_for, register, sign_in, sign_in_links
 
+DATA_MAP = load_data_map(DEFAULT_DATA_MAP)
 pytestmark = [pytest.mark.stack, pytest.mark.browser]
 
 
@@ -22,6 +27,20 @@ async def _shot(page: Any, name: str, lang: str) -> None:
     assert_no_script(await page.content())
     await screenshot(page, name, lang)
     await assert_accessible(page)
+
+
+async def _check_summary(page: Any, lang: str) -> None:
+    """/me shows the access report's summary of every system, in the page's language."""
+    assert await page.inner_text("#held") == SUMMARY_MESSAGES["summary.title"][lang]
+    for entry in DATA_MAP.systems.values():
+        section = page.locator(f"section[aria-labelledby='system-{entry.id}']")
+        assert await section.locator("h3").inner_text() == vocabulary.word("system", entry.id, lang)
+        text = await section.inner_text()
+        for attribute in ("retention", "location", "transfer_mechanism"):
+            assert vocabulary.localized(entry, attribute, lang) in text, (entry.id, attribute)
+        assert SUMMARY_MESSAGES["summary.retention"][lang] in text
+        for purpose in entry.purposes:
+            assert vocabulary.word("purpose", purpose, lang) in text, (entry.id, purpose)
 
 
 @pytest.mark.parametrize("viewport", [PHONE, DESKTOP], ids=["360", "1280"])
@@ -41,6 +60,7 @@ async def test_every_page(stack, center_system, browser, viewport: dict[str, int
         await _shot(page, "start-invalid", lang)
         link = await sign_in(page, stack, center, address)
         await _shot(page, "me", lang)
+        await _check_summary(page, lang)
         await page.check("input[name=marketing_email][value=off]")
         await page.click("form[action='/me/consents'] button[type=submit]")
         await _shot(page, "done-consents", lang)
