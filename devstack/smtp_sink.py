@@ -82,14 +82,15 @@ class MaildirHandler:
         content = envelope.original_content or envelope.content
         if isinstance(content, str):
             content = content.encode("utf-8")
-        peer = session.peer[0] if session.peer else "unknown"
+        # The client's port too: it tells one SMTP session's messages from another's.
+        peer = f"[{session.peer[0]}]:{session.peer[1]}" if session.peer else "[unknown]"
         helo = session.host_name or "unknown"
         now = format_datetime(localtime())
         for rcpt in envelope.rcpt_tos:
             head = (
                 f"Return-Path: <{envelope.mail_from}>\r\n"
                 f"Delivered-To: {rcpt}\r\n"
-                f"Received: from {helo} ([{peer}]) by {HOSTNAME} for <{rcpt}>; {now}\r\n"
+                f"Received: from {helo} ({peer}) by {HOSTNAME} for <{rcpt}>; {now}\r\n"
             ).encode()
             self._store(rcpt, head + content)
         print(

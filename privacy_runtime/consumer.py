@@ -65,6 +65,14 @@ POLL_BATCHES = 4
 COMMIT_EVERY = 0.2
 
 
+def committable(
+    offsets: dict[TopicPartition, OffsetAndMetadata], assigned: set[TopicPartition]
+) -> tuple[dict[TopicPartition, OffsetAndMetadata], set[TopicPartition]]:
+    """The offsets this member may still commit (its partitions now), and the partitions it no longer has."""
+    gone = {tp for tp in offsets if tp not in assigned}
+    return {tp: offset for tp, offset in offsets.items() if tp in assigned}, gone
+
+
 class _FinishBeforeRevoke(ConsumerRebalanceListener):  # type: ignore[misc]
     def __init__(self, owner: BatchConsumer):
         self.owner = owner
@@ -234,6 +242,16 @@ class BatchConsumer:
             self._commit_wanted.clear()
             offsets, self._to_commit = self._to_commit, {}
             if not offsets or self._consumer is None:
+                return
+            offsets, gone = committable(offsets, self._consumer.assignment())
+            if gone:
+                # Applied here, then taken away by a rebalance before they were committed: the new
+                # owner re-delivers them and the claims make that a no-op. Kept, they would make every
+                # later commit of this member fail (aiokafka refuses a partition it no longer has), and
+                # its own partitions' offsets would never be committed again.
+                log.warning("offsets of %d partitions taken away by a rebalance not committed; their new owner "
+                            "re-delivers those batches", len(gone))
+            if not offsets:
                 return
             try:
                 await self._consumer.commit(offsets)

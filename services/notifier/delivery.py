@@ -31,14 +31,16 @@ for up to SHUTDOWN_GRACE_SECONDS; then the untried rest is handed back.
 
 Failures: a 4xx reply to an email is temporary: the row goes back to `queued` with exponential backoff
 and jitter (EMAIL_RETRY_BASE_SECONDS doubling up to EMAIL_RETRY_MAX_SECONDS) until
-EMAIL_GIVE_UP_AFTER_SECONDS. A failure of the relay itself (unreachable, TLS, a refused EHLO/HELO or
-login such as 535 for a wrong password, a refused MAIL FROM such as 530 "STARTTLS first", a dropped
-connection) is no email's fault, whatever its code: the process pauses sending with that backoff (by
-the relay's failures in a row), reopens the connection after it, and logs a warning. The emails stay
-due meanwhile (no backoff of their own), so `privacy_email_oldest_due_seconds` keeps growing through an
-outage however long the pauses get. Only a 5xx refusal of the recipient (RCPT) or of the message (after
-DATA), or a message that can never be rendered, is permanent: the row becomes `failed` and an audit
-entry records it. No row is ever deleted, so nothing is lost.
+EMAIL_GIVE_UP_AFTER_SECONDS. The backoff only says when it may be tried again: it keeps its place in the
+queue (claimed by when it was queued), so once due it goes before the emails queued after it. A failure
+of the relay itself (unreachable, TLS, a refused EHLO/HELO or login such as 535 for a wrong password, a
+refused MAIL FROM such as 530 "STARTTLS first", a dropped connection) is no email's fault, whatever its
+code: the process pauses sending with that backoff (by the relay's failures in a row), reopens the
+connection after it, and logs a warning. The emails stay due meanwhile (no backoff of their own), so
+`privacy_email_oldest_due_seconds` keeps growing through an outage however long the pauses get. Only a
+5xx refusal of the recipient (RCPT) or of the message (after DATA), or a message that can never be
+rendered, is permanent: the row becomes `failed` and an audit entry records it. No row is ever deleted,
+so nothing is lost.
 
 The crash window (the only way an email can be sent twice): an email is marked `sent` only after the
 relay accepted it, so a crash can never lose one. If the process dies *after* the relay accepted the

@@ -215,13 +215,17 @@ async def claim_due(conn: asyncpg.Connection, limit: int) -> list[asyncpg.Record
     """Claim due rows for this sender: `sending`, stamped with the claim time, attempts counted.
 
     Notices to one person go before fanned-out notices, so a verification code never waits for a
-    merger notice to reach the whole directory."""
+    merger notice to reach the whole directory. Within a priority the oldest go first, by when they
+    were queued, not by when they became due: an email retried after a temporary refusal (or handed
+    back by a crashed or cut round) keeps its place, instead of going behind every email queued
+    after it (a relay refusing for a few seconds during a big fan-out would otherwise send each
+    email it refused to the back of the whole backlog)."""
     return await conn.fetch(
         """
         WITH due AS (
             SELECT notification_id FROM emails
             WHERE status = 'queued' AND next_attempt_at <= now()
-            ORDER BY priority, next_attempt_at
+            ORDER BY priority, created_at
             LIMIT $1
             FOR UPDATE SKIP LOCKED
         )
@@ -301,9 +305,13 @@ async def mark_retry(
     *,
     count_attempt: bool = True,
 ) -> None:
+    """Back to the queue: due again after `delay_seconds`; with no delay (handed back untried, or held
+    while the relay fails) it keeps the time it became due, so its wait shows in the oldest-due age."""
     await conn.execute(
         """
-        UPDATE emails SET status = 'queued', next_attempt_at = now() + make_interval(secs => $3),
+        UPDATE emails SET status = 'queued',
+                          next_attempt_at = CASE WHEN $3::float8 > 0 THEN now() + make_interval(secs => $3::float8)
+                                                 ELSE least(next_attempt_at, now()) END,
                           last_error = $4, updated_at = now(),
                           attempts = CASE WHEN $5 THEN attempts ELSE greatest(0, attempts - 1) END
         WHERE notification_id = $1 AND status = 'sending' AND claimed_at = $2
