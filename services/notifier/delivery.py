@@ -368,22 +368,28 @@ class Sender:
             recipient = None
             params = None
             if entry is not None and subject not in erased:
-                email = await self.keyring.decrypt(conn, subject, "email", entry["email_sealed"])
-                if email is None:  # key gone: erased in the meantime
-                    erased.add(subject)
-                else:
-                    recipient = rules.Recipient(
-                        subject=subject,
-                        email=email,
-                        name=await self.keyring.decrypt(conn, subject, "name", entry["name_sealed"]),
-                        locale=entry["locale"],
-                        country=entry["country"],
-                        restricted=entry["restricted"],
-                    )
-                    sealed = row["params_sealed"]
-                    if sealed is not None:
-                        plain = await self.keyring.decrypt(conn, subject, params_field(row["notification_id"]), sealed)
-                        params = json.loads(plain) if plain else None
+                try:
+                    email = await self.keyring.decrypt(conn, subject, "email", entry["email_sealed"])
+                    if email is None:  # key gone: erased in the meantime
+                        erased.add(subject)
+                    else:
+                        recipient = rules.Recipient(
+                            subject=subject,
+                            email=email,
+                            name=await self.keyring.decrypt(conn, subject, "name", entry["name_sealed"]),
+                            locale=entry["locale"],
+                            country=entry["country"],
+                            restricted=entry["restricted"],
+                        )
+                        sealed = row["params_sealed"]
+                        if sealed is not None:
+                            plain = await self.keyring.decrypt(
+                                conn, subject, params_field(row["notification_id"]), sealed
+                            )
+                            params = json.loads(plain) if plain else None
+                except DecryptionFailed as exc:  # this email fails, not the batch (the claim would repeat)
+                    batch.append(Claimed(row, None, False, None, problem=f"cannot open the recipient's entry: {exc}"))
+                    continue
             batch.append(Claimed(row, recipient, subject in erased, params))
         holds = await store.erasure_holds(conn, subjects)  # verified erasure cases: only their own emails
         return [replace(item, held=rules.held_for_erasure(holds.get(item.row["subject"], frozenset()), item.params))

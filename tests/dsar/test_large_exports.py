@@ -10,8 +10,10 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import io
 import json
 import uuid
+import zipfile
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -90,7 +92,9 @@ async def _package(dsn: str, request_id: uuid.UUID) -> dict[str, Any]:
         key = await keyring.data_key(conn, row["subject"], create=False)
         assert key is not None
         body = open_sealed(key, bytes(row["package_sealed"]), f"export:{row['token_hash']}".encode())
-        return dict(json.loads(body))
+        with zipfile.ZipFile(io.BytesIO(body)) as archive:  # the report, then package.json
+            [name] = [n for n in archive.namelist() if n.endswith("/package.json")]
+            return dict(json.loads(archive.read(name)))
     finally:
         await conn.close()
 

@@ -413,6 +413,27 @@ async def test_a_final_notice_whose_key_does_not_open_fails_alone(sending: Runti
     assert [rcpt for rcpt, _ in relay.received] == ["ok-e5@relay.example"]
 
 
+async def test_a_recipient_whose_entry_does_not_open_fails_alone(sending: Runtime, relay: Relay) -> None:
+    """A directory entry sealed under a key that no longer opens it (a key store restored from another
+    backup, say) fails that email alone; every other email still goes (a failing batch would be claimed
+    again forever and hold up the whole queue)."""
+    await fill_directory(sending, ["ok-e6", "ok-e7"], domain="relay.example")
+    broken = await queue(sending, "ok-e6")
+    async with sending.pool.acquire() as conn:
+        await conn.execute("UPDATE recipients SET email_sealed = set_byte(email_sealed, 20, "
+                           "get_byte(email_sealed, 20) # 255) WHERE subject = 'ok-e6'")
+    other = await queue(sending, "ok-e7")
+    sender = sender_for(sending)
+    try:
+        await sender.send_round()
+    finally:
+        await sender.mailer.close()
+    failed = await row(sending, broken)
+    assert failed["status"] == "failed" and "recipient's entry" in failed["last_error"]
+    assert (await row(sending, other))["status"] == "sent"
+    assert [rcpt for rcpt, _ in relay.received] == ["ok-e7@relay.example"]
+
+
 async def test_an_erasure_without_a_request_keeps_no_address(sending: Runtime) -> None:
     await fill_directory(sending, ["ok-e3"], domain="relay.example")
     assert await erase(sending, "ok-e3", None) == "done"
