@@ -261,3 +261,20 @@ class OutboxRelay:
         if data_key is None:
             return None
         return open_sealed(data_key, bytes(row["value"]), f"outbox:{row['subject']}".encode())
+
+
+async def close_publishing(
+    relay: OutboxRelay | None, producer: AIOKafkaProducer | None, *pools: asyncpg.Pool | None
+) -> None:
+    """The end of every runtime: drain what is already committed (it leaves now rather than at the
+    next start), then stop the producer and close the pools."""
+    if relay is not None:
+        try:
+            await asyncio.wait_for(relay.publish_pending(), timeout=5)
+        except Exception as exc:
+            log.warning("outbox drain at shutdown incomplete: %s", exc)
+    if producer is not None:
+        await producer.stop()
+    for pool in pools:
+        if pool is not None:
+            await pool.close()

@@ -38,7 +38,7 @@ from privacy_runtime.kafka import (
 )
 from privacy_runtime.logs import configure_logging, logging_config
 from privacy_runtime.migrations import apply_keystore_migrations, apply_migrations
-from privacy_runtime.outbox import Outbox, OutboxRelay
+from privacy_runtime.outbox import Outbox, OutboxRelay, close_publishing
 from privacy_runtime.processor import Handler, StreamProcessor
 from privacy_runtime.settings import ServiceSettings
 
@@ -268,18 +268,7 @@ class ServiceRuntime:
         for task in self._background:
             task.cancel()
         await asyncio.gather(*self._background, return_exceptions=True)
-        if self._relay is not None:
-            # Drain what is already committed so shutdown leaves nothing waiting.
-            try:
-                await asyncio.wait_for(self._relay.publish_pending(), timeout=5)
-            except Exception as exc:
-                log.warning("outbox drain at shutdown incomplete: %s", exc)
-        if self._producer is not None:
-            await self._producer.stop()
-        if self._pool is not None:
-            await self._pool.close()
-        if self._keystore_pool is not None:
-            await self._keystore_pool.close()
+        await close_publishing(self._relay, self._producer, self._pool, self._keystore_pool)
         log.info("%s runtime stopped", self.name)
 
     async def _wait_for_kafka(self) -> None:

@@ -22,7 +22,7 @@ from privacy_runtime.crypto import KeyRing
 from privacy_runtime.db import create_pool
 from privacy_runtime.kafka import make_producer, start_producer_with_backoff
 from privacy_runtime.migrations import apply_keystore_migrations, apply_migrations
-from privacy_runtime.outbox import Outbox, OutboxRelay
+from privacy_runtime.outbox import Outbox, OutboxRelay, close_publishing
 from privacy_runtime.settings import ServiceSettings
 
 log = logging.getLogger(__name__)
@@ -74,17 +74,7 @@ class PageRuntime:
             self._relay_task.cancel()
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await self._relay_task
-        if self._relay is not None:
-            try:  # what is committed leaves now rather than at the next start
-                await asyncio.wait_for(self._relay.publish_pending(), timeout=5)
-            except Exception as exc:
-                log.warning("outbox drain at shutdown incomplete: %s", exc)
-        if self._producer is not None:
-            await self._producer.stop()
-        if self._pool is not None:
-            await self._pool.close()
-        if self._keystore_pool is not None:
-            await self._keystore_pool.close()
+        await close_publishing(self._relay, self._producer, self._pool, self._keystore_pool)
 
     async def ready(self) -> dict[str, str] | None:
         """The checks /readyz reports, or None when not ready."""
