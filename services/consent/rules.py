@@ -9,6 +9,8 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
 
+from schemas.enums import ConsentChannel, ObjectionProcessing, Purpose, Right
+
 CONTROLLER = "ISOPARTNER AB"
 
 PURPOSES: tuple[str, ...] = (
@@ -30,7 +32,7 @@ LEGITIMATE_INTEREST_PURPOSES = frozenset({"security", "service_improvement", "pe
 MARKETING_PURPOSES = frozenset({"marketing_email", "third_party_marketing"})
 SHARING_PURPOSES = frozenset({"partner_sharing", "group_sharing", "third_party_marketing"})
 #: A Global Privacy Control signal is an opt-out of sale/sharing.
-GPC_WITHDRAWS = ("partner_sharing", "third_party_marketing", "group_sharing")
+GPC_WITHDRAWS = (Purpose.PARTNER_SHARING, Purpose.THIRD_PARTY_MARKETING, Purpose.GROUP_SHARING)
 #: A child is never asked for, and never given, consent-based processing.
 DENIED_TO_MINORS = CONSENT_PURPOSES
 ADULT_AGE = 18
@@ -134,12 +136,12 @@ def withdrawal_time(now: datetime, current: ConsentRecord | None) -> datetime:
     return now
 
 
-def expand_change(purpose: str, granted: bool, channel: str) -> list[tuple[str, bool]]:
+def expand_change(purpose: Purpose, granted: bool, channel: ConsentChannel) -> list[tuple[Purpose, bool]]:
     """The (purpose, granted) pairs a consent-changed event means.
 
     A GPC signal withdraws all sharing on top of the purpose it names (a withdrawal is always safe
     to honour). It cannot grant anything: the schema refuses a `gpc` event with `granted` true."""
-    if channel == "gpc" and not granted:
+    if channel == ConsentChannel.GPC and not granted:
         return [(purpose, False)] + [(p, False) for p in GPC_WITHDRAWS if p != purpose]
     return [(purpose, granted)]
 
@@ -158,6 +160,16 @@ def resting_on_legitimate_interest(country: str | None, current: dict[str, Conse
         purpose for purpose in CONSENT_IN_STRICT_JURISDICTIONS
         if not requires_opt_in(purpose, country) and not ((c := current.get(purpose)) is not None and c.granted)
     )
+
+
+def objection_withdraws(right: Right, processing: ObjectionProcessing | None) -> tuple[Purpose, ...]:
+    """The purposes an objection withdraws at once: one to marketing or profiling (Art. 21(2)-(3)) is
+    absolute. Nothing for any other request, or an objection to legitimate interest (manual review in dsar)."""
+    if right != Right.OBJECTION or processing is None or processing == ObjectionProcessing.LEGITIMATE_INTEREST:
+        return ()
+    if processing == ObjectionProcessing.PROFILING:
+        return (Purpose.PROFILING,)
+    return (Purpose.MARKETING_EMAIL, Purpose.THIRD_PARTY_MARKETING, Purpose.PROFILING)
 
 
 def withdraw_action(purpose: str) -> str:
@@ -191,7 +203,7 @@ def propagation(
     """
     if new.purpose not in CONSENT_PURPOSES:
         return []
-    if previous is None and new.channel == "registration":
+    if previous is None and new.channel == ConsentChannel.REGISTRATION:
         if (profile is None or requires_opt_in(new.purpose, profile.country)
                 or decide(new.purpose, profile, new).allowed):
             return []
