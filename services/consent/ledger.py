@@ -60,14 +60,15 @@ class Ledger:
         if claim_topic is not None:
             ids = await claim(conn, claim_topic, (item.event.id for item in ignored))
             ignored = [item for item in ignored if item.event.id in ids]
-        proofs = []
+        proofs: list[store.OptOutProof] = []
         for item in ignored:
             digest = erased[item.event.subject]
             data = item.data
             if getattr(data, "granted", True) is False:
                 for purpose, granted in rules.expand_change(data.purpose, False, data.channel):
                     if not granted:
-                        proofs.append((digest, purpose, data.channel, data.policy_version, item.event.time))
+                        proofs.append(store.OptOutProof(digest, purpose, data.channel, data.policy_version,
+                                                        item.event.time))
             await self.runtime.audit.record(
                 conn, "event_ignored_subject_erased", subject=item.event.subject, ref=item.event.id,
                 detail={"topic": item.raw.topic},
@@ -78,21 +79,17 @@ class Ledger:
     async def record_registrations(self, conn: asyncpg.Connection, batch: list[Inbound]) -> None:
         batch, _ = await self._not_erased(conn, batch)
         today = datetime.now(UTC).date()
-        registrations = []
-        kept: list[tuple] = []
+        registrations: list[store.RegistrationRow] = []
         entries: list[Entry] = []
         children: list[Inbound] = []
         for item in batch:
             data = item.data
             subject = item.event.subject
             minor = rules.is_minor(data.birth_date, item.event.time.date() if item.event.time else today)
-            country = data.country
-            registrations.append(
-                (subject, country, minor, data.source, data.parent_account,
-                 item.event.time, item.ordered_at)
-            )
-            kept.append((item.event.id, subject, data.source, country,
-                         data.parent_account, item.event.time))
+            registrations.append(store.RegistrationRow(
+                event_id=item.event.id, subject=subject, country=data.country, minor=minor, source=data.source,
+                parent_account=data.parent_account, registered_at=item.event.time, ordered_at=item.ordered_at,
+            ))
             for consent in data.consents or []:
                 entries.append(Entry(subject, rules.ConsentRecord(
                     event_id=f"{item.event.id}:{consent.purpose}", purpose=consent.purpose,
@@ -102,7 +99,7 @@ class Ledger:
             if minor:
                 children.append(item)
         moved = await store.upsert_registrations(conn, registrations)
-        await store.append_registrations(conn, kept)
+        await store.append_registrations(conn, registrations)
         await self._apply(conn, entries)
         for subject, country_before in sorted(moved.items()):  # a newer registration from another country
             await self._tell_jurisdiction_change(conn, subject, country_before)

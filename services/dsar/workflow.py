@@ -128,7 +128,7 @@ class Workflow:
         return await self.apply(conn, decision) if decision.effects else case
 
     async def _record_requests(self, conn: asyncpg.Connection, batch: list[Inbound]) -> None:
-        own = [i for i in batch if inactivity.counts_as_activity(str(i.data.requested_via))]
+        own = [i for i in batch if inactivity.counts_as_activity(i.data.requested_via)]
         await self._record_activity(conn, own)
 
     # --- intake ---------------------------------------------------------------------------------
@@ -144,8 +144,8 @@ class Workflow:
                 right=cases.ERASURE,
                 received_at=cases.receipt_time(item.event.time, arrived),
                 identity_verified=data.identity_verified,
-                requested_via=str(data.requested_via),
-                ground=str(data.ground),
+                requested_via=data.requested_via,
+                ground=data.ground,
                 command_secret=secrets.token_hex(16),
             )
             await self._open(conn, case, None)
@@ -160,13 +160,13 @@ class Workflow:
             case = cases.new_case(
                 request_id=str(data.request_id),
                 subject=item.event.subject,
-                right=str(data.right),
+                right=data.right,
                 received_at=cases.receipt_time(item.event.time, arrived),
                 identity_verified=data.identity_verified,
-                requested_via=str(data.requested_via),
-                circumstance=str(details.circumstance) if details.circumstance else None,
-                processing=str(details.processing) if details.processing else None,
-                export_format=str(details.format) if details.format else None,
+                requested_via=data.requested_via,
+                circumstance=details.circumstance,
+                processing=details.processing,
+                export_format=details.format,
                 corrected_fields=sorted(corrections or {}),
                 command_secret=secrets.token_hex(16),
             )
@@ -229,7 +229,7 @@ class Workflow:
     ) -> list[Answer]:
         """Keep the parts of exports answered in several messages (sealed); the answers now complete (or
         that can no longer be used: too large, inconsistent, digest mismatch) are returned to settle."""
-        rows: list[tuple[uuid.UUID, str, int, int, str, str, int, bytes]] = []
+        rows: list[store.ExportPart] = []
         touched: dict[tuple[uuid.UUID, str], store.ExportCommand] = {}
         for data in parts:
             command = exports.get(data.command_id)
@@ -245,8 +245,8 @@ class Workflow:
             except SubjectErased:
                 continue  # erased meanwhile: nothing of theirs is kept, nor will be exported
             assert sealed is not None
-            rows.append((command.command_id, sha, data.part, data.parts, command.request_id, command.system,
-                         len(data.export_chunk.encode("utf-8")), sealed))
+            rows.append(store.ExportPart(command.command_id, sha, data.part, data.parts, command.request_id,
+                                         command.system, len(data.export_chunk.encode("utf-8")), sealed))
             touched[(command.command_id, sha)] = command
         await store.put_export_parts(conn, rows)
         # Its answer is arriving: the command is not re-sent meanwhile (it would be exported again).
