@@ -18,6 +18,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from devstack.stack import Stack
 from privacy_runtime.audit import AuditTrail
 from privacy_runtime.commands import CommandPolicy, CommandTracker
 from privacy_runtime.crypto import KeyRing
@@ -84,7 +85,7 @@ class Harness:
 
 
 @pytest.fixture(scope="module")
-def harness(stack) -> Iterator[Harness]:  # type: ignore[no-untyped-def]
+def harness(stack: Stack) -> Iterator[Harness]:
     h = Harness(stack.endpoints.database_url)
     try:
         yield h

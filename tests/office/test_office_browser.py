@@ -18,6 +18,7 @@ import httpx
 import pytest
 
 from devstack.smtp_sink import read_messages
+from devstack.stack import Stack
 from schemas.enums import ErasureGround, ObjectionProcessing, RequestedVia, Right
 from schemas.events import DsarDetails, DsarRequested, ErasureRequested, UserRegistered
 from schemas.topics import DSAR_REQUESTED, ERASURE_REQUESTED, USER_REGISTERED, command_topic
@@ -44,7 +45,7 @@ FAST_COMMANDS = {"COMMAND_RESPOND_WITHIN_SECONDS": "8", "COMMAND_RESEND_BASE_SEC
 
 
 @pytest.fixture(scope="module")
-async def office(stack) -> AsyncIterator[dict[str, ServiceProcess]]:  # type: ignore[no-untyped-def]
+async def office(stack: Stack) -> AsyncIterator[dict[str, ServiceProcess]]:
     env = stack.env()
     consent = ServiceProcess("consent", env, FAST_COMMANDS).start()
     dsar = ServiceProcess("dsar", env, FAST_COMMANDS).start()
@@ -132,7 +133,7 @@ async def mail_to(stack: Any, email: str, needle: str) -> list[str]:
 # --- sign-in and refusals ------------------------------------------------------------------------------
 
 
-async def test_wrong_token_missing_csrf_and_signed_out_browser_are_refused(office, desktop_page) -> None:  # type: ignore[no-untyped-def]
+async def test_wrong_token_missing_csrf_and_signed_out_browser_are_refused(office: dict[str, ServiceProcess], desktop_page: Any) -> None:
     page = desktop_page
     url = office["office"].url
     answer = await page.goto(f"{url}/cases")
@@ -162,7 +163,7 @@ async def test_wrong_token_missing_csrf_and_signed_out_browser_are_refused(offic
 # --- intake --------------------------------------------------------------------------------------------
 
 
-async def test_an_erasure_request_received_by_email_is_recorded(stack, office, desktop_page) -> None:  # type: ignore[no-untyped-def]
+async def test_an_erasure_request_received_by_email_is_recorded(stack: Stack, office: dict[str, ServiceProcess], desktop_page: Any) -> None:
     page = desktop_page
     subject, email = await register(stack, office)
     await sign_in(page, office)
@@ -193,7 +194,7 @@ async def test_an_erasure_request_received_by_email_is_recorded(stack, office, d
     assert json.loads(row["detail"])["requested_via"] == "email"
 
 
-async def test_an_opt_out_received_by_email_reaches_the_marketing_system(stack, office, desktop_page) -> None:  # type: ignore[no-untyped-def]
+async def test_an_opt_out_received_by_email_reaches_the_marketing_system(stack: Stack, office: dict[str, ServiceProcess], desktop_page: Any) -> None:
     page = desktop_page
     subject, email = await register(stack, office)
     await sign_in(page, office)
@@ -218,7 +219,7 @@ async def test_an_opt_out_received_by_email_reaches_the_marketing_system(stack, 
 # --- the queue -------------------------------------------------------------------------------------------
 
 
-async def test_an_objection_is_rejected_with_a_reason(stack, office, desktop_page) -> None:  # type: ignore[no-untyped-def]
+async def test_an_objection_is_rejected_with_a_reason(stack: Stack, office: dict[str, ServiceProcess], desktop_page: Any) -> None:
     page = desktop_page
     subject, email = await register(stack, office)
     request_id = str(uuid.uuid4())
@@ -246,7 +247,7 @@ async def test_an_objection_is_rejected_with_a_reason(stack, office, desktop_pag
     assert "anna" in await row.inner_text()
 
 
-async def test_a_deadline_is_extended_and_a_silent_system_re_sent_to(stack, office, desktop_page) -> None:  # type: ignore[no-untyped-def]
+async def test_a_deadline_is_extended_and_a_silent_system_re_sent_to(stack: Stack, office: dict[str, ServiceProcess], desktop_page: Any) -> None:
     page = desktop_page
     subject, email = await register(stack, office)
     request_id = str(uuid.uuid4())
@@ -301,7 +302,7 @@ async def test_a_deadline_is_extended_and_a_silent_system_re_sent_to(stack, offi
     assert "anna" in await page.locator("tr", has_text="Operator re-sent commands").first.inner_text()
 
 
-async def test_three_retention_erasures_are_approved_at_once(stack, office, desktop_page) -> None:  # type: ignore[no-untyped-def]
+async def test_three_retention_erasures_are_approved_at_once(stack: Stack, office: dict[str, ServiceProcess], desktop_page: Any) -> None:
     page = desktop_page
     ids = []
     for _ in range(3):
@@ -327,7 +328,7 @@ async def test_three_retention_erasures_are_approved_at_once(stack, office, desk
 # --- overview, dead letters, audit ------------------------------------------------------------------------
 
 
-async def test_overview_and_dead_letters_pages(stack, office, desktop_page) -> None:  # type: ignore[no-untyped-def]
+async def test_overview_and_dead_letters_pages(stack: Stack, office: dict[str, ServiceProcess], desktop_page: Any) -> None:
     page = desktop_page
     # A message no service can read: dead-lettered, shown without its payload.
     from tests.helpers import publish_raw
@@ -350,7 +351,7 @@ async def test_overview_and_dead_letters_pages(stack, office, desktop_page) -> N
     await check(page, "overview")
 
 
-async def test_the_audit_page_shows_a_tampered_row(stack, office, desktop_page) -> None:  # type: ignore[no-untyped-def]
+async def test_the_audit_page_shows_a_tampered_row(stack: Stack, office: dict[str, ServiceProcess], desktop_page: Any) -> None:
     page = desktop_page
     request_id = str(uuid.uuid4())  # a case, so that the dsar chain has rows of its own to tamper with
     await publish(stack.endpoints.kafka_bootstrap, DSAR_REQUESTED, DsarRequested(

@@ -15,6 +15,7 @@ from typing import Any
 import asyncpg
 import pytest
 
+from devstack.stack import Stack
 from privacy_runtime.processor import Inbound, RawMessage, StreamProcessor
 from tests.helpers import scratch_schema
 
@@ -41,7 +42,7 @@ def _event(topic: str, subject: str) -> Inbound:
 
 
 @pytest.fixture
-async def runtime(stack) -> AsyncIterator[_Runtime]:  # type: ignore[no-untyped-def]
+async def runtime(stack: Stack) -> AsyncIterator[_Runtime]:
     async with scratch_schema(stack.endpoints.database_url, "subject_locks", MIGRATIONS, max_size=4) as pool:
         yield _Runtime(pool)
 
