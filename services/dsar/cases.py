@@ -21,6 +21,7 @@ import uuid
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
+from enum import StrEnum
 from typing import Any
 from zoneinfo import ZoneInfo
 
@@ -272,6 +273,13 @@ class Case:
     @property
     def lift_steps(self) -> tuple[Step, ...]:
         return tuple(s for s in self.steps if s.action == "lift_restriction")
+
+
+#: The fields of `Case` that hold one of the contract's enums (what a stored case is read back as).
+ENUM_FIELDS: Mapping[str, type[StrEnum]] = {
+    "right": CaseRight, "status": CaseStatus, "requested_via": RequestedVia, "ground": ErasureGround,
+    "circumstance": RestrictionCircumstance, "processing": ObjectionProcessing, "export_format": ExportFormat,
+}
 
 
 # --- effects the caller carries out ---------------------------------------------------------------

@@ -6,32 +6,17 @@ import uuid
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from enum import StrEnum
 from typing import Any, NamedTuple
 
 import asyncpg
 import orjson
 
-from schemas.enums import (
-    CaseRight,
-    CaseStatus,
-    ErasureGround,
-    ExportFormat,
-    ObjectionProcessing,
-    RequestedVia,
-    RestrictionCircumstance,
-)
-from services.dsar.cases import Case, Step
+from services.dsar.cases import ENUM_FIELDS, Case, Step
 from services.dsar.verification import Verification
 
 # --- case <-> row -------------------------------------------------------------------------------
 
 _TIMES = ("received_at", "due_at", "closed_at", "identity_requested_at")
-#: The case's fields that hold a value of the contract's enums, read back as those enums.
-_ENUMS: tuple[tuple[str, type[StrEnum]], ...] = (
-    ("right", CaseRight), ("status", CaseStatus), ("requested_via", RequestedVia), ("ground", ErasureGround),
-    ("circumstance", RestrictionCircumstance), ("processing", ObjectionProcessing), ("export_format", ExportFormat),
-)
 
 
 def case_to_json(case: Case) -> str:
@@ -46,7 +31,7 @@ def case_from_json(raw: str | dict[str, Any]) -> Case:
     for name in _TIMES:
         if value.get(name) is not None:
             value[name] = datetime.fromisoformat(value[name])
-    for name, kind in _ENUMS:
+    for name, kind in ENUM_FIELDS.items():
         if value.get(name) is not None:
             value[name] = kind(value[name])
     value["steps"] = tuple(Step(**s) for s in value.get("steps", ()))
