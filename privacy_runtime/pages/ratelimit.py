@@ -7,8 +7,9 @@ Keys are hashed by the caller when they name a person.
 - `SharedRateLimiter` counts in PostgreSQL (table `rate_limits` of the app's schema), so every replica
   draws on one count: n replicas allow the limit, not n times it. One atomic upsert per attempt, on the
   database's clock (replicas' clocks may differ); `purge_rate_limits` deletes windows that ended.
-- `RateLimiter` counts in the process's memory: for an app without a database (the office, which runs
-  as one replica), and for tests of the counting rule.
+- `RateLimiter` counts in the process's memory, per replica: the office's sign-in form keeps it (its
+  tokens are 256-bit secrets, so the limit only damps noise, and its page tests run without a
+  database).
 """
 
 from __future__ import annotations
