@@ -18,12 +18,24 @@ import asyncpg
 from privacy_runtime import export_chunks, metrics
 from privacy_runtime.crypto import SubjectErased
 from privacy_runtime.processor import Inbound
+from schemas.enums import CaseRight, Right
 from schemas.fields import MAX_EXPORT_TOTAL_BYTES
 from services.dsar import cases, inactivity, store
 from services.dsar.cases import Case
 from services.dsar.effects import Answer, CaseEffects, utcnow
 
 log = logging.getLogger(__name__)
+
+
+def _request_case(item: Inbound, arrived: datetime, right: CaseRight | Right, **details: Any) -> Case:
+    """The case a request event opens (`details`: the right's own fields), with its command secret
+    drawn here (see `Case.command_secret`)."""
+    data = item.data
+    return cases.new_case(
+        request_id=str(data.request_id), subject=item.event.subject, right=right,
+        received_at=cases.receipt_time(item.event.time, arrived), identity_verified=data.identity_verified,
+        requested_via=data.requested_via, command_secret=secrets.token_hex(16), **details,
+    )
 
 
 class StreamHandlers(CaseEffects):
@@ -60,38 +72,18 @@ class StreamHandlers(CaseEffects):
         await self._record_requests(conn, batch)
         arrived = utcnow()
         for item in batch:
-            data = item.data
-            case = cases.new_case(
-                request_id=str(data.request_id),
-                subject=item.event.subject,
-                right=cases.ERASURE,
-                received_at=cases.receipt_time(item.event.time, arrived),
-                identity_verified=data.identity_verified,
-                requested_via=data.requested_via,
-                ground=data.ground,
-                command_secret=secrets.token_hex(16),
-            )
+            case = _request_case(item, arrived, cases.ERASURE, ground=item.data.ground)
             await self._open(conn, case, None)
 
     async def on_dsar_requested(self, conn: asyncpg.Connection, batch: list[Inbound]) -> None:
         await self._record_requests(conn, batch)
         arrived = utcnow()
         for item in batch:
-            data = item.data
-            details = data.details
+            details = item.data.details
             corrections = dict(details.corrections) if details.corrections else None
-            case = cases.new_case(
-                request_id=str(data.request_id),
-                subject=item.event.subject,
-                right=data.right,
-                received_at=cases.receipt_time(item.event.time, arrived),
-                identity_verified=data.identity_verified,
-                requested_via=data.requested_via,
-                circumstance=details.circumstance,
-                processing=details.processing,
-                export_format=details.format,
-                corrected_fields=sorted(corrections or {}),
-                command_secret=secrets.token_hex(16),
+            case = _request_case(
+                item, arrived, item.data.right, circumstance=details.circumstance, processing=details.processing,
+                export_format=details.format, corrected_fields=sorted(corrections or {}),
             )
             await self._open(conn, case, corrections)
 
@@ -156,8 +148,8 @@ class StreamHandlers(CaseEffects):
             command = exports.get(data.command_id)
             if command is None or command.acked:
                 continue  # another service's command, or answered already
-            if command.system != str(data.system):
-                await self._ignored_ack(conn, command.subject, str(data.command_id), str(data.system), command.system)
+            if command.system != data.system:
+                await self._ignored_ack(conn, command.subject, str(data.command_id), data.system, command.system)
                 continue
             sha = data.export_sha256.lower()
             try:
