@@ -1,7 +1,7 @@
 """Consent use cases: record registrations and changes, and spread what they mean downstream.
 
 Each function runs inside the transaction the stream processor opened for a batch; it reads through
-`store`, decides through `rules`, and writes state, commands and outbound events together.
+`store`, decides through `rules` and `transition` (pure), and writes state, commands and outbound events together.
 """
 
 from __future__ import annotations
