@@ -10,11 +10,13 @@ import re
 import uuid
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
+from html.parser import HTMLParser
 from typing import Any
 
 import pytest
 from aiohttp.test_utils import TestClient, TestServer
 
+from services.office import texts as office_texts
 from services.office.app import create_app
 from services.office.client import ServiceError
 from services.office.deadletters import DeadLetter
@@ -226,3 +228,84 @@ async def test_a_wrong_token_and_a_signed_out_browser_are_refused(client: tuple[
     page = await (await test_client.get("/sign-in")).text()
     await test_client.post("/sign-in", data={"csrf_token": csrf(page), "token": "admin-page-token"})
     assert "Signed in as <strong>admin</strong>" in await (await test_client.get("/")).text()
+
+
+class VisibleText(HTMLParser):
+    """The text a reader sees (no tags, attributes, or the chart's markup)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.parts: list[str] = []
+
+    def handle_data(self, data: str) -> None:
+        self.parts.append(data)
+
+
+def visible(html: str) -> str:
+    reader = VisibleText()
+    reader.feed(html)
+    return " ".join(reader.parts)
+
+
+#: English sentences of the office's own that must not show on a Swedish page (and the other way round).
+OWN_TEXTS = {lang: {texts[lang] for texts in office_texts.MESSAGES.values()
+                    if texts["sv"] != texts["en"] and len(texts[lang]) > 12 and "{" not in texts[lang]}
+             for lang in ("sv", "en")}
+RAW_ID = re.compile(r"\b[a-z]+_[a-z_]+\b")
+
+
+@pytest.mark.parametrize("lang", ["sv", "en"])
+@pytest.mark.parametrize("path", ["/sign-in", "/", "/cases", f"/cases/{RID}", "/intake", "/systems",
+                                  "/systems?system=accounts", "/dead-letters", "/audit", "/nowhere"])
+async def test_every_page_speaks_the_chosen_language_and_names_no_raw_id(
+        client: tuple[TestClient, FakeServices], lang: str, path: str) -> None:
+    test_client, _ = client
+    other = "en" if lang == "sv" else "sv"
+    if path != "/sign-in":
+        await signed_in(test_client)
+    answer = await test_client.get(path, headers={"Accept-Language": f"{lang}-SE,{lang};q=0.9"})
+    html = await answer.text()
+    assert answer.status == (404 if path == "/nowhere" else 200), html
+    assert f'<html lang="{lang}">' in html
+    seen = visible(html)
+    leaked = sorted(text for text in OWN_TEXTS[other] if text in seen)
+    assert not leaked, leaked
+    assert not RAW_ID.findall(seen), RAW_ID.findall(seen)
+    if path != "/sign-in":
+        assert {"sv": "Inloggad som", "en": "Signed in as"}[lang] in seen or path == "/nowhere"
+    # The switch leads to the same page, query and all, in the other language.
+    query = path.partition("?")[2]
+    target = f'{path.partition("?")[0]}?{query + "&amp;" if query else ""}lang={other}'
+    assert f'href="{target}"' in html, target
+
+
+async def test_the_language_switch_is_remembered_and_keeps_the_page(client: tuple[TestClient, FakeServices]) -> None:
+    test_client, fake = client
+    token = await signed_in(test_client)
+    swedish = await (await test_client.get("/cases?status=in_progress&q=u-1", headers={"Accept-Language": "sv"})).text()
+    assert '<html lang="sv">' in swedish and "pågår" in visible(swedish)
+    assert 'href="/cases?status=in_progress&amp;q=u-1&amp;lang=en"' in swedish
+    english = await (await test_client.get("/cases?status=in_progress&q=u-1&lang=en")).text()
+    assert '<html lang="en">' in english and RID in english
+    assert fake.gets[-1][2] is not None and fake.gets[-1][2]["q"] == "u-1"  # the same search, in English
+    # Remembered: the next page without ?lang= is English, whatever the browser prefers.
+    case = await (await test_client.get(f"/cases/{RID}", headers={"Accept-Language": "sv"})).text()
+    assert '<html lang="en">' in case and "Operator approved" in case
+    # Swedish again from the case page: the same case, its actions and flash in Swedish.
+    case = await (await test_client.get(f"/cases/{RID}?lang=sv")).text()
+    assert '<html lang="sv">' in case and f"Ärende {RID}" in case and "Operatören godkände" in case
+    refused = await test_client.post(f"/cases/{RID}/extend", allow_redirects=False,
+                                     data={"csrf_token": token, "months": "3", "reason": "x"})
+    assert refused.status == 303
+    after = visible(await (await test_client.get(f"/cases/{RID}")).text())
+    assert "En förlängning behöver 1 eller 2 månader" in after
+    # A page answering a form switches to a page that can be opened (the form's own path is POST only).
+    refused = await test_client.post("/intake/request", data={"csrf_token": token, "email": "x@example.se",
+                                                              "right": "fly", "requested_via": "email"})
+    html = await refused.text()
+    assert refused.status == 400 and "välj rättigheten personen begär" in html
+    assert 'href="/intake?lang=en"' in html and "/intake/request?lang" not in html
+    # Charts speak the page's language too (their title and text alternative).
+    overview = await (await test_client.get("/")).text()
+    assert "<title id=" in overview and "Ärenden mottagna och avslutade per vecka" in overview
+    assert "v. 48: mottagna 5, avslutade 2" in overview
