@@ -431,6 +431,9 @@ async def visit(page: Any, url: str, name: str, lang: str) -> None:
     assert await page.get_attribute("html", "lang") == lang, f"{name} is not in {lang}"
     heading = await page.locator("main h1").inner_text()
     assert heading.startswith(HEADINGS[name][lang]), f"{name} ({lang}): {heading}"
+    # The page fits the screen (longer Swedish words included): only the tables scroll, inside their frame.
+    width = await page.evaluate("document.documentElement.scrollWidth")
+    assert width <= page.viewport_size["width"], f"{name} ({lang}) is {width} px wide"
     await check(page, f"{name}-both")
 
 
