@@ -299,6 +299,12 @@ DEAD_LETTERS: M = {
     "dead.none": both("Inga olästa meddelanden.", "No dead letters."),
     "dead.replayed": both("{where} skickat igen till {topic}.", "Replayed {where} to {topic}."),
     "dead.not_replayed": both("Inte skickat igen: {why}", "Not replayed: {why}"),
+    "dead.missing.topic": both("{topic} är inget ämne för olästa meddelanden",
+                               "{topic} is not a dead-letter topic"),
+    "dead.missing.partition": both("{topic} har ingen partition {partition}", "{topic} has no partition {partition}"),
+    "dead.missing.offset": both("inget oläst meddelande på {where}", "no dead letter at {where}"),
+    "dead.missing.elsewhere": both("meddelandet pekar på {named!r}, inte på {own}",
+                                   "the dead letter names {named!r}, not {own}"),
 }
 
 AUDIT: M = {

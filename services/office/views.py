@@ -465,7 +465,7 @@ async def replay(request: web.Request) -> web.Response:
                                        actor=f"operator:{operator_of(request)}",
                                        detail={"topic": letter.original_topic, "error": letter.error[:200]})
     except NotFound as exc:
-        flash(request, text(request, "dead.not_replayed", why=exc), "error")
+        flash(request, text(request, "dead.not_replayed", why=text(request, exc.key, **exc.values)), "error")
         raise see_other("/dead-letters") from None
     flash(request, text(request, "dead.replayed", where=f"{topic}[{partition}]@{offset}", topic=letter.original_topic))
     raise see_other("/dead-letters")

@@ -5,6 +5,7 @@ endpoint it should, naming the operator."""
 from __future__ import annotations
 
 import base64
+import contextlib
 import hashlib
 import re
 import uuid
@@ -19,7 +20,7 @@ from aiohttp.test_utils import TestClient, TestServer
 from services.office import texts as office_texts
 from services.office.app import create_app
 from services.office.client import ServiceError
-from services.office.deadletters import DeadLetter
+from services.office.deadletters import DeadLetter, NotFound
 from services.office.settings import OfficeSettings
 
 TOKEN = "bo-token-for-page-tests"
@@ -90,6 +91,9 @@ class FakeServices:
 
 
 class FakeReader:
+    async def replay(self, topic: str, partition: int, offset: int) -> DeadLetter:
+        raise NotFound("topic", f"{topic} is not a dead-letter topic", topic=topic)
+
     async def counts(self) -> dict[str, int]:
         return {"user-registered.dlq": 1}
 
@@ -117,6 +121,10 @@ class FakeRuntime:
     @property
     def pool(self) -> Any:
         raise AssertionError("no database in page tests")
+
+    @contextlib.asynccontextmanager
+    async def transaction(self) -> AsyncIterator[None]:
+        yield None  # nothing is written: the actions tried here are refused before they write
 
 
 @pytest.fixture
@@ -309,3 +317,15 @@ async def test_the_language_switch_is_remembered_and_keeps_the_page(client: tupl
     overview = await (await test_client.get("/")).text()
     assert "<title id=" in overview and "Ärenden mottagna och avslutade per vecka" in overview
     assert "v. 48: mottagna 5, avslutade 2" in overview
+
+
+async def test_a_refused_replay_is_explained_in_the_operators_language(client: tuple[TestClient, FakeServices]) -> None:
+    test_client, _ = client
+    token = await signed_in(test_client)
+    await test_client.get("/dead-letters?lang=sv")
+    answer = await test_client.post("/dead-letters/replay", allow_redirects=False,
+                                    data={"csrf_token": token, "topic": "consent-changed", "partition": "0",
+                                          "offset": "1"})
+    assert answer.status == 303
+    page = visible(await (await test_client.get("/dead-letters")).text())
+    assert "Inte skickat igen: consent-changed är inget ämne för olästa meddelanden" in page
