@@ -57,7 +57,8 @@ class Entry:
     by_operator: bool
 
 
-def _who(actor: str, lang: str) -> str:
+def who(actor: str, lang: str = "en") -> str:
+    """An audit entry's actor as a person reads it: the operator's name, or the service in words."""
     if actor.startswith("operator:"):
         return actor.removeprefix("operator:")
     if actor.startswith("service:"):
@@ -98,7 +99,7 @@ def timeline(events: Sequence[Mapping[str, Any]], lang: str = "en") -> list[Entr
         entries.append(Entry(
             at=datetime.fromisoformat(event["at"]),
             what=word(lang, "action", event["action"]),
-            actor=_who(str(event.get("actor", "")), lang),
+            actor=who(str(event.get("actor", "")), lang),
             detail=shown[:600],
             by_operator=str(event.get("actor", "")).startswith("operator"),
         ))

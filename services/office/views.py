@@ -91,7 +91,7 @@ def page(request: web.Request, template: str, *, status: int = 200, switch_to: s
     return render(request, template, status=status, switch_to=switch_to, **{
         **OPTIONAL, "operator": operator_of(request), "nav": NAV, "current": request.path, "flash": message,
         "short": present.short_date, "w": partial(word, lang),
-        "localized": partial(vocabulary.localized, lang=lang), **values})
+        "localized": partial(vocabulary.localized, lang=lang), "who": partial(present.who, lang=lang), **values})
 
 
 def problem(request: web.Request, exc: BaseException) -> str:
