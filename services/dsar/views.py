@@ -428,6 +428,28 @@ class AdminStats(ApiView):
 TIMELINE_ACTIONS = frozenset({f"case_{status}" for status in cases.STATUSES} | {"case_extended"})
 
 
+#: Subjects one `POST /v1/internal/subjects/erased` may ask about (their ids stay under the body limit).
+MAX_ERASED_QUERY = 200
+
+
+@route(app, runtime, "/v1/internal/subjects/erased", "internal_subjects_erased")
+class InternalSubjectsErased(ApiView):
+    """`POST {"subjects": [...]}`: those of them whose erasure completed here (the tombstone the erasure
+    case writes as it completes and shreds the subject's key). The privacy center asks, to shred what
+    it holds of them. Internal (SERVICE_TOKEN): the body names subjects."""
+
+    async def post(self, request: Request) -> Response:
+        require_service(runtime.settings, request.headers.get("Authorization"))
+        subjects = (await self.json_body(request)).get("subjects")
+        if (not isinstance(subjects, list) or len(subjects) > MAX_ERASED_QUERY
+                or not all(isinstance(s, str) and SUBJECT_PATTERN.match(s) for s in subjects)):
+            raise HttpError(400, f"'subjects' must be a list of at most {MAX_ERASED_QUERY} subject ids "
+                                 "matching ^[A-Za-z0-9._:-]{1,128}$")
+        async with runtime.pool.acquire() as conn:
+            erased = await runtime.keyring.erased_among(conn, subjects)
+        return self.json({"erased": sorted(erased)})
+
+
 @route(app, runtime, "/v1/internal/subjects/{subject_id}/requests", "internal_subject_requests")
 class InternalSubjectRequests(ApiView):
     """A subject's requests with status, deadline, reason and timeline: what the privacy center shows the
