@@ -25,7 +25,7 @@ from services.office.settings import OfficeSettings
 
 TOKEN = "bo-token-for-page-tests"
 NOW = datetime.now(UTC)
-RID = str(uuid.uuid4())
+RID = "5d0f3c7e-2b1a-4c6e-9f7d-3a8b1e6c2d40"  # fixed: test ids must be the same in every collection
 CASE = {
     "request_id": RID, "right": "objection", "status": "in_progress", "received_at": NOW.isoformat(),
     "due_at": (NOW + timedelta(days=30)).isoformat(), "original_due_at": (NOW + timedelta(days=30)).isoformat(),
