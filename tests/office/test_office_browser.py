@@ -458,7 +458,7 @@ async def signed_in_once(page: Any, url: str) -> None:
 
 
 @pytest.fixture(scope="module")
-async def operator_page(office, browser) -> AsyncIterator[Any]:  # type: ignore[no-untyped-def]
+async def operator_page(office: dict[str, ServiceProcess], browser: Any) -> AsyncIterator[Any]:
     """One browser for the tours of both languages, whose own language is Swedish."""
     page = await new_page(browser, DESKTOP, locale="sv-SE")
     try:
@@ -503,7 +503,7 @@ async def tour(page: Any, url: str, request_id: str, lang: str) -> None:
     await visit(page, f"{url}/cases/not-a-case", "error", lang)
 
 
-async def test_every_page_in_swedish_and_english_on_a_phone_and_a_desktop(stack, office, operator_page) -> None:  # type: ignore[no-untyped-def]
+async def test_every_page_in_swedish_and_english_on_a_phone_and_a_desktop(stack: Stack, office: dict[str, ServiceProcess], operator_page: Any) -> None:
     from tests.helpers import publish_raw
 
     page = operator_page
@@ -526,7 +526,7 @@ async def test_every_page_in_swedish_and_english_on_a_phone_and_a_desktop(stack,
             await tour(page, url, request_id, lang)
 
 
-async def test_an_operator_switches_to_swedish_on_a_case_and_goes_on_with_it(stack, office, operator_page) -> None:  # type: ignore[no-untyped-def]
+async def test_an_operator_switches_to_swedish_on_a_case_and_goes_on_with_it(stack: Stack, office: dict[str, ServiceProcess], operator_page: Any) -> None:
     page = operator_page
     await page.set_viewport_size(DESKTOP)
     request_id = await objection_in_review(stack, office)
