@@ -10,8 +10,8 @@ from __future__ import annotations
 import asyncio
 import gc
 import logging
-from collections.abc import AsyncIterator, Awaitable, Callable
-from contextlib import asynccontextmanager
+from collections.abc import Awaitable, Callable
+from contextlib import AbstractAsyncContextManager
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Protocol
@@ -41,6 +41,7 @@ from privacy_runtime.migrations import apply_keystore_migrations, apply_migratio
 from privacy_runtime.outbox import Outbox, OutboxRelay, close_publishing
 from privacy_runtime.processor import Handler, StreamProcessor
 from privacy_runtime.settings import ServiceSettings
+from privacy_runtime.unit_of_work import Transaction, open_transaction
 
 log = logging.getLogger(__name__)
 
@@ -153,23 +154,9 @@ class ServiceRuntime:
         assert self._dead_letters is not None, "runtime not started"
         return self._dead_letters
 
-    @asynccontextmanager
-    async def transaction(self) -> AsyncIterator[asyncpg.Connection]:
-        """A connection in a transaction; after commit the outbox relay is woken at once."""
-        async with self.pool.acquire() as conn:
-            self.keyring.discard_pending(conn)  # left over from a transaction whose end we did not see
-            self.audit.begin(conn)
-            try:
-                async with conn.transaction():
-                    yield conn
-                    await self.audit.flush(conn)  # the entries of this transaction, in it
-            except BaseException:
-                self.keyring.discard_pending(conn)
-                raise
-            finally:
-                self.audit.discard(conn)
-            self.keyring.commit_pending(conn)
-        self.outbox.wakeup.set()
+    def transaction(self) -> AbstractAsyncContextManager[Transaction]:
+        """A unit of work (`privacy_runtime.unit_of_work`); after commit the outbox relay is woken at once."""
+        return open_transaction(self.pool, self.keyring, self.outbox, self.audit)
 
     # --- lifecycle ------------------------------------------------------------------------
 
@@ -203,7 +190,8 @@ class ServiceRuntime:
         for fn in self._on_started:
             self._background.append(asyncio.create_task(_forever(fn), name=f"{self.name}-{fn.__name__}"))
         if self._streams:
-            self._consumer = BatchConsumer(self, self.group_id, self._streams)
+            self._consumer = BatchConsumer(self.settings, self.group_id, self._streams,
+                                           batch_max_events=self.settings.batch_max_events)
             self._consumer_task = asyncio.create_task(_forever(self._consumer.run), name=f"{self.name}-consumer")
         # Objects alive now (modules, models, templates) live as long as the process: keep them out of
         # the collector's full passes, which otherwise show up as latency spikes under load.

@@ -226,8 +226,8 @@ def register_operator_pages(app: faust.App, runtime: Any) -> None:
             system = body.get("system")
             if not isinstance(system, str) or system not in ALL_SYSTEMS:
                 raise HttpError(400, f"'system' must be a system id: {', '.join(ALL_SYSTEMS)}")
-            async with runtime.transaction() as conn:
-                count = await commands.resend_now(conn, system)
-                await runtime.audit.record(conn, "operator_resend", ref=system, actor=actor,
-                                           detail={"system": system, "commands": count})
+            async with runtime.transaction() as tx:
+                count = await commands.resend_now(tx.conn, system)
+                await tx.audit.record("operator_resend", ref=system, actor=actor,
+                                      detail={"system": system, "commands": count})
             return self.json({"system": system, "resent": count})

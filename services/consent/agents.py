@@ -6,16 +6,15 @@ faust agent per topic); each handler runs inside the batch's transaction.
 
 from __future__ import annotations
 
-import asyncpg
-
 from privacy_runtime.commands import AckIn
 from privacy_runtime.processor import Inbound
+from privacy_runtime.unit_of_work import UnitOfWork
 from schemas.topics import CONSENT_CHANGED, DSAR_REQUESTED, PRIVACY_ACKS, USER_REGISTERED, command_topic
 from services.consent.app import SYSTEM_ID, inbox, ledger, runtime, tracker
 
 
-async def record_acks(conn: asyncpg.Connection, batch: list[Inbound]) -> None:
-    await tracker.acknowledge_many(conn, [
+async def record_acks(tx: UnitOfWork, batch: list[Inbound]) -> None:
+    await tracker.acknowledge_many(tx, [
         AckIn(str(a.command_id), str(a.system), str(a.status), a.detail) for a in (item.data for item in batch)
     ])
 

@@ -22,14 +22,10 @@ settings = ConsentSettings()  # type: ignore[call-arg]  # values come from the e
 runtime = ServiceRuntime(SYSTEM_ID, settings, Path(__file__).with_name("migrations"), settings.consent_web_port)
 app = runtime.app
 
-tracker = CommandTracker(
-    runtime.outbox,
-    runtime.audit,
-    runtime.keyring,
-    CommandPolicy.from_settings(settings, retry_failed=True),  # an opt-out must be applied, not just answered
-)
+# an opt-out must be applied, not just answered
+tracker = CommandTracker(CommandPolicy.from_settings(settings, retry_failed=True))
 ledger = Ledger(runtime, tracker)
-inbox = CommandInbox(runtime, SYSTEM_ID, consent_actions(runtime, settings.policy_url, ledger))
+inbox = CommandInbox(SYSTEM_ID, consent_actions(settings, ledger))
 decision_cache = DecisionCache(settings.decision_cache_subjects)
 decision_listener = Listener(
     settings.database_url, f"{SYSTEM_ID}_decisions", decision_cache.notified,  # migration 0007's channel
@@ -48,8 +44,8 @@ async def resend_commands() -> None:
 async def anchor_ledger_seals() -> None:
     while True:
         await asyncio.sleep(settings.ledger_anchor_seconds)
-        async with runtime.transaction() as conn:
-            await seals.anchor(conn, runtime.audit)
+        async with runtime.transaction() as tx:
+            await seals.anchor(tx)
 
 
 @runtime.on_started

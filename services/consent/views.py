@@ -183,22 +183,21 @@ async def withdraw_from_footer(subject: str, purpose: str, token: str) -> bool:
     a repeated or concurrent click before the ledger has applied the first (the same event id, claimed
     once); a click after the person granted again withdraws again (a new basis, a new event id).
     Returns whether a withdrawal was published."""
-    async with runtime.transaction() as conn:
-        await lock_subjects(conn, [subject])  # clicks on one subject's links one at a time
-        _, current = await store.profile_and_state(conn, subject, purpose)
+    async with runtime.transaction() as tx:
+        await lock_subjects(tx.conn, [subject])  # clicks on one subject's links one at a time
+        _, current = await store.profile_and_state(tx.conn, subject, purpose)
         if current is not None and not current.granted:
             return False
         basis = current.event_id if current is not None else "none"
         event_id = str(uuid.uuid5(UNSUBSCRIBE_NAMESPACE, f"{token}:{basis}"))
-        if not await store.claim_footer_withdrawal(conn, event_id):
+        if not await store.claim_footer_withdrawal(tx.conn, event_id):
             return False
-        await runtime.outbox.add(
-            conn, CONSENT_CHANGED,
+        await tx.outbox.add(CONSENT_CHANGED,
             ConsentChanged(purpose=Purpose(purpose), granted=False, channel=ConsentChannel.EMAIL_FOOTER,
                            policy_version=CURRENT_POLICY_VERSION),
             subject=subject, event_id=event_id, seal=False,
             time=rules.withdrawal_time(datetime.now(UTC), current),
         )
-        await runtime.audit.record(conn, "unsubscribe_clicked", subject=subject, ref=event_id,
+        await tx.audit.record("unsubscribe_clicked", subject=subject, ref=event_id,
                                    detail={"purpose": purpose})
         return True

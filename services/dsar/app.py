@@ -18,14 +18,9 @@ settings = DsarSettings()  # type: ignore[call-arg]  # values come from the envi
 runtime = ServiceRuntime(SYSTEM_ID, settings, Path(__file__).with_name("migrations"), settings.dsar_web_port)
 app = runtime.app
 
-tracker = CommandTracker(
-    runtime.outbox,
-    runtime.audit,
-    runtime.keyring,
-    CommandPolicy.from_settings(settings),
-)
+tracker = CommandTracker(CommandPolicy.from_settings(settings))
 workflow = Workflow(runtime, tracker, settings)
-inbox = CommandInbox(runtime, SYSTEM_ID, dsar_actions(runtime))
+inbox = CommandInbox(SYSTEM_ID, dsar_actions(runtime.keyring))
 
 
 @runtime.on_started

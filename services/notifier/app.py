@@ -27,7 +27,7 @@ fanout = FanOut(runtime, settings, wakeups)
 sender = Sender(
     runtime, settings, wakeups, ConsentDecisions(settings.consent_base_url, settings.consent_timeout_seconds)
 )
-inbox = CommandInbox(runtime, SYSTEM_ID, notifier_actions(runtime))
+inbox = CommandInbox(SYSTEM_ID, notifier_actions(runtime.keyring, settings))
 final_notice_keys = FinalNoticeKeys(settings.master_key(), settings.previous_master_key())
 runtime.rotate_with_master_key(FinalNoticeRotation(final_notice_keys))
 
