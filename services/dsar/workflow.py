@@ -183,7 +183,7 @@ class Workflow:
             sealed = await tx.keys.encrypt(
                 case.subject, f"corrections:{case.request_id}", json.dumps(corrections)
             )
-        if not await store.insert_case(conn, await self.texts.sealed(conn, case), sealed):
+        if not await store.insert_case(conn, await self.texts.sealed(tx, case), sealed):
             # Same request_id again (a resubmission, or on the other request topic): nothing new.
             await tx.audit.record(
                 "case_duplicate_request",
@@ -318,7 +318,7 @@ class Workflow:
                 decision = cases.record_ack(case, ack.command_id, ack.status, utcnow(), answer.retained_basis,
                                             problem=answer.problem)
                 case = await self.apply(tx, decision, save=False)
-            await self.save(conn, case)
+            await self.save(tx, case)
         await store.drop_export_parts(conn, [uuid.UUID(a.command_id) for a in acks
                                              if a is not None and a.first and a.action == "export"])
 
@@ -394,12 +394,12 @@ class Workflow:
             # Commands that could not be sent would never be answered: the case decides what now.
             case = await self.apply(tx, cases.rectify_not_sent(case, unsent, utcnow()), save=False)
         if save:
-            await self.save(conn, case)
+            await self.save(tx, case)
         return case
 
-    async def save(self, conn: asyncpg.Connection, case: Case) -> None:
+    async def save(self, tx: UnitOfWork, case: Case) -> None:
         """Store the case, its free text sealed with the subject's key (`sealing`)."""
-        await store.save_case(conn, await self.texts.sealed(conn, case))
+        await store.save_case(tx.conn, await self.texts.sealed(tx, case))
 
     async def _status_changed(
         self, tx: UnitOfWork, case: Case, change: cases.StatusChanged, reason: str | None
