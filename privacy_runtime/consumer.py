@@ -4,8 +4,8 @@ Why not one faust agent per topic: faust hands events over one at a time (about 
 process on this kind of machine, measured), and the ledger needs whole batches to reach the database
 in a few round trips. One aiokafka consumer per service polls up to `batch_max_events` messages at
 once, applies them per topic in one transaction each, and commits the offsets only after that commit.
-A crash anywhere re-delivers the batch; the idempotency claims make the replay a no-op. faust still
-runs the service (web, timers, lifecycle); this is the one place where it does not fit.
+A crash anywhere re-delivers the batch; the idempotency claims make the replay a no-op. faust only runs
+the process (CLI, web server, lifecycle: `faust_shell.py`); no faust stream is used.
 
 Under a backlog the work runs in lanes, one per topic partition: a partition's batches are applied
 strictly in order, one transaction at a time, but partitions do not wait for each other (events are

@@ -222,6 +222,10 @@ class Routes:
 
         return register
 
+    def add(self, path: str, name: str, view: type[ApiView], **bound: Any) -> None:
+        """Serve `view` at `path` as a subclass bound to what it answers from (`runtime=`, `service=`...)."""
+        self._routes.append(Route(path, name, type(view.__name__, (view,), {"route_name": name, **bound})))
+
     def mount(self, app: aiohttp_web.Application) -> None:
         """Serve these routes from an aiohttp app (as the worker shell's web server does)."""
         for r in self._routes:

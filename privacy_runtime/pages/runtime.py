@@ -2,7 +2,7 @@
 (its own schema, migrations at start), the key ring, the outbox and its relay, the audit trail.
 
 Such an app changes things only by publishing events: its handlers write their state and the events
-in one transaction (`transaction()` + `outbox.add`), the relay publishes them.
+in one unit of work (`transaction()` + `tx.outbox.add`), the relay publishes them.
 """
 
 from __future__ import annotations

@@ -22,6 +22,7 @@ from services.consent.page_texts import UNSUBSCRIBE_MESSAGES
 
 if TYPE_CHECKING:
     from services.consent.app import ConsentService
+    from services.consent.settings import ConsentSettings
 
 SUBJECT_RE = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
 UNSUBSCRIBE_NAMESPACE = uuid.UUID("0b9b7e0e-6d2c-4f57-8d0e-9a3d3f3c2a11")
@@ -49,162 +50,169 @@ def _record_json(record: rules.ConsentRecord) -> dict[str, Any]:
             "policy_version": record.policy_version, "effective_at": record.effective_at.isoformat()}
 
 
-def add_routes(routes: Routes, service: ConsentService) -> None:
-    """The service's endpoints, answering from `service` (its runtime, settings and use cases)."""
-    runtime = service.runtime
-    settings = service.settings
-    decision_cache = service.decision_cache
-    unsubscribe_tokens = service.unsubscribe_tokens
-
-    @routes(runtime, "/v1/subjects/{subject_id}/consents", "subject_consents")
-    class SubjectConsents(ApiView):
-        async def get(self, request: Request, subject_id: str) -> Response:
-            subject = _subject(subject_id)
-            async with runtime.pool.acquire() as conn:
-                profile = await store.profile(conn, subject)
-                if profile is None:
-                    raise HttpError(404, f"unknown subject {subject}")
-                current = {r.purpose: r for r in await store.states_of(conn, subject)}
-                history = await store.history_of(conn, subject)
-                registrations = await store.registrations_of(conn, subject)
-            return self.json({
-                "subject": subject,
-                "jurisdiction": profile.country,
-                "restricted": profile.restricted,
-                "objections": sorted(profile.objections),
-                "under_18_at_registration": profile.minor,
-                "purposes": [
-                    {"purpose": p, **rules.decide(p, profile, current.get(p)).as_dict(),
-                     "consent": _record_json(current[p]) if p in current else None}
-                    for p in rules.PURPOSES
-                ],
-                "history": [{**_record_json(r), "jurisdiction": j, "recorded_at": at.isoformat()}
-                            for r, j, at in history],
-                "registrations": [r.as_dict() for r in registrations],
-            })
+class ConsentApi(ApiView):
+    service: ConsentService
 
 
-    @routes(runtime, "/v1/decisions", "decisions")
-    class Decisions(ApiView):
-        async def get(self, request: Request) -> Response:
-            query = request.query
-            subject = _subject(query.get("subject"))
-            purpose = _purpose(query.get("purpose"))
-            system = query.get("system")
-            system_purposes = None
-            if system is not None:
-                entry = runtime.data_map.get(system)
-                if entry is None:
-                    known = ", ".join(runtime.data_map.system_ids())
-                    raise HttpError(400, f"unknown system {system[:64]!r}; known: {known}")
-                system_purposes = entry.purposes
-            view = await _subject_view(subject)
-            if view.profile is None:
+class SubjectConsents(ConsentApi):
+    async def get(self, request: Request, subject_id: str) -> Response:
+        subject = _subject(subject_id)
+        async with self.runtime.pool.acquire() as conn:
+            profile = await store.profile(conn, subject)
+            if profile is None:
                 raise HttpError(404, f"unknown subject {subject}")
-            decision = rules.decide(purpose, view.profile, view.states.get(purpose), system=system,
-                                    system_purposes=system_purposes)
-            metrics.decision_counter(purpose, decision.allowed).inc()
-            return self.json({"subject": subject, "purpose": purpose, "system": system, **decision.as_dict()})
+            current = {r.purpose: r for r in await store.states_of(conn, subject)}
+            history = await store.history_of(conn, subject)
+            registrations = await store.registrations_of(conn, subject)
+        return self.json({
+            "subject": subject,
+            "jurisdiction": profile.country,
+            "restricted": profile.restricted,
+            "objections": sorted(profile.objections),
+            "under_18_at_registration": profile.minor,
+            "purposes": [
+                {"purpose": p, **rules.decide(p, profile, current.get(p)).as_dict(),
+                 "consent": _record_json(current[p]) if p in current else None}
+                for p in rules.PURPOSES
+            ],
+            "history": [{**_record_json(r), "jurisdiction": j, "recorded_at": at.isoformat()}
+                        for r, j, at in history],
+            "registrations": [r.as_dict() for r in registrations],
+        })
 
 
-    async def _subject_view(subject: str) -> SubjectView:
-        """From memory when the cache has it (see decision_cache.py for how fresh that is), else from SQL."""
-        view = decision_cache.get(subject)
-        if view is not None:
-            metrics.DECISION_FROM_MEMORY.inc()
-            return view
-        metrics.DECISION_FROM_DATABASE.inc()
-        started = decision_cache.begin_read()  # before the read: a change notified meanwhile wins
-        async with runtime.pool.acquire() as conn:
-            profile, states = await store.subject_view(conn, subject)
-        view = SubjectView(profile, states)
-        decision_cache.store(subject, view, started)
+class Decisions(ConsentApi):
+    async def get(self, request: Request) -> Response:
+        query = request.query
+        subject = _subject(query.get("subject"))
+        purpose = _purpose(query.get("purpose"))
+        system = query.get("system")
+        system_purposes = None
+        if system is not None:
+            entry = self.runtime.data_map.get(system)
+            if entry is None:
+                known = ", ".join(self.runtime.data_map.system_ids())
+                raise HttpError(400, f"unknown system {system[:64]!r}; known: {known}")
+            system_purposes = entry.purposes
+        view = await _subject_view(self.service, subject)
+        if view.profile is None:
+            raise HttpError(404, f"unknown subject {subject}")
+        decision = rules.decide(purpose, view.profile, view.states.get(purpose), system=system,
+                                system_purposes=system_purposes)
+        metrics.decision_counter(purpose, decision.allowed).inc()
+        return self.json({"subject": subject, "purpose": purpose, "system": system, **decision.as_dict()})
+
+
+async def _subject_view(service: ConsentService, subject: str) -> SubjectView:
+    """From memory when the cache has it (see decision_cache.py for how fresh that is), else from SQL."""
+    decision_cache = service.decision_cache
+    view = decision_cache.get(subject)
+    if view is not None:
+        metrics.DECISION_FROM_MEMORY.inc()
         return view
+    metrics.DECISION_FROM_DATABASE.inc()
+    started = decision_cache.begin_read()  # before the read: a change notified meanwhile wins
+    async with service.runtime.pool.acquire() as conn:
+        profile, states = await store.subject_view(conn, subject)
+    view = SubjectView(profile, states)
+    decision_cache.store(subject, view, started)
+    return view
 
 
-    UNSUBSCRIBE_PAGES = LinkPages(
+def unsubscribe_pages(settings: ConsentSettings) -> LinkPages:
+    return LinkPages(
         Path(__file__).with_name("templates"),
         UNSUBSCRIBE_MESSAGES,
         contact_email=settings.privacy_contact_email,
         public_url=settings.public_base_url,
         privacy_center_url=settings.privacy_center_url,
     )
-    register_stylesheet(routes, runtime, "/v1/unsubscribe")
 
 
-    @routes(runtime, "/v1/unsubscribe/{token}", "unsubscribe")
-    class Unsubscribe(PageView):
-        """The footer link and the RFC 8058 one-click target. GET (and HEAD) only ask: a link scanner that
-        fetches every URL in a message must change nothing. POST (the page's button, or a mail client's
-        `List-Unsubscribe=One-Click`) withdraws, once: a repeated POST writes nothing more."""
+class Unsubscribe(PageView):
+    """The footer link and the RFC 8058 one-click target. GET (and HEAD) only ask: a link scanner that
+    fetches every URL in a message must change nothing. POST (the page's button, or a mail client's
+    `List-Unsubscribe=One-Click`) withdraws, once: a repeated POST writes nothing more."""
 
-        pages = UNSUBSCRIBE_PAGES
+    service: ConsentService
 
-        async def get(self, request: Request, token: str) -> Response:
-            claims = _claims(token)
-            if claims is None:
-                return self._invalid(request)
-            subject, purpose, lang = claims
-            lang = self.pages.language(request, lang)
-            async with runtime.pool.acquire() as conn:
-                _, current = await store.profile_and_state(conn, subject, purpose)
-            state = "already" if current is not None and not current.granted else "ask"
-            return self._answer(lang, state, purpose)
+    async def get(self, request: Request, token: str) -> Response:
+        claims = _claims(self.service, token)
+        if claims is None:
+            return self._invalid(request)
+        subject, purpose, lang = claims
+        lang = self.pages.language(request, lang)
+        async with self.runtime.pool.acquire() as conn:
+            _, current = await store.profile_and_state(conn, subject, purpose)
+        state = "already" if current is not None and not current.granted else "ask"
+        return self._answer(lang, state, purpose)
 
-        async def post(self, request: Request, token: str) -> Response:
-            claims = _claims(token)
-            if claims is None:
-                return self._invalid(request)
-            subject, purpose, lang = claims
-            await withdraw_from_footer(subject, purpose, token)
-            return self._answer(self.pages.language(request, lang), "done", purpose)
+    async def post(self, request: Request, token: str) -> Response:
+        claims = _claims(self.service, token)
+        if claims is None:
+            return self._invalid(request)
+        subject, purpose, lang = claims
+        await withdraw_from_footer(self.service, subject, purpose, token)
+        return self._answer(self.pages.language(request, lang), "done", purpose)
 
-        def _answer(self, lang: str, state: str, purpose: str) -> Response:
-            key = "unsubscribe.title" if state == "ask" else "unsubscribe.done.title"
-            body = self.pages.render("unsubscribe.html.j2", lang, state=state, purpose=purpose,
-                                     heading=self.pages.text(lang, key))
-            return self.page(body)
+    def _answer(self, lang: str, state: str, purpose: str) -> Response:
+        key = "unsubscribe.title" if state == "ask" else "unsubscribe.done.title"
+        body = self.pages.render("unsubscribe.html.j2", lang, state=state, purpose=purpose,
+                                 heading=self.pages.text(lang, key))
+        return self.page(body)
 
-        def _invalid(self, request: Request) -> Response:
-            lang = self.pages.language(request)
-            body = self.pages.render("unsubscribe.html.j2", lang, state="invalid", purpose="",
-                                     heading=self.pages.text(lang, "unsubscribe.invalid.title"))
-            return self.page(body, status=400)
-
-
-    def _claims(token: str) -> tuple[str, str, str | None] | None:
-        """(subject, purpose, language of the email) from a valid token, else None."""
-        try:
-            claims = unsubscribe_tokens.verify(token)
-            subject, purpose = str(claims["s"]), str(claims["p"])
-        except (InvalidToken, KeyError):
-            return None
-        if not SUBJECT_RE.match(subject) or purpose not in rules.PURPOSES:
-            return None
-        lang = claims.get("l")
-        return subject, purpose, lang if isinstance(lang, str) else None
+    def _invalid(self, request: Request) -> Response:
+        lang = self.pages.language(request)
+        body = self.pages.render("unsubscribe.html.j2", lang, state="invalid", purpose="",
+                                 heading=self.pages.text(lang, "unsubscribe.invalid.title"))
+        return self.page(body, status=400)
 
 
-    async def withdraw_from_footer(subject: str, purpose: str, token: str) -> bool:
-        """Publish the withdrawal, once. Nothing is written when the purpose is already withdrawn, nor for
-        a repeated or concurrent click before the ledger has applied the first (the same event id, claimed
-        once); a click after the person granted again withdraws again (a new basis, a new event id).
-        Returns whether a withdrawal was published."""
-        async with runtime.transaction() as tx:
-            await lock_subjects(tx.conn, [subject])  # clicks on one subject's links one at a time
-            _, current = await store.profile_and_state(tx.conn, subject, purpose)
-            if current is not None and not current.granted:
-                return False
-            basis = current.event_id if current is not None else "none"
-            event_id = str(uuid.uuid5(UNSUBSCRIBE_NAMESPACE, f"{token}:{basis}"))
-            if not await store.claim_footer_withdrawal(tx.conn, event_id):
-                return False
-            await tx.outbox.add(CONSENT_CHANGED,
-                ConsentChanged(purpose=Purpose(purpose), granted=False, channel=ConsentChannel.EMAIL_FOOTER,
-                               policy_version=CURRENT_POLICY_VERSION),
-                subject=subject, event_id=event_id, seal=False,
-                time=rules.withdrawal_time(datetime.now(UTC), current),
-            )
-            await tx.audit.record("unsubscribe_clicked", subject=subject, ref=event_id,
-                                       detail={"purpose": purpose})
-            return True
+def _claims(service: ConsentService, token: str) -> tuple[str, str, str | None] | None:
+    """(subject, purpose, language of the email) from a valid token, else None."""
+    try:
+        claims = service.unsubscribe_tokens.verify(token)
+        subject, purpose = str(claims["s"]), str(claims["p"])
+    except (InvalidToken, KeyError):
+        return None
+    if not SUBJECT_RE.match(subject) or purpose not in rules.PURPOSES:
+        return None
+    lang = claims.get("l")
+    return subject, purpose, lang if isinstance(lang, str) else None
+
+
+async def withdraw_from_footer(service: ConsentService, subject: str, purpose: str, token: str) -> bool:
+    """Publish the withdrawal, once. Nothing is written when the purpose is already withdrawn, nor for
+    a repeated or concurrent click before the ledger has applied the first (the same event id, claimed
+    once); a click after the person granted again withdraws again (a new basis, a new event id).
+    Returns whether a withdrawal was published."""
+    async with service.runtime.transaction() as tx:
+        await lock_subjects(tx.conn, [subject])  # clicks on one subject's links one at a time
+        _, current = await store.profile_and_state(tx.conn, subject, purpose)
+        if current is not None and not current.granted:
+            return False
+        basis = current.event_id if current is not None else "none"
+        event_id = str(uuid.uuid5(UNSUBSCRIBE_NAMESPACE, f"{token}:{basis}"))
+        if not await store.claim_footer_withdrawal(tx.conn, event_id):
+            return False
+        await tx.outbox.add(
+            CONSENT_CHANGED,
+            ConsentChanged(purpose=Purpose(purpose), granted=False, channel=ConsentChannel.EMAIL_FOOTER,
+                           policy_version=CURRENT_POLICY_VERSION),
+            subject=subject, event_id=event_id, seal=False,
+            time=rules.withdrawal_time(datetime.now(UTC), current),
+        )
+        await tx.audit.record("unsubscribe_clicked", subject=subject, ref=event_id, detail={"purpose": purpose})
+        return True
+
+
+def add_routes(routes: Routes, service: ConsentService) -> None:
+    """The service's endpoints; each view answers from `service` (its runtime, settings, use cases)."""
+    for path, name, view in (
+        ("/v1/subjects/{subject_id}/consents", "subject_consents", SubjectConsents),
+        ("/v1/decisions", "decisions", Decisions),
+    ):
+        routes.add(path, name, view, runtime=service.runtime, service=service)
+    routes.add("/v1/unsubscribe/{token}", "unsubscribe", Unsubscribe, runtime=service.runtime, service=service,
+               pages=unsubscribe_pages(service.settings))
+    register_stylesheet(routes, service.runtime, "/v1/unsubscribe")
