@@ -301,6 +301,14 @@ class KeyRing:
             return None
         return open_sealed(key, sealed, f"{subject}:{field}".encode()).decode()
 
+    async def subjects_with_keys(self, conn: asyncpg.Connection, after: str, limit: int) -> list[str]:
+        """The subjects holding a data key here, in id order after `after` (a page of at most `limit`)."""
+        async with self._keys(conn) as keys:
+            rows = await keys.fetch(
+                "SELECT subject FROM subject_keys WHERE subject > $1 ORDER BY subject LIMIT $2", after, limit
+            )
+        return [str(r["subject"]) for r in rows]
+
     async def shred_subject(self, conn: asyncpg.Connection, subject: str) -> bool:
         """Destroy the subject's data key and leave a tombstone. True when a key existed."""
         self.forget(subject)

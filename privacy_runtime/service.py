@@ -177,10 +177,10 @@ class ServiceRuntime:
         A pass skips keys other transactions hold at that moment: passes repeat until none is left."""
         moved = 0
         while True:
-            async with self.transaction() as conn:
-                moved += await self.keyring.rewrap_all(conn)
+            async with self.transaction() as tx:
+                moved += await self.keyring.rewrap_all(tx.conn)
                 for other in self._other_keys:
-                    moved += await other.rewrap(conn)
+                    moved += await other.rewrap(tx.conn)
             async with self.pool.acquire() as conn:
                 left = await self.keyring.keys_under_other_masters(conn)
                 for other in self._other_keys:

@@ -155,6 +155,7 @@ async def test_successful_answers_match_the_documented_schemas(stack, system) ->
         ("GET", notifier, "/v1/admin/emails", {"headers": auth}),
         ("GET", dsar, "/v1/internal/subjects/{subject_id}/requests", {"headers": auth}),
         ("POST", notifier, "/v1/internal/subjects/lookup", {"headers": auth, "json": {"email": f"{subject}@example.com"}}),
+        ("POST", dsar, "/v1/internal/subjects/erased", {"headers": auth, "json": {"subjects": [subject]}}),
         ("GET", consent, "/v1/unsubscribe/{token}", {}),
         ("POST", consent, "/v1/unsubscribe/{token}", {"content": b"List-Unsubscribe=One-Click"}),
     ]

@@ -428,6 +428,27 @@ class AdminStats(DsarApi):
 TIMELINE_ACTIONS = frozenset({f"case_{status}" for status in cases.STATUSES} | {"case_extended"})
 
 
+#: Subjects one `POST /v1/internal/subjects/erased` may ask about (their ids stay under the body limit).
+MAX_ERASED_QUERY = 200
+
+
+class InternalSubjectsErased(DsarApi):
+    """`POST {"subjects": [...]}`: those of them whose erasure completed here (the tombstone the erasure
+    case writes as it completes and shreds the subject's key). The privacy center asks, to shred what
+    it holds of them. Internal (SERVICE_TOKEN): the body names subjects."""
+
+    async def post(self, request: Request) -> Response:
+        require_service(self.runtime.settings, request.headers.get("Authorization"))
+        subjects = (await self.json_body(request)).get("subjects")
+        if (not isinstance(subjects, list) or len(subjects) > MAX_ERASED_QUERY
+                or not all(isinstance(s, str) and SUBJECT_PATTERN.match(s) for s in subjects)):
+            raise HttpError(400, f"'subjects' must be a list of at most {MAX_ERASED_QUERY} subject ids "
+                                 "matching ^[A-Za-z0-9._:-]{1,128}$")
+        async with self.runtime.pool.acquire() as conn:
+            erased = await self.runtime.keyring.erased_among(conn, subjects)
+        return self.json({"erased": sorted(erased)})
+
+
 class InternalSubjectRequests(DsarApi):
     """A subject's requests with status, deadline, reason and timeline: what the privacy center shows the
     signed-in person. Internal (SERVICE_TOKEN), never public: the path names a subject."""
@@ -470,6 +491,7 @@ def add_routes(routes: Routes, service: DsarService) -> None:
         ("/v1/admin/requests/{request_id}/resend", "admin_resend", AdminResend),
         ("/v1/admin/requests/{request_id}/timeline", "admin_timeline", AdminTimeline),
         ("/v1/admin/stats", "admin_stats", AdminStats),
+        ("/v1/internal/subjects/erased", "internal_subjects_erased", InternalSubjectsErased),
         ("/v1/internal/subjects/{subject_id}/requests", "internal_subject_requests", InternalSubjectRequests),
     ):
         routes.add(path, name, view, runtime=service.runtime, service=service)

@@ -16,11 +16,11 @@ from privacy_runtime import vocabulary
 from privacy_runtime.datamap import load_data_map
 from privacy_runtime.notice_secrets import NoticeSecrets
 from privacy_runtime.pages.app import KIT, create_base_app
-from privacy_runtime.pages.ratelimit import RateLimiter
+from privacy_runtime.pages.ratelimit import SharedRateLimiter, purge_rate_limits
 from privacy_runtime.pages.runtime import PageRuntime
 from privacy_runtime.tokens import MANAGE, TokenSigner
-from services.privacy_center import store, views
-from services.privacy_center.clients import Services
+from services.privacy_center import erasure, store, views
+from services.privacy_center.clients import Services, Unavailable
 from services.privacy_center.settings import PrivacyCenterSettings
 from services.privacy_center.texts import MESSAGES
 
@@ -58,20 +58,27 @@ def create_app(settings: PrivacyCenterSettings | None = None) -> web.Application
         services=Services(settings),
         manage_tokens=TokenSigner(settings.master_key(), MANAGE, settings.previous_master_key()),
         notice_secrets=NoticeSecrets(settings.master_key(), settings.previous_master_key()),
-        email_per_address=RateLimiter(settings.email_limit_per_address, views.HOUR),
-        email_per_client=RateLimiter(settings.email_limit_per_client, views.HOUR),
-        code_per_client=RateLimiter(settings.code_limit_per_client, views.HOUR),
+        # Counted in this service's schema, so every replica draws on the same limits.
+        email_per_address=SharedRateLimiter(lambda: runtime.pool, "email_address", settings.email_limit_per_address,
+                                            views.HOUR),
+        email_per_client=SharedRateLimiter(lambda: runtime.pool, "email_client", settings.email_limit_per_client,
+                                           views.HOUR),
+        code_per_client=SharedRateLimiter(lambda: runtime.pool, "code_client", settings.code_limit_per_client,
+                                          views.HOUR),
         data_map=load_data_map(settings.data_map_path),
     )
     app[views.CENTER] = center
     views.add_routes(app)
 
     async def housekeeping(_: web.Application) -> AsyncIterator[None]:
-        task = asyncio.create_task(_purge_loop(center), name="privacy-center-purge")
+        tasks = [asyncio.create_task(_purge_loop(center), name="privacy-center-purge"),
+                 asyncio.create_task(_erasure_loop(center), name="privacy-center-erasures")]
         yield
-        task.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await task
+        for task in tasks:
+            task.cancel()
+        for task in tasks:
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
         await center.services.close()
 
     app.cleanup_ctx.append(housekeeping)
@@ -84,8 +91,27 @@ async def _purge_loop(center: views.Center) -> None:
             now = datetime.now(UTC)
             async with center.runtime.transaction() as tx:
                 await store.purge(tx.conn, now, now - timedelta(days=center.settings.notes_retention_days))
+                await purge_rate_limits(tx.conn)
         except asyncio.CancelledError:
             raise
         except Exception:
             log.exception("privacy center housekeeping failed; next pass in an hour")
         await asyncio.sleep(3600)
+
+
+async def _erasure_loop(center: views.Center) -> None:
+    """Erased subjects' notes deleted and their key here shredded (erasure.py), every few seconds."""
+    await center.runtime.started.wait()
+    while True:
+        try:
+            forgotten = await erasure.shred_erased(center.runtime, center.services)
+            if forgotten:
+                log.info("privacy center: %d erased subjects' notes deleted and keys shredded", forgotten)
+        except asyncio.CancelledError:
+            raise
+        except Unavailable as exc:
+            log.warning("erasure check: dsar did not answer (%s); next pass in %ss", exc,
+                        center.settings.erasure_check_seconds)
+        except Exception:
+            log.exception("erasure check failed; next pass in %ss", center.settings.erasure_check_seconds)
+        await asyncio.sleep(center.settings.erasure_check_seconds)

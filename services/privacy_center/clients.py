@@ -10,6 +10,9 @@ import httpx
 
 from services.privacy_center.settings import PrivacyCenterSettings
 
+#: Subjects per `POST /v1/internal/subjects/erased` (the dsar endpoint takes at most 200).
+ERASED_PAGE = 200
+
 
 class Unavailable(Exception):
     """A service did not answer as it should: the page says "try again in a while" (503)."""
@@ -55,6 +58,17 @@ class Services:
         if response.status_code != 200:
             raise Unavailable(f"requests answered {response.status_code}")
         return dict(response.json())
+
+    async def erased_among(self, subjects: list[str]) -> set[str]:
+        """Those of `subjects` whose erasure completed (dsar's tombstones), asked in pages the endpoint takes."""
+        erased: set[str] = set()
+        for start in range(0, len(subjects), ERASED_PAGE):
+            response = await self._call("POST", f"{self.dsar}/v1/internal/subjects/erased",
+                                        json={"subjects": subjects[start:start + ERASED_PAGE]})
+            if response.status_code != 200:
+                raise Unavailable(f"erased subjects answered {response.status_code}")
+            erased |= {str(s) for s in response.json().get("erased", []) if isinstance(s, str)}
+        return erased
 
     async def verify(self, request_id: str, code: str) -> tuple[int, dict[str, Any]]:
         response = await self._call("POST", f"{self.dsar}/v1/requests/{request_id}/verify", json={"code": code})

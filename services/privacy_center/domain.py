@@ -280,6 +280,13 @@ class RequestView:
 TERMINAL = frozenset({"completed", "rejected", "cancelled", "closed_unverified"})
 
 
+def erasure_completed(answer: Mapping[str, Any]) -> bool:
+    """Whether the person's requests (dsar's answer) include a completed erasure: nothing of theirs may
+    be shown or kept here any more."""
+    return any(isinstance(r, Mapping) and r.get("right") == "erasure" and r.get("status") == "completed"
+               for r in answer.get("requests", []))
+
+
 def request_views(answer: Mapping[str, Any]) -> list[RequestView]:
     views = []
     for r in answer.get("requests", []):

@@ -32,5 +32,8 @@ class PrivacyCenterSettings(ServiceSettings):
     #: What a person wrote with a request (rectification explanation, objection reasons) is kept this
     #: long, sealed, to show on their page.
     notes_retention_days: int = Field(default=90, ge=1)
+    #: How often dsar is asked which of the subjects this app holds notes of were erased (their notes
+    #: are then deleted and their key here shredded; services/privacy_center/erasure.py).
+    erasure_check_seconds: float = Field(default=60.0, gt=0)
     #: Off: events wait in the outbox (maintenance; the crash test uses it to hold them there).
     outbox_relay: bool = True

@@ -89,3 +89,12 @@ async def purge(conn: asyncpg.Connection, now: datetime, notes_older_than: datet
         "UPDATE submissions SET note_sealed = NULL WHERE note_sealed IS NOT NULL AND created_at < $1",
         notes_older_than)
     return sum(int(status.split()[-1]) for status in (links, sessions, notes))
+
+
+async def forget_subject(conn: asyncpg.Connection, subject: str) -> int:
+    """Delete everything held of an erased subject: their forms (and the notes in them), sessions, links."""
+    total = 0
+    for table in ("submissions", "sessions", "sign_in_links"):
+        status = await conn.execute(f"DELETE FROM {table} WHERE subject = $1", subject)  # the three fixed names above
+        total += int(status.split()[-1])
+    return total

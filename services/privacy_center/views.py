@@ -16,6 +16,7 @@ from datetime import UTC, datetime, timedelta
 from aiohttp import web
 
 from privacy_runtime import summary
+from privacy_runtime.crypto import SubjectErased
 from privacy_runtime.datamap import DataMap
 from privacy_runtime.notice_secrets import NoticeSecrets
 from privacy_runtime.pages.app import (
@@ -27,13 +28,13 @@ from privacy_runtime.pages.app import (
     session_of,
     text,
 )
-from privacy_runtime.pages.ratelimit import RateLimiter
+from privacy_runtime.pages.ratelimit import SharedRateLimiter
 from privacy_runtime.pages.runtime import PageRuntime
 from privacy_runtime.tokens import MANAGE_MAX_AGE_SECONDS, InvalidToken, TokenSigner
 from schemas.enums import NotificationCategory
 from schemas.events import NotificationRequested
 from schemas.topics import NOTIFICATION_REQUESTED
-from services.privacy_center import domain, store
+from services.privacy_center import domain, erasure, store
 from services.privacy_center.clients import Services, Unavailable
 from services.privacy_center.settings import PrivacyCenterSettings
 
@@ -51,9 +52,9 @@ class Center:
     services: Services
     manage_tokens: TokenSigner
     notice_secrets: NoticeSecrets
-    email_per_address: RateLimiter
-    email_per_client: RateLimiter
-    code_per_client: RateLimiter
+    email_per_address: SharedRateLimiter
+    email_per_client: SharedRateLimiter
+    code_per_client: SharedRateLimiter
     data_map: DataMap
 
 
@@ -128,9 +129,8 @@ async def ask_for_link(request: web.Request) -> web.StreamResponse:
     if email is None:
         return render(request, "start.html.j2", status=400, error=text(request, "start.email.invalid"),
                       signed_in=False)
-    now = time.monotonic()
-    if not center.email_per_client.allow(domain.rate_key("client", _client(request)), now) or \
-            not center.email_per_address.allow(domain.rate_key("email", email), now):
+    if not await center.email_per_client.allow(domain.rate_key("client", _client(request))) or \
+            not await center.email_per_address.allow(domain.rate_key("email", email)):
         raise PageError(429)
     try:
         subjects = [s for s in await center.services.subjects_with_email(email) if SUBJECT_RE.match(s)]
@@ -223,11 +223,15 @@ async def me(request: web.Request) -> web.Response:
     except Unavailable as exc:
         raise _unavailable(exc) from None
     notes: dict[str, str] = {}
-    async with center.runtime.pool.acquire() as conn:
-        for request_id, sealed in (await store.notes_of(conn, subject)).items():
-            note = await center.runtime.keyring.decrypt(conn, subject, f"note:{request_id}", sealed)
-            if note:
-                notes[request_id] = note
+    if domain.erasure_completed(requests):
+        # Erased: forget here now rather than at the next check (services/privacy_center/erasure.py).
+        await erasure.forget(center.runtime, subject)
+    else:
+        async with center.runtime.pool.acquire() as conn:
+            for request_id, sealed in (await store.notes_of(conn, subject)).items():
+                note = await center.runtime.keyring.decrypt(conn, subject, f"note:{request_id}", sealed)
+                if note:
+                    notes[request_id] = note
     return render(
         request, "me.html.j2", signed_in=True,
         purposes=domain.purpose_views(consents or {}), requests=domain.request_views(requests), notes=notes,
@@ -278,7 +282,10 @@ async def ask_for_right(request: web.Request) -> web.StreamResponse:
     async with center.runtime.transaction() as tx:
         sealed = None
         if asked.note:
-            sealed = await tx.keys.encrypt(subject, f"note:{asked.request_id}", asked.note)
+            try:
+                sealed = await tx.keys.encrypt(subject, f"note:{asked.request_id}", asked.note)
+            except SubjectErased:  # erased already (a footer link outlives it): nothing of theirs is kept
+                sealed = None
         if await store.claim_submission(tx.conn, submission, subject, asked.right, asked.request_id, sealed):
             # Sealed in the outbox: a correction names the person's new data.
             await tx.outbox.add(asked.event.topic, asked.event.data, subject=subject,
@@ -318,7 +325,7 @@ async def verify_page(request: web.Request) -> web.Response:
 async def verify(request: web.Request) -> web.Response:
     request_id = _request_id(request)
     center = center_of(request)
-    if not center.code_per_client.allow(domain.rate_key("client", _client(request)), time.monotonic()):
+    if not await center.code_per_client.allow(domain.rate_key("client", _client(request))):
         raise PageError(429)
     code = (form_of(request).get("code") or "").strip()
 

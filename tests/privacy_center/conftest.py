@@ -39,6 +39,8 @@ def center_env(system: CenterSystem, center: ServiceProcess) -> dict[str, str]:
         "EMAIL_LIMIT_PER_ADDRESS": "50",
         "EMAIL_LIMIT_PER_CLIENT": "500",
         "CODE_LIMIT_PER_CLIENT": "500",
+        # Erasures are checked at start and then hourly: the erasure test starts a center that checks often.
+        "ERASURE_CHECK_SECONDS": "3600",
     }
 
 

@@ -101,6 +101,18 @@ def test_purposes_and_requests_from_the_services_answers() -> None:
     assert [e for _, e in requests[0].timeline] == ["received", "completed"] and not requests[0].open
 
 
+def test_only_a_completed_erasure_means_the_person_is_erased() -> None:
+    def answer(*requests: tuple[str, str]) -> dict[str, Any]:
+        return {"requests": [{"right": right, "status": status} for right, status in requests]}
+
+    assert domain.erasure_completed(answer(("objection", "completed"), ("erasure", "completed")))
+    for open_or_ended in ("received", "identity_pending", "in_progress", "awaiting_systems", "rejected",
+                          "cancelled", "closed_unverified"):
+        assert not domain.erasure_completed(answer(("erasure", open_or_ended))), open_or_ended
+    assert not domain.erasure_completed(answer(("access", "completed")))
+    assert not domain.erasure_completed({}) and not domain.erasure_completed({"requests": ["junk"]})
+
+
 def test_every_message_has_both_languages_and_every_page_key_exists() -> None:
     catalogue = kit_catalogue(MESSAGES)
     for purpose in domain.PURPOSES:
