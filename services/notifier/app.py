@@ -44,7 +44,7 @@ def create_service(settings: NotifierSettings) -> NotifierService:
         fanout=FanOut(runtime, settings, wakeups),
         sender=Sender(runtime, settings, wakeups,
                       ConsentDecisions(settings.consent_base_url, settings.consent_timeout_seconds)),
-        inbox=CommandInbox(SYSTEM_ID, notifier_actions(runtime.keyring, settings)),
+        inbox=CommandInbox(SYSTEM_ID, notifier_actions(settings)),
     )
     final_notice_keys = FinalNoticeKeys(settings.master_key(), settings.previous_master_key())
     runtime.rotate_with_master_key(FinalNoticeRotation(final_notice_keys))

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from typing import Any
 
-from privacy_runtime.crypto import KeyRing
 from privacy_runtime.inbox import Action, Outcome
 from privacy_runtime.unit_of_work import UnitOfWork
 from services.notifier import rules, store, templates
@@ -16,10 +15,15 @@ from services.notifier.settings import NotifierSettings
 RECTIFIABLE = ("email", "name", "locale", "country")
 
 
-def notifier_actions(keyring: KeyRing, settings: NotifierSettings) -> dict[str, Action]:
-    final_keys = FinalNoticeKeys(settings.master_key(), settings.previous_master_key())
+class NotifierActions:
+    """The notifier's answer to each command action, each in the command's unit of work."""
 
-    async def erase(tx: UnitOfWork, subject: str, command: Any) -> Outcome:
+    def __init__(self, settings: NotifierSettings):
+        self.settings = settings
+        self.final_keys = FinalNoticeKeys(settings.master_key(), settings.previous_master_key())
+
+
+    async def erase(self, tx: UnitOfWork, subject: str, command: Any) -> Outcome:
         """Delete the directory entry, cancel what is queued, and (after the ack) shred the key.
 
         For an erasure request (command with request_id) the contact is first set aside as a final
@@ -29,7 +33,7 @@ def notifier_actions(keyring: KeyRing, settings: NotifierSettings) -> dict[str, 
         entry = await store.recipient(conn, subject, lock=True)  # waits for an intake queueing for them
         kept = 0
         if entry is not None and command.request_id is not None:
-            kept = await _set_final_notice_aside(tx, subject, entry, command.request_id)
+            kept = await self._set_final_notice_aside(tx, subject, entry, command.request_id)
         found = await store.delete_recipient(conn, subject)
         cancelled = await store.cancel_emails_of(conn, subject, "erased")
 
@@ -41,7 +45,7 @@ def notifier_actions(keyring: KeyRing, settings: NotifierSettings) -> dict[str, 
             detail += f"; {kept} erasure confirmation kept until sent"
         return Outcome("done" if found or cancelled else "not_found", detail=detail, after_ack=[shred])
 
-    async def _set_final_notice_aside(tx: UnitOfWork, subject: str, entry: Any, request_id: Any) -> int:
+    async def _set_final_notice_aside(self, tx: UnitOfWork, subject: str, entry: Any, request_id: Any) -> int:
         # Locked, so a sender finishing one of these emails right now waits for this decision.
         conn = tx.conn
         finals = await store.lock_emails_of(conn, subject, sorted(FINAL_TEMPLATES))
@@ -51,7 +55,7 @@ def notifier_actions(keyring: KeyRing, settings: NotifierSettings) -> dict[str, 
         if email is None:
             return 0
         name = await tx.keys.decrypt(subject, "name", entry["name_sealed"])
-        sealed = final_keys.seal_contact(subject, Contact(email=email, name=name, locale=entry["locale"]))
+        sealed = self.final_keys.seal_contact(subject, Contact(email=email, name=name, locale=entry["locale"]))
         await store.save_final_notice(
             conn,
             subject=subject,
@@ -59,17 +63,17 @@ def notifier_actions(keyring: KeyRing, settings: NotifierSettings) -> dict[str, 
             wrapped_key=sealed.wrapped_key,
             master_key_id=sealed.master_key_id,
             contact_sealed=sealed.contact_sealed,
-            keep_seconds=settings.final_notice_retention_seconds,
+            keep_seconds=self.settings.final_notice_retention_seconds,
         )
         waiting = [r for r in finals if r["status"] in ("queued", "sending") and not r["final_notice"]]
         for row in waiting:
             nid = row["notification_id"]
             plain = await tx.keys.decrypt(subject, params_field(nid), row["params_sealed"])
-            resealed = final_keys.seal_params(sealed.key, nid, plain) if plain is not None else None
+            resealed = self.final_keys.seal_params(sealed.key, nid, plain) if plain is not None else None
             await store.make_final(conn, nid, resealed)
         return len(waiting)
 
-    async def restrict(tx: UnitOfWork, subject: str, command: Any) -> Outcome:
+    async def restrict(self, tx: UnitOfWork, subject: str, command: Any) -> Outcome:
         conn = tx.conn
         found = await store.set_restricted(conn, subject, True)
         return Outcome(
@@ -77,12 +81,12 @@ def notifier_actions(keyring: KeyRing, settings: NotifierSettings) -> dict[str, 
             detail="only notices about the subject's own rights requests are sent" if found else None,
         )
 
-    async def lift_restriction(tx: UnitOfWork, subject: str, command: Any) -> Outcome:
+    async def lift_restriction(self, tx: UnitOfWork, subject: str, command: Any) -> Outcome:
         conn = tx.conn
         found = await store.set_restricted(conn, subject, False)
         return Outcome("done" if found else "not_found")
 
-    async def rectify(tx: UnitOfWork, subject: str, command: Any) -> Outcome:
+    async def rectify(self, tx: UnitOfWork, subject: str, command: Any) -> Outcome:
         conn = tx.conn
         fields = {k: v for k, v in (command.fields or {}).items() if k in RECTIFIABLE}
         if not fields:
@@ -96,7 +100,7 @@ def notifier_actions(keyring: KeyRing, settings: NotifierSettings) -> dict[str, 
                 # A line break here would put headers of the sender's choosing into our emails.
                 return Outcome("failed", detail="email must be one email address (no spaces or line breaks)")
             changes["email_sealed"] = tx.keys.encrypt_cached(subject, "email", fields["email"])
-            changes["email_hash"] = keyring.keyed_hash("email", fields["email"])
+            changes["email_hash"] = tx.keys.keyed_hash("email", fields["email"])
         if "name" in fields:
             changes["name_sealed"] = tx.keys.encrypt_cached(subject, "name", fields["name"] or None)
         if "locale" in fields:
@@ -106,7 +110,7 @@ def notifier_actions(keyring: KeyRing, settings: NotifierSettings) -> dict[str, 
         await store.rectify_recipient(conn, subject, changes)
         return Outcome("done", detail=f"rectified {', '.join(sorted(fields))}")
 
-    async def export(tx: UnitOfWork, subject: str, command: Any) -> Outcome:
+    async def export(self, tx: UnitOfWork, subject: str, command: Any) -> Outcome:
         conn = tx.conn
         entry = await store.recipient(conn, subject)
         emails = await store.emails_of(conn, subject)
@@ -138,10 +142,13 @@ def notifier_actions(keyring: KeyRing, settings: NotifierSettings) -> dict[str, 
             },
         )
 
+
+def notifier_actions(settings: NotifierSettings) -> dict[str, Action]:
+    actions = NotifierActions(settings)
     return {
-        "erase": erase,
-        "restrict": restrict,
-        "lift_restriction": lift_restriction,
-        "rectify": rectify,
-        "export": export,
+        "erase": actions.erase,
+        "restrict": actions.restrict,
+        "lift_restriction": actions.lift_restriction,
+        "rectify": actions.rectify,
+        "export": actions.export,
     }

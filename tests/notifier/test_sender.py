@@ -329,7 +329,7 @@ class EraseCommand:
 
 
 async def erase(runtime: Runtime, subject: str, request_id: uuid.UUID | None) -> str:
-    action = notifier_actions(runtime.keyring, runtime.settings)["erase"]
+    action = notifier_actions(runtime.settings)["erase"]
     async with runtime.transaction() as tx:
         outcome = await action(tx, subject, EraseCommand(uuid.uuid4(), request_id))
         for step in outcome.after_ack:
