@@ -24,7 +24,6 @@ pytestmark = pytest.mark.stack
 MIGRATIONS = Path(__file__).resolve().parents[2] / "services" / "consent" / "migrations"
 
 
-_Runtime = PoolRuntime
 
 
 def _event(topic: str, subject: str) -> Inbound:
@@ -33,14 +32,14 @@ def _event(topic: str, subject: str) -> Inbound:
 
 
 @pytest.fixture
-async def runtime(stack) -> AsyncIterator[_Runtime]:  # type: ignore[no-untyped-def]
+async def runtime(stack) -> AsyncIterator[PoolRuntime]:  # type: ignore[no-untyped-def]
     async with scratch_schema(stack.endpoints.database_url, "subject_locks", MIGRATIONS, max_size=4) as pool:
         runtime = PoolRuntime("consent", ServiceSettings(privacy_master_key=TEST_MASTER_KEY), pool)
         await runtime.start()
         yield runtime
 
 
-async def test_a_subject_waits_for_its_own_transaction_on_another_topic_only(runtime: _Runtime) -> None:
+async def test_a_subject_waits_for_its_own_transaction_on_another_topic_only(runtime: PoolRuntime) -> None:
     steps: list[str] = []
     gate = asyncio.Event()
     started = asyncio.Event()
@@ -69,7 +68,7 @@ async def test_a_subject_waits_for_its_own_transaction_on_another_topic_only(run
     assert steps == ["registration started", "change of usr_b", "registration committed", "change of usr_a"]
 
 
-async def test_a_full_lock_table_is_waited_out_not_dead_lettered(runtime: _Runtime) -> None:
+async def test_a_full_lock_table_is_waited_out_not_dead_lettered(runtime: PoolRuntime) -> None:
     """'out of shared memory' (the lock table is full: each batch holds a lock per subject) is the
     database's momentary limit, not the event's fault: the batch is retried as a whole."""
     calls: list[int] = []
