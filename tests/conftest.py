@@ -15,6 +15,27 @@ pytest_plugins = ["devstack.pytest_plugin", "tests.browser_kit"]
 settings.register_profile("suite", deadline=None)
 settings.load_profile("suite")
 
+#: Marker -> start rank: `make test` runs files on two workers (pytest-xdist, --dist loadfile), which
+#: take files in collection order; the long ones (a stack of their own, a browser, the fault runs)
+#: go first so the short unit files fill the gaps at the end instead of a long file running alone.
+_START_RANK = {"faults": 0, "bench": 0, "browser": 1, "stack": 2}
+
+
+def _start_rank(item: pytest.Item) -> int:
+    if item.nodeid.startswith("tests/bench/"):
+        return _START_RANK["bench"]
+    return min((_START_RANK[m.name] for m in item.iter_markers() if m.name in _START_RANK), default=3)
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Order files by their longest kind (stable: tests keep their order inside a file)."""
+    rank_of_file: dict[str, int] = {}
+    for item in items:
+        path = item.nodeid.split("::", 1)[0]
+        rank_of_file[path] = min(rank_of_file.get(path, 3), _start_rank(item))
+    order_of_file = {path: index for index, path in enumerate(dict.fromkeys(i.nodeid.split("::", 1)[0] for i in items))}
+    items.sort(key=lambda i: (rank_of_file[i.nodeid.split("::", 1)[0]], order_of_file[i.nodeid.split("::", 1)[0]]))
+
 
 @pytest.fixture(scope="module")
 async def system(stack) -> AsyncIterator[dict[str, ServiceProcess]]:  # type: ignore[no-untyped-def]

@@ -6,7 +6,8 @@
 - security headers and a strict Content-Security-Policy on every answer;
 - a signed session cookie (HttpOnly, SameSite=Lax, Secure over https, idle timeout), re-sent on
   every page so the timeout is an idle one;
-- the page language (`?lang=` switch, remembered in a cookie; Accept-Language; Swedish);
+- the page language (`?lang=` switch, remembered in a cookie; Accept-Language; Swedish); the switch
+  links to the same page with its query, so filters and searches survive it;
 - every POST read as a bounded form and checked for the CSRF token bound to the session (403 if
   not), so handlers find the form in `request[FORM]`;
 - error pages for every 4xx in the page's language, a logged 500 page for our own faults;
@@ -130,10 +131,16 @@ def form_of(request: web.Request) -> Form:
     return form if form is not None else Form()
 
 
-def context_of(request: web.Request) -> dict[str, Any]:
+def context_of(request: web.Request, switch_to: str | None = None) -> dict[str, Any]:
+    """`switch_to`: the page the language switch leads to, when this one answers a form (a POST path
+    cannot be opened by a link); by default the page itself with its query."""
     kit = kit_of(request)
     session = session_of(request)
-    context = page_context(kit.catalogue, lang_of(request), path=request.path,
+    if switch_to is not None:
+        path, query = switch_to, None
+    else:
+        path, query = request.path, request.query
+    context = page_context(kit.catalogue, lang_of(request), path=path, query=query,
                            csrf_token=kit.sessions.csrf_token(session), contact_email=kit.contact_email)
     if kit.language:
         context["languages"] = []  # one language: no switch
@@ -144,9 +151,10 @@ def text(request: web.Request, key: str, **values: object) -> str:
     return kit_of(request).catalogue.text(lang_of(request), key, **values)
 
 
-def render(request: web.Request, template: str, *, status: int = 200, **values: Any) -> web.Response:
+def render(request: web.Request, template: str, *, status: int = 200, switch_to: str | None = None,
+           **values: Any) -> web.Response:
     kit = kit_of(request)
-    body = render_page(kit.env, template, {**context_of(request), **values})
+    body = render_page(kit.env, template, {**context_of(request, switch_to), **values})
     return web.Response(text=body, status=status, content_type="text/html", charset="utf-8")
 
 
@@ -177,7 +185,9 @@ def _error_page(request: web.Request, status: int, message: str | None = None) -
         key = f"kit.error.{status}"
         message = kit.catalogue.text(lang, key if kit.catalogue.has(key) else "kit.error.400")
     try:
-        return render(request, "error.html.j2", status=status, message=message)
+        # An error answering a form: the switch leads to the start page (the form's path takes no GET).
+        switch_to = None if request.method in ("GET", "HEAD") else "/"
+        return render(request, "error.html.j2", status=status, switch_to=switch_to, message=message)
     except Exception:  # the error page itself must never fail
         log.exception("error page failed")
         return web.Response(text=message, status=status, content_type="text/plain")

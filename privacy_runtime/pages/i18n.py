@@ -46,6 +46,11 @@ def choose_language(query: str | None, cookie: str | None, accept_language: str 
     return DEFAULT_LANGUAGE
 
 
+def both(sv: str, en: str) -> dict[str, str]:
+    """One message in both languages (how every app's catalogue is written)."""
+    return {"sv": sv, "en": en}
+
+
 class IncompleteCatalogue(ValueError):
     pass
 
@@ -74,6 +79,10 @@ class Catalogue:
 
     def has(self, key: str) -> bool:
         return key in self.messages
+
+    def table(self, lang: str) -> dict[str, str]:
+        """Every message in one language, by key (what a translator reads; what tests compare)."""
+        return {key: texts[lang] for key, texts in self.messages.items() if lang in texts}
 
 
 #: What the shared layout and error pages say.

@@ -6,9 +6,10 @@ extends "_base.html.j2" and fills `title` and `content`.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlencode
 
 import jinja2
 
@@ -42,21 +43,28 @@ def translator(catalogue: Catalogue, lang: str) -> Callable[..., str]:
     return t
 
 
+def switch_url(path: str, query: Mapping[str, str] | None, code: str) -> str:
+    """This page in another language: the same path and query (filters, search), `lang` replaced."""
+    kept = [(name, value) for name, value in (query or {}).items() if name != "lang"]
+    return f"{path}?{urlencode([*kept, ('lang', code)])}"
+
+
 def page_context(
     catalogue: Catalogue,
     lang: str,
     *,
     path: str,
+    query: Mapping[str, str] | None = None,
     csrf_token: str = "",
     contact_email: str = "privacy@isopartner.se",
     stylesheet_url: str = STYLESHEET_URL,
 ) -> dict[str, Any]:
-    """What the layout needs: the texts, the language switch (links to this page in each language),
-    the CSRF token for forms, the stylesheet."""
+    """What the layout needs: the texts, the language switch (links to this page, with its query, in
+    each language), the CSRF token for forms, the stylesheet."""
     return {
         "lang": lang,
         "t": translator(catalogue, lang),
-        "languages": [{"code": code, "name": LANGUAGE_NAMES[code], "url": f"{path}?lang={code}",
+        "languages": [{"code": code, "name": LANGUAGE_NAMES[code], "url": switch_url(path, query, code),
                        "current": code == lang} for code in LANGUAGES],
         "csrf_token": csrf_token,
         "contact_email": contact_email,

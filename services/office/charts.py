@@ -48,8 +48,10 @@ def _frame(title: str, desc: str, body: list[str], top: float) -> str:
             f'<desc id="{ident}-d">{escape(desc)}</desc>{"".join(ticks)}{"".join(body)}</svg>')
 
 
-def grouped_bars(title: str, labels: Sequence[str], series: Sequence[tuple[str, Sequence[int | float]]]) -> str:
-    """Bars per label, one per series (e.g. received and completed per week), with a legend."""
+def grouped_bars(title: str, labels: Sequence[str], series: Sequence[tuple[str, Sequence[int | float]]],
+                 no_data: str = "no data") -> str:
+    """Bars per label, one per series (e.g. received and completed per week), with a legend. Every text
+    (title, labels, series names, `no_data`) comes from the caller, in the reader's language."""
     if any(len(values) != len(labels) for _, values in series):
         raise ValueError("every series needs one value per label")
     top = _scale([float(v) for _, values in series for v in values])
@@ -74,13 +76,13 @@ def grouped_bars(title: str, labels: Sequence[str], series: Sequence[tuple[str, 
                     f'<text x="{PAD_LEFT + 22 + j * 130}" y="{PAD_TOP + 9}" font-size="11" fill="#333333">'
                     f'{escape(name)}</text>')
     desc = "; ".join(f"{label}: " + ", ".join(f"{name} {values[i]:g}" for name, values in series)
-                     for i, label in enumerate(labels)) or "no data"
+                     for i, label in enumerate(labels)) or no_data
     return _frame(title, desc, body, top)
 
 
-def histogram(title: str, counts: Sequence[int], unit: str = "days") -> str:
-    """Counts per bucket 0, 1, 2, ... (e.g. cases completed in n days)."""
+def histogram(title: str, counts: Sequence[int], series: str = "cases by days to complete",
+              no_data: str = "no data") -> str:
+    """Counts per bucket 0, 1, 2, ... (e.g. cases completed in n days), as one series named `series`."""
     labels = [str(i) for i in range(len(counts))]
-    svg = grouped_bars(title, labels, [(f"cases by {unit} to complete", counts)]) if counts else \
-        _frame(title, "no data", [], 1.0)
+    svg = grouped_bars(title, labels, [(series, counts)], no_data) if counts else _frame(title, no_data, [], 1.0)
     return svg

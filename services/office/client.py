@@ -15,11 +15,13 @@ SERVICE_NAMES = ("consent", "dsar", "notifier")
 class ServiceError(Exception):
     """A service refused (4xx, with its message) or could not be reached (status 503)."""
 
-    def __init__(self, service: str, status: int, message: str):
+    def __init__(self, service: str, status: int, message: str, unreachable: str | None = None):
         super().__init__(f"{service}: {message}")
         self.service = service
         self.status = status
         self.message = message
+        #: When the service could not be reached: what stopped it (an exception's name), for the page to say.
+        self.unreachable = unreachable
 
 
 class Services:
@@ -44,7 +46,8 @@ class Services:
         try:
             response = await self._client.request(method, f"{self.urls[service]}{path}", **kwargs)
         except httpx.HTTPError as exc:
-            raise ServiceError(service, 503, f"not reachable ({type(exc).__name__})") from None
+            raise ServiceError(service, 503, f"not reachable ({type(exc).__name__})",
+                               unreachable=type(exc).__name__) from None
         try:
             body = response.json()
         except ValueError:

@@ -74,7 +74,13 @@ def replay_headers(headers: Sequence[tuple[str, bytes]], topic: str, partition: 
 
 
 class NotFound(LookupError):
-    pass
+    """Nothing to replay there: `key` names the office's text that says why (`dead.missing.*` in
+    `texts`), `values` fill it in."""
+
+    def __init__(self, key: str, message: str, **values: object):
+        super().__init__(message)
+        self.key = f"dead.missing.{key}"
+        self.values = values
 
 
 class DeadLetterReader:
@@ -139,11 +145,11 @@ class DeadLetterReader:
     async def replay(self, topic: str, partition: int, offset: int, timeout: float = 10.0) -> DeadLetter:
         """Publish the dead letter at (topic, partition, offset) to its original topic again."""
         if topic not in self.topics:
-            raise NotFound(f"{topic} is not a dead-letter topic")
+            raise NotFound("topic", f"{topic} is not a dead-letter topic", topic=topic[:120])
         tp = TopicPartition(topic, partition)
         async with self._lock:
             if tp not in await self._partitions():
-                raise NotFound(f"{topic} has no partition {partition}")
+                raise NotFound("partition", f"{topic} has no partition {partition}", topic=topic, partition=partition)
             self.consumer.assign([tp])
             self.consumer.seek(tp, offset)
             try:
@@ -152,13 +158,15 @@ class DeadLetterReader:
                 self.consumer.assign([])
         records = batch.get(tp, [])
         if not records or records[0].offset != offset:
-            raise NotFound(f"no dead letter at {topic}[{partition}]@{offset}")
+            raise NotFound("offset", f"no dead letter at {topic}[{partition}]@{offset}",
+                           where=f"{topic}[{partition}]@{offset}")
         record = records[0]
         headers = list(record.headers or ())
         letter = describe(topic, partition, offset, record.timestamp, record.key, headers)
         if letter.original_topic != topic.removesuffix(".dlq"):
             # A header names where the message goes: only ever back to the topic this .dlq belongs to.
-            raise NotFound(f"the dead letter names {letter.original_topic[:80]!r}, not {topic.removesuffix('.dlq')}")
+            named, own = letter.original_topic[:80], topic.removesuffix(".dlq")
+            raise NotFound("elsewhere", f"the dead letter names {named!r}, not {own}", named=named, own=own)
         await self.producer.send_and_wait(letter.original_topic, key=record.key, value=record.value,
                                           headers=replay_headers(headers, topic, partition, offset))
         return letter

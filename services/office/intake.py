@@ -46,7 +46,13 @@ MAX_CORRECTIONS = 20
 
 
 class IntakeError(ValueError):
-    """The form does not describe a request the contract can carry; the message says what to fix."""
+    """The form does not describe a request the contract can carry: `key` names the office's text that
+    says what to fix (`intake.error.*` in `texts`), `values` fill it in."""
+
+    def __init__(self, key: str, **values: object):
+        super().__init__(key if not values else f"{key} {values}")
+        self.key = f"intake.error.{key}"
+        self.values = values
 
 
 @dataclass(frozen=True)
@@ -60,10 +66,10 @@ class RequestIntake:
     corrections: dict[str, str] = field(default_factory=dict)
 
 
-def _choice(form: Mapping[str, str], name: str, allowed: tuple[str, ...], what: str) -> str:
+def _choice(form: Mapping[str, str], name: str, allowed: tuple[str, ...]) -> str:
     value = (form.get(name) or "").strip()
     if value not in allowed:
-        raise IntakeError(f"choose {what}")
+        raise IntakeError(name)  # "choose the <name>"
     return value
 
 
@@ -76,28 +82,26 @@ def parse_corrections(text: str) -> dict[str, str]:
         name, sep, value = line.partition(":")
         name, value = name.strip().lower(), value.strip()
         if not sep or not name or not value:
-            raise IntakeError("write each correction on its own line as 'field: new value'")
+            raise IntakeError("correction_line")
         corrections[name] = value
     if not corrections:
-        raise IntakeError("a rectification needs at least one correction")
+        raise IntakeError("no_corrections")
     if len(corrections) > MAX_CORRECTIONS:
-        raise IntakeError(f"at most {MAX_CORRECTIONS} corrections")
+        raise IntakeError("too_many", n=MAX_CORRECTIONS)
     return corrections
 
 
 def parse_request(form: Mapping[str, str]) -> RequestIntake:
-    right = _choice(form, "right", RIGHTS, "the right the person asks for")
-    via = _choice(form, "requested_via", VIA, "how the request arrived (email or phone)")
+    right = _choice(form, "right", RIGHTS)
+    via = _choice(form, "requested_via", VIA)
     if right == ERASURE:
-        return RequestIntake(right, via, ground=_choice(form, "ground", GROUNDS, "the ground for erasure"))
+        return RequestIntake(right, via, ground=_choice(form, "ground", GROUNDS))
     if right == Right.RESTRICTION:
-        return RequestIntake(right, via, circumstance=_choice(form, "circumstance", CIRCUMSTANCES,
-                                                              "the circumstance of the restriction"))
+        return RequestIntake(right, via, circumstance=_choice(form, "circumstance", CIRCUMSTANCES))
     if right == Right.OBJECTION:
-        return RequestIntake(right, via, processing=_choice(form, "processing", PROCESSING,
-                                                            "the processing objected to"))
+        return RequestIntake(right, via, processing=_choice(form, "processing", PROCESSING))
     if right == Right.PORTABILITY:
-        return RequestIntake(right, via, format=_choice(form, "format", FORMATS, "the export format"))
+        return RequestIntake(right, via, format=_choice(form, "format", FORMATS))
     if right == Right.RECTIFICATION:
         return RequestIntake(right, via, corrections=parse_corrections(form.get("corrections") or ""))
     return RequestIntake(right, via)
@@ -117,14 +121,14 @@ def request_event(intake: RequestIntake, request_id: uuid.UUID) -> tuple[str, Ev
             request_id=request_id, right=Right(intake.right), identity_verified=False,
             requested_via=RequestedVia(intake.via), details=details)
     except (ValidationError, ValueError) as exc:
-        raise IntakeError(f"the request does not fit the contract: {_first_error(exc)}") from None
+        raise IntakeError("contract", problem=_first_error(exc)) from None
 
 
 def opt_out_events(purposes: list[str]) -> list[tuple[str, EventData]]:
     """One `consent-changed` (withdrawn, channel support) per purpose the person opted out of."""
     chosen = [p for p in purposes if p in OPT_OUT_PURPOSES]
     if not chosen or len(chosen) != len(purposes):
-        raise IntakeError("choose what the person opts out of")
+        raise IntakeError("purposes")
     return [(CONSENT_CHANGED, ConsentChanged(purpose=Purpose(p), granted=False, channel=ConsentChannel.SUPPORT,
                                              policy_version=POLICY_VERSION)) for p in dict.fromkeys(chosen)]
 

@@ -8,8 +8,12 @@ from datetime import UTC, datetime
 from typing import Any
 from urllib.parse import urlencode
 
+from privacy_runtime import vocabulary
+from services.office.texts import CATALOGUE, word
+
 #: Grounds an operator picks a refusal from (the policy: a refusal names its legal reason); the free
-#: text after it explains this case. The subject's email names the reason and IMY.
+#: text after it explains this case. The subject's email names the reason and IMY. This English text is
+#: what is sent; the form shows each ground in the operator's language (`rejection.<key>` in `texts`).
 REJECTION_GROUNDS: tuple[tuple[str, str], ...] = (
     ("legitimate_grounds", "Compelling legitimate grounds for the processing override the objection "
                            "(GDPR Art. 21(1))"),
@@ -24,38 +28,9 @@ STATUSES: tuple[str, ...] = ("received", "identity_pending", "in_progress", "awa
                              "rejected", "cancelled", "closed_unverified")
 OPEN_STATUSES: tuple[str, ...] = ("received", "identity_pending", "in_progress", "awaiting_systems")
 RIGHTS: tuple[str, ...] = ("access", "portability", "rectification", "restriction", "objection", "erasure")
+REJECTION_KEYS: tuple[str, ...] = tuple(key for key, _ in REJECTION_GROUNDS)
 PAGE_SIZE = 50
 
-#: Audit actions in words, for the case timeline (anything else is shown by its name).
-ACTIONS: Mapping[str, str] = {
-    "case_received": "Request received",
-    "case_identity_pending": "Identity code requested",
-    "case_identity_verified": "Identity verified",
-    "case_in_progress": "Work started",
-    "case_awaiting_systems": "Commands sent; waiting for systems",
-    "case_completed": "Completed",
-    "case_rejected": "Rejected",
-    "case_cancelled": "Cancelled",
-    "case_closed_unverified": "Closed: identity not verified",
-    "case_manual_review": "Waiting for an operator",
-    "case_system_answered": "A system answered",
-    "case_extended": "Deadline extended",
-    "case_overdue": "Overdue",
-    "case_due_soon": "Due soon",
-    "case_retry_approved": "Retry approved",
-    "case_restriction_lifted": "Restriction lifted",
-    "case_duplicate_request": "Same request received again",
-    "notification_requested": "Email requested",
-    "verification_failed": "Wrong identity code",
-    "export_assembled": "Export package assembled",
-    "export_downloaded": "Export downloaded",
-    "operator_approve": "Operator approved",
-    "operator_reject": "Operator rejected",
-    "operator_extend": "Operator extended the deadline",
-    "operator_lift": "Operator lifted the restriction",
-    "operator_resend": "Operator re-sent commands",
-    "subject_shredded": "Subject's key destroyed",
-}
 #: Detail keys worth a column in the timeline (others hold ids or are repeated elsewhere).
 DETAIL_KEYS = ("reason", "template", "system", "action", "status", "months", "due_at", "from", "to", "method",
                "commands", "attempts", "systems")
@@ -82,31 +57,49 @@ class Entry:
     by_operator: bool
 
 
-def _who(actor: str) -> str:
+def who(actor: str, lang: str = "en") -> str:
+    """An audit entry's actor as a person reads it: the operator's name, or the service in words."""
     if actor.startswith("operator:"):
         return actor.removeprefix("operator:")
     if actor.startswith("service:"):
-        return f"{actor.removeprefix('service:')} service"
+        return CATALOGUE.text(lang, "actor.service", name=actor.removeprefix("service:"))
     return actor
 
 
-def _value(value: Any) -> str:
+#: Detail values that are ids with words: the kind of word (`vocabulary` kinds, or the office's own).
+DETAIL_WORDS: Mapping[str, tuple[str, str]] = {
+    "system": ("vocabulary", "system"), "systems": ("vocabulary", "system"), "template": ("vocabulary", "email"),
+    "status": ("office", "status"), "from": ("office", "status"), "to": ("office", "status"),
+    "action": ("office", "command"),
+}
+
+
+def _value(key: str, value: Any, lang: str) -> str:
+    def one(item: Any) -> str:
+        source, kind = DETAIL_WORDS.get(key, ("", ""))
+        if source == "vocabulary":
+            return vocabulary.word(kind, item, lang)
+        if source == "office":
+            return word(lang, kind, item)
+        return str(item)
+
     if isinstance(value, list):
-        return ", ".join(str(v) for v in value)
-    return str(value)
+        return ", ".join(one(v) for v in value)
+    return one(value)
 
 
-def timeline(events: Sequence[Mapping[str, Any]]) -> list[Entry]:
-    """The case's audit entries as lines a person reads: when, what, who, and the detail that matters."""
+def timeline(events: Sequence[Mapping[str, Any]], lang: str = "en") -> list[Entry]:
+    """The case's audit entries as lines a person reads, in `lang`: when, what, who, and the detail that
+    matters (ids in words)."""
     entries = []
     for event in events:
         detail = event.get("detail") or {}
-        shown = "; ".join(f"{k.replace('_', ' ')}: {_value(detail[k])}" for k in DETAIL_KEYS
+        shown = "; ".join(f"{word(lang, 'detail', k)}: {_value(k, detail[k], lang)}" for k in DETAIL_KEYS
                           if k in detail and detail[k] not in (None, "", []))
         entries.append(Entry(
             at=datetime.fromisoformat(event["at"]),
-            what=ACTIONS.get(event["action"], event["action"].replace("_", " ")),
-            actor=_who(str(event.get("actor", ""))),
+            what=word(lang, "action", event["action"]),
+            actor=who(str(event.get("actor", "")), lang),
             detail=shown[:600],
             by_operator=str(event.get("actor", "")).startswith("operator"),
         ))
@@ -211,6 +204,6 @@ def short_date(value: str | None) -> str:
     return datetime.fromisoformat(value).astimezone(UTC).strftime("%Y-%m-%d %H:%M")
 
 
-def week_label(week: str) -> str:
-    """`2026-11-30` (a Monday) -> `W49`."""
-    return f"W{datetime.fromisoformat(week).isocalendar().week:02d}"
+def week_label(week: str, lang: str = "en") -> str:
+    """`2026-11-30` (a Monday) -> `W49` (`v. 49` in Swedish)."""
+    return CATALOGUE.text(lang, "week.short", week=f"{datetime.fromisoformat(week).isocalendar().week:02d}")

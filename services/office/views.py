@@ -10,20 +10,23 @@ import logging
 import time
 import uuid
 from datetime import UTC, datetime
+from functools import partial
 from typing import Any
 
 import asyncpg
 from aiohttp import web
 
+from privacy_runtime import vocabulary
 from privacy_runtime.audit import verification_report
 from privacy_runtime.datamap import DataMap
-from privacy_runtime.pages.app import PageError, form_of, render, see_other, session_of
+from privacy_runtime.pages.app import PageError, form_of, lang_of, render, see_other, session_of, text
 from privacy_runtime.pages.ratelimit import RateLimiter
 from services.office import charts, intake, present
 from services.office.client import ServiceError, Services
 from services.office.deadletters import NotFound
 from services.office.operators import ADMIN, authenticate
 from services.office.runtime import OfficeRuntime
+from services.office.texts import word
 
 log = logging.getLogger(__name__)
 
@@ -37,8 +40,8 @@ DLQ_PER_TOPIC: web.AppKey[int] = web.AppKey("office_dlq_per_topic")
 
 #: Pages anyone may open (the sign-in form); everything else needs a signed-in operator.
 OPEN_PATHS = ("/sign-in", "/metrics", "/healthz", "/readyz", "/static/")
-NAV = (("/", "Overview"), ("/cases", "Cases"), ("/intake", "Intake"), ("/systems", "Systems"),
-       ("/dead-letters", "Dead letters"), ("/audit", "Audit"))
+NAV = (("/", "nav.overview"), ("/cases", "nav.cases"), ("/intake", "nav.intake"), ("/systems", "nav.systems"),
+       ("/dead-letters", "nav.dead_letters"), ("/audit", "nav.audit"))
 ISSUING_SERVICES = ("dsar", "consent")
 
 routes = web.RouteTableDef()
@@ -77,12 +80,28 @@ OPTIONAL: dict[str, Any] = {"error": None, "request_error": None, "opt_out_error
                             "opt_out_values": None}
 
 
-def page(request: web.Request, template: str, *, status: int = 200, **values: Any) -> web.Response:
+def page(request: web.Request, template: str, *, status: int = 200, switch_to: str | None = None,
+         **values: Any) -> web.Response:
+    """An office page in the operator's language: `w(kind, id)` gives the office's words for an id, the
+    vocabulary's helpers (`system_name`, `purpose_name`, ...) and `localized` the shared ones.
+    `switch_to`: where the language switch leads when the page answers a form."""
     session = session_of(request)
     message = session.pop("flash")
-    return render(request, template, status=status, **{
+    lang = lang_of(request)
+    return render(request, template, status=status, switch_to=switch_to, **{
         **OPTIONAL, "operator": operator_of(request), "nav": NAV, "current": request.path, "flash": message,
-        "short": present.short_date, **values})
+        "short": present.short_date, "w": partial(word, lang),
+        "localized": partial(vocabulary.localized, lang=lang), "who": partial(present.who, lang=lang), **values})
+
+
+def problem(request: web.Request, exc: BaseException) -> str:
+    """What a page says of a service that failed: unreachable in the operator's words, or its own reason."""
+    if isinstance(exc, ServiceError):
+        name = word(lang_of(request), "service", exc.service)
+        if exc.unreachable:
+            return text(request, "problem.unreachable", service=name, kind=exc.unreachable)
+        return text(request, "problem.refused", service=name, message=exc.message)
+    return str(exc)
 
 
 def services(request: web.Request) -> Services:
@@ -115,7 +134,8 @@ async def sign_in(request: web.Request) -> web.Response:
     name = authenticate(token, operators, request.app[ADMIN_TOKEN])
     if name is None:
         log.warning("office sign-in refused from %s", client)
-        return page(request, "sign_in.html.j2", status=401, error="That token is not valid.")
+        return page(request, "sign_in.html.j2", status=401, switch_to="/sign-in",
+                    error=text(request, "sign_in.refused"))
     session = session_of(request)
     session.data.clear()
     session.renew()  # a session id planted before sign-in is worth nothing after it
@@ -144,23 +164,26 @@ async def overview(request: web.Request) -> web.Response:
         request.app[RUNTIME].dead_letters.counts(),
     )
     now = datetime.now(UTC)
-    problems = [str(r) for r in (stats, dsar_debt, consent_debt, emails, dead) if isinstance(r, Exception)]
+    lang = lang_of(request)
+    problems = [problem(request, r) for r in (stats, dsar_debt, consent_debt, emails, dead) if isinstance(r, Exception)]
     weekly_chart = days_chart = ""
     weeks: list[dict[str, Any]] = []
+    no_data = text(request, "chart.no_data")
     if isinstance(stats, dict):
         weeks = stats["weeks"]
-        labels = [present.week_label(w["week"]) for w in weeks]
-        weekly_chart = charts.grouped_bars("Cases received and completed per week", labels,
-                                           [("received", [w["received"] for w in weeks]),
-                                            ("completed", [w["completed"] for w in weeks])])
-        days_chart = charts.histogram("Cases completed by days to complete (last 12 weeks)",
-                                      stats["days_to_complete"])
+        labels = [present.week_label(w["week"], lang) for w in weeks]
+        weekly_chart = charts.grouped_bars(text(request, "overview.weekly.chart"), labels,
+                                           [(text(request, "overview.weekly.received"), [w["received"] for w in weeks]),
+                                            (text(request, "overview.weekly.completed"),
+                                             [w["completed"] for w in weeks])], no_data)
+        days_chart = charts.histogram(text(request, "overview.days.chart"), stats["days_to_complete"],
+                                      text(request, "overview.days.series"), no_data)
     debt = present.merge_debt([d for d in (dsar_debt, consent_debt) if isinstance(d, dict)], now)
     return page(request, "overview.html.j2", stats=stats if isinstance(stats, dict) else None, weeks=weeks,
                 weekly_chart=weekly_chart, days_chart=days_chart, debt=debt,
                 emails=emails if isinstance(emails, dict) else None,
                 dead={t: n for t, n in dead.items() if n} if isinstance(dead, dict) else None,
-                problems=problems, week_label=present.week_label)
+                problems=problems, week_label=partial(present.week_label, lang=lang))
 
 
 # --- cases --------------------------------------------------------------------------------------------
@@ -175,12 +198,12 @@ async def cases_page(request: web.Request) -> web.Response:
         if exc.status >= 500:
             raise
         return page(request, "cases.html.j2", filters=filters, rows=[], total=0, pages=(1, False, False),
-                    error=exc.message, statuses=present.STATUSES, rights=present.RIGHTS,
-                    grounds=present.REJECTION_GROUNDS)
+                    error=problem(request, exc), statuses=present.STATUSES, rights=present.RIGHTS,
+                    grounds=present.REJECTION_KEYS)
     total = int(answer.get("total", answer["count"]))
     return page(request, "cases.html.j2", filters=filters, rows=answer["requests"], total=total,
                 pages=present.pages(total, filters.page), error=None, statuses=present.STATUSES,
-                rights=present.RIGHTS, grounds=present.REJECTION_GROUNDS)
+                rights=present.RIGHTS, grounds=present.REJECTION_KEYS)
 
 
 def _request_ids(values: list[str]) -> list[str]:
@@ -213,13 +236,13 @@ async def bulk(request: web.Request) -> web.Response:
     ids = _request_ids(form.getall("request_id"))
     back = form.get("back") or "/cases"
     if not ids:
-        flash(request, "Choose at least one case.", "error")
+        flash(request, text(request, "flash.choose"), "error")
         raise see_other(back)
     body: dict[str, Any] = {}
     if action == "reject":
         reason = present.rejection_reason(form.get("ground") or "", form.get("reason") or "")
         if reason is None:
-            flash(request, "A rejection needs a reason: choose a ground or write one.", "error")
+            flash(request, text(request, "flash.reject_needs_reason"), "error")
             raise see_other(back)
         body = {"reason": reason}
     refused = []
@@ -228,9 +251,10 @@ async def bulk(request: web.Request) -> web.Response:
         if why is not None:
             refused.append(f"{rid[:8]}: {why}")
     done = len(ids) - len(refused)
-    verb = "Approved" if action == "approve" else "Rejected"
-    flash(request, f"{verb} {done} of {len(ids)}." + (" Refused: " + "; ".join(refused) if refused else ""),
-          "error" if refused else "ok")
+    said = text(request, "flash.approved_n" if action == "approve" else "flash.rejected_n", done=done, total=len(ids))
+    if refused:
+        said += text(request, "flash.refused", why="; ".join(refused))
+    flash(request, said, "error" if refused else "ok")
     raise see_other(back)
 
 
@@ -249,9 +273,9 @@ async def case_page(request: web.Request) -> web.Response:
         raise
     case = answer["case"]
     now = datetime.now(UTC)
-    return page(request, "case.html.j2", case=case, timeline=present.timeline(answer["events"]),
+    return page(request, "case.html.j2", case=case, timeline=present.timeline(answer["events"], lang_of(request)),
                 commands=answer["commands"], actions=present.case_actions(case, now),
-                waiting=present.waiting_systems(case), grounds=present.REJECTION_GROUNDS, now=now.isoformat())
+                waiting=present.waiting_systems(case), grounds=present.REJECTION_KEYS, now=now.isoformat())
 
 
 @routes.post(r"/cases/{request_id}/{action:approve|reject|extend|lift|resend}")
@@ -268,26 +292,24 @@ async def case_action(request: web.Request) -> web.Response:
     if action == "reject":
         reason = present.rejection_reason(form.get("ground") or "", form.get("reason") or "")
         if reason is None:
-            flash(request, "A rejection needs a reason: choose a ground or write one.", "error")
+            flash(request, text(request, "flash.reject_needs_reason"), "error")
             raise see_other(back)
         body = {"reason": reason}
     elif action == "extend":
         months = form.get("months")
         reason = (form.get("reason") or "").strip()
         if months not in ("1", "2") or not reason:
-            flash(request, "An extension needs 1 or 2 months and a reason (it is sent to the person).", "error")
+            flash(request, text(request, "flash.extend_needs"), "error")
             raise see_other(back)
         body = {"months": int(months), "reason": reason}
     elif action == "resend":
         body = {"system": form.get("system") or ""}
     why = await _act(request, rid, action, body)
     if why is not None:
-        flash(request, f"Not done: {why}", "error")
+        flash(request, text(request, "flash.not_done", why=why), "error")
     else:
-        flash(request, {"approve": "Approved.", "reject": "Rejected; the person is told why, and of IMY.",
-                        "extend": "Deadline extended; the person is told why.",
-                        "lift": "Restriction lifted; the person is told.",
-                        "resend": f"Commands re-sent to {body.get('system')}."}[action])
+        flash(request, text(request, f"flash.{action}",
+                            name=vocabulary.word("system", body.get("system"), lang_of(request))))
     raise see_other(back)
 
 
@@ -295,9 +317,10 @@ async def case_action(request: web.Request) -> web.Response:
 
 
 def _intake_page(request: web.Request, status: int = 200, **values: Any) -> web.Response:
-    return page(request, "intake.html.j2", status=status, rights=intake.RIGHTS, grounds=intake.GROUNDS,
-                circumstances=intake.CIRCUMSTANCES, processing=intake.PROCESSING, formats=intake.FORMATS,
-                purposes=intake.OPT_OUT_PURPOSES, values=values.pop("values", {}), **values)
+    # Answering a form (POST /intake/...): the language switch leads back to the intake page.
+    return page(request, "intake.html.j2", status=status, switch_to="/intake", rights=intake.RIGHTS,
+                grounds=intake.GROUNDS, circumstances=intake.CIRCUMSTANCES, processing=intake.PROCESSING,
+                formats=intake.FORMATS, purposes=intake.OPT_OUT_PURPOSES, values=values.pop("values", {}), **values)
 
 
 @routes.get("/intake")
@@ -322,7 +345,7 @@ async def intake_request(request: web.Request) -> web.Response:
     try:
         parsed = intake.parse_request(values)
     except intake.IntakeError as exc:
-        return _intake_page(request, 400, request_error=str(exc), values=values)
+        return _intake_page(request, 400, request_error=text(request, exc.key, **exc.values), values=values)
     subject = await _resolve_subject(request, values)
     if not isinstance(subject, str):
         return _intake_page(request, 400, request_error=subject[0], candidates=subject[1], values=values)
@@ -330,7 +353,7 @@ async def intake_request(request: web.Request) -> web.Response:
     try:
         topic, event = intake.request_event(parsed, request_id)
     except intake.IntakeError as exc:
-        return _intake_page(request, 400, request_error=str(exc), values=values)
+        return _intake_page(request, 400, request_error=text(request, exc.key, **exc.values), values=values)
     runtime = request.app[RUNTIME]
     async with runtime.transaction() as tx:
         # Unsealed: the office keeps no subject keys; the row leaves the outbox as soon as it is published.
@@ -338,8 +361,9 @@ async def intake_request(request: web.Request) -> web.Response:
         await tx.audit.record("intake_request", subject=subject, ref=str(request_id),
                                    actor=f"operator:{operator_of(request)}",
                                    detail={"right": parsed.right, "requested_via": parsed.via, "topic": topic})
-    flash(request, f"Request recorded ({parsed.right}, {parsed.via}). The person is sent a code to confirm it "
-                   f"is them. Case {request_id}.")
+    lang = lang_of(request)
+    flash(request, text(request, "intake.recorded", right=vocabulary.word("right", parsed.right, lang),
+                        via=word(lang, "via", parsed.via), request_id=request_id))
     raise see_other(f"/cases?q={request_id}")
 
 
@@ -347,15 +371,14 @@ async def _resolve_subject(request: web.Request, values: dict[str, str]) -> str 
     email = values["email"].strip()
     chosen = values["subject"].strip()
     if not email or "@" not in email:
-        return ("Write the email address the request came from.", [])
+        return (text(request, "intake.no_email"), [])
     found = await _subject_by_email(request, email)
     if found is None:
-        return ("No registered person has that address. Ask them to write from the address they registered "
-                "with.", [])
+        return (text(request, "intake.unknown"), [])
     if isinstance(found, list):
         if chosen in found:
             return chosen
-        return ("Several accounts have that address: choose one.", found)
+        return (text(request, "intake.several"), found)
     return found
 
 
@@ -366,7 +389,7 @@ async def intake_opt_out(request: web.Request) -> web.Response:
     try:
         events = intake.opt_out_events(form.getall("purpose"))
     except intake.IntakeError as exc:
-        return _intake_page(request, 400, opt_out_error=str(exc), opt_out_values=values)
+        return _intake_page(request, 400, opt_out_error=text(request, exc.key, **exc.values), opt_out_values=values)
     subject = await _resolve_subject(request, {**values})
     if not isinstance(subject, str):
         return _intake_page(request, 400, opt_out_error=subject[0], candidates=subject[1], opt_out_values=values)
@@ -378,7 +401,7 @@ async def intake_opt_out(request: web.Request) -> web.Response:
                                    actor=f"operator:{operator_of(request)}",
                                    detail={"purposes": [e.model_dump(mode="json")["purpose"] for _, e in events],
                                            "channel": "support"})
-    flash(request, "Opt-out recorded; every system that markets is told to stop.")
+    flash(request, text(request, "intake.opt_out.recorded"))
     raise see_other("/intake")
 
 
@@ -398,7 +421,7 @@ async def systems_page(request: web.Request) -> web.Response:
     outstanding = sorted((row | {"service": a["service"]} for a in answers if isinstance(a, dict)
                           for row in a.get("outstanding", ())), key=lambda r: r["created_at"])
     return page(request, "systems.html.j2", data_map=data_map, debt=debt, chosen=chosen, outstanding=outstanding,
-                problems=[str(a) for a in answers if isinstance(a, Exception)])
+                problems=[problem(request, a) for a in answers if isinstance(a, Exception)])
 
 
 @routes.post(r"/systems/{system}/resend")
@@ -411,7 +434,7 @@ async def system_resend(request: web.Request) -> web.Response:
         answer = await services(request).post(service, "/v1/admin/commands/resend", {"system": system},
                                               operator=operator_of(request))
         total += int(answer["resent"])
-    flash(request, f"{total} unanswered command(s) to {system} re-sent now.")
+    flash(request, text(request, "systems.resent", n=total, name=vocabulary.word("system", system, lang_of(request))))
     raise see_other(f"/systems?system={system}")
 
 
@@ -442,9 +465,9 @@ async def replay(request: web.Request) -> web.Response:
                                        actor=f"operator:{operator_of(request)}",
                                        detail={"topic": letter.original_topic, "error": letter.error[:200]})
     except NotFound as exc:
-        flash(request, f"Not replayed: {exc}", "error")
+        flash(request, text(request, "dead.not_replayed", why=text(request, exc.key, **exc.values)), "error")
         raise see_other("/dead-letters") from None
-    flash(request, f"Replayed {topic}[{partition}]@{offset} to {letter.original_topic}.")
+    flash(request, text(request, "dead.replayed", where=f"{topic}[{partition}]@{offset}", topic=letter.original_topic))
     raise see_other("/dead-letters")
 
 
@@ -456,9 +479,9 @@ async def audit_verify(request: web.Request) -> web.Response:
     """Walk every service's chain now (the page shows a verification up to a few minutes old)."""
     results = await _gather(*(services(request).get(n, "/v1/admin/audit/verify", {"fresh": "true"})
                               for n in ("consent", "dsar", "notifier")))
-    failed = [str(r) for r in results if isinstance(r, Exception)]
-    flash(request, "Every chain verified now." if not failed else "Not verified: " + "; ".join(failed),
-          "error" if failed else "ok")
+    failed = [problem(request, r) for r in results if isinstance(r, Exception)]
+    flash(request, text(request, "audit.verified_now") if not failed
+          else text(request, "audit.not_verified", why="; ".join(failed)), "error" if failed else "ok")
     raise see_other("/audit")
 
 
@@ -472,14 +495,15 @@ async def audit_page(request: web.Request) -> web.Response:
             async with runtime.pool.acquire() as conn:
                 return await verification_report(conn, "office")
         except (OSError, AssertionError, asyncpg.PostgresError) as exc:
-            raise ServiceError("office", 503, f"its database is not reachable ({type(exc).__name__})") from None
+            raise ServiceError("office", 503, f"its database is not reachable ({type(exc).__name__})",
+                               unreachable=type(exc).__name__) from None
 
     names = ("consent", "dsar", "notifier")
     results = await _gather(*(svc.get(n, "/v1/admin/audit/verify") for n in names), own())
     reports: list[dict[str, Any]] = []
     for name, result in zip((*names, "office"), results, strict=True):
         if isinstance(result, Exception):
-            reports.append({"service": name, "unavailable": str(result)})
+            reports.append({"service": name, "unavailable": problem(request, result)})
         else:
             reports.append({"unavailable": None, "verified_at": None, **result})
     return page(request, "audit.html.j2", reports=reports)

@@ -2,13 +2,10 @@
 
 from __future__ import annotations
 
+from privacy_runtime.pages.i18n import both as _both
 from privacy_runtime.summary import SUMMARY_MESSAGES
 
 M = dict[str, dict[str, str]]
-
-
-def _both(sv: str, en: str) -> dict[str, str]:
-    return {"sv": sv, "en": en}
 
 
 PAGES: M = {

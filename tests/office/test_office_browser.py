@@ -1,8 +1,10 @@
 """The privacy office in a real headless Chromium against the real services (Kafka, PostgreSQL, SMTP):
 an operator takes in requests and opt-outs received by email, works the queue (rejects an objection
 with a reason, extends a deadline, bulk-approves retention erasures), re-sends to a system that never
-answers, replays nothing it should not, and sees a tampered audit row. Every page is screenshot into
-var/screenshots/ and checked with axe-core (0 violations) and for the absence of script."""
+answers, replays nothing it should not, and sees a tampered audit row. Every page is visited in Swedish
+and in English on a phone (360 px) and a desktop (1280 px), screenshot into var/screenshots/ and checked
+with axe-core (0 violations) and for the absence of script; an operator switches language in the middle
+of a case and goes on with the same case."""
 
 from __future__ import annotations
 
@@ -21,7 +23,7 @@ from devstack.smtp_sink import read_messages
 from schemas.enums import ErasureGround, ObjectionProcessing, RequestedVia, Right
 from schemas.events import DsarDetails, DsarRequested, ErasureRequested, UserRegistered
 from schemas.topics import DSAR_REQUESTED, ERASURE_REQUESTED, USER_REGISTERED, command_topic
-from tests.browser_kit import assert_accessible, assert_no_script, screenshot
+from tests.browser_kit import DESKTOP, PHONE, assert_accessible, assert_no_script, new_page, screenshot
 from tests.helpers import (
     TEST_ADMIN_TOKEN,
     ServiceProcess,
@@ -70,16 +72,17 @@ async def office(stack) -> AsyncIterator[dict[str, ServiceProcess]]:  # type: ig
 
 async def check(page: Any, name: str) -> None:
     """No-script check, screenshot and axe-core of the page as it is now (axe marks up the page it checks,
-    so the markup is read first)."""
+    so the markup is read first). The screenshot is named for the page's language and width."""
     assert_no_script(await page.content())
-    await screenshot(page, f"office-{name}", "en")
+    await screenshot(page, f"office-{name}", await page.get_attribute("html", "lang") or "none")
     await assert_accessible(page)
 
 
-async def sign_in(page: Any, office: dict[str, ServiceProcess], token: str = TOKEN) -> None:
-    await page.goto(f"{office['office'].url}/sign-in")
+async def sign_in(page: Any, office: dict[str, ServiceProcess], token: str = TOKEN, lang: str = "en") -> None:
+    """Sign in, choosing the language on the sign-in page (remembered for the pages after it)."""
+    await page.goto(f"{office['office'].url}/sign-in?lang={lang}")
     await page.fill("#token", token)
-    await page.click("button[type=submit]")
+    await page.click("main button[type=submit]")
 
 
 async def register(stack: Any, office: dict[str, ServiceProcess], *, email: str | None = None) -> tuple[str, str]:
@@ -297,7 +300,7 @@ async def test_a_deadline_is_extended_and_a_silent_system_re_sent_to(stack, offi
     await page.goto(f"{url}/cases/{request_id}")
     await page.select_option("#system", "billing")
     await page.click("form[action$='/resend'] button")
-    assert "re-sent to billing" in await page.locator("[role=status]").inner_text()
+    assert "re-sent to Billing and bookkeeping" in await page.locator("[role=status]").inner_text()
     assert "anna" in await page.locator("tr", has_text="Operator re-sent commands").first.inner_text()
 
 
@@ -387,3 +390,176 @@ async def test_the_audit_page_shows_a_tampered_row(stack, office, desktop_page) 
     await page.click("form[action='/audit/verify'] button")
     assert await page.locator("#chain-dsar .flag-ok").count() == 1
 
+
+
+# --- both languages ----------------------------------------------------------------------------------------
+
+#: What each page says in each language (its first heading), so a page in the wrong language fails.
+HEADINGS = {
+    "sign-in": {"sv": "Logga in på dataskyddskontoret", "en": "Sign in to the privacy office"},
+    "overview": {"sv": "Kontoret i korthet", "en": "The office at a glance"},
+    "cases": {"sv": "Ärenden", "en": "Cases"},
+    "case": {"sv": "Ärende ", "en": "Case "},
+    "intake": {"sv": "Inkommet", "en": "Intake"},
+    "intake-refused": {"sv": "Inkommet", "en": "Intake"},
+    "systems": {"sv": "System", "en": "Systems"},
+    "systems-accounts": {"sv": "System", "en": "Systems"},
+    "dead-letters": {"sv": "Olästa meddelanden", "en": "Dead letters"},
+    "audit": {"sv": "Granskningskedjor", "en": "Audit chains"},
+    "audit-verified": {"sv": "Granskningskedjor", "en": "Audit chains"},
+    "error": {"sv": "Något gick inte att göra", "en": "Something could not be done"},
+}
+
+
+async def objection_in_review(stack: Any, office: dict[str, ServiceProcess]) -> str:
+    """An objection waiting for an operator: its page offers approve, reject and extend."""
+    subject, _ = await register(stack, office)
+    request_id = str(uuid.uuid4())
+    await publish(stack.endpoints.kafka_bootstrap, DSAR_REQUESTED, DsarRequested(
+        request_id=uuid.UUID(request_id), right=Right.OBJECTION, identity_verified=True,
+        requested_via=RequestedVia.WEB_FORM,
+        details=DsarDetails(processing=ObjectionProcessing.LEGITIMATE_INTEREST)), subject=subject)
+    await wait_case(office, request_id, "the objection waiting for review", manual_review=True)
+    return request_id
+
+
+async def visit(page: Any, url: str, name: str, lang: str) -> None:
+    """Open `url` (or take the page as it is), check it is in `lang`, then screenshot and axe-core it."""
+    if url:
+        answer = await page.goto(url)
+        assert answer is not None and (answer.status < 400 or name == "error"), f"{url}: {answer and answer.status}"
+    assert await page.get_attribute("html", "lang") == lang, f"{name} is not in {lang}"
+    heading = await page.locator("main h1").inner_text()
+    assert heading.startswith(HEADINGS[name][lang]), f"{name} ({lang}): {heading}"
+    # The page fits the screen (longer Swedish words included): only the tables scroll, inside their frame.
+    width = await page.evaluate("document.documentElement.scrollWidth")
+    assert width <= page.viewport_size["width"], f"{name} ({lang}) is {width} px wide"
+    await check(page, f"{name}-both")
+
+
+async def choose(page: Any, lang: str) -> None:
+    """Choose the language on the switch at the top of the page the operator is on."""
+    if await page.get_attribute("html", "lang") != lang:
+        before = page.url.split("?")[0]
+        await page.click(f".langs a[hreflang={lang}]")
+        assert page.url.split("?")[0] == before  # the same page
+    assert await page.get_attribute("html", "lang") == lang
+
+
+async def signed_in_once(page: Any, url: str) -> None:
+    """Sign in unless this browser is signed in already (the office allows 10 sign-ins per 5 minutes from
+    one address, and this module's tests share one)."""
+    await page.goto(f"{url}/")
+    if page.url.endswith("/sign-in"):
+        await page.fill("#token", TOKEN)
+        await page.click("main button[type=submit]")
+    assert page.url == f"{url}/"
+
+
+@pytest.fixture(scope="module")
+async def operator_page(office, browser) -> AsyncIterator[Any]:  # type: ignore[no-untyped-def]
+    """One browser for the tours of both languages, whose own language is Swedish."""
+    page = await new_page(browser, DESKTOP, locale="sv-SE")
+    try:
+        yield page
+    finally:
+        await page.context.close()
+
+
+async def tour(page: Any, url: str, request_id: str, lang: str) -> None:
+    """Every page behind the sign-in, in `lang`, chosen on the switch of the overview and remembered."""
+    await page.goto(f"{url}/")
+    await choose(page, lang)
+    await page.goto(f"{url}/")  # remembered: no ?lang= in this address or any below
+    await visit(page, "", "overview", lang)
+    assert await page.locator("svg[role=img]").count() == 2
+    await visit(page, f"{url}/cases?review=true", "cases", lang)
+    await visit(page, f"{url}/cases/{request_id}", "case", lang)
+    assert request_id in await page.locator("main h1").inner_text()
+    await visit(page, f"{url}/intake", "intake", lang)
+    await page.fill("#req-email", f"nobody-{uuid.uuid4().hex[:8]}@office-test.example")
+    await page.click("form[action='/intake/request'] button[type=submit]")
+    assert await page.locator("[role=alert]").inner_text() == {
+        "sv": "Ingen registrerad person har den adressen. Be personen skriva från adressen hen registrerade "
+              "sig med.",
+        "en": "No registered person has that address. Ask them to write from the address they registered "
+              "with."}[lang]
+    await visit(page, "", "intake-refused", lang)  # the form's answer, as a page of its own
+    await visit(page, f"{url}/systems", "systems", lang)
+    await visit(page, f"{url}/systems?system=accounts", "systems-accounts", lang)
+
+    async def listed() -> bool:
+        await page.goto(f"{url}/dead-letters")
+        return await page.locator("td", has_text="both-languages").count() > 0
+
+    await wait_until(listed, timeout=60, what="the dead letter on /dead-letters")
+    await visit(page, "", "dead-letters", lang)
+    await visit(page, f"{url}/audit", "audit", lang)
+    await page.click("form[action='/audit/verify'] button")
+    assert await page.locator("[role=status]").inner_text() == {
+        "sv": "Alla kedjor kontrollerade nu.", "en": "Every chain verified now."}[lang]
+    await visit(page, "", "audit-verified", lang)
+    await visit(page, f"{url}/cases/not-a-case", "error", lang)
+
+
+async def test_every_page_in_swedish_and_english_on_a_phone_and_a_desktop(stack, office, operator_page) -> None:  # type: ignore[no-untyped-def]
+    from tests.helpers import publish_raw
+
+    page = operator_page
+    url = office["office"].url
+    request_id = await objection_in_review(stack, office)
+    await publish_raw(stack.endpoints.kafka_bootstrap, USER_REGISTERED, b"both-languages", b"not json")
+    # Signed out: the sign-in page, first in the browser's Swedish, then as the switch chooses.
+    for viewport in (PHONE, DESKTOP):
+        await page.set_viewport_size(viewport)
+        for lang in ("sv", "en"):
+            await page.goto(f"{url}/sign-in")
+            if viewport is PHONE and lang == "sv":
+                assert await page.get_attribute("html", "lang") == "sv"  # Accept-Language: sv-SE
+            await choose(page, lang)
+            await visit(page, "", "sign-in", lang)
+    await signed_in_once(page, url)
+    for viewport in (PHONE, DESKTOP):
+        await page.set_viewport_size(viewport)
+        for lang in ("sv", "en"):
+            await tour(page, url, request_id, lang)
+
+
+async def test_an_operator_switches_to_swedish_on_a_case_and_goes_on_with_it(stack, office, operator_page) -> None:  # type: ignore[no-untyped-def]
+    page = operator_page
+    await page.set_viewport_size(DESKTOP)
+    request_id = await objection_in_review(stack, office)
+    url = office["office"].url
+    await signed_in_once(page, url)
+    await choose(page, "en")
+    await page.goto(f"{url}/cases?review=true&right=objection")
+    await page.click(f"a[href='/cases/{request_id}']")
+    assert await page.locator("main h1").inner_text() == f"Case {request_id}"
+    await page.click(".langs a[hreflang=sv]")
+    # The same case, now in Swedish.
+    assert page.url == f"{url}/cases/{request_id}?lang=sv"
+    assert await page.get_attribute("html", "lang") == "sv"
+    assert await page.locator("main h1").inner_text() == f"Ärende {request_id}"
+    assert await page.locator("#ground option[value=legitimate_grounds]").inner_text() == \
+        "Tvingande berättigade skäl för behandlingen väger tyngre än invändningen (GDPR art. 21.1)"
+    await check(page, "case-switched")
+    # The operator goes on in Swedish: finds the case again by its id and extends its deadline.
+    await page.click("nav.menu a[href='/cases']")
+    await page.fill("#q", request_id)
+    await page.click("form[role=search] button[type=submit]")
+    assert await page.get_attribute("html", "lang") == "sv"
+    assert await page.locator(f"a[href='/cases/{request_id}']").count() == 1
+    assert "invändning mot behandling" in await page.locator("tbody tr").first.inner_text()
+    await check(page, "cases-switched")
+    await page.click(f"a[href='/cases/{request_id}']")
+    await page.check("input[name=months][value='1']")
+    await page.fill("#extend-reason", "Utredningen kräver svar från två system.")
+    await page.click("form[action$='/extend'] button")
+    assert await page.locator("[role=status]").inner_text() == "Svarstiden förlängd; personen får veta varför."
+    await wait_case(office, request_id, "the case extended from the Swedish page", extended=True)
+    row = page.locator("tr", has_text="Operatören förlängde svarstiden")
+    assert "anna" in await row.inner_text()
+    # And back: the language stays what the operator chose last.
+    await page.click(".langs a[hreflang=en]")
+    await page.goto(f"{url}/cases/{request_id}")
+    assert await page.locator("main h1").inner_text() == f"Case {request_id}"

@@ -5,24 +5,27 @@ endpoint it should, naming the operator."""
 from __future__ import annotations
 
 import base64
+import contextlib
 import hashlib
 import re
 import uuid
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
+from html.parser import HTMLParser
 from typing import Any
 
 import pytest
 from aiohttp.test_utils import TestClient, TestServer
 
+from services.office import texts as office_texts
 from services.office.app import create_app
 from services.office.client import ServiceError
-from services.office.deadletters import DeadLetter
+from services.office.deadletters import DeadLetter, NotFound
 from services.office.settings import OfficeSettings
 
 TOKEN = "bo-token-for-page-tests"
 NOW = datetime.now(UTC)
-RID = str(uuid.uuid4())
+RID = "5d0f3c7e-2b1a-4c6e-9f7d-3a8b1e6c2d40"  # fixed: test ids must be the same in every collection
 CASE = {
     "request_id": RID, "right": "objection", "status": "in_progress", "received_at": NOW.isoformat(),
     "due_at": (NOW + timedelta(days=30)).isoformat(), "original_due_at": (NOW + timedelta(days=30)).isoformat(),
@@ -88,6 +91,9 @@ class FakeServices:
 
 
 class FakeReader:
+    async def replay(self, topic: str, partition: int, offset: int) -> DeadLetter:
+        raise NotFound("topic", f"{topic} is not a dead-letter topic", topic=topic)
+
     async def counts(self) -> dict[str, int]:
         return {"user-registered.dlq": 1}
 
@@ -116,6 +122,10 @@ class FakeRuntime:
     def pool(self) -> Any:
         raise AssertionError("no database in page tests")
 
+    @contextlib.asynccontextmanager
+    async def transaction(self) -> AsyncIterator[None]:
+        yield None  # nothing is written: the actions tried here are refused before they write
+
 
 @pytest.fixture
 async def client(monkeypatch: pytest.MonkeyPatch) -> AsyncIterator[tuple[TestClient, FakeServices]]:
@@ -125,7 +135,8 @@ async def client(monkeypatch: pytest.MonkeyPatch) -> AsyncIterator[tuple[TestCli
     settings = OfficeSettings()  # type: ignore[call-arg]
     fake = FakeServices()
     app = create_app(settings, FakeRuntime(settings), fake)  # type: ignore[arg-type]
-    async with TestClient(TestServer(app)) as test_client:
+    # These tests read the English pages (the Swedish ones are checked in test_the_office_speaks_swedish...).
+    async with TestClient(TestServer(app), headers={"Accept-Language": "en"}) as test_client:
         yield test_client, fake
 
 
@@ -163,7 +174,7 @@ async def test_pages_show_what_the_services_say(client: tuple[TestClient, FakeSe
     overview = await (await test_client.get("/")).text()
     assert overview.count('role="img"') == 2 and "user-registered.dlq" in overview
     audit = await (await test_client.get("/audit")).text()
-    assert "row 7: case_received by mallory" in audit and "broken" in audit
+    assert "row 7: Request received by mallory" in audit and "broken" in audit  # the action in words
     assert "not checked" in audit  # the office's own chain: no database here
     token = csrf(audit)
     before = len(fake.gets)
@@ -225,3 +236,96 @@ async def test_a_wrong_token_and_a_signed_out_browser_are_refused(client: tuple[
     page = await (await test_client.get("/sign-in")).text()
     await test_client.post("/sign-in", data={"csrf_token": csrf(page), "token": "admin-page-token"})
     assert "Signed in as <strong>admin</strong>" in await (await test_client.get("/")).text()
+
+
+class VisibleText(HTMLParser):
+    """The text a reader sees (no tags, attributes, or the chart's markup)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.parts: list[str] = []
+
+    def handle_data(self, data: str) -> None:
+        self.parts.append(data)
+
+
+def visible(html: str) -> str:
+    reader = VisibleText()
+    reader.feed(html)
+    return " ".join(reader.parts)
+
+
+#: English sentences of the office's own that must not show on a Swedish page (and the other way round).
+OWN_TEXTS = {lang: {texts[lang] for texts in office_texts.MESSAGES.values()
+                    if texts["sv"] != texts["en"] and len(texts[lang]) > 12 and "{" not in texts[lang]}
+             for lang in ("sv", "en")}
+RAW_ID = re.compile(r"\b[a-z]+_[a-z_]+\b")
+
+
+@pytest.mark.parametrize("lang", ["sv", "en"])
+@pytest.mark.parametrize("path", ["/sign-in", "/", "/cases", f"/cases/{RID}", "/intake", "/systems",
+                                  "/systems?system=accounts", "/dead-letters", "/audit", "/nowhere"])
+async def test_every_page_speaks_the_chosen_language_and_names_no_raw_id(
+        client: tuple[TestClient, FakeServices], lang: str, path: str) -> None:
+    test_client, _ = client
+    other = "en" if lang == "sv" else "sv"
+    if path != "/sign-in":
+        await signed_in(test_client)
+    answer = await test_client.get(path, headers={"Accept-Language": f"{lang}-SE,{lang};q=0.9"})
+    html = await answer.text()
+    assert answer.status == (404 if path == "/nowhere" else 200), html
+    assert f'<html lang="{lang}">' in html
+    seen = visible(html)
+    leaked = sorted(text for text in OWN_TEXTS[other] if text in seen)
+    assert not leaked, leaked
+    assert not RAW_ID.findall(seen), RAW_ID.findall(seen)
+    if path != "/sign-in":
+        assert {"sv": "Inloggad som", "en": "Signed in as"}[lang] in seen or path == "/nowhere"
+    # The switch leads to the same page, query and all, in the other language.
+    query = path.partition("?")[2]
+    target = f'{path.partition("?")[0]}?{query + "&amp;" if query else ""}lang={other}'
+    assert f'href="{target}"' in html, target
+
+
+async def test_the_language_switch_is_remembered_and_keeps_the_page(client: tuple[TestClient, FakeServices]) -> None:
+    test_client, fake = client
+    token = await signed_in(test_client)
+    swedish = await (await test_client.get("/cases?status=in_progress&q=u-1", headers={"Accept-Language": "sv"})).text()
+    assert '<html lang="sv">' in swedish and "pågår" in visible(swedish)
+    assert 'href="/cases?status=in_progress&amp;q=u-1&amp;lang=en"' in swedish
+    english = await (await test_client.get("/cases?status=in_progress&q=u-1&lang=en")).text()
+    assert '<html lang="en">' in english and RID in english
+    assert fake.gets[-1][2] is not None and fake.gets[-1][2]["q"] == "u-1"  # the same search, in English
+    # Remembered: the next page without ?lang= is English, whatever the browser prefers.
+    case = await (await test_client.get(f"/cases/{RID}", headers={"Accept-Language": "sv"})).text()
+    assert '<html lang="en">' in case and "Operator approved" in case
+    # Swedish again from the case page: the same case, its actions and flash in Swedish.
+    case = await (await test_client.get(f"/cases/{RID}?lang=sv")).text()
+    assert '<html lang="sv">' in case and f"Ärende {RID}" in case and "Operatören godkände" in case
+    refused = await test_client.post(f"/cases/{RID}/extend", allow_redirects=False,
+                                     data={"csrf_token": token, "months": "3", "reason": "x"})
+    assert refused.status == 303
+    after = visible(await (await test_client.get(f"/cases/{RID}")).text())
+    assert "En förlängning behöver 1 eller 2 månader" in after
+    # A page answering a form switches to a page that can be opened (the form's own path is POST only).
+    refused = await test_client.post("/intake/request", data={"csrf_token": token, "email": "x@example.se",
+                                                              "right": "fly", "requested_via": "email"})
+    html = await refused.text()
+    assert refused.status == 400 and "välj rättigheten personen begär" in html
+    assert 'href="/intake?lang=en"' in html and "/intake/request?lang" not in html
+    # Charts speak the page's language too (their title and text alternative).
+    overview = await (await test_client.get("/")).text()
+    assert "<title id=" in overview and "Ärenden mottagna och avslutade per vecka" in overview
+    assert "v. 48: mottagna 5, avslutade 2" in overview
+
+
+async def test_a_refused_replay_is_explained_in_the_operators_language(client: tuple[TestClient, FakeServices]) -> None:
+    test_client, _ = client
+    token = await signed_in(test_client)
+    await test_client.get("/dead-letters?lang=sv")
+    answer = await test_client.post("/dead-letters/replay", allow_redirects=False,
+                                    data={"csrf_token": token, "topic": "consent-changed", "partition": "0",
+                                          "offset": "1"})
+    assert answer.status == 303
+    page = visible(await (await test_client.get("/dead-letters")).text())
+    assert "Inte skickat igen: consent-changed är inget ämne för olästa meddelanden" in page

@@ -15,8 +15,9 @@ from aiohttp.test_utils import TestServer
 
 from privacy_runtime.pages import app as pages
 from privacy_runtime.pages.forms import FormError, parse_form
-from privacy_runtime.pages.i18n import Catalogue, IncompleteCatalogue, choose_language, parse_accept_language
+from privacy_runtime.pages.i18n import Catalogue, IncompleteCatalogue, both, choose_language, parse_accept_language
 from privacy_runtime.pages.ratelimit import RateLimiter
+from privacy_runtime.pages.rendering import switch_url
 from privacy_runtime.pages.runtime import PageRuntime
 from privacy_runtime.pages.security import CONTENT_SECURITY_POLICY, Session, SessionCodec
 from privacy_runtime.settings import ServiceSettings
@@ -95,6 +96,17 @@ def test_language_choice() -> None:
     assert parse_accept_language("en;q=0, sv;q=abc, de") == ["de"]
 
 
+def test_the_switch_keeps_the_page_and_its_query() -> None:
+    assert switch_url("/cases", {"q": "Åsa & co", "lang": "sv", "page": "2"}, "en") == \
+        "/cases?q=%C3%85sa+%26+co&page=2&lang=en"
+    assert switch_url("/", None, "sv") == "/?lang=sv"
+
+
+def test_catalogue_tables_per_language() -> None:
+    catalogue = Catalogue({"a": both("ett", "one"), "b": both("två", "two")})
+    assert catalogue.table("sv") == {"a": "ett", "b": "två"} and catalogue.table("en") == {"a": "one", "b": "two"}
+
+
 def test_catalogue_must_be_complete() -> None:
     with pytest.raises(IncompleteCatalogue):
         Catalogue({"a": {"sv": "x"}})
@@ -171,6 +183,8 @@ async def test_bad_input_is_4xx_never_5xx(demo: str) -> None:
         assert (await client.get("/nowhere")).status_code == 404
         not_allowed = await client.post("/", data={"csrf_token": token})
         assert not_allowed.status_code == 405
+        refused = await client.post("/echo?x=1", data={"name": "no token"})
+        assert refused.status_code == 403 and 'href="/?lang=en"' in refused.text  # the switch: a page to open
         assert (await client.get("/boom")).status_code == 500  # our own bug: logged, a page, no trace
         assert "RuntimeError" not in (await client.get("/boom")).text
 
