@@ -32,6 +32,7 @@ from privacy_runtime.commands import Ack, AckIn, CommandSpec, CommandTracker, re
 from privacy_runtime.crypto import SubjectErased, open_sealed, seal
 from privacy_runtime.notice_secrets import NoticeSecrets
 from privacy_runtime.processor import Inbound, lock_subjects, try_lock_subjects
+from privacy_runtime.unit_of_work import Runtime, UnitOfWork
 from schemas.enums import CaseRight, CaseStatus, Locale, NotificationCategory
 from schemas.events import DsarStatus, NotificationRequested
 from schemas.fields import MAX_EXPORT_TOTAL_BYTES
@@ -83,7 +84,7 @@ def utcnow() -> datetime:
 
 
 class Workflow:
-    def __init__(self, runtime: Any, tracker: CommandTracker, settings: DsarSettings):
+    def __init__(self, runtime: Runtime, tracker: CommandTracker, settings: DsarSettings):
         self.runtime = runtime
         self.tracker = tracker
         self.settings = settings
@@ -104,13 +105,14 @@ class Workflow:
 
     # --- subject activity (for the retention of inactive subjects) ----------------------------------
 
-    async def on_activity(self, conn: asyncpg.Connection, batch: list[Inbound]) -> None:
+    async def on_activity(self, tx: UnitOfWork, batch: list[Inbound]) -> None:
         """`user-registered`, `consent-changed`: only who was active when is kept (no PII). Replays
         are harmless (the newest time wins, and a time that moves nothing cancels nothing), so these
         topics need no per-event idempotency claims."""
-        await self._record_activity(conn, batch)
+        await self._record_activity(tx, batch)
 
-    async def _record_activity(self, conn: asyncpg.Connection, batch: list[Inbound]) -> None:
+    async def _record_activity(self, tx: UnitOfWork, batch: list[Inbound]) -> None:
+        conn = tx.conn
         now = utcnow()
         latest = inactivity.latest_activity(((i.event.subject, i.event.time) for i in batch), now)
         digest = self.keyring.subject_digest
@@ -119,22 +121,22 @@ class Workflow:
         for subject, request_id in await store.retention_reviews(conn, moved):
             case = await self.texts.opened(conn, await store.lock_case(conn, request_id))
             if case is not None:
-                await self._apply_activity(conn, case, latest[subject], now)
+                await self._apply_activity(tx, case, latest[subject], now)
 
-    async def _apply_activity(self, conn: asyncpg.Connection, case: Case, active_at: datetime,
+    async def _apply_activity(self, tx: UnitOfWork, case: Case, active_at: datetime,
                               now: datetime) -> Case:
         cutoff = inactivity.inactive_cutoff(now, self.data_map.inactive_subject_retention_days)
         decision = cases.subject_active(case, active_at, cutoff, now)
-        return await self.apply(conn, decision) if decision.effects else case
+        return await self.apply(tx, decision) if decision.effects else case
 
-    async def _record_requests(self, conn: asyncpg.Connection, batch: list[Inbound]) -> None:
+    async def _record_requests(self, tx: UnitOfWork, batch: list[Inbound]) -> None:
         own = [i for i in batch if inactivity.counts_as_activity(str(i.data.requested_via))]
-        await self._record_activity(conn, own)
+        await self._record_activity(tx, own)
 
     # --- intake ---------------------------------------------------------------------------------
 
-    async def on_erasure_requested(self, conn: asyncpg.Connection, batch: list[Inbound]) -> None:
-        await self._record_requests(conn, batch)
+    async def on_erasure_requested(self, tx: UnitOfWork, batch: list[Inbound]) -> None:
+        await self._record_requests(tx, batch)
         arrived = utcnow()
         for item in batch:
             data = item.data
@@ -148,10 +150,10 @@ class Workflow:
                 ground=str(data.ground),
                 command_secret=secrets.token_hex(16),
             )
-            await self._open(conn, case, None)
+            await self._open(tx, case, None)
 
-    async def on_dsar_requested(self, conn: asyncpg.Connection, batch: list[Inbound]) -> None:
-        await self._record_requests(conn, batch)
+    async def on_dsar_requested(self, tx: UnitOfWork, batch: list[Inbound]) -> None:
+        await self._record_requests(tx, batch)
         arrived = utcnow()
         for item in batch:
             data = item.data
@@ -170,20 +172,20 @@ class Workflow:
                 corrected_fields=sorted(corrections or {}),
                 command_secret=secrets.token_hex(16),
             )
-            await self._open(conn, case, corrections)
+            await self._open(tx, case, corrections)
 
-    async def _open(self, conn: asyncpg.Connection, case: Case, corrections: dict[str, str] | None) -> None:
-        erased = await self.keyring.is_erased(conn, case.subject)
+    async def _open(self, tx: UnitOfWork, case: Case, corrections: dict[str, str] | None) -> None:
+        conn = tx.conn
+        erased = await tx.keys.is_erased(case.subject)
         sealed = None
         if corrections and not erased:
             # Correction values are PII: sealed with the subject's key, shredded with it.
-            sealed = await self.keyring.encrypt(
-                conn, case.subject, f"corrections:{case.request_id}", json.dumps(corrections)
+            sealed = await tx.keys.encrypt(
+                case.subject, f"corrections:{case.request_id}", json.dumps(corrections)
             )
-        if not await store.insert_case(conn, await self.texts.sealed(conn, case), sealed):
+        if not await store.insert_case(conn, await self.texts.sealed(tx, case), sealed):
             # Same request_id again (a resubmission, or on the other request topic): nothing new.
-            await self.runtime.audit.record(
-                conn,
+            await tx.audit.record(
                 "case_duplicate_request",
                 subject=case.subject,
                 ref=case.request_id,
@@ -191,7 +193,7 @@ class Workflow:
             )
             return
         metrics.CASES_OPENED.labels(right=case.right).inc()
-        opened = await self.apply(conn, cases.open_case(
+        opened = await self.apply(tx, cases.open_case(
             case, self.data_map, utcnow(), subject_erased=erased,
             retention_review=not self.settings.retention_erase_without_review))
         if cases.awaits_retention_review(opened):
@@ -200,16 +202,17 @@ class Workflow:
             # meanwhile is read here, or finds this case once it is committed.
             last = await store.last_activity(conn, opened.subject, lock=True)
             if last is not None:
-                await self._apply_activity(conn, opened, last, utcnow())
+                await self._apply_activity(tx, opened, last, utcnow())
 
     # --- acknowledgements -----------------------------------------------------------------------
 
-    async def on_acks(self, conn: asyncpg.Connection, batch: list[Inbound]) -> None:
+    async def on_acks(self, tx: UnitOfWork, batch: list[Inbound]) -> None:
+        conn = tx.conn
         acks = [item.data for item in batch]
         ids = {a.command_id for a in acks}
         exports = await store.export_commands(conn, list(ids)) if ids else {}
         # Parts first: a complete export settles its command before a repeat answer in this batch.
-        answers = await self._collect_parts(conn, [a for a in acks if a.chunked], exports)
+        answers = await self._collect_parts(tx, [a for a in acks if a.chunked], exports)
         for data in acks:
             if data.chunked:
                 continue
@@ -222,13 +225,14 @@ class Workflow:
                 why = "it answered done without the export"
                 answer = replace(answer, status="failed", problem=why)
             answers.append(answer)
-        await self._settle(conn, answers)
+        await self._settle(tx, answers)
 
     async def _collect_parts(
-        self, conn: asyncpg.Connection, parts: list[Any], exports: Mapping[uuid.UUID, store.ExportCommand]
+        self, tx: UnitOfWork, parts: list[Any], exports: Mapping[uuid.UUID, store.ExportCommand]
     ) -> list[Answer]:
         """Keep the parts of exports answered in several messages (sealed); the answers now complete (or
         that can no longer be used: too large, inconsistent, digest mismatch) are returned to settle."""
+        conn = tx.conn
         rows: list[tuple[uuid.UUID, str, int, int, str, str, int, bytes]] = []
         touched: dict[tuple[uuid.UUID, str], store.ExportCommand] = {}
         for data in parts:
@@ -236,12 +240,12 @@ class Workflow:
             if command is None or command.acked:
                 continue  # another service's command, or answered already
             if command.system != str(data.system):
-                await self._ignored_ack(conn, command.subject, str(data.command_id), str(data.system), command.system)
+                await self._ignored_ack(tx, command.subject, str(data.command_id), str(data.system), command.system)
                 continue
             sha = data.export_sha256.lower()
             try:
-                sealed = await self.keyring.encrypt(
-                    conn, command.subject, f"export-part:{command.command_id}:{sha}:{data.part}", data.export_chunk)
+                sealed = await tx.keys.encrypt(
+                    command.subject, f"export-part:{command.command_id}:{sha}:{data.part}", data.export_chunk)
             except SubjectErased:
                 continue  # erased meanwhile: nothing of theirs is kept, nor will be exported
             assert sealed is not None
@@ -265,8 +269,8 @@ class Workflow:
             elif held.held < held.parts_max:
                 continue  # waiting for the rest
             else:
-                pieces = [export_chunks.Part(r["part"], r["parts"], await self.keyring.decrypt(
-                    conn, command.subject, f"export-part:{command_id}:{sha}:{r['part']}", bytes(r["chunk_sealed"]),
+                pieces = [export_chunks.Part(r["part"], r["parts"], await tx.keys.decrypt(
+                    command.subject, f"export-part:{command_id}:{sha}:{r['part']}", bytes(r["chunk_sealed"]),
                 ) or "", sha) for r in await store.export_parts(conn, command_id, sha)]
                 outcome = export_chunks.assemble(pieces)
             if isinstance(outcome, export_chunks.Complete):
@@ -278,17 +282,18 @@ class Workflow:
                                       problem=outcome.reason))
         return answers
 
-    async def _ignored_ack(self, conn: asyncpg.Connection, subject: str, command_id: str, claimed: str,
+    async def _ignored_ack(self, tx: UnitOfWork, subject: str, command_id: str, claimed: str,
                            expected: str) -> None:
         log.warning("ack for command %s names system %s, not the system it was sent to", command_id, claimed)
-        await self.runtime.audit.record(conn, "command_ack_ignored", subject=subject, ref=command_id,
+        await tx.audit.record("command_ack_ignored", subject=subject, ref=command_id,
                                         detail={"system": claimed, "sent_to": expected,
                                                 "why": "the answer names another system than the command"})
 
-    async def _settle(self, conn: asyncpg.Connection, answers: list[Answer]) -> None:
+    async def _settle(self, tx: UnitOfWork, answers: list[Answer]) -> None:
         """Record answers to commands and move their cases on (the caller holds their subjects' locks)."""
+        conn = tx.conn
         acks = await self.tracker.acknowledge_many(
-            conn, [AckIn(a.command_id, a.system, a.status, a.detail) for a in answers]
+            tx, [AckIn(a.command_id, a.system, a.status, a.detail) for a in answers]
         )
         by_case: dict[str, list[tuple[Ack, Answer]]] = defaultdict(list)
         for ack, answer in zip(acks, answers, strict=True):
@@ -304,8 +309,7 @@ class Workflow:
                 if ack.action == "export" and not case.terminal:
                     fragment = None
                     if answer.export is not None:
-                        fragment = await self.keyring.encrypt(
-                            conn,
+                        fragment = await tx.keys.encrypt(
                             case.subject,
                             f"fragment:{case.request_id}:{ack.system}",
                             json.dumps(answer.export),
@@ -313,8 +317,8 @@ class Workflow:
                     await store.put_fragment(conn, case.request_id, ack.system, ack.status, fragment)
                 decision = cases.record_ack(case, ack.command_id, ack.status, utcnow(), answer.retained_basis,
                                             problem=answer.problem)
-                case = await self.apply(conn, decision, save=False)
-            await self.save(conn, case)
+                case = await self.apply(tx, decision, save=False)
+            await self.save(tx, case)
         await store.drop_export_parts(conn, [uuid.UUID(a.command_id) for a in acks
                                              if a is not None and a.first and a.action == "export"])
 
@@ -324,20 +328,21 @@ class Workflow:
         async with self.runtime.pool.acquire() as conn:
             due = await store.incomplete_exports_due(conn, now)
         for row in due:
-            async with self.runtime.transaction() as conn:
-                case = await self._lock_case(conn, str(row["request_id"]), wait=False)
+            async with self.runtime.transaction() as tx:
+                case = await self._lock_case(tx.conn, str(row["request_id"]), wait=False)
                 if case is None:
                     continue
                 parts = row["parts"] or "?"
                 why = (f"only {row['held']} of {parts} parts of the export arrived by respond_by "
                        f"({row['system']} is late or a part was lost)")
-                await self._settle(conn, [Answer(str(row["command_id"]), row["system"], "failed", why, None, None,
+                await self._settle(tx, [Answer(str(row["command_id"]), row["system"], "failed", why, None, None,
                                                  problem=why)])
 
     # --- carrying out decisions ---------------------------------------------------------------
 
-    async def apply(self, conn: asyncpg.Connection, decision: Decision, *, save: bool = True) -> Case:
+    async def apply(self, tx: UnitOfWork, decision: Decision, *, save: bool = True) -> Case:
         """Carry out a decision's effects in order; then save the case (unless the caller saves it)."""
+        conn = tx.conn
         case = decision.case
         changes = [e for e in decision.effects if isinstance(e, cases.StatusChanged)]
         unsent: list[str] = []
@@ -345,11 +350,10 @@ class Workflow:
             if isinstance(effect, cases.StatusChanged):
                 # Only the last status of a decision carries the case's reason (rejection, review).
                 reason = case.status_reason if effect is changes[-1] else case.extension_reason
-                await self._status_changed(conn, case, effect, reason)
+                await self._status_changed(tx, case, effect, reason)
             elif isinstance(effect, cases.DeadlineExtended):
-                await self._publish_status(conn, case, case.status, effect.reason)
-                await self.runtime.audit.record(
-                    conn,
+                await self._publish_status(tx, case, case.status, effect.reason)
+                await tx.audit.record(
                     "case_extended",
                     subject=case.subject,
                     ref=case.request_id,
@@ -361,21 +365,20 @@ class Workflow:
                     sealed={"reason": effect.reason},  # the operator's words: shredded with the subject
                 )
             elif isinstance(effect, cases.Notify):
-                await self._notify(conn, case, effect)
+                await self._notify(tx, case, effect)
             elif isinstance(effect, cases.IssueCommands):
-                unsent += await self._issue(conn, case, effect.steps)
+                unsent += await self._issue(tx, case, effect.steps)
             elif isinstance(effect, cases.SendVerificationCode):
-                await self._send_code(conn, case)
+                await self._send_code(tx, case)
             elif isinstance(effect, cases.AssembleExport):
-                await self._assemble_export(conn, case)
+                await self._assemble_export(tx, case)
             elif isinstance(effect, cases.CancelOtherCases):
-                await self._cancel_others(conn, case, effect.reason)
+                await self._cancel_others(tx, case, effect.reason)
             elif isinstance(effect, cases.ShredSubject):
                 # Last: the completion email and status events above are unsealed and survive this.
                 await store.erase_subject_records(conn, case.subject)
-                await self.keyring.shred_subject(conn, case.subject)
-                await self.runtime.audit.record(
-                    conn,
+                await tx.keys.shred_subject(case.subject)
+                await tx.audit.record(
                     "subject_shredded",
                     subject=case.subject,
                     ref=case.request_id,
@@ -384,31 +387,31 @@ class Workflow:
             elif isinstance(effect, cases.Note):
                 if effect.action == "case_manual_review":  # someone has to act: say so where it is seen
                     log.warning("case %s waits for manual review: %s", case.request_id, effect.detail.get("reason"))
-                await self.runtime.audit.record(
-                    conn, effect.action, subject=case.subject, ref=case.request_id, detail=dict(effect.detail)
+                await tx.audit.record(
+                    effect.action, subject=case.subject, ref=case.request_id, detail=dict(effect.detail)
                 )
         if unsent:
             # Commands that could not be sent would never be answered: the case decides what now.
-            case = await self.apply(conn, cases.rectify_not_sent(case, unsent, utcnow()), save=False)
+            case = await self.apply(tx, cases.rectify_not_sent(case, unsent, utcnow()), save=False)
         if save:
-            await self.save(conn, case)
+            await self.save(tx, case)
         return case
 
-    async def save(self, conn: asyncpg.Connection, case: Case) -> None:
+    async def save(self, tx: UnitOfWork, case: Case) -> None:
         """Store the case, its free text sealed with the subject's key (`sealing`)."""
-        await store.save_case(conn, await self.texts.sealed(conn, case))
+        await store.save_case(tx.conn, await self.texts.sealed(tx, case))
 
     async def _status_changed(
-        self, conn: asyncpg.Connection, case: Case, change: cases.StatusChanged, reason: str | None
+        self, tx: UnitOfWork, case: Case, change: cases.StatusChanged, reason: str | None
     ) -> None:
-        await self._publish_status(conn, case, change.status, reason)
+        await self._publish_status(tx, case, change.status, reason)
         detail: dict[str, Any] = {"right": case.right, "from": change.previous, "to": change.status}
         # An operator's words (a rejection, an extension) may name the person: sealed, shredded with them.
         sealed = {"reason": reason} if reason and reason in operator_words(case) else {}
         if reason and not sealed:
             detail["reason"] = reason
-        await self.runtime.audit.record(
-            conn, f"case_{change.status}", subject=case.subject, ref=case.request_id, detail=detail,
+        await tx.audit.record(
+            f"case_{change.status}", subject=case.subject, ref=case.request_id, detail=detail,
             sealed=sealed,
         )
         if change.status in cases.TERMINAL:
@@ -417,7 +420,7 @@ class Workflow:
                 seconds = ((case.closed_at or utcnow()) - case.received_at).total_seconds()
                 metrics.CASE_COMPLETION_SECONDS.labels(right=case.right).observe(max(0.0, seconds))
 
-    async def _publish_status(self, conn: asyncpg.Connection, case: Case, status: str, reason: str | None) -> None:
+    async def _publish_status(self, tx: UnitOfWork, case: Case, status: str, reason: str | None) -> None:
         event = DsarStatus(
             request_id=uuid.UUID(case.request_id),
             right=CaseRight(case.right),
@@ -427,7 +430,7 @@ class Workflow:
             reason=(reason or None),
         )
         # No PII in a status event: unsealed, so it survives the subject's erasure.
-        await self.runtime.outbox.add(conn, DSAR_STATUS, event, subject=case.subject, seal=False)
+        await tx.outbox.add(DSAR_STATUS, event, subject=case.subject, seal=False)
 
     def _basis_sv(self, item: Mapping[str, Any]) -> str | None:
         entry = self.data_map.get(str(item.get("system")))
@@ -435,7 +438,8 @@ class Workflow:
             return None
         return entry.retained_basis_sv
 
-    async def _notify(self, conn: asyncpg.Connection, case: Case, notify: cases.Notify) -> None:
+    async def _notify(self, tx: UnitOfWork, case: Case, notify: cases.Notify) -> None:
+        conn = tx.conn
         notification_id = f"dsar:{case.request_id}:{notify.suffix}"
         params = dict(notify.params)
         if notify.template == "erasure_completed":
@@ -452,7 +456,7 @@ class Workflow:
         # Sealed by default: codes and download links are secrets. The completion email is unsealed
         # because the subject's key is shredded in the same transaction.
         sealed = not notify.survive_erasure
-        if sealed and await self.keyring.is_erased(conn, case.subject):
+        if sealed and await tx.keys.is_erased(case.subject):
             log.info("notification %s not requested: subject erased", notification_id)
             return
         event = NotificationRequested(
@@ -462,33 +466,32 @@ class Workflow:
             locale=DEFAULT_LOCALE,
             params=self.notice_secrets.seal(notification_id, params),  # codes and links never in the clear
         )
-        await self.runtime.outbox.add(
-            conn,
+        await tx.outbox.add(
             NOTIFICATION_REQUESTED,
             event,
             subject=case.subject,
             seal=sealed,
             event_id=str(uuid.uuid5(NOTIFICATION_NAMESPACE, notification_id)),
         )
-        await self.runtime.audit.record(
-            conn,
+        await tx.audit.record(
             "notification_requested",
             subject=case.subject,
             ref=case.request_id,
             detail={"template": notify.template, "id": notification_id},
         )
 
-    async def _issue(self, conn: asyncpg.Connection, case: Case, steps: tuple[cases.Step, ...]) -> list[str]:
+    async def _issue(self, tx: UnitOfWork, case: Case, steps: tuple[cases.Step, ...]) -> list[str]:
         """Send the steps' commands; returns the systems whose `rectify` had no values to send."""
+        conn = tx.conn
         unsent: list[str] = []
         corrections: dict[str, str] = {}
         if any(s.action == "rectify" for s in steps):
             sealed = await store.corrections_sealed(conn, case.request_id)
-            plain = await self.keyring.decrypt(conn, case.subject, f"corrections:{case.request_id}", sealed)
+            plain = await tx.keys.decrypt(case.subject, f"corrections:{case.request_id}", sealed)
             corrections = json.loads(plain) if plain else {}
         assert all(step.command_id is not None for step in steps)
         # Field-less commands (all but rectify) carry no PII: issued together, unsealed.
-        await self.tracker.issue_many(conn, [
+        await self.tracker.issue_many(tx, [
             CommandSpec(case.subject, step.system, step.action, step.purpose, case.request_id, step.command_id)
             for step in steps if step.action != "rectify"
         ])
@@ -504,7 +507,7 @@ class Workflow:
                 unsent.append(step.system)
                 continue
             await self.tracker.issue(
-                conn,
+                tx,
                 subject=case.subject,
                 system=step.system,
                 action=step.action,
@@ -515,19 +518,20 @@ class Workflow:
             )
         return unsent
 
-    async def _send_code(self, conn: asyncpg.Connection, case: Case) -> None:
+    async def _send_code(self, tx: UnitOfWork, case: Case) -> None:
+        conn = tx.conn
         code = new_code()
         ttl = timedelta(seconds=self.settings.verification_code_ttl_seconds)
         number = await store.put_code(conn, case.request_id, self.hasher.hash(case.request_id, code), utcnow() + ttl)
-        await self._notify(conn, case, cases.code_email(case, code, number, ttl))
+        await self._notify(tx, case, cases.code_email(case, code, number, ttl))
 
-    async def _assemble_export(self, conn: asyncpg.Connection, case: Case) -> None:
+    async def _assemble_export(self, tx: UnitOfWork, case: Case) -> None:
+        conn = tx.conn
         fragments: dict[str, package.Fragment] = {}
         for row in await store.fragments(conn, case.request_id):
             data = None
             if row["fragment_sealed"] is not None:
-                plain = await self.keyring.decrypt(
-                    conn,
+                plain = await tx.keys.decrypt(
                     case.subject,
                     f"fragment:{case.request_id}:{row['system']}",
                     bytes(row["fragment_sealed"]),
@@ -538,7 +542,7 @@ class Workflow:
         built = package.render(case, package.build(case, fragments, self.data_map, now), self.data_map)
         token = secrets.token_urlsafe(32)
         token_hash = sha256(token.encode()).hexdigest()
-        data_key = await self.keyring.data_key(conn, case.subject)
+        data_key = await tx.keys.data_key(case.subject)
         assert data_key is not None
         expires_at = now + timedelta(seconds=self.settings.export_ttl_seconds)
         await store.put_export(
@@ -553,8 +557,7 @@ class Workflow:
             downloads=self.settings.export_max_downloads,
         )
         await store.drop_fragments(conn, case.request_id)
-        await self.runtime.audit.record(
-            conn,
+        await tx.audit.record(
             "export_assembled",
             subject=case.subject,
             ref=case.request_id,
@@ -565,14 +568,15 @@ class Workflow:
             },
         )
         link = f"{self.public_base_url}/v1/exports/{token}"
-        await self._notify(conn, case, cases.export_email(case, link, expires_at, self.settings.export_max_downloads))
+        await self._notify(tx, case, cases.export_email(case, link, expires_at, self.settings.export_max_downloads))
 
-    async def _cancel_others(self, conn: asyncpg.Connection, case: Case, reason: str) -> None:
+    async def _cancel_others(self, tx: UnitOfWork, case: Case, reason: str) -> None:
+        conn = tx.conn
         others = await store.open_cases_of(conn, case.subject, except_request=case.request_id)
         for request_id in others:
             other = await self.texts.opened(conn, await store.lock_case(conn, request_id))
             if other is not None and not other.terminal:
-                await self.apply(conn, cases.cancel(other, reason, utcnow()))
+                await self.apply(tx, cases.cancel(other, reason, utcnow()))
         # Their commands need no answer now, and could not be re-sent once the key is gone.
         await store.supersede_commands(conn, others)
 
@@ -601,9 +605,9 @@ class Workflow:
     async def _verify_code(self, request_id: str, code: str) -> VerifyResult:
         contact = self.settings.privacy_contact_email
         max_attempts = self.settings.verification_max_attempts
-        async with self.runtime.transaction() as conn:
+        async with self.runtime.transaction() as tx:
             # The subject's lock also makes the per-subject count of wrong codes below exact.
-            case = await self._lock_case(conn, request_id)
+            case = await self._lock_case(tx.conn, request_id)
             if case is None:
                 return VerifyResult(404, {"error": "unknown request"})
             if case.status == cases.CLOSED_UNVERIFIED:
@@ -616,9 +620,9 @@ class Workflow:
                 )
             if case.status != cases.IDENTITY_PENDING:
                 return VerifyResult(409, {"error": f"the request is {case.status}; there is nothing to verify"})
-            verification = await store.lock_verification(conn, request_id)
+            verification = await store.lock_verification(tx.conn, request_id)
             window = self.settings.verification_failure_window_seconds
-            if await store.recent_failed_verifications(conn, case.subject, window) >= \
+            if await store.recent_failed_verifications(tx.conn, case.subject, window) >= \
                     self.settings.verification_max_failures_per_subject:
                 return VerifyResult(429, {"error": "too many wrong codes for this person's requests recently; "
                                                    f"try again later or contact {contact}"})
@@ -632,21 +636,20 @@ class Workflow:
                 return VerifyResult(429, {"error": f"too many wrong codes: verification is locked; contact {contact}"})
             if verdict is Verdict.EXPIRED:
                 if verification.codes_issued < self.settings.verification_max_codes:
-                    await self._send_code(conn, case)
+                    await self._send_code(tx, case)
                     return VerifyResult(410, {"error": "the code has expired; a new code has been sent by email"})
                 return VerifyResult(
                     410, {"error": f"the code has expired and no more codes can be sent; contact {contact}"}
                 )
             if verdict is Verdict.VERIFIED:
-                await store.mark_verified(conn, request_id)
-                updated = await self.apply(conn, cases.verify(case, self.data_map, now))
+                await store.mark_verified(tx.conn, request_id)
+                updated = await self.apply(tx, cases.verify(case, self.data_map, now))
                 return VerifyResult(200, {"request_id": request_id, "status": updated.status, "verified": True})
             attempts = await store.count_failed_attempt(
-                conn, request_id, lock=verification.attempts + 1 >= max_attempts
+                tx.conn, request_id, lock=verification.attempts + 1 >= max_attempts
             )
-            await store.record_failed_verification(conn, case.subject)
-            await self.runtime.audit.record(
-                conn,
+            await store.record_failed_verification(tx.conn, case.subject)
+            await tx.audit.record(
                 "verification_failed",
                 subject=case.subject,
                 ref=request_id,
@@ -675,14 +678,14 @@ class Workflow:
 
     async def resend(self, request_id: str, system: str, actor: str = "operator") -> tuple[Case, int]:
         """Re-send a case's unanswered commands to one system now (same command ids); audited."""
-        async with self.runtime.transaction() as conn:
-            case = await store.get_case(conn, request_id)
+        async with self.runtime.transaction() as tx:
+            case = await store.get_case(tx.conn, request_id)
             if case is None:
                 raise UnknownCase(request_id)
-            count = await resend_now(conn, system, request_id)
+            count = await resend_now(tx.conn, system, request_id)
             if count == 0:
                 raise cases.CaseError(f"no command of this request waits for an answer from {system}")
-            await self.runtime.audit.record(conn, "operator_resend", subject=case.subject, ref=request_id,
+            await tx.audit.record("operator_resend", subject=case.subject, ref=request_id,
                                             actor=actor, detail={"system": system, "commands": count})
         return case, count
 
@@ -690,22 +693,21 @@ class Workflow:
                        decide: Callable[[Case, datetime, list[Case]], Decision], *, with_others: bool = False,
                        actor: str = "operator") -> Case:
         async def attempt() -> Case:
-            async with self.runtime.transaction() as conn:
-                case = await self._lock_case(conn, request_id)
+            async with self.runtime.transaction() as tx:
+                case = await self._lock_case(tx.conn, request_id)
                 if case is None:
                     raise UnknownCase(request_id)
                 # Under the subject's lock: no other case of the subject changes until this commits.
-                others = await store.cases_of(conn, case.subject) if with_others else []
+                others = await store.cases_of(tx.conn, case.subject) if with_others else []
                 decision = decide(case, utcnow(), others)
-                await self.runtime.audit.record(
-                    conn,
+                await tx.audit.record(
                     f"operator_{action}",
                     subject=case.subject,
                     ref=request_id,
                     actor=actor,
                     detail={"status": case.status},
                 )
-                return await self.apply(conn, decision)
+                return await self.apply(tx, decision)
 
         return await self._retrying(attempt)
 
@@ -739,40 +741,38 @@ class Workflow:
         # One transaction per case, its subject try-locked: a pass holds one subject at a time and never
         # waits for one, so it waits in no cycle; a case whose subject is busy is closed next pass.
         for request_id in unverified:
-            async with self.runtime.transaction() as conn:
-                case = await self._lock_case(conn, request_id, wait=False)
+            async with self.runtime.transaction() as tx:
+                case = await self._lock_case(tx.conn, request_id, wait=False)
                 if case is not None and case.status == cases.IDENTITY_PENDING:
-                    await self.apply(conn, cases.close_unverified(case, now, self.unverified_after))
-        async with self.runtime.transaction() as conn:
+                    await self.apply(tx, cases.close_unverified(case, now, self.unverified_after))
+        async with self.runtime.transaction() as tx:
             # Escalation: each overdue case is reported once (audit + log), each case due soon reminded once.
-            for row in await store.claim_overdue(conn, now):
+            for row in await store.claim_overdue(tx.conn, now):
                 log.warning(
                     "case %s (%s) is overdue since %s",
                     row["request_id"],
                     row["case_right"],
                     row["due_at"].isoformat(),
                 )
-                await self.runtime.audit.record(
-                    conn,
+                await tx.audit.record(
                     "case_overdue",
                     subject=row["subject"],
                     ref=str(row["request_id"]),
                     detail={"right": row["case_right"], "due_at": row["due_at"].isoformat()},
                 )
-                case = await self.texts.opened(conn, await store.get_case(conn, str(row["request_id"])))
+                case = await self.texts.opened(tx.conn, await store.get_case(tx.conn, str(row["request_id"])))
                 email = cases.overdue_email(case) if case is not None else None
                 if case is not None and email is not None:
-                    await self._notify(conn, case, email)
-            for row in await store.claim_due_soon(conn, now, horizon):
-                await self.runtime.audit.record(
-                    conn,
+                    await self._notify(tx, case, email)
+            for row in await store.claim_due_soon(tx.conn, now, horizon):
+                await tx.audit.record(
                     "case_due_soon",
                     subject=row["subject"],
                     ref=str(row["request_id"]),
                     detail={"right": row["case_right"], "due_at": row["due_at"].isoformat()},
                 )
-            await store.purge_expired_exports(conn, now)
-            await store.drop_settled_export_parts(conn)
+            await store.purge_expired_exports(tx.conn, now)
+            await store.drop_settled_export_parts(tx.conn)
         await self.settle_incomplete_exports(now)
         async with self.runtime.pool.acquire() as conn:
             counts = {r["case_right"]: r for r in await store.deadline_counts(conn, now, horizon)}
@@ -803,16 +803,15 @@ class Workflow:
 
     async def download(self, token: str) -> tuple[str, store.ExportRow | None, bytes | None]:
         token_hash = sha256(token.encode()).hexdigest()
-        async with self.runtime.transaction() as conn:
-            outcome, row = await store.take_download(conn, token_hash, utcnow())
+        async with self.runtime.transaction() as tx:
+            outcome, row = await store.take_download(tx.conn, token_hash, utcnow())
             if row is None:
                 return outcome, None, None
-            data_key = await self.keyring.data_key(conn, row.subject, create=False)
+            data_key = await tx.keys.data_key(row.subject, create=False)
             if data_key is None:
                 return "erased", None, None
             content = open_sealed(data_key, row.sealed, f"export:{token_hash}".encode())
-            await self.runtime.audit.record(
-                conn,
+            await tx.audit.record(
                 "export_downloaded",
                 subject=row.subject,
                 ref=row.request_id,
