@@ -51,7 +51,7 @@ def entry_hash(prev_hash: str, seq: int, at: datetime, action: str, actor: str, 
 
 
 @dataclass(frozen=True)
-class _Entry:
+class AuditEntry:
     at: datetime
     action: str
     actor: str
@@ -64,27 +64,39 @@ class _Entry:
 class AuditTrail:
     """Appends entries to the chain.
 
-    Inside `ServiceRuntime.transaction()` entries are collected and appended together just before
-    the commit (`begin` / `flush`): one lock, one read of the chain's head and one insert per
-    transaction instead of per entry, and the chain's lock is held only at the very end. Elsewhere
-    an entry is appended at once. Either way it commits or rolls back with the effect it records."""
+    In a unit of work (`Transaction.audit`) entries are collected and appended together just before
+    the commit: one lock, one read of the chain's head and one insert per transaction instead of per
+    entry, and the chain's lock is held only at the very end. `record` on a bare connection appends
+    at once. Either way it commits or rolls back with the effect it records."""
 
     def __init__(self, outbox: Outbox, actor: str):
         self.outbox = outbox
         self.actor = actor
-        self._pending: dict[int, list[_Entry]] = {}
         self._chain_id: str | None = None
 
-    def begin(self, conn: asyncpg.Connection) -> None:
-        self._pending[id(conn)] = []
+    async def entry(
+        self,
+        conn: asyncpg.Connection,
+        action: str,
+        *,
+        subject: str | None = None,
+        ref: str | None = None,
+        detail: dict[str, Any] | None = None,
+        actor: str | None = None,
+        publish: bool = True,
+        sealed: Mapping[str, str | None] | None = None,
+        pending: dict[str, bytes] | None = None,
+    ) -> AuditEntry:
+        """One entry, not appended yet.
 
-    def discard(self, conn: asyncpg.Connection) -> None:
-        self._pending.pop(id(conn), None)
-
-    async def flush(self, conn: asyncpg.Connection) -> None:
-        entries = self._pending.pop(id(conn), None)
-        if entries:
-            await self._append(conn, entries)
+        `sealed`: detail fields of free text that may name a person; each is kept sealed with the
+        subject's key and the entry names it by the SHA-256 of its ciphertext (`{"sealed_sha256": ...}`)."""
+        detail = dict(detail or {})
+        for name, text in (sealed or {}).items():
+            if text:
+                detail[name] = await self._seal(conn, subject, name, text, pending)
+        # Microsecond precision is what PostgreSQL stores, so the hash survives the round trip.
+        return AuditEntry(datetime.now(UTC), action, actor or self.actor, subject, ref, detail, publish)
 
     async def record(
         self,
@@ -98,27 +110,17 @@ class AuditTrail:
         publish: bool = True,
         sealed: Mapping[str, str | None] | None = None,
     ) -> None:
-        """Append one entry inside the caller's transaction (at its end, when the runtime opened it).
+        """Append one entry at once inside the caller's transaction (a unit of work's `audit` batches)."""
+        entry = await self.entry(conn, action, subject=subject, ref=ref, detail=detail, actor=actor,
+                                 publish=publish, sealed=sealed)
+        await self.append(conn, [entry])
 
-        `sealed`: detail fields of free text that may name a person; each is kept sealed with the
-        subject's key and the entry names it by the SHA-256 of its ciphertext (`{"sealed_sha256": ...}`)."""
-        detail = dict(detail or {})
-        for name, text in (sealed or {}).items():
-            if text:
-                detail[name] = await self._seal(conn, subject, name, text)
-        # Microsecond precision is what PostgreSQL stores, so the hash survives the round trip.
-        entry = _Entry(datetime.now(UTC), action, actor or self.actor, subject, ref, detail, publish)
-        pending = self._pending.get(id(conn))
-        if pending is not None:
-            pending.append(entry)
-        else:
-            await self._append(conn, [entry])
-
-    async def _seal(self, conn: asyncpg.Connection, subject: str | None, name: str, text: str) -> dict[str, str]:
+    async def _seal(self, conn: asyncpg.Connection, subject: str | None, name: str, text: str,
+                    pending: dict[str, bytes] | None) -> dict[str, str]:
         if subject is None:
             raise ValueError("free text is sealed with a subject's key: the entry needs a subject")
         try:
-            blob = await self.outbox.keyring.encrypt(conn, subject, f"note:{name}", text)
+            blob = await self.outbox.keyring.encrypt(conn, subject, f"note:{name}", text, pending)
         except SubjectErased:  # nothing of theirs may be kept now: the text is not kept at all
             return {"sealed_sha256": "", "not_kept": "the subject's data was erased"}
         assert blob is not None
@@ -139,7 +141,9 @@ class AuditTrail:
             return None
         return await self.outbox.keyring.decrypt(conn, subject, f"note:{name}", bytes(row["sealed"]))
 
-    async def _append(self, conn: asyncpg.Connection, entries: list[_Entry]) -> None:
+    async def append(self, conn: asyncpg.Connection, entries: list[AuditEntry]) -> None:
+        if not entries:
+            return
         await conn.execute("SELECT pg_advisory_xact_lock($1::int, hashtext(current_schema()))", _LOCK_KEY)
         last = await conn.fetchrow("SELECT seq, hash FROM audit_log ORDER BY seq DESC LIMIT 1")
         seq = 0 if last is None else last["seq"]

@@ -32,10 +32,8 @@ from typing import Any
 import asyncpg
 
 from privacy_runtime import metrics
-from privacy_runtime.audit import AuditTrail
-from privacy_runtime.crypto import KeyRing
-from privacy_runtime.outbox import Outbox
 from privacy_runtime.processor import try_lock_subjects
+from privacy_runtime.unit_of_work import Runtime, UnitOfWork
 from schemas.enums import AckStatus, CommandAction
 from schemas.envelope import dump_checked_event
 from schemas.events import PrivacyCommand
@@ -107,17 +105,16 @@ class Ack:
 
 
 class CommandTracker:
-    def __init__(self, outbox: Outbox, audit: AuditTrail, keyring: KeyRing, policy: CommandPolicy):
-        self.outbox = outbox
-        self.audit = audit
-        self.keyring = keyring
+    """Issues commands and settles them by their acks, in the caller's unit of work."""
+
+    def __init__(self, policy: CommandPolicy):
         self.policy = policy
         #: (system, action, purpose, has request_id) of commands checked against the contract model.
         self._checked_shapes: set[tuple[str, str, str | None, bool]] = set()
 
     async def issue(
         self,
-        conn: asyncpg.Connection,
+        tx: UnitOfWork,
         *,
         subject: str,
         system: str,
@@ -132,11 +129,11 @@ class CommandTracker:
         command_id = command_id or str(uuid.uuid4())
         respond_by = respond_by or now + self.policy.respond_within
         sealed = (
-            await self.keyring.encrypt(conn, subject, f"command:{command_id}", json.dumps(fields))
+            await tx.keys.encrypt(subject, f"command:{command_id}", json.dumps(fields))
             if fields
             else None
         )
-        inserted = await conn.fetchval(
+        inserted = await tx.conn.fetchval(
             "INSERT INTO commands (command_id, subject, system, action, purpose, request_id, fields_sealed, "
             "respond_by, next_attempt_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9) "
             "ON CONFLICT (command_id) DO NOTHING RETURNING command_id",
@@ -146,11 +143,11 @@ class CommandTracker:
         )
         if inserted is None:
             return command_id
-        await self._publish(conn, command_id, subject, system, action, purpose, request_id, fields, respond_by)
+        await self._publish(tx, command_id, subject, system, action, purpose, request_id, fields, respond_by)
         metrics.COMMANDS_SENT.labels(system=system, action=action).inc()
         return command_id
 
-    async def issue_many(self, conn: asyncpg.Connection, specs: list[CommandSpec]) -> list[str]:
+    async def issue_many(self, tx: UnitOfWork, specs: list[CommandSpec]) -> list[str]:
         """Issue many field-less commands (suppress, erase, ...) in two round trips; returns their ids.
 
         These carry no PII, so their events are not sealed and no data key is needed. A spec whose
@@ -163,7 +160,7 @@ class CommandTracker:
         request_ids = [uuid.UUID(c.request_id) if c.request_id else None for c in specs]
         inserted = {
             row["command_id"]
-            for row in await conn.fetch(
+            for row in await tx.conn.fetch(
                 "INSERT INTO commands (command_id, subject, system, action, purpose, request_id, respond_by, "
                 "next_attempt_at) SELECT * FROM unnest($1::uuid[], $2::text[], $3::text[], $4::text[], "
                 "$5::text[], $6::uuid[], $7::timestamptz[], $8::timestamptz[]) "
@@ -186,15 +183,15 @@ class CommandTracker:
                 self._checked_shapes.add(shape)
             topic = command_topic(spec.system)
             events.append((topic, spec.subject.encode(), dump_checked_event(
-                topic, data, source=self.outbox.source, subject=spec.subject, id=str(uuid.uuid4()), time=now)))
+                topic, data, source=tx.outbox.source, subject=spec.subject, id=str(uuid.uuid4()), time=now)))
             sent[(spec.system, spec.action)] += 1
         for (system, action), count in sent.items():
             metrics.COMMANDS_SENT.labels(system=system, action=action).inc(count)
-        await self.outbox.add_encoded(conn, events)
+        await tx.outbox.add_encoded(events)
         return [str(c) for c in command_ids]
 
     async def _publish(
-        self, conn: asyncpg.Connection, command_id: str, subject: str, system: str, action: str,
+        self, tx: UnitOfWork, command_id: str, subject: str, system: str, action: str,
         purpose: str | None, request_id: str | None, fields: dict[str, str] | None, respond_by: datetime,
     ) -> None:
         # model_validate: the str ids are validated into the contract enums (same as the constructor).
@@ -203,9 +200,9 @@ class CommandTracker:
             request_id=uuid.UUID(request_id) if request_id else None, fields=fields, respond_by=respond_by,
         ))
         # Only rectify carries personal data (the corrected fields); seal just that.
-        await self.outbox.add(conn, command_topic(system), command, subject=subject, seal=fields is not None)
+        await tx.outbox.add(command_topic(system), command, subject=subject, seal=fields is not None)
 
-    async def resend_due(self, conn: asyncpg.Connection, limit: int = 500) -> int:
+    async def resend_due(self, tx: UnitOfWork, limit: int = 500) -> int:
         """Re-send what is due; returns how many were re-sent.
 
         An opt-out or opt-in that a newer one for the same subject, system and purpose followed is not
@@ -213,6 +210,7 @@ class CommandTracker:
         to the older answer. The check holds the subject's lock (a subject busy elsewhere waits for the
         next pass), so a newer command cannot be committed and published between check and re-send."""
         now = datetime.now(UTC)
+        conn = tx.conn
         rows = await conn.fetch(
             "SELECT * FROM commands WHERE acked_at IS NULL AND next_attempt_at <= $1 "
             "ORDER BY next_attempt_at LIMIT $2 FOR UPDATE SKIP LOCKED",
@@ -224,9 +222,9 @@ class CommandTracker:
             command_id = str(row["command_id"])
             fields = None
             if row["fields_sealed"] is not None:
-                plain = await self.keyring.decrypt(conn, subject, f"command:{command_id}", row["fields_sealed"])
+                plain = await tx.keys.decrypt(subject, f"command:{command_id}", row["fields_sealed"])
                 fields = json.loads(plain) if plain else None
-            if await self.keyring.is_erased(conn, subject) and row["action"] != "erase":
+            if await tx.keys.is_erased(subject) and row["action"] != "erase":
                 # Nothing more to tell a system about a subject whose data no longer exists here.
                 await conn.execute(
                     "UPDATE commands SET acked_at = $2, ack_status = 'superseded' WHERE command_id = $1",
@@ -234,7 +232,7 @@ class CommandTracker:
                 )
                 continue
             await self._publish(
-                conn, command_id, subject, row["system"], row["action"], row["purpose"],
+                tx, command_id, subject, row["system"], row["action"], row["purpose"],
                 str(row["request_id"]) if row["request_id"] else None, fields, row["respond_by"],
             )
             attempts = row["attempts"] + 1
@@ -268,11 +266,11 @@ class CommandTracker:
         }
         return [r for r in rows if r["command_id"] not in busy and r["command_id"] not in superseded]
 
-    async def report_overdue(self, conn: asyncpg.Connection, limit: int = 500) -> int:
+    async def report_overdue(self, tx: UnitOfWork, limit: int = 500) -> int:
         """Report each unacknowledged command past `respond_by` once (metric + audit entry).
 
         Apart from re-sending: with the backoff at its cap a re-send may be hours after the deadline."""
-        rows = await conn.fetch(
+        rows = await tx.conn.fetch(
             "UPDATE commands SET overdue_reported = true WHERE command_id IN ("
             "SELECT command_id FROM commands WHERE acked_at IS NULL AND NOT overdue_reported AND respond_by <= $1 "
             "ORDER BY respond_by LIMIT $2 FOR UPDATE SKIP LOCKED) "
@@ -281,20 +279,20 @@ class CommandTracker:
         )
         for row in rows:
             metrics.COMMANDS_OVERDUE_REPORTED.labels(system=row["system"]).inc()
-            await self.audit.record(
-                conn, "command_overdue", subject=row["subject"], ref=str(row["command_id"]),
+            await tx.audit.record(
+                "command_overdue", subject=row["subject"], ref=str(row["command_id"]),
                 detail={"system": row["system"], "action": row["action"],
                         "respond_by": row["respond_by"].isoformat(), "attempts": row["attempts"]},
             )
         return len(rows)
 
     async def acknowledge(
-        self, conn: asyncpg.Connection, *, command_id: str, system: str, status: str, detail: str | None
+        self, tx: UnitOfWork, *, command_id: str, system: str, status: str, detail: str | None
     ) -> Ack | None:
         """Record an ack. None when the command is not ours (another service issued it)."""
-        return (await self.acknowledge_many(conn, [AckIn(command_id, system, status, detail)]))[0]
+        return (await self.acknowledge_many(tx, [AckIn(command_id, system, status, detail)]))[0]
 
-    async def acknowledge_many(self, conn: asyncpg.Connection, acks: Sequence[AckIn]) -> list[Ack | None]:
+    async def acknowledge_many(self, tx: UnitOfWork, acks: Sequence[AckIn]) -> list[Ack | None]:
         """Record a batch of acks in two round trips; one result per ack, in order.
 
         None for an ack of a command that is not ours (every service sees every ack). The first ack
@@ -305,6 +303,7 @@ class CommandTracker:
                 ids[ack.command_id] = uuid.UUID(ack.command_id)
         if not ids:
             return [None] * len(acks)
+        conn = tx.conn
         rows = {
             str(row["command_id"]): row
             for row in await conn.fetch(
@@ -326,8 +325,8 @@ class CommandTracker:
                 # was sent to: anything else is recorded and settles nothing.
                 log.warning("ack for command %s names system %s, expected %s", ack.command_id, ack.system,
                             row["system"])
-                await self.audit.record(
-                    conn, "command_ack_ignored", subject=row["subject"], ref=ack.command_id,
+                await tx.audit.record(
+                    "command_ack_ignored", subject=row["subject"], ref=ack.command_id,
                     detail={"system": ack.system, "sent_to": row["system"], "status": ack.status,
                             "why": "the answer names another system than the command was sent to"},
                 )
@@ -337,8 +336,8 @@ class CommandTracker:
             if first and ack.status == AckStatus.FAILED and self.policy.retry_failed:
                 failed[row["command_id"]] = (ack.detail or "")[:1000]
                 metrics.COMMANDS_ACKNOWLEDGED.labels(system=ack.system, status=ack.status).inc()
-                await self.audit.record(  # the system's own words stay in the commands table, sealed
-                    conn, "command_failed", subject=row["subject"], ref=ack.command_id,
+                await tx.audit.record(  # the system's own words stay in the commands table, sealed
+                    "command_failed", subject=row["subject"], ref=ack.command_id,
                     detail={"system": ack.system, "action": row["action"], "outcome": "re-sent until applied"},
                 )
                 first = False
@@ -351,7 +350,7 @@ class CommandTracker:
                 first=first,
             ))
         # The system's own words may name the person: kept sealed with the subject's key, shredded with it.
-        details = await self._seal_details(conn, {**{c: v[1] for c, v in settled.items()}, **failed}, rows)
+        details = await self._seal_details(tx, {**{c: v[1] for c, v in settled.items()}, **failed}, rows)
         if settled:
             await conn.execute(
                 "UPDATE commands c SET acked_at = now(), ack_status = a.status, ack_detail_sealed = a.detail "
@@ -368,16 +367,16 @@ class CommandTracker:
         return results
 
     async def _seal_details(
-        self, conn: asyncpg.Connection, details: dict[uuid.UUID, str], rows: dict[str, asyncpg.Record]
+        self, tx: UnitOfWork, details: dict[uuid.UUID, str], rows: dict[str, asyncpg.Record]
     ) -> dict[uuid.UUID, bytes | None]:
         subjects: dict[uuid.UUID, str] = {r["command_id"]: r["subject"] for r in rows.values()}
         wanted = {c: text for c, text in details.items() if text}
         if not wanted:
             return {}
         # An erased subject has no key, and nothing of theirs is kept: the words go.
-        erased = await self.keyring.ensure_keys(conn, {subjects[c] for c in wanted})
+        erased = await tx.keys.ensure_keys({subjects[c] for c in wanted})
         return {
-            c: None if subjects[c] in erased else self.keyring.encrypt_cached(subjects[c], f"ack-detail:{c}", text)
+            c: None if subjects[c] in erased else tx.keys.encrypt_cached(subjects[c], f"ack-detail:{c}", text)
             for c, text in wanted.items()
         }
 
@@ -397,7 +396,7 @@ class CommandTracker:
                 metrics.COMMANDS_OVERDUE.labels(system=labels[0]).set(0)
 
 
-async def resend_loop(runtime: Any, tracker: CommandTracker, interval: float = 1.0,
+async def resend_loop(runtime: Runtime, tracker: CommandTracker, interval: float = 1.0,
                       gauge_interval: float | None = None) -> None:
     """Background loop run by services that issue commands.
 
@@ -410,12 +409,12 @@ async def resend_loop(runtime: Any, tracker: CommandTracker, interval: float = 1
     next_count = 0.0
     while True:
         try:
-            async with runtime.transaction() as conn:
-                await tracker.resend_due(conn)
+            async with runtime.transaction() as tx:
+                await tracker.resend_due(tx)
             if time.monotonic() >= next_count:
                 next_count = time.monotonic() + gauge_interval
-                async with runtime.transaction() as conn:
-                    await tracker.report_overdue(conn)
+                async with runtime.transaction() as tx:
+                    await tracker.report_overdue(tx)
                 async with runtime.pool.acquire() as conn:
                     await tracker.refresh_gauges(conn)
         except Exception as exc:

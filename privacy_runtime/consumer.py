@@ -4,8 +4,8 @@ Why not one faust agent per topic: faust hands events over one at a time (about 
 process on this kind of machine, measured), and the ledger needs whole batches to reach the database
 in a few round trips. One aiokafka consumer per service polls up to `batch_max_events` messages at
 once, applies them per topic in one transaction each, and commits the offsets only after that commit.
-A crash anywhere re-delivers the batch; the idempotency claims make the replay a no-op. faust still
-runs the service (web, timers, lifecycle); this is the one place where it does not fit.
+A crash anywhere re-delivers the batch; the idempotency claims make the replay a no-op. faust only runs
+the process (CLI, web server, lifecycle: `faust_shell.py`); no faust stream is used.
 
 Under a backlog the work runs in lanes, one per topic partition: a partition's batches are applied
 strictly in order, one transaction at a time, but partitions do not wait for each other (events are
@@ -23,7 +23,6 @@ import asyncio
 import contextlib
 import logging
 from collections import defaultdict, deque
-from typing import Any
 
 from aiokafka import AIOKafkaConsumer, ConsumerRebalanceListener, ConsumerRecord, TopicPartition
 from aiokafka.errors import CommitFailedError
@@ -32,6 +31,7 @@ from aiokafka.structs import OffsetAndMetadata
 from privacy_runtime import metrics
 from privacy_runtime.kafka import aiokafka_options
 from privacy_runtime.processor import Inbound, RawMessage, StreamProcessor
+from privacy_runtime.settings import ConnectionSettings
 
 log = logging.getLogger(__name__)
 
@@ -86,8 +86,10 @@ class _FinishBeforeRevoke(ConsumerRebalanceListener):  # type: ignore[misc]
 
 
 class BatchConsumer:
-    def __init__(self, runtime: Any, group_id: str, processors: dict[str, StreamProcessor]):
-        self.runtime = runtime
+    def __init__(self, settings: ConnectionSettings, group_id: str, processors: dict[str, StreamProcessor], *,
+                 batch_max_events: int):
+        self.settings = settings
+        self.batch_max_events = batch_max_events
         self.group_id = group_id
         self.processors = processors
         self._stopping = asyncio.Event()
@@ -109,12 +111,12 @@ class BatchConsumer:
         self._stopping.set()
 
     async def run(self) -> None:
-        settings = self.runtime.settings
+        settings = self.settings
         consumer = AIOKafkaConsumer(
             group_id=self.group_id,
             enable_auto_commit=False,
             auto_offset_reset="earliest",
-            max_poll_records=settings.batch_max_events,
+            max_poll_records=self.batch_max_events,
             fetch_max_wait_ms=20,
             # A member killed without leaving is noticed after this long (the default is 45 s).
             session_timeout_ms=10_000,
@@ -129,7 +131,7 @@ class BatchConsumer:
             while not self._stopping.is_set():
                 # getmany returns as soon as records arrive; the timeout only bounds an idle wait.
                 polled = await consumer.getmany(
-                    timeout_ms=250, max_records=settings.batch_max_events * POLL_BATCHES)
+                    timeout_ms=250, max_records=self.batch_max_events * POLL_BATCHES)
                 if not polled:
                     for tasks in self._polls:  # surfaces a failed lane while idle
                         await self._wait_for(tasks)
@@ -188,7 +190,7 @@ class BatchConsumer:
         for good in decoded.values():
             for item in good:
                 by_partition[TopicPartition(item.raw.topic, item.raw.partition)].append(item)
-        size = self.runtime.settings.batch_max_events
+        size = self.batch_max_events
         started = []
         for tp, records in polled.items():
             items = by_partition.get(tp, [])

@@ -22,7 +22,7 @@ import hmac
 import os
 import time
 from collections import OrderedDict
-from collections.abc import AsyncIterator, Iterable
+from collections.abc import AsyncIterator, Iterable, Mapping
 
 import asyncpg
 from cryptography.exceptions import InvalidTag
@@ -88,7 +88,6 @@ class KeyRing:
         #: subject -> (data key, monotonic time it expires). Bounded in age because another process
         #: (a replica) may shred the key: after `cache_seconds` this one no longer decrypts either.
         self._cache: OrderedDict[str, tuple[bytes, float]] = OrderedDict()
-        self._pending: dict[str, tuple[int, bytes]] = {}
         self._cache_size = cache_size
         self._cache_seconds = cache_seconds
         #: The key store's pool when it is another database; None: the keys are in the caller's database.
@@ -171,33 +170,21 @@ class KeyRing:
 
     def forget(self, subject: str) -> None:
         self._cache.pop(subject, None)
-        self._pending.pop(subject, None)
 
     # A key created inside a transaction is "pending" until that transaction commits: if it rolls
     # back, the wrapped key never reached the table, and caching it would let data be sealed with a
-    # key nobody can unwrap after a restart. `ServiceRuntime.transaction()` commits or discards.
+    # key nobody can unwrap after a restart. So keys created here go into the caller's `pending`
+    # (the transaction's `TransactionKeys`), which caches them only once it committed; without one,
+    # a created key is not cached at all (the next use reads it back).
 
-    def _hold_pending(self, conn: asyncpg.Connection, subject: str, key: bytes) -> None:
-        self._pending[subject] = (id(conn), key)
+    def remember_committed(self, pending: Mapping[str, bytes]) -> None:
+        """Cache the keys a transaction created, now that it committed."""
+        for subject, key in pending.items():
+            self._remember(subject, key)
 
-    def _pending_key(self, conn: asyncpg.Connection | None, subject: str) -> bytes | None:
-        held = self._pending.get(subject)
-        if held is None or (conn is not None and held[0] != id(conn)):
-            return None
-        return held[1]
-
-    def commit_pending(self, conn: asyncpg.Connection) -> None:
-        owner = id(conn)
-        for subject in [s for s, (o, _) in self._pending.items() if o == owner]:
-            self._remember(subject, self._pending.pop(subject)[1])
-
-    def discard_pending(self, conn: asyncpg.Connection) -> None:
-        owner = id(conn)
-        for subject in [s for s, (o, _) in self._pending.items() if o == owner]:
-            del self._pending[subject]
-
-    async def data_key(self, conn: asyncpg.Connection, subject: str, *, create: bool = True) -> bytes | None:
-        cached = self._cached(subject) or self._pending_key(conn, subject)
+    async def data_key(self, conn: asyncpg.Connection, subject: str, *, create: bool = True,
+                       pending: dict[str, bytes] | None = None) -> bytes | None:
+        cached = self._cached(subject) or (pending or {}).get(subject)
         if cached is not None:
             return cached
         async with self._keys(conn) as keys:
@@ -222,16 +209,18 @@ class KeyRing:
                 self._master_id,
             )
         if inserted is None:  # a concurrent writer created it first
-            return await self.data_key(conn, subject, create=False)
-        self._hold_pending(conn, subject, key)
+            return await self.data_key(conn, subject, create=False, pending=pending)
+        if pending is not None:
+            pending[subject] = key
         return key
 
-    async def ensure_keys(self, conn: asyncpg.Connection, subjects: set[str]) -> set[str]:
-        """Load or create the data keys of many subjects in two round trips (hot ingest path).
+    async def ensure_keys(self, conn: asyncpg.Connection, subjects: set[str], pending: dict[str, bytes]) -> set[str]:
+        """Load or create the data keys of many subjects in two round trips (hot ingest path); the
+        created ones go into `pending` (for `encrypt_cached` until the commit).
 
         Returns the subjects that were erased and so have no key.
         """
-        missing = [s for s in subjects if self._cached(s) is None and self._pending_key(conn, s) is None]
+        missing = [s for s in subjects if self._cached(s) is None and s not in pending]
         if not missing:
             return set()
         async with self._keys(conn) as keys:
@@ -241,7 +230,7 @@ class KeyRing:
             )
         for row in rows:
             self._remember(row["subject"], self._unwrap(row["subject"], row["wrapped_key"], row["master_key_id"]))
-        absent = [s for s in missing if self._cached(s) is None and self._pending_key(conn, s) is None]
+        absent = [s for s in missing if self._cached(s) is None and s not in pending]
         if not absent:
             return set()
         digests = {self.subject_digest(s): s for s in absent}
@@ -263,18 +252,17 @@ class KeyRing:
                     list(new_keys),
                 )
             for row in stored:
-                self._hold_pending(
-                    conn, row["subject"], self._unwrap(row["subject"], row["wrapped_key"], row["master_key_id"])
-                )
+                pending[row["subject"]] = self._unwrap(row["subject"], row["wrapped_key"], row["master_key_id"])
         return erased
 
-    def encrypt_cached(self, subject: str, field: str, value: str | None) -> bytes | None:
+    def encrypt_cached(self, subject: str, field: str, value: str | None,
+                       pending: Mapping[str, bytes] | None = None) -> bytes | None:
         """Encrypt with a key already loaded by `ensure_keys` (no I/O)."""
         if value is None:
             return None
         # A key that aged out since `ensure_keys` still seals: at worst the data is sealed with a key
         # shredded meanwhile, which no one can open, the same as erased.
-        key = self._cached(subject, stale_ok=True) or self._pending_key(None, subject)
+        key = self._cached(subject, stale_ok=True) or (pending or {}).get(subject)
         if key is None:
             raise KeyError(f"no data key loaded for subject {subject}; call ensure_keys first")
         return seal(key, value.encode(), f"{subject}:{field}".encode())
@@ -295,18 +283,20 @@ class KeyRing:
         )
         return found is not None
 
-    async def encrypt(self, conn: asyncpg.Connection, subject: str, field: str, value: str | None) -> bytes | None:
+    async def encrypt(self, conn: asyncpg.Connection, subject: str, field: str, value: str | None,
+                      pending: dict[str, bytes] | None = None) -> bytes | None:
         if value is None:
             return None
-        key = await self.data_key(conn, subject)
+        key = await self.data_key(conn, subject, pending=pending)
         assert key is not None
         return seal(key, value.encode(), f"{subject}:{field}".encode())
 
-    async def decrypt(self, conn: asyncpg.Connection, subject: str, field: str, sealed: bytes | None) -> str | None:
+    async def decrypt(self, conn: asyncpg.Connection, subject: str, field: str, sealed: bytes | None,
+                      pending: dict[str, bytes] | None = None) -> str | None:
         """Plaintext, or None when there is no value or the subject's key was shredded."""
         if sealed is None:
             return None
-        key = await self.data_key(conn, subject, create=False)
+        key = await self.data_key(conn, subject, create=False, pending=pending)
         if key is None:
             return None
         return open_sealed(key, sealed, f"{subject}:{field}".encode()).decode()

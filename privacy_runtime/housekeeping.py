@@ -16,12 +16,13 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Callable
 from datetime import datetime, timedelta
-from typing import Any
 
 import asyncpg
 
 from privacy_runtime import metrics
+from privacy_runtime.unit_of_work import Runtime
 
 log = logging.getLogger(__name__)
 
@@ -60,7 +61,7 @@ async def sweep(
     return counts
 
 
-async def housekeeping_loop(runtime: Any, clock: Any) -> None:
+async def housekeeping_loop(runtime: Runtime, clock: Callable[[], datetime]) -> None:
     settings = runtime.settings
     retention = {
         "processed_events": timedelta(days=settings.processed_events_retention_days),

@@ -15,11 +15,10 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-import asyncpg
-
 from privacy_runtime import export_chunks
 from privacy_runtime.crypto import SubjectErased
 from privacy_runtime.processor import Inbound
+from privacy_runtime.unit_of_work import UnitOfWork
 from schemas.events import PrivacyAck
 from schemas.fields import MAX_EXPORT_TOTAL_BYTES
 from schemas.topics import PRIVACY_ACKS
@@ -34,23 +33,23 @@ class Outcome:
     retained_basis: str | None = None
     export: dict[str, Any] | None = None
     #: Called after the ack is queued, in the same transaction (e.g. shred the subject's key last).
-    after_ack: list[Callable[[asyncpg.Connection], Awaitable[None]]] = field(default_factory=list)
+    after_ack: list[Callable[[UnitOfWork], Awaitable[None]]] = field(default_factory=list)
 
 
-Action = Callable[[asyncpg.Connection, str, Any], Awaitable[Outcome]]
+Action = Callable[[UnitOfWork, str, Any], Awaitable[Outcome]]
 
 
 class CommandInbox:
-    def __init__(self, runtime: Any, system: str, actions: dict[str, Action]):
-        self.runtime = runtime
+    def __init__(self, system: str, actions: dict[str, Action]):
         self.system = system
         self.actions = actions
 
-    async def handle(self, conn: asyncpg.Connection, batch: list[Inbound]) -> None:
+    async def handle(self, tx: UnitOfWork, batch: list[Inbound]) -> None:
         for item in batch:
-            await self.handle_one(conn, item)
+            await self.handle_one(tx, item)
 
-    async def handle_one(self, conn: asyncpg.Connection, item: Inbound) -> None:
+    async def handle_one(self, tx: UnitOfWork, item: Inbound) -> None:
+        conn = tx.conn
         command = item.data
         subject = item.event.subject
         previous = await conn.fetchrow(
@@ -59,13 +58,13 @@ class CommandInbox:
         action = self.actions.get(str(command.action)) if str(command.system) == self.system else None
         if previous is not None:
             if str(command.action) == "export" and action is not None and previous["status"] != "failed":
-                again = await action(conn, subject, command)
+                again = await action(tx, subject, command)
                 if again.export is not None and again.status != "not_found":
                     again = _sized(again)
-                await self._ack(conn, subject, command, Outcome(
+                await self._ack(tx, subject, command, Outcome(
                     again.status, detail="already handled; exported again", export=again.export))
             else:
-                await self._ack(conn, subject, command, Outcome(
+                await self._ack(tx, subject, command, Outcome(
                     previous["status"], detail="already handled", retained_basis=previous["retained_basis"]))
             return
         if str(command.system) != self.system:
@@ -73,23 +72,23 @@ class CommandInbox:
         elif action is None:
             outcome = Outcome("failed", detail=f"{self.system} does not support {command.action}")
         else:
-            outcome = await action(conn, subject, command)
+            outcome = await action(tx, subject, command)
             if outcome.export is not None and outcome.status != "not_found":
                 outcome = _sized(outcome)
         await conn.execute(
             "INSERT INTO handled_commands (command_id, action, status, retained_basis) VALUES ($1, $2, $3, $4)",
             command.command_id, str(command.action), outcome.status, outcome.retained_basis,
         )
-        await self.runtime.audit.record(
-            conn, f"command_{command.action}", subject=subject, ref=str(command.command_id),
+        await tx.audit.record(
+            f"command_{command.action}", subject=subject, ref=str(command.command_id),
             detail={"system": self.system, "status": outcome.status,
                     "request_id": str(command.request_id) if command.request_id else None},
         )
-        await self._ack(conn, subject, command, outcome)
+        await self._ack(tx, subject, command, outcome)
         for step in outcome.after_ack:
-            await step(conn)
+            await step(tx)
 
-    async def _ack(self, conn: asyncpg.Connection, subject: str, command: Any, outcome: Outcome) -> None:
+    async def _ack(self, tx: UnitOfWork, subject: str, command: Any, outcome: Outcome) -> None:
         # Nothing held, nothing exported: a not_found answer carries no export (and so makes no data key).
         export = outcome.export if outcome.status != "not_found" else None
         text = export_chunks.export_text(export) if export is not None else None
@@ -107,9 +106,9 @@ class CommandInbox:
         # An export carries PII: seal it with the subject's key. Plain acks carry none.
         try:
             for ack in acks:
-                await self.runtime.outbox.add(conn, PRIVACY_ACKS, ack, subject=subject, seal=export is not None)
+                await tx.outbox.add(PRIVACY_ACKS, ack, subject=subject, seal=export is not None)
         except SubjectErased:  # erased here since: there is no key to seal with, and nothing left to export
-            await self.runtime.outbox.add(conn, PRIVACY_ACKS, PrivacyAck.model_validate(dict(
+            await tx.outbox.add(PRIVACY_ACKS, PrivacyAck.model_validate(dict(
                 command_id=command.command_id, system=self.system, status="not_found",
                 detail="the subject's data was erased here",
             )), subject=subject, seal=False)

@@ -8,7 +8,6 @@ import ssl
 from collections.abc import Awaitable, Callable
 from typing import Any
 
-import faust
 from aiokafka import AIOKafkaProducer
 from aiokafka.admin import AIOKafkaAdminClient
 
@@ -43,11 +42,11 @@ def sasl_mechanism(settings: ConnectionSettings) -> str | None:
     return "PLAIN" if settings.kafka_security_protocol.strip().upper().startswith("SASL_") else None
 
 
-def _sasl_password(settings: ConnectionSettings) -> str | None:
+def sasl_password(settings: ConnectionSettings) -> str | None:
     return settings.kafka_sasl_password.get_secret_value() if settings.kafka_sasl_password else None
 
 
-def _ssl_context(settings: ConnectionSettings) -> ssl.SSLContext | None:
+def ssl_context(settings: ConnectionSettings) -> ssl.SSLContext | None:
     if "SSL" not in security_protocol(settings):
         return None
     return ssl.create_default_context(cafile=settings.kafka_ssl_cafile)
@@ -59,41 +58,15 @@ def aiokafka_options(settings: ConnectionSettings) -> dict[str, Any]:
         "bootstrap_servers": settings.bootstrap_servers(),
         "security_protocol": security_protocol(settings),
     }
-    context = _ssl_context(settings)
+    context = ssl_context(settings)
     if context is not None:
         options["ssl_context"] = context
     mechanism = sasl_mechanism(settings)
     if mechanism:
         options["sasl_mechanism"] = mechanism
         options["sasl_plain_username"] = settings.kafka_sasl_username
-        options["sasl_plain_password"] = _sasl_password(settings)
+        options["sasl_plain_password"] = sasl_password(settings)
     return options
-
-
-def faust_broker_credentials(settings: ConnectionSettings) -> Any:
-    """The same security settings in faust's terms (None for PLAINTEXT).
-
-    faust-streaming 0.15.3 (`credentials_to_aiokafka_auth`) passes `SASLCredentials` to its consumer,
-    producer and topic admin as `security_protocol=SASL_SSL` when it has an ssl_context and
-    `SASL_PLAINTEXT` when `ssl_context=None`, with `sasl_plain_username/password`; PLAIN and both SCRAM
-    mechanisms go through the same fields.
-    """
-    context = _ssl_context(settings)
-    mechanism = sasl_mechanism(settings)
-    if mechanism:
-        return faust.SASLCredentials(
-            username=settings.kafka_sasl_username or "",
-            password=_sasl_password(settings) or "",
-            mechanism=mechanism,
-            ssl_context=context,
-        )
-    if context is not None:
-        return faust.SSLCredentials(context)
-    return None
-
-
-def faust_broker_urls(settings: ConnectionSettings) -> list[str]:
-    return [f"kafka://{server}" for server in settings.bootstrap_servers()]
 
 
 def make_producer(settings: ConnectionSettings, **overrides: Any) -> AIOKafkaProducer:

@@ -55,6 +55,7 @@ class Outbox:
         event_id: str | None = None,
         time: datetime | None = None,
         seal: bool = True,
+        pending: dict[str, bytes] | None = None,
     ) -> str:
         """Queue one CloudEvent; returns its id.
 
@@ -66,7 +67,7 @@ class Outbox:
         kafka_key = (key if key is not None else subject or "").encode() or None
         sealed_for = subject if (seal and subject is not None) else None
         if sealed_for is not None:
-            data_key = await self.keyring.data_key(conn, sealed_for)
+            data_key = await self.keyring.data_key(conn, sealed_for, pending=pending)
             assert data_key is not None
             value = seal_bytes(data_key, value, f"outbox:{sealed_for}".encode())
         await conn.execute(
@@ -86,6 +87,7 @@ class Outbox:
         keys: list[str] | None = None,
         seal: bool = True,
         extensions: list[dict[str, str]] | None = None,
+        pending: dict[str, bytes] | None = None,
     ) -> list[str]:
         """Queue many (topic, data, subject) events in one round trip; returns their ids.
 
@@ -97,7 +99,9 @@ class Outbox:
         if seal:
             if any(subject is None for _, _, subject in rows):
                 raise ValueError("only events with a subject can be sealed")
-            await self.keyring.ensure_keys(conn, {subject for _, _, subject in rows if subject is not None})
+            if pending is None:
+                pending = {}  # keys created here are not cached: nobody commits them
+            await self.keyring.ensure_keys(conn, {subject for _, _, subject in rows if subject is not None}, pending)
         topics: list[str] = []
         kafka_keys: list[bytes | None] = []
         subjects: list[str | None] = []
@@ -108,7 +112,7 @@ class Outbox:
                               extensions=extensions[number] if extensions is not None else None)
             value = event.model_dump_json().encode()
             if seal and subject is not None:
-                data_key = await self.keyring.data_key(conn, subject)
+                data_key = await self.keyring.data_key(conn, subject, pending=pending)
                 assert data_key is not None
                 value = seal_bytes(data_key, value, f"outbox:{subject}".encode())
             key = keys[number] if keys is not None else subject

@@ -25,16 +25,19 @@ import asyncio
 import logging
 import time
 from collections.abc import Awaitable, Callable, Iterable, Sequence
+from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, Protocol
 
 import asyncpg
 
 from privacy_runtime import metrics
 from privacy_runtime.codec import DecodeError, decode
 from privacy_runtime.db import TRANSIENT_DB_ERRORS
+from privacy_runtime.deadletters import DeadLetters
 from privacy_runtime.ordering import ordering_time
+from privacy_runtime.unit_of_work import UnitOfWork
 
 log = logging.getLogger(__name__)
 
@@ -69,8 +72,18 @@ class Inbound:
         return ordering_time(self.event.time, self.raw.received_at)
 
 
-#: Returns None, or (a handler that deduplicates itself) how many of the events were new.
-Handler = Callable[[asyncpg.Connection, list[Inbound]], Awaitable[int | None]]
+#: Gets the batch's unit of work; returns None, or (a handler that deduplicates itself) how many of the
+#: events were new.
+Handler = Callable[[UnitOfWork, list[Inbound]], Awaitable[int | None]]
+
+
+class StreamRuntime(Protocol):
+    """What a StreamProcessor needs of its service: units of work, and where undecodable messages go."""
+
+    @property
+    def dead_letters(self) -> DeadLetters: ...
+
+    def transaction(self) -> AbstractAsyncContextManager[UnitOfWork]: ...
 
 
 async def claim(conn: asyncpg.Connection, topic: str, event_ids: Iterable[str]) -> set[str]:
@@ -112,7 +125,7 @@ async def try_lock_subjects(conn: asyncpg.Connection, subjects: Iterable[str]) -
 
 
 class StreamProcessor:
-    def __init__(self, runtime: Any, topic: str, handler: Handler, *, deduplicate: bool = True):
+    def __init__(self, runtime: StreamRuntime, topic: str, handler: Handler, *, deduplicate: bool = True):
         self.runtime = runtime
         self.topic = topic
         self.handler = handler
@@ -176,14 +189,14 @@ class StreamProcessor:
         first: dict[str, Inbound] = {}
         for item in batch:  # the same event twice in one batch (a producer retry) counts once
             first.setdefault(item.event.id, item)
-        async with self.runtime.transaction() as conn:
-            await lock_subjects(conn, (item.event.subject for item in first.values()))
+        async with self.runtime.transaction() as tx:
+            await lock_subjects(tx.conn, (item.event.subject for item in first.values()))
             if self.deduplicate:
-                ids = await claim(conn, self.topic, first)
+                ids = await claim(tx.conn, self.topic, first)
                 fresh = [item for event_id, item in first.items() if event_id in ids]
             else:
                 fresh = list(first.values())
-            new = await self.handler(conn, fresh) if fresh else 0
+            new = await self.handler(tx, fresh) if fresh else 0
         processed = len(fresh) if new is None else new
         now = datetime.now(UTC)
         metrics.EVENTS_PROCESSED.labels(topic=self.topic).inc(processed)

@@ -1,8 +1,11 @@
-"""One object per service process: the faust app plus the shared runtime it wires in.
+"""One object per stream service process: the shared runtime, a plain async context.
 
 `ServiceRuntime` owns the database pool, the key ring, the outbox and its relay, the audit trail,
-the dead-letter producer and the common HTTP pages. A service's `app.py` creates one and its
-`agents.py` and `views.py` use it; nothing here knows about any one service.
+the dead-letter producer, the stream consumer and the common HTTP pages. A service's
+`create_service(settings)` (its `app.py`) builds one, registers its streams (`handlers.py`), routes
+(`views.py`) and background loops on it; `start()` brings it up, `stop()` down (or `async with`).
+Nothing here knows about any one service, nor about the worker shell that runs it in production
+(`faust_shell.py`): a test drives the same object in-process.
 """
 
 from __future__ import annotations
@@ -10,18 +13,15 @@ from __future__ import annotations
 import asyncio
 import gc
 import logging
-from collections.abc import AsyncIterator, Awaitable, Callable
-from contextlib import asynccontextmanager
+from collections.abc import Awaitable, Callable
+from contextlib import AbstractAsyncContextManager
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Protocol
 
 import asyncpg
-import faust
-import mode
 from aiokafka import AIOKafkaProducer
 
-from privacy_runtime import web
 from privacy_runtime.audit import AuditTrail
 from privacy_runtime.consumer import BatchConsumer
 from privacy_runtime.crypto import KeyRing
@@ -29,18 +29,13 @@ from privacy_runtime.datamap import DataMap, load_data_map
 from privacy_runtime.db import create_pool
 from privacy_runtime.deadletters import DeadLetters
 from privacy_runtime.housekeeping import housekeeping_loop
-from privacy_runtime.kafka import (
-    faust_broker_credentials,
-    faust_broker_urls,
-    make_producer,
-    start_producer_with_backoff,
-    wait_for_kafka,
-)
-from privacy_runtime.logs import configure_logging, logging_config
+from privacy_runtime.kafka import make_producer, start_producer_with_backoff, wait_for_kafka
 from privacy_runtime.migrations import apply_keystore_migrations, apply_migrations
 from privacy_runtime.outbox import Outbox, OutboxRelay, close_publishing
 from privacy_runtime.processor import Handler, StreamProcessor
 from privacy_runtime.settings import ServiceSettings
+from privacy_runtime.unit_of_work import Transaction, open_transaction
+from privacy_runtime.web import Routes, register_common_pages
 
 log = logging.getLogger(__name__)
 
@@ -58,7 +53,6 @@ class OtherKeys(Protocol):
 
 class ServiceRuntime:
     def __init__(self, name: str, settings: ServiceSettings, sql_dir: Path, web_port: int):
-        configure_logging(settings.log_level)
         self.name = name
         self.settings = settings
         self.sql_dir = sql_dir
@@ -83,55 +77,23 @@ class ServiceRuntime:
         self._consumer_task: asyncio.Task[None] | None = None
         self._stopping = False
         self.group_id = settings.consumer_group or f"privacy-{name}"
-        datadir = Path(settings.state_dir) / name
-        datadir.mkdir(parents=True, exist_ok=True)  # faust creates only the last level
-        # The consumer group `privacy-<name>` belongs to the BatchConsumer; faust's own (unused) group
-        # gets another id so the two never join one group with different protocols.
-        self.app = _App(
-            f"privacy-{name}-worker",
-            broker=faust_broker_urls(settings),
-            broker_credentials=faust_broker_credentials(settings),
-            value_serializer="raw",
-            key_serializer="raw",
-            store="memory://",
-            web_port=web_port,
-            # faust's own /router and /table pages describe the cluster and its tables to anyone who
-            # asks; these services route nothing through faust and keep no faust tables.
-            web_router_enabled=False,
-            web_tables_enabled=False,
-            web_bind=settings.web_bind,
-            web_host=settings.web_bind,
-            consumer_auto_offset_reset="earliest",
-            producer_acks=-1,
-            broker_commit_every=1000,
-            # A member killed without leaving is noticed after this long; the default (60 s) would
-            # stall a restarted worker's first rebalance for a minute.
-            broker_session_timeout=10.0,
-            broker_heartbeat_interval=2.0,
-            broker_commit_interval=0.5,
-            stream_buffer_maxsize=4096,
-            datadir=str(datadir),
-            web_in_thread=False,
-            logging_config=logging_config(settings.log_level),
-        )
-        self.app.before_start = self._wait_for_kafka
-        self.app.after_start = self.ensure_started
-        self.app.before_stop = self.stop_consuming
-        # Also from the app's last shutdown step: a SIGTERM while faust is still starting (its own
-        # group can take seconds to settle) stops the app before `_Lifecycle` was ever started, so
-        # `_Lifecycle.on_stop` never runs; without this, the loop's teardown would cancel every task
-        # mid-flight (an email between the relay's 250 and its `sent` commit, say).
-        self.app.after_stop = self.stop
-        self.app.service(_Lifecycle(self, loop=None))  # type: ignore[arg-type]  # an instance works too
-        web.register_common_pages(self.app, self)
+        #: The port the worker shell serves `routes` on (the service's `<NAME>_WEB_PORT`).
+        self.web_port = web_port
+        self.routes = Routes()
+        register_common_pages(self.routes, self)
 
-    # --- wiring used by agents and views --------------------------------------------------
+    # --- wiring used by handlers and views --------------------------------------------------
 
     def stream(self, topic: str, handler: Handler, *, deduplicate: bool = True) -> StreamProcessor:
         """Consume `topic`: batches of decoded, deduplicated events go to `handler` in a transaction."""
         processor = StreamProcessor(self, topic, handler, deduplicate=deduplicate)
         self._streams[topic] = processor
         return processor
+
+    @property
+    def topics(self) -> tuple[str, ...]:
+        """The topics this service consumes, in the order its streams were registered."""
+        return tuple(self._streams)
 
     def on_started(self, fn: Callable[[], Awaitable[None]]) -> Callable[[], Awaitable[None]]:
         """Register a coroutine to run once the database and producer are up (e.g. a resend loop)."""
@@ -153,36 +115,31 @@ class ServiceRuntime:
         assert self._dead_letters is not None, "runtime not started"
         return self._dead_letters
 
-    @asynccontextmanager
-    async def transaction(self) -> AsyncIterator[asyncpg.Connection]:
-        """A connection in a transaction; after commit the outbox relay is woken at once."""
-        async with self.pool.acquire() as conn:
-            self.keyring.discard_pending(conn)  # left over from a transaction whose end we did not see
-            self.audit.begin(conn)
-            try:
-                async with conn.transaction():
-                    yield conn
-                    await self.audit.flush(conn)  # the entries of this transaction, in it
-            except BaseException:
-                self.keyring.discard_pending(conn)
-                raise
-            finally:
-                self.audit.discard(conn)
-            self.keyring.commit_pending(conn)
-        self.outbox.wakeup.set()
+    def transaction(self) -> AbstractAsyncContextManager[Transaction]:
+        """A unit of work (`privacy_runtime.unit_of_work`); after commit the outbox relay is woken at once."""
+        return open_transaction(self.pool, self.keyring, self.outbox, self.audit)
 
     # --- lifecycle ------------------------------------------------------------------------
 
-    async def ensure_started(self) -> None:
-        """Start once, from whichever comes first: the first agent or the worker's service hook.
+    async def __aenter__(self) -> ServiceRuntime:
+        await self.start()
+        return self
 
-        Agents start before the consumer group has assigned partitions; starting here means the
-        database, producer and relay (and so /readyz) do not wait for a rebalance."""
-        async with self._start_lock:
-            if not self.started.is_set() and not self._stopping:  # never start after a stop began
-                await self.start()
+    async def __aexit__(self, *exc: object) -> None:
+        await self.stop()
 
     async def start(self) -> None:
+        """Start once (the worker shell may ask twice); never after a stop began."""
+        async with self._start_lock:
+            if not self.started.is_set() and not self._stopping:
+                await self._start()
+
+    async def wait_for_kafka(self, *, sleep: Callable[[float], Awaitable[Any]] = asyncio.sleep,
+                             should_stop: Callable[[], bool] = lambda: False) -> None:
+        """Wait, with backoff, until the brokers answer (a service may start before its broker)."""
+        await wait_for_kafka(self.settings, sleep=sleep, should_stop=lambda: self._stopping or should_stop())
+
+    async def _start(self) -> None:
         self._pool = await create_pool(self.settings.database_url, self.name)
         await apply_migrations(self._pool, self.name, self.sql_dir)
         if self.settings.separate_keystore():  # KEYSTORE_DATABASE_URL: the wrapped keys live apart
@@ -203,7 +160,8 @@ class ServiceRuntime:
         for fn in self._on_started:
             self._background.append(asyncio.create_task(_forever(fn), name=f"{self.name}-{fn.__name__}"))
         if self._streams:
-            self._consumer = BatchConsumer(self, self.group_id, self._streams)
+            self._consumer = BatchConsumer(self.settings, self.group_id, self._streams,
+                                           batch_max_events=self.settings.batch_max_events)
             self._consumer_task = asyncio.create_task(_forever(self._consumer.run), name=f"{self.name}-consumer")
         # Objects alive now (modules, models, templates) live as long as the process: keep them out of
         # the collector's full passes, which otherwise show up as latency spikes under load.
@@ -219,10 +177,10 @@ class ServiceRuntime:
         A pass skips keys other transactions hold at that moment: passes repeat until none is left."""
         moved = 0
         while True:
-            async with self.transaction() as conn:
-                moved += await self.keyring.rewrap_all(conn)
+            async with self.transaction() as tx:
+                moved += await self.keyring.rewrap_all(tx.conn)
                 for other in self._other_keys:
-                    moved += await other.rewrap(conn)
+                    moved += await other.rewrap(tx.conn)
             async with self.pool.acquire() as conn:
                 left = await self.keyring.keys_under_other_masters(conn)
                 for other in self._other_keys:
@@ -242,7 +200,7 @@ class ServiceRuntime:
 
     async def stop_consuming(self) -> None:
         """Take no more messages: let the batch in hand finish and commit its offsets, then leave the
-        group. Runs first on SIGTERM, before faust's own shutdown."""
+        group. Runs first on SIGTERM, before the worker shell's own shutdown."""
         if self._consumer is not None and self._consumer_task is not None and not self._consumer_task.done():
             self._consumer.stop()
             try:
@@ -252,8 +210,8 @@ class ServiceRuntime:
                 self._consumer_task.cancel()
 
     async def stop(self) -> None:
-        """Stop once (both `_Lifecycle` and the app's shutdown may call it): consuming first, then the
-        background loops (each finishes what it has in hand), the relay's last pass, producer, pool."""
+        """Stop once (the worker shell may call it twice): consuming first, then the background loops
+        (each finishes what it has in hand), the relay's last pass, producer, pool."""
         if self._stopping:
             return
         self._stopping = True
@@ -271,9 +229,6 @@ class ServiceRuntime:
         await close_publishing(self._relay, self._producer, self._pool, self._keystore_pool)
         log.info("%s runtime stopped", self.name)
 
-    async def _wait_for_kafka(self) -> None:
-        await wait_for_kafka(self.settings, sleep=self.app.sleep, should_stop=lambda: self.app.should_stop)
-
     async def _housekeeping(self) -> None:
         """Delete deduplication records past their retention (privacy_runtime/housekeeping.py)."""
         await housekeeping_loop(self, lambda: datetime.now(UTC))
@@ -290,29 +245,6 @@ class ServiceRuntime:
         await start_producer_with_backoff(producer)
 
 
-#: faust's CLI knows `warn` and `crit` only; accept the logging module's names too.
-_LOG_LEVEL_ALIASES = {"warning": "warn", "critical": "crit"}
-
-
-def normalise_log_level(argv: list[str]) -> list[str]:
-    out = list(argv)
-    for i, arg in enumerate(out):
-        if arg in ("-l", "--loglevel") and i + 1 < len(out):
-            out[i + 1] = _LOG_LEVEL_ALIASES.get(out[i + 1].lower(), out[i + 1])
-        elif arg.startswith("--loglevel="):
-            level = arg.split("=", 1)[1]
-            out[i] = f"--loglevel={_LOG_LEVEL_ALIASES.get(level.lower(), level)}"
-    return out
-
-
-def run_worker(app: faust.App) -> None:
-    """Entry point of every service: `python -m services.<name> worker -l warning`."""
-    import sys
-
-    sys.argv = normalise_log_level(sys.argv)
-    app.main()
-
-
 async def _forever(fn: Callable[[], Awaitable[None]]) -> None:
     """Run a background loop; restart it after an unexpected error instead of dying silently."""
     while True:
@@ -324,51 +256,3 @@ async def _forever(fn: Callable[[], Awaitable[None]]) -> None:
         except Exception:
             log.exception("background task %s failed; restarting in 1s", getattr(fn, "__name__", fn))
             await asyncio.sleep(1.0)
-
-
-class _App(faust.App):
-    """A faust app that runs `before_start` before any of its Kafka clients start.
-
-    mode starts a service's own `on_start` before its children, and faust's producer (the first
-    child to touch Kafka) ends the worker when it cannot bootstrap: waiting here turns a broker that
-    is not up yet into a wait with backoff instead of a crash.
-    """
-
-    before_start: Callable[[], Awaitable[None]] | None = None
-    after_start: Callable[[], Awaitable[None]] | None = None
-    before_stop: Callable[[], Awaitable[None]] | None = None
-    after_stop: Callable[[], Awaitable[None]] | None = None
-
-    async def on_stop(self) -> None:
-        if self.before_stop is not None:
-            await self.before_stop()
-        await super().on_stop()
-
-    async def on_shutdown(self) -> None:
-        # After the app's children (web, `_Lifecycle` if it started) have stopped.
-        await super().on_shutdown()
-        if self.after_stop is not None:
-            await self.after_stop()
-
-    async def on_start(self) -> None:
-        await super().on_start()
-        if self.before_start is not None:
-            await self.before_start()
-        if self.after_start is not None:
-            # The runtime (database, producer, consumer) starts beside faust's own start-up rather
-            # than after it, so /readyz does not wait on faust's group.
-            self.add_future(self.after_start())
-
-
-class _Lifecycle(mode.Service):
-    """Starts and stops the runtime with the faust worker."""
-
-    def __init__(self, runtime: ServiceRuntime, **kwargs: Any):
-        super().__init__(**kwargs)
-        self.runtime = runtime
-
-    async def on_start(self) -> None:
-        await self.runtime.ensure_started()
-
-    async def on_stop(self) -> None:
-        await self.runtime.stop()

@@ -1,28 +1,42 @@
-"""HTTP building blocks shared by every service: a JSON view base, operator auth, common pages.
+"""HTTP building blocks shared by every stream service: a JSON view base, operator auth, common pages.
 
 `ApiView` turns every failure into a JSON 4xx/5xx with a message a caller can act on (never a stack
 trace), and records request metrics. `/metrics`, `/healthz` and `/readyz` are registered for all.
+Views are plain aiohttp: a service's `Routes` are mounted on whatever serves them (the worker shell's
+web server in production, `Routes.mount` on an aiohttp app in a test).
 """
 
 from __future__ import annotations
 
 import asyncio
+import enum
 import hmac
 import json
 import logging
 import re
 import time
-from datetime import UTC, datetime
-from typing import Any
+import uuid
+from collections import deque
+from collections.abc import Awaitable, Callable, Iterator, Mapping, MutableMapping
+from dataclasses import dataclass
+from datetime import UTC, date, datetime
+from datetime import time as dt_time
+from decimal import Decimal
+from typing import TYPE_CHECKING, Any
 
-import faust
+import orjson
 from aiohttp import web as aiohttp_web
-from faust.web import Request, Response, View
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from privacy_runtime import commands, metrics
 from privacy_runtime.audit import verification_report
 from schemas.topics import ALL_SYSTEMS
+
+if TYPE_CHECKING:
+    from privacy_runtime.service import ServiceRuntime
+
+Request = aiohttp_web.Request
+Response = aiohttp_web.StreamResponse
 
 log = logging.getLogger(__name__)
 
@@ -42,18 +56,50 @@ class HttpError(Exception):
         self.message = message
 
 
-class ApiView(View):
-    """Base for every endpoint: JSON errors, body limits, metrics, no 500 for bad input."""
+#: The methods a view may answer (`async def get(...)` and so on); HEAD is answered by `get`.
+METHODS = ("get", "post", "put", "patch", "delete", "options")
+
+
+def _json_default(value: Any) -> Any:
+    """What the worker's web server always encoded beyond JSON's own types (faust's `on_default`)."""
+    if isinstance(value, Decimal | uuid.UUID | bytes):
+        return str(value)
+    if isinstance(value, date | dt_time):
+        if not isinstance(value, datetime | dt_time):
+            value = datetime(value.year, value.month, value.day)
+        text = value.isoformat()
+        return text[:-6] + "Z" if text.endswith("+00:00") else text
+    if isinstance(value, enum.Enum):
+        return value.value
+    if isinstance(value, set | frozenset | tuple | deque):
+        return list(value)
+    raise TypeError(f"JSON cannot serialize {type(value).__name__!r}")
+
+
+class ApiView:
+    """Base for every endpoint: JSON errors, body limits, metrics, no 500 for bad input.
+
+    A subclass answers the methods it defines (`async def get(self, request, **match_info)`), and HEAD
+    as GET; any other is refused with a JSON 405."""
 
     route_name = "unnamed"
-    runtime: Any = None
+    runtime: ServiceRuntime
+
+    async def __call__(self, request: Request) -> Response:
+        return await self.dispatch(request)
 
     async def dispatch(self, request: Any) -> Any:
         started = time.perf_counter()
         status = 500
         try:
             self._refuse_large_body(request)
-            response = await super().dispatch(request)
+            method = request.method.lower()
+            method = "get" if method == "head" else method
+            handler = getattr(self, method, None) if method in METHODS else None
+            if handler is None:
+                response = self.json({"error": f"Method {method.upper()} not allowed."}, status=405)
+            else:
+                response = await handler(request, **request.match_info)
             status = response.status
             return response
         except HttpError as exc:
@@ -74,6 +120,26 @@ class ApiView(View):
             metrics.http_request_seconds(self.route_name).observe(time.perf_counter() - started)
 
     @staticmethod
+    def json(value: Any, *, status: int = 200, headers: MutableMapping[str, str] | None = None) -> Response:
+        body = orjson.dumps(value, default=_json_default, option=orjson.OPT_NON_STR_KEYS | orjson.OPT_UTC_Z)
+        return aiohttp_web.Response(body=body, content_type="application/json", charset="utf-8", status=status,
+                                    headers=headers)
+
+    @staticmethod
+    def bytes(value: bytes, *, content_type: str | None = None, status: int = 200,
+              headers: Mapping[str, str] | None = None) -> Response:
+        return aiohttp_web.Response(body=value, content_type=content_type, status=status, headers=headers)
+
+    @staticmethod
+    def text(value: str, *, content_type: str | None = None, status: int = 200,
+             headers: Mapping[str, str] | None = None) -> Response:
+        return aiohttp_web.Response(text=value, content_type=content_type, status=status, headers=headers)
+
+    @classmethod
+    def html(cls, value: str, *, status: int = 200, headers: Mapping[str, str] | None = None) -> Response:
+        return cls.text(value, content_type="text/html", status=status, headers=headers)
+
+    @staticmethod
     def _refuse_large_body(request: Any) -> None:
         """A declared body over the limit is refused whatever the endpoint, before anything reads it."""
         length = request.content_length
@@ -83,7 +149,7 @@ class ApiView(View):
     async def json_body(self, request: Request) -> dict[str, Any]:
         # Read at most one byte past the limit: a chunked body declares no length up front.
         raw = bytearray()
-        stream = request.content  # type: ignore[attr-defined]
+        stream = request.content
         while len(raw) <= MAX_BODY_BYTES:
             chunk = await stream.read(MAX_BODY_BYTES + 1 - len(raw))
             if not chunk:
@@ -125,30 +191,68 @@ class ApiView(View):
         return f"operator:{name}"
 
 
-def route(app: faust.App, runtime: Any, path: str, name: str) -> Any:
-    """Register an ApiView subclass at `path`, giving it the runtime and a metric route name."""
+@dataclass(frozen=True)
+class Route:
+    path: str
+    name: str
+    view: type[ApiView]
 
-    def register(view: type[ApiView]) -> type[ApiView]:
-        view.route_name = name
-        view.runtime = runtime
-        app.page(path, name=name)(view)
-        return view
-
-    return register
+    def methods(self) -> list[str]:
+        """The HTTP methods routed to the view: HEAD and those it defines."""
+        return ["HEAD", *(m.upper() for m in METHODS if hasattr(self.view, m))]
 
 
-def register_common_pages(app: faust.App, runtime: Any) -> None:
-    @route(app, runtime, "/metrics", "metrics")
+class Routes:
+    """A service's endpoints: which view answers which path, under which metric route name."""
+
+    def __init__(self) -> None:
+        self._routes: list[Route] = []
+
+    def __iter__(self) -> Iterator[Route]:
+        return iter(self._routes)
+
+    def __call__(self, runtime: ServiceRuntime, path: str, name: str) -> Callable[[type[ApiView]], type[ApiView]]:
+        """Register an ApiView subclass at `path`, giving it the runtime and a metric route name."""
+
+        def register(view: type[ApiView]) -> type[ApiView]:
+            view.route_name = name
+            view.runtime = runtime
+            self._routes.append(Route(path, name, view))
+            return view
+
+        return register
+
+    def add(self, path: str, name: str, view: type[ApiView], **bound: Any) -> None:
+        """Serve `view` at `path` as a subclass bound to what it answers from (`runtime=`, `service=`...)."""
+        self._routes.append(Route(path, name, type(view.__name__, (view,), {"route_name": name, **bound})))
+
+    def mount(self, app: aiohttp_web.Application) -> None:
+        """Serve these routes from an aiohttp app (as the worker shell's web server does)."""
+        for r in self._routes:
+            for method in r.methods():
+                app.router.add_route(method, r.path, _handler(r.view()))
+
+
+def _handler(view: ApiView) -> Callable[[Request], Awaitable[Response]]:
+    async def handle(request: Request) -> Response:
+        return await view.dispatch(request)
+
+    return handle
+
+
+def register_common_pages(routes: Routes, runtime: ServiceRuntime) -> None:
+
+    @routes(runtime, "/metrics", "metrics")
     class MetricsView(ApiView):
         async def get(self, request: Request) -> Response:
             return self.bytes(generate_latest(), content_type=CONTENT_TYPE_LATEST.split(";")[0])
 
-    @route(app, runtime, "/healthz", "healthz")
+    @routes(runtime, "/healthz", "healthz")
     class HealthView(ApiView):
         async def get(self, request: Request) -> Response:
             return self.json({"status": "ok", "service": runtime.name})
 
-    @route(app, runtime, "/readyz", "readyz")
+    @routes(runtime, "/readyz", "readyz")
     class ReadyView(ApiView):
         async def get(self, request: Request) -> Response:
             checks: dict[str, str] = {"runtime": "started" if runtime.started.is_set() else "starting"}
@@ -163,24 +267,25 @@ def register_common_pages(app: faust.App, runtime: Any) -> None:
                     ready = False
             return self.json({"ready": ready, "checks": checks}, status=200 if ready else 503)
 
-    register_operator_pages(app, runtime)
+    register_operator_pages(routes, runtime)
 
 
-def register_operator_pages(app: faust.App, runtime: Any) -> None:
+def register_operator_pages(routes: Routes, runtime: ServiceRuntime) -> None:
     """Operator reads every service answers alike (bearer ADMIN_TOKEN): its audit chain verified, the
     commands it sent that are not yet answered, per system, and a re-send of them now."""
+
 
     last: dict[str, Any] = {}
     verifying = asyncio.Lock()
 
-    @route(app, runtime, "/v1/admin/audit/verify", "admin_audit_verify")
+    @routes(runtime, "/v1/admin/audit/verify", "admin_audit_verify")
     class AuditVerifyView(ApiView):
         """The chain verified; a result up to AUDIT_VERIFY_MAX_AGE_SECONDS old unless `?fresh=true`
         (`verified_at` says when). One walk at a time: a second caller waits for the first's result."""
 
         async def get(self, request: Request) -> Response:
             self.require_admin(request)
-            fresh_text = request.query.get("fresh") or ""  # type: ignore[attr-defined]
+            fresh_text = request.query.get("fresh") or ""
             if fresh_text not in ("", "true", "false"):
                 raise HttpError(400, "fresh must be true or false")
             fresh = fresh_text == "true"
@@ -194,11 +299,11 @@ def register_operator_pages(app: faust.App, runtime: Any) -> None:
                     last["at"] = time.monotonic()
                 return self.json(last["report"])
 
-    @route(app, runtime, "/v1/admin/commands", "admin_commands")
+    @routes(runtime, "/v1/admin/commands", "admin_commands")
     class CommandsView(ApiView):
         async def get(self, request: Request) -> Response:
             self.require_admin(request)
-            system = request.query.get("system") or None  # type: ignore[attr-defined]
+            system = request.query.get("system") or None
             if system is not None and system not in ALL_SYSTEMS:
                 raise HttpError(400, f"system must be a system id: {', '.join(ALL_SYSTEMS)}")
             now = datetime.now(UTC)
@@ -218,7 +323,7 @@ def register_operator_pages(app: faust.App, runtime: Any) -> None:
                                 for r in rows],
             })
 
-    @route(app, runtime, "/v1/admin/commands/resend", "admin_commands_resend")
+    @routes(runtime, "/v1/admin/commands/resend", "admin_commands_resend")
     class ResendView(ApiView):
         async def post(self, request: Request) -> Response:
             actor = self.operator(request)
@@ -226,8 +331,8 @@ def register_operator_pages(app: faust.App, runtime: Any) -> None:
             system = body.get("system")
             if not isinstance(system, str) or system not in ALL_SYSTEMS:
                 raise HttpError(400, f"'system' must be a system id: {', '.join(ALL_SYSTEMS)}")
-            async with runtime.transaction() as conn:
-                count = await commands.resend_now(conn, system)
-                await runtime.audit.record(conn, "operator_resend", ref=system, actor=actor,
-                                           detail={"system": system, "commands": count})
+            async with runtime.transaction() as tx:
+                count = await commands.resend_now(tx.conn, system)
+                await tx.audit.record("operator_resend", ref=system, actor=actor,
+                                      detail={"system": system, "commands": count})
             return self.json({"system": system, "resent": count})

@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import contextlib
+import importlib
 import json
 import os
 import signal
@@ -16,6 +17,7 @@ import socket
 import subprocess
 import sys
 import time
+import typing
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -55,6 +57,15 @@ def free_port() -> int:
 
 def subject_id(prefix: str = "u") -> str:
     return f"{prefix}-{uuid.uuid4().hex[:12]}"
+
+
+def consumed_topics(service: str) -> tuple[str, ...]:
+    """The topics a stream service consumes, as its `create_service` registers them (no I/O: the service
+    is built, not started), so a list elsewhere cannot drift from the code."""
+    app = importlib.import_module(f"services.{service}.app")
+    settings_type = typing.get_type_hints(app.create_service)["settings"]
+    built = app.create_service(settings_type(privacy_master_key=TEST_MASTER_KEY))
+    return tuple(built.runtime.topics)
 
 
 async def wait_until(check: Callable[[], Awaitable[T]], timeout: float = 30.0, interval: float = 0.2,

@@ -91,7 +91,7 @@ class ServiceSpec:
         return f"privacy-{self.name}"
 
 
-#: What each service reads and writes. ``consumes`` must match the agents in services/<name>/agents.py
+#: What each service reads and writes. ``consumes`` must match the streams services/<name>/handlers.py registers
 #: (tests/ops checks it); a topic missing here is denied by the broker in production (and nowhere else).
 SERVICES: tuple[ServiceSpec, ...] = (
     ServiceSpec(

@@ -1,5 +1,5 @@
 """Pages a stream service shows a person who follows a link from an email (the unsubscribe link, the
-export download link): the kit's layout, stylesheet, languages and security headers, on a faust view.
+export download link): the kit's layout, stylesheet, languages and security headers, on an ApiView.
 
 These pages carry no session and no CSRF token: the signed or random token in the link is the whole
 authority, and a POST without it can do nothing. What they share with the privacy center and the office
@@ -13,17 +13,18 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import faust
 import jinja2
-from faust.web import Request, Response
 
 from privacy_runtime import vocabulary
 from privacy_runtime.pages.i18n import Catalogue, choose_language
 from privacy_runtime.pages.rendering import STYLESHEET, environment, kit_catalogue, page_context
 from privacy_runtime.pages.security import security_headers
-from privacy_runtime.web import ApiView, route
+
+if TYPE_CHECKING:
+    from privacy_runtime.service import ServiceRuntime
+from privacy_runtime.web import ApiView, Request, Response, Routes
 
 #: Where a link page's stylesheet is, relative to the page: beside it, under the same path prefix, so
 #: the public ingress (which routes only the links' prefixes to these services) serves it too.
@@ -43,7 +44,7 @@ class LinkPages:
 
     def language(self, request: Request, preferred: object = None) -> str:
         """`?lang=` (the visible switch), then the language the link was sent in, then the browser's."""
-        query = request.query.get("lang")  # type: ignore[attr-defined]
+        query = request.query.get("lang")
         return choose_language(query, preferred if isinstance(preferred, str) else None,
                                request.headers.get("Accept-Language"))
 
@@ -71,11 +72,11 @@ class PageView(ApiView):
         return self.html(body, status=status, headers={**self.pages.headers(), **(headers or {})})
 
 
-def register_stylesheet(app: faust.App, runtime: Any, under: str) -> None:
+def register_stylesheet(routes: Routes, runtime: ServiceRuntime, under: str) -> None:
     """Serve the kit's one stylesheet beside the pages under `under` (e.g. /v1/unsubscribe), so the
     pages' strict CSP (`style-src 'self'`) allows it and the public ingress routes it."""
 
-    @route(app, runtime, f"{under.rstrip('/')}/{STYLESHEET_HREF}", "stylesheet")
+    @routes(runtime, f"{under.rstrip('/')}/{STYLESHEET_HREF}", "stylesheet")
     class Stylesheet(ApiView):
         async def get(self, request: Request) -> Response:
             return self.bytes(STYLESHEET.read_bytes(), content_type="text/css",

@@ -2,7 +2,7 @@
 (its own schema, migrations at start), the key ring, the outbox and its relay, the audit trail.
 
 Such an app changes things only by publishing events: its handlers write their state and the events
-in one transaction (`transaction()` + `outbox.add`), the relay publishes them.
+in one unit of work (`transaction()` + `tx.outbox.add`), the relay publishes them.
 """
 
 from __future__ import annotations
@@ -10,8 +10,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
+from contextlib import AbstractAsyncContextManager
 from pathlib import Path
 
 import asyncpg
@@ -24,6 +23,7 @@ from privacy_runtime.kafka import make_producer, start_producer_with_backoff
 from privacy_runtime.migrations import apply_keystore_migrations, apply_migrations
 from privacy_runtime.outbox import Outbox, OutboxRelay, close_publishing
 from privacy_runtime.settings import ServiceSettings
+from privacy_runtime.unit_of_work import Transaction, open_transaction
 
 log = logging.getLogger(__name__)
 
@@ -89,20 +89,6 @@ class PageRuntime:
             return None
         return {"runtime": "started", "database": "ok"}
 
-    @asynccontextmanager
-    async def transaction(self) -> AsyncIterator[asyncpg.Connection]:
-        """A connection in a transaction; after commit the outbox relay is woken at once."""
-        async with self.pool.acquire() as conn:
-            self.keyring.discard_pending(conn)
-            self.audit.begin(conn)
-            try:
-                async with conn.transaction():
-                    yield conn
-                    await self.audit.flush(conn)
-            except BaseException:
-                self.keyring.discard_pending(conn)
-                raise
-            finally:
-                self.audit.discard(conn)
-            self.keyring.commit_pending(conn)
-        self.outbox.wakeup.set()
+    def transaction(self) -> AbstractAsyncContextManager[Transaction]:
+        """A unit of work (`privacy_runtime.unit_of_work`); after commit the outbox relay is woken at once."""
+        return open_transaction(self.pool, self.keyring, self.outbox, self.audit)

@@ -1,7 +1,7 @@
 """What keeps the people-facing pages safe: response headers, signed session cookies, CSRF tokens.
 
-Pure functions and small values, no web framework: the aiohttp base app uses them, and so can a
-faust view that renders a page.
+Pure functions and small values, no web framework: the aiohttp base app uses them, and so do the
+stream services' link pages (`linkpages.py`).
 """
 
 from __future__ import annotations

@@ -1,8 +1,8 @@
 """`python -m services.consent worker -l warning` runs the consent service."""
 
-from privacy_runtime.service import run_worker
-from services.consent import agents, views  # noqa: F401  (registers agents and pages)
-from services.consent.app import app
+from privacy_runtime.faust_shell import run_worker
+from services.consent.app import create_service
+from services.consent.settings import ConsentSettings
 
 if __name__ == "__main__":
-    run_worker(app)
+    run_worker(create_service(ConsentSettings()).runtime)  # type: ignore[call-arg]  # from the environment

@@ -4,41 +4,44 @@ from __future__ import annotations
 
 from typing import Any
 
-import asyncpg
-
 from privacy_runtime.inbox import Action, Outcome
+from privacy_runtime.unit_of_work import UnitOfWork
 from schemas.fields import ISO_COUNTRIES
 from services.consent import rules, store
 from services.consent.ledger import Ledger
+from services.consent.settings import ConsentSettings
 
 
-def consent_actions(runtime: Any, policy_url: str, ledger: Ledger) -> dict[str, Action]:
-    keyring = runtime.keyring
+def consent_actions(settings: ConsentSettings, ledger: Ledger) -> dict[str, Action]:
+    policy_url = settings.policy_url
 
-    async def suppress(conn: asyncpg.Connection, subject: str, command: Any) -> Outcome:
+    async def suppress(tx: UnitOfWork, subject: str, command: Any) -> Outcome:
         # From dsar only for an upheld objection to legitimate-interest processing (one per such purpose).
-        found = await ledger.uphold_objection(conn, subject, str(command.request_id or command.command_id))
+        found = await ledger.uphold_objection(tx, subject, str(command.request_id or command.command_id))
         return Outcome("done" if found else "not_found",
                        detail="objection to legitimate-interest processing recorded" if found else None)
 
-    async def erase(conn: asyncpg.Connection, subject: str, command: Any) -> Outcome:
-        removed = await store.erase_subject(conn, subject, keyring.subject_digest(subject))
+    async def erase(tx: UnitOfWork, subject: str, command: Any) -> Outcome:
+        conn = tx.conn
+        removed = await store.erase_subject(conn, subject, tx.keys.subject_digest(subject))
 
-        async def shred(c: asyncpg.Connection) -> None:
-            await keyring.shred_subject(c, subject)
+        async def shred(after: UnitOfWork) -> None:
+            await after.keys.shred_subject(subject)
 
         return Outcome("done", detail=f"removed {removed} ledger entries; opt-outs kept as keyed hashes",
                        after_ack=[shred])
 
-    async def restrict(conn: asyncpg.Connection, subject: str, command: Any) -> Outcome:
+    async def restrict(tx: UnitOfWork, subject: str, command: Any) -> Outcome:
+        conn = tx.conn
         found = await store.set_restriction(conn, subject, True, "requested")
         return Outcome("done" if found else "not_found")
 
-    async def lift_restriction(conn: asyncpg.Connection, subject: str, command: Any) -> Outcome:
+    async def lift_restriction(tx: UnitOfWork, subject: str, command: Any) -> Outcome:
+        conn = tx.conn
         found = await store.set_restriction(conn, subject, False, None)
         return Outcome("done" if found else "not_found")
 
-    async def rectify(conn: asyncpg.Connection, subject: str, command: Any) -> Outcome:
+    async def rectify(tx: UnitOfWork, subject: str, command: Any) -> Outcome:
         fields = command.fields or {}
         if "country" not in fields:
             return Outcome("done", detail="no field held by the consent service")
@@ -46,17 +49,18 @@ def consent_actions(runtime: Any, policy_url: str, ledger: Ledger) -> dict[str, 
         if country is not None and country not in ISO_COUNTRIES:
             # The country decides which purposes need opt-in: a guess could loosen them. Say so instead.
             return Outcome("failed", detail="country must be an ISO 3166-1 alpha-2 code (such as SE)")
-        found = await ledger.correct_country(conn, subject, country)
+        found = await ledger.correct_country(tx, subject, country)
         return Outcome("done" if found else "not_found")
 
-    async def export(conn: asyncpg.Connection, subject: str, command: Any) -> Outcome:
+    async def export(tx: UnitOfWork, subject: str, command: Any) -> Outcome:
+        conn = tx.conn
         profile = await store.profile(conn, subject)
         if profile is None:
             return Outcome("not_found", export={"system": "consent", "records": []})
         current = await store.states_of(conn, subject)
         history = await store.history_of(conn, subject)
         registrations = await store.registrations_of(conn, subject)
-        contact = runtime.settings.privacy_contact_email
+        contact = settings.privacy_contact_email
         return Outcome("done", export={
             "system": "consent",
             "profile": {"country": profile.country, "restricted": profile.restricted,

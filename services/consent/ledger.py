@@ -10,14 +10,12 @@ import uuid
 from collections import defaultdict
 from dataclasses import replace
 from datetime import UTC, datetime
-from typing import Any
-
-import asyncpg
 
 from privacy_runtime import metrics
 from privacy_runtime.commands import CommandSpec, CommandTracker
 from privacy_runtime.datamap import DataMap
 from privacy_runtime.processor import Inbound, claim
+from privacy_runtime.unit_of_work import Runtime, UnitOfWork
 from schemas.enums import ConsentChannel, ErasureGround, RequestedVia
 from schemas.events import ErasureRequested
 from schemas.topics import CONSENT_CHANGED, ERASURE_REQUESTED
@@ -39,13 +37,13 @@ def systems_by_purpose(data_map: DataMap) -> dict[str, list[str]]:
 
 
 class Ledger:
-    def __init__(self, runtime: Any, tracker: CommandTracker):
+    def __init__(self, runtime: Runtime, tracker: CommandTracker):
         self.runtime = runtime
         self.tracker = tracker
         self.routing = systems_by_purpose(runtime.data_map)
 
     async def _not_erased(
-        self, conn: asyncpg.Connection, batch: list[Inbound], *, claim_topic: str | None = None
+        self, tx: UnitOfWork, batch: list[Inbound], *, claim_topic: str | None = None
     ) -> tuple[list[Inbound], int]:
         """Drop events about subjects already erased here: a late event must not bring them back.
         Returns the events to apply and how many new events were ignored.
@@ -53,7 +51,8 @@ class Ledger:
         A late withdrawal is still kept, as a keyed-hash opt-out proof like those erasure leaves.
         A stream that deduplicates through the ledger (`claim_topic`) has no claim on an ignored event
         yet, and it appends nothing to the ledger: it is claimed here, so a re-delivery is not audited twice."""
-        erased = await self.runtime.keyring.erased_among(conn, (item.event.subject for item in batch))
+        conn = tx.conn
+        erased = await tx.keys.erased_among(item.event.subject for item in batch)
         if not erased:
             return batch, 0
         ignored = [item for item in batch if item.event.subject in erased]
@@ -69,15 +68,15 @@ class Ledger:
                     if not granted:
                         proofs.append(store.OptOutProof(digest, purpose, data.channel, data.policy_version,
                                                         item.event.time))
-            await self.runtime.audit.record(
-                conn, "event_ignored_subject_erased", subject=item.event.subject, ref=item.event.id,
+            await tx.audit.record("event_ignored_subject_erased", subject=item.event.subject, ref=item.event.id,
                 detail={"topic": item.raw.topic},
             )
         await store.add_opt_out_proofs(conn, proofs)
         return [item for item in batch if item.event.subject not in erased], len(ignored)
 
-    async def record_registrations(self, conn: asyncpg.Connection, batch: list[Inbound]) -> None:
-        batch, _ = await self._not_erased(conn, batch)
+    async def record_registrations(self, tx: UnitOfWork, batch: list[Inbound]) -> None:
+        conn = tx.conn
+        batch, _ = await self._not_erased(tx, batch)
         today = datetime.now(UTC).date()
         registrations: list[store.RegistrationRow] = []
         entries: list[Entry] = []
@@ -100,17 +99,17 @@ class Ledger:
                 children.append(item)
         moved = await store.upsert_registrations(conn, registrations)
         await store.append_registrations(conn, registrations)
-        await self._apply(conn, entries)
+        await self._apply(tx, entries)
         for subject, country_before in sorted(moved.items()):  # a newer registration from another country
-            await self._tell_jurisdiction_change(conn, subject, country_before)
+            await self._tell_jurisdiction_change(tx, subject, country_before)
         for item in children:
-            await self._request_child_erasure(conn, item)
+            await self._request_child_erasure(tx, item)
 
-    async def record_changes(self, conn: asyncpg.Connection, batch: list[Inbound]) -> int:
+    async def record_changes(self, tx: UnitOfWork, batch: list[Inbound]) -> int:
         """The busiest stream deduplicates through the ledger: an entry id is the event id and purpose,
         so a re-delivered event appends nothing and changes nothing (no processed_events claim per
         event). Returns how many events were new."""
-        batch, ignored = await self._not_erased(conn, batch, claim_topic=CONSENT_CHANGED)
+        batch, ignored = await self._not_erased(tx, batch, claim_topic=CONSENT_CHANGED)
         entries: list[Entry] = []
         for item in batch:
             data = item.data
@@ -120,14 +119,15 @@ class Ledger:
                     effective_at=item.event.time, channel=data.channel, policy_version=data.policy_version,
                     ordered_at=item.ordered_at,
                 )))
-        appended = await self._apply(conn, entries)
+        appended = await self._apply(tx, entries)
         return ignored + len({entry_id.rpartition(":")[0] for entry_id in appended})
 
-    async def _apply(self, conn: asyncpg.Connection, entries: list[Entry]) -> set[str]:
+    async def _apply(self, tx: UnitOfWork, entries: list[Entry]) -> set[str]:
         """Append to the ledger, move current state forward in ordering time, send what changed
         (decided by `transition`: this only loads, asks and stores).
 
         Only entries new to the ledger count: returns their entry ids."""
+        conn = tx.conn
         if not entries:
             return set()
         appended = await store.append_ledger(conn, entries)  # creates profiles for subjects not seen yet
@@ -139,14 +139,15 @@ class Ledger:
         profiles = await store.denying_profiles(conn, step.regranted) if step.regranted else {}
         if step.signed_up:
             profiles.update(await store.profiles(conn, step.signed_up))
-        await self.tracker.issue_many(conn, [
+        await self.tracker.issue_many(tx, [
             CommandSpec(c.subject, c.system, c.action, c.purpose) for c in step.commands(self.routing, profiles)
         ])
         return appended
 
-    async def record_objections(self, conn: asyncpg.Connection, batch: list[Inbound]) -> None:
+    async def record_objections(self, tx: UnitOfWork, batch: list[Inbound]) -> None:
         """An objection to marketing or profiling (Art. 21(2)-(3)) is absolute: withdraw at once."""
-        batch, _ = await self._not_erased(conn, batch)
+        conn = tx.conn
+        batch, _ = await self._not_erased(tx, batch)
         entries: list[Entry] = []
         for item in batch:
             data = item.data
@@ -163,20 +164,21 @@ class Ledger:
                     effective_at=item.event.time, channel=ConsentChannel.API, policy_version=None,
                     ordered_at=item.ordered_at,
                 )))
-        await self._apply(conn, entries)
+        await self._apply(tx, entries)
 
-    async def uphold_objection(self, conn: asyncpg.Connection, subject: str, request_id: str) -> bool:
+    async def uphold_objection(self, tx: UnitOfWork, subject: str, request_id: str) -> bool:
         """An operator upheld the subject's objection to legitimate-interest processing (Art. 21(1));
         dsar says so with `suppress` commands. Decisions deny what rests on legitimate interest from now
         on, and the purposes used here on legitimate interest (no opt-in needed, none given) are
         withdrawn, so their systems are told to stop. False for a subject unknown here."""
+        conn = tx.conn
         profile = await store.profile(conn, subject)
         if profile is None:
             return False
         await store.add_objection(conn, subject, rules.UPHELD_LEGITIMATE_INTEREST_OBJECTION)
         current = {record.purpose: record for record in await store.states_of(conn, subject)}
         now = datetime.now(UTC)
-        await self._apply(conn, [
+        await self._apply(tx, [
             Entry(subject, rules.ConsentRecord(  # one entry per request and purpose: a repeat appends nothing
                 event_id=f"{request_id}:objection:{purpose}", purpose=purpose, granted=False,
                 effective_at=now, channel=ConsentChannel.API, policy_version=None, ordered_at=now,
@@ -185,39 +187,39 @@ class Ledger:
         ])
         return True
 
-    async def correct_country(self, conn: asyncpg.Connection, subject: str, country: str | None) -> bool:
+    async def correct_country(self, tx: UnitOfWork, subject: str, country: str | None) -> bool:
         """A rectified country moves the subject's jurisdiction, and with it what is allowed without
         consent: systems are told what that changes. False for a subject unknown here."""
+        conn = tx.conn
         before = await store.profile(conn, subject)
         if before is None:
             return False
         await store.rectify(conn, subject, country)
-        await self._tell_jurisdiction_change(conn, subject, before.country)
+        await self._tell_jurisdiction_change(tx, subject, before.country)
         return True
 
     async def _tell_jurisdiction_change(
-        self, conn: asyncpg.Connection, subject: str, country_before: str | None
+        self, tx: UnitOfWork, subject: str, country_before: str | None
     ) -> None:
+        conn = tx.conn
         after = await store.profile(conn, subject)
         if after is None:
             return
         current = {record.purpose: record for record in await store.states_of(conn, subject)}
-        await self.tracker.issue_many(conn, [
+        await self.tracker.issue_many(tx, [
             CommandSpec(subject, command.system, command.action, command.purpose)
             for command in rules.jurisdiction_change(
                 replace(after, country=country_before), after, current, self.routing)
         ])
 
-    async def _request_child_erasure(self, conn: asyncpg.Connection, item: Inbound) -> None:
+    async def _request_child_erasure(self, tx: UnitOfWork, item: Inbound) -> None:
         request_id = uuid.uuid5(CHILD_ERASURE_NAMESPACE, f"{item.event.subject}:{item.event.id}")
-        await self.runtime.outbox.add(
-            conn, ERASURE_REQUESTED,
+        await tx.outbox.add(ERASURE_REQUESTED,
             ErasureRequested(request_id=request_id, ground=ErasureGround.CHILD_DATA, identity_verified=True,
                              requested_via=RequestedVia.INTERNAL),
             subject=item.event.subject, event_id=str(uuid.uuid5(CHILD_ERASURE_NAMESPACE, str(request_id))),
             seal=False,
         )
-        await self.runtime.audit.record(
-            conn, "child_erasure_requested", subject=item.event.subject, ref=str(request_id),
+        await tx.audit.record("child_erasure_requested", subject=item.event.subject, ref=str(request_id),
             detail={"reason": "under 18 at registration"},
         )

@@ -15,10 +15,10 @@ import json
 import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any
 
 import asyncpg
 
+from privacy_runtime.unit_of_work import UnitOfWork
 from services.consent import store
 
 ANCHOR_ACTION = "consent_ledger_anchored"
@@ -51,15 +51,16 @@ def anchor_digest(seals: Sequence[tuple[uuid.UUID, int, bytes]]) -> str:
     return hashlib.sha256("\n".join(lines).encode()).hexdigest()
 
 
-async def anchor(conn: asyncpg.Connection, audit: Any) -> int:
+async def anchor(tx: UnitOfWork) -> int:
     """Anchor the seals made since the last anchor in the audit chain (inside the caller's transaction);
     returns how many were anchored."""
+    conn = tx.conn
     anchor_id = uuid.uuid4()
     rows = await store.claim_unanchored_seals(conn, anchor_id)
     if not rows:
         return 0
     digest = anchor_digest([(r["batch"], r["entries"], bytes(r["digest"])) for r in rows])
-    await audit.record(conn, ANCHOR_ACTION, ref=str(anchor_id), detail={"seals": len(rows), "digest": digest})
+    await tx.audit.record(ANCHOR_ACTION, ref=str(anchor_id), detail={"seals": len(rows), "digest": digest})
     return len(rows)
 
 

@@ -6,22 +6,23 @@ import re
 import uuid
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
-
-from faust.web import Request, Response
+from typing import TYPE_CHECKING, Any
 
 from privacy_runtime import metrics
 from privacy_runtime.pages.linkpages import LinkPages, PageView, register_stylesheet
 from privacy_runtime.processor import lock_subjects
 from privacy_runtime.tokens import InvalidToken
-from privacy_runtime.web import ApiView, HttpError, route
+from privacy_runtime.web import ApiView, HttpError, Request, Response, Routes
 from schemas.enums import ConsentChannel, Purpose
 from schemas.events import ConsentChanged
 from schemas.topics import CONSENT_CHANGED
 from services.consent import rules, store
-from services.consent.app import app, decision_cache, runtime, settings, unsubscribe_tokens
 from services.consent.decision_cache import SubjectView
 from services.consent.page_texts import UNSUBSCRIBE_MESSAGES
+
+if TYPE_CHECKING:
+    from services.consent.app import ConsentService
+    from services.consent.settings import ConsentSettings
 
 SUBJECT_RE = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
 UNSUBSCRIBE_NAMESPACE = uuid.UUID("0b9b7e0e-6d2c-4f57-8d0e-9a3d3f3c2a11")
@@ -49,11 +50,14 @@ def _record_json(record: rules.ConsentRecord) -> dict[str, Any]:
             "policy_version": record.policy_version, "effective_at": record.effective_at.isoformat()}
 
 
-@route(app, runtime, "/v1/subjects/{subject_id}/consents", "subject_consents")
-class SubjectConsents(ApiView):
+class ConsentApi(ApiView):
+    service: ConsentService
+
+
+class SubjectConsents(ConsentApi):
     async def get(self, request: Request, subject_id: str) -> Response:
         subject = _subject(subject_id)
-        async with runtime.pool.acquire() as conn:
+        async with self.runtime.pool.acquire() as conn:
             profile = await store.profile(conn, subject)
             if profile is None:
                 raise HttpError(404, f"unknown subject {subject}")
@@ -77,21 +81,20 @@ class SubjectConsents(ApiView):
         })
 
 
-@route(app, runtime, "/v1/decisions", "decisions")
-class Decisions(ApiView):
+class Decisions(ConsentApi):
     async def get(self, request: Request) -> Response:
-        query = request.query  # type: ignore[attr-defined]
+        query = request.query
         subject = _subject(query.get("subject"))
         purpose = _purpose(query.get("purpose"))
         system = query.get("system")
         system_purposes = None
         if system is not None:
-            entry = runtime.data_map.get(system)
+            entry = self.runtime.data_map.get(system)
             if entry is None:
-                known = ", ".join(runtime.data_map.system_ids())
+                known = ", ".join(self.runtime.data_map.system_ids())
                 raise HttpError(400, f"unknown system {system[:64]!r}; known: {known}")
             system_purposes = entry.purposes
-        view = await _subject_view(subject)
+        view = await _subject_view(self.service, subject)
         if view.profile is None:
             raise HttpError(404, f"unknown subject {subject}")
         decision = rules.decide(purpose, view.profile, view.states.get(purpose), system=system,
@@ -100,56 +103,56 @@ class Decisions(ApiView):
         return self.json({"subject": subject, "purpose": purpose, "system": system, **decision.as_dict()})
 
 
-async def _subject_view(subject: str) -> SubjectView:
+async def _subject_view(service: ConsentService, subject: str) -> SubjectView:
     """From memory when the cache has it (see decision_cache.py for how fresh that is), else from SQL."""
+    decision_cache = service.decision_cache
     view = decision_cache.get(subject)
     if view is not None:
         metrics.DECISION_FROM_MEMORY.inc()
         return view
     metrics.DECISION_FROM_DATABASE.inc()
     started = decision_cache.begin_read()  # before the read: a change notified meanwhile wins
-    async with runtime.pool.acquire() as conn:
+    async with service.runtime.pool.acquire() as conn:
         profile, states = await store.subject_view(conn, subject)
     view = SubjectView(profile, states)
     decision_cache.store(subject, view, started)
     return view
 
 
-UNSUBSCRIBE_PAGES = LinkPages(
-    Path(__file__).with_name("templates"),
-    UNSUBSCRIBE_MESSAGES,
-    contact_email=settings.privacy_contact_email,
-    public_url=settings.public_base_url,
-    privacy_center_url=settings.privacy_center_url,
-)
-register_stylesheet(app, runtime, "/v1/unsubscribe")
+def unsubscribe_pages(settings: ConsentSettings) -> LinkPages:
+    return LinkPages(
+        Path(__file__).with_name("templates"),
+        UNSUBSCRIBE_MESSAGES,
+        contact_email=settings.privacy_contact_email,
+        public_url=settings.public_base_url,
+        privacy_center_url=settings.privacy_center_url,
+    )
 
 
-@route(app, runtime, "/v1/unsubscribe/{token}", "unsubscribe")
 class Unsubscribe(PageView):
     """The footer link and the RFC 8058 one-click target. GET (and HEAD) only ask: a link scanner that
     fetches every URL in a message must change nothing. POST (the page's button, or a mail client's
     `List-Unsubscribe=One-Click`) withdraws, once: a repeated POST writes nothing more."""
 
-    pages = UNSUBSCRIBE_PAGES
+    service: ConsentService
 
     async def get(self, request: Request, token: str) -> Response:
-        claims = _claims(token)
+        claims = _claims(self.service, token)
         if claims is None:
             return self._invalid(request)
         subject, purpose, lang = claims
         lang = self.pages.language(request, lang)
-        async with runtime.pool.acquire() as conn:
+        async with self.runtime.pool.acquire() as conn:
             _, current = await store.profile_and_state(conn, subject, purpose)
         state = "already" if current is not None and not current.granted else "ask"
         return self._answer(lang, state, purpose)
 
     async def post(self, request: Request, token: str) -> Response:
-        claims = _claims(token)
+        claims = _claims(self.service, token)
         if claims is None:
             return self._invalid(request)
         subject, purpose, lang = claims
-        await withdraw_from_footer(subject, purpose, token)
+        await withdraw_from_footer(self.service, subject, purpose, token)
         return self._answer(self.pages.language(request, lang), "done", purpose)
 
     def _answer(self, lang: str, state: str, purpose: str) -> Response:
@@ -165,10 +168,10 @@ class Unsubscribe(PageView):
         return self.page(body, status=400)
 
 
-def _claims(token: str) -> tuple[str, str, str | None] | None:
+def _claims(service: ConsentService, token: str) -> tuple[str, str, str | None] | None:
     """(subject, purpose, language of the email) from a valid token, else None."""
     try:
-        claims = unsubscribe_tokens.verify(token)
+        claims = service.unsubscribe_tokens.verify(token)
         subject, purpose = str(claims["s"]), str(claims["p"])
     except (InvalidToken, KeyError):
         return None
@@ -178,27 +181,38 @@ def _claims(token: str) -> tuple[str, str, str | None] | None:
     return subject, purpose, lang if isinstance(lang, str) else None
 
 
-async def withdraw_from_footer(subject: str, purpose: str, token: str) -> bool:
+async def withdraw_from_footer(service: ConsentService, subject: str, purpose: str, token: str) -> bool:
     """Publish the withdrawal, once. Nothing is written when the purpose is already withdrawn, nor for
     a repeated or concurrent click before the ledger has applied the first (the same event id, claimed
     once); a click after the person granted again withdraws again (a new basis, a new event id).
     Returns whether a withdrawal was published."""
-    async with runtime.transaction() as conn:
-        await lock_subjects(conn, [subject])  # clicks on one subject's links one at a time
-        _, current = await store.profile_and_state(conn, subject, purpose)
+    async with service.runtime.transaction() as tx:
+        await lock_subjects(tx.conn, [subject])  # clicks on one subject's links one at a time
+        _, current = await store.profile_and_state(tx.conn, subject, purpose)
         if current is not None and not current.granted:
             return False
         basis = current.event_id if current is not None else "none"
         event_id = str(uuid.uuid5(UNSUBSCRIBE_NAMESPACE, f"{token}:{basis}"))
-        if not await store.claim_footer_withdrawal(conn, event_id):
+        if not await store.claim_footer_withdrawal(tx.conn, event_id):
             return False
-        await runtime.outbox.add(
-            conn, CONSENT_CHANGED,
+        await tx.outbox.add(
+            CONSENT_CHANGED,
             ConsentChanged(purpose=Purpose(purpose), granted=False, channel=ConsentChannel.EMAIL_FOOTER,
                            policy_version=CURRENT_POLICY_VERSION),
             subject=subject, event_id=event_id, seal=False,
             time=rules.withdrawal_time(datetime.now(UTC), current),
         )
-        await runtime.audit.record(conn, "unsubscribe_clicked", subject=subject, ref=event_id,
-                                   detail={"purpose": purpose})
+        await tx.audit.record("unsubscribe_clicked", subject=subject, ref=event_id, detail={"purpose": purpose})
         return True
+
+
+def add_routes(routes: Routes, service: ConsentService) -> None:
+    """The service's endpoints; each view answers from `service` (its runtime, settings, use cases)."""
+    for path, name, view in (
+        ("/v1/subjects/{subject_id}/consents", "subject_consents", SubjectConsents),
+        ("/v1/decisions", "decisions", Decisions),
+    ):
+        routes.add(path, name, view, runtime=service.runtime, service=service)
+    routes.add("/v1/unsubscribe/{token}", "unsubscribe", Unsubscribe, runtime=service.runtime, service=service,
+               pages=unsubscribe_pages(service.settings))
+    register_stylesheet(routes, service.runtime, "/v1/unsubscribe")

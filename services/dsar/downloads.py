@@ -30,16 +30,15 @@ class Downloads(CaseEffects):
 
     async def download(self, token: str) -> tuple[str, store.ExportRow | None, bytes | None]:
         token_hash = sha256(token.encode()).hexdigest()
-        async with self.runtime.transaction() as conn:
-            outcome, row = await store.take_download(conn, token_hash, utcnow())
+        async with self.runtime.transaction() as tx:
+            outcome, row = await store.take_download(tx.conn, token_hash, utcnow())
             if row is None:
                 return outcome, None, None
-            data_key = await self.keyring.data_key(conn, row.subject, create=False)
+            data_key = await tx.keys.data_key(row.subject, create=False)
             if data_key is None:
                 return "erased", None, None
             content = open_sealed(data_key, row.sealed, f"export:{token_hash}".encode())
-            await self.runtime.audit.record(
-                conn,
+            await tx.audit.record(
                 "export_downloaded",
                 subject=row.subject,
                 ref=row.request_id,

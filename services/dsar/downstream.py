@@ -11,30 +11,31 @@ from __future__ import annotations
 
 from typing import Any
 
-import asyncpg
-
+from privacy_runtime.crypto import KeyRing
 from privacy_runtime.inbox import Action, Outcome
+from privacy_runtime.unit_of_work import UnitOfWork
 from services.dsar import cases, store
 from services.dsar.sealing import CaseTexts
 
 
-def dsar_actions(runtime: Any) -> dict[str, Action]:
-    keyring = runtime.keyring
+def dsar_actions(keyring: KeyRing) -> dict[str, Action]:
     texts = CaseTexts(keyring)
 
-    async def erase(conn: asyncpg.Connection, subject: str, command: Any) -> Outcome:
+    async def erase(tx: UnitOfWork, subject: str, command: Any) -> Outcome:
+        conn = tx.conn
         removed = await store.erase_subject_records(conn, subject)
         own = await store.get_case(conn, str(command.request_id)) if command.request_id else None
         detail = f"removed {removed} records; case records kept without readable personal data"
         if own is not None and own.subject == subject and own.right == cases.ERASURE and not own.terminal:
             return Outcome("done", detail=detail + "; key shredded when the case completes")
 
-        async def shred(c: asyncpg.Connection) -> None:
-            await keyring.shred_subject(c, subject)
+        async def shred(after: UnitOfWork) -> None:
+            await after.keys.shred_subject(subject)
 
         return Outcome("done", detail=detail, after_ack=[shred])
 
-    async def export(conn: asyncpg.Connection, subject: str, command: Any) -> Outcome:
+    async def export(tx: UnitOfWork, subject: str, command: Any) -> Outcome:
+        conn = tx.conn
         records = await texts.opened_all(conn, await store.cases_of(conn, subject))
         restricted = await conn.fetchval("SELECT 1 FROM restrictions WHERE subject = $1", subject) is not None
         return Outcome(
@@ -60,16 +61,18 @@ def dsar_actions(runtime: Any) -> dict[str, Action]:
             },
         )
 
-    async def restrict(conn: asyncpg.Connection, subject: str, command: Any) -> Outcome:
+    async def restrict(tx: UnitOfWork, subject: str, command: Any) -> Outcome:
         # Case records stay usable for handling the subject's own requests (Art. 18(2): legal claims).
+        conn = tx.conn
         await store.set_restricted(conn, subject, True)
         return Outcome("done", detail="case records kept for handling requests only")
 
-    async def lift_restriction(conn: asyncpg.Connection, subject: str, command: Any) -> Outcome:
+    async def lift_restriction(tx: UnitOfWork, subject: str, command: Any) -> Outcome:
+        conn = tx.conn
         await store.set_restricted(conn, subject, False)
         return Outcome("done")
 
-    async def rectify(conn: asyncpg.Connection, subject: str, command: Any) -> Outcome:
+    async def rectify(tx: UnitOfWork, subject: str, command: Any) -> Outcome:
         return Outcome("done", detail="the dsar service holds none of these fields")
 
     return {

@@ -33,6 +33,7 @@ from privacy_runtime.commands import Ack, AckIn, CommandSpec, CommandTracker
 from privacy_runtime.crypto import seal
 from privacy_runtime.notice_secrets import NoticeSecrets
 from privacy_runtime.processor import lock_subjects, try_lock_subjects
+from privacy_runtime.unit_of_work import Runtime, UnitOfWork
 from schemas.enums import CaseRight, CaseStatus, Locale, NotificationCategory
 from schemas.events import DsarStatus, NotificationRequested
 from schemas.topics import DSAR_STATUS, NOTIFICATION_REQUESTED
@@ -77,7 +78,7 @@ class CaseEffects:
     """State shared by the drivers, the effect interpreter, and the two steps every driver takes: lock
     a case as the stream processor does, and settle answers to its commands."""
 
-    def __init__(self, runtime: Any, tracker: CommandTracker, settings: DsarSettings):
+    def __init__(self, runtime: Runtime, tracker: CommandTracker, settings: DsarSettings):
         self.runtime = runtime
         self.tracker = tracker
         self.settings = settings
@@ -96,7 +97,7 @@ class CaseEffects:
     def unverified_after(self) -> timedelta:
         return timedelta(seconds=self.settings.unverified_close_after_seconds)
 
-    async def apply(self, conn: asyncpg.Connection, decision: Decision, *, save: bool = True) -> Case:
+    async def apply(self, tx: UnitOfWork, decision: Decision, *, save: bool = True) -> Case:
         """Carry out a decision's effects in order; then save the case (unless the caller saves it)."""
         case = decision.case
         changes = [e for e in decision.effects if isinstance(e, cases.StatusChanged)]
@@ -105,40 +106,39 @@ class CaseEffects:
             if isinstance(effect, cases.StatusChanged):
                 # Only the last status of a decision carries the case's reason (rejection, review).
                 reason = case.status_reason if effect is changes[-1] else case.extension_reason
-                await self._status_changed(conn, case, effect, reason)
+                await self._status_changed(tx, case, effect, reason)
             else:
-                unsent += await self._carry_out(conn, case, effect)
+                unsent += await self._carry_out(tx, case, effect)
         if unsent:
             # Commands that could not be sent would never be answered: the case decides what now.
-            case = await self.apply(conn, cases.rectify_not_sent(case, unsent, utcnow()), save=False)
+            case = await self.apply(tx, cases.rectify_not_sent(case, unsent, utcnow()), save=False)
         if save:
-            await self.save(conn, case)
+            await self.save(tx, case)
         return case
 
-    async def _carry_out(self, conn: asyncpg.Connection, case: Case, effect: cases.Effect) -> list[str]:
+    async def _carry_out(self, tx: UnitOfWork, case: Case, effect: cases.Effect) -> list[str]:
         """One effect other than a status change; returns the systems a command could not be sent to."""
         if isinstance(effect, cases.DeadlineExtended):
-            await self._extended(conn, case, effect)
+            await self._extended(tx, case, effect)
         elif isinstance(effect, cases.Notify):
-            await self._notify(conn, case, effect)
+            await self._notify(tx, case, effect)
         elif isinstance(effect, cases.IssueCommands):
-            return await self._issue(conn, case, effect.steps)
+            return await self._issue(tx, case, effect.steps)
         elif isinstance(effect, cases.SendVerificationCode):
-            await self._send_code(conn, case)
+            await self._send_code(tx, case)
         elif isinstance(effect, cases.AssembleExport):
-            await self._assemble_export(conn, case)
+            await self._assemble_export(tx, case)
         elif isinstance(effect, cases.CancelOtherCases):
-            await self._cancel_others(conn, case, effect.reason)
+            await self._cancel_others(tx, case, effect.reason)
         elif isinstance(effect, cases.ShredSubject):
-            await self._shred(conn, case)
+            await self._shred(tx, case)
         elif isinstance(effect, cases.Note):
-            await self._note(conn, case, effect)
+            await self._note(tx, case, effect)
         return []
 
-    async def _extended(self, conn: asyncpg.Connection, case: Case, effect: cases.DeadlineExtended) -> None:
-        await self._publish_status(conn, case, case.status, effect.reason)
-        await self.runtime.audit.record(
-            conn,
+    async def _extended(self, tx: UnitOfWork, case: Case, effect: cases.DeadlineExtended) -> None:
+        await self._publish_status(tx, case, case.status, effect.reason)
+        await tx.audit.record(
             "case_extended",
             subject=case.subject,
             ref=case.request_id,
@@ -150,41 +150,40 @@ class CaseEffects:
             sealed={"reason": effect.reason},  # the operator's words: shredded with the subject
         )
 
-    async def _shred(self, conn: asyncpg.Connection, case: Case) -> None:
+    async def _shred(self, tx: UnitOfWork, case: Case) -> None:
         """Last of a decision's effects: the completion email and status events before it are unsealed
         and survive this."""
-        await store.erase_subject_records(conn, case.subject)
-        await self.keyring.shred_subject(conn, case.subject)
-        await self.runtime.audit.record(
-            conn,
+        await store.erase_subject_records(tx.conn, case.subject)
+        await tx.keys.shred_subject(case.subject)
+        await tx.audit.record(
             "subject_shredded",
             subject=case.subject,
             ref=case.request_id,
             detail={"system": "dsar"},
         )
 
-    async def _note(self, conn: asyncpg.Connection, case: Case, effect: cases.Note) -> None:
+    async def _note(self, tx: UnitOfWork, case: Case, effect: cases.Note) -> None:
         if effect.action == "case_manual_review":  # someone has to act: say so where it is seen
             log.warning("case %s waits for manual review: %s", case.request_id, effect.detail.get("reason"))
-        await self.runtime.audit.record(
-            conn, effect.action, subject=case.subject, ref=case.request_id, detail=dict(effect.detail)
+        await tx.audit.record(
+            effect.action, subject=case.subject, ref=case.request_id, detail=dict(effect.detail)
         )
 
-    async def save(self, conn: asyncpg.Connection, case: Case) -> None:
+    async def save(self, tx: UnitOfWork, case: Case) -> None:
         """Store the case, its free text sealed with the subject's key (`sealing`)."""
-        await store.save_case(conn, await self.texts.sealed(conn, case))
+        await store.save_case(tx.conn, await self.texts.sealed(tx, case))
 
     async def _status_changed(
-        self, conn: asyncpg.Connection, case: Case, change: cases.StatusChanged, reason: str | None
+        self, tx: UnitOfWork, case: Case, change: cases.StatusChanged, reason: str | None
     ) -> None:
-        await self._publish_status(conn, case, change.status, reason)
+        await self._publish_status(tx, case, change.status, reason)
         detail: dict[str, Any] = {"right": case.right, "from": change.previous, "to": change.status}
         # An operator's words (a rejection, an extension) may name the person: sealed, shredded with them.
         sealed = {"reason": reason} if reason and reason in operator_words(case) else {}
         if reason and not sealed:
             detail["reason"] = reason
-        await self.runtime.audit.record(
-            conn, f"case_{change.status}", subject=case.subject, ref=case.request_id, detail=detail,
+        await tx.audit.record(
+            f"case_{change.status}", subject=case.subject, ref=case.request_id, detail=detail,
             sealed=sealed,
         )
         if change.status in cases.TERMINAL:
@@ -193,7 +192,7 @@ class CaseEffects:
                 seconds = ((case.closed_at or utcnow()) - case.received_at).total_seconds()
                 metrics.CASE_COMPLETION_SECONDS.labels(right=case.right).observe(max(0.0, seconds))
 
-    async def _publish_status(self, conn: asyncpg.Connection, case: Case, status: str, reason: str | None) -> None:
+    async def _publish_status(self, tx: UnitOfWork, case: Case, status: str, reason: str | None) -> None:
         event = DsarStatus(
             request_id=uuid.UUID(case.request_id),
             right=CaseRight(case.right),
@@ -203,7 +202,7 @@ class CaseEffects:
             reason=(reason or None),
         )
         # No PII in a status event: unsealed, so it survives the subject's erasure.
-        await self.runtime.outbox.add(conn, DSAR_STATUS, event, subject=case.subject, seal=False)
+        await tx.outbox.add(DSAR_STATUS, event, subject=case.subject, seal=False)
 
     def _basis_sv(self, item: Mapping[str, Any]) -> str | None:
         entry = self.data_map.get(str(item.get("system")))
@@ -211,7 +210,8 @@ class CaseEffects:
             return None
         return entry.retained_basis_sv
 
-    async def _notify(self, conn: asyncpg.Connection, case: Case, notify: cases.Notify) -> None:
+    async def _notify(self, tx: UnitOfWork, case: Case, notify: cases.Notify) -> None:
+        conn = tx.conn
         notification_id = f"dsar:{case.request_id}:{notify.suffix}"
         params = dict(notify.params)
         if notify.template == "erasure_completed":
@@ -228,7 +228,7 @@ class CaseEffects:
         # Sealed by default: codes and download links are secrets. The completion email is unsealed
         # because the subject's key is shredded in the same transaction.
         sealed = not notify.survive_erasure
-        if sealed and await self.keyring.is_erased(conn, case.subject):
+        if sealed and await tx.keys.is_erased(case.subject):
             log.info("notification %s not requested: subject erased", notification_id)
             return
         event = NotificationRequested(
@@ -238,33 +238,32 @@ class CaseEffects:
             locale=DEFAULT_LOCALE,
             params=self.notice_secrets.seal(notification_id, params),  # codes and links never in the clear
         )
-        await self.runtime.outbox.add(
-            conn,
+        await tx.outbox.add(
             NOTIFICATION_REQUESTED,
             event,
             subject=case.subject,
             seal=sealed,
             event_id=str(uuid.uuid5(NOTIFICATION_NAMESPACE, notification_id)),
         )
-        await self.runtime.audit.record(
-            conn,
+        await tx.audit.record(
             "notification_requested",
             subject=case.subject,
             ref=case.request_id,
             detail={"template": notify.template, "id": notification_id},
         )
 
-    async def _issue(self, conn: asyncpg.Connection, case: Case, steps: tuple[cases.Step, ...]) -> list[str]:
+    async def _issue(self, tx: UnitOfWork, case: Case, steps: tuple[cases.Step, ...]) -> list[str]:
         """Send the steps' commands; returns the systems whose `rectify` had no values to send."""
+        conn = tx.conn
         unsent: list[str] = []
         corrections: dict[str, str] = {}
         if any(s.action == "rectify" for s in steps):
             sealed = await store.corrections_sealed(conn, case.request_id)
-            plain = await self.keyring.decrypt(conn, case.subject, f"corrections:{case.request_id}", sealed)
+            plain = await tx.keys.decrypt(case.subject, f"corrections:{case.request_id}", sealed)
             corrections = json.loads(plain) if plain else {}
         assert all(step.command_id is not None for step in steps)
         # Field-less commands (all but rectify) carry no PII: issued together, unsealed.
-        await self.tracker.issue_many(conn, [
+        await self.tracker.issue_many(tx, [
             CommandSpec(case.subject, step.system, step.action, step.purpose, case.request_id, step.command_id)
             for step in steps if step.action != "rectify"
         ])
@@ -280,7 +279,7 @@ class CaseEffects:
                 unsent.append(step.system)
                 continue
             await self.tracker.issue(
-                conn,
+                tx,
                 subject=case.subject,
                 system=step.system,
                 action=step.action,
@@ -291,19 +290,20 @@ class CaseEffects:
             )
         return unsent
 
-    async def _send_code(self, conn: asyncpg.Connection, case: Case) -> None:
+    async def _send_code(self, tx: UnitOfWork, case: Case) -> None:
+        conn = tx.conn
         code = new_code()
         ttl = timedelta(seconds=self.settings.verification_code_ttl_seconds)
         number = await store.put_code(conn, case.request_id, self.hasher.hash(case.request_id, code), utcnow() + ttl)
-        await self._notify(conn, case, cases.code_email(case, code, number, ttl))
+        await self._notify(tx, case, cases.code_email(case, code, number, ttl))
 
-    async def _assemble_export(self, conn: asyncpg.Connection, case: Case) -> None:
+    async def _assemble_export(self, tx: UnitOfWork, case: Case) -> None:
+        conn = tx.conn
         fragments: dict[str, package.Fragment] = {}
         for row in await store.fragments(conn, case.request_id):
             data = None
             if row["fragment_sealed"] is not None:
-                plain = await self.keyring.decrypt(
-                    conn,
+                plain = await tx.keys.decrypt(
                     case.subject,
                     f"fragment:{case.request_id}:{row['system']}",
                     bytes(row["fragment_sealed"]),
@@ -314,7 +314,7 @@ class CaseEffects:
         built = package.render(case, package.build(case, fragments, self.data_map, now), self.data_map)
         token = secrets.token_urlsafe(32)
         token_hash = sha256(token.encode()).hexdigest()
-        data_key = await self.keyring.data_key(conn, case.subject)
+        data_key = await tx.keys.data_key(case.subject)
         assert data_key is not None
         expires_at = now + timedelta(seconds=self.settings.export_ttl_seconds)
         await store.put_export(
@@ -329,8 +329,7 @@ class CaseEffects:
             downloads=self.settings.export_max_downloads,
         )
         await store.drop_fragments(conn, case.request_id)
-        await self.runtime.audit.record(
-            conn,
+        await tx.audit.record(
             "export_assembled",
             subject=case.subject,
             ref=case.request_id,
@@ -341,14 +340,15 @@ class CaseEffects:
             },
         )
         link = f"{self.public_base_url}/v1/exports/{token}"
-        await self._notify(conn, case, cases.export_email(case, link, expires_at, self.settings.export_max_downloads))
+        await self._notify(tx, case, cases.export_email(case, link, expires_at, self.settings.export_max_downloads))
 
-    async def _cancel_others(self, conn: asyncpg.Connection, case: Case, reason: str) -> None:
+    async def _cancel_others(self, tx: UnitOfWork, case: Case, reason: str) -> None:
+        conn = tx.conn
         others = await store.open_cases_of(conn, case.subject, except_request=case.request_id)
         for request_id in others:
             other = await self.texts.opened(conn, await store.lock_case(conn, request_id))
             if other is not None and not other.terminal:
-                await self.apply(conn, cases.cancel(other, reason, utcnow()))
+                await self.apply(tx, cases.cancel(other, reason, utcnow()))
         # Their commands need no answer now, and could not be re-sent once the key is gone.
         await store.supersede_commands(conn, others)
 
@@ -367,10 +367,11 @@ class CaseEffects:
             return None
         return await self.texts.opened(conn, await store.lock_case(conn, request_id))
 
-    async def _settle(self, conn: asyncpg.Connection, answers: list[Answer]) -> None:
+    async def _settle(self, tx: UnitOfWork, answers: list[Answer]) -> None:
         """Record answers to commands and move their cases on (the caller holds their subjects' locks)."""
+        conn = tx.conn
         acks = await self.tracker.acknowledge_many(
-            conn, [AckIn(a.command_id, a.system, a.status, a.detail) for a in answers]
+            tx, [AckIn(a.command_id, a.system, a.status, a.detail) for a in answers]
         )
         by_case: dict[str, list[tuple[Ack, Answer]]] = defaultdict(list)
         for ack, answer in zip(acks, answers, strict=True):
@@ -386,8 +387,7 @@ class CaseEffects:
                 if ack.action == "export" and not case.terminal:
                     fragment = None
                     if answer.export is not None:
-                        fragment = await self.keyring.encrypt(
-                            conn,
+                        fragment = await tx.keys.encrypt(
                             case.subject,
                             f"fragment:{case.request_id}:{ack.system}",
                             json.dumps(answer.export),
@@ -395,7 +395,7 @@ class CaseEffects:
                     await store.put_fragment(conn, case.request_id, ack.system, ack.status, fragment)
                 decision = cases.record_ack(case, ack.command_id, ack.status, utcnow(), answer.retained_basis,
                                             problem=answer.problem)
-                case = await self.apply(conn, decision, save=False)
-            await self.save(conn, case)
+                case = await self.apply(tx, decision, save=False)
+            await self.save(tx, case)
         await store.drop_export_parts(conn, [uuid.UUID(a.command_id) for a in acks
                                              if a is not None and a.first and a.action == "export"])

@@ -13,11 +13,10 @@ from dataclasses import replace
 from datetime import datetime
 from typing import Any
 
-import asyncpg
-
 from privacy_runtime import export_chunks, metrics
 from privacy_runtime.crypto import SubjectErased
 from privacy_runtime.processor import Inbound
+from privacy_runtime.unit_of_work import UnitOfWork
 from schemas.enums import CaseRight, Right
 from schemas.fields import MAX_EXPORT_TOTAL_BYTES
 from services.dsar import cases, inactivity, store
@@ -39,15 +38,16 @@ def _request_case(item: Inbound, arrived: datetime, right: CaseRight | Right, **
 
 
 class StreamHandlers(CaseEffects):
-    """One handler per topic (registered in `agents.py`); each runs in its batch's transaction."""
+    """One handler per topic (registered in `handlers.py`); each runs in its batch's unit of work."""
 
-    async def on_activity(self, conn: asyncpg.Connection, batch: list[Inbound]) -> None:
+    async def on_activity(self, tx: UnitOfWork, batch: list[Inbound]) -> None:
         """`user-registered`, `consent-changed`: only who was active when is kept (no PII). Replays
         are harmless (the newest time wins, and a time that moves nothing cancels nothing), so these
         topics need no per-event idempotency claims."""
-        await self._record_activity(conn, batch)
+        await self._record_activity(tx, batch)
 
-    async def _record_activity(self, conn: asyncpg.Connection, batch: list[Inbound]) -> None:
+    async def _record_activity(self, tx: UnitOfWork, batch: list[Inbound]) -> None:
+        conn = tx.conn
         now = utcnow()
         latest = inactivity.latest_activity(((i.event.subject, i.event.time) for i in batch), now)
         digest = self.keyring.subject_digest
@@ -56,27 +56,27 @@ class StreamHandlers(CaseEffects):
         for subject, request_id in await store.retention_reviews(conn, moved):
             case = await self.texts.opened(conn, await store.lock_case(conn, request_id))
             if case is not None:
-                await self._apply_activity(conn, case, latest[subject], now)
+                await self._apply_activity(tx, case, latest[subject], now)
 
-    async def _apply_activity(self, conn: asyncpg.Connection, case: Case, active_at: datetime,
+    async def _apply_activity(self, tx: UnitOfWork, case: Case, active_at: datetime,
                               now: datetime) -> Case:
         cutoff = inactivity.inactive_cutoff(now, self.data_map.inactive_subject_retention_days)
         decision = cases.subject_active(case, active_at, cutoff, now)
-        return await self.apply(conn, decision) if decision.effects else case
+        return await self.apply(tx, decision) if decision.effects else case
 
-    async def _record_requests(self, conn: asyncpg.Connection, batch: list[Inbound]) -> None:
+    async def _record_requests(self, tx: UnitOfWork, batch: list[Inbound]) -> None:
         own = [i for i in batch if inactivity.counts_as_activity(i.data.requested_via)]
-        await self._record_activity(conn, own)
+        await self._record_activity(tx, own)
 
-    async def on_erasure_requested(self, conn: asyncpg.Connection, batch: list[Inbound]) -> None:
-        await self._record_requests(conn, batch)
+    async def on_erasure_requested(self, tx: UnitOfWork, batch: list[Inbound]) -> None:
+        await self._record_requests(tx, batch)
         arrived = utcnow()
         for item in batch:
             case = _request_case(item, arrived, cases.ERASURE, ground=item.data.ground)
-            await self._open(conn, case, None)
+            await self._open(tx, case, None)
 
-    async def on_dsar_requested(self, conn: asyncpg.Connection, batch: list[Inbound]) -> None:
-        await self._record_requests(conn, batch)
+    async def on_dsar_requested(self, tx: UnitOfWork, batch: list[Inbound]) -> None:
+        await self._record_requests(tx, batch)
         arrived = utcnow()
         for item in batch:
             details = item.data.details
@@ -85,20 +85,20 @@ class StreamHandlers(CaseEffects):
                 item, arrived, item.data.right, circumstance=details.circumstance, processing=details.processing,
                 export_format=details.format, corrected_fields=sorted(corrections or {}),
             )
-            await self._open(conn, case, corrections)
+            await self._open(tx, case, corrections)
 
-    async def _open(self, conn: asyncpg.Connection, case: Case, corrections: dict[str, str] | None) -> None:
-        erased = await self.keyring.is_erased(conn, case.subject)
+    async def _open(self, tx: UnitOfWork, case: Case, corrections: dict[str, str] | None) -> None:
+        conn = tx.conn
+        erased = await tx.keys.is_erased(case.subject)
         sealed = None
         if corrections and not erased:
             # Correction values are PII: sealed with the subject's key, shredded with it.
-            sealed = await self.keyring.encrypt(
-                conn, case.subject, f"corrections:{case.request_id}", json.dumps(corrections)
+            sealed = await tx.keys.encrypt(
+                case.subject, f"corrections:{case.request_id}", json.dumps(corrections)
             )
-        if not await store.insert_case(conn, await self.texts.sealed(conn, case), sealed):
+        if not await store.insert_case(conn, await self.texts.sealed(tx, case), sealed):
             # Same request_id again (a resubmission, or on the other request topic): nothing new.
-            await self.runtime.audit.record(
-                conn,
+            await tx.audit.record(
                 "case_duplicate_request",
                 subject=case.subject,
                 ref=case.request_id,
@@ -106,7 +106,7 @@ class StreamHandlers(CaseEffects):
             )
             return
         metrics.CASES_OPENED.labels(right=case.right).inc()
-        opened = await self.apply(conn, cases.open_case(
+        opened = await self.apply(tx, cases.open_case(
             case, self.data_map, utcnow(), subject_erased=erased,
             retention_review=not self.settings.retention_erase_without_review))
         if cases.awaits_retention_review(opened):
@@ -115,14 +115,15 @@ class StreamHandlers(CaseEffects):
             # meanwhile is read here, or finds this case once it is committed.
             last = await store.last_activity(conn, opened.subject, lock=True)
             if last is not None:
-                await self._apply_activity(conn, opened, last, utcnow())
+                await self._apply_activity(tx, opened, last, utcnow())
 
-    async def on_acks(self, conn: asyncpg.Connection, batch: list[Inbound]) -> None:
+    async def on_acks(self, tx: UnitOfWork, batch: list[Inbound]) -> None:
+        conn = tx.conn
         acks = [item.data for item in batch]
         ids = {a.command_id for a in acks}
         exports = await store.export_commands(conn, list(ids)) if ids else {}
         # Parts first: a complete export settles its command before a repeat answer in this batch.
-        answers = await self._collect_parts(conn, [a for a in acks if a.chunked], exports)
+        answers = await self._collect_parts(tx, [a for a in acks if a.chunked], exports)
         for data in acks:
             if data.chunked:
                 continue
@@ -135,13 +136,14 @@ class StreamHandlers(CaseEffects):
                 why = "it answered done without the export"
                 answer = replace(answer, status="failed", problem=why)
             answers.append(answer)
-        await self._settle(conn, answers)
+        await self._settle(tx, answers)
 
     async def _collect_parts(
-        self, conn: asyncpg.Connection, parts: list[Any], exports: Mapping[uuid.UUID, store.ExportCommand]
+        self, tx: UnitOfWork, parts: list[Any], exports: Mapping[uuid.UUID, store.ExportCommand]
     ) -> list[Answer]:
         """Keep the parts of exports answered in several messages (sealed); the answers now complete (or
         that can no longer be used: too large, inconsistent, digest mismatch) are returned to settle."""
+        conn = tx.conn
         rows: list[store.ExportPart] = []
         touched: dict[tuple[uuid.UUID, str], store.ExportCommand] = {}
         for data in parts:
@@ -149,12 +151,12 @@ class StreamHandlers(CaseEffects):
             if command is None or command.acked:
                 continue  # another service's command, or answered already
             if command.system != data.system:
-                await self._ignored_ack(conn, command.subject, str(data.command_id), data.system, command.system)
+                await self._ignored_ack(tx, command.subject, str(data.command_id), data.system, command.system)
                 continue
             sha = data.export_sha256.lower()
             try:
-                sealed = await self.keyring.encrypt(
-                    conn, command.subject, f"export-part:{command.command_id}:{sha}:{data.part}", data.export_chunk)
+                sealed = await tx.keys.encrypt(
+                    command.subject, f"export-part:{command.command_id}:{sha}:{data.part}", data.export_chunk)
             except SubjectErased:
                 continue  # erased meanwhile: nothing of theirs is kept, nor will be exported
             assert sealed is not None
@@ -178,8 +180,8 @@ class StreamHandlers(CaseEffects):
             elif held.held < held.parts_max:
                 continue  # waiting for the rest
             else:
-                pieces = [export_chunks.Part(r["part"], r["parts"], await self.keyring.decrypt(
-                    conn, command.subject, f"export-part:{command_id}:{sha}:{r['part']}", bytes(r["chunk_sealed"]),
+                pieces = [export_chunks.Part(r["part"], r["parts"], await tx.keys.decrypt(
+                    command.subject, f"export-part:{command_id}:{sha}:{r['part']}", bytes(r["chunk_sealed"]),
                 ) or "", sha) for r in await store.export_parts(conn, command_id, sha)]
                 outcome = export_chunks.assemble(pieces)
             if isinstance(outcome, export_chunks.Complete):
@@ -191,9 +193,9 @@ class StreamHandlers(CaseEffects):
                                       problem=outcome.reason))
         return answers
 
-    async def _ignored_ack(self, conn: asyncpg.Connection, subject: str, command_id: str, claimed: str,
+    async def _ignored_ack(self, tx: UnitOfWork, subject: str, command_id: str, claimed: str,
                            expected: str) -> None:
         log.warning("ack for command %s names system %s, not the system it was sent to", command_id, claimed)
-        await self.runtime.audit.record(conn, "command_ack_ignored", subject=subject, ref=command_id,
-                                        detail={"system": claimed, "sent_to": expected,
-                                                "why": "the answer names another system than the command"})
+        await tx.audit.record("command_ack_ignored", subject=subject, ref=command_id,
+                              detail={"system": claimed, "sent_to": expected,
+                                      "why": "the answer names another system than the command"})

@@ -40,9 +40,9 @@ class Operations(CaseEffects):
     async def _verify_code(self, request_id: str, code: str) -> VerifyResult:
         contact = self.settings.privacy_contact_email
         max_attempts = self.settings.verification_max_attempts
-        async with self.runtime.transaction() as conn:
+        async with self.runtime.transaction() as tx:
             # The subject's lock also makes the per-subject count of wrong codes below exact.
-            case = await self._lock_case(conn, request_id)
+            case = await self._lock_case(tx.conn, request_id)
             if case is None:
                 return VerifyResult(404, {"error": "unknown request"})
             if case.status == cases.CLOSED_UNVERIFIED:
@@ -55,9 +55,9 @@ class Operations(CaseEffects):
                 )
             if case.status != cases.IDENTITY_PENDING:
                 return VerifyResult(409, {"error": f"the request is {case.status}; there is nothing to verify"})
-            verification = await store.lock_verification(conn, request_id)
+            verification = await store.lock_verification(tx.conn, request_id)
             window = self.settings.verification_failure_window_seconds
-            if await store.recent_failed_verifications(conn, case.subject, window) >= \
+            if await store.recent_failed_verifications(tx.conn, case.subject, window) >= \
                     self.settings.verification_max_failures_per_subject:
                 return VerifyResult(429, {"error": "too many wrong codes for this person's requests recently; "
                                                    f"try again later or contact {contact}"})
@@ -71,21 +71,20 @@ class Operations(CaseEffects):
                 return VerifyResult(429, {"error": f"too many wrong codes: verification is locked; contact {contact}"})
             if verdict is Verdict.EXPIRED:
                 if verification.codes_issued < self.settings.verification_max_codes:
-                    await self._send_code(conn, case)
+                    await self._send_code(tx, case)
                     return VerifyResult(410, {"error": "the code has expired; a new code has been sent by email"})
                 return VerifyResult(
                     410, {"error": f"the code has expired and no more codes can be sent; contact {contact}"}
                 )
             if verdict is Verdict.VERIFIED:
-                await store.mark_verified(conn, request_id)
-                updated = await self.apply(conn, cases.verify(case, self.data_map, now))
+                await store.mark_verified(tx.conn, request_id)
+                updated = await self.apply(tx, cases.verify(case, self.data_map, now))
                 return VerifyResult(200, {"request_id": request_id, "status": updated.status, "verified": True})
             attempts = await store.count_failed_attempt(
-                conn, request_id, lock=verification.attempts + 1 >= max_attempts
+                tx.conn, request_id, lock=verification.attempts + 1 >= max_attempts
             )
-            await store.record_failed_verification(conn, case.subject)
-            await self.runtime.audit.record(
-                conn,
+            await store.record_failed_verification(tx.conn, case.subject)
+            await tx.audit.record(
                 "verification_failed",
                 subject=case.subject,
                 ref=request_id,
@@ -112,14 +111,14 @@ class Operations(CaseEffects):
 
     async def resend(self, request_id: str, system: str, actor: str = "operator") -> tuple[Case, int]:
         """Re-send a case's unanswered commands to one system now (same command ids); audited."""
-        async with self.runtime.transaction() as conn:
-            case = await store.get_case(conn, request_id)
+        async with self.runtime.transaction() as tx:
+            case = await store.get_case(tx.conn, request_id)
             if case is None:
                 raise UnknownCase(request_id)
-            count = await resend_now(conn, system, request_id)
+            count = await resend_now(tx.conn, system, request_id)
             if count == 0:
                 raise cases.CaseError(f"no command of this request waits for an answer from {system}")
-            await self.runtime.audit.record(conn, "operator_resend", subject=case.subject, ref=request_id,
+            await tx.audit.record("operator_resend", subject=case.subject, ref=request_id,
                                             actor=actor, detail={"system": system, "commands": count})
         return case, count
 
@@ -127,22 +126,21 @@ class Operations(CaseEffects):
                        decide: Callable[[Case, datetime, list[Case]], Decision], *, with_others: bool = False,
                        actor: str = "operator") -> Case:
         async def attempt() -> Case:
-            async with self.runtime.transaction() as conn:
-                case = await self._lock_case(conn, request_id)
+            async with self.runtime.transaction() as tx:
+                case = await self._lock_case(tx.conn, request_id)
                 if case is None:
                     raise UnknownCase(request_id)
                 # Under the subject's lock: no other case of the subject changes until this commits.
-                others = await store.cases_of(conn, case.subject) if with_others else []
+                others = await store.cases_of(tx.conn, case.subject) if with_others else []
                 decision = decide(case, utcnow(), others)
-                await self.runtime.audit.record(
-                    conn,
+                await tx.audit.record(
                     f"operator_{action}",
                     subject=case.subject,
                     ref=request_id,
                     actor=actor,
                     detail={"status": case.status},
                 )
-                return await self.apply(conn, decision)
+                return await self.apply(tx, decision)
 
         return await self._retrying(attempt)
 

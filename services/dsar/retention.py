@@ -25,46 +25,45 @@ import asyncio
 import logging
 from collections.abc import Callable
 from datetime import datetime, timedelta
-from typing import Any
 
 from privacy_runtime import metrics
+from privacy_runtime.unit_of_work import Runtime
 from schemas.topics import ERASURE_REQUESTED
 from services.dsar import inactivity, store
+from services.dsar.settings import DsarSettings
 
 log = logging.getLogger(__name__)
 
 
-async def sweep(runtime: Any, now: datetime, case_retention: timedelta,
+async def sweep(runtime: Runtime, now: datetime, case_retention: timedelta,
                 failure_window: timedelta = timedelta(days=1)) -> dict[str, int]:
-    async with runtime.transaction() as conn:
-        counts = await store.purge_expired(conn, now, now - case_retention, now - failure_window)
+    async with runtime.transaction() as tx:
+        counts = await store.purge_expired(tx.conn, now, now - case_retention, now - failure_window)
         if any(counts.values()):
-            await runtime.audit.record(conn, "retention_sweep", ref="dsar", detail=counts, publish=False)
+            await tx.audit.record("retention_sweep", ref="dsar", detail=counts, publish=False)
     return counts
 
 
 async def request_erasures(
-    runtime: Any, now: datetime, *, retention_days: int, page_size: int, max_per_pass: int
+    runtime: Runtime, now: datetime, *, retention_days: int, page_size: int, max_per_pass: int
 ) -> int:
     """Publish a `retention_expired` erasure for up to `max_per_pass` inactive subjects; returns how many."""
     cutoff = inactivity.inactive_cutoff(now, retention_days)
     requested = 0
     while requested < max_per_pass:
-        async with runtime.transaction() as conn:
-            due = await store.claim_inactive(conn, cutoff, now, min(page_size, max_per_pass - requested))
+        async with runtime.transaction() as tx:
+            due = await store.claim_inactive(tx.conn, cutoff, now, min(page_size, max_per_pass - requested))
             for subject, last_activity in due:
                 request_id = inactivity.retention_request_id(subject, last_activity)
                 # No PII in the request: unsealed, like the status events it leads to.
-                await runtime.outbox.add(
-                    conn,
+                await tx.outbox.add(
                     ERASURE_REQUESTED,
                     inactivity.retention_erasure(request_id),
                     subject=subject,
                     event_id=inactivity.retention_event_id(request_id),
                     seal=False,
                 )
-                await runtime.audit.record(
-                    conn,
+                await tx.audit.record(
                     "retention_erasure_requested",
                     subject=subject,
                     ref=request_id,
@@ -82,7 +81,7 @@ async def request_erasures(
     return requested
 
 
-async def sweep_forever(runtime: Any, settings: Any, clock: Callable[[], datetime]) -> None:
+async def sweep_forever(runtime: Runtime, settings: DsarSettings, clock: Callable[[], datetime]) -> None:
     while True:
         try:
             await sweep(runtime, clock(), timedelta(seconds=settings.case_record_retention_seconds),

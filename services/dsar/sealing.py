@@ -15,6 +15,7 @@ from dataclasses import replace
 import asyncpg
 
 from privacy_runtime.crypto import KeyRing, SubjectErased
+from privacy_runtime.unit_of_work import UnitOfWork
 from services.dsar.cases import REJECTED, Case
 
 #: Marks a sealed value in the stored case (the JSON keeps strings).
@@ -41,7 +42,7 @@ class CaseTexts:
     def __init__(self, keyring: KeyRing):
         self.keyring = keyring
 
-    async def sealed(self, conn: asyncpg.Connection, case: Case) -> Case:
+    async def sealed(self, tx: UnitOfWork, case: Case) -> Case:
         """The case as it is stored: its free text sealed (a subject erased already keeps none)."""
         changes: dict[str, str] = {}
         words = operator_words(case)
@@ -50,7 +51,7 @@ class CaseTexts:
             if not value or value not in words or value == SHREDDED:
                 continue
             try:
-                blob = await self.keyring.encrypt(conn, case.subject, _context(case, name), value)
+                blob = await tx.keys.encrypt(case.subject, _context(case, name), value)
             except SubjectErased:
                 changes[name] = SHREDDED
                 continue

@@ -35,40 +35,38 @@ class Timers(CaseEffects):
         # One transaction per case, its subject try-locked: a pass holds one subject at a time and never
         # waits for one, so it waits in no cycle; a case whose subject is busy is closed next pass.
         for request_id in unverified:
-            async with self.runtime.transaction() as conn:
-                case = await self._lock_case(conn, request_id, wait=False)
+            async with self.runtime.transaction() as tx:
+                case = await self._lock_case(tx.conn, request_id, wait=False)
                 if case is not None and case.status == cases.IDENTITY_PENDING:
-                    await self.apply(conn, cases.close_unverified(case, now, self.unverified_after))
-        async with self.runtime.transaction() as conn:
+                    await self.apply(tx, cases.close_unverified(case, now, self.unverified_after))
+        async with self.runtime.transaction() as tx:
             # Escalation: each overdue case is reported once (audit + log), each case due soon reminded once.
-            for row in await store.claim_overdue(conn, now):
+            for row in await store.claim_overdue(tx.conn, now):
                 log.warning(
                     "case %s (%s) is overdue since %s",
                     row["request_id"],
                     row["case_right"],
                     row["due_at"].isoformat(),
                 )
-                await self.runtime.audit.record(
-                    conn,
+                await tx.audit.record(
                     "case_overdue",
                     subject=row["subject"],
                     ref=str(row["request_id"]),
                     detail={"right": row["case_right"], "due_at": row["due_at"].isoformat()},
                 )
-                case = await self.texts.opened(conn, await store.get_case(conn, str(row["request_id"])))
+                case = await self.texts.opened(tx.conn, await store.get_case(tx.conn, str(row["request_id"])))
                 email = cases.overdue_email(case) if case is not None else None
                 if case is not None and email is not None:
-                    await self._notify(conn, case, email)
-            for row in await store.claim_due_soon(conn, now, horizon):
-                await self.runtime.audit.record(
-                    conn,
+                    await self._notify(tx, case, email)
+            for row in await store.claim_due_soon(tx.conn, now, horizon):
+                await tx.audit.record(
                     "case_due_soon",
                     subject=row["subject"],
                     ref=str(row["request_id"]),
                     detail={"right": row["case_right"], "due_at": row["due_at"].isoformat()},
                 )
-            await store.purge_expired_exports(conn, now)
-            await store.drop_settled_export_parts(conn)
+            await store.purge_expired_exports(tx.conn, now)
+            await store.drop_settled_export_parts(tx.conn)
         await self.settle_incomplete_exports(now)
         async with self.runtime.pool.acquire() as conn:
             counts = {r["case_right"]: r for r in await store.deadline_counts(conn, now, horizon)}
@@ -85,12 +83,12 @@ class Timers(CaseEffects):
         async with self.runtime.pool.acquire() as conn:
             due = await store.incomplete_exports_due(conn, now)
         for row in due:
-            async with self.runtime.transaction() as conn:
-                case = await self._lock_case(conn, str(row["request_id"]), wait=False)
+            async with self.runtime.transaction() as tx:
+                case = await self._lock_case(tx.conn, str(row["request_id"]), wait=False)
                 if case is None:
                     continue
                 parts = row["parts"] or "?"
                 why = (f"only {row['held']} of {parts} parts of the export arrived by respond_by "
                        f"({row['system']} is late or a part was lost)")
-                await self._settle(conn, [Answer(str(row["command_id"]), row["system"], "failed", why, None, None,
+                await self._settle(tx, [Answer(str(row["command_id"]), row["system"], "failed", why, None, None,
                                                  problem=why)])

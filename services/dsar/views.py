@@ -11,25 +11,28 @@ import uuid
 from collections.abc import Awaitable, Callable
 from datetime import datetime, timedelta
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 from zoneinfo import ZoneInfo
 
-from faust.web import Request, Response
 from pydantic import TypeAdapter, ValidationError
 
 from privacy_runtime.commands import commands_of_request
 from privacy_runtime.internal_auth import require_service
 from privacy_runtime.pages.linkpages import LinkPages, PageView, register_stylesheet
-from privacy_runtime.web import ApiView, HttpError, route
+from privacy_runtime.web import ApiView, HttpError, Request, Response, Routes
 from schemas.enums import ExportFormat
 from schemas.fields import Detail
 from schemas.topics import ALL_SYSTEMS
 from services.dsar import cases, store
-from services.dsar.app import app, runtime, settings, workflow
 from services.dsar.cases import Case, CaseError
 from services.dsar.package_texts import EXPORT_PAGE_MESSAGES
 from services.dsar.verification import CODE_PATTERN
 from services.dsar.workflow import UnknownCase, utcnow
+
+if TYPE_CHECKING:
+    from services.dsar.app import DsarService
+    from services.dsar.settings import DsarSettings
+    from services.dsar.workflow import Workflow
 
 T = TypeVar("T")
 TOKEN_PATTERN = re.compile(r"^[A-Za-z0-9_-]{20,128}$")
@@ -136,8 +139,8 @@ def _reason(body: dict[str, Any], what: str) -> str:
     return reason.strip()
 
 
-async def _operate(request_id: str, action: str, decide: Callable[[Case, datetime], cases.Decision],
-                   actor: str) -> Case:
+async def _operate(workflow: Workflow, request_id: str, action: str,
+                   decide: Callable[[Case, datetime], cases.Decision], actor: str) -> Case:
     return await _answered(request_id, workflow.operate(request_id, action, decide, actor))
 
 
@@ -151,41 +154,45 @@ async def _answered(request_id: str, operation: Awaitable[T]) -> T:
         raise HttpError(409, str(exc)) from None
 
 
+class DsarApi(ApiView):
+    service: DsarService
+
+
 # --- the subject's side ---------------------------------------------------------------------------
 
 
-@route(app, runtime, "/v1/requests/{request_id}", "request_status")
-class RequestStatus(ApiView):
+class RequestStatus(DsarApi):
     async def get(self, request: Request, request_id: str) -> Response:
         rid = _request_id(request_id)
-        async with runtime.pool.acquire() as conn:
+        async with self.runtime.pool.acquire() as conn:
             case = await store.get_case(conn, rid)
         if case is None:
             raise HttpError(404, f"unknown request {rid}")
         return self.json(_public(case))
 
 
-@route(app, runtime, "/v1/requests/{request_id}/verify", "request_verify")
-class RequestVerify(ApiView):
+class RequestVerify(DsarApi):
     async def post(self, request: Request, request_id: str) -> Response:
         rid = _request_id(request_id)
         body = await self.json_body(request)
         code = body.get("code")
         if not isinstance(code, str) or not CODE_PATTERN.match(code.strip()):
             raise HttpError(400, "'code' must be the 6-digit code from the email, as a string")
-        result = await workflow.verify_code(rid, code.strip())
+        result = await self.service.workflow.verify_code(rid, code.strip())
         # Errors carry {"error": ...} like every other 4xx, plus e.g. attempts_left.
         return self.json(result.body, status=result.status)
 
 
-EXPORT_PAGES = LinkPages(
-    Path(__file__).with_name("templates"),
-    EXPORT_PAGE_MESSAGES,
-    contact_email=settings.privacy_contact_email,
-    public_url=settings.public_base_url,
-    privacy_center_url=settings.privacy_center_url,
-)
-register_stylesheet(app, runtime, "/v1/exports")
+def export_pages(settings: DsarSettings) -> LinkPages:
+    return LinkPages(
+        Path(__file__).with_name("templates"),
+        EXPORT_PAGE_MESSAGES,
+        contact_email=settings.privacy_contact_email,
+        public_url=settings.public_base_url,
+        privacy_center_url=settings.privacy_center_url,
+    )
+
+
 #: A link that cannot be used: the JSON error (for programs) and the page's message key and status.
 REFUSED = {
     "unknown": (404, "unknown download link"),
@@ -205,16 +212,16 @@ def _size(octets: int, lang: str) -> str:
     return text.replace(".", ",") if lang == "sv" else text
 
 
-@route(app, runtime, "/v1/exports/{token}", "export_download")
 class ExportDownload(PageView):
     """The emailed download link. GET (and HEAD) show a page that describes the package, its expiry and
     the downloads left, with a download button, and use up nothing (link scanners fetch every URL in
     a message); POST (the button) returns the package and counts one download."""
 
-    pages = EXPORT_PAGES
+    service: DsarService
 
     async def get(self, request: Request, token: str) -> Response:
         lang = self.pages.language(request)
+        workflow = self.service.workflow
         outcome, info = await workflow.describe_export(token) if TOKEN_PATTERN.match(token) else ("unknown", None)
         if info is None:
             return self._refused_page(lang, outcome)
@@ -230,7 +237,7 @@ class ExportDownload(PageView):
     async def post(self, request: Request, token: str) -> Response:
         wants_page = "text/html" in request.headers.get("Accept", "")
         found = TOKEN_PATTERN.match(token) is not None
-        outcome, row, content = await workflow.download(token) if found else ("unknown", None, None)
+        outcome, row, content = await self.service.workflow.download(token) if found else ("unknown", None, None)
         if row is None or content is None:
             outcome = outcome if outcome in REFUSED else "gone"
             if wants_page:  # the page's button, in a browser
@@ -257,11 +264,10 @@ class ExportDownload(PageView):
 # --- operators ------------------------------------------------------------------------------------
 
 
-@route(app, runtime, "/v1/admin/requests", "admin_requests")
-class AdminRequests(ApiView):
+class AdminRequests(DsarApi):
     async def get(self, request: Request) -> Response:
         self.require_admin(request)
-        query = request.query  # type: ignore[attr-defined]
+        query = request.query
         status = query.get("status") or None
         if status is not None and status not in cases.STATUSES:
             raise HttpError(400, f"unknown status {status[:40]!r}; known: {', '.join(cases.STATUSES)}")
@@ -290,49 +296,47 @@ class AdminRequests(ApiView):
         now = utcnow()
         filters: dict[str, Any] = {"status": status, "right": right, "overdue": overdue, "now": now,
                                    "review": review, "search": search}
-        async with runtime.pool.acquire() as conn:
+        async with self.runtime.pool.acquire() as conn:
             rows = await store.list_cases(conn, limit=limit, offset=offset, **filters)
             total = await store.count_cases(conn, **filters) if "total" in query else None
-            found = await workflow.texts.opened_all(conn, [case for case, _ in rows])
+            found = await self.service.workflow.texts.opened_all(conn, [case for case, _ in rows])
         body: dict[str, Any] = {"requests": [_operator(case, now) for case in found], "count": len(found)}
         if total is not None:
             body["total"] = total
         return self.json(body)
 
 
-@route(app, runtime, "/v1/admin/requests/{request_id}", "admin_request")
-class AdminRequest(ApiView):
+class AdminRequest(DsarApi):
     async def get(self, request: Request, request_id: str) -> Response:
         self.require_admin(request)
         rid = _request_id(request_id)
-        async with runtime.pool.acquire() as conn:
-            case = await workflow.texts.opened(conn, await store.get_case(conn, rid))
+        async with self.runtime.pool.acquire() as conn:
+            case = await self.service.workflow.texts.opened(conn, await store.get_case(conn, rid))
         if case is None:
             raise HttpError(404, f"unknown request {rid}")
         return self.json(_operator(case, utcnow()))
 
 
-@route(app, runtime, "/v1/admin/requests/{request_id}/approve", "admin_approve")
-class AdminApprove(ApiView):
+class AdminApprove(DsarApi):
     async def post(self, request: Request, request_id: str) -> Response:
         actor = self.operator(request)
         rid = _request_id(request_id)
-        case = await _operate(rid, "approve", lambda c, now: cases.approve(c, runtime.data_map, now), actor)
+        data_map = self.runtime.data_map
+        case = await _operate(self.service.workflow, rid, "approve", lambda c, now: cases.approve(c, data_map, now),
+                              actor)
         return self.json(_operator(case, utcnow()))
 
 
-@route(app, runtime, "/v1/admin/requests/{request_id}/reject", "admin_reject")
-class AdminReject(ApiView):
+class AdminReject(DsarApi):
     async def post(self, request: Request, request_id: str) -> Response:
         actor = self.operator(request)
         rid = _request_id(request_id)
         reason = _reason(await self.json_body(request), "a rejection")
-        case = await _operate(rid, "reject", lambda c, now: cases.reject(c, reason, now), actor)
+        case = await _operate(self.service.workflow, rid, "reject", lambda c, now: cases.reject(c, reason, now), actor)
         return self.json(_operator(case, utcnow()))
 
 
-@route(app, runtime, "/v1/admin/requests/{request_id}/extend", "admin_extend")
-class AdminExtend(ApiView):
+class AdminExtend(DsarApi):
     async def post(self, request: Request, request_id: str) -> Response:
         actor = self.operator(request)
         rid = _request_id(request_id)
@@ -341,24 +345,22 @@ class AdminExtend(ApiView):
         if isinstance(months, bool) or months not in (1, 2):
             raise HttpError(400, "'months' must be 1 or 2")
         reason = _reason(body, "an extension")
-        case = await _operate(rid, "extend", lambda c, now: cases.extend(c, int(months), reason, now),
-                              actor)
+        case = await _operate(self.service.workflow, rid, "extend",
+                              lambda c, now: cases.extend(c, int(months), reason, now), actor)
         return self.json(_operator(case, utcnow()))
 
 
-@route(app, runtime, "/v1/admin/requests/{request_id}/lift", "admin_lift")
-class AdminLift(ApiView):
+class AdminLift(DsarApi):
     """Lift a completed restriction (Art. 18(3)); not in the contract's list, an addition."""
 
     async def post(self, request: Request, request_id: str) -> Response:
         actor = self.operator(request)
         rid = _request_id(request_id)
-        case = await _answered(rid, workflow.lift_restriction(rid, actor))
+        case = await _answered(rid, self.service.workflow.lift_restriction(rid, actor))
         return self.json(_operator(case, utcnow()))
 
 
-@route(app, runtime, "/v1/admin/requests/{request_id}/resend", "admin_resend")
-class AdminResend(ApiView):
+class AdminResend(DsarApi):
     """Re-send the case's unanswered commands to one system now (`{"system": ...}`); an addition."""
 
     async def post(self, request: Request, request_id: str) -> Response:
@@ -367,12 +369,11 @@ class AdminResend(ApiView):
         system = (await self.json_body(request)).get("system")
         if not isinstance(system, str) or system not in ALL_SYSTEMS:
             raise HttpError(400, f"'system' must be a system id: {', '.join(ALL_SYSTEMS)}")
-        _case, count = await _answered(rid, workflow.resend(rid, system, actor))
+        _case, count = await _answered(rid, self.service.workflow.resend(rid, system, actor))
         return self.json({"request_id": rid, "system": system, "resent": count})
 
 
-@route(app, runtime, "/v1/admin/requests/{request_id}/timeline", "admin_timeline")
-class AdminTimeline(ApiView):
+class AdminTimeline(DsarApi):
     """The case's whole history for the office: its audit entries (received, verification, status
     changes, emails requested, extensions, operator actions with who did them) and every command with
     its answer. Command ids are left out (each is its system's capability to answer)."""
@@ -380,8 +381,8 @@ class AdminTimeline(ApiView):
     async def get(self, request: Request, request_id: str) -> Response:
         self.require_admin(request)
         rid = _request_id(request_id)
-        async with runtime.pool.acquire() as conn:
-            case = await workflow.texts.opened(conn, await store.get_case(conn, rid))
+        async with self.runtime.pool.acquire() as conn:
+            case = await self.service.workflow.texts.opened(conn, await store.get_case(conn, rid))
             if case is None:
                 raise HttpError(404, f"unknown request {rid}")
             entries = await store.audit_of_case(conn, rid)
@@ -398,19 +399,18 @@ class AdminTimeline(ApiView):
         })
 
 
-@route(app, runtime, "/v1/admin/stats", "admin_stats")
-class AdminStats(ApiView):
+class AdminStats(DsarApi):
     """Figures for the office's overview: open cases by status, due within `soon_days` (7), overdue,
     awaiting review; cases received and completed per week over `weeks` (12) and days to complete."""
 
     async def get(self, request: Request) -> Response:
         self.require_admin(request)
-        query = request.query  # type: ignore[attr-defined]
+        query = request.query
         weeks = _int(query.get("weeks"), 12, 1, 104, "weeks")
         soon_days = _int(query.get("soon_days"), 7, 1, 90, "soon_days")
         now = utcnow()
         since = now - timedelta(weeks=weeks)
-        async with runtime.pool.acquire() as conn:
+        async with self.runtime.pool.acquire() as conn:
             counts = await store.status_counts(conn, now, now + timedelta(days=soon_days))
             weekly = await store.weekly_counts(conn, since)
             days = await store.days_to_complete(conn, since)
@@ -433,34 +433,32 @@ TIMELINE_ACTIONS = frozenset({f"case_{status}" for status in cases.STATUSES} | {
 MAX_ERASED_QUERY = 200
 
 
-@route(app, runtime, "/v1/internal/subjects/erased", "internal_subjects_erased")
-class InternalSubjectsErased(ApiView):
+class InternalSubjectsErased(DsarApi):
     """`POST {"subjects": [...]}`: those of them whose erasure completed here (the tombstone the erasure
     case writes as it completes and shreds the subject's key). The privacy center asks, to shred what
     it holds of them. Internal (SERVICE_TOKEN): the body names subjects."""
 
     async def post(self, request: Request) -> Response:
-        require_service(runtime.settings, request.headers.get("Authorization"))
+        require_service(self.runtime.settings, request.headers.get("Authorization"))
         subjects = (await self.json_body(request)).get("subjects")
         if (not isinstance(subjects, list) or len(subjects) > MAX_ERASED_QUERY
                 or not all(isinstance(s, str) and SUBJECT_PATTERN.match(s) for s in subjects)):
             raise HttpError(400, f"'subjects' must be a list of at most {MAX_ERASED_QUERY} subject ids "
                                  "matching ^[A-Za-z0-9._:-]{1,128}$")
-        async with runtime.pool.acquire() as conn:
-            erased = await runtime.keyring.erased_among(conn, subjects)
+        async with self.runtime.pool.acquire() as conn:
+            erased = await self.runtime.keyring.erased_among(conn, subjects)
         return self.json({"erased": sorted(erased)})
 
 
-@route(app, runtime, "/v1/internal/subjects/{subject_id}/requests", "internal_subject_requests")
-class InternalSubjectRequests(ApiView):
+class InternalSubjectRequests(DsarApi):
     """A subject's requests with status, deadline, reason and timeline: what the privacy center shows the
     signed-in person. Internal (SERVICE_TOKEN), never public: the path names a subject."""
 
     async def get(self, request: Request, subject_id: str) -> Response:
-        require_service(runtime.settings, request.headers.get("Authorization"))
+        require_service(self.runtime.settings, request.headers.get("Authorization"))
         if not SUBJECT_PATTERN.match(subject_id):
             raise HttpError(400, "subject must match ^[A-Za-z0-9._:-]{1,128}$")
-        async with runtime.pool.acquire() as conn:
+        async with self.runtime.pool.acquire() as conn:
             subject_cases = await store.cases_of(conn, subject_id)
             timelines = await store.timelines_of(conn, subject_id)
         now = utcnow()
@@ -478,3 +476,26 @@ class InternalSubjectRequests(ApiView):
             }
             for case in reversed(subject_cases)
         ]})
+
+
+def add_routes(routes: Routes, service: DsarService) -> None:
+    """The service's endpoints; each view answers from `service` (its runtime, settings, use cases)."""
+    for path, name, view in (
+        ("/v1/requests/{request_id}", "request_status", RequestStatus),
+        ("/v1/requests/{request_id}/verify", "request_verify", RequestVerify),
+        ("/v1/admin/requests", "admin_requests", AdminRequests),
+        ("/v1/admin/requests/{request_id}", "admin_request", AdminRequest),
+        ("/v1/admin/requests/{request_id}/approve", "admin_approve", AdminApprove),
+        ("/v1/admin/requests/{request_id}/reject", "admin_reject", AdminReject),
+        ("/v1/admin/requests/{request_id}/extend", "admin_extend", AdminExtend),
+        ("/v1/admin/requests/{request_id}/lift", "admin_lift", AdminLift),
+        ("/v1/admin/requests/{request_id}/resend", "admin_resend", AdminResend),
+        ("/v1/admin/requests/{request_id}/timeline", "admin_timeline", AdminTimeline),
+        ("/v1/admin/stats", "admin_stats", AdminStats),
+        ("/v1/internal/subjects/erased", "internal_subjects_erased", InternalSubjectsErased),
+        ("/v1/internal/subjects/{subject_id}/requests", "internal_subject_requests", InternalSubjectRequests),
+    ):
+        routes.add(path, name, view, runtime=service.runtime, service=service)
+    routes.add("/v1/exports/{token}", "export_download", ExportDownload, runtime=service.runtime, service=service,
+               pages=export_pages(service.settings))
+    register_stylesheet(routes, service.runtime, "/v1/exports")

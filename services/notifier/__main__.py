@@ -1,8 +1,8 @@
 """`python -m services.notifier worker -l warning` runs the notifier service."""
 
-from privacy_runtime.service import run_worker
-from services.notifier import agents, views  # noqa: F401  (registers agents and pages)
-from services.notifier.app import app
+from privacy_runtime.faust_shell import run_worker
+from services.notifier.app import create_service
+from services.notifier.settings import NotifierSettings
 
 if __name__ == "__main__":
-    run_worker(app)
+    run_worker(create_service(NotifierSettings()).runtime)  # type: ignore[call-arg]  # from the environment

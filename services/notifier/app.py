@@ -1,11 +1,14 @@
-"""Notifier service wiring: the faust app, the runtime, and the objects agents and views share."""
+"""Notifier service wiring: `create_service(settings)` builds the runtime and the objects handlers and
+views share, and registers its streams, routes and background loops on it."""
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
 
 from privacy_runtime.inbox import CommandInbox
 from privacy_runtime.service import ServiceRuntime
+from services.notifier import handlers, views
 from services.notifier.consent_client import ConsentDecisions
 from services.notifier.delivery import Sender
 from services.notifier.downstream import notifier_actions
@@ -17,36 +20,55 @@ from services.notifier.wakeups import Wakeups
 
 SYSTEM_ID = "notifier"
 
-settings = NotifierSettings()  # type: ignore[call-arg]  # values come from the environment
-runtime = ServiceRuntime(SYSTEM_ID, settings, Path(__file__).with_name("migrations"), settings.notifier_web_port)
-app = runtime.app
 
-wakeups = Wakeups(settings.database_url)
-intake = Intake(runtime, settings)
-fanout = FanOut(runtime, settings, wakeups)
-sender = Sender(
-    runtime, settings, wakeups, ConsentDecisions(settings.consent_base_url, settings.consent_timeout_seconds)
-)
-inbox = CommandInbox(runtime, SYSTEM_ID, notifier_actions(runtime))
-final_notice_keys = FinalNoticeKeys(settings.master_key(), settings.previous_master_key())
-runtime.rotate_with_master_key(FinalNoticeRotation(final_notice_keys))
+@dataclass(frozen=True)
+class NotifierService:
+    settings: NotifierSettings
+    runtime: ServiceRuntime
+    wakeups: Wakeups
+    intake: Intake
+    fanout: FanOut
+    sender: Sender
+    inbox: CommandInbox
 
 
-@runtime.on_started
-async def listen_for_work() -> None:
-    await wakeups.listen()
+def create_service(settings: NotifierSettings) -> NotifierService:
+    runtime = ServiceRuntime(SYSTEM_ID, settings, Path(__file__).with_name("migrations"),
+                             settings.notifier_web_port)
+    wakeups = Wakeups(settings.database_url)
+    service = NotifierService(
+        settings=settings,
+        runtime=runtime,
+        wakeups=wakeups,
+        intake=Intake(runtime, settings),
+        fanout=FanOut(runtime, settings, wakeups),
+        sender=Sender(runtime, settings, wakeups,
+                      ConsentDecisions(settings.consent_base_url, settings.consent_timeout_seconds)),
+        inbox=CommandInbox(SYSTEM_ID, notifier_actions(settings)),
+    )
+    final_notice_keys = FinalNoticeKeys(settings.master_key(), settings.previous_master_key())
+    runtime.rotate_with_master_key(FinalNoticeRotation(final_notice_keys))
+    handlers.register_streams(service)
+    views.add_routes(runtime.routes, service)
+    _add_loops(service)
+    return service
 
 
-@runtime.on_started
-async def send_emails() -> None:
-    await sender.run()
+def _add_loops(service: NotifierService) -> None:
+    runtime = service.runtime
 
+    @runtime.on_started
+    async def listen_for_work() -> None:
+        await service.wakeups.listen()
 
-@runtime.on_started
-async def fan_out_notices() -> None:
-    await fanout.run()
+    @runtime.on_started
+    async def send_emails() -> None:
+        await service.sender.run()
 
+    @runtime.on_started
+    async def fan_out_notices() -> None:
+        await service.fanout.run()
 
-@runtime.on_started
-async def maintain_queue() -> None:
-    await sender.maintain()
+    @runtime.on_started
+    async def maintain_queue() -> None:
+        await service.sender.maintain()

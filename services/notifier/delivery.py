@@ -86,6 +86,7 @@ from privacy_runtime.crypto import DecryptionFailed
 from privacy_runtime.db import TRANSIENT_DB_ERRORS
 from privacy_runtime.logs import scrub
 from privacy_runtime.tokens import MANAGE, UNSUBSCRIBE, TokenSigner
+from privacy_runtime.unit_of_work import Runtime, UnitOfWork
 from services.notifier import rules, store, templates
 from services.notifier.consent_client import ConsentDecisions
 from services.notifier.final_notices import FINAL_TEMPLATES, FinalNoticeKeys
@@ -236,7 +237,7 @@ class Claimed:
 
 
 class Sender:
-    def __init__(self, runtime: Any, settings: NotifierSettings, wakeups: Wakeups, consent: ConsentDecisions):
+    def __init__(self, runtime: Runtime, settings: NotifierSettings, wakeups: Wakeups, consent: ConsentDecisions):
         self.runtime = runtime
         self.keyring = runtime.keyring
         self.settings = settings
@@ -313,11 +314,11 @@ class Sender:
         loop = asyncio.get_running_loop()
         # Taken before the claim: the rows' claimed_at (the lease's start) is a little later than this.
         deadlines = rules.round_deadlines(loop.time(), self.settings.email_lease_seconds)
-        async with self.runtime.transaction() as conn:  # the runtime's: it settles keys loaded in it
-            rows = await store.claim_due(conn, self.batch_size)
+        async with self.runtime.transaction() as tx:  # the runtime's: it settles keys loaded in it
+            rows = await store.claim_due(tx.conn, self.batch_size)
             if not rows:
                 return 0
-            batch = await self._prepare(conn, rows)
+            batch = await self._prepare(tx, rows)
         async with self.runtime.pool.acquire() as conn:
             pending = list(batch)
             in_flight: asyncio.Future[Outcome] | None = None
@@ -348,13 +349,14 @@ class Sender:
                 raise
         return len(rows)
 
-    async def _prepare(self, conn: asyncpg.Connection, rows: list[asyncpg.Record]) -> list[Claimed]:
+    async def _prepare(self, tx: UnitOfWork, rows: list[asyncpg.Record]) -> list[Claimed]:
         """Decrypt what the batch needs while the claim transaction is open (keys are cached after)."""
+        conn = tx.conn
         subjects = sorted({r["subject"] for r in rows})
         found = await store.recipients(conn, subjects)
         finals = await store.final_notices(conn, sorted({r["subject"] for r in rows if r["final_notice"]}))
         erased = await erased_among(self.keyring, conn, set(subjects))  # never trust a cached key alone
-        await self.keyring.ensure_keys(conn, set(found) - erased)
+        await tx.keys.ensure_keys(set(found) - erased)
         batch = []
         for row in rows:
             if row["final_notice"]:
@@ -369,22 +371,22 @@ class Sender:
             params = None
             if entry is not None and subject not in erased:
                 try:
-                    email = await self.keyring.decrypt(conn, subject, "email", entry["email_sealed"])
+                    email = await tx.keys.decrypt(subject, "email", entry["email_sealed"])
                     if email is None:  # key gone: erased in the meantime
                         erased.add(subject)
                     else:
                         recipient = rules.Recipient(
                             subject=subject,
                             email=email,
-                            name=await self.keyring.decrypt(conn, subject, "name", entry["name_sealed"]),
+                            name=await tx.keys.decrypt(subject, "name", entry["name_sealed"]),
                             locale=entry["locale"],
                             country=entry["country"],
                             restricted=entry["restricted"],
                         )
                         sealed = row["params_sealed"]
                         if sealed is not None:
-                            plain = await self.keyring.decrypt(
-                                conn, subject, params_field(row["notification_id"]), sealed
+                            plain = await tx.keys.decrypt(
+                                subject, params_field(row["notification_id"]), sealed
                             )
                             params = json.loads(plain) if plain else None
                 except DecryptionFailed as exc:  # this email fails, not the batch (the claim would repeat)
@@ -633,12 +635,12 @@ class Sender:
         metrics.EMAILS_RETRIED.inc()
 
     async def _fail(self, item: Claimed, error: str) -> None:
-        async with self.runtime.transaction() as conn:
+        async with self.runtime.transaction() as tx:
             if item.template in FINAL_TEMPLATES:
-                await store.delete_final_notice(conn, item.row["subject"])
-            if await store.mark_final(conn, item.notification_id, item.row["claimed_at"], rules.Status.FAILED, error):
-                await self.runtime.audit.record(
-                    conn,
+                await store.delete_final_notice(tx.conn, item.row["subject"])
+            failed = rules.Status.FAILED
+            if await store.mark_final(tx.conn, item.notification_id, item.row["claimed_at"], failed, error):
+                await tx.audit.record(
                     "email_failed",
                     subject=item.row["subject"],
                     ref=item.notification_id,

@@ -16,11 +16,11 @@ from __future__ import annotations
 
 import json
 import logging
-from typing import Any
 
 import asyncpg
 
 from privacy_runtime import metrics
+from privacy_runtime.unit_of_work import Runtime, UnitOfWork
 from services.notifier import rules, store
 from services.notifier.intake import params_field
 from services.notifier.settings import NotifierSettings
@@ -30,7 +30,7 @@ log = logging.getLogger(__name__)
 
 
 class FanOut:
-    def __init__(self, runtime: Any, settings: NotifierSettings, wakeups: Wakeups):
+    def __init__(self, runtime: Runtime, settings: NotifierSettings, wakeups: Wakeups):
         self.runtime = runtime
         self.keyring = runtime.keyring
         self.settings = settings
@@ -50,33 +50,33 @@ class FanOut:
 
     async def step(self) -> bool:
         """Queue one page of one open job. False when no job has work left."""
-        async with self.runtime.transaction() as conn:
-            job = await store.next_fanout_job(conn)
+        async with self.runtime.transaction() as tx:
+            job = await store.next_fanout_job(tx.conn)
             if job is None:
                 return False
-            queued, last, done = await self._page(conn, job)
-            await store.advance_fanout(conn, job["job_id"], last, queued, done)
+            queued, last, done = await self._page(tx, job)
+            await store.advance_fanout(tx.conn, job["job_id"], last, queued, done)
             if done:
-                await self.runtime.audit.record(
-                    conn,
+                await tx.audit.record(
                     "fanout_completed",
                     ref=job["job_id"],
                     detail={"notice": job["notice"], "queued": job["queued"] + queued},
                     publish=False,  # no subject to key a privacy-audit event by
                 )
             if queued:
-                await store.notify(conn, store.EMAILS_CHANNEL)
+                await store.notify(tx.conn, store.EMAILS_CHANNEL)
         metrics.FANOUT_RECIPIENTS.labels(notice=job["notice"]).inc(queued)
         if done:
             log.info("fan-out %s done: %d emails queued", job["job_id"], job["queued"] + queued)
         return True
 
-    async def _page(self, conn: asyncpg.Connection, job: asyncpg.Record) -> tuple[int, str, bool]:
+    async def _page(self, tx: UnitOfWork, job: asyncpg.Record) -> tuple[int, str, bool]:
+        conn = tx.conn
         page = self.settings.fanout_page_size
         subjects = await store.recipient_page(conn, job["last_subject"], page)
         if not subjects:
             return 0, job["last_subject"], True
-        erased = await self.keyring.ensure_keys(conn, set(subjects))
+        erased = await tx.keys.ensure_keys(set(subjects))
         params = json.loads(job["params"]) if isinstance(job["params"], str) else dict(job["params"])
         plain = json.dumps(params)
         rows = []
@@ -91,7 +91,7 @@ class FanOut:
                     template=job["template"],
                     category=rules.TRANSACTIONAL,
                     locale=None,
-                    params_sealed=self.keyring.encrypt_cached(subject, params_field(notification_id), plain),
+                    params_sealed=tx.keys.encrypt_cached(subject, params_field(notification_id), plain),
                     message_id=rules.message_id(notification_id, self.domain),
                     origin=job["job_id"],
                     priority=rules.PRIORITY_BULK,

@@ -17,8 +17,10 @@ from typing import Any
 import asyncpg
 
 from privacy_runtime import metrics
+from privacy_runtime.crypto import KeyRing
 from privacy_runtime.notice_secrets import NoticeSecrets
 from privacy_runtime.processor import Inbound
+from privacy_runtime.unit_of_work import Runtime, UnitOfWork
 from schemas.topics import MERGER_NOTICE, POLICY_CHANGED
 from services.notifier import rules, store, templates
 from services.notifier.final_notices import FINAL_TEMPLATES, FinalNoticeKeys
@@ -49,7 +51,7 @@ def params_field(notification_id: str) -> str:
     return f"email-params:{notification_id}"
 
 
-async def erased_among(keyring: Any, conn: asyncpg.Connection, subjects: set[str]) -> set[str]:
+async def erased_among(keyring: KeyRing, conn: asyncpg.Connection, subjects: set[str]) -> set[str]:
     """Erased subjects by the database's tombstones, not by the key cache: another notifier process may
     have shredded a key this one still has cached (which is then forgotten here)."""
     digests = {keyring.subject_digest(s): s for s in subjects}
@@ -60,7 +62,7 @@ async def erased_among(keyring: Any, conn: asyncpg.Connection, subjects: set[str
 
 
 class Intake:
-    def __init__(self, runtime: Any, settings: NotifierSettings):
+    def __init__(self, runtime: Runtime, settings: NotifierSettings):
         self.runtime = runtime
         self.keyring = runtime.keyring
         self.settings = settings
@@ -75,14 +77,15 @@ class Intake:
 
     # --- directory ---------------------------------------------------------------------------
 
-    async def record_registrations(self, conn: asyncpg.Connection, batch: list[Inbound]) -> None:
+    async def record_registrations(self, tx: UnitOfWork, batch: list[Inbound]) -> None:
+        conn = tx.conn
         latest: dict[str, Inbound] = {}
         for item in batch:
             subject = item.event.subject
             if subject not in latest or latest[subject].ordered_at <= item.ordered_at:
                 latest[subject] = item
         erased = await erased_among(self.keyring, conn, set(latest))
-        erased |= await self.keyring.ensure_keys(conn, set(latest) - erased)
+        erased |= await tx.keys.ensure_keys(set(latest) - erased)
         rows = []
         for subject, item in sorted(latest.items()):  # one lock order for every writer of the directory
             if subject in erased:
@@ -91,8 +94,8 @@ class Intake:
             rows.append(
                 store.DirectoryRow(
                     subject=subject,
-                    email_sealed=self.keyring.encrypt_cached(subject, "email", data.email),
-                    name_sealed=self.keyring.encrypt_cached(subject, "name", data.name or None),
+                    email_sealed=tx.keys.encrypt_cached(subject, "email", data.email) or b"",
+                    name_sealed=tx.keys.encrypt_cached(subject, "name", data.name or None),
                     email_hash=self.keyring.keyed_hash("email", data.email),
                     locale=templates.locale_of(str(data.locale)),
                     country=data.country,
@@ -106,10 +109,11 @@ class Intake:
 
     # --- erasure holds ------------------------------------------------------------------------
 
-    async def record_case_statuses(self, conn: asyncpg.Connection, batch: list[Inbound]) -> None:
+    async def record_case_statuses(self, tx: UnitOfWork, batch: list[Inbound]) -> None:
         """`dsar-status`: a verified erasure case holds back every email to its subject but its own; a
         rejected or cancelled one ends that. A subject's statuses come in order (one partition, keyed by
         subject), so the last one of a case in the batch is its state."""
+        conn = tx.conn
         latest: dict[tuple[str, str], bool] = {}
         for item in batch:
             change = rules.erasure_hold_change(str(item.data.right), str(item.data.status))
@@ -120,7 +124,7 @@ class Intake:
 
     # --- single notifications ----------------------------------------------------------------
 
-    async def queue_requested(self, conn: asyncpg.Connection, batch: list[Inbound]) -> None:
+    async def queue_requested(self, tx: UnitOfWork, batch: list[Inbound]) -> None:
         requests = []
         for item in batch:
             data = item.data
@@ -137,16 +141,15 @@ class Intake:
                     origin="notification-requested",
                 )
             )
-        await self.queue(conn, requests)
+        await self.queue(tx, requests)
 
-    async def queue_disclosures(self, conn: asyncpg.Connection, batch: list[Inbound]) -> None:
+    async def queue_disclosures(self, tx: UnitOfWork, batch: list[Inbound]) -> None:
         requests = []
         for item in batch:
             data = item.data
             subject = item.event.subject
             notify = rules.notify_of_disclosure(data.may_notify_subject)
-            await self.runtime.audit.record(
-                conn,
+            await tx.audit.record(
                 "legal_disclosure_received",
                 subject=subject,
                 ref=item.event.id,
@@ -177,14 +180,15 @@ class Intake:
                     origin="legal-disclosure",
                 )
             )
-        await self.queue(conn, requests)
+        await self.queue(tx, requests)
 
-    async def queue(self, conn: asyncpg.Connection, requests: list[Request]) -> int:
+    async def queue(self, tx: UnitOfWork, requests: list[Request]) -> int:
         """Validate, seal and queue; returns how many were new. Replays insert nothing.
 
         Nothing is queued for an erased subject (the row only records the suppression), except the
         erasure confirmation of the request that erased them, addressed from its final notice.
         """
+        conn = tx.conn
         if not requests:
             return 0
         unique: dict[str, Request] = {}
@@ -194,7 +198,7 @@ class Intake:
         subjects = {r.subject for r in unique.values()}
         await store.lock_recipients(conn, sorted(subjects))  # serialises with an erasure of the same subject
         erased = await erased_among(self.keyring, conn, subjects)
-        erased |= await self.keyring.ensure_keys(conn, subjects - erased)
+        erased |= await tx.keys.ensure_keys(subjects - erased)
         finals = await store.final_notices(
             conn, sorted({r.subject for r in unique.values() if r.subject in erased and r.template in FINAL_TEMPLATES})
         )
@@ -213,7 +217,7 @@ class Intake:
             )
             final = finals.get(request.subject)
             if request.subject not in erased:
-                sealed = self.keyring.encrypt_cached(request.subject, params_field(request.notification_id), plain)
+                sealed = tx.keys.encrypt_cached(request.subject, params_field(request.notification_id), plain)
                 rows.append(replace(row, params_sealed=sealed))
             elif final is not None and str(final["request_id"]) == str(request.params.get("request_id")):
                 key = self.final_keys.unwrap(request.subject, final["wrapped_key"], final["master_key_id"])
@@ -245,7 +249,7 @@ class Intake:
 
     # --- notices to everyone -----------------------------------------------------------------
 
-    async def start_merger_fanouts(self, conn: asyncpg.Connection, batch: list[Inbound]) -> None:
+    async def start_merger_fanouts(self, tx: UnitOfWork, batch: list[Inbound]) -> None:
         for item in batch:
             data = item.data
             params = {
@@ -255,9 +259,9 @@ class Intake:
                 "data_categories": list(data.data_categories),
                 "notice_url": data.notice_url,
             }
-            await self.start_fanout(conn, MERGER_NOTICE, data.transaction_id, rules.MERGER_NOTICE_TEMPLATE, params)
+            await self.start_fanout(tx, MERGER_NOTICE, data.transaction_id, rules.MERGER_NOTICE_TEMPLATE, params)
 
-    async def start_policy_fanouts(self, conn: asyncpg.Connection, batch: list[Inbound]) -> None:
+    async def start_policy_fanouts(self, tx: UnitOfWork, batch: list[Inbound]) -> None:
         for item in batch:
             data = item.data
             if not rules.fans_out_policy_change(data.material):
@@ -270,20 +274,20 @@ class Intake:
                 "summary_en": data.summary_en,
                 "url": data.url,
             }
-            await self.start_fanout(conn, POLICY_CHANGED, data.version, rules.POLICY_CHANGED_TEMPLATE, params)
+            await self.start_fanout(tx, POLICY_CHANGED, data.version, rules.POLICY_CHANGED_TEMPLATE, params)
 
     async def start_fanout(
-        self, conn: asyncpg.Connection, notice: str, notice_id: str, template: str, params: dict[str, Any]
+        self, tx: UnitOfWork, notice: str, notice_id: str, template: str, params: dict[str, Any]
     ) -> bool:
         """Record the job; the fan-out loop walks the directory. A replayed notice starts nothing new."""
+        conn = tx.conn
         self.validate(template, rules.TRANSACTIONAL, None, params)
         job_id = f"{notice}:{notice_id}"
         created = await store.create_fanout_job(
             conn, job_id=job_id, notice=notice, notice_id=notice_id, template=template, params=params
         )
         if created:
-            await self.runtime.audit.record(
-                conn,
+            await tx.audit.record(
                 "fanout_started",
                 ref=job_id,
                 detail={"notice": notice, "template": template},

@@ -3,28 +3,28 @@
 from __future__ import annotations
 
 import re
-
-from faust.web import Request, Response
+from typing import TYPE_CHECKING
 
 from privacy_runtime.internal_auth import require_service
-from privacy_runtime.web import ApiView, HttpError, route
+from privacy_runtime.web import ApiView, HttpError, Request, Response, Routes
 from services.notifier import rules, store
-from services.notifier.app import app, runtime
+
+if TYPE_CHECKING:
+    from services.notifier.app import NotifierService
 
 #: An address as the subject lookup takes it: one @ with something either side (the OpenAPI pattern).
 EMAIL_SHAPE = re.compile(r"[^@]+@[^@]+")
 
 
-@route(app, runtime, "/v1/admin/emails", "admin_emails")
 class AdminEmails(ApiView):
     """`GET /v1/admin/emails?status=`: counts per status and template, oldest entry, open fan-outs."""
 
     async def get(self, request: Request) -> Response:
         self.require_admin(request)
-        status = request.query.get("status") or None  # type: ignore[attr-defined]
+        status = request.query.get("status") or None
         if status is not None and status not in rules.STATUSES:
             raise HttpError(400, f"unknown status {status[:32]!r}; known: {', '.join(rules.STATUSES)}")
-        async with runtime.pool.acquire() as conn:
+        async with self.runtime.pool.acquire() as conn:
             rows = await store.queue_counts(conn, status)
             jobs = await store.fanout_jobs(conn)
         totals: dict[str, int] = {}
@@ -72,23 +72,31 @@ class SubjectLookup(ApiView):
         email = (await self.json_body(request)).get("email")
         if not isinstance(email, str) or not 3 <= len(email) <= 320 or not EMAIL_SHAPE.fullmatch(email):
             raise HttpError(400, "'email' must be an email address (one @, at most 320 characters)")
-        async with runtime.pool.acquire() as conn:
-            subjects = await store.subjects_by_email_hash(conn, runtime.keyring.keyed_hash("email", email))
-            erased = await runtime.keyring.erased_among(conn, subjects) if subjects else {}
+        async with self.runtime.pool.acquire() as conn:
+            subjects = await store.subjects_by_email_hash(conn, self.runtime.keyring.keyed_hash("email", email))
+            erased = await self.runtime.keyring.erased_among(conn, subjects) if subjects else {}
         return self.json({"subjects": [s for s in subjects if s not in erased]})
 
 
-@route(app, runtime, "/v1/internal/subjects/lookup", "internal_subject_lookup")
 class InternalSubjectLookup(SubjectLookup):
     """Bearer SERVICE_TOKEN: for the privacy center's sign-in email; internal only, never public."""
 
     def authorize(self, request: Request) -> None:
-        require_service(runtime.settings, request.headers.get("Authorization"))
+        require_service(self.runtime.settings, request.headers.get("Authorization"))
 
 
-@route(app, runtime, "/v1/admin/subjects/lookup", "admin_subject_lookup")
 class AdminSubjectLookup(SubjectLookup):
     """Bearer ADMIN_TOKEN: for the office's operators."""
 
     def authorize(self, request: Request) -> None:
         self.require_admin(request)
+
+
+def add_routes(routes: Routes, service: NotifierService) -> None:
+    """The service's endpoints; each view answers from `service` (its runtime, settings, use cases)."""
+    for path, name, view in (
+        ("/v1/admin/emails", "admin_emails", AdminEmails),
+        ("/v1/internal/subjects/lookup", "internal_subject_lookup", InternalSubjectLookup),
+        ("/v1/admin/subjects/lookup", "admin_subject_lookup", AdminSubjectLookup),
+    ):
+        routes.add(path, name, view, runtime=service.runtime, service=service)

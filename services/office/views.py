@@ -355,10 +355,10 @@ async def intake_request(request: web.Request) -> web.Response:
     except intake.IntakeError as exc:
         return _intake_page(request, 400, request_error=text(request, exc.key, **exc.values), values=values)
     runtime = request.app[RUNTIME]
-    async with runtime.transaction() as conn:
+    async with runtime.transaction() as tx:
         # Unsealed: the office keeps no subject keys; the row leaves the outbox as soon as it is published.
-        await runtime.outbox.add(conn, topic, event, subject=subject, seal=False)
-        await runtime.audit.record(conn, "intake_request", subject=subject, ref=str(request_id),
+        await tx.outbox.add(topic, event, subject=subject, seal=False)
+        await tx.audit.record("intake_request", subject=subject, ref=str(request_id),
                                    actor=f"operator:{operator_of(request)}",
                                    detail={"right": parsed.right, "requested_via": parsed.via, "topic": topic})
     lang = lang_of(request)
@@ -394,10 +394,10 @@ async def intake_opt_out(request: web.Request) -> web.Response:
     if not isinstance(subject, str):
         return _intake_page(request, 400, opt_out_error=subject[0], candidates=subject[1], opt_out_values=values)
     runtime = request.app[RUNTIME]
-    async with runtime.transaction() as conn:
+    async with runtime.transaction() as tx:
         for topic, event in events:
-            await runtime.outbox.add(conn, topic, event, subject=subject, seal=False)
-        await runtime.audit.record(conn, "intake_opt_out", subject=subject, ref=subject,
+            await tx.outbox.add(topic, event, subject=subject, seal=False)
+        await tx.audit.record("intake_opt_out", subject=subject, ref=subject,
                                    actor=f"operator:{operator_of(request)}",
                                    detail={"purposes": [e.model_dump(mode="json")["purpose"] for _, e in events],
                                            "channel": "support"})
@@ -459,9 +459,9 @@ async def replay(request: web.Request) -> web.Response:
     runtime = request.app[RUNTIME]
     try:
         # The audit entry commits only if the replay was published (a failure rolls it back).
-        async with runtime.transaction() as conn:
+        async with runtime.transaction() as tx:
             letter = await runtime.dead_letters.replay(topic, partition, offset)
-            await runtime.audit.record(conn, "dead_letter_replayed", ref=f"{topic}:{partition}:{offset}",
+            await tx.audit.record("dead_letter_replayed", ref=f"{topic}:{partition}:{offset}",
                                        actor=f"operator:{operator_of(request)}",
                                        detail={"topic": letter.original_topic, "error": letter.error[:200]})
     except NotFound as exc:

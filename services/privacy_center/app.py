@@ -89,9 +89,9 @@ async def _purge_loop(center: views.Center) -> None:
     while True:
         try:
             now = datetime.now(UTC)
-            async with center.runtime.transaction() as conn:
-                await store.purge(conn, now, now - timedelta(days=center.settings.notes_retention_days))
-                await purge_rate_limits(conn)
+            async with center.runtime.transaction() as tx:
+                await store.purge(tx.conn, now, now - timedelta(days=center.settings.notes_retention_days))
+                await purge_rate_limits(tx.conn)
         except asyncio.CancelledError:
             raise
         except Exception:

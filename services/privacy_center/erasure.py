@@ -29,11 +29,11 @@ PAGE = 200
 
 async def forget(runtime: PageRuntime, subject: str) -> None:
     """Delete what is held of an erased subject and shred their key here (idempotent)."""
-    async with runtime.transaction() as conn:
-        removed = await store.forget_subject(conn, subject)
-        had_key = await runtime.keyring.shred_subject(conn, subject)
+    async with runtime.transaction() as tx:
+        removed = await store.forget_subject(tx.conn, subject)
+        had_key = await tx.keys.shred_subject(subject)
         if removed or had_key:
-            await runtime.audit.record(conn, "subject_shredded", subject=subject,
+            await tx.audit.record("subject_shredded", subject=subject,
                                        detail={"system": "privacy_center", "rows": removed})
 
 

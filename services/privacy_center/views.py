@@ -104,9 +104,9 @@ async def _open_session(request: web.Request, subject: str, via: str) -> None:
     session.data.clear()
     session["in"] = True
     runtime = center_of(request).runtime
-    async with runtime.transaction() as conn:
-        await store.open_session(conn, _sid_hash(session.sid), subject, via, _now())
-        await runtime.audit.record(conn, "privacy_center_signed_in", subject=subject, detail={"via": via})
+    async with runtime.transaction() as tx:
+        await store.open_session(tx.conn, _sid_hash(session.sid), subject, via, _now())
+        await tx.audit.record("privacy_center_signed_in", subject=subject, detail={"via": via})
 
 
 def _unavailable(exc: Unavailable) -> PageError:
@@ -146,16 +146,16 @@ async def ask_for_link(request: web.Request) -> web.StreamResponse:
 async def _send_links(center: Center, subjects: list[str], lang: str) -> None:
     minutes = center.settings.sign_in_link_minutes
     base = center.settings.privacy_center_url.rstrip("/")
-    async with center.runtime.transaction() as conn:
+    async with center.runtime.transaction() as tx:
         for subject in subjects:
             token = domain.new_token()
             hashed = domain.token_hash(token)
-            await store.add_sign_in_link(conn, hashed, subject, _now() + timedelta(minutes=minutes))
+            await store.add_sign_in_link(tx.conn, hashed, subject, _now() + timedelta(minutes=minutes))
             notification_id = domain.sign_in_notification_id(hashed)
             params = center.notice_secrets.seal(notification_id, {"link": f"{base}/s/{token}?lang={lang}",
                                                                   "expires_minutes": minutes})
-            await center.runtime.outbox.add(
-                conn, NOTIFICATION_REQUESTED,
+            await tx.outbox.add(
+                NOTIFICATION_REQUESTED,
                 NotificationRequested(notification_id=notification_id, template="privacy_center_link",
                                       category=NotificationCategory.TRANSACTIONAL, locale=lang,  # type: ignore[arg-type]
                                       params=params),
@@ -256,14 +256,14 @@ async def change_consents(request: web.Request) -> web.StreamResponse:
         raise PageError(400, problem.key) from None
     except Unavailable as exc:
         raise _unavailable(exc) from None
-    async with center.runtime.transaction() as conn:
-        if await store.claim_submission(conn, submission, subject, "consents", None, None):
+    async with center.runtime.transaction() as tx:
+        if await store.claim_submission(tx.conn, submission, subject, "consents", None, None):
             for event in outgoing:
-                await center.runtime.outbox.add(conn, event.topic, event.data, subject=subject,
+                await tx.outbox.add(event.topic, event.data, subject=subject,
                                                 event_id=event.event_id, seal=False, time=_now())
             if outgoing:
-                await center.runtime.audit.record(
-                    conn, "privacy_center_consents_changed", subject=subject, ref=str(submission),
+                await tx.audit.record(
+                    "privacy_center_consents_changed", subject=subject, ref=str(submission),
                     detail={e.data.purpose: e.data.granted for e in outgoing  # type: ignore[attr-defined]
                             })
     session_of(request)["done"] = "consents" if outgoing else "nothing"
@@ -279,18 +279,18 @@ async def ask_for_right(request: web.Request) -> web.StreamResponse:
         asked = domain.right_request(form.get, submission)
     except domain.FormProblem as problem:
         raise PageError(400, problem.key) from None
-    async with center.runtime.transaction() as conn:
+    async with center.runtime.transaction() as tx:
         sealed = None
         if asked.note:
             try:
-                sealed = await center.runtime.keyring.encrypt(conn, subject, f"note:{asked.request_id}", asked.note)
+                sealed = await tx.keys.encrypt(subject, f"note:{asked.request_id}", asked.note)
             except SubjectErased:  # erased already (a footer link outlives it): nothing of theirs is kept
                 sealed = None
-        if await store.claim_submission(conn, submission, subject, asked.right, asked.request_id, sealed):
+        if await store.claim_submission(tx.conn, submission, subject, asked.right, asked.request_id, sealed):
             # Sealed in the outbox: a correction names the person's new data.
-            await center.runtime.outbox.add(conn, asked.event.topic, asked.event.data, subject=subject,
+            await tx.outbox.add(asked.event.topic, asked.event.data, subject=subject,
                                             event_id=asked.event.event_id)
-            await center.runtime.audit.record(conn, "privacy_center_request", subject=subject,
+            await tx.audit.record("privacy_center_request", subject=subject,
                                               ref=asked.request_id, detail={"right": asked.right})
     session_of(request)["done"] = f"right:{asked.right}"
     raise see_other("/done")

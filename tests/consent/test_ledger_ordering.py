@@ -4,13 +4,13 @@ events ends in the state event-time order gives, with every event recorded once.
 from __future__ import annotations
 
 import asyncio
+import base64
 import os
 import random
 import uuid
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from types import SimpleNamespace
 from typing import Any
 
 import asyncpg
@@ -19,19 +19,18 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from devstack.stack import Stack
-from privacy_runtime.audit import AuditTrail
 from privacy_runtime.commands import CommandPolicy, CommandTracker
-from privacy_runtime.crypto import KeyRing
 from privacy_runtime.datamap import load_data_map
 from privacy_runtime.migrations import apply_migrations
-from privacy_runtime.outbox import Outbox
 from privacy_runtime.processor import Inbound, RawMessage
 from privacy_runtime.settings import DEFAULT_DATA_MAP
+from privacy_runtime.unit_of_work import PoolRuntime
 from schemas.envelope import new_event
 from schemas.events import ConsentChanged
 from schemas.topics import CONSENT_CHANGED
 from services.consent import rules
 from services.consent.ledger import Ledger
+from services.consent.settings import ConsentSettings
 from tests.consent.oracle import state_the_policy_describes
 
 pytestmark = pytest.mark.stack
@@ -45,17 +44,10 @@ class Harness:
         self.loop = asyncio.new_event_loop()
         self.schema = f"ledger_prop_{uuid.uuid4().hex[:8]}"
         self.pool: asyncpg.Pool = self.loop.run_until_complete(self._setup(dsn))
-        keyring = KeyRing(os.urandom(32))
-        self.loop.run_until_complete(self._load_lookup_key(keyring))
-        outbox = Outbox(keyring, "urn:test")
-        audit = AuditTrail(outbox, "test")
-        runtime = SimpleNamespace(data_map=load_data_map(DEFAULT_DATA_MAP), outbox=outbox, audit=audit,
-                                  keyring=keyring)
-        self.ledger = Ledger(runtime, CommandTracker(outbox, audit, keyring, CommandPolicy()))
-
-    async def _load_lookup_key(self, keyring: KeyRing) -> None:
-        async with self.pool.acquire() as conn:
-            await keyring.load_lookup_key(conn)
+        settings = ConsentSettings(privacy_master_key=base64.b64encode(os.urandom(32)).decode())
+        self.runtime = PoolRuntime("consent", settings, self.pool, load_data_map(DEFAULT_DATA_MAP))
+        self.loop.run_until_complete(self.runtime.start())
+        self.ledger = Ledger(self.runtime, CommandTracker(CommandPolicy()))
 
     async def _setup(self, dsn: str) -> asyncpg.Pool:
         conn = await asyncpg.connect(dsn)
@@ -69,8 +61,8 @@ class Harness:
     def apply(self, batches: list[list[Inbound]]) -> None:
         async def run() -> None:
             for batch in batches:
-                async with self.pool.acquire() as conn, conn.transaction():
-                    await self.ledger.record_changes(conn, batch)
+                async with self.runtime.transaction() as tx:
+                    await self.ledger.record_changes(tx, batch)
         self.loop.run_until_complete(run())
 
     def fetch(self, query: str, *args: Any) -> list[asyncpg.Record]:

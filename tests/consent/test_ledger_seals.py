@@ -3,6 +3,7 @@ by the verification; an erasure is not mistaken for tampering."""
 
 from __future__ import annotations
 
+import base64
 import os
 import uuid
 from collections.abc import AsyncIterator
@@ -13,11 +14,11 @@ import asyncpg
 import pytest
 
 from devstack.stack import Stack
-from privacy_runtime.audit import AuditTrail, verify_chain
-from privacy_runtime.crypto import KeyRing
-from privacy_runtime.outbox import Outbox
+from privacy_runtime.audit import verify_chain
+from privacy_runtime.unit_of_work import PoolRuntime
 from services.consent import seals, store
 from services.consent.rules import ConsentRecord
+from services.consent.settings import ConsentSettings
 from tests.helpers import scratch_schema
 
 pytestmark = pytest.mark.stack
@@ -51,7 +52,7 @@ async def _verify(conn: asyncpg.Connection) -> list[str]:
 
 
 async def test_appended_batches_are_sealed_anchored_and_verify(pool: asyncpg.Pool) -> None:
-    audit = AuditTrail(Outbox(KeyRing(os.urandom(32)), source="urn:test"), actor="service:consent-test")
+    runtime = PoolRuntime("consent", ConsentSettings(privacy_master_key=base64.b64encode(os.urandom(32)).decode()), pool)
     async with pool.acquire() as conn:
         first = await store.append_ledger(conn, _entries("u1", 3) + _entries("u2", 2))
         again = await store.append_ledger(conn, _entries("u3", 1))
@@ -62,20 +63,21 @@ async def test_appended_batches_are_sealed_anchored_and_verify(pool: asyncpg.Poo
         report = await seals.verify(conn)
         assert (report.rows_checked, report.seals_checked, report.not_anchored_yet) == (6, 2, 2)
         assert report.problems == []
-        async with conn.transaction():
-            assert await seals.anchor(conn, audit) == 2
-        assert await seals.anchor(conn, audit) == 0, "nothing new to anchor"
+        async with runtime.transaction() as tx:
+            assert await seals.anchor(tx) == 2
+        async with runtime.transaction() as tx:
+            assert await seals.anchor(tx) == 0, "nothing new to anchor"
         report = await seals.verify(conn)
         assert report.not_anchored_yet == 0 and report.problems == []
         assert (await verify_chain(conn))[1] == [], "the anchor is an entry of the audit chain"
 
 
 async def test_a_changed_row_a_removed_row_and_a_changed_seal_are_named(pool: asyncpg.Pool) -> None:
-    audit = AuditTrail(Outbox(KeyRing(os.urandom(32)), source="urn:test"), actor="service:consent-test")
+    runtime = PoolRuntime("consent", ConsentSettings(privacy_master_key=base64.b64encode(os.urandom(32)).decode()), pool)
     async with pool.acquire() as conn:
         await store.append_ledger(conn, _entries("u1", 3))
-        async with conn.transaction():
-            await seals.anchor(conn, audit)
+        async with runtime.transaction() as tx:
+            await seals.anchor(tx)
         victim = await conn.fetchrow("SELECT id, entry_id FROM consent_ledger ORDER BY id LIMIT 1")
         with pytest.raises(asyncpg.RaiseError, match="append-only"):
             await conn.execute("UPDATE consent_ledger SET granted = NOT granted WHERE id = $1", victim["id"])

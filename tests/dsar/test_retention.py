@@ -3,26 +3,24 @@ subjects inactive past the data map's retention (real PostgreSQL)."""
 
 from __future__ import annotations
 
+import base64
 import json
 import os
 import uuid
 from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from types import SimpleNamespace
 
 import asyncpg
 import pytest
 from prometheus_client import REGISTRY
 
 from devstack.stack import Stack
-from privacy_runtime.audit import AuditTrail
-from privacy_runtime.crypto import KeyRing
-from privacy_runtime.outbox import Outbox
+from privacy_runtime.unit_of_work import PoolRuntime
 from schemas.topics import ERASURE_REQUESTED
 from services.dsar import cases, inactivity, retention, store
+from services.dsar.settings import DsarSettings
 from tests.helpers import scratch_schema
 
 pytestmark = pytest.mark.stack
@@ -103,23 +101,15 @@ async def pool(stack: Stack) -> AsyncIterator[asyncpg.Pool]:
         yield created
 
 
-async def _runtime(pool: asyncpg.Pool) -> SimpleNamespace:
-    keyring = KeyRing(os.urandom(32))
-    async with pool.acquire() as conn:
-        await keyring.load_lookup_key(conn)
-    outbox = Outbox(keyring, "urn:test:dsar")
-
-    @asynccontextmanager
-    async def transaction() -> AsyncIterator[asyncpg.Connection]:
-        async with pool.acquire() as conn, conn.transaction():
-            yield conn
-
-    return SimpleNamespace(keyring=keyring, outbox=outbox, audit=AuditTrail(outbox, "test"), transaction=transaction)
+async def _runtime(pool: asyncpg.Pool) -> PoolRuntime:
+    runtime = PoolRuntime("dsar", DsarSettings(privacy_master_key=base64.b64encode(os.urandom(32)).decode()), pool)
+    await runtime.start()
+    return runtime
 
 
-async def _active(runtime: SimpleNamespace, **times: datetime) -> None:
-    async with runtime.transaction() as conn:
-        await store.record_activity(conn, {s: (at, runtime.keyring.subject_digest(s)) for s, at in times.items()})
+async def _active(runtime: PoolRuntime, **times: datetime) -> None:
+    async with runtime.transaction() as tx:
+        await store.record_activity(tx.conn, {s: (at, runtime.keyring.subject_digest(s)) for s, at in times.items()})
 
 
 async def _activity(pool: asyncpg.Pool) -> dict[str, tuple[datetime, datetime | None]]:
@@ -134,14 +124,14 @@ async def test_newest_activity_wins_and_a_late_older_event_does_not_move_it_back
     await _active(runtime, a=t0 - timedelta(days=50), b=t0 + timedelta(days=1))
     assert await _activity(pool) == {"a": (t0, None), "b": (t0 + timedelta(days=1), None)}
     # An erased subject is not recorded again by a late event (it would be swept a second time).
-    async with runtime.transaction() as conn:
-        await conn.execute("INSERT INTO erased_subjects (subject_digest) VALUES ($1)",
+    async with runtime.transaction() as tx:
+        await tx.conn.execute("INSERT INTO erased_subjects (subject_digest) VALUES ($1)",
                            runtime.keyring.subject_digest("gone"))
     await _active(runtime, gone=NOW)
     assert "gone" not in await _activity(pool)
     # The subject's activity goes with the subject.
-    async with runtime.transaction() as conn:
-        await store.erase_subject_records(conn, "a")
+    async with runtime.transaction() as tx:
+        await store.erase_subject_records(tx.conn, "a")
     assert set(await _activity(pool)) == {"b"}
 
 
@@ -150,11 +140,11 @@ async def test_recording_names_the_subjects_whose_activity_moved(pool: asyncpg.P
     runtime = await _runtime(pool)
     t0 = NOW - timedelta(days=100)
     digest = runtime.keyring.subject_digest
-    async with runtime.transaction() as conn:
-        assert await store.record_activity(conn, {s: (t0, digest(s)) for s in ("b", "a")}) == ["a", "b"]
-        assert await store.record_activity(conn, {"a": (t0, digest("a")), "b": (t0 + timedelta(days=1), digest("b")),
+    async with runtime.transaction() as tx:
+        assert await store.record_activity(tx.conn, {s: (t0, digest(s)) for s in ("b", "a")}) == ["a", "b"]
+        assert await store.record_activity(tx.conn, {"a": (t0, digest("a")), "b": (t0 + timedelta(days=1), digest("b")),
                                                   "c": (t0 - timedelta(days=9), digest("c"))}) == ["b", "c"]
-        assert await store.record_activity(conn, {"a": (t0 - timedelta(days=1), digest("a"))}) == []
+        assert await store.record_activity(tx.conn, {"a": (t0 - timedelta(days=1), digest("a"))}) == []
 
 
 async def test_selection_takes_inactive_subjects_oldest_first_once_and_skips_open_or_restricted(
@@ -165,19 +155,19 @@ async def test_selection_takes_inactive_subjects_oldest_first_once_and_skips_ope
     old = cutoff - timedelta(days=1)
     await _active(runtime, oldest=old - timedelta(days=1), older=old, recent=cutoff + timedelta(days=1),
                   in_case=old, restricted=old)
-    async with runtime.transaction() as conn:
-        await conn.execute(
+    async with runtime.transaction() as tx:
+        await tx.conn.execute(
             "INSERT INTO cases (request_id, subject, case_right, status, received_at, due_at, state) "
             "VALUES ($1, 'in_case', 'access', 'in_progress', $2, $2, '{}'::jsonb)", uuid.uuid4(), old)
-        await store.set_restricted(conn, "restricted", True)
-        assert await store.claim_inactive(conn, cutoff, NOW, 1) == [("oldest", old - timedelta(days=1))]
-        assert await store.claim_inactive(conn, cutoff, NOW, 10) == [("older", old)]
-        assert await store.claim_inactive(conn, cutoff, NOW, 10) == [], "each stretch of inactivity once"
+        await store.set_restricted(tx.conn, "restricted", True)
+        assert await store.claim_inactive(tx.conn, cutoff, NOW, 1) == [("oldest", old - timedelta(days=1))]
+        assert await store.claim_inactive(tx.conn, cutoff, NOW, 10) == [("older", old)]
+        assert await store.claim_inactive(tx.conn, cutoff, NOW, 10) == [], "each stretch of inactivity once"
     assert (await _activity(pool))["oldest"][1] == NOW
     # The subject came back (still long ago, say a late consent change): the mark is cleared.
     await _active(runtime, oldest=old - timedelta(hours=1))
-    async with runtime.transaction() as conn:
-        assert await store.claim_inactive(conn, cutoff, NOW, 10) == [("oldest", old - timedelta(hours=1))]
+    async with runtime.transaction() as tx:
+        assert await store.claim_inactive(tx.conn, cutoff, NOW, 10) == [("oldest", old - timedelta(hours=1))]
 
 
 async def test_the_sweep_publishes_retention_erasures_paged_bounded_and_never_twice(pool: asyncpg.Pool) -> None:

@@ -10,13 +10,10 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-import asyncpg
 from aiosmtpd.smtp import SMTP
 
 from devstack.smtp_sink import MaildirHandler
-from privacy_runtime.audit import AuditTrail
-from privacy_runtime.crypto import KeyRing
-from privacy_runtime.outbox import Outbox
+from privacy_runtime.unit_of_work import PoolRuntime
 from services.notifier import store
 from services.notifier.settings import NotifierSettings
 from tests.helpers import TEST_MASTER_KEY, free_port, scratch_schema
@@ -25,28 +22,8 @@ MIGRATIONS = Path(__file__).resolve().parents[2] / "services" / "notifier" / "mi
 PAGE = 7
 
 
-class Runtime:
-    """The slice of ServiceRuntime the notifier's intake, fan-out and sender use."""
-
-    def __init__(self, pool: asyncpg.Pool, settings: NotifierSettings):
-        self.pool = pool
-        self.settings = settings
-        self.keyring = KeyRing(settings.master_key())
-        self.outbox = Outbox(self.keyring, source="urn:test:notifier")
-        self.audit = AuditTrail(self.outbox, actor="service:notifier-test")
-
-    @asynccontextmanager
-    async def transaction(self) -> AsyncIterator[asyncpg.Connection]:
-        """As ServiceRuntime.transaction: keys created inside are cached only once it commits."""
-        async with self.pool.acquire() as conn:
-            self.keyring.discard_pending(conn)
-            try:
-                async with conn.transaction():
-                    yield conn
-            except BaseException:
-                self.keyring.discard_pending(conn)
-                raise
-            self.keyring.commit_pending(conn)
+#: The notifier's parts run on a pool alone: the shared `PoolRuntime`.
+Runtime = PoolRuntime
 
 
 @asynccontextmanager
@@ -54,24 +31,23 @@ async def scratch_runtime(dsn: str, **settings: Any) -> AsyncIterator[Runtime]:
     """A Runtime on a fresh schema with the notifier's migrations, dropped afterwards."""
     async with scratch_schema(dsn, "notifier_t", MIGRATIONS, max_size=4) as pool:
         options: dict[str, Any] = {"fanout_page_size": PAGE, "smtp_starttls": False, **settings}
-        runtime = Runtime(pool, NotifierSettings(privacy_master_key=TEST_MASTER_KEY, database_url=dsn, **options))
-        async with pool.acquire() as conn:
-            await runtime.keyring.load_lookup_key(conn)
+        runtime = Runtime("notifier", NotifierSettings(privacy_master_key=TEST_MASTER_KEY, database_url=dsn, **options), pool)
+        await runtime.start()
         yield runtime
 
 
 async def fill_directory(
     runtime: Runtime, subjects: list[str], *, domain: str = "fo.example", restricted: bool = False
 ) -> list[str]:
-    async with runtime.transaction() as conn:
-        await runtime.keyring.ensure_keys(conn, set(subjects))
+    async with runtime.transaction() as tx:
+        await tx.keys.ensure_keys(set(subjects))
         await store.upsert_recipients(
-            conn,
+            tx.conn,
             [
                 store.DirectoryRow(
                     subject=s,
-                    email_sealed=runtime.keyring.encrypt_cached(s, "email", f"{s}@{domain}") or b"",
-                    name_sealed=runtime.keyring.encrypt_cached(s, "name", "Test Person"),
+                    email_sealed=tx.keys.encrypt_cached(s, "email", f"{s}@{domain}") or b"",
+                    name_sealed=tx.keys.encrypt_cached(s, "name", "Test Person"),
                     email_hash=runtime.keyring.keyed_hash("email", f"{s}@{domain}"),
                     locale="sv",
                     country="SE",
@@ -82,7 +58,7 @@ async def fill_directory(
         )
         if restricted:
             for s in subjects:
-                await store.set_restricted(conn, s, True)
+                await store.set_restricted(tx.conn, s, True)
     return sorted(subjects)
 
 

@@ -31,8 +31,8 @@ async def test_a_registration_stamped_ahead_does_not_outrank_a_later_one(runtime
     later = registration("s-ahead", "new@example.com", "sv", first_arrival + timedelta(minutes=1),
                          first_arrival + timedelta(minutes=1))
     for item in (ahead, later):
-        async with runtime.transaction() as conn:
-            await intake.record_registrations(conn, [item])
+        async with runtime.transaction() as tx:
+            await intake.record_registrations(tx, [item])
     async with runtime.pool.acquire() as conn:
         row = await conn.fetchrow("SELECT * FROM recipients WHERE subject = 's-ahead'")
         email = await runtime.keyring.decrypt(conn, "s-ahead", "email", row["email_sealed"])
@@ -43,7 +43,7 @@ async def test_a_registration_stamped_ahead_does_not_outrank_a_later_one(runtime
     both = [registration("s-both", "old@example.com", "en", first_arrival + timedelta(hours=12), first_arrival),
             registration("s-both", "new@example.com", "sv", first_arrival + timedelta(minutes=1),
                          first_arrival + timedelta(minutes=1))]
-    async with runtime.transaction() as conn:
-        await intake.record_registrations(conn, both)
+    async with runtime.transaction() as tx:
+        await intake.record_registrations(tx, both)
     async with runtime.pool.acquire() as conn:
         assert await conn.fetchval("SELECT locale FROM recipients WHERE subject = 's-both'") == "sv"

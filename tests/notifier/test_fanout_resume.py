@@ -30,8 +30,8 @@ async def start_notice(runtime: Runtime, notice_id: str = "tx-1") -> bool:
         "data_categories": ["contact"],
         "notice_url": "https://isopartner.se/m",
     }
-    async with runtime.transaction() as conn:
-        return await intake.start_fanout(conn, "merger-notice", notice_id, "merger_notice", params)
+    async with runtime.transaction() as tx:
+        return await intake.start_fanout(tx, "merger-notice", notice_id, "merger_notice", params)
 
 
 def fanout(runtime: Runtime) -> FanOut:

@@ -125,9 +125,8 @@ async def queue(
     params: dict[str, Any] | None = None,
 ) -> str:
     nid = f"test:{subject}:{template}:{uuid.uuid4().hex[:6]}"
-    async with runtime.transaction() as conn:
-        await Intake(runtime, runtime.settings).queue(
-            conn,
+    async with runtime.transaction() as tx:
+        await Intake(runtime, runtime.settings).queue(tx,
             [
                 Request(
                     notification_id=nid,
@@ -265,9 +264,9 @@ async def test_marketing_goes_only_on_the_consent_services_yes(sending: Runtime,
 async def test_unknown_recipient_waits_and_erased_subject_gets_nothing(sending: Runtime, relay: Relay) -> None:
     waiting = await queue(sending, "ok-unknown")
     await fill_directory(sending, ["ok-gone"], domain="relay.example")
-    async with sending.transaction() as conn:
-        await sending.keyring.shred_subject(conn, "ok-gone")
-        await store.delete_recipient(conn, "ok-gone")
+    async with sending.transaction() as tx:
+        await tx.keys.shred_subject("ok-gone")
+        await store.delete_recipient(tx.conn, "ok-gone")
     erased = await queue(sending, "ok-gone")
     assert (await row(sending, erased))["status"] == "suppressed", "refused at intake"
     sender = sender_for(sending)
@@ -296,10 +295,10 @@ async def test_a_retaken_row_is_not_marked_by_its_old_claim(sending: Runtime) ->
 
 async def test_a_notice_to_one_person_goes_before_a_fanned_out_notice(sending: Runtime) -> None:
     subjects = await fill_directory(sending, [f"ok-{i:02d}" for i in range(5)], domain="relay.example")
-    async with sending.transaction() as conn:
-        await sending.keyring.ensure_keys(conn, set(subjects))
+    async with sending.transaction() as tx:
+        await tx.keys.ensure_keys(set(subjects))
         await store.insert_emails(
-            conn,
+            tx.conn,
             [
                 store.EmailRow(
                     notification_id=f"bulk:{s}",
@@ -331,11 +330,11 @@ class EraseCommand:
 
 
 async def erase(runtime: Runtime, subject: str, request_id: uuid.UUID | None) -> str:
-    action = notifier_actions(runtime)["erase"]
-    async with runtime.transaction() as conn:
-        outcome = await action(conn, subject, EraseCommand(uuid.uuid4(), request_id))
+    action = notifier_actions(runtime.settings)["erase"]
+    async with runtime.transaction() as tx:
+        outcome = await action(tx, subject, EraseCommand(uuid.uuid4(), request_id))
         for step in outcome.after_ack:
-            await step(conn)
+            await step(tx)
     return outcome.status
 
 
@@ -475,8 +474,8 @@ async def test_an_erasure_or_restriction_after_the_claim_stops_the_send(sending:
 
     async def erase_and_restrict() -> None:
         assert await erase(sending, "ok-gone", request_id) == "done"
-        async with sending.transaction() as conn:
-            assert await store.set_restricted(conn, "ok-held", True)
+        async with sending.transaction() as tx:
+            assert await store.set_restricted(tx.conn, "ok-held", True)
 
     sender = RacedSender(sending, erase_and_restrict)
     try:
@@ -508,8 +507,8 @@ async def test_an_erasure_hold_after_the_claim_stops_all_but_the_cases_own_email
         "request_id": request_id, "right": "erasure", "due_date": "2027-01-01"})
 
     async def verified() -> None:
-        async with sending.transaction() as conn:
-            await store.hold_for_erasure(conn, [("ok-hold", request_id)])
+        async with sending.transaction() as tx:
+            await store.hold_for_erasure(tx.conn, [("ok-hold", request_id)])
 
     sender = RacedSender(sending, verified)
     try:

@@ -13,6 +13,7 @@ import yaml
 from deploy import validate
 from deploy.k8s import generate
 from schemas import topics
+from tests.helpers import consumed_topics
 
 ROOT = Path(__file__).resolve().parents[2]
 OVERLAYS = ("dev", "prod")
@@ -281,33 +282,12 @@ def test_dev_and_prod_differ_where_they_should(rendered: dict[str, Docs]) -> Non
     assert {p["spec"].get("minAvailable") for p in of_kind(prod, "PodDisruptionBudget")} == {1}
 
 
-def consumed_by_agents(service: str) -> set[str]:
-    """Topics ``services/<service>/agents.py`` subscribes to (``runtime.stream(...)`` calls)."""
-    import ast
-
-    tree = ast.parse((ROOT / "services" / service / "agents.py").read_text())
-    found: set[str] = set()
-    for node in ast.walk(tree):
-        if not (isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute) and node.func.attr == "stream"):
-            continue
-        arg = node.args[0]
-        if isinstance(arg, ast.Name):
-            found.add(getattr(topics, arg.id))
-        elif isinstance(arg, ast.Call) and isinstance(arg.func, ast.Name) and arg.func.id == "command_topic":
-            found.add(topics.command_topic(service))
-        elif isinstance(arg, ast.Constant) and isinstance(arg.value, str):
-            found.add(arg.value)
-        else:
-            raise AssertionError(f"services/{service}/agents.py: cannot resolve {ast.unparse(arg)}")
-    return found
-
-
 @pytest.mark.parametrize("name", SERVICES)
-def test_acl_table_matches_the_agents(name: str) -> None:
-    """A topic an agent reads but the KafkaUser may not read would fail only in production."""
-    if not (ROOT / "services" / name / "agents.py").is_file():
-        pytest.skip(f"services/{name}/agents.py does not exist yet")
-    assert consumed_by_agents(name) == set(SERVICES[name].consumes), (
+def test_acl_table_matches_the_streams(name: str) -> None:
+    """A topic a service reads but the KafkaUser may not read would fail only in production."""
+    if not (ROOT / "services" / name / "handlers.py").is_file():
+        pytest.skip(f"services/{name} consumes no streams")
+    assert set(consumed_topics(name)) == set(SERVICES[name].consumes), (
         "update SERVICES in deploy/k8s/generate.py, then run `python -m deploy.k8s.generate`"
     )
 

@@ -48,7 +48,6 @@ from aiokafka.admin import AIOKafkaAdminClient
 from aiokafka.errors import KafkaError
 from aiokafka.structs import OffsetAndMetadata
 
-import schemas.topics as topic_names
 from privacy_runtime.datamap import load_data_map
 from privacy_runtime.settings import DEFAULT_DATA_MAP
 from schemas.enums import (
@@ -85,7 +84,7 @@ from schemas.topics import (
     command_topic,
 )
 from services.dsar import cases
-from tests.helpers import ROOT, ServiceProcess, downstream_answer, event_of, read_topic, stop_player
+from tests.helpers import ServiceProcess, consumed_topics, downstream_answer, event_of, read_topic, stop_player
 
 SEED = int(os.environ.get("FAULT_SEED", "20261125"))  # another seed, another schedule of faults
 CONSENT_ONLY = 2300  # subjects known only from consent changes (4 events each)
@@ -93,17 +92,6 @@ REGISTERED = 600  # subjects with an email address in the directory
 ERASURES, RESTRICTIONS, RECTIFICATIONS, ACCESSES = 60, 40, 40, 40
 POLICY = "2021-10-30"
 SERVICES = ("consent", "dsar", "notifier")
-
-def consumed_topics(service: str) -> tuple[str, ...]:
-    """The topics a service consumes, read from its `runtime.stream(...)` lines (services/<name>/agents.py),
-    so the list cannot drift from the code: its group's offsets start at the end of each of them."""
-    source = (ROOT / "services" / service / "agents.py").read_text()
-    topics = []
-    for name in re.findall(r"runtime\.stream\(\s*([A-Za-z_][A-Za-z0-9_]*(?:\(SYSTEM_ID\))?)", source):
-        topics.append(command_topic(service) if name == "command_topic(SYSTEM_ID)" else getattr(topic_names, name))
-    assert topics, f"no runtime.stream(...) found in services/{service}/agents.py"
-    return tuple(topics)
-
 
 CONSUMED: dict[str, tuple[str, ...]] = {service: consumed_topics(service) for service in SERVICES}
 

@@ -18,6 +18,7 @@ from privacy_runtime.crypto import DecryptionFailed, KeyRing, SubjectErased
 from privacy_runtime.kafka import make_producer
 from privacy_runtime.migrations import apply_migrations
 from privacy_runtime.outbox import Outbox, OutboxRelay
+from privacy_runtime.unit_of_work import open_transaction
 from privacyctl.audit import SOURCE_PREFIX, ChainReport, compare_published
 from privacyctl.config import CtlSettings
 
@@ -171,22 +172,22 @@ async def test_master_key_rotation_rewraps_without_touching_data(stack: Stack) -
 async def test_a_key_created_in_a_rolled_back_transaction_is_not_kept(stack: Stack) -> None:
     pool = await _schema(stack, f"pending_{uuid.uuid4().hex[:8]}")
     keyring = KeyRing(os.urandom(32))
+    outbox = Outbox(keyring, "urn:test")
+    audit = AuditTrail(outbox, actor="test")
     try:
         async with pool.acquire() as conn:
             await keyring.load_lookup_key(conn)
-            tx = conn.transaction()
-            await tx.start()
-            first = await keyring.data_key(conn, "carol")
-            await tx.rollback()
-            keyring.discard_pending(conn)
-            tx = conn.transaction()
-            await tx.start()
-            second = await keyring.data_key(conn, "carol")
-            await tx.commit()
-            keyring.commit_pending(conn)
-            assert first != second, "the rolled-back key was not reused"
+        with pytest.raises(RuntimeError):
+            async with open_transaction(pool, keyring, outbox, audit) as tx:
+                first = await tx.keys.data_key("carol")
+                raise RuntimeError("the transaction fails")
+        async with open_transaction(pool, keyring, outbox, audit) as tx:
+            second = await tx.keys.data_key("carol")
+        assert first != second, "the rolled-back key was not reused"
+        assert keyring._cached("carol") == second, "the committed one is cached"
+        async with pool.acquire() as conn:
             stored = await KeyRing(keyring._master).data_key(conn, "carol", create=False)
-            assert stored == second
+        assert stored == second
     finally:
         await pool.close()
 
@@ -201,9 +202,10 @@ async def test_a_key_shredded_by_another_process_stops_decrypting_here_once_cach
         async with pool.acquire() as conn:
             await here.load_lookup_key(conn)
             await replica.load_lookup_key(conn)
+            pending: dict[str, bytes] = {}
             async with conn.transaction():
-                sealed = await here.encrypt(conn, "dana", "email", "dana@example.com")
-            here.commit_pending(conn)  # as ServiceRuntime.transaction() does: the key is cached here now
+                sealed = await here.encrypt(conn, "dana", "email", "dana@example.com", pending)
+            here.remember_committed(pending)  # as a unit of work does: the key is cached here now
             assert await here.decrypt(conn, "dana", "email", sealed) == "dana@example.com"
             await replica.shred_subject(conn, "dana")
             await asyncio.sleep(0.3)

@@ -15,6 +15,7 @@ from privacy_runtime.commands import AckIn, CommandPolicy, CommandSpec, CommandT
 from privacy_runtime.crypto import KeyRing
 from privacy_runtime.outbox import _RELAY_LOCK_KEY, Outbox, OutboxRelay
 from privacy_runtime.processor import lock_subjects
+from privacy_runtime.unit_of_work import open_transaction
 from tests.runtime.test_audit_and_crypto import _schema
 
 pytestmark = pytest.mark.stack
@@ -24,21 +25,23 @@ async def test_a_batch_of_acks_counts_the_first_answer_of_each_own_command_once(
     pool = await _schema(stack, f"acks_{uuid.uuid4().hex[:8]}")
     keyring = KeyRing(os.urandom(32))
     outbox = Outbox(keyring, "urn:test")
-    tracker = CommandTracker(outbox, AuditTrail(outbox, "test"), keyring, CommandPolicy())
+    audit = AuditTrail(outbox, "test")
+    tracker = CommandTracker(CommandPolicy())
     request_id = str(uuid.uuid4())
     try:
-        async with pool.acquire() as conn, conn.transaction():
-            erase, suppress = await tracker.issue_many(conn, [
+        async with open_transaction(pool, keyring, outbox, audit) as tx:
+            conn = tx.conn
+            erase, suppress = await tracker.issue_many(tx, [
                 CommandSpec("s1", "accounts", "erase", request_id=request_id),
                 CommandSpec("s1", "marketing_email", "suppress", purpose="marketing_email"),
             ])
-            again = await tracker.issue_many(conn, [
+            again = await tracker.issue_many(tx, [
                 CommandSpec("s1", "accounts", "erase", request_id=request_id, command_id=erase)])
             assert again == [erase]
             assert await conn.fetchval("SELECT count(*) FROM commands") == 2, "a decided id is issued once"
             assert await conn.fetchval("SELECT count(*) FROM outbox") == 2
 
-            acks = await tracker.acknowledge_many(conn, [
+            acks = await tracker.acknowledge_many(tx, [
                 AckIn(erase, "accounts", "done"),
                 AckIn(erase, "accounts", "done", "a repeat in the same batch"),
                 AckIn(suppress, "billing", "done"),           # names the wrong system
@@ -53,7 +56,7 @@ async def test_a_batch_of_acks_counts_the_first_answer_of_each_own_command_once(
             assert rows[erase]["ack_status"] == "done" and rows[erase]["acked_at"] is not None
             assert rows[suppress]["acked_at"] is None, "an ack naming another system settles nothing"
 
-            later = await tracker.acknowledge_many(conn, [AckIn(erase, "accounts", "failed")])
+            later = await tracker.acknowledge_many(tx, [AckIn(erase, "accounts", "failed")])
             assert later[0] is not None and not later[0].first
             assert await conn.fetchval("SELECT ack_status FROM commands WHERE command_id = $1",
                                        uuid.UUID(erase)) == "done", "the first answer stands"
@@ -64,21 +67,21 @@ async def test_a_batch_of_acks_counts_the_first_answer_of_each_own_command_once(
 async def test_entries_collected_in_a_transaction_extend_the_chain_in_order(stack: Stack) -> None:
     pool = await _schema(stack, f"batch_{uuid.uuid4().hex[:8]}")
     keyring = KeyRing(os.urandom(32))
-    trail = AuditTrail(Outbox(keyring, "urn:test"), actor="test")
+    outbox = Outbox(keyring, "urn:test")
+    trail = AuditTrail(outbox, actor="test")
     try:
         async with pool.acquire() as conn:
             await trail.record(conn, "before", subject="s0", ref="r0")  # appended at once
-            async with conn.transaction():
-                trail.begin(conn)
-                for i in range(1, 4):
-                    await trail.record(conn, f"step{i}", subject=f"s{i}", ref=f"r{i}", detail={"n": i})
-                await trail.record(conn, "unpublished", ref="no-subject")
-                assert await conn.fetchval("SELECT count(*) FROM audit_log") == 1, "held until the flush"
-                await trail.flush(conn)
-            async with conn.transaction():
-                trail.begin(conn)
-                await trail.record(conn, "rolled_back", subject="s9", ref="r9")
-                trail.discard(conn)  # what the runtime does when the transaction fails
+        async with open_transaction(pool, keyring, outbox, trail) as tx:
+            for i in range(1, 4):
+                await tx.audit.record(f"step{i}", subject=f"s{i}", ref=f"r{i}", detail={"n": i})
+            await tx.audit.record("unpublished", ref="no-subject")
+            assert await tx.conn.fetchval("SELECT count(*) FROM audit_log") == 1, "held until the commit"
+        with pytest.raises(RuntimeError):
+            async with open_transaction(pool, keyring, outbox, trail) as tx:
+                await tx.audit.record("rolled_back", subject="s9", ref="r9")
+                raise RuntimeError("the transaction fails")
+        async with pool.acquire() as conn:
             actions = [r["action"] for r in await conn.fetch("SELECT action FROM audit_log ORDER BY seq")]
             assert actions == ["before", "step1", "step2", "step3", "unpublished"]
             checked, problems = await verify_chain(conn)
@@ -95,30 +98,34 @@ async def test_a_newer_opt_out_or_opt_in_supersedes_the_one_still_outstanding(st
     pool = await _schema(stack, f"supersede_{uuid.uuid4().hex[:8]}")
     keyring = KeyRing(os.urandom(32))
     outbox = Outbox(keyring, "urn:test")
-    tracker = CommandTracker(outbox, AuditTrail(outbox, "test"), keyring, CommandPolicy())
+    audit = AuditTrail(outbox, "test")
+    tracker = CommandTracker(CommandPolicy())
     try:
         async with pool.acquire() as conn:
             await keyring.load_lookup_key(conn)
-        async with pool.acquire() as conn, conn.transaction():
-            suppress, revoke, erase = await tracker.issue_many(conn, [
+        async with open_transaction(pool, keyring, outbox, audit) as tx:
+            conn = tx.conn
+            suppress, revoke, erase = await tracker.issue_many(tx, [
                 CommandSpec("s1", "marketing_email", "suppress", purpose="marketing_email"),
                 CommandSpec("s1", "partners", "revoke_sharing", purpose="partner_sharing"),
                 CommandSpec("s1", "accounts", "erase", request_id=str(uuid.uuid4())),
             ])
-            other = (await tracker.issue_many(conn, [
+            other = (await tracker.issue_many(tx, [
                 CommandSpec("s2", "marketing_email", "suppress", purpose="marketing_email")]))[0]
             # Two requests' steps (dsar: Art. 17(2) revoke_sharing): each is waited for by its own case.
-            first_case, second_case = await tracker.issue_many(conn, [
+            first_case, second_case = await tracker.issue_many(tx, [
                 CommandSpec("s1", "partners", "revoke_sharing", purpose="partner_sharing", request_id=str(uuid.uuid4())),
                 CommandSpec("s1", "partners", "revoke_sharing", purpose="partner_sharing", request_id=str(uuid.uuid4())),
             ])
-        async with pool.acquire() as conn, conn.transaction():  # the grant comes in a later transaction
-            unsuppress = (await tracker.issue_many(conn, [
+        async with open_transaction(pool, keyring, outbox, audit) as tx:  # the grant comes in a later transaction
+            conn = tx.conn
+            unsuppress = (await tracker.issue_many(tx, [
                 CommandSpec("s1", "marketing_email", "unsuppress", purpose="marketing_email")]))[0]
-        async with pool.acquire() as conn, conn.transaction():
+        async with open_transaction(pool, keyring, outbox, audit) as tx:
+            conn = tx.conn
             await conn.execute("UPDATE commands SET next_attempt_at = now() - interval '1 minute'")
             await conn.execute("DELETE FROM outbox")
-            assert await tracker.resend_due(conn) == 6
+            assert await tracker.resend_due(tx) == 6
             resent = {str(uuid.UUID(json.loads(bytes(r["value"]))["data"]["command_id"]))
                       for r in await conn.fetch("SELECT value FROM outbox")}
             assert resent == {revoke, erase, other, unsuppress, first_case, second_case}, \
@@ -131,15 +138,17 @@ async def test_a_newer_opt_out_or_opt_in_supersedes_the_one_still_outstanding(st
         # While s1's events are being applied elsewhere, its opt-outs wait for the next pass.
         async with pool.acquire() as busy, busy.transaction():
             await lock_subjects(busy, ["s1"])
-            async with pool.acquire() as conn, conn.transaction():
+            async with open_transaction(pool, keyring, outbox, audit) as tx:
+                conn = tx.conn
                 await conn.execute("UPDATE commands SET next_attempt_at = now() - interval '1 minute'")
                 await conn.execute("DELETE FROM outbox")
-                await tracker.resend_due(conn)
+                await tracker.resend_due(tx)
                 resent = {str(uuid.UUID(json.loads(bytes(r["value"]))["data"]["command_id"]))
                           for r in await conn.fetch("SELECT value FROM outbox")}
                 assert resent == {erase, other, first_case, second_case}
-        async with pool.acquire() as conn, conn.transaction():
-            late = await tracker.acknowledge_many(conn, [AckIn(suppress, "marketing_email", "done")])
+        async with open_transaction(pool, keyring, outbox, audit) as tx:
+            conn = tx.conn
+            late = await tracker.acknowledge_many(tx, [AckIn(suppress, "marketing_email", "done")])
             assert late[0] is not None and not late[0].first, "its late answer settles nothing more"
     finally:
         await pool.close()
@@ -151,11 +160,13 @@ async def test_one_relay_at_a_time_publishes_a_schemas_outbox(stack: Stack) -> N
     pool = await _schema(stack, f"relay_{uuid.uuid4().hex[:8]}")
     keyring = KeyRing(os.urandom(32))
     outbox = Outbox(keyring, "urn:test")
-    tracker = CommandTracker(outbox, AuditTrail(outbox, "test"), keyring, CommandPolicy())
+    audit = AuditTrail(outbox, "test")
+    tracker = CommandTracker(CommandPolicy())
     other_process = OutboxRelay(pool, None, outbox)  # type: ignore[arg-type]  # never reaches the producer
     try:
-        async with pool.acquire() as conn, conn.transaction():
-            await tracker.issue_many(conn, [CommandSpec("s1", "marketing_email", "suppress", purpose="marketing_email")])
+        async with open_transaction(pool, keyring, outbox, audit) as tx:
+            conn = tx.conn
+            await tracker.issue_many(tx, [CommandSpec("s1", "marketing_email", "suppress", purpose="marketing_email")])
         async with pool.acquire() as relaying, relaying.transaction():
             await relaying.execute("SELECT pg_advisory_xact_lock($1::int, hashtext(current_schema()))",
                                    _RELAY_LOCK_KEY)

@@ -17,6 +17,7 @@ from aiokafka.errors import IllegalStateError
 from aiokafka.structs import OffsetAndMetadata
 
 from privacy_runtime.consumer import BatchConsumer, committable
+from privacy_runtime.settings import ConnectionSettings
 
 KEPT, TAKEN = TopicPartition("consent-changed", 0), TopicPartition("consent-changed", 1)
 
@@ -39,7 +40,7 @@ class Member:
 
 
 def consumer_with(member: Member) -> BatchConsumer:
-    consumer = BatchConsumer(runtime=None, group_id="g", processors={})
+    consumer = BatchConsumer(ConnectionSettings(), group_id="g", processors={}, batch_max_events=100)
     consumer._consumer = member  # type: ignore[assignment]
     return consumer
 

@@ -11,6 +11,7 @@ from aiokafka import TopicPartition
 from prometheus_client import REGISTRY
 
 from privacy_runtime.consumer import BatchConsumer, _FinishBeforeRevoke
+from privacy_runtime.settings import ConnectionSettings
 
 
 @dataclass
@@ -43,7 +44,7 @@ def _lag(topic: str, partition: int) -> float | None:
 
 
 def _consumer(fake: _FakeConsumer) -> BatchConsumer:
-    consumer = BatchConsumer(runtime=None, group_id="lag-test", processors={})
+    consumer = BatchConsumer(ConnectionSettings(), group_id="lag-test", processors={}, batch_max_events=100)
     consumer._consumer = fake  # type: ignore[assignment]
     return consumer
 

@@ -28,15 +28,8 @@ PARTITIONS = 4
 PER_PARTITION = 1500
 
 
-@dataclass
-class _Runtime:
-    """What the consumer needs of a service runtime: its settings."""
-
-    settings: Any
-
-
-class _Settings(ConnectionSettings):
-    batch_max_events: int = 300  # a partition spans many polls: consecutive polls share lanes
+#: A partition spans many polls: consecutive polls share lanes.
+BATCH_MAX_EVENTS = 300
 
 
 @dataclass
@@ -119,8 +112,8 @@ async def test_a_backlog_is_applied_in_order_per_partition_lanes_side_by_side(st
     topic = await _topic_with_backlog(bootstrap)
     group = f"lanes-{uuid.uuid4().hex[:8]}"
     processor = RecordingProcessor()
-    runtime = _Runtime(_Settings(kafka_bootstrap_servers=bootstrap))
-    consumer = BatchConsumer(runtime, group, {topic: processor})  # type: ignore[dict-item]
+    settings = ConnectionSettings(kafka_bootstrap_servers=bootstrap)
+    consumer = BatchConsumer(settings, group, {topic: processor}, batch_max_events=BATCH_MAX_EVENTS)  # type: ignore[dict-item]
 
     async def all_applied() -> bool:
         return sum(map(len, processor.applied.values())) >= PARTITIONS * PER_PARTITION
@@ -140,9 +133,9 @@ async def test_a_failed_batch_stops_its_lane_and_comes_again_after_a_restart(sta
     group = f"lanes-{uuid.uuid4().hex[:8]}"
     failing = (2, PER_PARTITION // 2)
     processor = RecordingProcessor(fail_at=failing)
-    runtime = _Runtime(_Settings(kafka_bootstrap_servers=bootstrap))
+    settings = ConnectionSettings(kafka_bootstrap_servers=bootstrap)
 
-    first = BatchConsumer(runtime, group, {topic: processor})  # type: ignore[dict-item]
+    first = BatchConsumer(settings, group, {topic: processor}, batch_max_events=BATCH_MAX_EVENTS)  # type: ignore[dict-item]
     with pytest.raises(RuntimeError, match="unreachable"):
         await asyncio.wait_for(first.run(), timeout=60)
     before_restart = list(processor.applied[failing[0]])
@@ -156,7 +149,7 @@ async def test_a_failed_batch_stops_its_lane_and_comes_again_after_a_restart(sta
     async def all_committed() -> bool:
         return await _committed(bootstrap, group, topic) == {p: PER_PARTITION for p in range(PARTITIONS)}
 
-    second = BatchConsumer(runtime, group, {topic: processor})  # type: ignore[dict-item]
+    second = BatchConsumer(settings, group, {topic: processor}, batch_max_events=BATCH_MAX_EVENTS)  # type: ignore[dict-item]
     await _run_until(second, all_committed)
     assert all(set(processor.applied[p]) >= set(range(PER_PARTITION)) for p in range(PARTITIONS))
 

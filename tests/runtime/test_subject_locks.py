@@ -6,7 +6,6 @@ from __future__ import annotations
 import asyncio
 import uuid
 from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
 from datetime import UTC, datetime
 from pathlib import Path
 from types import SimpleNamespace
@@ -17,23 +16,15 @@ import pytest
 
 from devstack.stack import Stack
 from privacy_runtime.processor import Inbound, RawMessage, StreamProcessor
-from tests.helpers import scratch_schema
+from privacy_runtime.settings import ServiceSettings
+from privacy_runtime.unit_of_work import PoolRuntime, UnitOfWork
+from tests.helpers import TEST_MASTER_KEY, scratch_schema
 
 pytestmark = pytest.mark.stack
 
 MIGRATIONS = Path(__file__).resolve().parents[2] / "services" / "consent" / "migrations"
 
 
-class _Runtime:
-    """What a StreamProcessor needs of the service runtime: transactions on a real database."""
-
-    def __init__(self, pool: asyncpg.Pool):
-        self.pool = pool
-
-    @asynccontextmanager
-    async def transaction(self) -> AsyncIterator[asyncpg.Connection]:
-        async with self.pool.acquire() as conn, conn.transaction():
-            yield conn
 
 
 def _event(topic: str, subject: str) -> Inbound:
@@ -42,23 +33,25 @@ def _event(topic: str, subject: str) -> Inbound:
 
 
 @pytest.fixture
-async def runtime(stack: Stack) -> AsyncIterator[_Runtime]:
+async def runtime(stack: Stack) -> AsyncIterator[PoolRuntime]:
     async with scratch_schema(stack.endpoints.database_url, "subject_locks", MIGRATIONS, max_size=4) as pool:
-        yield _Runtime(pool)
+        runtime = PoolRuntime("consent", ServiceSettings(privacy_master_key=TEST_MASTER_KEY), pool)
+        await runtime.start()
+        yield runtime
 
 
-async def test_a_subject_waits_for_its_own_transaction_on_another_topic_only(runtime: _Runtime) -> None:
+async def test_a_subject_waits_for_its_own_transaction_on_another_topic_only(runtime: PoolRuntime) -> None:
     steps: list[str] = []
     gate = asyncio.Event()
     started = asyncio.Event()
 
-    async def slow_registration(conn: asyncpg.Connection, batch: list[Inbound]) -> None:
+    async def slow_registration(tx: UnitOfWork, batch: list[Inbound]) -> None:
         steps.append("registration started")
         started.set()
         await gate.wait()
         steps.append("registration committed")
 
-    async def change(conn: asyncpg.Connection, batch: list[Inbound]) -> None:
+    async def change(tx: UnitOfWork, batch: list[Inbound]) -> None:
         steps.append(f"change of {batch[0].event.subject}")
 
     registrations: Any = StreamProcessor(runtime, "user-registered", slow_registration)
@@ -76,12 +69,12 @@ async def test_a_subject_waits_for_its_own_transaction_on_another_topic_only(run
     assert steps == ["registration started", "change of usr_b", "registration committed", "change of usr_a"]
 
 
-async def test_a_full_lock_table_is_waited_out_not_dead_lettered(runtime: _Runtime) -> None:
+async def test_a_full_lock_table_is_waited_out_not_dead_lettered(runtime: PoolRuntime) -> None:
     """'out of shared memory' (the lock table is full: each batch holds a lock per subject) is the
     database's momentary limit, not the event's fault: the batch is retried as a whole."""
     calls: list[int] = []
 
-    async def handler(conn: asyncpg.Connection, batch: list[Inbound]) -> None:
+    async def handler(tx: UnitOfWork, batch: list[Inbound]) -> None:
         calls.append(len(batch))
         if len(calls) == 1:
             raise asyncpg.exceptions.OutOfMemoryError("out of shared memory")

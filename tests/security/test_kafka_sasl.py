@@ -27,7 +27,8 @@ from pydantic import SecretStr
 from devstack.kafka import KafkaBroker
 from devstack.stack import Stack
 from devstack.topics import create_topics
-from privacy_runtime.kafka import aiokafka_options, faust_broker_credentials
+from privacy_runtime.faust_shell import faust_broker_credentials
+from privacy_runtime.kafka import aiokafka_options
 from privacy_runtime.settings import ServiceSettings
 from schemas.enums import ConsentChannel, Purpose, RegistrationSource
 from schemas.envelope import new_event

@@ -116,10 +116,11 @@ async def test_a_master_key_rotation_rewraps_the_keys_in_the_key_store(keystore_
             before.use_keystore(keys)
             async with data.acquire() as conn:
                 await before.load_lookup_key(conn)
+                pending: dict[str, bytes] = {}
                 async with conn.transaction():
-                    assert await before.ensure_keys(conn, {"ann", "bo"}) == set()
-                    sealed = before.encrypt_cached("ann", "email", "ann@example.com")
-                before.commit_pending(conn)
+                    assert await before.ensure_keys(conn, {"ann", "bo"}, pending) == set()
+                    sealed = before.encrypt_cached("ann", "email", "ann@example.com", pending)
+                before.remember_committed(pending)
                 after = KeyRing(new, old)
                 after.use_keystore(keys)
                 await after.load_lookup_key(conn)

@@ -40,22 +40,22 @@ def test_a_final_notice_key_rewrapped_opens_with_the_new_master_key_alone() -> N
 async def test_final_notices_are_rewrapped_in_the_database(stack: Stack) -> None:
     async with scratch_runtime(stack.env()["DATABASE_URL"]) as runtime:
         old = FinalNoticeKeys(OLD)
-        async with runtime.transaction() as conn:
+        async with runtime.transaction() as tx:
             for subject in ("u1", "u2"):
                 sealed = old.seal_contact(subject, Contact(f"{subject}@example.org", None, "en"))
-                await store.save_final_notice(conn, subject=subject, request_id=uuid.uuid4(),
+                await store.save_final_notice(tx.conn, subject=subject, request_id=uuid.uuid4(),
                                               wrapped_key=sealed.wrapped_key, master_key_id=sealed.master_key_id,
                                               contact_sealed=sealed.contact_sealed, keep_seconds=3600)
             # One damaged row (not openable with the previous key) does not hold the others up.
             sealed = old.seal_contact("u3", Contact("u3@example.org", None, "en"))
-            await store.save_final_notice(conn, subject="u3", request_id=uuid.uuid4(),
+            await store.save_final_notice(tx.conn, subject="u3", request_id=uuid.uuid4(),
                                           wrapped_key=b"\x00" * 60, master_key_id=sealed.master_key_id,
                                           contact_sealed=sealed.contact_sealed, keep_seconds=3600)
         rotation = FinalNoticeRotation(FinalNoticeKeys(NEW, OLD))
         async with runtime.pool.acquire() as conn:
             assert await rotation.left(conn) == 3
-        async with runtime.transaction() as conn:
-            assert await rotation.rewrap(conn) == 2
+        async with runtime.transaction() as tx:
+            assert await rotation.rewrap(tx.conn) == 2
         async with runtime.pool.acquire() as conn:
             assert await rotation.left(conn) == 0, "the damaged one is marked and not waited for"
             rows = await store.final_notices(conn, ["u1", "u2"])

@@ -1,0 +1,218 @@
+"""The unit of work: one database transaction and everything written in it.
+
+A `Transaction` is what every handler, action and operator step receives: its connection, and the
+audit trail, outbox and key ring bound to that transaction. What belongs to the transaction lives on
+the object itself (the audit entries collected for the commit, the data keys created in it), not in
+state the shared objects keep per connection: a key created in a transaction that rolls back is
+never cached, and the audit chain's lock is taken once, just before the commit.
+
+`Runtime` is the slice of a service runtime that handlers and loops use; `ServiceRuntime`,
+`PageRuntime` and `PoolRuntime` (a pool alone, for tests and tools) implement it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Iterable, Mapping, Sequence
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
+from datetime import datetime
+from typing import Any, Protocol
+
+import asyncpg
+
+from privacy_runtime.audit import AuditEntry, AuditTrail
+from privacy_runtime.crypto import KeyRing
+from privacy_runtime.datamap import DataMap
+from privacy_runtime.outbox import Outbox
+from privacy_runtime.settings import ServiceSettings
+from schemas.events import EventData
+
+
+class TransactionKeys:
+    """The key ring as seen from one transaction: keys it creates are cached only after its commit."""
+
+    def __init__(self, keyring: KeyRing, conn: asyncpg.Connection):
+        self.keyring = keyring
+        self.conn = conn
+        #: Data keys created in this transaction, by subject.
+        self.pending: dict[str, bytes] = {}
+
+    async def data_key(self, subject: str, *, create: bool = True) -> bytes | None:
+        return await self.keyring.data_key(self.conn, subject, create=create, pending=self.pending)
+
+    async def ensure_keys(self, subjects: set[str]) -> set[str]:
+        """Load or create many subjects' keys (for `encrypt_cached`); the erased ones, which have none."""
+        return await self.keyring.ensure_keys(self.conn, subjects, self.pending)
+
+    def encrypt_cached(self, subject: str, field: str, value: str | None) -> bytes | None:
+        return self.keyring.encrypt_cached(subject, field, value, self.pending)
+
+    async def encrypt(self, subject: str, field: str, value: str | None) -> bytes | None:
+        return await self.keyring.encrypt(self.conn, subject, field, value, self.pending)
+
+    async def decrypt(self, subject: str, field: str, sealed: bytes | None) -> str | None:
+        return await self.keyring.decrypt(self.conn, subject, field, sealed, self.pending)
+
+    async def is_erased(self, subject: str) -> bool:
+        return await self.keyring.is_erased(self.conn, subject)
+
+    async def erased_among(self, subjects: Iterable[str]) -> dict[str, str]:
+        return await self.keyring.erased_among(self.conn, subjects)
+
+    async def shred_subject(self, subject: str) -> bool:
+        self.pending.pop(subject, None)
+        return await self.keyring.shred_subject(self.conn, subject)
+
+    def subject_digest(self, subject: str) -> str:
+        return self.keyring.subject_digest(subject)
+
+    def keyed_hash(self, purpose: str, value: str) -> str:
+        return self.keyring.keyed_hash(purpose, value)
+
+    def committed(self) -> None:
+        self.keyring.remember_committed(self.pending)
+        self.pending.clear()
+
+
+class TransactionAudit:
+    """The audit trail in one transaction: entries are appended together just before its commit."""
+
+    def __init__(self, trail: AuditTrail, conn: asyncpg.Connection, keys: TransactionKeys):
+        self.trail = trail
+        self.conn = conn
+        self.keys = keys
+        self.entries: list[AuditEntry] = []
+
+    async def record(
+        self,
+        action: str,
+        *,
+        subject: str | None = None,
+        ref: str | None = None,
+        detail: dict[str, Any] | None = None,
+        actor: str | None = None,
+        publish: bool = True,
+        sealed: Mapping[str, str | None] | None = None,
+    ) -> None:
+        self.entries.append(await self.trail.entry(
+            self.conn, action, subject=subject, ref=ref, detail=detail, actor=actor, publish=publish,
+            sealed=sealed, pending=self.keys.pending,
+        ))
+
+    async def flush(self) -> None:
+        entries, self.entries = self.entries, []
+        await self.trail.append(self.conn, entries)
+
+
+class TransactionOutbox:
+    """The outbox in one transaction: events are sealed with keys the transaction may have created."""
+
+    def __init__(self, outbox: Outbox, conn: asyncpg.Connection, keys: TransactionKeys):
+        self.outbox = outbox
+        self.conn = conn
+        self.keys = keys
+
+    @property
+    def source(self) -> str:
+        return self.outbox.source
+
+    async def add(self, topic: str, data: EventData, *, subject: str | None, key: str | None = None,
+                  event_id: str | None = None, time: datetime | None = None, seal: bool = True) -> str:
+        return await self.outbox.add(self.conn, topic, data, subject=subject, key=key, event_id=event_id,
+                                     time=time, seal=seal, pending=self.keys.pending)
+
+    async def add_many(self, rows: Sequence[tuple[str, EventData, str | None]], *, keys: list[str] | None = None,
+                       seal: bool = True, extensions: list[dict[str, str]] | None = None) -> list[str]:
+        return await self.outbox.add_many(self.conn, rows, keys=keys, seal=seal, extensions=extensions,
+                                          pending=self.keys.pending)
+
+    async def add_encoded(self, rows: Sequence[tuple[str, bytes | None, bytes]]) -> None:
+        await self.outbox.add_encoded(self.conn, rows)
+
+
+class UnitOfWork(Protocol):
+    """What a handler gets: one open transaction and the writers bound to it."""
+
+    @property
+    def conn(self) -> asyncpg.Connection: ...
+
+    @property
+    def keys(self) -> TransactionKeys: ...
+
+    @property
+    def audit(self) -> TransactionAudit: ...
+
+    @property
+    def outbox(self) -> TransactionOutbox: ...
+
+
+class Transaction:
+    """The one implementation of `UnitOfWork`, opened by `open_transaction`."""
+
+    def __init__(self, conn: asyncpg.Connection, keyring: KeyRing, outbox: Outbox, audit: AuditTrail):
+        self.conn = conn
+        self.keys = TransactionKeys(keyring, conn)
+        self.audit = TransactionAudit(audit, conn, self.keys)
+        self.outbox = TransactionOutbox(outbox, conn, self.keys)
+
+
+@asynccontextmanager
+async def open_transaction(pool: asyncpg.Pool, keyring: KeyRing, outbox: Outbox,
+                           audit: AuditTrail) -> AsyncIterator[Transaction]:
+    """A unit of work: audit entries appended just before the commit; after it, the keys it created
+    are cached and the outbox relay is woken at once."""
+    async with pool.acquire() as conn:
+        tx = Transaction(conn, keyring, outbox, audit)
+        async with conn.transaction():
+            yield tx
+            await tx.audit.flush()
+        tx.keys.committed()
+    outbox.wakeup.set()
+
+
+class Runtime(Protocol):
+    """The slice of a service runtime that handlers, actions and loops use."""
+
+    @property
+    def name(self) -> str: ...
+
+    @property
+    def settings(self) -> ServiceSettings: ...
+
+    @property
+    def pool(self) -> asyncpg.Pool: ...
+
+    @property
+    def keyring(self) -> KeyRing: ...
+
+    @property
+    def outbox(self) -> Outbox: ...
+
+    @property
+    def audit(self) -> AuditTrail: ...
+
+    @property
+    def data_map(self) -> DataMap: ...
+
+    def transaction(self) -> AbstractAsyncContextManager[Transaction]: ...
+
+
+class PoolRuntime:
+    """A `Runtime` on a pool alone (no Kafka): the service's parts driven in-process by tests and tools."""
+
+    def __init__(self, name: str, settings: ServiceSettings, pool: asyncpg.Pool, data_map: DataMap | None = None):
+        from privacy_runtime.datamap import load_data_map
+
+        self.name = name
+        self.settings = settings
+        self.pool = pool
+        self.keyring = KeyRing(settings.master_key(), settings.previous_master_key())
+        self.outbox = Outbox(self.keyring, source=f"urn:isopartner:privacy:{name}")
+        self.audit = AuditTrail(self.outbox, actor=f"service:{name}")
+        self.data_map = data_map or load_data_map(settings.data_map_path)
+
+    async def start(self) -> None:
+        async with self.pool.acquire() as conn:
+            await self.keyring.load_lookup_key(conn)
+
+    def transaction(self) -> AbstractAsyncContextManager[Transaction]:
+        return open_transaction(self.pool, self.keyring, self.outbox, self.audit)
