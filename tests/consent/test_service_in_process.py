@@ -3,6 +3,7 @@ one event in from Kafka, its state over HTTP, its command out through the outbox
 
 from __future__ import annotations
 
+import base64
 import uuid
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -72,3 +73,35 @@ async def test_a_service_built_in_process_applies_an_event_and_publishes_its_com
                 return event is not None and event["subject"] == subject and event["data"]["action"] == "suppress"
 
             await wait_for_messages(bootstrap, command_topic("marketing_email"), suppress_for_subject, timeout=60)
+
+
+async def test_a_service_started_with_a_previous_master_key_rewraps_the_keys_under_it(  # type: ignore[no-untyped-def]
+    stack, tmp_path: Path
+) -> None:
+    """Master key rotation while serving: the runtime's background pass moves every data key to the current
+    master key (the lookup key too), in units of work of its own."""
+    old, new = base64.b64encode(b"o" * 32).decode(), base64.b64encode(b"n" * 32).decode()
+    async with fresh_database(stack.endpoints.database_url) as dsn:
+        def settings(**keys: str) -> ConsentSettings:
+            return ConsentSettings(database_url=dsn, kafka_bootstrap_servers=stack.endpoints.kafka_bootstrap,
+                                   consumer_group=f"in-process-{uuid.uuid4().hex[:8]}", state_dir=tmp_path, **keys)
+
+        before = create_service(settings(privacy_master_key=old)).runtime
+        async with before:
+            async with before.transaction() as tx:
+                for n in range(3):
+                    assert await tx.keys.data_key(f"rotated-{n}") is not None
+            async with before.pool.acquire() as conn:
+                assert await before.keyring.keys_under_other_masters(conn) == 0
+
+        after = create_service(settings(privacy_master_key=new, privacy_master_key_previous=old)).runtime
+        async with after:
+            async def left() -> bool:
+                async with after.pool.acquire() as conn:
+                    return await after.keyring.keys_under_other_masters(conn) == 0
+
+            await wait_until(left, timeout=60, what="every key re-wrapped under the current master key")
+            current = create_service(settings(privacy_master_key=new)).runtime.keyring  # the old key gone
+            async with after.pool.acquire() as conn:
+                await current.load_lookup_key(conn)
+                assert await current.data_key(conn, "rotated-0", create=False) is not None
