@@ -75,8 +75,8 @@ async def test_a_service_built_in_process_applies_an_event_and_publishes_its_com
             await wait_for_messages(bootstrap, command_topic("marketing_email"), suppress_for_subject, timeout=60)
 
 
-async def test_a_service_started_with_a_previous_master_key_rewraps_the_keys_under_it(  # type: ignore[no-untyped-def]
-    stack, tmp_path: Path
+async def test_a_service_started_with_a_previous_master_key_rewraps_the_keys_under_it(
+    stack: Stack, tmp_path: Path
 ) -> None:
     """Master key rotation while serving: the runtime's background pass moves every data key to the current
     master key (the lookup key too), in units of work of its own."""
