@@ -31,6 +31,7 @@ import httpx
 from devstack.stack import Stack, default_var_dir
 from privacy_runtime.audit import _LOCK_KEY as AUDIT_LOCK_KEY
 from privacy_runtime.audit import GENESIS, entry_hash
+from schemas.enums import ErasureGround, ObjectionProcessing, RequestedVia
 from services.dsar import cases, store
 from tests.helpers import TEST_ADMIN_TOKEN, ServiceProcess
 
@@ -46,9 +47,9 @@ def make_case(number: int, now: datetime, rng: random.Random) -> cases.Case:
     received = now - timedelta(seconds=rng.uniform(0, 16 * 7 * 86400))
     right = rng.choice(cases.RIGHTS)
     case = cases.new_case(request_id=str(uuid.uuid4()), subject=f"bench-{number:06d}", right=right,
-                          received_at=received, identity_verified=True, requested_via="web_form",
-                          ground="no_longer_necessary" if right == cases.ERASURE else None,
-                          processing="legitimate_interest" if right == cases.OBJECTION else None)
+                          received_at=received, identity_verified=True, requested_via=RequestedVia.WEB_FORM,
+                          ground=ErasureGround.NO_LONGER_NECESSARY if right == cases.ERASURE else None,
+                          processing=ObjectionProcessing.LEGITIMATE_INTEREST if right == cases.OBJECTION else None)
     roll = rng.random()
     if roll < 0.35:
         closed = min(now, received + timedelta(days=rng.uniform(0.1, 28)))

@@ -9,6 +9,7 @@ that happens to reuse the pid.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import json
 import os
@@ -20,6 +21,7 @@ import time
 from collections.abc import Awaitable, Callable, Iterator, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
+from typing import ClassVar, Literal
 
 import psutil
 
@@ -278,15 +280,61 @@ def reap(popen: subprocess.Popen[bytes] | None) -> None:
             popen.wait(timeout=0.1)
 
 
+#: How a child is stopped: "fast" is its controlled shutdown, "immediate" a crash-like one where the
+#: server has it (PostgreSQL), "kill" SIGKILL at once (for fault tests that want an unclean stop).
+StopMode = Literal["fast", "immediate", "kill"]
+
+
 class ManagedProcess:
-    """What the broker, the database and the SMTP sink share: one child known by pid and pid file."""
+    """What the broker, the database and the SMTP sink share: one child known by pid and pid file,
+    stopped by signals, restarted on the same ports and data. A part says how it starts and, when it
+    differs from SIGTERM, how it stops (`stop_steps`)."""
+
+    #: How the child is named in messages.
+    label: ClassVar[str]
+    #: Seconds a controlled stop may take before SIGKILL.
+    stop_grace: ClassVar[float] = 30.0
+    #: SIGKILL the whole process group (a server whose workers are its children).
+    kill_group: ClassVar[bool] = False
 
     pid_file: Path
     _record: PidRecord | None
     _popen: subprocess.Popen[bytes] | None
 
+    async def start(self, within: float = 60.0) -> None:
+        raise NotImplementedError
+
     def is_running(self) -> bool:
         return self._record is not None and self._record.process() is not None
+
+    def stop_steps(self, mode: StopMode, grace: float) -> Sequence[tuple[signal.Signals, float]]:
+        """The signals to send in turn, each with its grace; SIGKILL follows if the child is still there."""
+        if mode == "kill":
+            return ((signal.SIGKILL, 10.0),)
+        return ((signal.SIGTERM, grace),)
+
+    def after_stop(self, record: PidRecord, mode: StopMode) -> None:
+        """Called once the child is gone and forgotten."""
+
+    def stop_sync(self, mode: StopMode = "fast", grace: float | None = None) -> None:
+        """Stop by pid (see `stop_steps`); nothing happens when the child is not running."""
+        steps = self.stop_steps(mode, self.stop_grace if grace is None else grace)
+        record = self._stop_by_pid(steps, group=self.kill_group)
+        if record is not None:
+            self.after_stop(record, mode)
+            say(f"{self.label} stopped ({mode}, pid {record.pid})")
+
+    async def stop(self, mode: StopMode = "fast", grace: float | None = None) -> None:
+        await asyncio.to_thread(self.stop_sync, mode, grace)
+
+    async def kill(self) -> None:
+        """Crash the child (SIGKILL): for fault tests that want an unclean stop."""
+        await self.stop("kill")
+
+    async def restart(self, mode: StopMode = "fast", within: float | None = None) -> None:
+        """Stop (in the given mode) and start again on the same ports and data."""
+        await self.stop(mode)
+        await (self.start() if within is None else self.start(within))
 
     def _stop_by_pid(
         self, steps: Sequence[tuple[signal.Signals, float]], *, group: bool = False
@@ -301,4 +349,3 @@ class ManagedProcess:
         with contextlib.suppress(OSError):
             self.pid_file.unlink()
         return record
-

@@ -62,7 +62,6 @@ import json
 import os
 import re
 import shutil
-import signal
 import subprocess
 import time
 from collections.abc import Mapping
@@ -80,7 +79,6 @@ from devstack._proc import (
     say,
     spawn,
     start_on_free_ports,
-    stop_process,
     tail,
 )
 
@@ -218,6 +216,7 @@ class KafkaBroker(ManagedProcess):
     """
 
     name = "kafka"
+    label = "kafka broker"
 
     def __init__(
         self,
@@ -518,26 +517,6 @@ class KafkaBroker(ManagedProcess):
             text = log.read().decode("utf-8", "replace")
             if "NOP" in text or " INFO " not in text:
                 say(f"warning: the kafka broker does not seem to log (check the SLF4J binding in {POM_FILE})")
-
-    def stop_sync(self, timeout: float = 30.0) -> None:
-        """Controlled shutdown by pid: SIGTERM, SIGKILL after ``timeout``."""
-        record = self._stop_by_pid(((signal.SIGTERM, timeout),))
-        if record is not None:
-            say(f"kafka broker stopped (pid {record.pid})")
-
-    async def stop(self, grace: float = 30.0) -> None:
-        await asyncio.to_thread(self.stop_sync, grace)
-
-    async def kill(self) -> None:
-        """Crash the broker (SIGKILL): for fault tests that want an unclean stop."""
-        if self._record is not None:
-            await asyncio.to_thread(stop_process, self._record, ((signal.SIGKILL, 10.0),))
-        await self.stop()
-
-    async def restart(self, within: float = 90.0) -> None:
-        """Stop and start again on the same ports and data dir."""
-        await self.stop()
-        await self.start(within=within)
 
     def rss_bytes(self) -> int:
         """Resident memory of the broker JVM (0 when not running)."""

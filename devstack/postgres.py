@@ -27,8 +27,8 @@ import signal
 import stat
 import subprocess
 import time
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Literal
 
 import asyncpg
 
@@ -37,6 +37,7 @@ from devstack._proc import (
     DevstackError,
     ManagedProcess,
     PidRecord,
+    StopMode,
     free_port,
     port_is_free,
     say,
@@ -45,7 +46,6 @@ from devstack._proc import (
     tail,
 )
 
-StopMode = Literal["fast", "immediate", "kill"]
 OS_USER = "postgres"
 #: Unix socket paths are limited to 107 bytes; longer run dirs use TCP only.
 _MAX_SOCKET_PATH = 100
@@ -140,6 +140,8 @@ class PostgresServer(ManagedProcess):
     """
 
     name = "postgres"
+    label = "postgres"
+    kill_group = True
 
     def __init__(
         self,
@@ -366,31 +368,22 @@ class PostgresServer(ManagedProcess):
         if not await conn.fetchval("SELECT 1 FROM pg_database WHERE datname = $1", self.database):
             await conn.execute(f"CREATE DATABASE {_quote_ident(self.database)} OWNER {ident}")
 
-    def stop_sync(self, mode: StopMode = "fast", timeout: float = 30.0) -> None:
-        """Stop by pid. fast = SIGINT (roll back, disconnect, checkpoint), immediate = SIGQUIT
-        (crash-like, recovery on next start), kill = SIGKILL to the whole process group.
+    def stop_steps(self, mode: StopMode, grace: float) -> Sequence[tuple[signal.Signals, float]]:
+        """fast = SIGINT (roll back, disconnect, checkpoint), immediate = SIGQUIT (crash-like, recovery
+        on next start), kill = SIGKILL to the whole process group.
 
         SIGTERM is not used: it is PostgreSQL's "smart" shutdown, which waits for every
         client to disconnect and would hang while services hold pooled connections.
         """
-        steps: tuple[tuple[signal.Signals, float], ...] = {
-            "fast": ((signal.SIGINT, timeout), (signal.SIGQUIT, 5.0)),
-            "immediate": ((signal.SIGQUIT, timeout),),
+        return {
+            "fast": ((signal.SIGINT, grace), (signal.SIGQUIT, 5.0)),
+            "immediate": ((signal.SIGQUIT, grace),),
             "kill": ((signal.SIGKILL, 10.0),),
         }[mode]
-        record = self._stop_by_pid(steps, group=True)
-        if record is not None:
-            if mode == "kill":
-                _wait_group_gone(record.pid)
-            say(f"postgres stopped ({mode}, pid {record.pid})")
 
-    async def stop(self, mode: StopMode = "fast", grace: float = 30.0) -> None:
-        await asyncio.to_thread(self.stop_sync, mode, grace)
-
-    async def restart(self, mode: StopMode = "fast", within: float = 60.0) -> None:
-        """Stop (in the given mode) and start again on the same port and data dir."""
-        await self.stop(mode)
-        await self.start(within=within)
+    def after_stop(self, record: PidRecord, mode: StopMode) -> None:
+        if mode == "kill":
+            _wait_group_gone(record.pid)
 
 
 def _wait_group_gone(pgid: int, timeout: float = 10.0) -> None:

@@ -210,6 +210,8 @@ class SmtpSink(ManagedProcess):
     """The sink as a child process: ``<root>/smtp/mail`` holds mail, ``<root>/smtp`` is control."""
 
     name = "smtp"
+    label = "smtp sink"
+    stop_grace = 10.0
 
     def __init__(self, root: Path, *, host: str = "127.0.0.1", port: int | None = None) -> None:
         self.dir = Path(root).resolve() / "smtp"
@@ -299,19 +301,6 @@ class SmtpSink(ManagedProcess):
         raise DevstackError(
             f"smtp sink not ready on port {self.port} ({last_error!r}):\n{tail(self.log_file)}"
         )
-
-    def stop_sync(self, timeout: float = 10.0) -> None:
-        record = self._stop_by_pid(((signal.SIGTERM, timeout),))
-        if record is not None:
-            say(f"smtp sink stopped (pid {record.pid})")
-
-    async def stop(self, grace: float = 10.0) -> None:
-        await asyncio.to_thread(self.stop_sync, grace)
-
-    async def restart(self) -> None:
-        """Stop and start on the same port and maildir (mail already stored stays)."""
-        await self.stop()
-        await self.start()
 
 
 if __name__ == "__main__":

@@ -34,6 +34,7 @@ import asyncpg
 from privacy_runtime import metrics
 from privacy_runtime.processor import try_lock_subjects
 from privacy_runtime.unit_of_work import Runtime, UnitOfWork
+from schemas.enums import AckStatus, CommandAction
 from schemas.envelope import dump_checked_event
 from schemas.events import PrivacyCommand
 from schemas.topics import command_topic
@@ -42,7 +43,8 @@ log = logging.getLogger(__name__)
 
 
 #: Commands that set a system's answer for one purpose: the newest one for a purpose is the one that counts.
-OPT_OUT_ACTIONS = ("suppress", "unsuppress", "revoke_sharing", "restore_sharing")
+OPT_OUT_ACTIONS = (CommandAction.SUPPRESS, CommandAction.UNSUPPRESS, CommandAction.REVOKE_SHARING,
+                   CommandAction.RESTORE_SHARING)
 
 
 @dataclass(frozen=True)
@@ -331,7 +333,7 @@ class CommandTracker:
                 results.append(None)
                 continue
             first = row["acked_at"] is None and row["command_id"] not in settled
-            if first and ack.status == "failed" and self.policy.retry_failed:
+            if first and ack.status == AckStatus.FAILED and self.policy.retry_failed:
                 failed[row["command_id"]] = (ack.detail or "")[:1000]
                 metrics.COMMANDS_ACKNOWLEDGED.labels(system=ack.system, status=ack.status).inc()
                 await tx.audit.record(  # the system's own words stay in the commands table, sealed

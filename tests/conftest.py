@@ -6,6 +6,7 @@ from collections.abc import AsyncIterator
 import pytest
 from hypothesis import settings
 
+from devstack.stack import Stack
 from tests.helpers import ServiceProcess
 
 pytest_plugins = ["devstack.pytest_plugin", "tests.browser_kit"]
@@ -38,7 +39,7 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
 
 
 @pytest.fixture(scope="module")
-async def system(stack) -> AsyncIterator[dict[str, ServiceProcess]]:  # type: ignore[no-untyped-def]
+async def system(stack: Stack) -> AsyncIterator[dict[str, ServiceProcess]]:
     """All three services running against the session's stack (for tests that need the whole system).
 
     Module-scoped: they stop when the module ends, so they never consume beside a later test's own

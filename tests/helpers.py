@@ -353,6 +353,19 @@ class ServiceProcess:
     def kill(self) -> None:
         self.stop(signal.SIGKILL)
 
+    def terminate(self, bound: float) -> tuple[int, float]:
+        """SIGTERM to the process (not its group), as an orchestrator stops it; returns (exit code,
+        seconds to exit). Fails, after SIGKILL, when it does not exit within `bound`."""
+        assert self.process is not None
+        started = time.monotonic()
+        os.kill(self.process.pid, signal.SIGTERM)
+        try:
+            code = self.process.wait(timeout=bound)
+        except subprocess.TimeoutExpired:
+            self.kill()
+            raise AssertionError(f"no exit {bound}s after SIGTERM; log:\n{self.log_tail()}") from None
+        return code, time.monotonic() - started
+
 
 async def stop_player(task: asyncio.Task[None] | None, consumer: AIOKafkaConsumer, producer: AIOKafkaProducer) -> None:
     """Stop a test's stand-in for downstream systems: its loop first, then its Kafka clients."""

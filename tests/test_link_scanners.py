@@ -17,6 +17,7 @@ import asyncpg
 import httpx
 import pytest
 
+from devstack.stack import Stack
 from privacy_runtime.pages.security import CONTENT_SECURITY_POLICY
 from schemas.events import (
     ConsentChanged,
@@ -27,7 +28,7 @@ from schemas.events import (
     UserRegistered,
 )
 from schemas.topics import CONSENT_CHANGED, DSAR_REQUESTED, NOTIFICATION_REQUESTED, USER_REGISTERED
-from tests.helpers import get_json, publish, subject_id, wait_until
+from tests.helpers import ServiceProcess, get_json, publish, subject_id, wait_until
 from tests.test_policy_scenarios import ExternalSystems, _mails_to
 
 pytestmark = pytest.mark.stack
@@ -37,7 +38,7 @@ ONE_CLICK = {"content": b"List-Unsubscribe=One-Click", "headers": {"Content-Type
 
 
 @pytest.fixture
-async def systems(stack) -> AsyncIterator[ExternalSystems]:  # type: ignore[no-untyped-def]
+async def systems(stack: Stack) -> AsyncIterator[ExternalSystems]:
     responder = ExternalSystems(stack.endpoints.kafka_bootstrap)
     await responder.start()
     try:
@@ -46,7 +47,7 @@ async def systems(stack) -> AsyncIterator[ExternalSystems]:  # type: ignore[no-u
         await responder.stop()
 
 
-async def _register(stack, system, subject: str, locale: str) -> str:  # type: ignore[no-untyped-def]
+async def _register(stack: Stack, system: dict[str, ServiceProcess], subject: str, locale: str) -> str:
     address = f"{subject}@example.org"
     await publish(stack.endpoints.kafka_bootstrap, USER_REGISTERED, UserRegistered(
         email=address, name="Sara Skanner", country="SE", locale=locale,
@@ -66,7 +67,7 @@ async def _register(stack, system, subject: str, locale: str) -> str:  # type: i
     return address
 
 
-async def _marketing_allowed(system, subject: str) -> bool:  # type: ignore[no-untyped-def]
+async def _marketing_allowed(system: dict[str, ServiceProcess], subject: str) -> bool:
     _, body = await get_json(f"{system['consent'].url}/v1/decisions",
                              params={"subject": subject, "purpose": "marketing_email"})
     return bool(body["allowed"])
@@ -90,7 +91,7 @@ def _assert_page(response: httpx.Response, lang: str) -> None:
 
 
 async def test_scanning_the_unsubscribe_link_changes_nothing_and_one_post_withdraws_once(
-    stack, system, systems  # type: ignore[no-untyped-def]
+    stack: Stack, system: dict[str, ServiceProcess], systems: ExternalSystems
 ) -> None:
     bootstrap, dsn = stack.endpoints.kafka_bootstrap, stack.endpoints.database_url
     subject = subject_id("scan-unsub")
@@ -167,7 +168,7 @@ async def test_scanning_the_unsubscribe_link_changes_nothing_and_one_post_withdr
 
 
 async def test_scanning_the_export_link_uses_up_nothing_and_each_post_is_one_download(
-    stack, system, systems  # type: ignore[no-untyped-def]
+    stack: Stack, system: dict[str, ServiceProcess], systems: ExternalSystems
 ) -> None:
     bootstrap, dsn = stack.endpoints.kafka_bootstrap, stack.endpoints.database_url
     subject = subject_id("scan-export")

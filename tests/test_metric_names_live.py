@@ -8,6 +8,7 @@ import httpx
 import pytest
 
 from deploy.metric_names import used_names
+from tests.helpers import ServiceProcess
 
 pytestmark = pytest.mark.stack
 
@@ -30,7 +31,7 @@ def exported_names(text: str) -> set[str]:
     return names
 
 
-async def test_dashboards_and_alerts_use_only_exported_names(system) -> None:  # type: ignore[no-untyped-def]
+async def test_dashboards_and_alerts_use_only_exported_names(system: dict[str, ServiceProcess]) -> None:
     exported: set[str] = set()
     async with httpx.AsyncClient(timeout=10) as client:
         for service in system.values():

@@ -15,6 +15,7 @@ import jsonschema
 import pytest
 import yaml
 
+from devstack.stack import Stack
 from privacy_runtime.tokens import UNSUBSCRIBE, TokenSigner
 from schemas.events import DsarDetails, DsarRequested, ErasureRequested, UserRegistered
 from schemas.topics import DSAR_REQUESTED, ERASURE_REQUESTED, NOTIFICATION_REQUESTED, USER_REGISTERED
@@ -22,6 +23,7 @@ from tests.helpers import (
     ROOT,
     TEST_ADMIN_TOKEN,
     TEST_MASTER_KEY,
+    ServiceProcess,
     event_of,
     get_json,
     opened_notification,
@@ -60,7 +62,7 @@ def _resolve(response_doc: dict[str, Any]) -> dict[str, Any]:
     return response_doc
 
 
-async def test_running_services_answer_as_documented(stack, system) -> None:  # type: ignore[no-untyped-def]
+async def test_running_services_answer_as_documented(stack: Stack, system: dict[str, ServiceProcess]) -> None:
     subject = subject_id("oas")
     request_id = uuid.uuid4()
     await publish(stack.endpoints.kafka_bootstrap, ERASURE_REQUESTED, ErasureRequested(
@@ -108,7 +110,7 @@ async def test_running_services_answer_as_documented(stack, system) -> None:  # 
     assert checked >= len(DOC["paths"])
 
 
-async def test_successful_answers_match_the_documented_schemas(stack, system) -> None:  # type: ignore[no-untyped-def]
+async def test_successful_answers_match_the_documented_schemas(stack: Stack, system: dict[str, ServiceProcess]) -> None:
     """The 2xx side: a registered subject's decision and consents, a request verified with the code from
     its email, operator reads, extend, reject, approve, the notifier's queue, and the unsubscribe pages."""
     bootstrap = stack.endpoints.kafka_bootstrap
@@ -125,7 +127,7 @@ async def test_successful_answers_match_the_documented_schemas(stack, system) ->
         request_id=objection, right="objection", identity_verified=True, requested_via="web_form",
         details=DsarDetails(processing="legitimate_interest")), subject=subject)
 
-    def code_email(m) -> bool:  # type: ignore[no-untyped-def]
+    def code_email(m: Any) -> bool:
         return (event_of(m) or {}).get("data", {}).get("notification_id") == f"dsar:{request_id}:code:1"
 
     code = opened_notification((event_of((await wait_for_messages(bootstrap, NOTIFICATION_REQUESTED, code_email))[0])

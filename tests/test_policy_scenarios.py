@@ -9,6 +9,7 @@ import json
 import re
 import uuid
 from collections.abc import AsyncIterator
+from pathlib import Path
 from typing import Any
 
 import asyncpg
@@ -17,6 +18,7 @@ import pytest
 
 from devstack import standins
 from devstack.smtp_sink import read_messages
+from devstack.stack import Stack
 from privacy_runtime.crypto import KeyRing
 from schemas.events import (
     ConsentChanged,
@@ -36,6 +38,7 @@ from schemas.topics import (
 from tests.helpers import (
     SERVICE_SCHEMAS,
     TEST_MASTER_KEY,
+    ServiceProcess,
     commit_group_offsets,
     dump_tables,
     get_json,
@@ -76,7 +79,7 @@ class ExternalSystems:
 
 
 @pytest.fixture
-async def systems(stack) -> AsyncIterator[ExternalSystems]:  # type: ignore[no-untyped-def]
+async def systems(stack: Stack) -> AsyncIterator[ExternalSystems]:
     responder = ExternalSystems(stack.endpoints.kafka_bootstrap)
     await responder.start()
     try:
@@ -85,11 +88,11 @@ async def systems(stack) -> AsyncIterator[ExternalSystems]:  # type: ignore[no-u
         await responder.stop()
 
 
-def _mails_to(mail_dir, address: str) -> list[Any]:  # type: ignore[no-untyped-def]
+def _mails_to(mail_dir: Path, address: str) -> list[Any]:
     return [m for m in read_messages(mail_dir, containing=address) if address in str(m.get("To", ""))]
 
 
-async def test_a_user_asks_to_be_erased_and_nothing_of_theirs_remains_readable(stack, system, systems) -> None:  # type: ignore[no-untyped-def]
+async def test_a_user_asks_to_be_erased_and_nothing_of_theirs_remains_readable(stack: Stack, system: dict[str, ServiceProcess], systems: ExternalSystems) -> None:
     """The request is unverified: a one-time code arrives by email and verifies it. Then every system is
     told to erase; billing keeps invoices under Bokföringslagen and says so; the person gets one
     confirmation naming what was kept and why; every service has destroyed their key, and only a keyed
@@ -193,7 +196,7 @@ async def test_a_user_asks_to_be_erased_and_nothing_of_theirs_remains_readable(s
 
 
 async def test_a_user_opts_out_of_marketing_from_the_email_footer_and_every_marketing_system_is_told(
-    stack, system, systems  # type: ignore[no-untyped-def]
+    stack: Stack, system: dict[str, ServiceProcess], systems: ExternalSystems
 ) -> None:
     """A marketing email carries RFC 8058 one-click unsubscribe headers; the one click withdraws consent
     in the ledger (channel email_footer) and the marketing system is told to suppress; the next marketing

@@ -1,13 +1,13 @@
 """Consent use cases: record registrations and changes, and spread what they mean downstream.
 
 Each function runs inside the transaction the stream processor opened for a batch; it reads through
-`store`, decides through `rules`, and writes state, commands and outbound events together.
+`store`, decides through `rules` and `transition` (pure), and writes state, commands and outbound events together.
 """
 
 from __future__ import annotations
 
 import uuid
-from collections import Counter, defaultdict
+from collections import defaultdict
 from dataclasses import replace
 from datetime import UTC, datetime
 
@@ -16,10 +16,11 @@ from privacy_runtime.commands import CommandSpec, CommandTracker
 from privacy_runtime.datamap import DataMap
 from privacy_runtime.processor import Inbound, claim
 from privacy_runtime.unit_of_work import Runtime, UnitOfWork
-from schemas.enums import ErasureGround, RequestedVia
+from schemas.enums import ConsentChannel, ErasureGround, RequestedVia
 from schemas.events import ErasureRequested
 from schemas.topics import CONSENT_CHANGED, ERASURE_REQUESTED
-from services.consent import rules, store
+from services.consent import rules, store, transition
+from services.consent.transition import Entry
 
 #: Stable namespace so the erasure opened for a child has the same request_id on every replay.
 CHILD_ERASURE_NAMESPACE = uuid.UUID("8f7e5a8c-2f0d-4d0b-9a55-6f1c1b1e0c01")
@@ -58,14 +59,15 @@ class Ledger:
         if claim_topic is not None:
             ids = await claim(conn, claim_topic, (item.event.id for item in ignored))
             ignored = [item for item in ignored if item.event.id in ids]
-        proofs = []
+        proofs: list[store.OptOutProof] = []
         for item in ignored:
             digest = erased[item.event.subject]
             data = item.data
             if getattr(data, "granted", True) is False:
-                for purpose, granted in rules.expand_change(str(data.purpose), False, str(data.channel)):
+                for purpose, granted in rules.expand_change(data.purpose, False, data.channel):
                     if not granted:
-                        proofs.append((digest, purpose, str(data.channel), data.policy_version, item.event.time))
+                        proofs.append(store.OptOutProof(digest, purpose, data.channel, data.policy_version,
+                                                        item.event.time))
             await tx.audit.record("event_ignored_subject_erased", subject=item.event.subject, ref=item.event.id,
                 detail={"topic": item.raw.topic},
             )
@@ -76,31 +78,27 @@ class Ledger:
         conn = tx.conn
         batch, _ = await self._not_erased(tx, batch)
         today = datetime.now(UTC).date()
-        registrations = []
-        kept: list[tuple] = []
-        entries: list[tuple[str, rules.ConsentRecord]] = []
+        registrations: list[store.RegistrationRow] = []
+        entries: list[Entry] = []
         children: list[Inbound] = []
         for item in batch:
             data = item.data
             subject = item.event.subject
             minor = rules.is_minor(data.birth_date, item.event.time.date() if item.event.time else today)
-            country = data.country
-            registrations.append(
-                (subject, country, minor, str(data.source) if data.source else None, data.parent_account,
-                 item.event.time, item.ordered_at)
-            )
-            kept.append((item.event.id, subject, str(data.source) if data.source else None, country,
-                         data.parent_account, item.event.time))
+            registrations.append(store.RegistrationRow(
+                event_id=item.event.id, subject=subject, country=data.country, minor=minor, source=data.source,
+                parent_account=data.parent_account, registered_at=item.event.time, ordered_at=item.ordered_at,
+            ))
             for consent in data.consents or []:
-                entries.append((subject, rules.ConsentRecord(
-                    event_id=f"{item.event.id}:{consent.purpose}", purpose=str(consent.purpose),
-                    granted=consent.granted, effective_at=item.event.time, channel="registration",
+                entries.append(Entry(subject, rules.ConsentRecord(
+                    event_id=f"{item.event.id}:{consent.purpose}", purpose=consent.purpose,
+                    granted=consent.granted, effective_at=item.event.time, channel=ConsentChannel.REGISTRATION,
                     policy_version=None, ordered_at=item.ordered_at,
                 )))
             if minor:
                 children.append(item)
         moved = await store.upsert_registrations(conn, registrations)
-        await store.append_registrations(conn, kept)
+        await store.append_registrations(conn, registrations)
         await self._apply(tx, entries)
         for subject, country_before in sorted(moved.items()):  # a newer registration from another country
             await self._tell_jurisdiction_change(tx, subject, country_before)
@@ -112,56 +110,37 @@ class Ledger:
         so a re-delivered event appends nothing and changes nothing (no processed_events claim per
         event). Returns how many events were new."""
         batch, ignored = await self._not_erased(tx, batch, claim_topic=CONSENT_CHANGED)
-        entries: list[tuple[str, rules.ConsentRecord]] = []
+        entries: list[Entry] = []
         for item in batch:
             data = item.data
-            for purpose, granted in rules.expand_change(str(data.purpose), data.granted, str(data.channel)):
-                entries.append((item.event.subject, rules.ConsentRecord(
+            for purpose, granted in rules.expand_change(data.purpose, data.granted, data.channel):
+                entries.append(Entry(item.event.subject, rules.ConsentRecord(
                     event_id=f"{item.event.id}:{purpose}", purpose=purpose, granted=granted,
-                    effective_at=item.event.time, channel=str(data.channel), policy_version=data.policy_version,
+                    effective_at=item.event.time, channel=data.channel, policy_version=data.policy_version,
                     ordered_at=item.ordered_at,
                 )))
         appended = await self._apply(tx, entries)
         return ignored + len({entry_id.rpartition(":")[0] for entry_id in appended})
 
-    async def _apply(self, tx: UnitOfWork, entries: list[tuple[str, rules.ConsentRecord]]) -> set[str]:
-        """Append to the ledger, move current state forward in ordering time, send what changed.
+    async def _apply(self, tx: UnitOfWork, entries: list[Entry]) -> set[str]:
+        """Append to the ledger, move current state forward in ordering time, send what changed
+        (decided by `transition`: this only loads, asks and stores).
 
         Only entries new to the ledger count: returns their entry ids."""
         conn = tx.conn
         if not entries:
             return set()
         appended = await store.append_ledger(conn, entries)  # creates profiles for subjects not seen yet
-        unique: dict[str, tuple[str, rules.ConsentRecord]] = {}
-        for subject, record in entries:
-            if record.event_id in appended:
-                unique.setdefault(record.event_id, (subject, record))
-        entries = list(unique.values())
-        for (purpose, granted), count in Counter((r.purpose, r.granted) for _, r in entries).items():
+        entries = transition.new_entries(entries, appended)
+        for (purpose, granted), count in transition.counts(entries).items():
             metrics.CONSENT_CHANGES.labels(purpose=purpose, granted=str(granted).lower()).inc(count)
-        keys = sorted({(s, r.purpose) for s, r in entries})
-        stored = await store.current_states(conn, keys)
-        winners = dict(stored)
-        for subject, record in entries:
-            if rules.supersedes(record, winners.get((subject, record.purpose))):
-                winners[(subject, record.purpose)] = record
-        changed = [(key, rec) for key, rec in winners.items() if stored.get(key) is not rec]
-        await store.save_states(conn, [rec.event_id for _, rec in changed])
-        # A grant that undoes a withdrawal is passed on only where the profile allows the purpose.
-        regranted = {subject for (subject, purpose), record in changed
-                     if record.granted and (previous := stored.get((subject, purpose))) and not previous.granted}
-        profiles = await store.denying_profiles(conn, sorted(regranted)) if regranted else {}
-        # An answer at sign-up is passed on only where the jurisdiction's default differs: needs the country.
-        signed_up = {subject for (subject, purpose), record in changed
-                     if record.channel == "registration" and (subject, purpose) not in stored
-                     and record.purpose in rules.CONSENT_IN_STRICT_JURISDICTIONS}
-        if signed_up:
-            profiles.update(await store.profiles(conn, sorted(signed_up)))
+        step = transition.advance(entries, await store.current_states(conn, transition.keys(entries)))
+        await store.save_states(conn, step.saved)
+        profiles = await store.denying_profiles(conn, step.regranted) if step.regranted else {}
+        if step.signed_up:
+            profiles.update(await store.profiles(conn, step.signed_up))
         await self.tracker.issue_many(tx, [
-            CommandSpec(subject, command.system, command.action, command.purpose)
-            for (subject, _purpose), record in changed
-            for command in rules.propagation(
-                stored.get((subject, record.purpose)), record, self.routing, profiles.get(subject))
+            CommandSpec(c.subject, c.system, c.action, c.purpose) for c in step.commands(self.routing, profiles)
         ])
         return appended
 
@@ -169,23 +148,21 @@ class Ledger:
         """An objection to marketing or profiling (Art. 21(2)-(3)) is absolute: withdraw at once."""
         conn = tx.conn
         batch, _ = await self._not_erased(tx, batch)
-        entries: list[tuple[str, rules.ConsentRecord]] = []
+        entries: list[Entry] = []
         for item in batch:
             data = item.data
             processing = data.details.processing if data.details else None
-            if str(data.right) != "objection" or processing is None or str(processing) == "legitimate_interest":
+            purposes = rules.objection_withdraws(data.right, processing)
+            if not purposes or processing is None:
                 continue  # legitimate-interest objections go to manual review in dsar
             subject = item.event.subject
             await store.ensure_subjects(conn, [subject])
-            await store.add_objection(conn, subject, str(processing))
-            purposes = (
-                ["profiling"] if str(processing) == "profiling"
-                else ["marketing_email", "third_party_marketing", "profiling"]
-            )
+            await store.add_objection(conn, subject, processing)
             for purpose in purposes:
-                entries.append((subject, rules.ConsentRecord(
+                entries.append(Entry(subject, rules.ConsentRecord(
                     event_id=f"{item.event.id}:{purpose}", purpose=purpose, granted=False,
-                    effective_at=item.event.time, channel="api", policy_version=None, ordered_at=item.ordered_at,
+                    effective_at=item.event.time, channel=ConsentChannel.API, policy_version=None,
+                    ordered_at=item.ordered_at,
                 )))
         await self._apply(tx, entries)
 
@@ -202,9 +179,9 @@ class Ledger:
         current = {record.purpose: record for record in await store.states_of(conn, subject)}
         now = datetime.now(UTC)
         await self._apply(tx, [
-            (subject, rules.ConsentRecord(  # one entry per request and purpose: a repeat appends nothing
+            Entry(subject, rules.ConsentRecord(  # one entry per request and purpose: a repeat appends nothing
                 event_id=f"{request_id}:objection:{purpose}", purpose=purpose, granted=False,
-                effective_at=now, channel="api", policy_version=None, ordered_at=now,
+                effective_at=now, channel=ConsentChannel.API, policy_version=None, ordered_at=now,
             ))
             for purpose in rules.resting_on_legitimate_interest(profile.country, current)
         ])

@@ -9,28 +9,26 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
 
+from schemas.enums import CommandAction, ConsentChannel, ObjectionProcessing, Purpose, Right
+
 CONTROLLER = "ISOPARTNER AB"
 
-PURPOSES: tuple[str, ...] = (
-    "service_delivery", "payments", "support", "security", "bookkeeping", "service_improvement",
-    "personalization", "analytics", "marketing_email", "third_party_marketing", "partner_sharing",
-    "group_sharing", "profiling",
-)
+PURPOSES: tuple[Purpose, ...] = tuple(Purpose)
 
 #: Opt-in everywhere.
-CONSENT_ALWAYS = frozenset({"analytics", "profiling", "third_party_marketing"})
+CONSENT_ALWAYS = frozenset({Purpose.ANALYTICS, Purpose.PROFILING, Purpose.THIRD_PARTY_MARKETING})
 #: Opt-in in the EEA, UK and Switzerland (and when the country is unknown); opt-out elsewhere.
-CONSENT_IN_STRICT_JURISDICTIONS = frozenset({"marketing_email", "partner_sharing", "group_sharing"})
+CONSENT_IN_STRICT_JURISDICTIONS = frozenset({Purpose.MARKETING_EMAIL, Purpose.PARTNER_SHARING, Purpose.GROUP_SHARING})
 CONSENT_PURPOSES = CONSENT_ALWAYS | CONSENT_IN_STRICT_JURISDICTIONS
 
-CONTRACT_PURPOSES = frozenset({"service_delivery", "payments", "support"})
-LEGAL_OBLIGATION_PURPOSES = frozenset({"bookkeeping"})
-LEGITIMATE_INTEREST_PURPOSES = frozenset({"security", "service_improvement", "personalization"})
+CONTRACT_PURPOSES = frozenset({Purpose.SERVICE_DELIVERY, Purpose.PAYMENTS, Purpose.SUPPORT})
+LEGAL_OBLIGATION_PURPOSES = frozenset({Purpose.BOOKKEEPING})
+LEGITIMATE_INTEREST_PURPOSES = frozenset({Purpose.SECURITY, Purpose.SERVICE_IMPROVEMENT, Purpose.PERSONALIZATION})
 
-MARKETING_PURPOSES = frozenset({"marketing_email", "third_party_marketing"})
-SHARING_PURPOSES = frozenset({"partner_sharing", "group_sharing", "third_party_marketing"})
+MARKETING_PURPOSES = frozenset({Purpose.MARKETING_EMAIL, Purpose.THIRD_PARTY_MARKETING})
+SHARING_PURPOSES = frozenset({Purpose.PARTNER_SHARING, Purpose.GROUP_SHARING, Purpose.THIRD_PARTY_MARKETING})
 #: A Global Privacy Control signal is an opt-out of sale/sharing.
-GPC_WITHDRAWS = ("partner_sharing", "third_party_marketing", "group_sharing")
+GPC_WITHDRAWS = (Purpose.PARTNER_SHARING, Purpose.THIRD_PARTY_MARKETING, Purpose.GROUP_SHARING)
 #: A child is never asked for, and never given, consent-based processing.
 DENIED_TO_MINORS = CONSENT_PURPOSES
 ADULT_AGE = 18
@@ -45,7 +43,7 @@ STRICT_JURISDICTIONS = EEA | EU_TERRITORIES_WITH_OWN_CODES | {"GB", "CH"}
 
 #: The objection kind stored when an operator upheld an objection to legitimate-interest processing
 #: (Art. 21(1)): from then on nothing rests on legitimate interest for the subject; consent still counts.
-UPHELD_LEGITIMATE_INTEREST_OBJECTION = "legitimate_interest"
+UPHELD_LEGITIMATE_INTEREST_OBJECTION = ObjectionProcessing.LEGITIMATE_INTEREST
 
 # Legal bases, as named in GDPR Art. 6(1).
 CONSENT = "consent"
@@ -134,12 +132,12 @@ def withdrawal_time(now: datetime, current: ConsentRecord | None) -> datetime:
     return now
 
 
-def expand_change(purpose: str, granted: bool, channel: str) -> list[tuple[str, bool]]:
+def expand_change(purpose: Purpose, granted: bool, channel: ConsentChannel) -> list[tuple[Purpose, bool]]:
     """The (purpose, granted) pairs a consent-changed event means.
 
     A GPC signal withdraws all sharing on top of the purpose it names (a withdrawal is always safe
     to honour). It cannot grant anything: the schema refuses a `gpc` event with `granted` true."""
-    if channel == "gpc" and not granted:
+    if channel == ConsentChannel.GPC and not granted:
         return [(purpose, False)] + [(p, False) for p in GPC_WITHDRAWS if p != purpose]
     return [(purpose, granted)]
 
@@ -147,7 +145,7 @@ def expand_change(purpose: str, granted: bool, channel: str) -> list[tuple[str, 
 @dataclass(frozen=True)
 class Command:
     system: str
-    action: str
+    action: CommandAction
     purpose: str
 
 
@@ -160,15 +158,25 @@ def resting_on_legitimate_interest(country: str | None, current: dict[str, Conse
     )
 
 
-def withdraw_action(purpose: str) -> str:
-    return "revoke_sharing" if purpose in SHARING_PURPOSES else "suppress"
+def objection_withdraws(right: Right, processing: ObjectionProcessing | None) -> tuple[Purpose, ...]:
+    """The purposes an objection withdraws at once: one to marketing or profiling (Art. 21(2)-(3)) is
+    absolute. Nothing for any other request, or an objection to legitimate interest (manual review in dsar)."""
+    if right != Right.OBJECTION or processing is None or processing == ObjectionProcessing.LEGITIMATE_INTEREST:
+        return ()
+    if processing == ObjectionProcessing.PROFILING:
+        return (Purpose.PROFILING,)
+    return (Purpose.MARKETING_EMAIL, Purpose.THIRD_PARTY_MARKETING, Purpose.PROFILING)
 
 
-def restore_action(purpose: str) -> str:
-    return "restore_sharing" if purpose in SHARING_PURPOSES else "unsuppress"
+def withdraw_action(purpose: str) -> CommandAction:
+    return CommandAction.REVOKE_SHARING if purpose in SHARING_PURPOSES else CommandAction.SUPPRESS
 
 
-def _tell(systems_by_purpose: dict[str, list[str]], action: str, purpose: str) -> list[Command]:
+def restore_action(purpose: str) -> CommandAction:
+    return CommandAction.RESTORE_SHARING if purpose in SHARING_PURPOSES else CommandAction.UNSUPPRESS
+
+
+def _tell(systems_by_purpose: dict[str, list[str]], action: CommandAction, purpose: str) -> list[Command]:
     return [Command(system, action, purpose) for system in systems_by_purpose.get(purpose, [])]
 
 
@@ -191,7 +199,7 @@ def propagation(
     """
     if new.purpose not in CONSENT_PURPOSES:
         return []
-    if previous is None and new.channel == "registration":
+    if previous is None and new.channel == ConsentChannel.REGISTRATION:
         if (profile is None or requires_opt_in(new.purpose, profile.country)
                 or decide(new.purpose, profile, new).allowed):
             return []
@@ -272,9 +280,9 @@ def decide(
                                       f"in the data map; {purpose} is not one of them")
     if profile.restricted:
         return Decision(False, basis, "processing is restricted (GDPR Art. 18): the data may only be stored")
-    if "marketing" in profile.objections and purpose in MARKETING_PURPOSES | {"profiling"}:
+    if ObjectionProcessing.MARKETING in profile.objections and purpose in MARKETING_PURPOSES | {Purpose.PROFILING}:
         return Decision(False, basis, "the subject objected to direct marketing (GDPR Art. 21(3)); this is absolute")
-    if "profiling" in profile.objections and purpose == "profiling":
+    if ObjectionProcessing.PROFILING in profile.objections and purpose == Purpose.PROFILING:
         return Decision(False, basis, "the subject objected to profiling (GDPR Art. 21)")
     if (UPHELD_LEGITIMATE_INTEREST_OBJECTION in profile.objections and basis == LEGITIMATE_INTEREST
             and not (consent is not None and consent.granted)):

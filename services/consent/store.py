@@ -5,10 +5,40 @@ from __future__ import annotations
 import uuid
 from collections.abc import Sequence
 from datetime import datetime
+from typing import NamedTuple
 
 import asyncpg
 
 from services.consent.rules import ConsentRecord, Registration, SubjectProfile
+
+
+class RegistrationRow(NamedTuple):
+    """One user-registered event as kept: the subject's profile moves to it and it is kept as sent."""
+
+    event_id: str
+    subject: str
+    country: str | None
+    minor: bool
+    source: str | None
+    parent_account: str | None
+    registered_at: datetime
+    ordered_at: datetime
+
+
+class OptOutProof(NamedTuple):
+    """A withdrawal kept after erasure: a keyed hash of the subject, no subject id."""
+
+    subject_digest: str
+    purpose: str
+    channel: str
+    policy_version: str | None
+    effective_at: datetime
+
+
+class LedgerLine(NamedTuple):
+    record: ConsentRecord
+    jurisdiction: str | None
+    recorded_at: datetime
 
 
 def _record(row: asyncpg.Record) -> ConsentRecord:
@@ -26,8 +56,8 @@ def _profile(row: asyncpg.Record) -> SubjectProfile:
     )
 
 
-async def upsert_registrations(conn: asyncpg.Connection, rows: Sequence[tuple]) -> dict[str, str | None]:
-    """rows: (subject, country, minor, source, parent_account, registered_at, ordered_at). The newer
+async def upsert_registrations(conn: asyncpg.Connection, rows: Sequence[RegistrationRow]) -> dict[str, str | None]:
+    """Move each subject's profile to its registration. The newer
     registration in ordering time wins (`privacy_runtime.ordering`: a time stated too far ahead counts as
     its arrival); rows from before ordering time was kept compare by their stated time.
 
@@ -35,7 +65,6 @@ async def upsert_registrations(conn: asyncpg.Connection, rows: Sequence[tuple]) 
     country it had (a profile created by an early consent change, country unknown, is not a move)."""
     if not rows:
         return {}
-    columns = list(zip(*rows, strict=True))
     moved = await conn.fetch(
         """
         WITH before AS (
@@ -56,13 +85,14 @@ async def upsert_registrations(conn: asyncpg.Connection, rows: Sequence[tuple]) 
         SELECT u.subject, b.country AS before FROM upserted u JOIN before b USING (subject)
         WHERE b.registered_at IS NOT NULL AND b.country IS DISTINCT FROM u.country
         """,
-        *columns,
+        [r.subject for r in rows], [r.country for r in rows], [r.minor for r in rows], [r.source for r in rows],
+        [r.parent_account for r in rows], [r.registered_at for r in rows], [r.ordered_at for r in rows],
     )
     return {r["subject"]: r["before"] for r in moved}
 
 
-async def append_registrations(conn: asyncpg.Connection, rows: Sequence[tuple]) -> None:
-    """rows: (event_id, subject, source, country, parent_account, registered_at); a re-delivery adds nothing."""
+async def append_registrations(conn: asyncpg.Connection, rows: Sequence[RegistrationRow]) -> None:
+    """Keep each registration as sent; a re-delivery adds nothing."""
     if not rows:
         return
     await conn.execute(
@@ -71,7 +101,8 @@ async def append_registrations(conn: asyncpg.Connection, rows: Sequence[tuple]) 
         SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[], $6::timestamptz[])
         ON CONFLICT (event_id) DO NOTHING
         """,
-        *zip(*rows, strict=True),
+        [r.event_id for r in rows], [r.subject for r in rows], [r.source for r in rows], [r.country for r in rows],
+        [r.parent_account for r in rows], [r.registered_at for r in rows],
     )
 
 
@@ -268,11 +299,11 @@ async def states_of(conn: asyncpg.Connection, subject: str) -> list[ConsentRecor
     return [_record(r) for r in rows]
 
 
-async def history_of(conn: asyncpg.Connection, subject: str) -> list[tuple[ConsentRecord, str | None, datetime]]:
+async def history_of(conn: asyncpg.Connection, subject: str) -> list[LedgerLine]:
     rows = await conn.fetch(
         "SELECT * FROM consent_ledger WHERE subject = $1 ORDER BY coalesce(ordered_at, effective_at), id", subject
     )
-    return [(_record(r), r["jurisdiction"], r["recorded_at"]) for r in rows]
+    return [LedgerLine(_record(r), r["jurisdiction"], r["recorded_at"]) for r in rows]
 
 
 async def set_restriction(conn: asyncpg.Connection, subject: str, restricted: bool, circumstance: str | None) -> bool:
@@ -303,8 +334,7 @@ async def erase_subject(conn: asyncpg.Connection, subject: str, subject_digest: 
     return int(await conn.fetchval("SELECT erase_consent_subject($1, $2)", subject, subject_digest))
 
 
-async def add_opt_out_proofs(conn: asyncpg.Connection, proofs: Sequence[tuple]) -> None:
-    """proofs: (subject_digest, purpose, channel, policy_version, effective_at)."""
+async def add_opt_out_proofs(conn: asyncpg.Connection, proofs: Sequence[OptOutProof]) -> None:
     if not proofs:
         return
     await conn.execute(

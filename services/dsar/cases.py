@@ -21,37 +21,48 @@ import uuid
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
+from enum import StrEnum
 from typing import Any
 from zoneinfo import ZoneInfo
 
 from privacy_runtime.datamap import RETAIN, DataMap
-from schemas.enums import CaseRight, CaseStatus, ErasureGround, RequestedVia
+from schemas.enums import (
+    AckStatus,
+    CaseRight,
+    CaseStatus,
+    ErasureGround,
+    ExportFormat,
+    ObjectionProcessing,
+    RequestedVia,
+    RestrictionCircumstance,
+    Right,
+)
 
 # --- statuses, rights, transitions ----------------------------------------------------------------
 
-RECEIVED = CaseStatus.RECEIVED.value
-IDENTITY_PENDING = CaseStatus.IDENTITY_PENDING.value
-IN_PROGRESS = CaseStatus.IN_PROGRESS.value
-AWAITING_SYSTEMS = CaseStatus.AWAITING_SYSTEMS.value
-COMPLETED = CaseStatus.COMPLETED.value
-REJECTED = CaseStatus.REJECTED.value
-CANCELLED = CaseStatus.CANCELLED.value
-CLOSED_UNVERIFIED = CaseStatus.CLOSED_UNVERIFIED.value
+RECEIVED = CaseStatus.RECEIVED
+IDENTITY_PENDING = CaseStatus.IDENTITY_PENDING
+IN_PROGRESS = CaseStatus.IN_PROGRESS
+AWAITING_SYSTEMS = CaseStatus.AWAITING_SYSTEMS
+COMPLETED = CaseStatus.COMPLETED
+REJECTED = CaseStatus.REJECTED
+CANCELLED = CaseStatus.CANCELLED
+CLOSED_UNVERIFIED = CaseStatus.CLOSED_UNVERIFIED
 
-STATUSES: tuple[str, ...] = tuple(s.value for s in CaseStatus)
-TERMINAL: frozenset[str] = frozenset({COMPLETED, REJECTED, CANCELLED, CLOSED_UNVERIFIED})
-OPEN: frozenset[str] = frozenset(STATUSES) - TERMINAL
+STATUSES: tuple[CaseStatus, ...] = tuple(CaseStatus)
+TERMINAL: frozenset[CaseStatus] = frozenset({COMPLETED, REJECTED, CANCELLED, CLOSED_UNVERIFIED})
+OPEN: frozenset[CaseStatus] = frozenset(STATUSES) - TERMINAL
 
-ERASURE = CaseRight.ERASURE.value
-ACCESS = CaseRight.ACCESS.value
-PORTABILITY = CaseRight.PORTABILITY.value
-RECTIFICATION = CaseRight.RECTIFICATION.value
-RESTRICTION = CaseRight.RESTRICTION.value
-OBJECTION = CaseRight.OBJECTION.value
-RIGHTS: tuple[str, ...] = tuple(r.value for r in CaseRight)
+ERASURE = CaseRight.ERASURE
+ACCESS = CaseRight.ACCESS
+PORTABILITY = CaseRight.PORTABILITY
+RECTIFICATION = CaseRight.RECTIFICATION
+RESTRICTION = CaseRight.RESTRICTION
+OBJECTION = CaseRight.OBJECTION
+RIGHTS: tuple[CaseRight, ...] = tuple(CaseRight)
 #: A request the services opened themselves (child's registration, retention sweep).
-INTERNAL = RequestedVia.INTERNAL.value
-RETENTION_EXPIRED = ErasureGround.RETENTION_EXPIRED.value
+INTERNAL = RequestedVia.INTERNAL
+RETENTION_EXPIRED = ErasureGround.RETENTION_EXPIRED
 #: Why a retention erasure waits for an operator: the sweep sees only the events the dsar service
 #: consumes (registrations, consent changes, rights requests), not logins or purchases, so "inactive"
 #: may be a paying customer whose account still needs the data.
@@ -62,7 +73,7 @@ RETENTION_REVIEW = ("retention expired: no registration, consent change or reque
 ACTIVE_AGAIN = "the subject was active again"
 
 #: status -> statuses it may move to. Terminal statuses lead nowhere.
-TRANSITIONS: Mapping[str, frozenset[str]] = {
+TRANSITIONS: Mapping[CaseStatus, frozenset[CaseStatus]] = {
     RECEIVED: frozenset({IDENTITY_PENDING, IN_PROGRESS, REJECTED, CANCELLED}),
     IDENTITY_PENDING: frozenset({IN_PROGRESS, CLOSED_UNVERIFIED, REJECTED, CANCELLED}),
     # in_progress -> completed: nothing to send (marketing objection, operator-resolved review).
@@ -77,8 +88,8 @@ TRANSITIONS: Mapping[str, frozenset[str]] = {
 }
 
 #: Ack statuses that settle a step; `failed` sends the case to manual review instead.
-SETTLED = frozenset({"done", "not_found", "retained"})
-ACK_STATUSES = SETTLED | {"failed"}
+SETTLED = frozenset({AckStatus.DONE, AckStatus.NOT_FOUND, AckStatus.RETAINED})
+ACK_STATUSES = SETTLED | {AckStatus.FAILED}
 
 #: Objections that are absolute (Art. 21(2)-(3)); the consent service withdraws them itself.
 ABSOLUTE_OBJECTIONS = frozenset({"marketing", "profiling"})
@@ -89,7 +100,7 @@ ABSOLUTE_OBJECTION_PURPOSES: Mapping[str, tuple[str, ...]] = {
 }
 #: Rights whose completion is told to the subject with `request_completed` (Art. 12(3), 19).
 #: Erasure has its own email; access and portability end with the `export_ready` link.
-OUTCOME_NOTIFIED: frozenset[str] = frozenset({RECTIFICATION, RESTRICTION, OBJECTION})
+OUTCOME_NOTIFIED: frozenset[CaseRight] = frozenset({RECTIFICATION, RESTRICTION, OBJECTION})
 
 #: Systems told last in an erasure. The order of an erasure is:
 #:   1. `erase` (and revoke/restrict) to every other system, the dsar service itself included;
@@ -192,20 +203,20 @@ class Step:
 class Case:
     request_id: str
     subject: str
-    right: str
-    status: str
+    right: CaseRight
+    status: CaseStatus
     received_at: datetime
     due_at: datetime
     identity_verified: bool
-    requested_via: str
+    requested_via: RequestedVia
     #: When identity was asked for (the first one-time code went out): the unverified period runs from it.
     identity_requested_at: datetime | None = None
     #: Request details without PII: the erasure ground, Art. 18 circumstance, objected processing,
     #: export format, and the *names* of corrected fields (the values are sealed by the store).
-    ground: str | None = None
-    circumstance: str | None = None
-    processing: str | None = None
-    export_format: str | None = None
+    ground: ErasureGround | None = None
+    circumstance: RestrictionCircumstance | None = None
+    processing: ObjectionProcessing | None = None
+    export_format: ExportFormat | None = None
     corrected_fields: tuple[str, ...] = ()
     #: Of the corrected fields, those no system in the data map holds: nothing to correct there.
     fields_not_held: tuple[str, ...] = ()
@@ -264,13 +275,20 @@ class Case:
         return tuple(s for s in self.steps if s.action == "lift_restriction")
 
 
+#: The fields of `Case` that hold one of the contract's enums (what a stored case is read back as).
+ENUM_FIELDS: Mapping[str, type[StrEnum]] = {
+    "right": CaseRight, "status": CaseStatus, "requested_via": RequestedVia, "ground": ErasureGround,
+    "circumstance": RestrictionCircumstance, "processing": ObjectionProcessing, "export_format": ExportFormat,
+}
+
+
 # --- effects the caller carries out ---------------------------------------------------------------
 
 
 @dataclass(frozen=True)
 class StatusChanged:
-    previous: str | None
-    status: str
+    previous: CaseStatus | None
+    status: CaseStatus
 
 
 @dataclass(frozen=True)
@@ -405,7 +423,7 @@ def objection_plan(data_map: DataMap) -> tuple[Step, ...]:
 # --- internals ------------------------------------------------------------------------------------
 
 
-def _move(case: Case, status: str, now: datetime, **changes: Any) -> Decision:
+def _move(case: Case, status: CaseStatus, now: datetime, **changes: Any) -> Decision:
     if status not in TRANSITIONS[case.status]:
         raise IllegalTransition(f"a case in {case.status} cannot become {status}")
     if status != IN_PROGRESS:
@@ -554,33 +572,34 @@ def new_case(
     *,
     request_id: str,
     subject: str,
-    right: str,
+    right: CaseRight | Right,
     received_at: datetime,
     identity_verified: bool,
-    requested_via: str,
-    ground: str | None = None,
-    circumstance: str | None = None,
-    processing: str | None = None,
-    export_format: str | None = None,
+    requested_via: RequestedVia,
+    ground: ErasureGround | None = None,
+    circumstance: RestrictionCircumstance | None = None,
+    processing: ObjectionProcessing | None = None,
+    export_format: ExportFormat | None = None,
     corrected_fields: Iterable[str] = (),
     command_secret: str = "",
 ) -> Case:
-    """A case as received. `command_secret`: random hex the caller draws (see `Case.command_secret`)."""
+    """A case as received. `command_secret`: random hex the caller draws (see `Case.command_secret`).
+    Values are taken by their wire value (a `Right` is the `CaseRight` of the same name)."""
     if right not in RIGHTS:
         raise CaseError(f"unknown right {right!r}")
     return Case(
         request_id=request_id,
         subject=subject,
-        right=right,
+        right=CaseRight(right),
         status=RECEIVED,
         received_at=received_at,
         due_at=due_date(received_at),
         identity_verified=identity_verified,
-        requested_via=requested_via,
-        ground=ground,
-        circumstance=circumstance,
-        processing=processing,
-        export_format=export_format,
+        requested_via=RequestedVia(requested_via),
+        ground=None if ground is None else ErasureGround(ground),
+        circumstance=None if circumstance is None else RestrictionCircumstance(circumstance),
+        processing=None if processing is None else ObjectionProcessing(processing),
+        export_format=None if export_format is None else ExportFormat(export_format),
         corrected_fields=tuple(sorted(set(corrected_fields))),
         command_secret=command_secret,
     )

@@ -32,10 +32,10 @@ def latest_activity(events: Iterable[tuple[str, datetime]], now: datetime) -> di
     return latest
 
 
-def counts_as_activity(requested_via: str) -> bool:
+def counts_as_activity(requested_via: RequestedVia) -> bool:
     """A rights request is the subject's own activity; one the platform raises itself (`internal`:
     a retention or child-data erasure) is not, or every sweep would restart the clock it acts on."""
-    return requested_via != RequestedVia.INTERNAL.value
+    return requested_via != RequestedVia.INTERNAL
 
 
 def inactive_cutoff(now: datetime, retention_days: int) -> datetime:

@@ -21,6 +21,7 @@ from typing import Any
 
 from privacy_runtime import vocabulary
 from privacy_runtime.datamap import DataMap
+from schemas.enums import ExportFormat
 from services.dsar import report
 from services.dsar.cases import ACCESS, PORTABILITY, Case
 
@@ -162,7 +163,7 @@ def to_csv(value: Any) -> bytes:
 
 def with_csv(case: Case) -> bool:
     """Portability, or access asked for as CSV, adds a CSV per system to the JSON."""
-    return case.right == PORTABILITY or case.export_format == "csv"
+    return case.right == PORTABILITY or case.export_format == ExportFormat.CSV
 
 
 def render(case: Case, package: dict[str, Any], data_map: DataMap) -> Package:

@@ -6,12 +6,13 @@ import uuid
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Any, NamedTuple
 
 import asyncpg
 import orjson
 
-from services.dsar.cases import Case, Step
+from services.dsar.cases import ENUM_FIELDS, Case, Step
+from services.dsar.verification import Verification
 
 # --- case <-> row -------------------------------------------------------------------------------
 
@@ -30,6 +31,9 @@ def case_from_json(raw: str | dict[str, Any]) -> Case:
     for name in _TIMES:
         if value.get(name) is not None:
             value[name] = datetime.fromisoformat(value[name])
+    for name, kind in ENUM_FIELDS.items():
+        if value.get(name) is not None:
+            value[name] = kind(value[name])
     value["steps"] = tuple(Step(**s) for s in value.get("steps", ()))
     value["corrected_fields"] = tuple(value.get("corrected_fields", ()))
     value["fields_not_held"] = tuple(value.get("fields_not_held", ()))
@@ -294,16 +298,6 @@ async def supersede_commands(conn: asyncpg.Connection, request_ids: Sequence[str
 # --- identity verification ------------------------------------------------------------------------
 
 
-@dataclass(frozen=True)
-class Verification:
-    code_hash: str
-    expires_at: datetime
-    attempts: int
-    codes_issued: int
-    locked: bool
-    verified: bool
-
-
 async def put_code(conn: asyncpg.Connection, request_id: str, code_hash: str, expires_at: datetime) -> int:
     """Store a (new) code hash with fresh attempts; returns how many codes this request has had."""
     value = await conn.fetchval(
@@ -419,16 +413,27 @@ async def export_commands(conn: asyncpg.Connection, command_ids: Sequence[uuid.U
                                            r["acked"]) for r in rows}
 
 
-async def put_export_parts(conn: asyncpg.Connection, rows: Sequence[tuple[uuid.UUID, str, int, int, str, str, int,
-                                                                          bytes]]) -> None:
-    """(command_id, sha256, part, parts, request_id, system, chunk bytes, sealed chunk); a repeated part
-    is kept as first received."""
+class ExportPart(NamedTuple):
+    """One slice of an export answered in several messages, sealed with the subject's key."""
+
+    command_id: uuid.UUID
+    sha256: str
+    part: int
+    parts: int
+    request_id: str
+    system: str
+    chunk_bytes: int
+    sealed: bytes
+
+
+async def put_export_parts(conn: asyncpg.Connection, rows: Sequence[ExportPart]) -> None:
+    """A repeated part is kept as first received."""
     if rows:
         await conn.executemany(
             "INSERT INTO export_parts (command_id, export_sha256, part, parts, request_id, system, chunk_bytes, "
             "chunk_sealed) VALUES ($1, $2, $3, $4, $5, $6, $7, $8) ON CONFLICT DO NOTHING",
-            [(c, sha, part, parts, uuid.UUID(r), system, size, sealed)
-             for c, sha, part, parts, r, system, size, sealed in rows],
+            [(r.command_id, r.sha256, r.part, r.parts, uuid.UUID(r.request_id), r.system, r.chunk_bytes, r.sealed)
+             for r in rows],
         )
 
 

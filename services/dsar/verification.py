@@ -10,10 +10,22 @@ import hashlib
 import hmac
 import re
 import secrets
+from dataclasses import dataclass
 from datetime import datetime
 from enum import StrEnum
 
-from services.dsar.store import Verification
+
+@dataclass(frozen=True)
+class Verification:
+    """A request's identity code as stored: its keyed hash and how it has been used."""
+
+    code_hash: str
+    expires_at: datetime
+    attempts: int
+    codes_issued: int
+    locked: bool
+    verified: bool
+
 
 CODE_PATTERN = re.compile(r"^[0-9]{6}$")
 

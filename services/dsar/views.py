@@ -20,6 +20,7 @@ from privacy_runtime.commands import commands_of_request
 from privacy_runtime.internal_auth import require_service
 from privacy_runtime.pages.linkpages import LinkPages, PageView, register_stylesheet
 from privacy_runtime.web import ApiView, HttpError, Request, Response, Routes
+from schemas.enums import ExportFormat
 from schemas.fields import Detail
 from schemas.topics import ALL_SYSTEMS
 from services.dsar import cases, store
@@ -224,7 +225,7 @@ class ExportDownload(PageView):
         outcome, info = await workflow.describe_export(token) if TOKEN_PATTERN.match(token) else ("unknown", None)
         if info is None:
             return self._refused_page(lang, outcome)
-        csv_too = info.right == cases.PORTABILITY or info.export_format == "csv"
+        csv_too = info.right == cases.PORTABILITY or info.export_format == ExportFormat.CSV
         body = self.pages.render(
             "export.html.j2", lang, problem=None, right=info.right, request_id=info.request_id,
             size=_size(info.size, lang), downloads_left=info.downloads_left,

@@ -4,13 +4,15 @@ from __future__ import annotations
 
 import json
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable, Iterable
 from datetime import UTC, date, datetime, timedelta
+from typing import Any
 
 import asyncpg
 import httpx
 import pytest
 
+from devstack.stack import Stack
 from schemas.events import (
     ConsentChanged,
     ConsentGrant,
@@ -47,7 +49,7 @@ pytestmark = pytest.mark.stack
 
 
 @pytest.fixture(scope="module")
-async def consent(stack) -> AsyncIterator[ServiceProcess]:  # type: ignore[no-untyped-def]
+async def consent(stack: Stack) -> AsyncIterator[ServiceProcess]:
     # Re-sends every 1-2 s, respond_by after 3 s, checked every second: the tests see each of them.
     service = ServiceProcess("consent", stack.env(), {
         "COMMAND_RESEND_BASE_SECONDS": "1", "COMMAND_RESEND_MAX_SECONDS": "2",
@@ -60,16 +62,17 @@ async def consent(stack) -> AsyncIterator[ServiceProcess]:  # type: ignore[no-un
         service.stop()
 
 
-def _data(message) -> dict:  # type: ignore[no-untyped-def]
+def _data(message: Any) -> dict[str, Any]:
     return json.loads(message.value)["data"]
 
 
-def _for(subject: str):  # type: ignore[no-untyped-def]
+def _for(subject: str) -> Callable[[Any], bool]:
     return lambda m: m.key == subject.encode()
 
 
-async def _register(bootstrap: str, subject: str, *, country: str | None, consents=(), birth_date=None,
-                    when: datetime | None = None) -> str:  # type: ignore[no-untyped-def]
+async def _register(bootstrap: str, subject: str, *, country: str | None,
+                    consents: Iterable[tuple[Any, bool]] = (), birth_date: date | None = None,
+                    when: datetime | None = None) -> str:
     return await publish(bootstrap, USER_REGISTERED, UserRegistered(
         email=f"{subject}@example.com", name="Test Person", country=country, birth_date=birth_date,
         source="web", consents=[ConsentGrant(purpose=p, granted=g) for p, g in consents],
@@ -84,7 +87,7 @@ async def _decision(consent: ServiceProcess, subject: str, purpose: str) -> dict
     return await wait_until(known, what=f"a decision for {subject}")
 
 
-async def test_footer_opt_out_sends_one_suppress_resent_until_acked(stack, consent) -> None:  # type: ignore[no-untyped-def]
+async def test_footer_opt_out_sends_one_suppress_resent_until_acked(stack: Stack, consent: ServiceProcess) -> None:
     """A user in Sweden opts out from the email footer: marketing_email is told to suppress, once per
     command id; the command is re-sent (same id) until the system acknowledges, and not after."""
     bootstrap = stack.endpoints.kafka_bootstrap
@@ -131,7 +134,7 @@ async def _commands_of(bootstrap: str, system: str, subject: str) -> list[dict]:
     return [_data(m) for m in await read_topic(bootstrap, command_topic(system)) if _for(subject)(m)]
 
 
-async def test_a_system_that_acks_is_not_asked_again_one_that_does_not_is(stack, consent) -> None:  # type: ignore[no-untyped-def]
+async def test_a_system_that_acks_is_not_asked_again_one_that_does_not_is(stack: Stack, consent: ServiceProcess) -> None:
     """A browser's GPC signal withdraws all sharing: partners and ipcom_group are both told. ipcom_group
     acknowledges and hears nothing more; partners stays silent and keeps being asked, same command ids."""
     bootstrap = stack.endpoints.kafka_bootstrap
@@ -176,7 +179,7 @@ async def _first_command_after_withdrawal(bootstrap: str, subject: str, purpose:
     return dict(_data((await wait_for_messages(bootstrap, command_topic(system), _for(subject)))[0]))
 
 
-async def test_a_system_that_could_not_apply_an_opt_out_is_asked_again_until_it_does(stack, consent) -> None:  # type: ignore[no-untyped-def]
+async def test_a_system_that_could_not_apply_an_opt_out_is_asked_again_until_it_does(stack: Stack, consent: ServiceProcess) -> None:
     """A `failed` answer is not a confirmation: the suppress stays outstanding, is audited and re-sent with
     the same command id; once the system answers done it is not asked again."""
     bootstrap = stack.endpoints.kafka_bootstrap
@@ -219,13 +222,13 @@ async def test_a_system_that_could_not_apply_an_opt_out_is_asked_again_until_it_
     assert len(await _commands_of(bootstrap, "marketing_email", subject)) == sends, "applied: not asked again"
 
 
-async def test_a_command_unacknowledged_past_respond_by_is_reported_once(stack, consent) -> None:  # type: ignore[no-untyped-def]
+async def test_a_command_unacknowledged_past_respond_by_is_reported_once(stack: Stack, consent: ServiceProcess) -> None:
     bootstrap = stack.endpoints.kafka_bootstrap
     subject = subject_id("late-ack")
     command = await _first_command_after_withdrawal(bootstrap, subject, "group_sharing", "preference_center",
                                                     system="ipcom_group")
 
-    def overdue(m) -> bool:  # type: ignore[no-untyped-def]
+    def overdue(m: Any) -> bool:
         event = event_of(m) or {}
         return event.get("data", {}).get("action") == "command_overdue" and event.get("subject") == subject
 
@@ -237,7 +240,7 @@ async def test_a_command_unacknowledged_past_respond_by_is_reported_once(stack, 
     assert len([m for m in await read_topic(bootstrap, PRIVACY_AUDIT) if overdue(m)]) == 1
 
 
-async def test_an_objector_who_grants_marketing_again_is_not_unsuppressed(stack, consent) -> None:  # type: ignore[no-untyped-def]
+async def test_an_objector_who_grants_marketing_again_is_not_unsuppressed(stack: Stack, consent: ServiceProcess) -> None:
     """An objection to direct marketing is absolute: a later grant is recorded, but marketing_email
     is not told to unsuppress (the decision still denies)."""
     bootstrap = stack.endpoints.kafka_bootstrap
@@ -263,7 +266,7 @@ async def test_an_objector_who_grants_marketing_again_is_not_unsuppressed(stack,
     assert (await _decision(consent, subject, "marketing_email"))["allowed"] is False
 
 
-async def test_a_refusal_at_sign_up_in_an_opt_out_country_is_passed_on(stack, consent) -> None:  # type: ignore[no-untyped-def]
+async def test_a_refusal_at_sign_up_in_an_opt_out_country_is_passed_on(stack: Stack, consent: ServiceProcess) -> None:
     """In the US marketing email is allowed until withdrawn, so a "no" at sign-up must reach the
     marketing system; in Sweden the default already is no, and nothing is sent."""
     bootstrap = stack.endpoints.kafka_bootstrap
@@ -298,7 +301,7 @@ async def test_a_refusal_at_sign_up_in_an_opt_out_country_is_passed_on(stack, co
         "a yes where yes is the default changes nothing")
 
 
-async def test_a_newer_registration_from_another_country_tells_systems_what_the_move_changes(stack, consent) -> None:  # type: ignore[no-untyped-def]
+async def test_a_newer_registration_from_another_country_tells_systems_what_the_move_changes(stack: Stack, consent: ServiceProcess) -> None:
     """Registered in the US (sharing allowed until withdrawn), then again, later, from Sweden: what
     Sweden needs consent for and was never given is withdrawn downstream; an older registration
     arriving late moves nothing."""
@@ -331,7 +334,7 @@ async def test_a_newer_registration_from_another_country_tells_systems_what_the_
     assert len({c["command_id"] for c in await _commands_of(bootstrap, "partners", subject)}) == 1, "re-sends only"
 
 
-async def test_sharing_defaults_follow_jurisdiction(stack, consent) -> None:  # type: ignore[no-untyped-def]
+async def test_sharing_defaults_follow_jurisdiction(stack: Stack, consent: ServiceProcess) -> None:
     """Sweden: partner_sharing needs opt-in. US: allowed until withdrawn. No country: as Sweden."""
     bootstrap = stack.endpoints.kafka_bootstrap
     se, us, unknown = subject_id("se"), subject_id("us"), subject_id("xx")
@@ -355,7 +358,7 @@ async def test_sharing_defaults_follow_jurisdiction(stack, consent) -> None:  # 
     assert _data(revokes[0])["action"] == "revoke_sharing"
 
 
-async def test_late_older_event_is_recorded_but_does_not_override(stack, consent) -> None:  # type: ignore[no-untyped-def]
+async def test_late_older_event_is_recorded_but_does_not_override(stack: Stack, consent: ServiceProcess) -> None:
     bootstrap = stack.endpoints.kafka_bootstrap
     subject = subject_id("late")
     now = datetime.now(UTC)
@@ -376,7 +379,7 @@ async def test_late_older_event_is_recorded_but_does_not_override(stack, consent
     assert analytics["allowed"] is False and analytics["consent"]["policy_version"] == "v2"
 
 
-async def test_a_grant_stamped_hours_ahead_does_not_outrank_a_later_withdrawal(stack, consent) -> None:  # type: ignore[no-untyped-def]
+async def test_a_grant_stamped_hours_ahead_does_not_outrank_a_later_withdrawal(stack: Stack, consent: ServiceProcess) -> None:
     """A producer's clock runs 12 hours ahead: its grant counts, for ordering, as of its arrival. The
     subject then withdraws through the preference center: the decision says no. Both times stay in the
     ledger (the stated one is what the history shows). A registration stamped ahead likewise does not
@@ -422,7 +425,7 @@ async def test_a_grant_stamped_hours_ahead_does_not_outrank_a_later_withdrawal(s
     assert kept["ahead"]["ordered_at"] <= kept["ahead"]["recorded_at"], "ordered by arrival, not the stated time"
 
 
-async def test_every_registration_is_kept_with_its_source(stack, consent) -> None:  # type: ignore[no-untyped-def]
+async def test_every_registration_is_kept_with_its_source(stack: Stack, consent: ServiceProcess) -> None:
     """A second registration (another source, another country) updates the profile; both stay on record."""
     bootstrap = stack.endpoints.kafka_bootstrap
     subject = subject_id("twice")
@@ -448,7 +451,7 @@ async def test_every_registration_is_kept_with_its_source(stack, consent) -> Non
     assert body["jurisdiction"] == "NO", "the newer registration's country applies"
 
 
-async def test_under_18_registration_requests_erasure_and_denies_marketing(stack, consent) -> None:  # type: ignore[no-untyped-def]
+async def test_under_18_registration_requests_erasure_and_denies_marketing(stack: Stack, consent: ServiceProcess) -> None:
     bootstrap = stack.endpoints.kafka_bootstrap
     subject = subject_id("kid")
     birth = date.today().replace(year=date.today().year - 15)
@@ -460,7 +463,7 @@ async def test_under_18_registration_requests_erasure_and_denies_marketing(stack
         assert (await _decision(consent, subject, purpose))["allowed"] is False, purpose
 
 
-async def test_http_errors_are_clear(stack, consent) -> None:  # type: ignore[no-untyped-def]
+async def test_http_errors_are_clear(stack: Stack, consent: ServiceProcess) -> None:
     async with httpx.AsyncClient(base_url=consent.url) as client:
         assert (await client.get("/v1/decisions", params={"subject": "nobody-here", "purpose": "analytics"})).status_code == 404
         bad = await client.get("/v1/decisions", params={"subject": "x", "purpose": "spam"})
@@ -472,7 +475,7 @@ async def test_http_errors_are_clear(stack, consent) -> None:  # type: ignore[no
 
 
 @pytest.mark.parametrize("topic", [USER_REGISTERED, CONSENT_CHANGED, PRIVACY_ACKS, command_topic("consent")])
-async def test_malformed_messages_are_dead_lettered_and_the_next_is_processed(stack, consent, topic) -> None:  # type: ignore[no-untyped-def]
+async def test_malformed_messages_are_dead_lettered_and_the_next_is_processed(stack: Stack, consent: ServiceProcess, topic: str) -> None:
     bootstrap = stack.endpoints.kafka_bootstrap
     marker = subject_id("bad")
     bad_values = [
@@ -499,7 +502,7 @@ async def test_malformed_messages_are_dead_lettered_and_the_next_is_processed(st
 
 
 async def _command_consent(bootstrap: str, subject: str, action: str, *, command_id: uuid.UUID | None = None,
-                           nth: int = 1, **extra) -> dict:  # type: ignore[no-untyped-def]
+                           nth: int = 1, **extra: Any) -> dict[str, Any]:
     """Send the consent service a command on its own topic; returns its (`nth`) ack's data."""
     command_id = command_id or uuid.uuid4()
     await publish(bootstrap, command_topic("consent"), PrivacyCommand(
@@ -511,7 +514,7 @@ async def _command_consent(bootstrap: str, subject: str, action: str, *, command
     return dict(_data(acks[nth - 1]))
 
 
-async def test_restriction_rectification_and_export_commands_act_on_the_ledger(stack, consent) -> None:  # type: ignore[no-untyped-def]
+async def test_restriction_rectification_and_export_commands_act_on_the_ledger(stack: Stack, consent: ServiceProcess) -> None:
     """As a downstream system: restrict denies every purpose but storage until lifted; rectify moves the
     jurisdiction (and so the defaults); export returns the ledger, the registrations and the receipts."""
     bootstrap = stack.endpoints.kafka_bootstrap
@@ -556,7 +559,7 @@ async def test_restriction_rectification_and_export_commands_act_on_the_ledger(s
     assert unknown["status"] == "not_found"
 
 
-async def test_an_upheld_objection_to_legitimate_interest_stops_what_rests_on_it(stack, consent) -> None:  # type: ignore[no-untyped-def]
+async def test_an_upheld_objection_to_legitimate_interest_stops_what_rests_on_it(stack: Stack, consent: ServiceProcess) -> None:
     """dsar tells the consent service with `suppress` once an operator upheld the objection (Art. 21(1)):
     for a subject in the US, marketing and sharing (allowed there until withdrawn) are withdrawn and their
     systems told; what the subject consented to stays allowed; a repeat changes nothing."""
@@ -592,7 +595,7 @@ async def test_an_upheld_objection_to_legitimate_interest_stops_what_rests_on_it
         await conn.close()
 
 
-async def test_events_after_an_erasure_bring_nothing_back(stack, consent) -> None:  # type: ignore[no-untyped-def]
+async def test_events_after_an_erasure_bring_nothing_back(stack: Stack, consent: ServiceProcess) -> None:
     """A late registration or grant for an erased subject records nothing; a late withdrawal is kept
     only as a keyed-hash opt-out proof."""
     bootstrap = stack.endpoints.kafka_bootstrap
@@ -660,7 +663,7 @@ async def test_events_after_an_erasure_bring_nothing_back(stack, consent) -> Non
         await conn.close()
 
 
-async def test_the_running_service_seals_and_anchors_what_it_appends(stack, consent) -> None:  # type: ignore[no-untyped-def]
+async def test_the_running_service_seals_and_anchors_what_it_appends(stack: Stack, consent: ServiceProcess) -> None:
     """Every ledger row the service appended verifies against its seal, and every seal is anchored in
     the audit chain within a few seconds (LEDGER_ANCHOR_SECONDS=1 here)."""
     bootstrap = stack.endpoints.kafka_bootstrap

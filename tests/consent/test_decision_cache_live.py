@@ -17,6 +17,7 @@ import pytest
 from aiokafka import AIOKafkaConsumer
 
 from bench import kafka as bench_kafka
+from devstack.stack import Stack
 from privacy_runtime.notifications import Listener
 from schemas.events import ConsentChanged, ConsentGrant, UserRegistered
 from schemas.topics import CONSENT_CHANGED, USER_REGISTERED, command_topic
@@ -61,7 +62,7 @@ async def _grant(conn: asyncpg.Connection, subject: str, granted: bool, entry: s
     await store.save_states(conn, sorted(appended))
 
 
-async def test_a_committed_change_is_notified_a_rolled_back_one_is_not(stack) -> None:  # type: ignore[no-untyped-def]
+async def test_a_committed_change_is_notified_a_rolled_back_one_is_not(stack: Stack) -> None:
     dsn = stack.endpoints.database_url
     async with scratch_schema(dsn, "decisions", MIGRATIONS) as pool, _listening(dsn, pool) as (cache, listener):
         async with pool.acquire() as conn:
@@ -90,7 +91,7 @@ async def test_a_committed_change_is_notified_a_rolled_back_one_is_not(stack) ->
         assert rules.decide("marketing_email", again.profile, again.states["marketing_email"]).allowed is False  # type: ignore[arg-type]
 
 
-async def test_every_table_a_decision_reads_notifies(stack) -> None:  # type: ignore[no-untyped-def]
+async def test_every_table_a_decision_reads_notifies(stack: Stack) -> None:
     """Profiles (restriction, objections, country), many subjects at once, erasure and truncation."""
     dsn = stack.endpoints.database_url
     async with scratch_schema(dsn, "decisions", MIGRATIONS) as pool, _listening(dsn, pool) as (cache, listener):
@@ -119,7 +120,7 @@ async def test_every_table_a_decision_reads_notifies(stack) -> None:  # type: ig
             assert [s for s in touched if cache.get(s) is not None] == [], sql
 
 
-async def test_a_lost_listen_connection_drops_the_cache_until_it_is_back(stack) -> None:  # type: ignore[no-untyped-def]
+async def test_a_lost_listen_connection_drops_the_cache_until_it_is_back(stack: Stack) -> None:
     dsn = stack.endpoints.database_url
     async with scratch_schema(dsn, "decisions", MIGRATIONS) as pool:
         schema = await pool.fetchval("SELECT current_schema()")
@@ -189,7 +190,7 @@ async def _memory_reads(client: httpx.AsyncClient, url: str) -> float:
                if line.startswith('privacy_decision_reads_total{source="memory"}'))
 
 
-async def test_the_service_never_allows_once_the_withdrawals_command_is_out(stack) -> None:  # type: ignore[no-untyped-def]
+async def test_the_service_never_allows_once_the_withdrawals_command_is_out(stack: Stack) -> None:
     """Decisions asked back to back from memory while a withdrawal goes through: none asked after its
     `suppress` reached the command topic is "allowed"; then the service restarts with a change made
     while it was down, and its first answer (a cold cache) is right."""

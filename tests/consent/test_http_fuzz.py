@@ -9,6 +9,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from devstack.stack import Stack
 from tests.helpers import running_client
 
 pytestmark = pytest.mark.stack
@@ -17,7 +18,7 @@ text = st.text(alphabet=st.characters(codec="utf-8", exclude_categories=["Cs"]),
 
 
 @pytest.fixture(scope="module")
-def consent_client(stack) -> Iterator[httpx.Client]:  # type: ignore[no-untyped-def]
+def consent_client(stack: Stack) -> Iterator[httpx.Client]:
     with running_client("consent", stack.env()) as client:
         yield client
 

@@ -18,6 +18,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from devstack.stack import Stack
 from privacy_runtime.commands import CommandPolicy, CommandTracker
 from privacy_runtime.datamap import load_data_map
 from privacy_runtime.migrations import apply_migrations
@@ -76,7 +77,7 @@ class Harness:
 
 
 @pytest.fixture(scope="module")
-def harness(stack) -> Iterator[Harness]:  # type: ignore[no-untyped-def]
+def harness(stack: Stack) -> Iterator[Harness]:
     h = Harness(stack.endpoints.database_url)
     try:
         yield h

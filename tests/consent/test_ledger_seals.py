@@ -13,6 +13,7 @@ from pathlib import Path
 import asyncpg
 import pytest
 
+from devstack.stack import Stack
 from privacy_runtime.audit import verify_chain
 from privacy_runtime.unit_of_work import PoolRuntime
 from services.consent import seals, store
@@ -27,7 +28,7 @@ T0 = datetime(2026, 1, 5, 9, 0, tzinfo=UTC)
 
 
 @pytest.fixture
-async def pool(stack) -> AsyncIterator[asyncpg.Pool]:  # type: ignore[no-untyped-def]
+async def pool(stack: Stack) -> AsyncIterator[asyncpg.Pool]:
     async with scratch_schema(stack.endpoints.database_url, "consent_seals", MIGRATIONS) as created:
         yield created
 

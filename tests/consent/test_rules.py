@@ -8,6 +8,7 @@ from datetime import UTC, date, datetime, timedelta
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from schemas.enums import ObjectionProcessing, Right
 from services.consent import rules
 from services.consent.rules import ConsentRecord, SubjectProfile
 from tests.consent.oracle import state_the_policy_describes
@@ -279,3 +280,12 @@ def test_an_entry_without_ordering_time_orders_by_the_time_it_states() -> None:
     assert old.order_time == old.effective_at
     assert rules.supersedes(record("analytics", False, 11, "w"), old)
     assert not rules.supersedes(record("analytics", False, 9, "w"), old)
+
+
+def test_an_objection_to_marketing_or_profiling_withdraws_at_once_and_nothing_else_does() -> None:
+    marketing = rules.objection_withdraws(Right.OBJECTION, ObjectionProcessing.MARKETING)
+    assert marketing == ("marketing_email", "third_party_marketing", "profiling")
+    assert rules.objection_withdraws(Right.OBJECTION, ObjectionProcessing.PROFILING) == ("profiling",)
+    assert rules.objection_withdraws(Right.OBJECTION, ObjectionProcessing.LEGITIMATE_INTEREST) == (), "manual review"
+    assert rules.objection_withdraws(Right.OBJECTION, None) == ()
+    assert rules.objection_withdraws(Right.ACCESS, ObjectionProcessing.MARKETING) == ()

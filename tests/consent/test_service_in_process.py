@@ -15,6 +15,7 @@ import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestServer
 
+from devstack.stack import Stack
 from schemas.events import ConsentChanged
 from schemas.topics import CONSENT_CHANGED, command_topic
 from services.consent.app import create_service
@@ -37,8 +38,8 @@ async def fresh_database(dsn: str) -> AsyncIterator[str]:
         await admin.close()
 
 
-async def test_a_service_built_in_process_applies_an_event_and_publishes_its_command(  # type: ignore[no-untyped-def]
-    stack, tmp_path: Path
+async def test_a_service_built_in_process_applies_an_event_and_publishes_its_command(
+    stack: Stack, tmp_path: Path
 ) -> None:
     bootstrap = stack.endpoints.kafka_bootstrap
     async with fresh_database(stack.endpoints.database_url) as dsn:
@@ -74,8 +75,8 @@ async def test_a_service_built_in_process_applies_an_event_and_publishes_its_com
             await wait_for_messages(bootstrap, command_topic("marketing_email"), suppress_for_subject, timeout=60)
 
 
-async def test_a_service_started_with_a_previous_master_key_rewraps_the_keys_under_it(  # type: ignore[no-untyped-def]
-    stack, tmp_path: Path
+async def test_a_service_started_with_a_previous_master_key_rewraps_the_keys_under_it(
+    stack: Stack, tmp_path: Path
 ) -> None:
     """Master key rotation while serving: the runtime's background pass moves every data key to the current
     master key (the lookup key too), in units of work of its own."""

@@ -33,6 +33,7 @@ import pytest
 from aiokafka import AIOKafkaConsumer, TopicPartition
 
 from devstack import standins
+from devstack.stack import Stack
 from schemas.events import (
     ConsentChanged,
     ConsentGrant,
@@ -56,7 +57,16 @@ from schemas.topics import (
     command_topic,
 )
 from tests.contract import event_check
-from tests.helpers import ROOT, TEST_ADMIN_TOKEN, commit_group_offsets, get_json, publish, subject_id, wait_until
+from tests.helpers import (
+    ROOT,
+    TEST_ADMIN_TOKEN,
+    ServiceProcess,
+    commit_group_offsets,
+    get_json,
+    publish,
+    subject_id,
+    wait_until,
+)
 
 pytestmark = pytest.mark.stack
 
@@ -83,7 +93,7 @@ def schemathesis(url: str, tags: list[str], workdir: Path) -> subprocess.Complet
 
 
 @pytest.mark.parametrize("service", SERVICES)
-def test_schemathesis_finds_nothing(system, service: str, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+def test_schemathesis_finds_nothing(system: dict[str, ServiceProcess], service: str, tmp_path: Path) -> None:
     run = schemathesis(system[service].url, [service, "common"], tmp_path)
     assert run.returncode == 0, f"schemathesis against {service}:\n{run.stdout[-20000:]}\n{run.stderr[-4000:]}"
     # Every phase ran and passed; stateful unless the service's operations have nothing to link.
@@ -170,7 +180,7 @@ async def _read_between(bootstrap: str, start: dict[TopicPartition, int],
 
 
 @pytest.fixture
-async def downstream(stack) -> AsyncIterator[None]:  # type: ignore[no-untyped-def]
+async def downstream(stack: Stack) -> AsyncIterator[None]:
     """The external systems, played by the stand-ins `make run` starts, from the end of each command topic."""
     bootstrap = stack.endpoints.kafka_bootstrap
     group = f"contract-standins-{uuid.uuid4().hex[:8]}"
@@ -185,8 +195,8 @@ async def downstream(stack) -> AsyncIterator[None]:  # type: ignore[no-untyped-d
         await asyncio.wait_for(task, timeout=30)
 
 
-async def test_every_event_of_an_end_to_end_run_is_a_valid_cloudevent_of_its_schema(  # type: ignore[no-untyped-def]
-        stack, system, downstream) -> None:
+async def test_every_event_of_an_end_to_end_run_is_a_valid_cloudevent_of_its_schema(
+        stack: Stack, system: dict[str, ServiceProcess], downstream: None) -> None:
     bootstrap, dsn = stack.endpoints.kafka_bootstrap, stack.endpoints.database_url
     dsar = system["dsar"].url
     start = await _offsets(bootstrap)

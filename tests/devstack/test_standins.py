@@ -12,6 +12,7 @@ from typing import Any
 import pytest
 
 from devstack import standins
+from devstack.stack import Stack
 from privacy_runtime.datamap import RETAIN
 from schemas.enums import CommandAction
 from schemas.events import PrivacyCommand
@@ -58,7 +59,7 @@ def test_an_export_comes_back_with_a_fragment_naming_the_system() -> None:
 
 
 @pytest.mark.stack
-async def test_commands_on_the_broker_are_answered_and_a_broken_one_is_passed_over(stack) -> None:  # type: ignore[no-untyped-def]
+async def test_commands_on_the_broker_are_answered_and_a_broken_one_is_passed_over(stack: Stack) -> None:
     bootstrap = stack.endpoints.kafka_bootstrap
     group = f"standins-test-{uuid.uuid4().hex[:8]}"
     await commit_group_offsets(bootstrap, group, [command_topic(s) for s in EXTERNAL_SYSTEMS], to_end=True)

@@ -16,11 +16,13 @@ import asyncpg
 import pytest
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 
+from devstack.stack import Stack
 from schemas.envelope import new_event
 from schemas.events import ErasureRequested, PrivacyAck, UserRegistered
 from schemas.topics import ERASURE_REQUESTED, EXTERNAL_SYSTEMS, PRIVACY_ACKS, USER_REGISTERED, command_topic
 from services.dsar import cases
 from tests.helpers import (
+    ServiceProcess,
     commit_group_offsets,
     downstream_answer,
     event_of,
@@ -74,7 +76,7 @@ class Systems:
 
 
 @pytest.fixture
-async def systems(stack) -> AsyncIterator[Systems]:  # type: ignore[no-untyped-def]
+async def systems(stack: Stack) -> AsyncIterator[Systems]:
     bootstrap = stack.endpoints.kafka_bootstrap
     group = f"capability-systems-{uuid.uuid4().hex[:8]}"
     await commit_group_offsets(bootstrap, group, [command_topic(s) for s in EXTERNAL_SYSTEMS], to_end=True)
@@ -86,7 +88,7 @@ async def systems(stack) -> AsyncIterator[Systems]:  # type: ignore[no-untyped-d
         await played.stop()
 
 
-async def test_a_forged_ack_leaves_the_case_open(stack, system, systems: Systems) -> None:  # type: ignore[no-untyped-def]
+async def test_a_forged_ack_leaves_the_case_open(stack: Stack, system: dict[str, ServiceProcess], systems: Systems) -> None:
     bootstrap, dsn = stack.endpoints.kafka_bootstrap, stack.endpoints.database_url
     subject = subject_id("forged")
     await publish(bootstrap, USER_REGISTERED, UserRegistered(email=f"{subject}@example.org", country="SE"),

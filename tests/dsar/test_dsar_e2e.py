@@ -22,6 +22,7 @@ import httpx
 import pytest
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 
+from devstack.stack import Stack
 from privacy_runtime.processor import lock_subjects
 from schemas.enums import ConsentChannel, ErasureGround, Purpose, RequestedVia, Right
 from schemas.envelope import new_event
@@ -135,7 +136,7 @@ class Responder:
 
 
 @pytest.fixture(scope="module")
-async def responder(stack) -> AsyncIterator[Responder]:  # type: ignore[no-untyped-def]
+async def responder(stack: Stack) -> AsyncIterator[Responder]:
     systems = Responder(stack.endpoints.kafka_bootstrap)
     await systems.start()
     try:
@@ -145,7 +146,7 @@ async def responder(stack) -> AsyncIterator[Responder]:  # type: ignore[no-untyp
 
 
 @pytest.fixture(scope="module")
-async def dsar(stack, responder) -> AsyncIterator[ServiceProcess]:  # type: ignore[no-untyped-def]
+async def dsar(stack: Stack, responder: Responder) -> AsyncIterator[ServiceProcess]:
     service = ServiceProcess(
         "dsar",
         stack.env(),
@@ -266,9 +267,9 @@ def _wrong(code: str) -> str:
 
 
 async def test_erasure_completes_only_after_every_system_and_names_what_billing_retained(
-    stack,
-    dsar,
-    responder,  # type: ignore[no-untyped-def]
+    stack: Stack,
+    dsar: ServiceProcess,
+    responder: Responder,
 ) -> None:
     bootstrap = stack.endpoints.kafka_bootstrap
     subject = subject_id("erase")
@@ -338,7 +339,7 @@ async def _registered_long_ago(bootstrap: str, prefix: str) -> tuple[str, str]:
     return subject, inactivity.retention_request_id(subject, last_seen)
 
 
-async def test_an_inactive_subject_is_erased_when_retention_expires_and_an_operator_confirms(stack, dsar, responder) -> None:  # type: ignore[no-untyped-def]
+async def test_an_inactive_subject_is_erased_when_retention_expires_and_an_operator_confirms(stack: Stack, dsar: ServiceProcess, responder: Responder) -> None:
     bootstrap = stack.endpoints.kafka_bootstrap
     subject, request_id = await _registered_long_ago(bootstrap, "inactive")
 
@@ -384,7 +385,7 @@ async def test_an_inactive_subject_is_erased_when_retention_expires_and_an_opera
         await conn.close()
 
 
-async def test_a_retention_erasure_waiting_for_review_is_cancelled_when_the_subject_is_active_again(stack, dsar, responder) -> None:  # type: ignore[no-untyped-def]
+async def test_a_retention_erasure_waiting_for_review_is_cancelled_when_the_subject_is_active_again(stack: Stack, dsar: ServiceProcess, responder: Responder) -> None:
     bootstrap = stack.endpoints.kafka_bootstrap
     subject, request_id = await _registered_long_ago(bootstrap, "back")
     await _wait_status(bootstrap, request_id, "in_progress")
@@ -441,7 +442,7 @@ async def test_a_retention_erasure_waiting_for_review_is_cancelled_when_the_subj
     assert statuses[-1]["reason"] == "the subject was active again"
 
 
-async def test_a_duplicate_request_id_opens_nothing_new(stack, dsar, responder) -> None:  # type: ignore[no-untyped-def]
+async def test_a_duplicate_request_id_opens_nothing_new(stack: Stack, dsar: ServiceProcess, responder: Responder) -> None:
     bootstrap = stack.endpoints.kafka_bootstrap
     subject = subject_id("dup")
     request_id = await _dsar(bootstrap, subject, "restriction", circumstance="accuracy_contested")
@@ -497,7 +498,7 @@ async def test_a_duplicate_request_id_opens_nothing_new(stack, dsar, responder) 
     assert ours == ["completed", "received", "restriction_lifted"]
 
 
-async def test_a_lift_waits_for_the_subjects_lock_and_sees_a_restriction_verified_meanwhile(stack, dsar) -> None:  # type: ignore[no-untyped-def]
+async def test_a_lift_waits_for_the_subjects_lock_and_sees_a_restriction_verified_meanwhile(stack: Stack, dsar: ServiceProcess) -> None:
     """An operator lifts one restriction while the subject verifies a second one: both wait for the
     subject's lock (as stream batches of the subject do) and run one after the other, so the lift reads
     the second restriction as in force and sends nothing. Read unlocked, it would still see the second
@@ -554,7 +555,7 @@ async def test_a_lift_waits_for_the_subjects_lock_and_sees_a_restriction_verifie
 # --- identity verification ---------------------------------------------------------------------------
 
 
-async def test_unverified_request_is_verified_by_code_then_proceeds(stack, dsar, responder) -> None:  # type: ignore[no-untyped-def]
+async def test_unverified_request_is_verified_by_code_then_proceeds(stack: Stack, dsar: ServiceProcess, responder: Responder) -> None:
     bootstrap = stack.endpoints.kafka_bootstrap
     subject = subject_id("verify")
     request_id = await _erasure(bootstrap, subject, verified=False)
@@ -585,7 +586,7 @@ async def test_unverified_request_is_verified_by_code_then_proceeds(stack, dsar,
     assert [s["status"] for s in statuses][:3] == ["received", "identity_pending", "in_progress"]
 
 
-async def test_a_request_stated_in_the_future_counts_as_received_when_it_arrived(stack, dsar) -> None:  # type: ignore[no-untyped-def]
+async def test_a_request_stated_in_the_future_counts_as_received_when_it_arrived(stack: Stack, dsar: ServiceProcess) -> None:
     bootstrap = stack.endpoints.kafka_bootstrap
     request_id = await _dsar(bootstrap, subject_id("ahead"), "access", verified=False,
                              when=datetime.now(UTC) + timedelta(hours=20))
@@ -597,7 +598,7 @@ async def test_a_request_stated_in_the_future_counts_as_received_when_it_arrived
     assert datetime.fromisoformat(body["due_at"]) <= datetime.now(UTC) + timedelta(days=32)
 
 
-async def test_an_expired_code_is_replaced_by_a_new_one(stack, dsar) -> None:  # type: ignore[no-untyped-def]
+async def test_an_expired_code_is_replaced_by_a_new_one(stack: Stack, dsar: ServiceProcess) -> None:
     bootstrap = stack.endpoints.kafka_bootstrap
     request_id = await _dsar(bootstrap, subject_id("expire"), "access", verified=False)
     first = (await _notification(bootstrap, request_id, "code:1"))["params"]["code"]
@@ -618,7 +619,7 @@ async def test_an_expired_code_is_replaced_by_a_new_one(stack, dsar) -> None:  #
     assert (await _post(verify, {"code": second})).status_code == 200
 
 
-async def test_wrong_codes_lock_verification_and_an_operator_can_approve(stack, dsar, responder) -> None:  # type: ignore[no-untyped-def]
+async def test_wrong_codes_lock_verification_and_an_operator_can_approve(stack: Stack, dsar: ServiceProcess, responder: Responder) -> None:
     bootstrap = stack.endpoints.kafka_bootstrap
     subject = subject_id("lock")
     request_id = await _dsar(
@@ -645,7 +646,7 @@ async def test_wrong_codes_lock_verification_and_an_operator_can_approve(stack, 
     assert "+46" not in json.dumps(email), "the email names the corrected field, not its value"
 
 
-async def test_more_requests_buy_no_more_guesses_at_a_persons_code(stack, dsar) -> None:  # type: ignore[no-untyped-def]
+async def test_more_requests_buy_no_more_guesses_at_a_persons_code(stack: Stack, dsar: ServiceProcess) -> None:
     """Ten wrong codes across one person's requests within a day (the default) and even the right code
     of a third request is refused for now; another person's request is not affected."""
     bootstrap = stack.endpoints.kafka_bootstrap
@@ -664,7 +665,7 @@ async def test_more_requests_buy_no_more_guesses_at_a_persons_code(stack, dsar) 
     assert (await _post(f"{dsar.url}/v1/requests/{other}/verify", {"code": code})).status_code == 200
 
 
-async def test_unverified_after_fourteen_days_is_closed_and_the_subject_told(stack, dsar) -> None:  # type: ignore[no-untyped-def]
+async def test_unverified_after_fourteen_days_is_closed_and_the_subject_told(stack: Stack, dsar: ServiceProcess) -> None:
     bootstrap = stack.endpoints.kafka_bootstrap
     # Stated long ago: the fourteen days still run from the code, which goes out only now.
     request_id = await _erasure(
@@ -692,7 +693,7 @@ async def test_unverified_after_fourteen_days_is_closed_and_the_subject_told(sta
 # --- operators -----------------------------------------------------------------------------------------
 
 
-async def test_operator_endpoints_need_the_bearer_token(stack, dsar) -> None:  # type: ignore[no-untyped-def]
+async def test_operator_endpoints_need_the_bearer_token(stack: Stack, dsar: ServiceProcess) -> None:
     rid = uuid.uuid4()
     for headers in ({}, {"Authorization": "Bearer wrong"}, {"Authorization": TEST_ADMIN_TOKEN}):
         status, _ = await get_json(f"{dsar.url}/v1/admin/requests", headers=headers)
@@ -709,7 +710,7 @@ async def test_operator_endpoints_need_the_bearer_token(stack, dsar) -> None:  #
     assert (await _post(f"{dsar.url}/v1/admin/requests/nope/approve", headers=ADMIN)).status_code == 400
 
 
-async def test_admin_reject_names_the_reason_and_imy(stack, dsar) -> None:  # type: ignore[no-untyped-def]
+async def test_admin_reject_names_the_reason_and_imy(stack: Stack, dsar: ServiceProcess) -> None:
     bootstrap = stack.endpoints.kafka_bootstrap
     request_id = await _dsar(bootstrap, subject_id("reject"), "access", verified=False)
     await _wait_status(bootstrap, request_id, "identity_pending")
@@ -736,7 +737,7 @@ async def test_admin_reject_names_the_reason_and_imy(stack, dsar) -> None:  # ty
     assert status == 200 and request_id in {r["request_id"] for r in listed["requests"]}
 
 
-async def test_extension_overdue_listing_and_manual_review(stack, dsar, responder) -> None:  # type: ignore[no-untyped-def]
+async def test_extension_overdue_listing_and_manual_review(stack: Stack, dsar: ServiceProcess, responder: Responder) -> None:
     bootstrap = stack.endpoints.kafka_bootstrap
     old = await _dsar(
         bootstrap,
@@ -801,7 +802,7 @@ async def _statuses_extended(bootstrap: str, request_id: str) -> bool:
 # --- access and portability ---------------------------------------------------------------------------
 
 
-async def test_access_request_ends_with_a_package_behind_an_expiring_link(stack, dsar) -> None:  # type: ignore[no-untyped-def]
+async def test_access_request_ends_with_a_package_behind_an_expiring_link(stack: Stack, dsar: ServiceProcess) -> None:
     bootstrap = stack.endpoints.kafka_bootstrap
     subject = subject_id("access")
     request_id = await _dsar(bootstrap, subject, "access")
@@ -850,7 +851,7 @@ async def test_access_request_ends_with_a_package_behind_an_expiring_link(stack,
         assert (await client.get(f"{dsar.url}/v1/exports/short")).status_code == 404
 
 
-async def test_portability_package_is_a_zip_of_json_and_csv_and_the_link_expires(stack, dsar) -> None:  # type: ignore[no-untyped-def]
+async def test_portability_package_is_a_zip_of_json_and_csv_and_the_link_expires(stack: Stack, dsar: ServiceProcess) -> None:
     bootstrap = stack.endpoints.kafka_bootstrap
     subject = subject_id("port")
     request_id = await _dsar(bootstrap, subject, "portability", format="csv")
@@ -884,7 +885,7 @@ async def test_portability_package_is_a_zip_of_json_and_csv_and_the_link_expires
 
 
 @pytest.mark.parametrize("topic", [ERASURE_REQUESTED, DSAR_REQUESTED, PRIVACY_ACKS])
-async def test_malformed_messages_go_to_the_dead_letter_topic(stack, dsar, topic: str) -> None:  # type: ignore[no-untyped-def]
+async def test_malformed_messages_go_to_the_dead_letter_topic(stack: Stack, dsar: ServiceProcess, topic: str) -> None:
     bootstrap = stack.endpoints.kafka_bootstrap
     marker = subject_id("bad")
     bad_values = [
@@ -913,7 +914,7 @@ async def test_malformed_messages_go_to_the_dead_letter_topic(stack, dsar, topic
     assert status == 200
 
 
-async def test_the_audit_chain_verifies_and_names_every_transition(stack, dsar) -> None:  # type: ignore[no-untyped-def]
+async def test_the_audit_chain_verifies_and_names_every_transition(stack: Stack, dsar: ServiceProcess) -> None:
     from privacy_runtime.audit import verify_chain
 
     conn = await asyncpg.connect(stack.endpoints.database_url, server_settings={"search_path": "dsar"})

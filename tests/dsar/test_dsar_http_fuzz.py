@@ -12,6 +12,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from devstack.stack import Stack
 from tests.helpers import TEST_ADMIN_TOKEN, running_client
 
 pytestmark = pytest.mark.stack
@@ -31,7 +32,7 @@ FUZZ = settings(max_examples=80, deadline=None, suppress_health_check=[HealthChe
 
 
 @pytest.fixture(scope="module")
-def dsar_client(stack) -> Iterator[httpx.Client]:  # type: ignore[no-untyped-def]
+def dsar_client(stack: Stack) -> Iterator[httpx.Client]:
     with running_client("dsar", stack.env()) as client:
         yield client
 

@@ -18,6 +18,7 @@ import httpx
 import pytest
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 
+from devstack.stack import Stack
 from privacy_runtime import export_chunks
 from schemas.envelope import new_event
 from schemas.events import DsarRequested, PrivacyAck
@@ -96,7 +97,7 @@ class Responder:
 
 
 @pytest.fixture(scope="module")
-async def dsar(stack) -> AsyncIterator[ServiceProcess]:  # type: ignore[no-untyped-def]
+async def dsar(stack: Stack) -> AsyncIterator[ServiceProcess]:
     bootstrap = stack.endpoints.kafka_bootstrap
     group = f"parts-responder-{uuid.uuid4().hex[:8]}"
     await commit_group_offsets(bootstrap, group, [command_topic(s) for s in PLAYED], to_end=True)
@@ -118,7 +119,7 @@ async def _case(dsar: ServiceProcess, request_id: uuid.UUID) -> dict[str, Any]:
     return dict(body)
 
 
-async def _ask(stack, subject: str) -> uuid.UUID:  # type: ignore[no-untyped-def]
+async def _ask(stack: Stack, subject: str) -> uuid.UUID:
     request_id = uuid.uuid4()
     await publish(stack.endpoints.kafka_bootstrap, DSAR_REQUESTED, DsarRequested(
         request_id=request_id, right="access", identity_verified=True, requested_via="web_form"), subject=subject)
@@ -130,7 +131,7 @@ async def _in_review(dsar: ServiceProcess, request_id: uuid.UUID) -> str | None:
     return body.get("review_reason") if status == 200 and body.get("manual_review") else None
 
 
-async def test_a_corrupted_part_sends_the_case_to_review_and_approve_asks_again(stack, dsar) -> None:  # type: ignore[no-untyped-def]
+async def test_a_corrupted_part_sends_the_case_to_review_and_approve_asks_again(stack: Stack, dsar: ServiceProcess) -> None:
     subject = subject_id("corrupt")
     FIRST_ANSWER[subject] = "corrupt"
     request_id = await _ask(stack, subject)
@@ -150,7 +151,7 @@ async def test_a_corrupted_part_sends_the_case_to_review_and_approve_asks_again(
     assert [s["outcome"] for s in steps] == ["done"] and steps[0]["attempt"] == 2
 
 
-async def test_parts_still_missing_at_respond_by_send_the_case_to_review(stack, dsar) -> None:  # type: ignore[no-untyped-def]
+async def test_parts_still_missing_at_respond_by_send_the_case_to_review(stack: Stack, dsar: ServiceProcess) -> None:
     subject = subject_id("half")
     FIRST_ANSWER[subject] = "half"
     request_id = await _ask(stack, subject)

@@ -23,6 +23,7 @@ import pytest
 from aiokafka import AIOKafkaConsumer, TopicPartition
 
 from devstack import standins
+from devstack.stack import Stack
 from privacy_runtime.crypto import KeyRing, open_sealed
 from schemas.events import ConsentChanged, DsarRequested, UserRegistered
 from schemas.topics import (
@@ -37,6 +38,7 @@ from schemas.topics import (
 from tests.helpers import (
     TEST_MASTER_KEY,
     Outgoing,
+    ServiceProcess,
     commit_group_offsets,
     event_of,
     get_json,
@@ -53,7 +55,7 @@ CHANGES = 300
 
 
 @pytest.fixture
-async def external_systems(stack) -> AsyncIterator[None]:  # type: ignore[no-untyped-def]
+async def external_systems(stack: Stack) -> AsyncIterator[None]:
     """The stand-ins `make run` starts, answering every external system's commands from now on."""
     bootstrap = stack.endpoints.kafka_bootstrap
     group = f"large-export-standins-{uuid.uuid4().hex[:8]}"
@@ -99,8 +101,8 @@ async def _package(dsn: str, request_id: uuid.UUID) -> dict[str, Any]:
         await conn.close()
 
 
-async def test_a_subject_with_300_consent_changes_gets_a_complete_package(  # type: ignore[no-untyped-def]
-    stack, system, external_systems
+async def test_a_subject_with_300_consent_changes_gets_a_complete_package(
+    stack: Stack, system: dict[str, ServiceProcess], external_systems: None
 ) -> None:
     bootstrap, dsn = stack.endpoints.kafka_bootstrap, stack.endpoints.database_url
     subject = subject_id("active")

@@ -16,6 +16,7 @@ import asyncpg
 import pytest
 from prometheus_client import REGISTRY
 
+from devstack.stack import Stack
 from privacy_runtime.unit_of_work import PoolRuntime
 from schemas.topics import ERASURE_REQUESTED
 from services.dsar import cases, inactivity, retention, store
@@ -41,7 +42,7 @@ async def _case(conn: asyncpg.Connection, closed_at: datetime | None) -> uuid.UU
     return rid
 
 
-async def test_sweep_deletes_expired_packages_and_old_closed_cases_only(stack) -> None:  # type: ignore[no-untyped-def]
+async def test_sweep_deletes_expired_packages_and_old_closed_cases_only(stack: Stack) -> None:
     async with scratch_schema(stack.endpoints.database_url, "dsar_retention", DSAR_SQL, max_size=1) as pool:
         async with pool.acquire() as conn:
             open_case = await _case(conn, None)
@@ -71,7 +72,7 @@ async def test_sweep_deletes_expired_packages_and_old_closed_cases_only(stack) -
                 "failed_verifications": 0}
 
 
-async def test_a_restriction_still_in_force_is_kept_past_the_case_retention(stack) -> None:  # type: ignore[no-untyped-def]
+async def test_a_restriction_still_in_force_is_kept_past_the_case_retention(stack: Stack) -> None:
     # Lifting it needs the case (Art. 18(3)), and the subject's other restrictions are judged against it.
     def restriction(lifted: bool, review: bool = False) -> cases.Case:
         case = cases.new_case(request_id=str(uuid.uuid4()), subject="s", right=cases.RESTRICTION,
@@ -95,7 +96,7 @@ async def test_a_restriction_still_in_force_is_kept_past_the_case_retention(stac
 
 
 @pytest.fixture
-async def pool(stack) -> AsyncIterator[asyncpg.Pool]:  # type: ignore[no-untyped-def]
+async def pool(stack: Stack) -> AsyncIterator[asyncpg.Pool]:
     async with scratch_schema(stack.endpoints.database_url, "dsar_inactive", DSAR_SQL) as created:
         yield created
 

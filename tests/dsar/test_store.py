@@ -11,6 +11,7 @@ from pathlib import Path
 import asyncpg
 import pytest
 
+from devstack.stack import Stack
 from services.dsar import cases, store
 from tests.helpers import scratch_schema
 
@@ -20,7 +21,7 @@ DSAR_SQL = Path(__file__).resolve().parents[2] / "services" / "dsar" / "migratio
 
 
 @pytest.fixture
-async def pool(stack) -> AsyncIterator[asyncpg.Pool]:  # type: ignore[no-untyped-def]
+async def pool(stack: Stack) -> AsyncIterator[asyncpg.Pool]:
     async with scratch_schema(stack.endpoints.database_url, "dsar_store", DSAR_SQL) as created:
         yield created
 

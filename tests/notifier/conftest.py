@@ -6,6 +6,7 @@ from collections.abc import AsyncIterator
 
 import pytest
 
+from devstack.stack import Stack
 from tests.notifier.support import Runtime, scratch_runtime
 
 
@@ -14,6 +15,6 @@ def pytest_configure(config: pytest.Config) -> None:
 
 
 @pytest.fixture
-async def runtime(stack) -> AsyncIterator[Runtime]:  # type: ignore[no-untyped-def]
+async def runtime(stack: Stack) -> AsyncIterator[Runtime]:
     async with scratch_runtime(stack.env()["DATABASE_URL"]) as instance:
         yield instance

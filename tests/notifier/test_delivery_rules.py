@@ -4,14 +4,17 @@ from __future__ import annotations
 
 import email.policy
 import itertools
+import subprocess
+import sys
 from datetime import UTC, datetime, timedelta
 from email.message import EmailMessage
 from email.parser import BytesParser
+from pathlib import Path
 
 import aiosmtplib
 import pytest
 
-from services.notifier import rules, templates
+from services.notifier import rules, smtp_failures, templates
 from services.notifier.rules import Action, Failure, Recipient
 
 GRACE = timedelta(hours=1)
@@ -237,7 +240,7 @@ def test_temporary_failures_turn_permanent_after_the_give_up_time() -> None:
     ],
 )
 def test_smtp_failures_are_classified(exc: BaseException, expected: Failure) -> None:
-    assert rules.classify(exc)[0] is expected
+    assert smtp_failures.classify(exc)[0] is expected
 
 
 @pytest.mark.parametrize(
@@ -253,7 +256,7 @@ def test_a_failed_relay_session_is_never_one_emails_fault(cause: Exception) -> N
     try:
         raise rules.RelaySessionFailed(type(cause).__name__) from cause
     except rules.RelaySessionFailed as exc:
-        kind, description = rules.classify(exc)
+        kind, description = smtp_failures.classify(exc)
     assert kind is Failure.CONNECTION
     assert description.startswith("relay session: ")
 
@@ -445,3 +448,12 @@ def test_the_last_check_before_a_send_sees_an_erasure_hold_since_the_claim(templ
     assert rules.recheck(template, **state, holds=["req-1"], params={"request_id": "req-1"}) is None
     assert rules.recheck(template, **state, holds=[], params=None) is None
     assert rules.recheck(template, **(state | {"final_notice": True, "listed": False}), holds=["req-1"]) is None
+
+
+def test_the_rules_import_no_io_library() -> None:
+    """The pure rules know failure kinds, not the SMTP client: its exceptions are classified in
+    `smtp_failures`. A fresh interpreter, so that other tests' imports do not count."""
+    probe = "import sys, services.notifier.rules; print(sorted({'aiosmtplib', 'asyncpg', 'aiokafka'} & set(sys.modules)))"
+    out = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True,
+                         cwd=Path(__file__).resolve().parents[2])
+    assert out.stdout.strip() == "[]"

@@ -13,16 +13,17 @@ from typing import Any
 import asyncpg
 import pytest
 
+from devstack.stack import Stack
 from schemas.events import DsarStatus, ErasureRequested
 from schemas.topics import DSAR_STATUS, ERASURE_REQUESTED, MERGER_NOTICE
-from tests.helpers import get_json, publish, wait_until
+from tests.helpers import ServiceProcess, get_json, publish, wait_until
 from tests.notifier.test_notifier_e2e import consumed, merger, register
 
 pytestmark = pytest.mark.stack
 
 
 @pytest.fixture(scope="module")
-async def db(stack) -> AsyncIterator[asyncpg.Connection]:  # type: ignore[no-untyped-def]
+async def db(stack: Stack) -> AsyncIterator[asyncpg.Connection]:
     conn = await asyncpg.connect(stack.env()["DATABASE_URL"], server_settings={"search_path": "notifier"})
     try:
         yield conn
@@ -40,7 +41,7 @@ async def status(bootstrap: str, subject: str, request_id: uuid.UUID, value: str
         extended=False, **extra), subject=subject)
 
 
-async def test_a_subject_whose_erasure_waits_for_a_slow_system_gets_no_notice(stack, system, db) -> None:  # type: ignore[no-untyped-def]
+async def test_a_subject_whose_erasure_waits_for_a_slow_system_gets_no_notice(stack: Stack, system: dict[str, ServiceProcess], db: asyncpg.Connection) -> None:
     bootstrap = stack.endpoints.kafka_bootstrap
     tag = uuid.uuid4().hex[:8]
     domain = f"hold-{tag}.example"

@@ -24,6 +24,7 @@ import asyncpg
 import pytest
 from aiohttp import web
 
+from devstack.stack import Stack
 from privacy_runtime.tokens import UNSUBSCRIBE, TokenSigner
 from schemas.events import (
     ConsentGrant,
@@ -93,7 +94,7 @@ async def consent_api() -> AsyncIterator[str]:
 
 
 @pytest.fixture(scope="module")
-async def notifier(stack, consent_api: str) -> AsyncIterator[ServiceProcess]:  # type: ignore[no-untyped-def]
+async def notifier(stack: Stack, consent_api: str) -> AsyncIterator[ServiceProcess]:
     service = ServiceProcess(
         "notifier",
         stack.env(),
@@ -116,7 +117,7 @@ async def notifier(stack, consent_api: str) -> AsyncIterator[ServiceProcess]:  #
 
 
 @pytest.fixture(scope="module")
-async def db(stack) -> AsyncIterator[asyncpg.Connection]:  # type: ignore[no-untyped-def]
+async def db(stack: Stack) -> AsyncIterator[asyncpg.Connection]:
     conn = await asyncpg.connect(stack.env()["DATABASE_URL"], server_settings={"search_path": "notifier"})
     try:
         yield conn
@@ -324,7 +325,7 @@ async def merger_fanout(stack: Any, db: asyncpg.Connection, n: int) -> tuple[flo
 # --- tests -------------------------------------------------------------------------------------------
 
 
-async def test_merger_notice_reaches_every_recipient_exactly_once(stack, notifier, db) -> None:  # type: ignore[no-untyped-def]
+async def test_merger_notice_reaches_every_recipient_exactly_once(stack: Stack, notifier: ServiceProcess, db: asyncpg.Connection) -> None:
     rate, files = await merger_fanout(stack, db, 500)
     print(f"\nmerger fan-out to 500: {rate:.0f} emails/s end to end")
     sample = parse(files[0])
@@ -333,7 +334,7 @@ async def test_merger_notice_reaches_every_recipient_exactly_once(stack, notifie
     assert sample["List-Unsubscribe"] is None and sample["Message-ID"]
 
 
-async def test_smtp_refusing_then_accepting_delivers_each_email_once(stack, notifier, db) -> None:  # type: ignore[no-untyped-def]
+async def test_smtp_refusing_then_accepting_delivers_each_email_once(stack: Stack, notifier: ServiceProcess, db: asyncpg.Connection) -> None:
     if stack.smtp is None:
         pytest.skip("needs the embedded SMTP sink (REFUSE fault injection)")
     bootstrap = stack.endpoints.kafka_bootstrap
@@ -372,7 +373,7 @@ async def test_smtp_refusing_then_accepting_delivers_each_email_once(stack, noti
     assert status == 200 and "privacy_emails_retried_total" in metrics_text
 
 
-async def test_smtp_down_then_back_delivers_each_email_once(stack, notifier, db) -> None:  # type: ignore[no-untyped-def]
+async def test_smtp_down_then_back_delivers_each_email_once(stack: Stack, notifier: ServiceProcess, db: asyncpg.Connection) -> None:
     if stack.smtp is None:
         pytest.skip("needs the embedded SMTP sink")
     bootstrap = stack.endpoints.kafka_bootstrap
@@ -400,7 +401,7 @@ async def test_smtp_down_then_back_delivers_each_email_once(stack, notifier, db)
     assert set(received) == set(subjects) and set(received.values()) == {1}
 
 
-async def test_same_notification_twice_sends_one_email(stack, notifier, db) -> None:  # type: ignore[no-untyped-def]
+async def test_same_notification_twice_sends_one_email(stack: Stack, notifier: ServiceProcess, db: asyncpg.Connection) -> None:
     bootstrap = stack.endpoints.kafka_bootstrap
     domain = new_domain("dup")
     subject = f"dup-{uuid.uuid4().hex[:8]}"
@@ -428,7 +429,7 @@ async def test_same_notification_twice_sends_one_email(stack, notifier, db) -> N
     assert await db.fetchval("SELECT count(*) FROM emails WHERE notification_id = $1", nid) == 1
 
 
-async def test_malformed_messages_are_dead_lettered_and_the_next_one_is_processed(stack, notifier, db) -> None:  # type: ignore[no-untyped-def]
+async def test_malformed_messages_are_dead_lettered_and_the_next_one_is_processed(stack: Stack, notifier: ServiceProcess, db: asyncpg.Connection) -> None:
     bootstrap = stack.endpoints.kafka_bootstrap
     domain = new_domain("dlq")
     run = uuid.uuid4().hex[:8]
@@ -491,7 +492,7 @@ async def test_malformed_messages_are_dead_lettered_and_the_next_one_is_processe
     assert await db.fetchval("SELECT count(*) FROM emails WHERE notification_id = $1", bad_nid) == 0
 
 
-async def test_marketing_needs_consent_and_carries_one_click_unsubscribe(stack, notifier, db) -> None:  # type: ignore[no-untyped-def]
+async def test_marketing_needs_consent_and_carries_one_click_unsubscribe(stack: Stack, notifier: ServiceProcess, db: asyncpg.Connection) -> None:
     bootstrap = stack.endpoints.kafka_bootstrap
     domain = new_domain("mk")
     yes, no = f"{MARKETING_YES}-{uuid.uuid4().hex[:8]}", f"mkno-{uuid.uuid4().hex[:8]}"
@@ -524,7 +525,7 @@ async def test_marketing_needs_consent_and_carries_one_click_unsubscribe(stack, 
     assert unsubscribe[1:-1] in msg.get_body(("plain",)).get_content()  # type: ignore[union-attr]
 
 
-async def test_directory_commands_rectify_restrict_export_erase(stack, notifier, db) -> None:  # type: ignore[no-untyped-def]
+async def test_directory_commands_rectify_restrict_export_erase(stack: Stack, notifier: ServiceProcess, db: asyncpg.Connection) -> None:
     bootstrap = stack.endpoints.kafka_bootstrap
     domain, new = new_domain("cmd"), new_domain("cmdnew")
     subject = f"cmd-{uuid.uuid4().hex[:8]}"
@@ -579,7 +580,7 @@ async def test_directory_commands_rectify_restrict_export_erase(stack, notifier,
     assert await db.fetchval("SELECT count(*) FROM recipients WHERE subject = $1", subject) == 0
 
 
-async def test_erasure_confirmation_reaches_the_subject_whichever_arrives_first(stack, notifier, db) -> None:  # type: ignore[no-untyped-def]
+async def test_erasure_confirmation_reaches_the_subject_whichever_arrives_first(stack: Stack, notifier: ServiceProcess, db: asyncpg.Connection) -> None:
     """The dsar service requests `erasure_completed`, then erases the notifier: the two topics race."""
     bootstrap = stack.endpoints.kafka_bootstrap
     domain = new_domain("erase")
@@ -620,7 +621,7 @@ async def test_erasure_confirmation_reaches_the_subject_whichever_arrives_first(
     )
 
 
-async def test_immaterial_policy_change_sends_nothing(stack, notifier, db) -> None:  # type: ignore[no-untyped-def]
+async def test_immaterial_policy_change_sends_nothing(stack: Stack, notifier: ServiceProcess, db: asyncpg.Connection) -> None:
     version = f"v-{uuid.uuid4().hex[:8]}"
     event_id = await publish(
         stack.endpoints.kafka_bootstrap,
@@ -648,7 +649,7 @@ async def test_immaterial_policy_change_sends_nothing(stack, notifier, db) -> No
     assert (await get_json(f"{notifier.url}/v1/admin/emails"))[0] == 401
 
 
-async def test_material_policy_change_reaches_everyone_in_their_language(stack, notifier, db) -> None:  # type: ignore[no-untyped-def]
+async def test_material_policy_change_reaches_everyone_in_their_language(stack: Stack, notifier: ServiceProcess, db: asyncpg.Connection) -> None:
     bootstrap = stack.endpoints.kafka_bootstrap
     domain = new_domain("policy")
     swedes = [f"sv-{uuid.uuid4().hex[:10]}" for _ in range(3)]
@@ -668,7 +669,7 @@ async def test_material_policy_change_reaches_everyone_in_their_language(stack, 
         assert "ISOPARTNER AB" in text and "List-Unsubscribe" not in message, "transactional: no unsubscribe"
 
 
-async def test_legal_disclosure_is_emailed_only_where_the_law_allows(stack, notifier, db) -> None:  # type: ignore[no-untyped-def]
+async def test_legal_disclosure_is_emailed_only_where_the_law_allows(stack: Stack, notifier: ServiceProcess, db: asyncpg.Connection) -> None:
     bootstrap = stack.endpoints.kafka_bootstrap
     domain = new_domain("disclosure")
     told, confidential = f"told-{uuid.uuid4().hex[:10]}", f"quiet-{uuid.uuid4().hex[:10]}"
@@ -694,12 +695,12 @@ async def test_legal_disclosure_is_emailed_only_where_the_law_allows(stack, noti
 
 
 @pytest.mark.slow
-async def test_merger_notice_to_5000_recipients(stack, notifier, db) -> None:  # type: ignore[no-untyped-def]
+async def test_merger_notice_to_5000_recipients(stack: Stack, notifier: ServiceProcess, db: asyncpg.Connection) -> None:
     rate, _ = await merger_fanout(stack, db, 5000)
     print(f"\nmerger fan-out to 5000: {rate:.0f} emails/s end to end")
 
 
-async def test_a_crash_mid_delivery_loses_nothing_and_duplicates_are_recognisable(stack, notifier, db) -> None:  # type: ignore[no-untyped-def]
+async def test_a_crash_mid_delivery_loses_nothing_and_duplicates_are_recognisable(stack: Stack, notifier: ServiceProcess, db: asyncpg.Connection) -> None:
     """SIGKILL while a fan-out is still walking the directory, restart, SIGKILL again while it sends,
     restart: the fan-out resumes from its cursor and every recipient gets the notice; rows a dead
     process had claimed are retaken after the lease; at most the one email in flight per crash can

@@ -13,10 +13,6 @@ finds nothing of other tests' in its queue.
 from __future__ import annotations
 
 import asyncio
-import os
-import signal
-import subprocess
-import time
 import uuid
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
@@ -27,6 +23,7 @@ from urllib.parse import urlsplit, urlunsplit
 import asyncpg
 import pytest
 
+from devstack.stack import Stack
 from schemas.topics import (
     LEGAL_DISCLOSURE,
     MERGER_NOTICE,
@@ -53,7 +50,7 @@ class Isolated:
 
 
 @pytest.fixture
-async def isolated(stack) -> AsyncIterator[Isolated]:  # type: ignore[no-untyped-def]
+async def isolated(stack: Stack) -> AsyncIterator[Isolated]:
     """A database of its own, and a consumer group positioned at the end of every topic the notifier
     reads (what earlier tests published is not this test's)."""
     shared = stack.env()["DATABASE_URL"]
@@ -85,19 +82,6 @@ async def db(isolated: Isolated) -> AsyncIterator[asyncpg.Connection]:
         yield conn
     finally:
         await conn.close()
-
-
-def sigterm(service: ServiceProcess) -> tuple[int, float]:
-    """SIGTERM to the process (not its group); returns (exit code, seconds to exit)."""
-    assert service.process is not None
-    started = time.monotonic()
-    os.kill(service.process.pid, signal.SIGTERM)
-    try:
-        code = service.process.wait(timeout=SHUTDOWN_BOUND)
-    except subprocess.TimeoutExpired:
-        service.kill()
-        raise AssertionError(f"no exit {SHUTDOWN_BOUND}s after SIGTERM; log:\n{service.log_tail()}") from None
-    return code, time.monotonic() - started
 
 
 async def statuses(db: asyncpg.Connection, job: str, subjects: list[str] | None = None) -> dict[str, int]:
@@ -146,7 +130,7 @@ async def test_sigterm_mid_fanout_then_restart_sends_each_email_once(
 
             await wait_until(sending, timeout=60, interval=0.05, what="the fan-out's first emails")
             paging = await db.fetchval("SELECT queued FROM fanout_jobs WHERE job_id = $1 AND NOT done", job)
-            code, took = await asyncio.to_thread(sigterm, service)
+            code, took = await asyncio.to_thread(service.terminate, SHUTDOWN_BOUND)
             at_stop = await statuses(db, job)
             ours_at_stop = await statuses(db, job, subjects)
             paged = await db.fetchval("SELECT queued FROM fanout_jobs WHERE job_id = $1", job)

@@ -13,7 +13,7 @@ import pytest
 from aiosmtpd.smtp import SMTP, AuthResult, LoginPassword
 from pydantic import SecretStr
 
-from services.notifier import rules
+from services.notifier import rules, smtp_failures
 from services.notifier.delivery import Mailer
 from services.notifier.settings import NotifierSettings
 from tests.helpers import TEST_MASTER_KEY, free_port
@@ -79,7 +79,7 @@ async def outcome(handler: Scripted, smtp: dict[str, Any] | None = None, **optio
         try:
             await m.send(MESSAGE, "privacy@isopartner.se", "a@example.com")
         except Exception as exc:
-            return rules.classify(exc)[0]
+            return smtp_failures.classify(exc)[0]
         finally:
             await m.close()
     return None

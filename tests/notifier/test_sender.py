@@ -25,6 +25,7 @@ from aiosmtpd.smtp import SMTP
 from prometheus_client import REGISTRY
 from pydantic import SecretStr
 
+from devstack.stack import Stack
 from privacy_runtime.tokens import MANAGE, MANAGE_MAX_AGE_SECONDS, UNSUBSCRIBE, InvalidToken, TokenSigner
 from services.notifier import store
 from services.notifier.consent_client import ConsentDecisions
@@ -98,7 +99,7 @@ async def relay() -> AsyncIterator[Relay]:
 
 
 @pytest.fixture
-async def sending(stack, relay: Relay) -> AsyncIterator[Runtime]:  # type: ignore[no-untyped-def]
+async def sending(stack: Stack, relay: Relay) -> AsyncIterator[Runtime]:
     async with scratch_runtime(
         stack.env()["DATABASE_URL"],
         smtp_host="127.0.0.1",

@@ -20,6 +20,7 @@ import httpx
 import pytest
 
 from devstack.smtp_sink import read_messages
+from devstack.stack import Stack
 from schemas.enums import ErasureGround, ObjectionProcessing, RequestedVia, Right
 from schemas.events import DsarDetails, DsarRequested, ErasureRequested, UserRegistered
 from schemas.topics import DSAR_REQUESTED, ERASURE_REQUESTED, USER_REGISTERED, command_topic
@@ -46,7 +47,7 @@ FAST_COMMANDS = {"COMMAND_RESPOND_WITHIN_SECONDS": "8", "COMMAND_RESEND_BASE_SEC
 
 
 @pytest.fixture(scope="module")
-async def office(stack) -> AsyncIterator[dict[str, ServiceProcess]]:  # type: ignore[no-untyped-def]
+async def office(stack: Stack) -> AsyncIterator[dict[str, ServiceProcess]]:
     env = stack.env()
     consent = ServiceProcess("consent", env, FAST_COMMANDS).start()
     dsar = ServiceProcess("dsar", env, FAST_COMMANDS).start()
@@ -135,7 +136,7 @@ async def mail_to(stack: Any, email: str, needle: str) -> list[str]:
 # --- sign-in and refusals ------------------------------------------------------------------------------
 
 
-async def test_wrong_token_missing_csrf_and_signed_out_browser_are_refused(office, desktop_page) -> None:  # type: ignore[no-untyped-def]
+async def test_wrong_token_missing_csrf_and_signed_out_browser_are_refused(office: dict[str, ServiceProcess], desktop_page: Any) -> None:
     page = desktop_page
     url = office["office"].url
     answer = await page.goto(f"{url}/cases")
@@ -165,7 +166,7 @@ async def test_wrong_token_missing_csrf_and_signed_out_browser_are_refused(offic
 # --- intake --------------------------------------------------------------------------------------------
 
 
-async def test_an_erasure_request_received_by_email_is_recorded(stack, office, desktop_page) -> None:  # type: ignore[no-untyped-def]
+async def test_an_erasure_request_received_by_email_is_recorded(stack: Stack, office: dict[str, ServiceProcess], desktop_page: Any) -> None:
     page = desktop_page
     subject, email = await register(stack, office)
     await sign_in(page, office)
@@ -196,7 +197,7 @@ async def test_an_erasure_request_received_by_email_is_recorded(stack, office, d
     assert json.loads(row["detail"])["requested_via"] == "email"
 
 
-async def test_an_opt_out_received_by_email_reaches_the_marketing_system(stack, office, desktop_page) -> None:  # type: ignore[no-untyped-def]
+async def test_an_opt_out_received_by_email_reaches_the_marketing_system(stack: Stack, office: dict[str, ServiceProcess], desktop_page: Any) -> None:
     page = desktop_page
     subject, email = await register(stack, office)
     await sign_in(page, office)
@@ -221,7 +222,7 @@ async def test_an_opt_out_received_by_email_reaches_the_marketing_system(stack, 
 # --- the queue -------------------------------------------------------------------------------------------
 
 
-async def test_an_objection_is_rejected_with_a_reason(stack, office, desktop_page) -> None:  # type: ignore[no-untyped-def]
+async def test_an_objection_is_rejected_with_a_reason(stack: Stack, office: dict[str, ServiceProcess], desktop_page: Any) -> None:
     page = desktop_page
     subject, email = await register(stack, office)
     request_id = str(uuid.uuid4())
@@ -249,7 +250,7 @@ async def test_an_objection_is_rejected_with_a_reason(stack, office, desktop_pag
     assert "anna" in await row.inner_text()
 
 
-async def test_a_deadline_is_extended_and_a_silent_system_re_sent_to(stack, office, desktop_page) -> None:  # type: ignore[no-untyped-def]
+async def test_a_deadline_is_extended_and_a_silent_system_re_sent_to(stack: Stack, office: dict[str, ServiceProcess], desktop_page: Any) -> None:
     page = desktop_page
     subject, email = await register(stack, office)
     request_id = str(uuid.uuid4())
@@ -304,7 +305,7 @@ async def test_a_deadline_is_extended_and_a_silent_system_re_sent_to(stack, offi
     assert "anna" in await page.locator("tr", has_text="Operator re-sent commands").first.inner_text()
 
 
-async def test_three_retention_erasures_are_approved_at_once(stack, office, desktop_page) -> None:  # type: ignore[no-untyped-def]
+async def test_three_retention_erasures_are_approved_at_once(stack: Stack, office: dict[str, ServiceProcess], desktop_page: Any) -> None:
     page = desktop_page
     ids = []
     for _ in range(3):
@@ -330,7 +331,7 @@ async def test_three_retention_erasures_are_approved_at_once(stack, office, desk
 # --- overview, dead letters, audit ------------------------------------------------------------------------
 
 
-async def test_overview_and_dead_letters_pages(stack, office, desktop_page) -> None:  # type: ignore[no-untyped-def]
+async def test_overview_and_dead_letters_pages(stack: Stack, office: dict[str, ServiceProcess], desktop_page: Any) -> None:
     page = desktop_page
     # A message no service can read: dead-lettered, shown without its payload.
     from tests.helpers import publish_raw
@@ -353,7 +354,7 @@ async def test_overview_and_dead_letters_pages(stack, office, desktop_page) -> N
     await check(page, "overview")
 
 
-async def test_the_audit_page_shows_a_tampered_row(stack, office, desktop_page) -> None:  # type: ignore[no-untyped-def]
+async def test_the_audit_page_shows_a_tampered_row(stack: Stack, office: dict[str, ServiceProcess], desktop_page: Any) -> None:
     page = desktop_page
     request_id = str(uuid.uuid4())  # a case, so that the dsar chain has rows of its own to tamper with
     await publish(stack.endpoints.kafka_bootstrap, DSAR_REQUESTED, DsarRequested(
@@ -457,7 +458,7 @@ async def signed_in_once(page: Any, url: str) -> None:
 
 
 @pytest.fixture(scope="module")
-async def operator_page(office, browser) -> AsyncIterator[Any]:  # type: ignore[no-untyped-def]
+async def operator_page(office: dict[str, ServiceProcess], browser: Any) -> AsyncIterator[Any]:
     """One browser for the tours of both languages, whose own language is Swedish."""
     page = await new_page(browser, DESKTOP, locale="sv-SE")
     try:
@@ -502,7 +503,7 @@ async def tour(page: Any, url: str, request_id: str, lang: str) -> None:
     await visit(page, f"{url}/cases/not-a-case", "error", lang)
 
 
-async def test_every_page_in_swedish_and_english_on_a_phone_and_a_desktop(stack, office, operator_page) -> None:  # type: ignore[no-untyped-def]
+async def test_every_page_in_swedish_and_english_on_a_phone_and_a_desktop(stack: Stack, office: dict[str, ServiceProcess], operator_page: Any) -> None:
     from tests.helpers import publish_raw
 
     page = operator_page
@@ -525,7 +526,7 @@ async def test_every_page_in_swedish_and_english_on_a_phone_and_a_desktop(stack,
             await tour(page, url, request_id, lang)
 
 
-async def test_an_operator_switches_to_swedish_on_a_case_and_goes_on_with_it(stack, office, operator_page) -> None:  # type: ignore[no-untyped-def]
+async def test_an_operator_switches_to_swedish_on_a_case_and_goes_on_with_it(stack: Stack, office: dict[str, ServiceProcess], operator_page: Any) -> None:
     page = operator_page
     await page.set_viewport_size(DESKTOP)
     request_id = await objection_in_review(stack, office)

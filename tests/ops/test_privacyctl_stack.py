@@ -18,6 +18,7 @@ from pathlib import Path
 
 import pytest
 
+from devstack.stack import Stack
 from tests.helpers import TEST_ADMIN_TOKEN, TEST_MASTER_KEY, ServiceProcess, subject_id, wait_until
 
 pytestmark = pytest.mark.stack
@@ -67,7 +68,7 @@ class Ctl:
 
 
 @pytest.fixture
-def ctl(stack, system: dict[str, ServiceProcess], tmp_path: Path) -> Ctl:  # type: ignore[no-untyped-def]
+def ctl(stack: Stack, system: dict[str, ServiceProcess], tmp_path: Path) -> Ctl:
     stack_env = stack.write_env_file(tmp_path / "stack.env")
     secrets_env = tmp_path / "secrets.env"
     # The same plain KEY=value lines devstack.system writes to var/secrets.env.

@@ -10,6 +10,7 @@ from pathlib import Path
 import asyncpg
 import pytest
 
+from devstack.stack import Stack
 from privacy_runtime.pages.ratelimit import SharedRateLimiter, purge_rate_limits
 from tests.helpers import ROOT, scratch_schema
 
@@ -18,7 +19,7 @@ pytestmark = pytest.mark.stack
 MIGRATIONS: Path = ROOT / "services" / "privacy_center" / "migrations"
 
 
-async def test_two_replicas_share_one_limit(stack) -> None:  # type: ignore[no-untyped-def]
+async def test_two_replicas_share_one_limit(stack: Stack) -> None:
     dsn = stack.endpoints.database_url
     async with scratch_schema(dsn, "ratelimit", MIGRATIONS, max_size=12) as first:
         schema = await first.fetchval("SELECT current_schema()")

@@ -9,6 +9,7 @@ from dataclasses import dataclass
 
 import pytest
 
+from devstack.stack import Stack
 from tests.helpers import ServiceProcess
 
 SERVICE_TOKEN = "test-service-token"
@@ -45,7 +46,7 @@ def center_env(system: CenterSystem, center: ServiceProcess) -> dict[str, str]:
 
 
 @pytest.fixture(scope="module")
-async def center_system(stack) -> AsyncIterator[CenterSystem]:  # type: ignore[no-untyped-def]
+async def center_system(stack: Stack) -> AsyncIterator[CenterSystem]:
     env = stack.env()
     token = {"SERVICE_TOKEN": SERVICE_TOKEN}
     consent = ServiceProcess("consent", env, token).start()

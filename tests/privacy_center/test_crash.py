@@ -6,20 +6,25 @@ from __future__ import annotations
 
 import re
 import uuid
+from typing import TYPE_CHECKING, Any
 
 import asyncpg
 import httpx
 import pytest
 
+from devstack.stack import Stack
 from schemas.topics import ERASURE_REQUESTED
 from tests.helpers import event_of, get_json, read_topic, wait_until
 from tests.privacy_center.support import register, sign_in
+
+if TYPE_CHECKING:
+    from tests.privacy_center.conftest import CenterSystem
 
 pytestmark = [pytest.mark.stack, pytest.mark.browser, pytest.mark.faults]
 
 
 async def test_a_request_submitted_just_before_a_crash_is_published_once(
-        stack, center_system, desktop_page) -> None:  # type: ignore[no-untyped-def]
+        stack: Stack, center_system: CenterSystem, desktop_page: Any) -> None:
     env = stack.env()
     subject, address = await register(stack, center_system.consent.url, locale="sv", prefix="pc-crash")
     await sign_in(desktop_page, stack, center_system.center.url, address)
@@ -50,7 +55,7 @@ async def test_a_request_submitted_just_before_a_crash_is_published_once(
         await conn.close()
     assert waiting >= 1, "the request waits in the outbox, committed with the submission"
 
-    def ours(message) -> bool:  # type: ignore[no-untyped-def]
+    def ours(message: Any) -> bool:
         event = event_of(message)
         return event is not None and event.get("subject") == subject
 

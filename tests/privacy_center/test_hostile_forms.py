@@ -6,13 +6,18 @@ from __future__ import annotations
 
 import re
 import uuid
+from typing import TYPE_CHECKING, Any
 
 import httpx
 import pytest
 
+from devstack.stack import Stack
 from tests.helpers import wait_until
 from tests.privacy_center.support import register, sign_in
 from tests.reliability.hostile import SCRIPT, form_cases
+
+if TYPE_CHECKING:
+    from tests.privacy_center.conftest import CenterSystem
 
 pytestmark = [pytest.mark.stack, pytest.mark.browser]
 
@@ -26,7 +31,7 @@ FORMS: dict[str, list[str]] = {
 }
 
 
-async def test_hostile_forms(stack, center_system, desktop_page) -> None:  # type: ignore[no-untyped-def]
+async def test_hostile_forms(stack: Stack, center_system: CenterSystem, desktop_page: Any) -> None:
     center = center_system.center.url
     _, address = await register(stack, center_system.consent.url, locale="sv", prefix="pc-hostile")
     await sign_in(desktop_page, stack, center, address)

@@ -9,12 +9,13 @@ import base64
 import re
 import uuid
 from collections.abc import AsyncIterator
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import asyncpg
 import httpx
 import pytest
 
+from devstack.stack import Stack
 from privacy_runtime.crypto import KeyRing
 from privacy_runtime.tokens import MANAGE, TokenSigner
 from services.privacy_center.domain import request_id_for
@@ -23,13 +24,16 @@ from tests.privacy_center.conftest import center_env
 from tests.privacy_center.support import register
 from tests.test_policy_scenarios import ExternalSystems
 
+if TYPE_CHECKING:
+    from tests.privacy_center.conftest import CenterSystem
+
 pytestmark = [pytest.mark.stack]
 
 CSRF = re.compile(r'name="csrf_token" value="([^"]+)"')
 
 
 @pytest.fixture
-async def systems(stack) -> AsyncIterator[ExternalSystems]:  # type: ignore[no-untyped-def]
+async def systems(stack: Stack) -> AsyncIterator[ExternalSystems]:
     """The downstream systems answering every command, so that an erasure runs to its end."""
     responder = ExternalSystems(stack.endpoints.kafka_bootstrap)
     await responder.start()
@@ -124,7 +128,7 @@ async def _write_note_then_erase(stack: Any, center_system: Any, center: str, pr
 
 
 async def test_the_persons_page_forgets_a_note_once_their_erasure_completed(
-        stack, center_system, systems) -> None:  # type: ignore[no-untyped-def]
+        stack: Stack, center_system: CenterSystem, systems: ExternalSystems) -> None:
     # The module's center checks for erasures only at start and then hourly (conftest): what happens
     # here is the page's own doing.
     dsn = stack.endpoints.database_url
@@ -140,7 +144,7 @@ async def test_the_persons_page_forgets_a_note_once_their_erasure_completed(
 
 
 async def test_the_check_shreds_an_erased_persons_notes_without_anyone_looking(
-        stack, center_system, systems) -> None:  # type: ignore[no-untyped-def]
+        stack: Stack, center_system: CenterSystem, systems: ExternalSystems) -> None:
     dsn = stack.endpoints.database_url
     checking = ServiceProcess("privacy_center", stack.env())
     checking.extra_env = {**center_env(center_system, checking), "ERASURE_CHECK_SECONDS": "1"}

@@ -10,12 +10,13 @@ import re
 import uuid
 import zipfile
 from collections.abc import AsyncIterator
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import asyncpg
 import httpx
 import pytest
 
+from devstack.stack import Stack
 from privacy_runtime.tokens import MANAGE, UNSUBSCRIBE, TokenSigner
 from schemas.events import DsarDetails, DsarRequested
 from schemas.topics import (
@@ -41,6 +42,9 @@ from tests.privacy_center.conftest import center_env
 from tests.privacy_center.support import body_of, code_for, mails_to, register, sign_in, sign_in_links
 from tests.test_policy_scenarios import ExternalSystems
 
+if TYPE_CHECKING:
+    from tests.privacy_center.conftest import CenterSystem
+
 pytestmark = [pytest.mark.stack, pytest.mark.browser]
 
 
@@ -54,7 +58,7 @@ def _subject_is(subject: str) -> Any:
 
 
 @pytest.fixture
-async def systems(stack) -> AsyncIterator[ExternalSystems]:  # type: ignore[no-untyped-def]
+async def systems(stack: Stack) -> AsyncIterator[ExternalSystems]:
     """The downstream systems, played as `make run` plays them, so that a copy can be assembled."""
     responder = ExternalSystems(stack.endpoints.kafka_bootstrap)
     await responder.start()
@@ -65,7 +69,7 @@ async def systems(stack) -> AsyncIterator[ExternalSystems]:  # type: ignore[no-u
 
 
 async def test_a_swedish_person_signs_in_switches_marketing_and_asks_for_a_csv_copy(
-        stack, center_system, systems, desktop_page) -> None:  # type: ignore[no-untyped-def]
+        stack: Stack, center_system: CenterSystem, systems: ExternalSystems, desktop_page: Any) -> None:
     bootstrap = stack.endpoints.kafka_bootstrap
     center = center_system.center.url
     subject, address = await register(stack, center_system.consent.url, locale="sv", prefix="pc-sv")
@@ -174,7 +178,7 @@ async def _ask_by_email(stack: Any, subject: str, right: str = "access") -> str:
 
 
 async def test_an_english_person_who_asked_by_email_types_the_code_and_the_case_proceeds(
-        stack, center_system, browser) -> None:  # type: ignore[no-untyped-def]
+        stack: Stack, center_system: CenterSystem, browser: Any) -> None:
     subject, address = await register(stack, center_system.consent.url, locale="en", prefix="pc-en")
     request_id = await _ask_by_email(stack, subject)
     code = await code_for(stack, address)
@@ -199,7 +203,7 @@ async def test_an_english_person_who_asked_by_email_types_the_code_and_the_case_
     await wait_until(proceeding, timeout=60, what="the case to proceed after the code")
 
 
-async def test_an_unknown_address_gets_the_same_page_and_no_email(stack, center_system) -> None:  # type: ignore[no-untyped-def]
+async def test_an_unknown_address_gets_the_same_page_and_no_email(stack: Stack, center_system: CenterSystem) -> None:
     center = center_system.center.url
     _, known = await register(stack, center_system.consent.url, locale="sv", prefix="pc-known")
     unknown = f"nobody-{uuid.uuid4().hex[:10]}@example.org"
@@ -219,7 +223,7 @@ async def test_an_unknown_address_gets_the_same_page_and_no_email(stack, center_
     assert not any(unknown in (m.value or b"").decode(errors="replace") for m in notifications)
 
 
-async def test_forms_without_their_csrf_token_are_refused(stack, center_system, desktop_page) -> None:  # type: ignore[no-untyped-def]
+async def test_forms_without_their_csrf_token_are_refused(stack: Stack, center_system: CenterSystem, desktop_page: Any) -> None:
     center = center_system.center.url
     subject, address = await register(stack, center_system.consent.url, locale="sv", prefix="pc-csrf")
     await sign_in(desktop_page, stack, center, address)
@@ -243,7 +247,7 @@ async def test_forms_without_their_csrf_token_are_refused(stack, center_system, 
     assert len(mails_to(stack, address)) == 1, "only the sign-in link the test asked for"
 
 
-async def test_the_footer_link_opens_a_session_and_a_forged_one_does_not(stack, center_system) -> None:  # type: ignore[no-untyped-def]
+async def test_the_footer_link_opens_a_session_and_a_forged_one_does_not(stack: Stack, center_system: CenterSystem) -> None:
     subject, _ = await register(stack, center_system.consent.url, locale="en", prefix="pc-manage")
     signer = TokenSigner(base64.b64decode(TEST_MASTER_KEY), MANAGE)
     token = signer.sign({"s": subject})
@@ -263,7 +267,7 @@ async def test_the_footer_link_opens_a_session_and_a_forged_one_does_not(stack, 
             assert (await client.get("/me")).status_code == 401
 
 
-async def test_the_email_form_is_rate_limited_per_address(stack, center_system) -> None:  # type: ignore[no-untyped-def]
+async def test_the_email_form_is_rate_limited_per_address(stack: Stack, center_system: CenterSystem) -> None:
     limited = ServiceProcess("privacy_center", stack.env())
     limited.extra_env = {**center_env(center_system, limited), "EMAIL_LIMIT_PER_ADDRESS": "2"}
     limited.start()
@@ -286,7 +290,7 @@ async def test_the_email_form_is_rate_limited_per_address(stack, center_system) 
         limited.stop()
 
 
-async def test_a_session_ends_at_sign_out_and_after_30_idle_minutes_cookie_or_not(stack, center_system) -> None:  # type: ignore[no-untyped-def]
+async def test_a_session_ends_at_sign_out_and_after_30_idle_minutes_cookie_or_not(stack: Stack, center_system: CenterSystem) -> None:
     subject, _ = await register(stack, center_system.consent.url, locale="sv", prefix="pc-session")
     token = TokenSigner(base64.b64decode(TEST_MASTER_KEY), MANAGE).sign({"s": subject})
     center = center_system.center.url

@@ -4,10 +4,11 @@ screenshot of each under var/screenshots/ and 0 axe-core violations; no script, 
 from __future__ import annotations
 
 import uuid
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pytest
 
+from devstack.stack import Stack
 from privacy_runtime import vocabulary
 from privacy_runtime.datamap import load_data_map
 from privacy_runtime.settings import DEFAULT_DATA_MAP
@@ -17,6 +18,9 @@ from schemas.topics import DSAR_REQUESTED
 from tests.browser_kit import DESKTOP, PHONE, assert_accessible, assert_no_script, new_page, screenshot
 from tests.helpers import publish
 from tests.privacy_center.support import code_for, register, sign_in, sign_in_links
+
+if TYPE_CHECKING:
+    from tests.privacy_center.conftest import CenterSystem
 
 DATA_MAP = load_data_map(DEFAULT_DATA_MAP)
 pytestmark = [pytest.mark.stack, pytest.mark.browser]
@@ -45,7 +49,7 @@ async def _check_summary(page: Any, lang: str) -> None:
 
 @pytest.mark.parametrize("viewport", [PHONE, DESKTOP], ids=["360", "1280"])
 @pytest.mark.parametrize("lang", ["sv", "en"])
-async def test_every_page(stack, center_system, browser, viewport: dict[str, int], lang: str) -> None:  # type: ignore[no-untyped-def]
+async def test_every_page(stack: Stack, center_system: CenterSystem, browser: Any, viewport: dict[str, int], lang: str) -> None:
     center = center_system.center.url
     subject, address = await register(stack, center_system.consent.url, locale=lang, prefix=f"pc-shot-{lang}")
     page = await new_page(browser, viewport, locale="sv-SE" if lang == "sv" else "en-GB")

@@ -7,14 +7,19 @@ from __future__ import annotations
 import re
 import uuid
 from collections.abc import AsyncIterator
+from typing import TYPE_CHECKING
 
 import asyncpg
 import httpx
 import pytest
 
+from devstack.stack import Stack
 from tests.helpers import ServiceProcess
 from tests.privacy_center.conftest import center_env
 from tests.privacy_center.support import register, sign_in_links
+
+if TYPE_CHECKING:
+    from tests.privacy_center.conftest import CenterSystem
 
 pytestmark = [pytest.mark.stack]
 
@@ -24,7 +29,7 @@ LIMITS = {"EMAIL_LIMIT_PER_ADDRESS": "2", "EMAIL_LIMIT_PER_CLIENT": "4", "CODE_L
 
 
 @pytest.fixture(scope="module")
-async def replicas(stack, center_system) -> AsyncIterator[list[str]]:  # type: ignore[no-untyped-def]
+async def replicas(stack: Stack, center_system: CenterSystem) -> AsyncIterator[list[str]]:
     started = []
     for _ in range(2):
         replica = ServiceProcess("privacy_center", stack.env())
@@ -64,7 +69,7 @@ class Person:
 
 
 async def test_the_email_form_limit_per_address_is_shared_and_the_same_for_unknown_addresses(
-        stack, center_system, replicas) -> None:  # type: ignore[no-untyped-def]
+        stack: Stack, center_system: CenterSystem, replicas: list[str]) -> None:
     subject, known = await register(stack, center_system.consent.url, locale="sv", prefix="pc-shared")
     unknown = f"nobody-{uuid.uuid4().hex[:8]}@example.org"
     answers: dict[str, list[tuple[int, str | None]]] = {}
@@ -90,7 +95,7 @@ async def test_the_email_form_limit_per_address_is_shared_and_the_same_for_unkno
     assert links == 2, "the refused attempts sent nothing"
 
 
-async def test_the_limits_per_client_are_shared(replicas) -> None:  # type: ignore[no-untyped-def]
+async def test_the_limits_per_client_are_shared(replicas: list[str]) -> None:
     person = await Person("198.51.100.20").open(replicas)
     try:
         emails = [(await person.post(n % 2, "/", email=f"someone-{uuid.uuid4().hex[:8]}@example.org")).status_code

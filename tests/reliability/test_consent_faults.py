@@ -22,6 +22,7 @@ import asyncpg
 import pytest
 from aiokafka import AIOKafkaProducer
 
+from devstack.stack import Stack
 from schemas.envelope import new_event
 from schemas.events import ConsentChanged, ConsentGrant, UserRegistered
 from schemas.topics import CONSENT_CHANGED, USER_REGISTERED
@@ -86,7 +87,7 @@ async def _counts(dsn: str, prefix: str) -> dict[str, int]:
         await conn.close()
 
 
-async def test_kills_and_restarts_lose_and_duplicate_nothing(stack) -> None:  # type: ignore[no-untyped-def]
+async def test_kills_and_restarts_lose_and_duplicate_nothing(stack: Stack) -> None:
     rng = random.Random(7)
     prefix = f"fault{rng.randrange(10**6)}"
     bootstrap = stack.endpoints.kafka_bootstrap

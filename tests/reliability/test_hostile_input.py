@@ -17,6 +17,7 @@ import httpx
 import pytest
 from aiokafka import AIOKafkaProducer
 
+from devstack.stack import Stack
 from schemas.envelope import new_event
 from schemas.events import (
     ConsentChanged,
@@ -46,7 +47,7 @@ from schemas.topics import (
     USER_REGISTERED,
     dlq_topic,
 )
-from tests.helpers import ROOT, TEST_ADMIN_TOKEN, get_json, publish, read_topic, subject_id, wait_until
+from tests.helpers import ROOT, TEST_ADMIN_TOKEN, ServiceProcess, get_json, publish, read_topic, subject_id, wait_until
 from tests.reliability.hostile import (
     CONSUMED,
     ENUM_FIELDS,
@@ -74,11 +75,11 @@ async def _chunks(body: bytes, size: int = 64 * 1024) -> AsyncIterator[bytes]:
 
 
 @pytest.fixture(scope="module")
-def services(system):  # type: ignore[no-untyped-def]
+def services(system: dict[str, ServiceProcess]) -> dict[str, ServiceProcess]:
     return system
 
 
-async def test_hostile_corpus(stack, services) -> None:  # type: ignore[no-untyped-def]
+async def test_hostile_corpus(stack: Stack, services: dict[str, ServiceProcess]) -> None:
     bootstrap = stack.endpoints.kafka_bootstrap
     cases = message_cases()
     producer = AIOKafkaProducer(bootstrap_servers=bootstrap, acks="all", max_request_size=2_000_000)
@@ -232,7 +233,7 @@ async def test_hostile_corpus(stack, services) -> None:  # type: ignore[no-untyp
 
 
 @pytest.mark.parametrize("page", ["/router", "/router/", "/table", "/table/"])
-async def test_faust_own_pages_are_not_served(services, page: str) -> None:  # type: ignore[no-untyped-def]
+async def test_faust_own_pages_are_not_served(services: dict[str, ServiceProcess], page: str) -> None:
     """faust's /router and /table pages would tell anyone the cluster's workers and tables."""
     async with httpx.AsyncClient(timeout=10) as client:
         for name in WEB_SERVICES:
@@ -339,7 +340,7 @@ def _valid_event(topic: str, run: str, n: int, event_id: str) -> tuple[str, Any,
     raise AssertionError(f"no valid event for {topic}: a new consumed topic needs one here")
 
 
-async def test_each_consumer_processes_the_valid_event_after_each_kind_of_malformed_one(stack, services) -> None:  # type: ignore[no-untyped-def]
+async def test_each_consumer_processes_the_valid_event_after_each_kind_of_malformed_one(stack: Stack, services: dict[str, ServiceProcess]) -> None:
     """For every topic every service consumes: invalid JSON, JSON that is not an envelope and an envelope
     with bad data, each followed on the same key by a valid event. Each malformed message is dead-lettered
     by every consumer of its topic, and each valid one after it has its effect in every consumer. All

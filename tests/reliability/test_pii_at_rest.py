@@ -15,6 +15,7 @@ import httpx
 import pytest
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 
+from devstack.stack import Stack
 from privacy_runtime.audit import verify_chain
 from schemas.envelope import new_event
 from schemas.events import (
@@ -58,7 +59,7 @@ async def _async(value: bool) -> bool:
     return value
 
 
-async def test_no_plaintext_pii_in_any_table(stack) -> None:  # type: ignore[no-untyped-def]
+async def test_no_plaintext_pii_in_any_table(stack: Stack) -> None:
     bootstrap = stack.endpoints.kafka_bootstrap
     dsn = stack.endpoints.database_url
     consent = ServiceProcess("consent", stack.env()).start()
@@ -212,7 +213,7 @@ NAME = "Rut Raderasson"
 
 
 @pytest.fixture
-async def talkative(stack) -> AsyncIterator[None]:  # type: ignore[no-untyped-def]
+async def talkative(stack: Stack) -> AsyncIterator[None]:
     bootstrap = stack.endpoints.kafka_bootstrap
     group = f"talkative-{uuid.uuid4().hex[:8]}"
     await commit_group_offsets(bootstrap, group, [command_topic(s) for s in EXTERNAL_SYSTEMS], to_end=True)
@@ -224,8 +225,8 @@ async def talkative(stack) -> AsyncIterator[None]:  # type: ignore[no-untyped-de
         await systems.stop()
 
 
-async def test_no_operator_reason_or_answer_detail_names_an_erased_subject(  # type: ignore[no-untyped-def]
-    stack, system, talkative
+async def test_no_operator_reason_or_answer_detail_names_an_erased_subject(
+    stack: Stack, system: dict[str, ServiceProcess], talkative: None
 ) -> None:
     """An operator rejects one request and extends another with reasons that name the person; every
     system answers in words that name them. After the erasure, no table holds those words readable, no

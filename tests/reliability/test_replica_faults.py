@@ -29,6 +29,7 @@ from typing import Any
 import asyncpg
 import pytest
 
+from devstack.stack import Stack
 from services.dsar import cases
 from tests.helpers import ROOT, ServiceProcess
 from tests.reliability.system_run import (
@@ -54,7 +55,7 @@ pytestmark = [pytest.mark.stack, pytest.mark.faults]
 SETTLE_LIMIT = 300.0  # a limit only matters when something is wrong
 
 
-async def test_replicas_in_one_group_lose_and_duplicate_nothing(stack) -> None:  # type: ignore[no-untyped-def]
+async def test_replicas_in_one_group_lose_and_duplicate_nothing(stack: Stack) -> None:
     rng = random.Random(SEED + 2)
     w = build_workload(rng)
     bootstrap = stack.endpoints.kafka_bootstrap

@@ -51,6 +51,7 @@ from typing import Any
 import asyncpg
 import pytest
 
+from devstack.stack import Stack
 from services.dsar import cases
 from tests.helpers import ROOT, ServiceProcess
 from tests.reliability.system_run import (
@@ -82,7 +83,7 @@ pytestmark = [pytest.mark.stack, pytest.mark.faults]
 SETTLE_LIMIT = 300.0
 
 
-async def test_faults_across_the_system_lose_and_duplicate_nothing(stack) -> None:  # type: ignore[no-untyped-def]
+async def test_faults_across_the_system_lose_and_duplicate_nothing(stack: Stack) -> None:
     rng = random.Random(SEED)
     w = build_workload(rng)
     bootstrap = stack.endpoints.kafka_bootstrap

@@ -12,6 +12,7 @@ from pathlib import Path
 import asyncpg
 import pytest
 
+from devstack.stack import Stack
 from privacy_runtime.audit import AuditTrail, entry_hash, verify_chain
 from privacy_runtime.crypto import DecryptionFailed, KeyRing, SubjectErased
 from privacy_runtime.kafka import make_producer
@@ -26,7 +27,7 @@ pytestmark = pytest.mark.stack
 EMPTY_SQL = Path(__file__).with_name("no_service_sql")
 
 
-async def _schema(stack, name: str) -> asyncpg.Pool:  # type: ignore[no-untyped-def]
+async def _schema(stack: Stack, name: str) -> asyncpg.Pool:
     dsn = stack.endpoints.database_url
     conn = await asyncpg.connect(dsn)
     await conn.execute(f'DROP SCHEMA IF EXISTS "{name}" CASCADE; CREATE SCHEMA "{name}"')
@@ -37,7 +38,7 @@ async def _schema(stack, name: str) -> asyncpg.Pool:  # type: ignore[no-untyped-
     return pool
 
 
-async def test_tampering_with_one_audit_row_is_named(stack) -> None:  # type: ignore[no-untyped-def]
+async def test_tampering_with_one_audit_row_is_named(stack: Stack) -> None:
     pool = await _schema(stack, f"audit_{uuid.uuid4().hex[:8]}")
     keyring = KeyRing(os.urandom(32))
     trail = AuditTrail(Outbox(keyring, "urn:test"), actor="test")
@@ -61,7 +62,7 @@ async def test_tampering_with_one_audit_row_is_named(stack) -> None:  # type: ig
         await pool.close()
 
 
-async def test_removing_the_newest_entries_or_rewriting_one_is_caught_against_privacy_audit(stack) -> None:  # type: ignore[no-untyped-def]
+async def test_removing_the_newest_entries_or_rewriting_one_is_caught_against_privacy_audit(stack: Stack) -> None:
     """The chain alone cannot tell that its newest rows were removed, nor a last row rewritten and hashed
     again; the entries the service published on privacy-audit (relayed to the real broker) can."""
     name = f"audit_{uuid.uuid4().hex[:8]}"
@@ -113,7 +114,7 @@ async def test_removing_the_newest_entries_or_rewriting_one_is_caught_against_pr
         await pool.close()
 
 
-async def test_shredding_a_key_makes_everything_of_the_subject_unreadable(stack) -> None:  # type: ignore[no-untyped-def]
+async def test_shredding_a_key_makes_everything_of_the_subject_unreadable(stack: Stack) -> None:
     pool = await _schema(stack, f"crypto_{uuid.uuid4().hex[:8]}")
     keyring = KeyRing(os.urandom(32))
     try:
@@ -134,7 +135,7 @@ async def test_shredding_a_key_makes_everything_of_the_subject_unreadable(stack)
         await pool.close()
 
 
-async def test_master_key_rotation_rewraps_without_touching_data(stack) -> None:  # type: ignore[no-untyped-def]
+async def test_master_key_rotation_rewraps_without_touching_data(stack: Stack) -> None:
     pool = await _schema(stack, f"rotate_{uuid.uuid4().hex[:8]}")
     old_key, new_key = os.urandom(32), os.urandom(32)
     try:
@@ -168,7 +169,7 @@ async def test_master_key_rotation_rewraps_without_touching_data(stack) -> None:
         await pool.close()
 
 
-async def test_a_key_created_in_a_rolled_back_transaction_is_not_kept(stack) -> None:  # type: ignore[no-untyped-def]
+async def test_a_key_created_in_a_rolled_back_transaction_is_not_kept(stack: Stack) -> None:
     pool = await _schema(stack, f"pending_{uuid.uuid4().hex[:8]}")
     keyring = KeyRing(os.urandom(32))
     outbox = Outbox(keyring, "urn:test")
@@ -192,7 +193,7 @@ async def test_a_key_created_in_a_rolled_back_transaction_is_not_kept(stack) -> 
 
 
 async def test_a_key_shredded_by_another_process_stops_decrypting_here_once_cached_keys_age_out(
-    stack,  # type: ignore[no-untyped-def]
+    stack: Stack,
 ) -> None:
     pool = await _schema(stack, f"replica_{uuid.uuid4().hex[:8]}")
     master = os.urandom(32)

@@ -9,6 +9,7 @@ import uuid
 
 import pytest
 
+from devstack.stack import Stack
 from privacy_runtime.audit import AuditTrail, verify_chain
 from privacy_runtime.commands import AckIn, CommandPolicy, CommandSpec, CommandTracker
 from privacy_runtime.crypto import KeyRing
@@ -20,7 +21,7 @@ from tests.runtime.test_audit_and_crypto import _schema
 pytestmark = pytest.mark.stack
 
 
-async def test_a_batch_of_acks_counts_the_first_answer_of_each_own_command_once(stack) -> None:  # type: ignore[no-untyped-def]
+async def test_a_batch_of_acks_counts_the_first_answer_of_each_own_command_once(stack: Stack) -> None:
     pool = await _schema(stack, f"acks_{uuid.uuid4().hex[:8]}")
     keyring = KeyRing(os.urandom(32))
     outbox = Outbox(keyring, "urn:test")
@@ -63,7 +64,7 @@ async def test_a_batch_of_acks_counts_the_first_answer_of_each_own_command_once(
         await pool.close()
 
 
-async def test_entries_collected_in_a_transaction_extend_the_chain_in_order(stack) -> None:  # type: ignore[no-untyped-def]
+async def test_entries_collected_in_a_transaction_extend_the_chain_in_order(stack: Stack) -> None:
     pool = await _schema(stack, f"batch_{uuid.uuid4().hex[:8]}")
     keyring = KeyRing(os.urandom(32))
     outbox = Outbox(keyring, "urn:test")
@@ -91,7 +92,7 @@ async def test_entries_collected_in_a_transaction_extend_the_chain_in_order(stac
         await pool.close()
 
 
-async def test_a_newer_opt_out_or_opt_in_supersedes_the_one_still_outstanding(stack) -> None:  # type: ignore[no-untyped-def]
+async def test_a_newer_opt_out_or_opt_in_supersedes_the_one_still_outstanding(stack: Stack) -> None:
     """A withdrawal the system has not answered, then a new grant: only the unsuppress is re-sent, so the
     system cannot end on the older answer. Other systems, purposes and kinds of command are untouched."""
     pool = await _schema(stack, f"supersede_{uuid.uuid4().hex[:8]}")
@@ -153,7 +154,7 @@ async def test_a_newer_opt_out_or_opt_in_supersedes_the_one_still_outstanding(st
         await pool.close()
 
 
-async def test_one_relay_at_a_time_publishes_a_schemas_outbox(stack) -> None:  # type: ignore[no-untyped-def]
+async def test_one_relay_at_a_time_publishes_a_schemas_outbox(stack: Stack) -> None:
     """While one process relays (holds the schema's relay lock), another's pass takes nothing, so two
     relays never publish one subject's events out of order."""
     pool = await _schema(stack, f"relay_{uuid.uuid4().hex[:8]}")

@@ -16,6 +16,7 @@ import pytest
 from aiokafka import AIOKafkaProducer
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 
+from devstack.stack import Stack
 from privacy_runtime.consumer import OVERLAP_FROM, BatchConsumer
 from privacy_runtime.processor import Inbound, RawMessage
 from privacy_runtime.settings import ConnectionSettings
@@ -106,7 +107,7 @@ async def _run_until(consumer: BatchConsumer, done: Any, timeout: float = 60.0) 
             task.cancel()
 
 
-async def test_a_backlog_is_applied_in_order_per_partition_lanes_side_by_side(stack) -> None:  # type: ignore[no-untyped-def]
+async def test_a_backlog_is_applied_in_order_per_partition_lanes_side_by_side(stack: Stack) -> None:
     bootstrap = stack.endpoints.kafka_bootstrap
     topic = await _topic_with_backlog(bootstrap)
     group = f"lanes-{uuid.uuid4().hex[:8]}"
@@ -126,7 +127,7 @@ async def test_a_backlog_is_applied_in_order_per_partition_lanes_side_by_side(st
     assert OVERLAP_FROM < PARTITIONS * PER_PARTITION  # the backlog went through the lanes
 
 
-async def test_a_failed_batch_stops_its_lane_and_comes_again_after_a_restart(stack) -> None:  # type: ignore[no-untyped-def]
+async def test_a_failed_batch_stops_its_lane_and_comes_again_after_a_restart(stack: Stack) -> None:
     bootstrap = stack.endpoints.kafka_bootstrap
     topic = await _topic_with_backlog(bootstrap)
     group = f"lanes-{uuid.uuid4().hex[:8]}"

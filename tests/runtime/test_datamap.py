@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import copy
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 from typing import Any
 
 import pytest
 import yaml
 
+from devstack.stack import Stack
 from privacy_runtime.datamap import DataMapError, load_data_map, parse_data_map
 from privacy_runtime.settings import DEFAULT_DATA_MAP
 from schemas.events import ConsentChanged, UserRegistered
@@ -41,7 +42,7 @@ def test_routing_follows_the_file() -> None:
     (lambda d: d["systems"]["logs"].__setitem__("on_erase", "shred"), "on_erase must be erase or retain"),
     (lambda d: d["systems"]["logs"].pop("location"), "missing 'location'"),
 ])
-def test_a_map_outside_the_contract_is_refused_with_the_reason(change, message: str) -> None:  # type: ignore[no-untyped-def]
+def test_a_map_outside_the_contract_is_refused_with_the_reason(change: Callable[[dict[str, Any]], object], message: str) -> None:
     doc = copy.deepcopy(DEFAULT)
     change(doc)
     with pytest.raises(DataMapError, match=message):
@@ -49,7 +50,7 @@ def test_a_map_outside_the_contract_is_refused_with_the_reason(change, message: 
 
 
 @pytest.fixture(scope="module")
-async def consent_with_changed_map(stack, tmp_path_factory) -> AsyncIterator[ServiceProcess]:  # type: ignore[no-untyped-def]
+async def consent_with_changed_map(stack: Stack, tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[ServiceProcess]:
     path: Path = tmp_path_factory.mktemp("datamap") / "data_map.yaml"
     path.write_text(yaml.safe_dump(_with_support_doing_marketing()), encoding="utf-8")
     # Its own consumer group, so it sees this test's events without taking partitions from others.
@@ -65,7 +66,7 @@ async def consent_with_changed_map(stack, tmp_path_factory) -> AsyncIterator[Ser
 
 
 @pytest.mark.stack
-async def test_a_changed_data_map_routes_an_opt_out_to_the_systems_it_names(stack, consent_with_changed_map) -> None:  # type: ignore[no-untyped-def]
+async def test_a_changed_data_map_routes_an_opt_out_to_the_systems_it_names(stack: Stack, consent_with_changed_map: ServiceProcess) -> None:
     bootstrap = stack.endpoints.kafka_bootstrap
     subject = subject_id("map")
     await publish(bootstrap, USER_REGISTERED, UserRegistered(email=f"{subject}@example.com", country="SE"),

@@ -10,6 +10,7 @@ from pathlib import Path
 import asyncpg
 import pytest
 
+from devstack.stack import Stack
 from privacy_runtime.housekeeping import sweep
 from tests.helpers import scratch_schema
 
@@ -20,7 +21,7 @@ NOW = datetime(2026, 11, 25, 12, 0, tzinfo=UTC)
 
 
 @pytest.fixture
-async def pool(stack) -> AsyncIterator[asyncpg.Pool]:  # type: ignore[no-untyped-def]
+async def pool(stack: Stack) -> AsyncIterator[asyncpg.Pool]:
     async with scratch_schema(stack.endpoints.database_url, "housekeeping", MIGRATIONS) as created:
         yield created
 

@@ -14,6 +14,7 @@ from typing import Any
 import asyncpg
 import pytest
 
+from devstack.stack import Stack
 from privacy_runtime.processor import Inbound, RawMessage, StreamProcessor
 from privacy_runtime.settings import ServiceSettings
 from privacy_runtime.unit_of_work import PoolRuntime, UnitOfWork
@@ -32,7 +33,7 @@ def _event(topic: str, subject: str) -> Inbound:
 
 
 @pytest.fixture
-async def runtime(stack) -> AsyncIterator[PoolRuntime]:  # type: ignore[no-untyped-def]
+async def runtime(stack: Stack) -> AsyncIterator[PoolRuntime]:
     async with scratch_schema(stack.endpoints.database_url, "subject_locks", MIGRATIONS, max_size=4) as pool:
         runtime = PoolRuntime("consent", ServiceSettings(privacy_master_key=TEST_MASTER_KEY), pool)
         await runtime.start()

@@ -10,11 +10,8 @@
 from __future__ import annotations
 
 import asyncio
-import os
 import re
 import shutil
-import signal
-import subprocess
 import time
 import uuid
 from collections.abc import Awaitable, Callable
@@ -142,19 +139,6 @@ async def _metric(url: str, name: str, topics: tuple[str, ...]) -> float:
     return total
 
 
-def _sigterm(service: ServiceProcess, bound: float) -> tuple[int, float]:
-    """SIGTERM by pid; returns (exit code, seconds to exit). SIGKILL only if the bound is blown."""
-    assert service.process is not None
-    started = time.monotonic()
-    os.kill(service.process.pid, signal.SIGTERM)
-    try:
-        code = service.process.wait(timeout=bound)
-    except subprocess.TimeoutExpired:
-        service.kill()
-        raise AssertionError(f"no exit {bound}s after SIGTERM; log:\n{service.log_tail()}") from None
-    return code, time.monotonic() - started
-
-
 async def test_sigterm_drains_commits_and_leaves_nothing_behind(stack: Stack) -> None:
     bootstrap = stack.endpoints.kafka_bootstrap
     dsn = stack.endpoints.database_url
@@ -170,7 +154,7 @@ async def test_sigterm_drains_commits_and_leaves_nothing_behind(stack: Stack) ->
             return (await _state(dsn, prefix, []))["ledger_rows"] >= 200
 
         await wait_until(under_way, timeout=30, interval=0.05, what="processing to be under way")
-        code, took = await asyncio.to_thread(_sigterm, service, SHUTDOWN_BOUND)
+        code, took = await asyncio.to_thread(service.terminate, SHUTDOWN_BOUND)
         await producing
         ids = list(placed)
         assert len(ids) == 2 * SUBJECTS
@@ -271,7 +255,7 @@ async def test_start_waits_for_postgres(stack: Stack) -> None:
         record = sweep_record(stack, "late-postgres", "postgres", postgres.pid)
         took = await _ready_and_working(service, stack.endpoints.kafka_bootstrap, started)
         print(f"\nready {took:.1f}s after PostgreSQL came up")
-        code, _ = await asyncio.to_thread(_sigterm, service, SHUTDOWN_BOUND)
+        code, _ = await asyncio.to_thread(service.terminate, SHUTDOWN_BOUND)
         assert code == 0, service.log_tail()
     finally:
         if service is not None:
@@ -296,7 +280,7 @@ async def test_start_waits_for_kafka(stack: Stack) -> None:
         await create_topics(broker.bootstrap, partitions=2)
         took = await _ready_and_working(service, broker.bootstrap, started)
         print(f"\nready {took:.1f}s after the broker was started")
-        code, _ = await asyncio.to_thread(_sigterm, service, SHUTDOWN_BOUND)
+        code, _ = await asyncio.to_thread(service.terminate, SHUTDOWN_BOUND)
         assert code == 0, service.log_tail()
     finally:
         if service is not None:

@@ -14,6 +14,7 @@ from typing import Any
 import asyncpg
 import pytest
 
+from devstack.stack import Stack
 from privacy_runtime.crypto import KeyRing
 from privacy_runtime.migrations import apply_keystore_migrations
 from tests.helpers import TEST_MASTER_KEY, ServiceProcess, scratch_schema, wait_until
@@ -26,7 +27,7 @@ NO_SERVICE_SQL = Path(__file__).resolve().parents[1] / "runtime" / "no_service_s
 
 
 @pytest.fixture(scope="module")
-async def keystore_url(stack) -> AsyncIterator[str]:  # type: ignore[no-untyped-def]
+async def keystore_url(stack: Stack) -> AsyncIterator[str]:
     main = stack.endpoints.database_url
     name = f"privacy_keys_{uuid.uuid4().hex[:8]}"
     admin = await asyncpg.connect(main)
@@ -39,7 +40,7 @@ async def keystore_url(stack) -> AsyncIterator[str]:  # type: ignore[no-untyped-
 
 
 @pytest.fixture(scope="module")
-async def notifier(stack, keystore_url: str) -> AsyncIterator[ServiceProcess]:  # type: ignore[no-untyped-def]
+async def notifier(stack: Stack, keystore_url: str) -> AsyncIterator[ServiceProcess]:
     service = ServiceProcess("notifier", stack.env(), {"KEYSTORE_DATABASE_URL": keystore_url,
                                                       "EMAIL_IDLE_POLL_SECONDS": "0.2"}).start()
     try:
@@ -57,7 +58,7 @@ async def _count(dsn: str, query: str, *args: Any) -> int:
         await conn.close()
 
 
-async def test_keys_live_in_the_key_store_and_erasure_still_shreds(stack, notifier, keystore_url) -> None:  # type: ignore[no-untyped-def]
+async def test_keys_live_in_the_key_store_and_erasure_still_shreds(stack: Stack, notifier: ServiceProcess, keystore_url: str) -> None:
     main = stack.endpoints.database_url
     bootstrap = stack.endpoints.kafka_bootstrap
     subject = f"keystore-{uuid.uuid4().hex[:10]}"
@@ -99,7 +100,7 @@ async def test_keys_live_in_the_key_store_and_erasure_still_shreds(stack, notifi
         await keys.close()
 
 
-async def test_a_master_key_rotation_rewraps_the_keys_in_the_key_store(keystore_url: str, stack) -> None:  # type: ignore[no-untyped-def]
+async def test_a_master_key_rotation_rewraps_the_keys_in_the_key_store(keystore_url: str, stack: Stack) -> None:
     """The KeyRing on its own, on a fresh schema in both databases: keys are created, re-wrapped under
     a new master key and shredded in the key store; the main database's `subject_keys` stays empty."""
     main = stack.endpoints.database_url

@@ -8,11 +8,12 @@ import uuid
 
 import pytest
 
+from devstack.stack import Stack
 from privacy_runtime.crypto import master_key_id
 from services.dsar.verification import CodeHasher
 from services.notifier import store
 from services.notifier.final_notices import Contact, FinalNoticeKeys, FinalNoticeRotation
-from tests.notifier.support import scratch_runtime
+from tests.notifier.support import Runtime, scratch_runtime
 
 OLD, NEW = os.urandom(32), os.urandom(32)
 
@@ -36,7 +37,7 @@ def test_a_final_notice_key_rewrapped_opens_with_the_new_master_key_alone() -> N
 
 
 @pytest.mark.stack
-async def test_final_notices_are_rewrapped_in_the_database(stack) -> None:  # type: ignore[no-untyped-def]
+async def test_final_notices_are_rewrapped_in_the_database(stack: Stack) -> None:
     async with scratch_runtime(stack.env()["DATABASE_URL"]) as runtime:
         old = FinalNoticeKeys(OLD)
         async with runtime.transaction() as tx:
@@ -68,6 +69,6 @@ async def test_final_notices_are_rewrapped_in_the_database(stack) -> None:  # ty
             assert fresh.open_contact(subject, key, row["contact_sealed"]).email == f"{subject}@example.org"
 
 
-async def _left_without_the_previous_key(runtime) -> int:  # type: ignore[no-untyped-def]
+async def _left_without_the_previous_key(runtime: Runtime) -> int:
     async with runtime.pool.acquire() as conn:
         return await FinalNoticeRotation(FinalNoticeKeys(NEW)).left(conn)
