@@ -59,13 +59,21 @@ def subject_id(prefix: str = "u") -> str:
     return f"{prefix}-{uuid.uuid4().hex[:12]}"
 
 
-def consumed_topics(service: str) -> tuple[str, ...]:
-    """The topics a stream service consumes, as its `create_service` registers them (no I/O: the service
-    is built, not started), so a list elsewhere cannot drift from the code."""
+def built_service(service: str) -> Any:
+    """A stream service as its `create_service` builds it (no I/O: built, not started)."""
     app = importlib.import_module(f"services.{service}.app")
     settings_type = typing.get_type_hints(app.create_service)["settings"]
-    built = app.create_service(settings_type(privacy_master_key=TEST_MASTER_KEY))
-    return tuple(built.runtime.topics)
+    return app.create_service(settings_type(privacy_master_key=TEST_MASTER_KEY))
+
+
+def consumed_topics(service: str) -> tuple[str, ...]:
+    """The topics a stream service consumes, as it registers them, so a list elsewhere cannot drift."""
+    return tuple(built_service(service).runtime.topics)
+
+
+def registered_paths(service: str) -> set[str]:
+    """The HTTP paths a stream service serves, as it registers them."""
+    return {route.path for route in built_service(service).runtime.routes}
 
 
 async def wait_until(check: Callable[[], Awaitable[T]], timeout: float = 30.0, interval: float = 0.2,

@@ -5,9 +5,7 @@ services register is documented."""
 from __future__ import annotations
 
 import base64
-import re
 import uuid
-from pathlib import Path
 from typing import Any
 
 import httpx
@@ -28,6 +26,7 @@ from tests.helpers import (
     get_json,
     opened_notification,
     publish,
+    registered_paths,
     subject_id,
     wait_for_messages,
     wait_until,
@@ -36,18 +35,15 @@ from tests.helpers import (
 pytestmark = pytest.mark.stack
 
 DOC = yaml.safe_load((ROOT / "schemas" / "openapi.yaml").read_text())
-ROUTE = re.compile(r'@route\(app, runtime, "([^"]+)"')
-
-
-def _registered_paths() -> set[str]:
-    paths: set[str] = set()
-    for views in [*Path(ROOT / "services").glob("*/views.py"), ROOT / "privacy_runtime" / "web.py"]:
-        paths |= {re.sub(r"\{subject_id\}", "{subject_id}", p) for p in ROUTE.findall(views.read_text())}
-    return paths
+STREAM_SERVICES = ("consent", "dsar", "notifier")
 
 
 def test_every_registered_route_is_documented() -> None:
-    assert _registered_paths() == set(DOC["paths"])
+    registered = set().union(*(registered_paths(service) for service in STREAM_SERVICES))
+    assert len(registered) > 10, registered  # the services were built with their routes
+    # The link pages' stylesheet is a static asset, not an operation of the API.
+    registered = {path for path in registered if not path.endswith("/static/pages.css")}
+    assert registered == set(DOC["paths"])
 
 
 def _validate(schema: dict[str, Any], body: Any) -> None:
