@@ -171,16 +171,12 @@ class AuditTrail:
         )
         # privacy-audit events are keyed by subject: an entry without one stays in the chain only.
         published = [(e, at) for e, at in zip(entries, positions, strict=True) if e.publish and e.subject is not None]
-        await self.outbox.add_many(
-            conn,
-            [(PRIVACY_AUDIT, PrivacyAudit(
+        await self.outbox.write(conn, [self.outbox.encode(
+            PRIVACY_AUDIT, PrivacyAudit(
                 action=e.action, actor=e.actor, ref=e.ref or e.subject or e.action,
                 detail=json.dumps(e.detail, sort_keys=True, ensure_ascii=False)[:4000],
-            ), e.subject) for e, _ in published],
-            keys=[e.subject or e.ref or e.action for e, _ in published],
-            seal=False,
-            extensions=[at for _, at in published],
-        )
+            ), subject=e.subject, seal=False, extensions=at,
+        )[1] for e, at in published])
         if last is not None:  # read from committed rows (a first entry written here may yet roll back)
             self._chain_id = chain_id
 

@@ -22,7 +22,7 @@ import asyncpg
 from privacy_runtime.audit import AuditEntry, AuditTrail
 from privacy_runtime.crypto import KeyRing
 from privacy_runtime.datamap import DataMap
-from privacy_runtime.outbox import Outbox
+from privacy_runtime.outbox import Outbox, OutboxMessage
 from privacy_runtime.settings import ServiceSettings
 from schemas.events import EventData
 
@@ -104,7 +104,9 @@ class TransactionAudit:
 
 
 class TransactionOutbox:
-    """The outbox in one transaction: events are sealed with keys the transaction may have created."""
+    """The outbox in one transaction: events are sealed with keys the transaction may have created.
+
+    `write` is the one way in; `add` encodes a contract model (`Outbox.encode`) for it."""
 
     def __init__(self, outbox: Outbox, conn: asyncpg.Connection, keys: TransactionKeys):
         self.outbox = outbox
@@ -115,18 +117,16 @@ class TransactionOutbox:
     def source(self) -> str:
         return self.outbox.source
 
+    async def write(self, messages: Sequence[OutboxMessage]) -> None:
+        await self.outbox.write(self.conn, messages, pending=self.keys.pending)
+
     async def add(self, topic: str, data: EventData, *, subject: str | None, key: str | None = None,
                   event_id: str | None = None, time: datetime | None = None, seal: bool = True) -> str:
-        return await self.outbox.add(self.conn, topic, data, subject=subject, key=key, event_id=event_id,
-                                     time=time, seal=seal, pending=self.keys.pending)
-
-    async def add_many(self, rows: Sequence[tuple[str, EventData, str | None]], *, keys: list[str] | None = None,
-                       seal: bool = True, extensions: list[dict[str, str]] | None = None) -> list[str]:
-        return await self.outbox.add_many(self.conn, rows, keys=keys, seal=seal, extensions=extensions,
-                                          pending=self.keys.pending)
-
-    async def add_encoded(self, rows: Sequence[tuple[str, bytes | None, bytes]]) -> None:
-        await self.outbox.add_encoded(self.conn, rows)
+        """Queue one event; returns its id."""
+        event_id, message = self.outbox.encode(topic, data, subject=subject, key=key, event_id=event_id, time=time,
+                                               seal=seal)
+        await self.write([message])
+        return event_id
 
 
 class UnitOfWork(Protocol):

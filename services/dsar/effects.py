@@ -29,13 +29,14 @@ from typing import Any
 import asyncpg
 
 from privacy_runtime import metrics
-from privacy_runtime.commands import Ack, AckIn, CommandSpec, CommandTracker
+from privacy_runtime.command_codec import AckIn
+from privacy_runtime.commands import Ack, CommandSpec, CommandTracker
 from privacy_runtime.crypto import seal
 from privacy_runtime.notice_secrets import NoticeSecrets
 from privacy_runtime.processor import lock_subjects, try_lock_subjects
 from privacy_runtime.unit_of_work import Runtime, UnitOfWork
-from schemas.enums import CaseRight, CaseStatus, Locale, NotificationCategory
-from schemas.events import DsarStatus, NotificationRequested
+from schemas.enums import AckStatus, CaseRight, CaseStatus, Locale, NotificationCategory
+from schemas.events import DsarStatus, NotificationRequested, PrivacyAck
 from schemas.topics import DSAR_STATUS, NOTIFICATION_REQUESTED
 from services.dsar import cases, package, store
 from services.dsar.cases import Case, Decision
@@ -60,14 +61,20 @@ class UnknownCase(LookupError):
 class Answer:
     """A system's answer to a command, whole (an export in parts once all parts are here)."""
 
-    command_id: str
-    system: str
-    status: str
-    detail: str | None
-    export: dict[str, Any] | None
-    retained_basis: str | None
+    ack: AckIn
+    export: dict[str, Any] | None = None
+    retained_basis: str | None = None
     #: Why the answer cannot be used (it counts as `failed`; the reason goes to the operator).
     problem: str | None = None
+
+    @classmethod
+    def from_event(cls, data: PrivacyAck) -> Answer:
+        return cls(AckIn.from_event(data), data.export, data.retained_basis)
+
+    @classmethod
+    def unusable(cls, command_id: uuid.UUID, system: str, why: str) -> Answer:
+        """An answer that cannot be used, or none in time: `failed`, with the reason for the operator."""
+        return cls(AckIn(command_id, system, AckStatus.FAILED, why), problem=why)
 
 
 def utcnow() -> datetime:
@@ -371,7 +378,7 @@ class CaseEffects:
         """Record answers to commands and move their cases on (the caller holds their subjects' locks)."""
         conn = tx.conn
         acks = await self.tracker.acknowledge_many(
-            tx, [AckIn(a.command_id, a.system, a.status, a.detail) for a in answers]
+            tx, [a.ack for a in answers]
         )
         by_case: dict[str, list[tuple[Ack, Answer]]] = defaultdict(list)
         for ack, answer in zip(acks, answers, strict=True):
