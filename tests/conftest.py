@@ -7,7 +7,7 @@ import pytest
 from hypothesis import settings
 
 from devstack.stack import Stack
-from tests.helpers import ServiceProcess
+from tests.helpers import ExternalSystems, ServiceProcess
 
 pytest_plugins = ["devstack.pytest_plugin", "tests.browser_kit"]
 
@@ -56,3 +56,15 @@ async def system(stack: Stack) -> AsyncIterator[dict[str, ServiceProcess]]:
     finally:
         for service in running.values():
             service.stop()
+
+
+@pytest.fixture
+async def systems(stack: Stack) -> AsyncIterator[ExternalSystems]:
+    """The external downstream systems, played by the stand-ins `make run` starts, answering every
+    command sent from now on (so that an erasure or an export runs to its end)."""
+    responder = ExternalSystems(stack.endpoints.kafka_bootstrap)
+    await responder.start()
+    try:
+        yield responder
+    finally:
+        await responder.stop()

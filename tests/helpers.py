@@ -37,6 +37,7 @@ from privacy_runtime.notice_secrets import SECRET_PARAMS, NoticeSecrets
 from privacy_runtime.settings import DEFAULT_DATA_MAP as DEFAULT_DATA_MAP_PATH
 from schemas.envelope import new_event
 from schemas.events import EventData
+from schemas.topics import EXTERNAL_SYSTEMS, command_topic
 
 ROOT = Path(__file__).resolve().parent.parent
 T = TypeVar("T")
@@ -412,3 +413,30 @@ async def dump_tables(dsn: str, schemas: Sequence[str] = SERVICE_SCHEMAS) -> str
         return "\n".join(chunks)
     finally:
         await conn.close()
+
+
+class ExternalSystems:
+    """Every external system, played by the local stand-ins `make run` starts (billing keeps invoices),
+    from the end of each command topic; `received` holds (system, command data, subject) answered."""
+
+    def __init__(self, bootstrap: str):
+        self.bootstrap = bootstrap
+        self.group = f"policy-standins-{uuid.uuid4().hex[:8]}"
+        self.answered: list[tuple[str, dict[str, Any]]] = []
+        self._stop = asyncio.Event()
+        self._task: asyncio.Task[None] | None = None
+
+    @property
+    def received(self) -> list[tuple[str, dict[str, Any], str]]:
+        return [(command["system"], command, subject) for subject, command in self.answered]
+
+    async def start(self) -> None:
+        await commit_group_offsets(self.bootstrap, self.group, [command_topic(s) for s in EXTERNAL_SYSTEMS],
+                                   to_end=True)
+        settings = standins.StandinSettings(kafka_bootstrap_servers=self.bootstrap)
+        self._task = asyncio.create_task(standins.play(settings, self._stop, group=self.group, seen=self.answered))
+
+    async def stop(self) -> None:
+        self._stop.set()
+        if self._task:
+            await asyncio.wait_for(self._task, timeout=30)

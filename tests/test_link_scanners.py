@@ -9,7 +9,6 @@ import io
 import re
 import uuid
 import zipfile
-from collections.abc import AsyncIterator
 from hashlib import sha256
 from typing import Any
 
@@ -28,23 +27,13 @@ from schemas.events import (
     UserRegistered,
 )
 from schemas.topics import CONSENT_CHANGED, DSAR_REQUESTED, NOTIFICATION_REQUESTED, USER_REGISTERED
-from tests.helpers import ServiceProcess, get_json, publish, subject_id, wait_until
-from tests.test_policy_scenarios import ExternalSystems, _mails_to
+from tests.helpers import ExternalSystems, ServiceProcess, get_json, publish, subject_id, wait_until
+from tests.test_policy_scenarios import _mails_to
 
 pytestmark = pytest.mark.stack
 
 SCANS = 5
 ONE_CLICK = {"content": b"List-Unsubscribe=One-Click", "headers": {"Content-Type": "application/x-www-form-urlencoded"}}
-
-
-@pytest.fixture
-async def systems(stack: Stack) -> AsyncIterator[ExternalSystems]:
-    responder = ExternalSystems(stack.endpoints.kafka_bootstrap)
-    await responder.start()
-    try:
-        yield responder
-    finally:
-        await responder.stop()
 
 
 async def _register(stack: Stack, system: dict[str, ServiceProcess], subject: str, locale: str) -> str:

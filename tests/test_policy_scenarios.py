@@ -8,7 +8,6 @@ import base64
 import json
 import re
 import uuid
-from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
@@ -16,7 +15,6 @@ import asyncpg
 import httpx
 import pytest
 
-from devstack import standins
 from devstack.smtp_sink import read_messages
 from devstack.stack import Stack
 from privacy_runtime.crypto import KeyRing
@@ -33,13 +31,12 @@ from schemas.topics import (
     EXTERNAL_SYSTEMS,
     NOTIFICATION_REQUESTED,
     USER_REGISTERED,
-    command_topic,
 )
 from tests.helpers import (
     SERVICE_SCHEMAS,
     TEST_MASTER_KEY,
+    ExternalSystems,
     ServiceProcess,
-    commit_group_offsets,
     dump_tables,
     get_json,
     publish,
@@ -48,44 +45,6 @@ from tests.helpers import (
 )
 
 pytestmark = pytest.mark.stack
-
-
-
-class ExternalSystems:
-    """Every external system, played by the local stand-ins `make run` starts (billing keeps invoices),
-    from the end of each command topic; `received` holds (system, command data, subject) answered."""
-
-    def __init__(self, bootstrap: str):
-        self.bootstrap = bootstrap
-        self.group = f"policy-standins-{uuid.uuid4().hex[:8]}"
-        self.answered: list[tuple[str, dict[str, Any]]] = []
-        self._stop = asyncio.Event()
-        self._task: asyncio.Task[None] | None = None
-
-    @property
-    def received(self) -> list[tuple[str, dict[str, Any], str]]:
-        return [(command["system"], command, subject) for subject, command in self.answered]
-
-    async def start(self) -> None:
-        await commit_group_offsets(self.bootstrap, self.group, [command_topic(s) for s in EXTERNAL_SYSTEMS],
-                                   to_end=True)
-        settings = standins.StandinSettings(kafka_bootstrap_servers=self.bootstrap)
-        self._task = asyncio.create_task(standins.play(settings, self._stop, group=self.group, seen=self.answered))
-
-    async def stop(self) -> None:
-        self._stop.set()
-        if self._task:
-            await asyncio.wait_for(self._task, timeout=30)
-
-
-@pytest.fixture
-async def systems(stack: Stack) -> AsyncIterator[ExternalSystems]:
-    responder = ExternalSystems(stack.endpoints.kafka_bootstrap)
-    await responder.start()
-    try:
-        yield responder
-    finally:
-        await responder.stop()
 
 
 def _mails_to(mail_dir: Path, address: str) -> list[Any]:
