@@ -12,14 +12,14 @@ never cached, and the audit chain's lock is taken once, just before the commit.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Iterable, Mapping, Sequence
+from collections.abc import AsyncIterator, Iterable, Sequence
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from datetime import datetime
-from typing import Any, Protocol
+from typing import Protocol, Unpack
 
 import asyncpg
 
-from privacy_runtime.audit import AuditEntry, AuditTrail
+from privacy_runtime.audit import AuditEntry, AuditTrail, EntryFields
 from privacy_runtime.crypto import KeyRing
 from privacy_runtime.datamap import DataMap
 from privacy_runtime.outbox import Outbox, OutboxMessage
@@ -82,21 +82,8 @@ class TransactionAudit:
         self.keys = keys
         self.entries: list[AuditEntry] = []
 
-    async def record(
-        self,
-        action: str,
-        *,
-        subject: str | None = None,
-        ref: str | None = None,
-        detail: dict[str, Any] | None = None,
-        actor: str | None = None,
-        publish: bool = True,
-        sealed: Mapping[str, str | None] | None = None,
-    ) -> None:
-        self.entries.append(await self.trail.entry(
-            self.conn, action, subject=subject, ref=ref, detail=detail, actor=actor, publish=publish,
-            sealed=sealed, pending=self.keys.pending,
-        ))
+    async def record(self, action: str, **fields: Unpack[EntryFields]) -> None:
+        self.entries.append(await self.trail.entry(self.conn, action, pending=self.keys.pending, **fields))
 
     async def flush(self) -> None:
         entries, self.entries = self.entries, []
