@@ -7,7 +7,7 @@ import pytest
 from hypothesis import settings
 
 from devstack.stack import Stack
-from tests.helpers import ExternalSystems, ServiceProcess
+from tests.helpers import ExternalSystems, ServiceProcess, playing
 
 pytest_plugins = ["devstack.pytest_plugin", "tests.browser_kit"]
 
@@ -62,9 +62,5 @@ async def system(stack: Stack) -> AsyncIterator[dict[str, ServiceProcess]]:
 async def systems(stack: Stack) -> AsyncIterator[ExternalSystems]:
     """The external downstream systems, played by the stand-ins `make run` starts, answering every
     command sent from now on (so that an erasure or an export runs to its end)."""
-    responder = ExternalSystems(stack.endpoints.kafka_bootstrap)
-    await responder.start()
-    try:
-        yield responder
-    finally:
-        await responder.stop()
+    async with playing(ExternalSystems(stack.endpoints.kafka_bootstrap)) as systems:
+        yield systems

@@ -19,7 +19,7 @@ import sys
 import time
 import typing
 import uuid
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Mapping, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
@@ -36,8 +36,8 @@ from privacy_runtime.migrations import apply_migrations
 from privacy_runtime.notice_secrets import SECRET_PARAMS, NoticeSecrets
 from privacy_runtime.settings import DEFAULT_DATA_MAP as DEFAULT_DATA_MAP_PATH
 from schemas.envelope import new_event
-from schemas.events import EventData
-from schemas.topics import EXTERNAL_SYSTEMS, command_topic
+from schemas.events import EventData, PrivacyAck
+from schemas.topics import EXTERNAL_SYSTEMS, PRIVACY_ACKS, command_topic
 
 ROOT = Path(__file__).resolve().parent.parent
 T = TypeVar("T")
@@ -325,6 +325,16 @@ class ServiceProcess:
         )
         return self
 
+    @contextlib.asynccontextmanager
+    async def running(self, timeout: float = 60.0) -> AsyncIterator[ServiceProcess]:
+        """The service started and ready for the block (a fixture's body), stopped after it."""
+        self.start()
+        try:
+            await self.wait_ready(timeout)
+            yield self
+        finally:
+            self.stop()
+
     async def wait_ready(self, timeout: float = 60.0) -> None:
         async def ready() -> bool:
             if self.process is not None and self.process.poll() is not None:
@@ -384,6 +394,67 @@ async def stop_player(task: asyncio.Task[None] | None, consumer: AIOKafkaConsume
             await task
     await consumer.stop()
     await producer.stop()
+
+
+class Player(typing.Protocol):
+    async def start(self) -> None: ...
+
+    async def stop(self) -> None: ...
+
+
+PlayerT = TypeVar("PlayerT", bound=Player)
+
+
+@contextlib.asynccontextmanager
+async def playing(player: PlayerT) -> AsyncIterator[PlayerT]:
+    """A stand-in for downstream systems running for the block (a fixture's body)."""
+    await player.start()
+    try:
+        yield player
+    finally:
+        await player.stop()
+
+
+class CommandPlayer:
+    """A test's stand-in for downstream systems: reads their command topics in a group of its own
+    (from the start, or with `from_now` only what is sent after `start`), hands each command to
+    `on_command` and answers on `privacy-acks` with `answer`."""
+
+    source = "urn:test:systems"
+
+    def __init__(self, bootstrap: str, systems: Iterable[str], *, from_now: bool = False):
+        self.bootstrap = bootstrap
+        self.topics = [command_topic(s) for s in systems]
+        self.group = f"test-systems-{uuid.uuid4().hex[:8]}"
+        self.from_now = from_now
+        self._consumer = AIOKafkaConsumer(*self.topics, bootstrap_servers=bootstrap, group_id=self.group,
+                                          auto_offset_reset="earliest")
+        self._producer = AIOKafkaProducer(bootstrap_servers=bootstrap, acks="all")
+        self._task: asyncio.Task[None] | None = None
+
+    async def start(self) -> None:
+        if self.from_now:
+            await commit_group_offsets(self.bootstrap, self.group, self.topics, to_end=True)
+        await self._producer.start()
+        await self._consumer.start()
+        self._task = asyncio.create_task(self._run())
+
+    async def stop(self) -> None:
+        await stop_player(self._task, self._consumer, self._producer)
+
+    async def _run(self) -> None:
+        async for message in self._consumer:
+            event = event_of(message)
+            if event is None or "subject" not in event:
+                continue  # another test's malformed message on the shared topic
+            await self.on_command(event["subject"], event["data"])
+
+    async def on_command(self, subject: str, command: dict[str, Any]) -> None:
+        raise NotImplementedError
+
+    async def answer(self, subject: str, ack: dict[str, Any]) -> None:
+        event = new_event(PRIVACY_ACKS, PrivacyAck.model_validate(ack), subject=subject, source=self.source)
+        await self._producer.send_and_wait(PRIVACY_ACKS, key=subject.encode(), value=event.model_dump_json().encode())
 
 
 async def get_json(url: str, **kwargs: Any) -> tuple[int, Any]:

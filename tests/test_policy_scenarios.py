@@ -47,6 +47,29 @@ from tests.helpers import (
 pytestmark = pytest.mark.stack
 
 
+async def register_for_marketing(stack: Stack, system: dict[str, ServiceProcess], subject: str, name: str,
+                                 locale: str) -> str:
+    """A person registered with marketing consent, known to consent and in the notifier's directory;
+    returns their address."""
+    address = f"{subject}@example.org"
+    await publish(stack.endpoints.kafka_bootstrap, USER_REGISTERED, UserRegistered(
+        email=address, name=name, country="SE", locale=locale,
+        consents=[ConsentGrant(purpose="marketing_email", granted=True)]), subject=subject)
+
+    async def registered() -> bool:
+        status, body = await get_json(f"{system['consent'].url}/v1/decisions",
+                                      params={"subject": subject, "purpose": "marketing_email"})
+        conn = await asyncpg.connect(stack.endpoints.database_url)
+        try:
+            known = await conn.fetchval("SELECT count(*) FROM notifier.recipients WHERE subject = $1", subject)
+        finally:
+            await conn.close()
+        return status == 200 and body["allowed"] and known == 1
+
+    await wait_until(registered, what="the person to be registered in consent and notifier")
+    return address
+
+
 def _mails_to(mail_dir: Path, address: str) -> list[Any]:
     return [m for m in read_messages(mail_dir, containing=address) if address in str(m.get("To", ""))]
 
@@ -162,22 +185,7 @@ async def test_a_user_opts_out_of_marketing_from_the_email_footer_and_every_mark
     email is not sent, while a transactional notice still is."""
     bootstrap = stack.endpoints.kafka_bootstrap
     subject = subject_id("footer")
-    address = f"{subject}@example.org"
-    await publish(bootstrap, USER_REGISTERED, UserRegistered(
-        email=address, name="Fia Fotnot", country="SE", locale="sv",
-        consents=[ConsentGrant(purpose="marketing_email", granted=True)]), subject=subject)
-
-    async def registered() -> bool:
-        status, body = await get_json(f"{system['consent'].url}/v1/decisions",
-                                      params={"subject": subject, "purpose": "marketing_email"})
-        conn = await asyncpg.connect(stack.endpoints.database_url)
-        try:
-            known = await conn.fetchval("SELECT count(*) FROM notifier.recipients WHERE subject = $1", subject)
-        finally:
-            await conn.close()
-        return status == 200 and body["allowed"] and known == 1
-
-    await wait_until(registered, what="the user to be registered with marketing consent")
+    address = await register_for_marketing(stack, system, subject, "Fia Fotnot", "sv")
     newsletter = NotificationRequested(
         notification_id=f"newsletter:2026-11:{subject}", template="policy_changed", category="marketing",
         locale="sv", params={"version": "2026-11", "effective_date": "2026-12-01", "summary_sv": "Nyheter",
