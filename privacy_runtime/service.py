@@ -68,7 +68,7 @@ class ServiceRuntime:
         self._dead_letters: DeadLetters | None = None
         self._relay: OutboxRelay | None = None
         self._background: list[asyncio.Task[None]] = []
-        self._on_started: list[Callable[[], Awaitable[None]]] = []
+        self._on_started: list[tuple[str, Callable[[], Awaitable[None]]]] = []
         #: Awaited by the outbox relay before it publishes what it took (see OutboxRelay).
         self.before_publish: list[Callable[[], Awaitable[None]]] = []
         self._other_keys: list[OtherKeys] = []
@@ -97,8 +97,13 @@ class ServiceRuntime:
 
     def on_started(self, fn: Callable[[], Awaitable[None]]) -> Callable[[], Awaitable[None]]:
         """Register a coroutine to run once the database and producer are up (e.g. a resend loop)."""
-        self._on_started.append(fn)
+        self._on_started.append((fn.__name__, fn))
         return fn
+
+    def keep_running(self, **loops: Callable[[], Awaitable[None]]) -> None:
+        """Run each loop once the database and producer are up, restarted should it fail; the keyword
+        names its task."""
+        self._on_started.extend(loops.items())
 
     @property
     def pool(self) -> asyncpg.Pool:
@@ -157,8 +162,8 @@ class ServiceRuntime:
         self._background.append(asyncio.create_task(_forever(self._housekeeping), name=f"{self.name}-housekeeping"))
         if self.settings.privacy_master_key_previous:
             self._background.append(asyncio.create_task(_forever(self._rewrap_keys), name=f"{self.name}-rewrap"))
-        for fn in self._on_started:
-            self._background.append(asyncio.create_task(_forever(fn), name=f"{self.name}-{fn.__name__}"))
+        for name, fn in self._on_started:
+            self._background.append(asyncio.create_task(_forever(fn, name), name=f"{self.name}-{name}"))
         if self._streams:
             self._consumer = BatchConsumer(self.settings, self.group_id, self._streams,
                                            batch_max_events=self.settings.batch_max_events)
@@ -245,7 +250,7 @@ class ServiceRuntime:
         await start_producer_with_backoff(producer)
 
 
-async def _forever(fn: Callable[[], Awaitable[None]]) -> None:
+async def _forever(fn: Callable[[], Awaitable[None]], name: str | None = None) -> None:
     """Run a background loop; restart it after an unexpected error instead of dying silently."""
     while True:
         try:
@@ -254,5 +259,5 @@ async def _forever(fn: Callable[[], Awaitable[None]]) -> None:
         except asyncio.CancelledError:
             raise
         except Exception:
-            log.exception("background task %s failed; restarting in 1s", getattr(fn, "__name__", fn))
+            log.exception("background task %s failed; restarting in 1s", name or getattr(fn, "__name__", fn))
             await asyncio.sleep(1.0)
