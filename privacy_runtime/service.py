@@ -26,11 +26,10 @@ from privacy_runtime.audit import AuditTrail
 from privacy_runtime.consumer import BatchConsumer
 from privacy_runtime.crypto import KeyRing
 from privacy_runtime.datamap import DataMap, load_data_map
-from privacy_runtime.db import create_pool
 from privacy_runtime.deadletters import DeadLetters
 from privacy_runtime.housekeeping import housekeeping_loop
 from privacy_runtime.kafka import make_producer, start_producer_with_backoff, wait_for_kafka
-from privacy_runtime.migrations import apply_keystore_migrations, apply_migrations
+from privacy_runtime.migrations import open_service_schema
 from privacy_runtime.outbox import Outbox, OutboxRelay, close_publishing
 from privacy_runtime.processor import Handler, StreamProcessor
 from privacy_runtime.settings import ServiceSettings
@@ -145,14 +144,8 @@ class ServiceRuntime:
         await wait_for_kafka(self.settings, sleep=sleep, should_stop=lambda: self._stopping or should_stop())
 
     async def _start(self) -> None:
-        self._pool = await create_pool(self.settings.database_url, self.name)
-        await apply_migrations(self._pool, self.name, self.sql_dir)
-        if self.settings.separate_keystore():  # KEYSTORE_DATABASE_URL: the wrapped keys live apart
-            self._keystore_pool = await create_pool(self.settings.keystore_url(), self.name, min_size=1)
-            await apply_keystore_migrations(self._keystore_pool, self.name)
-            self.keyring.use_keystore(self._keystore_pool)
-        async with self._pool.acquire() as conn:
-            await self.keyring.load_lookup_key(conn)
+        self._pool, self._keystore_pool = await open_service_schema(self.settings, self.name, self.sql_dir,
+                                                                    self.keyring)
         self._producer = make_producer(self.settings)
         await self._start_producer_with_backoff(self._producer)
         self._dead_letters = DeadLetters(self._producer, self.name)
