@@ -81,6 +81,13 @@ def utcnow() -> datetime:
     return datetime.now(UTC)
 
 
+async def audit_case(tx: UnitOfWork, case: Case, action: str, detail: dict[str, Any], *, actor: str | None = None,
+                     sealed: Mapping[str, str | None] | None = None) -> None:
+    """An audit entry about a case: the case's subject, its request id as the reference."""
+    await tx.audit.record(action, subject=case.subject, ref=case.request_id, detail=detail, actor=actor,
+                          sealed=sealed)
+
+
 class CaseEffects:
     """State shared by the drivers, the effect interpreter, and the two steps every driver takes: lock
     a case as the stream processor does, and settle answers to its commands."""
@@ -145,36 +152,22 @@ class CaseEffects:
 
     async def _extended(self, tx: UnitOfWork, case: Case, effect: cases.DeadlineExtended) -> None:
         await self._publish_status(tx, case, case.status, effect.reason)
-        await tx.audit.record(
-            "case_extended",
-            subject=case.subject,
-            ref=case.request_id,
-            detail={
-                "months": effect.months,
-                "due_at": case.due_at.isoformat(),
-                "original_due_at": case.original_due_at.isoformat(),
-            },
-            sealed={"reason": effect.reason},  # the operator's words: shredded with the subject
-        )
+        await audit_case(tx, case, "case_extended", {
+            "months": effect.months, "due_at": case.due_at.isoformat(),
+            "original_due_at": case.original_due_at.isoformat(),
+        }, sealed={"reason": effect.reason})  # the operator's words: shredded with the subject
 
     async def _shred(self, tx: UnitOfWork, case: Case) -> None:
         """Last of a decision's effects: the completion email and status events before it are unsealed
         and survive this."""
         await store.erase_subject_records(tx.conn, case.subject)
         await tx.keys.shred_subject(case.subject)
-        await tx.audit.record(
-            "subject_shredded",
-            subject=case.subject,
-            ref=case.request_id,
-            detail={"system": "dsar"},
-        )
+        await audit_case(tx, case, "subject_shredded", {"system": "dsar"})
 
     async def _note(self, tx: UnitOfWork, case: Case, effect: cases.Note) -> None:
         if effect.action == "case_manual_review":  # someone has to act: say so where it is seen
             log.warning("case %s waits for manual review: %s", case.request_id, effect.detail.get("reason"))
-        await tx.audit.record(
-            effect.action, subject=case.subject, ref=case.request_id, detail=dict(effect.detail)
-        )
+        await audit_case(tx, case, effect.action, dict(effect.detail))
 
     async def save(self, tx: UnitOfWork, case: Case) -> None:
         """Store the case, its free text sealed with the subject's key (`sealing`)."""
@@ -189,10 +182,7 @@ class CaseEffects:
         sealed = {"reason": reason} if reason and reason in operator_words(case) else {}
         if reason and not sealed:
             detail["reason"] = reason
-        await tx.audit.record(
-            f"case_{change.status}", subject=case.subject, ref=case.request_id, detail=detail,
-            sealed=sealed,
-        )
+        await audit_case(tx, case, f"case_{change.status}", detail, sealed=sealed)
         if change.status in cases.TERMINAL:
             metrics.CASES_CLOSED.labels(right=case.right, status=change.status).inc()
             if change.status == cases.COMPLETED:
@@ -252,12 +242,7 @@ class CaseEffects:
             seal=sealed,
             event_id=str(uuid.uuid5(NOTIFICATION_NAMESPACE, notification_id)),
         )
-        await tx.audit.record(
-            "notification_requested",
-            subject=case.subject,
-            ref=case.request_id,
-            detail={"template": notify.template, "id": notification_id},
-        )
+        await audit_case(tx, case, "notification_requested", {"template": notify.template, "id": notification_id})
 
     async def _issue(self, tx: UnitOfWork, case: Case, steps: tuple[cases.Step, ...]) -> list[str]:
         """Send the steps' commands; returns the systems whose `rectify` had no values to send."""
@@ -336,16 +321,8 @@ class CaseEffects:
             downloads=self.settings.export_max_downloads,
         )
         await store.drop_fragments(conn, case.request_id)
-        await tx.audit.record(
-            "export_assembled",
-            subject=case.subject,
-            ref=case.request_id,
-            detail={
-                "systems": sorted(fragments),
-                "media_type": built.media_type,
-                "bytes": len(built.content),
-            },
-        )
+        await audit_case(tx, case, "export_assembled", {
+            "systems": sorted(fragments), "media_type": built.media_type, "bytes": len(built.content)})
         link = f"{self.public_base_url}/v1/exports/{token}"
         await self._notify(tx, case, cases.export_email(case, link, expires_at, self.settings.export_max_downloads))
 

@@ -22,7 +22,7 @@ from schemas.enums import AckStatus, CaseRight, Right
 from schemas.fields import MAX_EXPORT_TOTAL_BYTES
 from services.dsar import cases, inactivity, store
 from services.dsar.cases import Case
-from services.dsar.effects import Answer, CaseEffects, utcnow
+from services.dsar.effects import Answer, CaseEffects, audit_case, utcnow
 
 log = logging.getLogger(__name__)
 
@@ -99,12 +99,7 @@ class StreamHandlers(CaseEffects):
             )
         if not await store.insert_case(conn, await self.texts.sealed(tx, case), sealed):
             # Same request_id again (a resubmission, or on the other request topic): nothing new.
-            await tx.audit.record(
-                "case_duplicate_request",
-                subject=case.subject,
-                ref=case.request_id,
-                detail={"right": case.right},
-            )
+            await audit_case(tx, case, "case_duplicate_request", {"right": case.right})
             return
         metrics.CASES_OPENED.labels(right=case.right).inc()
         opened = await self.apply(tx, cases.open_case(
