@@ -1,5 +1,6 @@
 """The wire form of commands and their answers: one encoder for `privacy-commands.<system>`, one
-decoder of `privacy-acks` into what the tracker needs.
+builder of the answers a service sends on `privacy-acks` (`ack_events`), and one decoder of those
+answers into what the tracker needs (`AckIn.from_event`).
 
 A command is encoded the same way when it is issued, issued in a batch, or re-sent: only the event's
 `id` and `time` differ between a command and its re-send (a system that deduplicates by event id still
@@ -14,6 +15,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
+from privacy_runtime import export_chunks
 from privacy_runtime.outbox import OutboxMessage
 from schemas.enums import AckStatus
 from schemas.envelope import dump_checked_event
@@ -88,3 +90,17 @@ class AckIn:
     @classmethod
     def from_event(cls, data: PrivacyAck) -> AckIn:
         return cls(data.command_id, data.system, data.status, data.detail)
+
+
+def ack_events(command_id: uuid.UUID, system: str, status: str, *, detail: str | None = None,
+               retained_basis: str | None = None, export: dict[str, Any] | None = None) -> list[PrivacyAck]:
+    """A system's answer to a command as it goes on `privacy-acks`: one event, or, for an export too
+    large for one message, its parts (`export_chunks`), the detail with the first."""
+    text = export_chunks.export_text(export) if export is not None else None
+    if text is None or not export_chunks.needs_parts(text):
+        return [PrivacyAck.model_validate(dict(command_id=command_id, system=system, status=status,
+                                               retained_basis=retained_basis, export=export, detail=detail))]
+    return [PrivacyAck.model_validate(dict(
+        command_id=command_id, system=system, status=status, detail=detail if part.part == 1 else None,
+        part=part.part, parts=part.parts, export_chunk=part.chunk, export_sha256=part.sha256,
+    )) for part in export_chunks.split(text)]

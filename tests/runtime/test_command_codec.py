@@ -12,10 +12,11 @@ from hypothesis import given
 from hypothesis import strategies as st
 from pydantic import ValidationError
 
-from privacy_runtime.command_codec import AckIn, Command, CommandEncoder
+from privacy_runtime import export_chunks
+from privacy_runtime.command_codec import AckIn, Command, CommandEncoder, ack_events
 from privacy_runtime.crypto import KeyRing
 from privacy_runtime.outbox import Outbox
-from schemas.enums import AckStatus, SystemId
+from schemas.enums import AckStatus, CommandAction, Purpose, SystemId
 from schemas.envelope import new_event, parse_event
 from schemas.events import PrivacyAck, PrivacyCommand
 from schemas.examples import example_data
@@ -52,8 +53,8 @@ def test_a_checked_kind_still_encodes_what_the_contract_model_would() -> None:
         command = suppress()
         event_id, now = str(uuid.uuid4()), datetime.now(UTC)
         message = encoder.encode(command, source=SOURCE, event_id=event_id, time=now)
-        model = PrivacyCommand(command_id=command.command_id, system=SystemId.MARKETING_EMAIL, action="suppress",
-                               purpose="marketing_email", respond_by=RESPOND_BY)
+        model = PrivacyCommand(command_id=command.command_id, system=SystemId.MARKETING_EMAIL, action=CommandAction.SUPPRESS,
+                               purpose=Purpose.MARKETING_EMAIL, respond_by=RESPOND_BY)
         expected = new_event(message.topic, model, source=SOURCE, subject="s-1", id=event_id, time=now)
         assert message.value == expected.model_dump_json().encode()
         assert message.topic == command_topic("marketing_email") and message.key == b"s-1"
@@ -69,7 +70,7 @@ def test_rectify_with_its_fields_is_sealed_and_encoded_as_the_model_would(fields
     command = Command(uuid.uuid4(), "s-2", "accounts", "rectify", None, None, RESPOND_BY, fields)
     event_id, now = str(uuid.uuid4()), datetime.now(UTC)
     message = CommandEncoder().encode(command, source=SOURCE, event_id=event_id, time=now)
-    model = PrivacyCommand(command_id=command.command_id, system=SystemId.ACCOUNTS, action="rectify",
+    model = PrivacyCommand(command_id=command.command_id, system=SystemId.ACCOUNTS, action=CommandAction.RECTIFY,
                            fields=fields, respond_by=RESPOND_BY)
     assert message.value == new_event(message.topic, model, source=SOURCE, subject="s-2", id=event_id,
                                       time=now).model_dump_json().encode()
@@ -84,7 +85,7 @@ def test_a_command_the_contract_refuses_is_not_encoded() -> None:
 
 def test_an_ack_event_round_trips_into_ack_in() -> None:
     command_id = uuid.uuid4()
-    event = new_event(PRIVACY_ACKS, PrivacyAck(command_id=command_id, system=SystemId.BILLING, status="failed",
+    event = new_event(PRIVACY_ACKS, PrivacyAck(command_id=command_id, system=SystemId.BILLING, status=AckStatus.FAILED,
                                                detail="account locked"), source="urn:billing", subject="s-3")
     data = parse_event(event.model_dump_json().encode(), PRIVACY_ACKS).data
     ack = AckIn.from_event(data)
@@ -100,3 +101,18 @@ def test_the_outbox_encoder_keys_by_subject_and_seals_only_when_asked() -> None:
     assert str(parse_event(message.value, DSAR_STATUS).id) == event_id
     _, sealed = outbox.encode(DSAR_STATUS, status, subject="s-4", key="other")
     assert (sealed.key, sealed.sealed_for) == (b"other", "s-4")
+
+
+def test_an_answer_is_one_ack_or_an_export_in_parts_that_assemble_to_it() -> None:
+    command_id = uuid.uuid4()
+    (small,) = ack_events(command_id, "billing", "retained", detail="invoices", retained_basis="bookkeeping_law")
+    assert (small.command_id, small.status, small.retained_basis, small.part) == (
+        command_id, AckStatus.RETAINED, "bookkeeping_law", None)
+    export = {"system": "accounts", "records": [{"n": n, "note": "inloggning åäö" * 20} for n in range(2000)]}
+    parts = ack_events(command_id, "accounts", "done", detail="all of it", export=export)
+    assert len(parts) > 1 and all(p.export is None and p.chunked for p in parts)
+    assert [p.detail for p in parts] == ["all of it"] + [None] * (len(parts) - 1), "the detail comes once"
+    assembled = export_chunks.assemble(
+        export_chunks.Part(p.part, p.parts, p.export_chunk, p.export_sha256)  # type: ignore[arg-type]  # all set
+        for p in parts)
+    assert assembled == export_chunks.Complete(export)
