@@ -188,36 +188,41 @@ def running_client(name: str, env: dict[str, str]) -> Iterator[httpx.Client]:
 
 
 async def read_topic(bootstrap: str, topic: str, *, timeout: float = 30.0) -> list[Any]:
-    """Every message currently on `topic`, from the beginning (no consumer group), up to the end offsets
-    seen at the start. Fails rather than return part of it: a check that something is absent must have
-    read everything."""
+    """Every message currently on `topic` (see `read_from_start`)."""
     consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False)
     await consumer.start()
     try:
-        partitions = consumer.partitions_for_topic(topic) or set()
-        if not partitions:
-            await consumer._client.force_metadata_update()
-            partitions = consumer.partitions_for_topic(topic) or set()
-        tps = [TopicPartition(topic, p) for p in sorted(partitions)]
-        if not tps:
-            return []
-        consumer.assign(tps)
-        await consumer.seek_to_beginning(*tps)
-        end = await consumer.end_offsets(tps)
-        messages: list[Any] = []
-        deadline = asyncio.get_running_loop().time() + timeout
-        while True:
-            positions = [await consumer.position(tp) for tp in tps]
-            if all(pos >= end[tp] for pos, tp in zip(positions, tps, strict=True)):
-                break
-            if asyncio.get_running_loop().time() > deadline:
-                raise TimeoutError(f"read {len(messages)} messages of {topic} but not to its end in {timeout} s")
-            batch = await consumer.getmany(timeout_ms=200)
-            for records in batch.values():
-                messages.extend(records)
-        return messages
+        return await read_from_start(consumer, topic, timeout=timeout)
     finally:
         await consumer.stop()
+
+
+async def read_from_start(consumer: AIOKafkaConsumer, topic: str, *, timeout: float = 30.0) -> list[Any]:
+    """Every message currently on `topic`, read by a started consumer without a group from the beginning
+    up to the end offsets seen at the start. Fails rather than return part of it: a check that something
+    is absent must have read everything."""
+    partitions = consumer.partitions_for_topic(topic) or set()
+    if not partitions:
+        await consumer._client.force_metadata_update()
+        partitions = consumer.partitions_for_topic(topic) or set()
+    tps = [TopicPartition(topic, p) for p in sorted(partitions)]
+    if not tps:
+        return []
+    consumer.assign(tps)
+    await consumer.seek_to_beginning(*tps)
+    end = await consumer.end_offsets(tps)
+    messages: list[Any] = []
+    deadline = asyncio.get_running_loop().time() + timeout
+    while True:
+        positions = [await consumer.position(tp) for tp in tps]
+        if all(pos >= end[tp] for pos, tp in zip(positions, tps, strict=True)):
+            break
+        if asyncio.get_running_loop().time() > deadline:
+            raise TimeoutError(f"read {len(messages)} messages of {topic} but not to its end in {timeout} s")
+        batch = await consumer.getmany(timeout_ms=200)
+        for records in batch.values():
+            messages.extend(records)
+    return messages
 
 
 async def wait_for_messages(bootstrap: str, topic: str, match: Callable[[Any], bool], *, count: int = 1,
