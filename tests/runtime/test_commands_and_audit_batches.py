@@ -4,7 +4,6 @@ that entries collected in one transaction form one unbroken chain."""
 from __future__ import annotations
 
 import json
-import os
 import uuid
 from typing import Any
 
@@ -13,26 +12,23 @@ import pytest
 from pydantic import ValidationError
 
 from devstack.stack import Stack
-from privacy_runtime.audit import AuditTrail, verify_chain
+from privacy_runtime.audit import verify_chain
 from privacy_runtime.command_codec import AckIn
 from privacy_runtime.commands import CommandPolicy, CommandSpec, CommandTracker
-from privacy_runtime.crypto import KeyRing, open_sealed
-from privacy_runtime.outbox import _RELAY_LOCK_KEY, Outbox, OutboxRelay
+from privacy_runtime.crypto import open_sealed
+from privacy_runtime.outbox import _RELAY_LOCK_KEY, OutboxRelay
 from privacy_runtime.processor import lock_subjects
 from privacy_runtime.unit_of_work import open_transaction
 from schemas.enums import AckStatus
 from schemas.envelope import CloudEvent, parse_event
 from schemas.events import PrivacyAck
-from tests.runtime.test_audit_and_crypto import _schema
+from tests.runtime.test_audit_and_crypto import scratch_parts
 
 pytestmark = pytest.mark.stack
 
 
 async def test_a_batch_of_acks_counts_the_first_answer_of_each_own_command_once(stack: Stack) -> None:
-    pool = await _schema(stack, f"acks_{uuid.uuid4().hex[:8]}")
-    keyring = KeyRing(os.urandom(32))
-    outbox = Outbox(keyring, "urn:test")
-    audit = AuditTrail(outbox, "test")
+    pool, keyring, outbox, audit = await scratch_parts(stack, "acks")
     tracker = CommandTracker(CommandPolicy())
     request_id = str(uuid.uuid4())
     try:
@@ -73,10 +69,7 @@ async def test_a_batch_of_acks_counts_the_first_answer_of_each_own_command_once(
 
 
 async def test_entries_collected_in_a_transaction_extend_the_chain_in_order(stack: Stack) -> None:
-    pool = await _schema(stack, f"batch_{uuid.uuid4().hex[:8]}")
-    keyring = KeyRing(os.urandom(32))
-    outbox = Outbox(keyring, "urn:test")
-    trail = AuditTrail(outbox, actor="test")
+    pool, keyring, outbox, trail = await scratch_parts(stack, "batch")
     try:
         async with pool.acquire() as conn:
             await trail.record(conn, "before", subject="s0", ref="r0")  # appended at once
@@ -103,14 +96,9 @@ async def test_entries_collected_in_a_transaction_extend_the_chain_in_order(stac
 async def test_a_newer_opt_out_or_opt_in_supersedes_the_one_still_outstanding(stack: Stack) -> None:
     """A withdrawal the system has not answered, then a new grant: only the unsuppress is re-sent, so the
     system cannot end on the older answer. Other systems, purposes and kinds of command are untouched."""
-    pool = await _schema(stack, f"supersede_{uuid.uuid4().hex[:8]}")
-    keyring = KeyRing(os.urandom(32))
-    outbox = Outbox(keyring, "urn:test")
-    audit = AuditTrail(outbox, "test")
+    pool, keyring, outbox, audit = await scratch_parts(stack, "supersede")
     tracker = CommandTracker(CommandPolicy())
     try:
-        async with pool.acquire() as conn:
-            await keyring.load_lookup_key(conn)
         async with open_transaction(pool, keyring, outbox, audit) as tx:
             conn = tx.conn
             suppress, revoke, erase = await tracker.issue_many(tx, [
@@ -165,10 +153,7 @@ async def test_a_newer_opt_out_or_opt_in_supersedes_the_one_still_outstanding(st
 async def test_one_relay_at_a_time_publishes_a_schemas_outbox(stack: Stack) -> None:
     """While one process relays (holds the schema's relay lock), another's pass takes nothing, so two
     relays never publish one subject's events out of order."""
-    pool = await _schema(stack, f"relay_{uuid.uuid4().hex[:8]}")
-    keyring = KeyRing(os.urandom(32))
-    outbox = Outbox(keyring, "urn:test")
-    audit = AuditTrail(outbox, "test")
+    pool, keyring, outbox, audit = await scratch_parts(stack, "relay")
     tracker = CommandTracker(CommandPolicy())
     other_process = OutboxRelay(pool, None, outbox)  # type: ignore[arg-type]  # never reaches the producer
     try:
@@ -188,10 +173,7 @@ async def test_one_relay_at_a_time_publishes_a_schemas_outbox(stack: Stack) -> N
 async def test_issue_issue_many_and_resend_encode_a_command_alike(stack: Stack) -> None:
     """Every path that sends a command writes it through the one encoder: a re-send differs from the
     issued event in its id and time only, and rectify's fields stay sealed on both."""
-    pool = await _schema(stack, f"encode_{uuid.uuid4().hex[:8]}")
-    keyring = KeyRing(os.urandom(32))
-    outbox = Outbox(keyring, "urn:test")
-    audit = AuditTrail(outbox, "test")
+    pool, keyring, outbox, audit = await scratch_parts(stack, "encode")
     tracker = CommandTracker(CommandPolicy())
 
     async def sent(conn: asyncpg.Connection) -> dict[str, CloudEvent[Any]]:
@@ -207,8 +189,6 @@ async def test_issue_issue_many_and_resend_encode_a_command_alike(stack: Stack) 
         return events
 
     try:
-        async with pool.acquire() as conn:
-            await keyring.load_lookup_key(conn)
         async with open_transaction(pool, keyring, outbox, audit) as tx:
             one = await tracker.issue(tx, subject="s1", system="marketing_email", action="suppress",
                                       purpose="marketing_email")
