@@ -12,7 +12,7 @@ TEST_WORKERS ?= 2
 #: Extra pytest arguments, e.g. `make test PYTEST_ARGS=tests/consent` for one directory.
 PYTEST_ARGS ?=
 
-.PHONY: run test test-fast lint bench schemas tools clean down
+.PHONY: run test test-fast lint bench schemas screenshots tools clean down
 
 #: uv installs the pinned dependencies in seconds where pip takes half a minute (same versions: every
 #: dependency is pinned in pyproject.toml); pip itself stays in the venv for `pip download` (tools).
@@ -43,6 +43,10 @@ test: $(STAMP)
 	wait $$lint; linted=$$?; cat var/lint.log; \
 	if [ $$linted -ne 0 ]; then echo "make test: ruff or mypy failed (above)"; fi; \
 	[ $$tests -eq 0 ] && [ $$linted -eq 0 ]
+
+## make screenshots: the browser tests again, saving every page they visit under var/screenshots/.
+screenshots: $(STAMP) tools
+	SCREENSHOTS=1 $(BIN)/python -m pytest -q -p no:cacheprovider -m browser $(PYTEST_ARGS)
 
 ## make lint: ruff and mypy.
 lint: $(STAMP)
