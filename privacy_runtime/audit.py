@@ -18,7 +18,7 @@ import json
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, TypedDict, Unpack
 
 import asyncpg
 
@@ -50,6 +50,21 @@ def entry_hash(prev_hash: str, seq: int, at: datetime, action: str, actor: str, 
     return hashlib.sha256(canonical.encode()).hexdigest()
 
 
+class EntryFields(TypedDict, total=False):
+    """What an entry may say besides its action (every way of recording one takes these)."""
+
+    subject: str | None
+    ref: str | None
+    detail: dict[str, Any] | None
+    #: Who did it, when not the service itself (an operator).
+    actor: str | None
+    #: False: kept in the chain only, not published on `privacy-audit` (default True).
+    publish: bool
+    #: Detail fields of free text that may name a person: each is kept sealed with the subject's key
+    #: and the entry names it by the SHA-256 of its ciphertext (`{"sealed_sha256": ...}`).
+    sealed: Mapping[str, str | None] | None
+
+
 @dataclass(frozen=True)
 class AuditEntry:
     at: datetime
@@ -75,45 +90,22 @@ class AuditTrail:
         self._chain_id: str | None = None
 
     async def entry(
-        self,
-        conn: asyncpg.Connection,
-        action: str,
-        *,
-        subject: str | None = None,
-        ref: str | None = None,
-        detail: dict[str, Any] | None = None,
-        actor: str | None = None,
-        publish: bool = True,
-        sealed: Mapping[str, str | None] | None = None,
-        pending: dict[str, bytes] | None = None,
+        self, conn: asyncpg.Connection, action: str, *, pending: dict[str, bytes] | None = None,
+        **fields: Unpack[EntryFields],
     ) -> AuditEntry:
-        """One entry, not appended yet.
-
-        `sealed`: detail fields of free text that may name a person; each is kept sealed with the
-        subject's key and the entry names it by the SHA-256 of its ciphertext (`{"sealed_sha256": ...}`)."""
-        detail = dict(detail or {})
-        for name, text in (sealed or {}).items():
+        """One entry, not appended yet (`pending`: the data keys the caller's transaction created)."""
+        subject = fields.get("subject")
+        detail = dict(fields.get("detail") or {})
+        for name, text in (fields.get("sealed") or {}).items():
             if text:
                 detail[name] = await self._seal(conn, subject, name, text, pending)
         # Microsecond precision is what PostgreSQL stores, so the hash survives the round trip.
-        return AuditEntry(datetime.now(UTC), action, actor or self.actor, subject, ref, detail, publish)
+        return AuditEntry(datetime.now(UTC), action, fields.get("actor") or self.actor, subject, fields.get("ref"),
+                          detail, fields.get("publish", True))
 
-    async def record(
-        self,
-        conn: asyncpg.Connection,
-        action: str,
-        *,
-        subject: str | None = None,
-        ref: str | None = None,
-        detail: dict[str, Any] | None = None,
-        actor: str | None = None,
-        publish: bool = True,
-        sealed: Mapping[str, str | None] | None = None,
-    ) -> None:
+    async def record(self, conn: asyncpg.Connection, action: str, **fields: Unpack[EntryFields]) -> None:
         """Append one entry at once inside the caller's transaction (a unit of work's `audit` batches)."""
-        entry = await self.entry(conn, action, subject=subject, ref=ref, detail=detail, actor=actor,
-                                 publish=publish, sealed=sealed)
-        await self.append(conn, [entry])
+        await self.append(conn, [await self.entry(conn, action, **fields)])
 
     async def _seal(self, conn: asyncpg.Connection, subject: str | None, name: str, text: str,
                     pending: dict[str, bytes] | None) -> dict[str, str]:
@@ -171,16 +163,12 @@ class AuditTrail:
         )
         # privacy-audit events are keyed by subject: an entry without one stays in the chain only.
         published = [(e, at) for e, at in zip(entries, positions, strict=True) if e.publish and e.subject is not None]
-        await self.outbox.add_many(
-            conn,
-            [(PRIVACY_AUDIT, PrivacyAudit(
+        await self.outbox.write(conn, [self.outbox.encode(
+            PRIVACY_AUDIT, PrivacyAudit(
                 action=e.action, actor=e.actor, ref=e.ref or e.subject or e.action,
                 detail=json.dumps(e.detail, sort_keys=True, ensure_ascii=False)[:4000],
-            ), e.subject) for e, _ in published],
-            keys=[e.subject or e.ref or e.action for e, _ in published],
-            seal=False,
-            extensions=[at for _, at in published],
-        )
+            ), subject=e.subject, seal=False, extensions=at,
+        )[1] for e, at in published])
         if last is not None:  # read from committed rows (a first entry written here may yet roll back)
             self._chain_id = chain_id
 

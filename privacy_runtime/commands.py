@@ -17,7 +17,6 @@ apply is re-sent with backoff and reported past `respond_by` like one never answ
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import json
 import logging
 import random
@@ -32,12 +31,11 @@ from typing import Any
 import asyncpg
 
 from privacy_runtime import metrics
+from privacy_runtime.command_codec import AckIn, Command, CommandEncoder
+from privacy_runtime.outbox import OutboxMessage
 from privacy_runtime.processor import try_lock_subjects
 from privacy_runtime.unit_of_work import Runtime, UnitOfWork
 from schemas.enums import AckStatus, CommandAction
-from schemas.envelope import dump_checked_event
-from schemas.events import PrivacyCommand
-from schemas.topics import command_topic
 
 log = logging.getLogger(__name__)
 
@@ -84,16 +82,6 @@ class CommandSpec:
 
 
 @dataclass(frozen=True)
-class AckIn:
-    """An answer from `privacy-acks`, as far as the tracker cares."""
-
-    command_id: str
-    system: str
-    status: str
-    detail: str | None = None
-
-
-@dataclass(frozen=True)
 class Ack:
     command_id: str
     system: str
@@ -109,8 +97,7 @@ class CommandTracker:
 
     def __init__(self, policy: CommandPolicy):
         self.policy = policy
-        #: (system, action, purpose, has request_id) of commands checked against the contract model.
-        self._checked_shapes: set[tuple[str, str, str | None, bool]] = set()
+        self.encoder = CommandEncoder()
 
     async def issue(
         self,
@@ -143,7 +130,10 @@ class CommandTracker:
         )
         if inserted is None:
             return command_id
-        await self._publish(tx, command_id, subject, system, action, purpose, request_id, fields, respond_by)
+        await tx.outbox.write([self.encoder.encode(Command(
+            uuid.UUID(command_id), subject, system, action, purpose, uuid.UUID(request_id) if request_id else None,
+            respond_by, fields,
+        ), source=tx.outbox.source)])
         metrics.COMMANDS_SENT.labels(system=system, action=action).inc()
         return command_id
 
@@ -170,37 +160,20 @@ class CommandTracker:
                 [respond_by] * len(specs), [now + self.policy.next_delay(1) for _ in specs],
             )
         }
-        events: list[tuple[str, bytes | None, bytes]] = []
+        messages: list[OutboxMessage] = []
         sent: Counter[tuple[str, str]] = Counter()
         for command_id, request_id, spec in zip(command_ids, request_ids, specs, strict=True):
             if command_id not in inserted:
                 continue
-            data = {"command_id": command_id, "system": spec.system, "action": spec.action,
-                    "purpose": spec.purpose, "request_id": request_id, "fields": None, "respond_by": respond_by}
-            shape = (spec.system, spec.action, spec.purpose, request_id is not None)
-            if shape not in self._checked_shapes:  # the contract's rules, once per kind of command
-                PrivacyCommand.model_validate(data)
-                self._checked_shapes.add(shape)
-            topic = command_topic(spec.system)
-            events.append((topic, spec.subject.encode(), dump_checked_event(
-                topic, data, source=tx.outbox.source, subject=spec.subject, id=str(uuid.uuid4()), time=now)))
+            messages.append(self.encoder.encode(
+                Command(command_id, spec.subject, spec.system, spec.action, spec.purpose, request_id, respond_by),
+                source=tx.outbox.source, time=now,
+            ))
             sent[(spec.system, spec.action)] += 1
         for (system, action), count in sent.items():
             metrics.COMMANDS_SENT.labels(system=system, action=action).inc(count)
-        await tx.outbox.add_encoded(events)
+        await tx.outbox.write(messages)
         return [str(c) for c in command_ids]
-
-    async def _publish(
-        self, tx: UnitOfWork, command_id: str, subject: str, system: str, action: str,
-        purpose: str | None, request_id: str | None, fields: dict[str, str] | None, respond_by: datetime,
-    ) -> None:
-        # model_validate: the str ids are validated into the contract enums (same as the constructor).
-        command = PrivacyCommand.model_validate(dict(
-            command_id=uuid.UUID(command_id), system=system, action=action, purpose=purpose,
-            request_id=uuid.UUID(request_id) if request_id else None, fields=fields, respond_by=respond_by,
-        ))
-        # Only rectify carries personal data (the corrected fields); seal just that.
-        await tx.outbox.add(command_topic(system), command, subject=subject, seal=fields is not None)
 
     async def resend_due(self, tx: UnitOfWork, limit: int = 500) -> int:
         """Re-send what is due; returns how many were re-sent.
@@ -231,10 +204,7 @@ class CommandTracker:
                     row["command_id"], now,
                 )
                 continue
-            await self._publish(
-                tx, command_id, subject, row["system"], row["action"], row["purpose"],
-                str(row["request_id"]) if row["request_id"] else None, fields, row["respond_by"],
-            )
+            await tx.outbox.write([self.encoder.encode(Command.from_row(row, fields), source=tx.outbox.source)])
             attempts = row["attempts"] + 1
             await conn.execute(
                 "UPDATE commands SET attempts = $2, next_attempt_at = $3 WHERE command_id = $1",
@@ -286,30 +256,20 @@ class CommandTracker:
             )
         return len(rows)
 
-    async def acknowledge(
-        self, tx: UnitOfWork, *, command_id: str, system: str, status: str, detail: str | None
-    ) -> Ack | None:
-        """Record an ack. None when the command is not ours (another service issued it)."""
-        return (await self.acknowledge_many(tx, [AckIn(command_id, system, status, detail)]))[0]
-
     async def acknowledge_many(self, tx: UnitOfWork, acks: Sequence[AckIn]) -> list[Ack | None]:
         """Record a batch of acks in two round trips; one result per ack, in order.
 
         None for an ack of a command that is not ours (every service sees every ack). The first ack
         of a command is the one that counts (`first`); repeats, in this batch or later, are not."""
-        ids: dict[str, uuid.UUID] = {}
-        for ack in acks:
-            with contextlib.suppress(ValueError):
-                ids[ack.command_id] = uuid.UUID(ack.command_id)
-        if not ids:
-            return [None] * len(acks)
+        if not acks:
+            return []
         conn = tx.conn
-        rows = {
-            str(row["command_id"]): row
+        rows: dict[uuid.UUID, asyncpg.Record] = {
+            row["command_id"]: row
             for row in await conn.fetch(
                 "SELECT command_id, system, subject, request_id, action, acked_at FROM commands "
                 "WHERE command_id = ANY($1::uuid[]) ORDER BY command_id FOR UPDATE",
-                list(ids.values()),
+                list({ack.command_id for ack in acks}),
             )
         }
         results: list[Ack | None] = []
@@ -326,7 +286,7 @@ class CommandTracker:
                 log.warning("ack for command %s names system %s, expected %s", ack.command_id, ack.system,
                             row["system"])
                 await tx.audit.record(
-                    "command_ack_ignored", subject=row["subject"], ref=ack.command_id,
+                    "command_ack_ignored", subject=row["subject"], ref=str(ack.command_id),
                     detail={"system": ack.system, "sent_to": row["system"], "status": ack.status,
                             "why": "the answer names another system than the command was sent to"},
                 )
@@ -337,7 +297,7 @@ class CommandTracker:
                 failed[row["command_id"]] = (ack.detail or "")[:1000]
                 metrics.COMMANDS_ACKNOWLEDGED.labels(system=ack.system, status=ack.status).inc()
                 await tx.audit.record(  # the system's own words stay in the commands table, sealed
-                    "command_failed", subject=row["subject"], ref=ack.command_id,
+                    "command_failed", subject=row["subject"], ref=str(ack.command_id),
                     detail={"system": ack.system, "action": row["action"], "outcome": "re-sent until applied"},
                 )
                 first = False
@@ -345,7 +305,7 @@ class CommandTracker:
                 settled[row["command_id"]] = (ack.status, (ack.detail or "")[:1000])
                 metrics.COMMANDS_ACKNOWLEDGED.labels(system=ack.system, status=ack.status).inc()
             results.append(Ack(
-                command_id=ack.command_id, system=ack.system, status=ack.status, subject=row["subject"],
+                command_id=str(ack.command_id), system=ack.system, status=ack.status, subject=row["subject"],
                 request_id=str(row["request_id"]) if row["request_id"] else None, action=row["action"],
                 first=first,
             ))
@@ -367,7 +327,7 @@ class CommandTracker:
         return results
 
     async def _seal_details(
-        self, tx: UnitOfWork, details: dict[uuid.UUID, str], rows: dict[str, asyncpg.Record]
+        self, tx: UnitOfWork, details: dict[uuid.UUID, str], rows: dict[uuid.UUID, asyncpg.Record]
     ) -> dict[uuid.UUID, bytes | None]:
         subjects: dict[uuid.UUID, str] = {r["command_id"]: r["subject"] for r in rows.values()}
         wanted = {c: text for c, text in details.items() if text}

@@ -16,10 +16,10 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from privacy_runtime import export_chunks
+from privacy_runtime.command_codec import ack_events
 from privacy_runtime.crypto import SubjectErased
 from privacy_runtime.processor import Inbound
 from privacy_runtime.unit_of_work import UnitOfWork
-from schemas.events import PrivacyAck
 from schemas.fields import MAX_EXPORT_TOTAL_BYTES
 from schemas.topics import PRIVACY_ACKS
 
@@ -91,27 +91,16 @@ class CommandInbox:
     async def _ack(self, tx: UnitOfWork, subject: str, command: Any, outcome: Outcome) -> None:
         # Nothing held, nothing exported: a not_found answer carries no export (and so makes no data key).
         export = outcome.export if outcome.status != "not_found" else None
-        text = export_chunks.export_text(export) if export is not None else None
-        if text is not None and export_chunks.needs_parts(text):
-            acks = [PrivacyAck.model_validate(dict(
-                command_id=command.command_id, system=self.system, status=outcome.status,
-                detail=outcome.detail if part.part == 1 else None, part=part.part, parts=part.parts,
-                export_chunk=part.chunk, export_sha256=part.sha256,
-            )) for part in export_chunks.split(text)]
-        else:
-            acks = [PrivacyAck.model_validate(dict(
-                command_id=command.command_id, system=self.system, status=outcome.status,
-                retained_basis=outcome.retained_basis, export=export, detail=outcome.detail,
-            ))]
+        acks = ack_events(command.command_id, self.system, outcome.status, detail=outcome.detail,
+                          retained_basis=outcome.retained_basis, export=export)
         # An export carries PII: seal it with the subject's key. Plain acks carry none.
         try:
             for ack in acks:
                 await tx.outbox.add(PRIVACY_ACKS, ack, subject=subject, seal=export is not None)
         except SubjectErased:  # erased here since: there is no key to seal with, and nothing left to export
-            await tx.outbox.add(PRIVACY_ACKS, PrivacyAck.model_validate(dict(
-                command_id=command.command_id, system=self.system, status="not_found",
-                detail="the subject's data was erased here",
-            )), subject=subject, seal=False)
+            (erased,) = ack_events(command.command_id, self.system, "not_found",
+                                   detail="the subject's data was erased here")
+            await tx.outbox.add(PRIVACY_ACKS, erased, subject=subject, seal=False)
 
 
 def _sized(outcome: Outcome) -> Outcome:

@@ -12,6 +12,10 @@ from pathlib import Path
 
 import asyncpg
 
+from privacy_runtime.crypto import KeyRing
+from privacy_runtime.db import create_pool
+from privacy_runtime.settings import ServiceSettings
+
 log = logging.getLogger(__name__)
 
 RUNTIME_SQL = Path(__file__).with_name("sql")
@@ -60,3 +64,20 @@ async def _apply(pool: asyncpg.Pool, schema: str, files: list[tuple[str, Path]])
         finally:
             await conn.execute("SELECT pg_advisory_unlock($1)", lock_id)
     return applied
+
+
+async def open_service_schema(
+    settings: ServiceSettings, schema: str, sql_dir: Path, keyring: KeyRing
+) -> tuple[asyncpg.Pool, asyncpg.Pool | None]:
+    """The service's pool on its schema, migrated; the key store's own pool when the wrapped keys live
+    apart (KEYSTORE_DATABASE_URL), else None; and the key ring ready (its lookup key loaded)."""
+    pool = await create_pool(settings.database_url, schema)
+    await apply_migrations(pool, schema, sql_dir)
+    keystore_pool = None
+    if settings.separate_keystore():
+        keystore_pool = await create_pool(settings.keystore_url(), schema, min_size=1)
+        await apply_keystore_migrations(keystore_pool, schema)
+        keyring.use_keystore(keystore_pool)
+    async with pool.acquire() as conn:
+        await keyring.load_lookup_key(conn)
+    return pool, keystore_pool

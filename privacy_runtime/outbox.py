@@ -1,6 +1,7 @@
 """Transactional outbox and its relay.
 
-A handler writes its state change and the events that announce it in one transaction (`Outbox.add`).
+A handler writes its state change and the events that announce it in one transaction (`tx.outbox`,
+which encodes with `Outbox.encode` and writes with `Outbox.write`, the table's one entry point).
 The relay takes pending rows in id order, deleting them in a transaction that commits only once the
 broker has them all; a crash before that commit re-publishes the same events (same CloudEvents `id`),
 which every consumer ignores as duplicates. Deleting (not marking) keeps the table small and costs
@@ -15,7 +16,8 @@ import json
 import logging
 import time
 from collections import Counter
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
@@ -36,17 +38,32 @@ log = logging.getLogger(__name__)
 PENDING_COUNT_EVERY = 1.0
 
 
+@dataclass(frozen=True)
+class OutboxMessage:
+    """One encoded event on its way out, as the outbox table holds it before sealing."""
+
+    topic: str
+    key: bytes | None
+    value: bytes
+    #: The subject whose data key seals the value (events that may carry PII, so erasure shreds them
+    #: too); None for events that carry none (commands without fields, status, audit), which survive it.
+    sealed_for: str | None = None
+
+
 class Outbox:
-    """Writes outbound events inside the caller's transaction."""
+    """Encodes outbound events and writes them inside the caller's transaction.
+
+    `encode` is the one builder of an event from a contract model; `write` the one way into the table
+    (the unit of work's `tx.outbox` binds it to its transaction). Hot paths that encode a checked
+    shape themselves (commands) hand `write` their `OutboxMessage`s directly."""
 
     def __init__(self, keyring: KeyRing, source: str):
         self.keyring = keyring
         self.source = source
         self.wakeup = asyncio.Event()
 
-    async def add(
+    def encode(
         self,
-        conn: asyncpg.Connection,
         topic: str,
         data: EventData,
         *,
@@ -55,92 +72,44 @@ class Outbox:
         event_id: str | None = None,
         time: datetime | None = None,
         seal: bool = True,
-        pending: dict[str, bytes] | None = None,
-    ) -> str:
-        """Queue one CloudEvent; returns its id.
-
-        Events that may carry PII are sealed with the subject's key, so erasure shreds them too; events
-        that carry none (acks without export, status, audit) pass `seal=False` and survive erasure.
-        """
-        event = new_event(topic, data, subject=subject, source=self.source, time=time, id=event_id)
-        value = event.model_dump_json(exclude_none=False).encode()
-        kafka_key = (key if key is not None else subject or "").encode() or None
-        sealed_for = subject if (seal and subject is not None) else None
-        if sealed_for is not None:
-            data_key = await self.keyring.data_key(conn, sealed_for, pending=pending)
-            assert data_key is not None
-            value = seal_bytes(data_key, value, f"outbox:{sealed_for}".encode())
-        await conn.execute(
-            "INSERT INTO outbox (topic, key, subject, value) VALUES ($1, $2, $3, $4)",
-            topic,
-            kafka_key,
-            sealed_for,
-            value,
+        extensions: Mapping[str, str] | None = None,
+    ) -> tuple[str, OutboxMessage]:
+        """The event's id and its message. The Kafka key is the subject unless `key` says otherwise."""
+        event = new_event(topic, data, subject=subject, source=self.source, time=time, id=event_id,
+                          extensions=extensions)
+        kafka_key = key if key is not None else subject
+        return str(event.id), OutboxMessage(
+            topic, kafka_key.encode() if kafka_key else None, event.model_dump_json().encode(),
+            subject if seal else None,
         )
-        return str(event.id)
 
-    async def add_many(
-        self,
-        conn: asyncpg.Connection,
-        rows: Sequence[tuple[str, EventData, str | None]],
-        *,
-        keys: list[str] | None = None,
-        seal: bool = True,
-        extensions: list[dict[str, str]] | None = None,
-        pending: dict[str, bytes] | None = None,
-    ) -> list[str]:
-        """Queue many (topic, data, subject) events in one round trip; returns their ids.
+    async def write(
+        self, conn: asyncpg.Connection, messages: Sequence[OutboxMessage], pending: dict[str, bytes] | None = None
+    ) -> None:
+        """Queue messages in one round trip, sealing each that names a subject with that subject's key.
 
-        Kafka keys are the subjects unless `keys` says otherwise. `seal=False` is for events that
-        carry no PII (e.g. suppress commands, audit entries), which then need no data key at all.
-        `extensions`: CloudEvents extension attributes per event."""
-        if not rows:
-            return []
-        if seal:
-            if any(subject is None for _, _, subject in rows):
-                raise ValueError("only events with a subject can be sealed")
-            if pending is None:
-                pending = {}  # keys created here are not cached: nobody commits them
-            await self.keyring.ensure_keys(conn, {subject for _, _, subject in rows if subject is not None}, pending)
-        topics: list[str] = []
-        kafka_keys: list[bytes | None] = []
-        subjects: list[str | None] = []
+        Raises `SubjectErased` for a subject erased already: nothing of theirs may be written.
+        `pending`: the data keys the caller's transaction created (see `TransactionKeys`)."""
+        if not messages:
+            return
+        if pending is None:
+            pending = {}  # keys created here are not cached: nobody commits them
+        subjects = {m.sealed_for for m in messages if m.sealed_for is not None}
+        if len(subjects) > 1:  # many subjects' keys in two round trips rather than one or two each
+            await self.keyring.ensure_keys(conn, subjects, pending)
         values: list[bytes] = []
-        ids: list[str] = []
-        for number, (topic, data, subject) in enumerate(rows):
-            event = new_event(topic, data, subject=subject, source=self.source,
-                              extensions=extensions[number] if extensions is not None else None)
-            value = event.model_dump_json().encode()
-            if seal and subject is not None:
-                data_key = await self.keyring.data_key(conn, subject, pending=pending)
+        for message in messages:
+            value = message.value
+            if message.sealed_for is not None:
+                data_key = await self.keyring.data_key(conn, message.sealed_for, pending=pending)
                 assert data_key is not None
-                value = seal_bytes(data_key, value, f"outbox:{subject}".encode())
-            key = keys[number] if keys is not None else subject
-            topics.append(topic)
-            kafka_keys.append(key.encode() if key else None)
-            subjects.append(subject if seal else None)
+                value = seal_bytes(data_key, value, f"outbox:{message.sealed_for}".encode())
             values.append(value)
-            ids.append(str(event.id))
-        await _insert(conn, topics, kafka_keys, subjects, values)
-        return ids
-
-    async def add_encoded(self, conn: asyncpg.Connection, rows: Sequence[tuple[str, bytes | None, bytes]]) -> None:
-        """Queue events encoded already (topic, Kafka key, value), e.g. by `dump_checked_event`. Only
-        for events that carry no PII: they are not sealed."""
-        if rows:
-            topics, keys, values = (list(column) for column in zip(*rows, strict=True))
-            await _insert(conn, topics, keys, [None] * len(rows), values)
-
-
-async def _insert(
-    conn: asyncpg.Connection, topics: list[str], keys: list[bytes | None], subjects: list[str | None],
-    values: list[bytes],
-) -> None:
-    await conn.execute(
-        "INSERT INTO outbox (topic, key, subject, value) "
-        "SELECT * FROM unnest($1::text[], $2::bytea[], $3::text[], $4::bytea[])",
-        topics, keys, subjects, values,
-    )
+        await conn.execute(
+            "INSERT INTO outbox (topic, key, subject, value) "
+            "SELECT * FROM unnest($1::text[], $2::bytea[], $3::text[], $4::bytea[])",
+            [m.topic for m in messages], [m.key for m in messages], [m.sealed_for for m in messages], values,
+        )
 
 
 #: With the schema's hash: one relay pass at a time per schema, across processes.

@@ -25,11 +25,10 @@ from privacy_runtime.audit import AuditTrail
 from privacy_runtime.consumer import BatchConsumer
 from privacy_runtime.crypto import KeyRing
 from privacy_runtime.datamap import DataMap, load_data_map
-from privacy_runtime.db import create_pool
 from privacy_runtime.deadletters import DeadLetters
 from privacy_runtime.housekeeping import housekeeping_loop
 from privacy_runtime.kafka import RenewingProducer, renewing_producer, wait_for_kafka
-from privacy_runtime.migrations import apply_keystore_migrations, apply_migrations
+from privacy_runtime.migrations import open_service_schema
 from privacy_runtime.outbox import Outbox, OutboxRelay, close_publishing
 from privacy_runtime.processor import Handler, StreamProcessor
 from privacy_runtime.settings import ServiceSettings
@@ -67,7 +66,7 @@ class ServiceRuntime:
         self._dead_letters: DeadLetters | None = None
         self._relay: OutboxRelay | None = None
         self._background: list[asyncio.Task[None]] = []
-        self._on_started: list[Callable[[], Awaitable[None]]] = []
+        self._on_started: list[tuple[str, Callable[[], Awaitable[None]]]] = []
         #: Awaited by the outbox relay before it publishes what it took (see OutboxRelay).
         self.before_publish: list[Callable[[], Awaitable[None]]] = []
         self._other_keys: list[OtherKeys] = []
@@ -96,8 +95,13 @@ class ServiceRuntime:
 
     def on_started(self, fn: Callable[[], Awaitable[None]]) -> Callable[[], Awaitable[None]]:
         """Register a coroutine to run once the database and producer are up (e.g. a resend loop)."""
-        self._on_started.append(fn)
+        self._on_started.append((fn.__name__, fn))
         return fn
+
+    def keep_running(self, **loops: Callable[[], Awaitable[None]]) -> None:
+        """Run each loop once the database and producer are up, restarted should it fail; the keyword
+        names its task."""
+        self._on_started.extend(loops.items())
 
     @property
     def pool(self) -> asyncpg.Pool:
@@ -139,14 +143,8 @@ class ServiceRuntime:
         await wait_for_kafka(self.settings, sleep=sleep, should_stop=lambda: self._stopping or should_stop())
 
     async def _start(self) -> None:
-        self._pool = await create_pool(self.settings.database_url, self.name)
-        await apply_migrations(self._pool, self.name, self.sql_dir)
-        if self.settings.separate_keystore():  # KEYSTORE_DATABASE_URL: the wrapped keys live apart
-            self._keystore_pool = await create_pool(self.settings.keystore_url(), self.name, min_size=1)
-            await apply_keystore_migrations(self._keystore_pool, self.name)
-            self.keyring.use_keystore(self._keystore_pool)
-        async with self._pool.acquire() as conn:
-            await self.keyring.load_lookup_key(conn)
+        self._pool, self._keystore_pool = await open_service_schema(self.settings, self.name, self.sql_dir,
+                                                                    self.keyring)
         self._producer = renewing_producer(self.settings)
         await self._producer.start()
         self._dead_letters = DeadLetters(self._producer, self.name)
@@ -156,8 +154,8 @@ class ServiceRuntime:
         self._background.append(asyncio.create_task(_forever(self._housekeeping), name=f"{self.name}-housekeeping"))
         if self.settings.privacy_master_key_previous:
             self._background.append(asyncio.create_task(_forever(self._rewrap_keys), name=f"{self.name}-rewrap"))
-        for fn in self._on_started:
-            self._background.append(asyncio.create_task(_forever(fn), name=f"{self.name}-{fn.__name__}"))
+        for name, fn in self._on_started:
+            self._background.append(asyncio.create_task(_forever(fn, name), name=f"{self.name}-{name}"))
         if self._streams:
             self._consumer = BatchConsumer(self.settings, self.group_id, self._streams,
                                            batch_max_events=self.settings.batch_max_events)
@@ -240,7 +238,7 @@ class ServiceRuntime:
                 await self._consumer.report_lag()
 
 
-async def _forever(fn: Callable[[], Awaitable[None]]) -> None:
+async def _forever(fn: Callable[[], Awaitable[None]], name: str | None = None) -> None:
     """Run a background loop; restart it after an unexpected error instead of dying silently."""
     while True:
         try:
@@ -249,5 +247,5 @@ async def _forever(fn: Callable[[], Awaitable[None]]) -> None:
         except asyncio.CancelledError:
             raise
         except Exception:
-            log.exception("background task %s failed; restarting in 1s", getattr(fn, "__name__", fn))
+            log.exception("background task %s failed; restarting in 1s", name or getattr(fn, "__name__", fn))
             await asyncio.sleep(1.0)

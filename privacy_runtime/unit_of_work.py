@@ -12,17 +12,17 @@ never cached, and the audit chain's lock is taken once, just before the commit.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Iterable, Mapping, Sequence
+from collections.abc import AsyncIterator, Iterable, Sequence
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from datetime import datetime
-from typing import Any, Protocol
+from typing import Protocol, Unpack
 
 import asyncpg
 
-from privacy_runtime.audit import AuditEntry, AuditTrail
+from privacy_runtime.audit import AuditEntry, AuditTrail, EntryFields
 from privacy_runtime.crypto import KeyRing
 from privacy_runtime.datamap import DataMap
-from privacy_runtime.outbox import Outbox
+from privacy_runtime.outbox import Outbox, OutboxMessage
 from privacy_runtime.settings import ServiceSettings
 from schemas.events import EventData
 
@@ -82,21 +82,8 @@ class TransactionAudit:
         self.keys = keys
         self.entries: list[AuditEntry] = []
 
-    async def record(
-        self,
-        action: str,
-        *,
-        subject: str | None = None,
-        ref: str | None = None,
-        detail: dict[str, Any] | None = None,
-        actor: str | None = None,
-        publish: bool = True,
-        sealed: Mapping[str, str | None] | None = None,
-    ) -> None:
-        self.entries.append(await self.trail.entry(
-            self.conn, action, subject=subject, ref=ref, detail=detail, actor=actor, publish=publish,
-            sealed=sealed, pending=self.keys.pending,
-        ))
+    async def record(self, action: str, **fields: Unpack[EntryFields]) -> None:
+        self.entries.append(await self.trail.entry(self.conn, action, pending=self.keys.pending, **fields))
 
     async def flush(self) -> None:
         entries, self.entries = self.entries, []
@@ -104,7 +91,9 @@ class TransactionAudit:
 
 
 class TransactionOutbox:
-    """The outbox in one transaction: events are sealed with keys the transaction may have created."""
+    """The outbox in one transaction: events are sealed with keys the transaction may have created.
+
+    `write` is the one way in; `add` encodes a contract model (`Outbox.encode`) for it."""
 
     def __init__(self, outbox: Outbox, conn: asyncpg.Connection, keys: TransactionKeys):
         self.outbox = outbox
@@ -115,18 +104,16 @@ class TransactionOutbox:
     def source(self) -> str:
         return self.outbox.source
 
+    async def write(self, messages: Sequence[OutboxMessage]) -> None:
+        await self.outbox.write(self.conn, messages, pending=self.keys.pending)
+
     async def add(self, topic: str, data: EventData, *, subject: str | None, key: str | None = None,
                   event_id: str | None = None, time: datetime | None = None, seal: bool = True) -> str:
-        return await self.outbox.add(self.conn, topic, data, subject=subject, key=key, event_id=event_id,
-                                     time=time, seal=seal, pending=self.keys.pending)
-
-    async def add_many(self, rows: Sequence[tuple[str, EventData, str | None]], *, keys: list[str] | None = None,
-                       seal: bool = True, extensions: list[dict[str, str]] | None = None) -> list[str]:
-        return await self.outbox.add_many(self.conn, rows, keys=keys, seal=seal, extensions=extensions,
-                                          pending=self.keys.pending)
-
-    async def add_encoded(self, rows: Sequence[tuple[str, bytes | None, bytes]]) -> None:
-        await self.outbox.add_encoded(self.conn, rows)
+        """Queue one event; returns its id."""
+        event_id, message = self.outbox.encode(topic, data, subject=subject, key=key, event_id=event_id, time=time,
+                                               seal=seal)
+        await self.write([message])
+        return event_id
 
 
 class UnitOfWork(Protocol):

@@ -7,7 +7,7 @@ import pytest
 from hypothesis import settings
 
 from devstack.stack import Stack
-from tests.helpers import ServiceProcess
+from tests.helpers import ExternalSystems, ServiceProcess, playing
 
 pytest_plugins = ["devstack.pytest_plugin", "tests.browser_kit"]
 
@@ -58,3 +58,11 @@ async def system(stack: Stack) -> AsyncIterator[dict[str, ServiceProcess]]:
     finally:
         for service in running.values():
             service.stop()
+
+
+@pytest.fixture
+async def systems(stack: Stack) -> AsyncIterator[ExternalSystems]:
+    """The external downstream systems, played by the stand-ins `make run` starts, answering every
+    command sent from now on (so that an erasure or an export runs to its end)."""
+    async with playing(ExternalSystems(stack.endpoints.kafka_bootstrap)) as systems:
+        yield systems

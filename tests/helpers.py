@@ -19,7 +19,7 @@ import sys
 import time
 import typing
 import uuid
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Mapping, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
@@ -36,7 +36,8 @@ from privacy_runtime.migrations import apply_migrations
 from privacy_runtime.notice_secrets import SECRET_PARAMS, NoticeSecrets
 from privacy_runtime.settings import DEFAULT_DATA_MAP as DEFAULT_DATA_MAP_PATH
 from schemas.envelope import new_event
-from schemas.events import EventData
+from schemas.events import EventData, PrivacyAck
+from schemas.topics import EXTERNAL_SYSTEMS, PRIVACY_ACKS, command_topic
 
 ROOT = Path(__file__).resolve().parent.parent
 T = TypeVar("T")
@@ -187,36 +188,41 @@ def running_client(name: str, env: dict[str, str]) -> Iterator[httpx.Client]:
 
 
 async def read_topic(bootstrap: str, topic: str, *, timeout: float = 30.0) -> list[Any]:
-    """Every message currently on `topic`, from the beginning (no consumer group), up to the end offsets
-    seen at the start. Fails rather than return part of it: a check that something is absent must have
-    read everything."""
+    """Every message currently on `topic` (see `read_from_start`)."""
     consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False)
     await consumer.start()
     try:
-        partitions = consumer.partitions_for_topic(topic) or set()
-        if not partitions:
-            await consumer._client.force_metadata_update()
-            partitions = consumer.partitions_for_topic(topic) or set()
-        tps = [TopicPartition(topic, p) for p in sorted(partitions)]
-        if not tps:
-            return []
-        consumer.assign(tps)
-        await consumer.seek_to_beginning(*tps)
-        end = await consumer.end_offsets(tps)
-        messages: list[Any] = []
-        deadline = asyncio.get_running_loop().time() + timeout
-        while True:
-            positions = [await consumer.position(tp) for tp in tps]
-            if all(pos >= end[tp] for pos, tp in zip(positions, tps, strict=True)):
-                break
-            if asyncio.get_running_loop().time() > deadline:
-                raise TimeoutError(f"read {len(messages)} messages of {topic} but not to its end in {timeout} s")
-            batch = await consumer.getmany(timeout_ms=200)
-            for records in batch.values():
-                messages.extend(records)
-        return messages
+        return await read_from_start(consumer, topic, timeout=timeout)
     finally:
         await consumer.stop()
+
+
+async def read_from_start(consumer: AIOKafkaConsumer, topic: str, *, timeout: float = 30.0) -> list[Any]:
+    """Every message currently on `topic`, read by a started consumer without a group from the beginning
+    up to the end offsets seen at the start. Fails rather than return part of it: a check that something
+    is absent must have read everything."""
+    partitions = consumer.partitions_for_topic(topic) or set()
+    if not partitions:
+        await consumer._client.force_metadata_update()
+        partitions = consumer.partitions_for_topic(topic) or set()
+    tps = [TopicPartition(topic, p) for p in sorted(partitions)]
+    if not tps:
+        return []
+    consumer.assign(tps)
+    await consumer.seek_to_beginning(*tps)
+    end = await consumer.end_offsets(tps)
+    messages: list[Any] = []
+    deadline = asyncio.get_running_loop().time() + timeout
+    while True:
+        positions = [await consumer.position(tp) for tp in tps]
+        if all(pos >= end[tp] for pos, tp in zip(positions, tps, strict=True)):
+            break
+        if asyncio.get_running_loop().time() > deadline:
+            raise TimeoutError(f"read {len(messages)} messages of {topic} but not to its end in {timeout} s")
+        batch = await consumer.getmany(timeout_ms=200)
+        for records in batch.values():
+            messages.extend(records)
+    return messages
 
 
 async def wait_for_messages(bootstrap: str, topic: str, match: Callable[[Any], bool], *, count: int = 1,
@@ -324,6 +330,16 @@ class ServiceProcess:
         )
         return self
 
+    @contextlib.asynccontextmanager
+    async def running(self, timeout: float = 60.0) -> AsyncIterator[ServiceProcess]:
+        """The service started and ready for the block (a fixture's body), stopped after it."""
+        self.start()
+        try:
+            await self.wait_ready(timeout)
+            yield self
+        finally:
+            self.stop()
+
     async def wait_ready(self, timeout: float = 60.0) -> None:
         async def ready() -> bool:
             if self.process is not None and self.process.poll() is not None:
@@ -385,6 +401,67 @@ async def stop_player(task: asyncio.Task[None] | None, consumer: AIOKafkaConsume
     await producer.stop()
 
 
+class Player(typing.Protocol):
+    async def start(self) -> None: ...
+
+    async def stop(self) -> None: ...
+
+
+PlayerT = TypeVar("PlayerT", bound=Player)
+
+
+@contextlib.asynccontextmanager
+async def playing(player: PlayerT) -> AsyncIterator[PlayerT]:
+    """A stand-in for downstream systems running for the block (a fixture's body)."""
+    await player.start()
+    try:
+        yield player
+    finally:
+        await player.stop()
+
+
+class CommandPlayer:
+    """A test's stand-in for downstream systems: reads their command topics in a group of its own
+    (from the start, or with `from_now` only what is sent after `start`), hands each command to
+    `on_command` and answers on `privacy-acks` with `answer`."""
+
+    source = "urn:test:systems"
+
+    def __init__(self, bootstrap: str, systems: Iterable[str], *, from_now: bool = False):
+        self.bootstrap = bootstrap
+        self.topics = [command_topic(s) for s in systems]
+        self.group = f"test-systems-{uuid.uuid4().hex[:8]}"
+        self.from_now = from_now
+        self._consumer = AIOKafkaConsumer(*self.topics, bootstrap_servers=bootstrap, group_id=self.group,
+                                          auto_offset_reset="earliest")
+        self._producer = AIOKafkaProducer(bootstrap_servers=bootstrap, acks="all")
+        self._task: asyncio.Task[None] | None = None
+
+    async def start(self) -> None:
+        if self.from_now:
+            await commit_group_offsets(self.bootstrap, self.group, self.topics, to_end=True)
+        await self._producer.start()
+        await self._consumer.start()
+        self._task = asyncio.create_task(self._run())
+
+    async def stop(self) -> None:
+        await stop_player(self._task, self._consumer, self._producer)
+
+    async def _run(self) -> None:
+        async for message in self._consumer:
+            event = event_of(message)
+            if event is None or "subject" not in event:
+                continue  # another test's malformed message on the shared topic
+            await self.on_command(event["subject"], event["data"])
+
+    async def on_command(self, subject: str, command: dict[str, Any]) -> None:
+        raise NotImplementedError
+
+    async def answer(self, subject: str, ack: dict[str, Any]) -> None:
+        event = new_event(PRIVACY_ACKS, PrivacyAck.model_validate(ack), subject=subject, source=self.source)
+        await self._producer.send_and_wait(PRIVACY_ACKS, key=subject.encode(), value=event.model_dump_json().encode())
+
+
 async def get_json(url: str, **kwargs: Any) -> tuple[int, Any]:
     async with httpx.AsyncClient(timeout=10.0) as client:
         response = await client.get(url, **kwargs)
@@ -412,3 +489,30 @@ async def dump_tables(dsn: str, schemas: Sequence[str] = SERVICE_SCHEMAS) -> str
         return "\n".join(chunks)
     finally:
         await conn.close()
+
+
+class ExternalSystems:
+    """Every external system, played by the local stand-ins `make run` starts (billing keeps invoices),
+    from the end of each command topic; `received` holds (system, command data, subject) answered."""
+
+    def __init__(self, bootstrap: str):
+        self.bootstrap = bootstrap
+        self.group = f"policy-standins-{uuid.uuid4().hex[:8]}"
+        self.answered: list[tuple[str, dict[str, Any]]] = []
+        self._stop = asyncio.Event()
+        self._task: asyncio.Task[None] | None = None
+
+    @property
+    def received(self) -> list[tuple[str, dict[str, Any], str]]:
+        return [(command["system"], command, subject) for subject, command in self.answered]
+
+    async def start(self) -> None:
+        await commit_group_offsets(self.bootstrap, self.group, [command_topic(s) for s in EXTERNAL_SYSTEMS],
+                                   to_end=True)
+        settings = standins.StandinSettings(kafka_bootstrap_servers=self.bootstrap)
+        self._task = asyncio.create_task(standins.play(settings, self._stop, group=self.group, seen=self.answered))
+
+    async def stop(self) -> None:
+        self._stop.set()
+        if self._task:
+            await asyncio.wait_for(self._task, timeout=30)

@@ -9,7 +9,6 @@ import io
 import re
 import uuid
 import zipfile
-from collections.abc import AsyncIterator
 from hashlib import sha256
 from typing import Any
 
@@ -21,50 +20,18 @@ from devstack.stack import Stack
 from privacy_runtime.pages.security import CONTENT_SECURITY_POLICY
 from schemas.events import (
     ConsentChanged,
-    ConsentGrant,
     DsarDetails,
     DsarRequested,
     NotificationRequested,
-    UserRegistered,
 )
-from schemas.topics import CONSENT_CHANGED, DSAR_REQUESTED, NOTIFICATION_REQUESTED, USER_REGISTERED
-from tests.helpers import ServiceProcess, get_json, publish, subject_id, wait_until
-from tests.test_policy_scenarios import ExternalSystems, _mails_to
+from schemas.topics import CONSENT_CHANGED, DSAR_REQUESTED, NOTIFICATION_REQUESTED
+from tests.helpers import ExternalSystems, ServiceProcess, get_json, publish, subject_id, wait_until
+from tests.test_policy_scenarios import _mails_to, register_for_marketing
 
 pytestmark = pytest.mark.stack
 
 SCANS = 5
 ONE_CLICK = {"content": b"List-Unsubscribe=One-Click", "headers": {"Content-Type": "application/x-www-form-urlencoded"}}
-
-
-@pytest.fixture
-async def systems(stack: Stack) -> AsyncIterator[ExternalSystems]:
-    responder = ExternalSystems(stack.endpoints.kafka_bootstrap)
-    await responder.start()
-    try:
-        yield responder
-    finally:
-        await responder.stop()
-
-
-async def _register(stack: Stack, system: dict[str, ServiceProcess], subject: str, locale: str) -> str:
-    address = f"{subject}@example.org"
-    await publish(stack.endpoints.kafka_bootstrap, USER_REGISTERED, UserRegistered(
-        email=address, name="Sara Skanner", country="SE", locale=locale,
-        consents=[ConsentGrant(purpose="marketing_email", granted=True)]), subject=subject)
-
-    async def registered() -> bool:
-        status, body = await get_json(f"{system['consent'].url}/v1/decisions",
-                                      params={"subject": subject, "purpose": "marketing_email"})
-        conn = await asyncpg.connect(stack.endpoints.database_url)
-        try:
-            known = await conn.fetchval("SELECT count(*) FROM notifier.recipients WHERE subject = $1", subject)
-        finally:
-            await conn.close()
-        return status == 200 and body["allowed"] and known == 1
-
-    await wait_until(registered, what="the person to be registered in consent and notifier")
-    return address
 
 
 async def _marketing_allowed(system: dict[str, ServiceProcess], subject: str) -> bool:
@@ -95,7 +62,7 @@ async def test_scanning_the_unsubscribe_link_changes_nothing_and_one_post_withdr
 ) -> None:
     bootstrap, dsn = stack.endpoints.kafka_bootstrap, stack.endpoints.database_url
     subject = subject_id("scan-unsub")
-    address = await _register(stack, system, subject, "sv")
+    address = await register_for_marketing(stack, system, subject, "Sara Skanner", "sv")
     await publish(bootstrap, NOTIFICATION_REQUESTED, NotificationRequested(
         notification_id=f"newsletter:scan:{subject}", template="policy_changed", category="marketing", locale="sv",
         params={"version": "2026-12", "effective_date": "2027-01-01", "summary_sv": "Nyheter", "summary_en": "News",
@@ -172,7 +139,7 @@ async def test_scanning_the_export_link_uses_up_nothing_and_each_post_is_one_dow
 ) -> None:
     bootstrap, dsn = stack.endpoints.kafka_bootstrap, stack.endpoints.database_url
     subject = subject_id("scan-export")
-    address = await _register(stack, system, subject, "sv")
+    address = await register_for_marketing(stack, system, subject, "Sara Skanner", "sv")
     await publish(bootstrap, DSAR_REQUESTED, DsarRequested(
         request_id=uuid.uuid4(), right="access", identity_verified=True, requested_via="web_form",
         details=DsarDetails()), subject=subject)

@@ -8,7 +8,6 @@ import base64
 import json
 import re
 import uuid
-from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
@@ -16,7 +15,6 @@ import asyncpg
 import httpx
 import pytest
 
-from devstack import standins
 from devstack.smtp_sink import read_messages
 from devstack.stack import Stack
 from privacy_runtime.crypto import KeyRing
@@ -33,13 +31,12 @@ from schemas.topics import (
     EXTERNAL_SYSTEMS,
     NOTIFICATION_REQUESTED,
     USER_REGISTERED,
-    command_topic,
 )
 from tests.helpers import (
     SERVICE_SCHEMAS,
     TEST_MASTER_KEY,
+    ExternalSystems,
     ServiceProcess,
-    commit_group_offsets,
     dump_tables,
     get_json,
     publish,
@@ -50,42 +47,27 @@ from tests.helpers import (
 pytestmark = pytest.mark.stack
 
 
+async def register_for_marketing(stack: Stack, system: dict[str, ServiceProcess], subject: str, name: str,
+                                 locale: str) -> str:
+    """A person registered with marketing consent, known to consent and in the notifier's directory;
+    returns their address."""
+    address = f"{subject}@example.org"
+    await publish(stack.endpoints.kafka_bootstrap, USER_REGISTERED, UserRegistered(
+        email=address, name=name, country="SE", locale=locale,
+        consents=[ConsentGrant(purpose="marketing_email", granted=True)]), subject=subject)
 
-class ExternalSystems:
-    """Every external system, played by the local stand-ins `make run` starts (billing keeps invoices),
-    from the end of each command topic; `received` holds (system, command data, subject) answered."""
+    async def registered() -> bool:
+        status, body = await get_json(f"{system['consent'].url}/v1/decisions",
+                                      params={"subject": subject, "purpose": "marketing_email"})
+        conn = await asyncpg.connect(stack.endpoints.database_url)
+        try:
+            known = await conn.fetchval("SELECT count(*) FROM notifier.recipients WHERE subject = $1", subject)
+        finally:
+            await conn.close()
+        return status == 200 and body["allowed"] and known == 1
 
-    def __init__(self, bootstrap: str):
-        self.bootstrap = bootstrap
-        self.group = f"policy-standins-{uuid.uuid4().hex[:8]}"
-        self.answered: list[tuple[str, dict[str, Any]]] = []
-        self._stop = asyncio.Event()
-        self._task: asyncio.Task[None] | None = None
-
-    @property
-    def received(self) -> list[tuple[str, dict[str, Any], str]]:
-        return [(command["system"], command, subject) for subject, command in self.answered]
-
-    async def start(self) -> None:
-        await commit_group_offsets(self.bootstrap, self.group, [command_topic(s) for s in EXTERNAL_SYSTEMS],
-                                   to_end=True)
-        settings = standins.StandinSettings(kafka_bootstrap_servers=self.bootstrap)
-        self._task = asyncio.create_task(standins.play(settings, self._stop, group=self.group, seen=self.answered))
-
-    async def stop(self) -> None:
-        self._stop.set()
-        if self._task:
-            await asyncio.wait_for(self._task, timeout=30)
-
-
-@pytest.fixture
-async def systems(stack: Stack) -> AsyncIterator[ExternalSystems]:
-    responder = ExternalSystems(stack.endpoints.kafka_bootstrap)
-    await responder.start()
-    try:
-        yield responder
-    finally:
-        await responder.stop()
+    await wait_until(registered, what="the person to be registered in consent and notifier")
+    return address
 
 
 def _mails_to(mail_dir: Path, address: str) -> list[Any]:
@@ -203,22 +185,7 @@ async def test_a_user_opts_out_of_marketing_from_the_email_footer_and_every_mark
     email is not sent, while a transactional notice still is."""
     bootstrap = stack.endpoints.kafka_bootstrap
     subject = subject_id("footer")
-    address = f"{subject}@example.org"
-    await publish(bootstrap, USER_REGISTERED, UserRegistered(
-        email=address, name="Fia Fotnot", country="SE", locale="sv",
-        consents=[ConsentGrant(purpose="marketing_email", granted=True)]), subject=subject)
-
-    async def registered() -> bool:
-        status, body = await get_json(f"{system['consent'].url}/v1/decisions",
-                                      params={"subject": subject, "purpose": "marketing_email"})
-        conn = await asyncpg.connect(stack.endpoints.database_url)
-        try:
-            known = await conn.fetchval("SELECT count(*) FROM notifier.recipients WHERE subject = $1", subject)
-        finally:
-            await conn.close()
-        return status == 200 and body["allowed"] and known == 1
-
-    await wait_until(registered, what="the user to be registered with marketing consent")
+    address = await register_for_marketing(stack, system, subject, "Fia Fotnot", "sv")
     newsletter = NotificationRequested(
         notification_id=f"newsletter:2026-11:{subject}", template="policy_changed", category="marketing",
         locale="sv", params={"version": "2026-11", "effective_date": "2026-12-01", "summary_sv": "Nyheter",

@@ -17,9 +17,8 @@ import asyncpg
 
 from privacy_runtime.audit import AuditTrail
 from privacy_runtime.crypto import KeyRing
-from privacy_runtime.db import create_pool
 from privacy_runtime.kafka import RenewingProducer, renewing_producer
-from privacy_runtime.migrations import apply_keystore_migrations, apply_migrations
+from privacy_runtime.migrations import open_service_schema
 from privacy_runtime.outbox import Outbox, OutboxRelay, close_publishing
 from privacy_runtime.settings import ServiceSettings
 from privacy_runtime.unit_of_work import Transaction, open_transaction
@@ -50,14 +49,8 @@ class PageRuntime:
 
     async def start(self) -> None:
         if self.sql_dir is not None:
-            self._pool = await create_pool(self.settings.database_url, self.name)
-            await apply_migrations(self._pool, self.name, self.sql_dir)
-            if self.settings.separate_keystore():  # KEYSTORE_DATABASE_URL: the wrapped keys live apart
-                self._keystore_pool = await create_pool(self.settings.keystore_url(), self.name, min_size=1)
-                await apply_keystore_migrations(self._keystore_pool, self.name)
-                self.keyring.use_keystore(self._keystore_pool)
-            async with self._pool.acquire() as conn:
-                await self.keyring.load_lookup_key(conn)
+            self._pool, self._keystore_pool = await open_service_schema(self.settings, self.name, self.sql_dir,
+                                                                        self.keyring)
             if self.publishes:
                 self._producer = renewing_producer(self.settings)
                 await self._producer.start()

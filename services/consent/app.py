@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 
 from privacy_runtime.commands import CommandPolicy, CommandTracker, resend_loop
@@ -62,10 +63,7 @@ def create_service(settings: ConsentSettings) -> ConsentService:
 
 def _add_loops(service: ConsentService) -> None:
     runtime, settings = service.runtime, service.settings
-
-    @runtime.on_started
-    async def resend_commands() -> None:
-        await resend_loop(runtime, service.tracker)
+    runtime.keep_running(resend_commands=partial(resend_loop, runtime, service.tracker))
 
     @runtime.on_started
     async def anchor_ledger_seals() -> None:

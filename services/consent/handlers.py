@@ -9,7 +9,8 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from privacy_runtime.commands import AckIn, CommandTracker
+from privacy_runtime.command_codec import AckIn
+from privacy_runtime.commands import CommandTracker
 from privacy_runtime.processor import Handler, Inbound
 from privacy_runtime.unit_of_work import UnitOfWork
 from schemas.topics import CONSENT_CHANGED, DSAR_REQUESTED, PRIVACY_ACKS, USER_REGISTERED, command_topic
@@ -20,9 +21,7 @@ if TYPE_CHECKING:
 
 def record_acks(tracker: CommandTracker) -> Handler:
     async def record(tx: UnitOfWork, batch: list[Inbound]) -> None:
-        await tracker.acknowledge_many(tx, [
-            AckIn(str(a.command_id), str(a.system), str(a.status), a.detail) for a in (item.data for item in batch)
-        ])
+        await tracker.acknowledge_many(tx, [AckIn.from_event(item.data) for item in batch])
 
     return record
 

@@ -4,6 +4,7 @@ share, and registers its streams, routes and background loops on it."""
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 
 from privacy_runtime.commands import CommandPolicy, CommandTracker, resend_loop
@@ -45,19 +46,12 @@ def create_service(settings: DsarSettings) -> DsarService:
 
 def _add_loops(service: DsarService) -> None:
     runtime = service.runtime
-
-    @runtime.on_started
-    async def resend_commands() -> None:
-        """Commands not acknowledged are re-sent with backoff; overdue ones are audited by the tracker."""
-        await resend_loop(runtime, service.tracker)
-
-    @runtime.on_started
-    async def case_timers() -> None:
-        """Close unverified cases, escalate overdue ones, refresh the deadline gauges."""
-        await service.workflow.timer_loop()
-
-    @runtime.on_started
-    async def retention_sweeper() -> None:
-        """Delete the service's own records once retention no longer allows them, and request the
-        erasure of subjects inactive past the data map's retention."""
-        await sweep_forever(runtime, service.settings, utcnow)
+    runtime.keep_running(
+        # Commands not acknowledged are re-sent with backoff; overdue ones are audited by the tracker.
+        resend_commands=partial(resend_loop, runtime, service.tracker),
+        # Close unverified cases, escalate overdue ones, refresh the deadline gauges.
+        case_timers=service.workflow.timer_loop,
+        # Delete the service's own records once retention no longer allows them, and request the
+        # erasure of subjects inactive past the data map's retention.
+        retention_sweeper=partial(sweep_forever, runtime, service.settings, utcnow),
+    )

@@ -29,13 +29,14 @@ from typing import Any
 import asyncpg
 
 from privacy_runtime import metrics
-from privacy_runtime.commands import Ack, AckIn, CommandSpec, CommandTracker
+from privacy_runtime.command_codec import AckIn
+from privacy_runtime.commands import Ack, CommandSpec, CommandTracker
 from privacy_runtime.crypto import seal
 from privacy_runtime.notice_secrets import NoticeSecrets
 from privacy_runtime.processor import lock_subjects, try_lock_subjects
 from privacy_runtime.unit_of_work import Runtime, UnitOfWork
-from schemas.enums import CaseRight, CaseStatus, Locale, NotificationCategory
-from schemas.events import DsarStatus, NotificationRequested
+from schemas.enums import AckStatus, CaseRight, CaseStatus, Locale, NotificationCategory
+from schemas.events import DsarStatus, NotificationRequested, PrivacyAck
 from schemas.topics import DSAR_STATUS, NOTIFICATION_REQUESTED
 from services.dsar import cases, package, store
 from services.dsar.cases import Case, Decision
@@ -60,18 +61,31 @@ class UnknownCase(LookupError):
 class Answer:
     """A system's answer to a command, whole (an export in parts once all parts are here)."""
 
-    command_id: str
-    system: str
-    status: str
-    detail: str | None
-    export: dict[str, Any] | None
-    retained_basis: str | None
+    ack: AckIn
+    export: dict[str, Any] | None = None
+    retained_basis: str | None = None
     #: Why the answer cannot be used (it counts as `failed`; the reason goes to the operator).
     problem: str | None = None
+
+    @classmethod
+    def from_event(cls, data: PrivacyAck) -> Answer:
+        return cls(AckIn.from_event(data), data.export, data.retained_basis)
+
+    @classmethod
+    def unusable(cls, command_id: uuid.UUID, system: str, why: str) -> Answer:
+        """An answer that cannot be used, or none in time: `failed`, with the reason for the operator."""
+        return cls(AckIn(command_id, system, AckStatus.FAILED, why), problem=why)
 
 
 def utcnow() -> datetime:
     return datetime.now(UTC)
+
+
+async def audit_case(tx: UnitOfWork, case: Case, action: str, detail: dict[str, Any], *, actor: str | None = None,
+                     sealed: Mapping[str, str | None] | None = None) -> None:
+    """An audit entry about a case: the case's subject, its request id as the reference."""
+    await tx.audit.record(action, subject=case.subject, ref=case.request_id, detail=detail, actor=actor,
+                          sealed=sealed)
 
 
 class CaseEffects:
@@ -138,36 +152,22 @@ class CaseEffects:
 
     async def _extended(self, tx: UnitOfWork, case: Case, effect: cases.DeadlineExtended) -> None:
         await self._publish_status(tx, case, case.status, effect.reason)
-        await tx.audit.record(
-            "case_extended",
-            subject=case.subject,
-            ref=case.request_id,
-            detail={
-                "months": effect.months,
-                "due_at": case.due_at.isoformat(),
-                "original_due_at": case.original_due_at.isoformat(),
-            },
-            sealed={"reason": effect.reason},  # the operator's words: shredded with the subject
-        )
+        await audit_case(tx, case, "case_extended", {
+            "months": effect.months, "due_at": case.due_at.isoformat(),
+            "original_due_at": case.original_due_at.isoformat(),
+        }, sealed={"reason": effect.reason})  # the operator's words: shredded with the subject
 
     async def _shred(self, tx: UnitOfWork, case: Case) -> None:
         """Last of a decision's effects: the completion email and status events before it are unsealed
         and survive this."""
         await store.erase_subject_records(tx.conn, case.subject)
         await tx.keys.shred_subject(case.subject)
-        await tx.audit.record(
-            "subject_shredded",
-            subject=case.subject,
-            ref=case.request_id,
-            detail={"system": "dsar"},
-        )
+        await audit_case(tx, case, "subject_shredded", {"system": "dsar"})
 
     async def _note(self, tx: UnitOfWork, case: Case, effect: cases.Note) -> None:
         if effect.action == "case_manual_review":  # someone has to act: say so where it is seen
             log.warning("case %s waits for manual review: %s", case.request_id, effect.detail.get("reason"))
-        await tx.audit.record(
-            effect.action, subject=case.subject, ref=case.request_id, detail=dict(effect.detail)
-        )
+        await audit_case(tx, case, effect.action, dict(effect.detail))
 
     async def save(self, tx: UnitOfWork, case: Case) -> None:
         """Store the case, its free text sealed with the subject's key (`sealing`)."""
@@ -182,10 +182,7 @@ class CaseEffects:
         sealed = {"reason": reason} if reason and reason in operator_words(case) else {}
         if reason and not sealed:
             detail["reason"] = reason
-        await tx.audit.record(
-            f"case_{change.status}", subject=case.subject, ref=case.request_id, detail=detail,
-            sealed=sealed,
-        )
+        await audit_case(tx, case, f"case_{change.status}", detail, sealed=sealed)
         if change.status in cases.TERMINAL:
             metrics.CASES_CLOSED.labels(right=case.right, status=change.status).inc()
             if change.status == cases.COMPLETED:
@@ -245,12 +242,7 @@ class CaseEffects:
             seal=sealed,
             event_id=str(uuid.uuid5(NOTIFICATION_NAMESPACE, notification_id)),
         )
-        await tx.audit.record(
-            "notification_requested",
-            subject=case.subject,
-            ref=case.request_id,
-            detail={"template": notify.template, "id": notification_id},
-        )
+        await audit_case(tx, case, "notification_requested", {"template": notify.template, "id": notification_id})
 
     async def _issue(self, tx: UnitOfWork, case: Case, steps: tuple[cases.Step, ...]) -> list[str]:
         """Send the steps' commands; returns the systems whose `rectify` had no values to send."""
@@ -329,16 +321,8 @@ class CaseEffects:
             downloads=self.settings.export_max_downloads,
         )
         await store.drop_fragments(conn, case.request_id)
-        await tx.audit.record(
-            "export_assembled",
-            subject=case.subject,
-            ref=case.request_id,
-            detail={
-                "systems": sorted(fragments),
-                "media_type": built.media_type,
-                "bytes": len(built.content),
-            },
-        )
+        await audit_case(tx, case, "export_assembled", {
+            "systems": sorted(fragments), "media_type": built.media_type, "bytes": len(built.content)})
         link = f"{self.public_base_url}/v1/exports/{token}"
         await self._notify(tx, case, cases.export_email(case, link, expires_at, self.settings.export_max_downloads))
 
@@ -371,7 +355,7 @@ class CaseEffects:
         """Record answers to commands and move their cases on (the caller holds their subjects' locks)."""
         conn = tx.conn
         acks = await self.tracker.acknowledge_many(
-            tx, [AckIn(a.command_id, a.system, a.status, a.detail) for a in answers]
+            tx, [a.ack for a in answers]
         )
         by_case: dict[str, list[tuple[Ack, Answer]]] = defaultdict(list)
         for ack, answer in zip(acks, answers, strict=True):

@@ -14,14 +14,15 @@ from datetime import datetime
 from typing import Any
 
 from privacy_runtime import export_chunks, metrics
+from privacy_runtime.command_codec import AckIn
 from privacy_runtime.crypto import SubjectErased
 from privacy_runtime.processor import Inbound
 from privacy_runtime.unit_of_work import UnitOfWork
-from schemas.enums import CaseRight, Right
+from schemas.enums import AckStatus, CaseRight, Right
 from schemas.fields import MAX_EXPORT_TOTAL_BYTES
 from services.dsar import cases, inactivity, store
 from services.dsar.cases import Case
-from services.dsar.effects import Answer, CaseEffects, utcnow
+from services.dsar.effects import Answer, CaseEffects, audit_case, utcnow
 
 log = logging.getLogger(__name__)
 
@@ -98,12 +99,7 @@ class StreamHandlers(CaseEffects):
             )
         if not await store.insert_case(conn, await self.texts.sealed(tx, case), sealed):
             # Same request_id again (a resubmission, or on the other request topic): nothing new.
-            await tx.audit.record(
-                "case_duplicate_request",
-                subject=case.subject,
-                ref=case.request_id,
-                detail={"right": case.right},
-            )
+            await audit_case(tx, case, "case_duplicate_request", {"right": case.right})
             return
         metrics.CASES_OPENED.labels(right=case.right).inc()
         opened = await self.apply(tx, cases.open_case(
@@ -127,14 +123,13 @@ class StreamHandlers(CaseEffects):
         for data in acks:
             if data.chunked:
                 continue
-            answer = Answer(str(data.command_id), str(data.system), str(data.status), data.detail, data.export,
-                            data.retained_basis)
+            answer = Answer.from_event(data)
             command = exports.get(data.command_id)
-            if command is not None and answer.status == "done" and answer.export is None:
+            if command is not None and data.status is AckStatus.DONE and data.export is None:
                 if await store.has_export_parts(conn, data.command_id):
                     continue  # its export is arriving in parts: this is a repeat, the parts answer
                 why = "it answered done without the export"
-                answer = replace(answer, status="failed", problem=why)
+                answer = replace(answer, ack=replace(answer.ack, status=AckStatus.FAILED), problem=why)
             answers.append(answer)
         await self._settle(tx, answers)
 
@@ -185,12 +180,11 @@ class StreamHandlers(CaseEffects):
                 ) or "", sha) for r in await store.export_parts(conn, command_id, sha)]
                 outcome = export_chunks.assemble(pieces)
             if isinstance(outcome, export_chunks.Complete):
-                answers.append(Answer(str(command_id), command.system, "done", None, outcome.export, None))
+                answers.append(Answer(AckIn(command_id, command.system, AckStatus.DONE), outcome.export))
             elif isinstance(outcome, export_chunks.Unusable):
                 log.warning("export of %s for %s cannot be used: %s", command.system, command.request_id,
                             outcome.reason)
-                answers.append(Answer(str(command_id), command.system, "failed", outcome.reason, None, None,
-                                      problem=outcome.reason))
+                answers.append(Answer.unusable(command_id, command.system, outcome.reason))
         return answers
 
     async def _ignored_ack(self, tx: UnitOfWork, subject: str, command_id: str, claimed: str,

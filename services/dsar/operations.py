@@ -16,7 +16,7 @@ import asyncpg
 from privacy_runtime.commands import resend_now
 from services.dsar import cases, store
 from services.dsar.cases import Case, Decision
-from services.dsar.effects import CaseEffects, UnknownCase, utcnow
+from services.dsar.effects import CaseEffects, UnknownCase, audit_case, utcnow
 from services.dsar.verification import Verdict, judge
 
 T = TypeVar("T")
@@ -84,12 +84,7 @@ class Operations(CaseEffects):
                 tx.conn, request_id, lock=verification.attempts + 1 >= max_attempts
             )
             await store.record_failed_verification(tx.conn, case.subject)
-            await tx.audit.record(
-                "verification_failed",
-                subject=case.subject,
-                ref=request_id,
-                detail={"attempts": attempts},
-            )
+            await audit_case(tx, case, "verification_failed", {"attempts": attempts})
         if attempts >= max_attempts:
             return VerifyResult(429, {"error": f"too many wrong codes: verification is locked; contact {contact}"})
         left = max_attempts - attempts
@@ -118,8 +113,7 @@ class Operations(CaseEffects):
             count = await resend_now(tx.conn, system, request_id)
             if count == 0:
                 raise cases.CaseError(f"no command of this request waits for an answer from {system}")
-            await tx.audit.record("operator_resend", subject=case.subject, ref=request_id,
-                                            actor=actor, detail={"system": system, "commands": count})
+            await audit_case(tx, case, "operator_resend", {"system": system, "commands": count}, actor=actor)
         return case, count
 
     async def _operate(self, request_id: str, action: str,
@@ -133,13 +127,7 @@ class Operations(CaseEffects):
                 # Under the subject's lock: no other case of the subject changes until this commits.
                 others = await store.cases_of(tx.conn, case.subject) if with_others else []
                 decision = decide(case, utcnow(), others)
-                await tx.audit.record(
-                    f"operator_{action}",
-                    subject=case.subject,
-                    ref=request_id,
-                    actor=actor,
-                    detail={"status": case.status},
-                )
+                await audit_case(tx, case, f"operator_{action}", {"status": case.status}, actor=actor)
                 return await self.apply(tx, decision)
 
         return await self._retrying(attempt)

@@ -90,5 +90,4 @@ class Timers(CaseEffects):
                 parts = row["parts"] or "?"
                 why = (f"only {row['held']} of {parts} parts of the export arrived by respond_by "
                        f"({row['system']} is late or a part was lost)")
-                await self._settle(tx, [Answer(str(row["command_id"]), row["system"], "failed", why, None, None,
-                                                 problem=why)])
+                await self._settle(tx, [Answer.unusable(row["command_id"], row["system"], why)])

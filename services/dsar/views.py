@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
 from zoneinfo import ZoneInfo
 
+import asyncpg
 from pydantic import TypeAdapter, ValidationError
 
 from privacy_runtime.commands import commands_of_request
@@ -156,6 +157,13 @@ async def _answered(request_id: str, operation: Awaitable[T]) -> T:
 
 class DsarApi(ApiView):
     service: DsarService
+
+    async def opened_case(self, conn: asyncpg.Connection, rid: str) -> Case:
+        """The case with its texts opened, for an operator; 404 when there is none."""
+        case = await self.service.workflow.texts.opened(conn, await store.get_case(conn, rid))
+        if case is None:
+            raise HttpError(404, f"unknown request {rid}")
+        return case
 
 
 # --- the subject's side ---------------------------------------------------------------------------
@@ -311,9 +319,7 @@ class AdminRequest(DsarApi):
         self.require_admin(request)
         rid = _request_id(request_id)
         async with self.runtime.pool.acquire() as conn:
-            case = await self.service.workflow.texts.opened(conn, await store.get_case(conn, rid))
-        if case is None:
-            raise HttpError(404, f"unknown request {rid}")
+            case = await self.opened_case(conn, rid)
         return self.json(_operator(case, utcnow()))
 
 
@@ -382,9 +388,7 @@ class AdminTimeline(DsarApi):
         self.require_admin(request)
         rid = _request_id(request_id)
         async with self.runtime.pool.acquire() as conn:
-            case = await self.service.workflow.texts.opened(conn, await store.get_case(conn, rid))
-            if case is None:
-                raise HttpError(404, f"unknown request {rid}")
+            case = await self.opened_case(conn, rid)
             entries = await store.audit_of_case(conn, rid)
             sent = await commands_of_request(conn, rid)
         return self.json({

@@ -55,20 +55,9 @@ def create_service(settings: NotifierSettings) -> NotifierService:
 
 
 def _add_loops(service: NotifierService) -> None:
-    runtime = service.runtime
-
-    @runtime.on_started
-    async def listen_for_work() -> None:
-        await service.wakeups.listen()
-
-    @runtime.on_started
-    async def send_emails() -> None:
-        await service.sender.run()
-
-    @runtime.on_started
-    async def fan_out_notices() -> None:
-        await service.fanout.run()
-
-    @runtime.on_started
-    async def maintain_queue() -> None:
-        await service.sender.maintain()
+    service.runtime.keep_running(
+        listen_for_work=service.wakeups.listen,
+        send_emails=service.sender.run,
+        fan_out_notices=service.fanout.run,
+        maintain_queue=service.sender.maintain,
+    )

@@ -97,7 +97,7 @@ class Intake:
                     email_sealed=tx.keys.encrypt_cached(subject, "email", data.email) or b"",
                     name_sealed=tx.keys.encrypt_cached(subject, "name", data.name or None),
                     email_hash=self.keyring.keyed_hash("email", data.email),
-                    locale=templates.locale_of(str(data.locale)),
+                    locale=templates.locale_of(data.locale),
                     country=data.country,
                     registered_at=item.event.time,
                     ordered_at=item.ordered_at,
@@ -116,7 +116,7 @@ class Intake:
         conn = tx.conn
         latest: dict[tuple[str, str], bool] = {}
         for item in batch:
-            change = rules.erasure_hold_change(str(item.data.right), str(item.data.status))
+            change = rules.erasure_hold_change(item.data.right, item.data.status)
             if change is not None:
                 latest[(item.event.subject, str(item.data.request_id))] = change
         await store.hold_for_erasure(conn, sorted(key for key, held in latest.items() if held))
@@ -133,8 +133,8 @@ class Intake:
                     notification_id=data.notification_id,
                     subject=item.event.subject,
                     template=data.template,
-                    category=str(data.category),
-                    locale=str(data.locale),
+                    category=data.category,
+                    locale=data.locale,
                     # A code or link sealed by the sender is opened here; one that does not open
                     # fails this event alone (dead-lettered with the reason).
                     params=self.notice_secrets.open(data.notification_id, data.params),
@@ -253,7 +253,7 @@ class Intake:
         for item in batch:
             data = item.data
             params = {
-                "kind": str(data.kind),
+                "kind": data.kind,
                 "counterparty": data.counterparty,
                 "effective_date": data.effective_date.isoformat(),
                 "data_categories": list(data.data_categories),

@@ -20,6 +20,7 @@ from privacy_runtime import vocabulary
 from privacy_runtime.audit import verification_report
 from privacy_runtime.datamap import DataMap
 from privacy_runtime.pages.app import PageError, form_of, lang_of, render, see_other, session_of, text
+from privacy_runtime.pages.forms import Form
 from privacy_runtime.pages.ratelimit import RateLimiter
 from services.office import charts, intake, present
 from services.office.client import ServiceError, Services
@@ -228,6 +229,16 @@ async def _act(request: web.Request, request_id: str, action: str, body: dict[st
     return None
 
 
+def _rejection(request: web.Request, form: Form, back: str) -> dict[str, Any]:
+    """The body of a rejection: its reason, from the ground chosen and the words given; without one,
+    back to the page with the error."""
+    reason = present.rejection_reason(form.get("ground") or "", form.get("reason") or "")
+    if reason is None:
+        flash(request, text(request, "flash.reject_needs_reason"), "error")
+        raise see_other(back)
+    return {"reason": reason}
+
+
 @routes.post("/cases/approve")
 @routes.post("/cases/reject")
 async def bulk(request: web.Request) -> web.Response:
@@ -238,13 +249,7 @@ async def bulk(request: web.Request) -> web.Response:
     if not ids:
         flash(request, text(request, "flash.choose"), "error")
         raise see_other(back)
-    body: dict[str, Any] = {}
-    if action == "reject":
-        reason = present.rejection_reason(form.get("ground") or "", form.get("reason") or "")
-        if reason is None:
-            flash(request, text(request, "flash.reject_needs_reason"), "error")
-            raise see_other(back)
-        body = {"reason": reason}
+    body: dict[str, Any] = _rejection(request, form, back) if action == "reject" else {}
     refused = []
     for rid in ids:
         why = await _act(request, rid, action, body)
@@ -290,11 +295,7 @@ async def case_action(request: web.Request) -> web.Response:
     back = f"/cases/{rid}"
     body: dict[str, Any] = {}
     if action == "reject":
-        reason = present.rejection_reason(form.get("ground") or "", form.get("reason") or "")
-        if reason is None:
-            flash(request, text(request, "flash.reject_needs_reason"), "error")
-            raise see_other(back)
-        body = {"reason": reason}
+        body = _rejection(request, form, back)
     elif action == "extend":
         months = form.get("months")
         reason = (form.get("reason") or "").strip()

@@ -51,15 +51,11 @@ pytestmark = pytest.mark.stack
 @pytest.fixture(scope="module")
 async def consent(stack: Stack) -> AsyncIterator[ServiceProcess]:
     # Re-sends every 1-2 s, respond_by after 3 s, checked every second: the tests see each of them.
-    service = ServiceProcess("consent", stack.env(), {
+    async with ServiceProcess("consent", stack.env(), {
         "COMMAND_RESEND_BASE_SECONDS": "1", "COMMAND_RESEND_MAX_SECONDS": "2",
         "COMMAND_RESPOND_WITHIN_SECONDS": "3", "COMMAND_CHECK_SECONDS": "1", "LEDGER_ANCHOR_SECONDS": "1",
-    }).start()
-    try:
-        await service.wait_ready()
+    }).running() as service:
         yield service
-    finally:
-        service.stop()
 
 
 def _data(message: Any) -> dict[str, Any]:

@@ -22,7 +22,7 @@ import subprocess
 import sys
 import threading
 import uuid
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import Iterator
 from datetime import date
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -32,7 +32,6 @@ import asyncpg
 import pytest
 from aiokafka import AIOKafkaConsumer, TopicPartition
 
-from devstack import standins
 from devstack.stack import Stack
 from schemas.events import (
     ConsentChanged,
@@ -49,7 +48,6 @@ from schemas.topics import (
     CONSENT_CHANGED,
     DSAR_REQUESTED,
     ERASURE_REQUESTED,
-    EXTERNAL_SYSTEMS,
     LEGAL_DISCLOSURE,
     POLICY_CHANGED,
     USER_REGISTERED,
@@ -61,7 +59,6 @@ from tests.helpers import (
     ROOT,
     TEST_ADMIN_TOKEN,
     ServiceProcess,
-    commit_group_offsets,
     get_json,
     publish,
     subject_id,
@@ -179,24 +176,9 @@ async def _read_between(bootstrap: str, start: dict[TopicPartition, int],
     return messages
 
 
-@pytest.fixture
-async def downstream(stack: Stack) -> AsyncIterator[None]:
-    """The external systems, played by the stand-ins `make run` starts, from the end of each command topic."""
-    bootstrap = stack.endpoints.kafka_bootstrap
-    group = f"contract-standins-{uuid.uuid4().hex[:8]}"
-    await commit_group_offsets(bootstrap, group, [command_topic(s) for s in EXTERNAL_SYSTEMS], to_end=True)
-    stop = asyncio.Event()
-    task = asyncio.create_task(standins.play(standins.StandinSettings(kafka_bootstrap_servers=bootstrap), stop,
-                                             group=group))
-    try:
-        yield
-    finally:
-        stop.set()
-        await asyncio.wait_for(task, timeout=30)
-
-
+@pytest.mark.usefixtures("systems")  # the stand-ins answer every external system's commands
 async def test_every_event_of_an_end_to_end_run_is_a_valid_cloudevent_of_its_schema(
-        stack: Stack, system: dict[str, ServiceProcess], downstream: None) -> None:
+        stack: Stack, system: dict[str, ServiceProcess]) -> None:
     bootstrap, dsn = stack.endpoints.kafka_bootstrap, stack.endpoints.database_url
     dsar = system["dsar"].url
     start = await _offsets(bootstrap)

@@ -807,51 +807,62 @@ operation = st.one_of(
 )
 
 
+def _outstanding(case: Case) -> list[cases.Step]:
+    outstanding = [s for s in case.steps if s.issued and s.outcome is None]
+    if not outstanding:
+        raise CaseError("nothing outstanding")
+    return outstanding
+
+
+def _ack(case: Case, pick: int, status: str, now: datetime) -> Decision:
+    outstanding = _outstanding(case)
+    step = outstanding[pick % len(outstanding)]
+    return cases.record_ack(case, step.command_id or "", status, now, "basis" if status == "retained" else None)
+
+
+def _ack_all(case: Case, status: str, now: datetime) -> Decision:
+    decision = Decision(case)
+    for step in _outstanding(case):
+        decision = decision.then(cases.record_ack(decision.case, step.command_id or "", status, now))
+    return decision
+
+
+def _unsent(case: Case, now: datetime) -> Decision:  # the workflow had no correction values to send
+    systems = [s.system for s in case.steps if s.action == "rectify" and s.issued and s.outcome is None]
+    if not systems:
+        raise CaseError("no rectify outstanding")
+    return cases.rectify_not_sent(case, systems, now)
+
+
+def _active(case: Case, recently: bool, now: datetime) -> Decision:
+    """The subject seen again, recently or (a late event) long ago."""
+    cutoff = now - timedelta(days=1095)
+    return cases.subject_active(case, now if recently else cutoff - timedelta(days=1), cutoff, now)
+
+
+OPERATIONS: dict[str, Callable[[Case, tuple, datetime], Decision]] = {
+    "verify": lambda case, op, now: cases.verify(case, DATA_MAP, now),
+    "approve": lambda case, op, now: cases.approve(case, DATA_MAP, now),
+    "reject": lambda case, op, now: cases.reject(case, op[1], now),
+    "cancel": lambda case, op, now: cases.cancel(case, "cancelled", now),
+    "extend": lambda case, op, now: cases.extend(case, op[1], "reason", T0 + timedelta(days=op[2])),
+    "timeout": lambda case, op, now: cases.close_unverified(case, T0 + timedelta(days=op[1]), timedelta(days=14)),
+    "ack": lambda case, op, now: _ack(case, op[1], op[2], now),
+    "ack_all": lambda case, op, now: _ack_all(case, op[1], now),
+    "unsent": lambda case, op, now: _unsent(case, now),
+    "ack_unknown": lambda case, op, now: cases.record_ack(case, "00000000-0000-4000-8000-000000000000", "done", now),
+    "active": lambda case, op, now: _active(case, op[1], now),
+}
+
+
 def apply_operation(case: Case, op: tuple) -> Decision:
-    now = T0 + timedelta(days=1)
-    name = op[0]
-    if name == "verify":
-        return cases.verify(case, DATA_MAP, now)
-    if name == "approve":
-        return cases.approve(case, DATA_MAP, now)
-    if name == "reject":
-        return cases.reject(case, op[1], now)
-    if name == "cancel":
-        return cases.cancel(case, "cancelled", now)
-    if name == "extend":
-        return cases.extend(case, op[1], "reason", T0 + timedelta(days=op[2]))
-    if name == "timeout":
-        return cases.close_unverified(case, T0 + timedelta(days=op[1]), timedelta(days=14))
-    if name == "ack":
-        outstanding = [s for s in case.steps if s.issued and s.outcome is None]
-        if not outstanding:
-            raise CaseError("nothing outstanding")
-        step = outstanding[op[1] % len(outstanding)]
-        return cases.record_ack(case, step.command_id or "", op[2], now, "basis" if op[2] == "retained" else None)
-    if name == "ack_all":
-        outstanding = [s for s in case.steps if s.issued and s.outcome is None]
-        if not outstanding:
-            raise CaseError("nothing outstanding")
-        decision = Decision(case)
-        for step in outstanding:
-            decision = decision.then(cases.record_ack(decision.case, step.command_id or "", op[1], now))
-        return decision
-    if name == "unsent":  # the workflow had no correction values to send
-        systems = [s.system for s in case.steps if s.action == "rectify" and s.issued and s.outcome is None]
-        if not systems:
-            raise CaseError("no rectify outstanding")
-        return cases.rectify_not_sent(case, systems, now)
-    if name == "ack_unknown":
-        return cases.record_ack(case, "00000000-0000-4000-8000-000000000000", "done", now)
-    if name == "active":  # the subject seen again, recently or (a late event) long ago
-        cutoff = now - timedelta(days=1095)
-        return cases.subject_active(case, now if op[1] else cutoff - timedelta(days=1), cutoff, now)
-    return cases.lift_restriction(case, DATA_MAP)
+    """One operation drawn by the state-machine test, on the case as it is (anything else: lift)."""
+    operation = OPERATIONS.get(op[0], lambda case, op, now: cases.lift_restriction(case, DATA_MAP))
+    return operation(case, op, T0 + timedelta(days=1))
 
 
-def check_invariants(before: Case, decision: Decision) -> None:
-    after = decision.case
-    assert after.status in TRANSITIONS
+def check_status_story(before: Case, decision: Decision) -> None:
+    """The status changes among the effects go through allowed transitions and end at the new status."""
     previous = before.status
     for change in decision.effects:
         if isinstance(change, cases.StatusChanged):
@@ -861,7 +872,13 @@ def check_invariants(before: Case, decision: Decision) -> None:
             assert change.previous == previous
             assert change.status in TRANSITIONS[previous], (previous, change.status)
             previous = change.status
-    assert previous == after.status  # the effects tell the whole story of the status
+    assert previous == decision.case.status  # the effects tell the whole story of the status
+
+
+def check_invariants(before: Case, decision: Decision) -> None:
+    after = decision.case
+    assert after.status in TRANSITIONS
+    check_status_story(before, decision)
     if before.terminal:
         assert after.status == before.status
     assert after.extension_months in (0, 1, 2)

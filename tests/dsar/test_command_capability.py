@@ -7,28 +7,24 @@ name. Neither settles anything: the case stays open until accounts itself answer
 
 from __future__ import annotations
 
-import asyncio
 import uuid
 from collections.abc import AsyncIterator
 from typing import Any
 
 import asyncpg
 import pytest
-from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 
 from devstack.stack import Stack
-from schemas.envelope import new_event
-from schemas.events import ErasureRequested, PrivacyAck, UserRegistered
-from schemas.topics import ERASURE_REQUESTED, EXTERNAL_SYSTEMS, PRIVACY_ACKS, USER_REGISTERED, command_topic
+from schemas.events import ErasureRequested, UserRegistered
+from schemas.topics import ERASURE_REQUESTED, EXTERNAL_SYSTEMS, USER_REGISTERED
 from services.dsar import cases
 from tests.helpers import (
+    CommandPlayer,
     ServiceProcess,
-    commit_group_offsets,
     downstream_answer,
-    event_of,
     get_json,
+    playing,
     publish,
-    stop_player,
     subject_id,
     wait_until,
 )
@@ -39,53 +35,26 @@ pytestmark = pytest.mark.stack
 HELD = ("accounts", "support")
 
 
-class Systems:
+class Systems(CommandPlayer):
     """Every external system; those in HELD keep their commands until `answer` is called."""
 
-    def __init__(self, bootstrap: str, group: str):
+    def __init__(self, bootstrap: str):
+        super().__init__(bootstrap, EXTERNAL_SYSTEMS, from_now=True)
         self.commands: dict[str, list[tuple[str, dict[str, Any]]]] = {}
-        self._consumer = AIOKafkaConsumer(*(command_topic(s) for s in EXTERNAL_SYSTEMS), bootstrap_servers=bootstrap,
-                                          group_id=group, auto_offset_reset="earliest")
-        self._producer = AIOKafkaProducer(bootstrap_servers=bootstrap, acks="all")
-        self._task: asyncio.Task[None] | None = None
 
-    async def start(self) -> None:
-        await self._producer.start()
-        await self._consumer.start()
-        self._task = asyncio.create_task(self._run())
-
-    async def stop(self) -> None:
-        await stop_player(self._task, self._consumer, self._producer)
-
-    async def _run(self) -> None:
-        async for message in self._consumer:
-            event = event_of(message)
-            if event is None or "subject" not in event:
-                continue
-            data = event["data"]
-            self.commands.setdefault(data["system"], []).append((event["subject"], data))
-            if data["system"] not in HELD:
-                await self.send(event["subject"], downstream_answer(event["subject"], data))
+    async def on_command(self, subject: str, command: dict[str, Any]) -> None:
+        self.commands.setdefault(command["system"], []).append((subject, command))
+        if command["system"] not in HELD:
+            await self.answer(subject, downstream_answer(subject, command))
 
     def received(self, system: str, subject: str, action: str) -> dict[str, Any] | None:
         return next((d for s, d in self.commands.get(system, []) if s == subject and d["action"] == action), None)
 
-    async def send(self, subject: str, ack: dict[str, Any]) -> None:
-        event = new_event(PRIVACY_ACKS, PrivacyAck.model_validate(ack), subject=subject, source="urn:test:systems")
-        await self._producer.send_and_wait(PRIVACY_ACKS, key=subject.encode(), value=event.model_dump_json().encode())
-
 
 @pytest.fixture
 async def systems(stack: Stack) -> AsyncIterator[Systems]:
-    bootstrap = stack.endpoints.kafka_bootstrap
-    group = f"capability-systems-{uuid.uuid4().hex[:8]}"
-    await commit_group_offsets(bootstrap, group, [command_topic(s) for s in EXTERNAL_SYSTEMS], to_end=True)
-    played = Systems(bootstrap, group)
-    await played.start()
-    try:
+    async with playing(Systems(stack.endpoints.kafka_bootstrap)) as played:
         yield played
-    finally:
-        await played.stop()
 
 
 async def test_a_forged_ack_leaves_the_case_open(stack: Stack, system: dict[str, ServiceProcess], systems: Systems) -> None:
@@ -108,12 +77,12 @@ async def test_a_forged_ack_leaves_the_case_open(stack: Stack, system: dict[str,
 
     # What partners can compute from what it sees: the id derived from the request id alone.
     guessed = uuid.uuid5(cases.COMMAND_NAMESPACE, f"{request_id}:accounts:erase:-:1")
-    await systems.send(subject, {"command_id": str(guessed), "system": "accounts", "status": "done"})
+    await systems.answer(subject, {"command_id": str(guessed), "system": "accounts", "status": "done"})
     # Accounts' real id (leaked, say) answered under another system's name: recorded, ignored.
-    await systems.send(subject, {"command_id": accounts["command_id"], "system": "partners", "status": "done"})
+    await systems.answer(subject, {"command_id": accounts["command_id"], "system": "partners", "status": "done"})
     # Then support answers for real, after the forgeries on the subject's partition: once it is settled,
     # dsar has read the forgeries too.
-    await systems.send(subject, downstream_answer(subject, support))
+    await systems.answer(subject, downstream_answer(subject, support))
 
     async def settled(command_id: str) -> bool:
         conn = await asyncpg.connect(dsn)
@@ -149,7 +118,7 @@ async def test_a_forged_ack_leaves_the_case_open(stack: Stack, system: dict[str,
     assert ignored, "the answer under another system's name is recorded"
 
     # Accounts' own answer completes the case.
-    await systems.send(subject, downstream_answer(subject, accounts))
+    await systems.answer(subject, downstream_answer(subject, accounts))
 
     async def completed() -> bool:
         status, body = await get_json(f"{system['dsar'].url}/v1/requests/{request_id}")

@@ -20,18 +20,15 @@ from typing import Any
 import asyncpg
 import httpx
 import pytest
-from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 
 from devstack.stack import Stack
 from privacy_runtime.processor import lock_subjects
 from schemas.enums import ConsentChannel, ErasureGround, Purpose, RequestedVia, Right
-from schemas.envelope import new_event
 from schemas.events import (
     ConsentChanged,
     DsarDetails,
     DsarRequested,
     ErasureRequested,
-    PrivacyAck,
     UserRegistered,
 )
 from schemas.topics import (
@@ -43,22 +40,22 @@ from schemas.topics import (
     NOTIFICATION_REQUESTED,
     PRIVACY_ACKS,
     USER_REGISTERED,
-    command_topic,
 )
 from services.dsar import inactivity
 from tests.helpers import (
     BILLING_BASIS,
     TEST_ADMIN_TOKEN,
+    CommandPlayer,
     ServiceProcess,
     downstream_answer,
     event_of,
     get_json,
     header,
     opened_notification,
+    playing,
     publish,
     publish_raw,
     read_topic,
-    stop_player,
     subject_id,
     wait_for_messages,
     wait_until,
@@ -71,34 +68,20 @@ ADMIN = {"Authorization": f"Bearer {TEST_ADMIN_TOKEN}"}
 PLAYED = tuple(s for s in ALL_SYSTEMS if s != "dsar")
 
 
-class Responder:
+class Responder(CommandPlayer):
     """Consumes `privacy-commands.<system>` for the played systems and answers on `privacy-acks`.
 
     Billing answers `erase` with `retained`; `export` is answered with a fragment (the consent
     fragment carries consent receipts). Systems in `held` do not answer until released.
     """
 
+    source = "urn:test:responder"
+
     def __init__(self, bootstrap: str):
-        self.bootstrap = bootstrap
+        super().__init__(bootstrap, PLAYED)
         self.commands: list[tuple[str, dict[str, Any]]] = []
         self.held: set[str] = set()
         self.withheld: list[tuple[str, dict[str, Any]]] = []
-        self._task: asyncio.Task[None] | None = None
-        self._consumer = AIOKafkaConsumer(
-            *(command_topic(s) for s in PLAYED),
-            bootstrap_servers=bootstrap,
-            group_id=f"dsar-e2e-responder-{uuid.uuid4().hex[:8]}",
-            auto_offset_reset="earliest",
-        )
-        self._producer = AIOKafkaProducer(bootstrap_servers=bootstrap, acks="all")
-
-    async def start(self) -> None:
-        await self._producer.start()
-        await self._consumer.start()
-        self._task = asyncio.create_task(self._run())
-
-    async def stop(self) -> None:
-        await stop_player(self._task, self._consumer, self._producer)
 
     def for_subject(self, subject: str) -> list[dict[str, Any]]:
         return [data for s, data in self.commands if s == subject]
@@ -110,17 +93,12 @@ class Responder:
         for subject, data in waiting:
             await self._answer(subject, data)
 
-    async def _run(self) -> None:
-        async for message in self._consumer:
-            event = event_of(message)
-            if event is None or "subject" not in event:
-                continue  # another test's malformed message on the shared topic
-            subject, data = event["subject"], event["data"]
-            self.commands.append((subject, data))
-            if data["system"] in self.held:
-                self.withheld.append((subject, data))
-            else:
-                await self._answer(subject, data)
+    async def on_command(self, subject: str, command: dict[str, Any]) -> None:
+        self.commands.append((subject, command))
+        if command["system"] in self.held:
+            self.withheld.append((subject, command))
+        else:
+            await self._answer(subject, command)
 
     async def _answer(self, subject: str, data: dict[str, Any]) -> None:
         fragment = None
@@ -130,24 +108,18 @@ class Responder:
                                               "purpose": "marketing_email", "granted": True}],
                         "registrations": [{"source": "seminar", "country": "SE", "parent_account": None,
                                            "registered_at": "2026-01-05T09:00:00+00:00"}]}
-        ack = downstream_answer(subject, data, export=fragment)
-        event = new_event(PRIVACY_ACKS, PrivacyAck.model_validate(ack), subject=subject, source="urn:test:responder")
-        await self._producer.send_and_wait(PRIVACY_ACKS, key=subject.encode(), value=event.model_dump_json().encode())
+        await self.answer(subject, downstream_answer(subject, data, export=fragment))
 
 
 @pytest.fixture(scope="module")
 async def responder(stack: Stack) -> AsyncIterator[Responder]:
-    systems = Responder(stack.endpoints.kafka_bootstrap)
-    await systems.start()
-    try:
+    async with playing(Responder(stack.endpoints.kafka_bootstrap)) as systems:
         yield systems
-    finally:
-        await systems.stop()
 
 
 @pytest.fixture(scope="module")
 async def dsar(stack: Stack, responder: Responder) -> AsyncIterator[ServiceProcess]:
-    service = ServiceProcess(
+    async with ServiceProcess(
         "dsar",
         stack.env(),
         {
@@ -155,12 +127,8 @@ async def dsar(stack: Stack, responder: Responder) -> AsyncIterator[ServiceProce
             "TIMER_INTERVAL_SECONDS": "0.5",
             "RETENTION_SWEEP_SECONDS": "1",
         },
-    ).start()
-    try:
-        await service.wait_ready()
+    ).running() as service:
         yield service
-    finally:
-        service.stop()
 
 
 # --- helpers ---------------------------------------------------------------------------------------

@@ -8,7 +8,6 @@ command, whose parts (out of order, repeated) complete the package.
 
 from __future__ import annotations
 
-import asyncio
 import random
 import uuid
 from collections.abc import AsyncIterator
@@ -16,22 +15,19 @@ from typing import Any
 
 import httpx
 import pytest
-from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 
 from devstack.stack import Stack
 from privacy_runtime import export_chunks
-from schemas.envelope import new_event
-from schemas.events import DsarRequested, PrivacyAck
-from schemas.topics import ALL_SYSTEMS, DSAR_REQUESTED, PRIVACY_ACKS, command_topic
+from schemas.events import DsarRequested
+from schemas.topics import ALL_SYSTEMS, DSAR_REQUESTED
 from tests.helpers import (
     TEST_ADMIN_TOKEN,
+    CommandPlayer,
     ServiceProcess,
-    commit_group_offsets,
     downstream_answer,
-    event_of,
     get_json,
+    playing,
     publish,
-    stop_player,
     subject_id,
     wait_until,
 )
@@ -49,68 +45,40 @@ def _accounts_export(subject: str) -> dict[str, Any]:
                                               for n in range(300)]}
 
 
-class Responder:
-    def __init__(self, bootstrap: str, group: str):
-        self._consumer = AIOKafkaConsumer(*(command_topic(s) for s in PLAYED), bootstrap_servers=bootstrap,
-                                          group_id=group, auto_offset_reset="earliest")
-        self._producer = AIOKafkaProducer(bootstrap_servers=bootstrap, acks="all")
-        self._task: asyncio.Task[None] | None = None
+class Responder(CommandPlayer):
+    source = "urn:test:parts"
+
+    def __init__(self, bootstrap: str):
+        super().__init__(bootstrap, PLAYED, from_now=True)
         self.first_command: dict[str, str] = {}
 
-    async def start(self) -> None:
-        await self._producer.start()
-        await self._consumer.start()
-        self._task = asyncio.create_task(self._run())
-
-    async def stop(self) -> None:
-        await stop_player(self._task, self._consumer, self._producer)
-
-    async def _send(self, subject: str, ack: dict[str, Any]) -> None:
-        event = new_event(PRIVACY_ACKS, PrivacyAck.model_validate(ack), subject=subject, source="urn:test:parts")
-        await self._producer.send_and_wait(PRIVACY_ACKS, key=subject.encode(), value=event.model_dump_json().encode())
-
-    async def _run(self) -> None:
-        async for message in self._consumer:
-            event = event_of(message)
-            if event is None or "subject" not in event:
-                continue
-            subject, command = event["subject"], event["data"]
-            if command["system"] != "accounts" or command["action"] != "export" or subject not in FIRST_ANSWER:
-                await self._send(subject, downstream_answer(subject, command))
-                continue
-            parts = export_chunks.split(export_chunks.export_text(_accounts_export(subject)), 2000)
-            # The first export command of the subject (and its re-sends) is answered badly, a later one well.
-            if self.first_command.setdefault(subject, command["command_id"]) == command["command_id"]:
-                if FIRST_ANSWER[subject] == "corrupt":
-                    bad = parts[1]
-                    parts[1] = export_chunks.Part(bad.part, bad.parts, bad.chunk.replace("login", "logon", 1),
-                                                  bad.sha256)
-                else:  # "half": the last part never comes
-                    parts = parts[:-1]
-            else:
-                parts = parts + parts[:2]
-                random.Random(3).shuffle(parts)
-            for part in parts:
-                await self._send(subject, {"command_id": command["command_id"], "system": "accounts",
-                                           "status": "done", "part": part.part, "parts": part.parts,
-                                           "export_chunk": part.chunk, "export_sha256": part.sha256})
+    async def on_command(self, subject: str, command: dict[str, Any]) -> None:
+        if command["system"] != "accounts" or command["action"] != "export" or subject not in FIRST_ANSWER:
+            await self.answer(subject, downstream_answer(subject, command))
+            return
+        parts = export_chunks.split(export_chunks.export_text(_accounts_export(subject)), 2000)
+        # The first export command of the subject (and its re-sends) is answered badly, a later one well.
+        if self.first_command.setdefault(subject, command["command_id"]) == command["command_id"]:
+            if FIRST_ANSWER[subject] == "corrupt":
+                bad = parts[1]
+                parts[1] = export_chunks.Part(bad.part, bad.parts, bad.chunk.replace("login", "logon", 1),
+                                              bad.sha256)
+            else:  # "half": the last part never comes
+                parts = parts[:-1]
+        else:
+            parts = parts + parts[:2]
+            random.Random(3).shuffle(parts)
+        for part in parts:
+            await self.answer(subject, {"command_id": command["command_id"], "system": "accounts",
+                                        "status": "done", "part": part.part, "parts": part.parts,
+                                        "export_chunk": part.chunk, "export_sha256": part.sha256})
 
 
 @pytest.fixture(scope="module")
 async def dsar(stack: Stack) -> AsyncIterator[ServiceProcess]:
-    bootstrap = stack.endpoints.kafka_bootstrap
-    group = f"parts-responder-{uuid.uuid4().hex[:8]}"
-    await commit_group_offsets(bootstrap, group, [command_topic(s) for s in PLAYED], to_end=True)
-    responder = Responder(bootstrap, group)
-    await responder.start()
-    service = ServiceProcess("dsar", stack.env(), {
-        "COMMAND_RESPOND_WITHIN_SECONDS": "20", "TIMER_INTERVAL_SECONDS": "0.5"}).start()
-    try:
-        await service.wait_ready(timeout=90)
+    async with playing(Responder(stack.endpoints.kafka_bootstrap)), ServiceProcess("dsar", stack.env(), {
+        "COMMAND_RESPOND_WITHIN_SECONDS": "20", "TIMER_INTERVAL_SECONDS": "0.5"}).running(timeout=90) as service:
         yield service
-    finally:
-        service.stop()
-        await responder.stop()
 
 
 async def _case(dsar: ServiceProcess, request_id: uuid.UUID) -> dict[str, Any]:

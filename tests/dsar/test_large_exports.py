@@ -8,13 +8,11 @@ package holds the whole consent history, and nothing lands on any dead-letter to
 
 from __future__ import annotations
 
-import asyncio
 import base64
 import io
 import json
 import uuid
 import zipfile
-from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -22,7 +20,6 @@ import asyncpg
 import pytest
 from aiokafka import AIOKafkaConsumer, TopicPartition
 
-from devstack import standins
 from devstack.stack import Stack
 from privacy_runtime.crypto import KeyRing, open_sealed
 from schemas.events import ConsentChanged, DsarRequested, UserRegistered
@@ -30,16 +27,13 @@ from schemas.topics import (
     CONSENT_CHANGED,
     DLQ_TOPICS,
     DSAR_REQUESTED,
-    EXTERNAL_SYSTEMS,
     PRIVACY_ACKS,
     USER_REGISTERED,
-    command_topic,
 )
 from tests.helpers import (
     TEST_MASTER_KEY,
     Outgoing,
     ServiceProcess,
-    commit_group_offsets,
     event_of,
     get_json,
     publish,
@@ -52,22 +46,6 @@ from tests.helpers import (
 pytestmark = pytest.mark.stack
 
 CHANGES = 300
-
-
-@pytest.fixture
-async def external_systems(stack: Stack) -> AsyncIterator[None]:
-    """The stand-ins `make run` starts, answering every external system's commands from now on."""
-    bootstrap = stack.endpoints.kafka_bootstrap
-    group = f"large-export-standins-{uuid.uuid4().hex[:8]}"
-    await commit_group_offsets(bootstrap, group, [command_topic(s) for s in EXTERNAL_SYSTEMS], to_end=True)
-    stop = asyncio.Event()
-    task = asyncio.create_task(standins.play(standins.StandinSettings(kafka_bootstrap_servers=bootstrap), stop,
-                                             group=group))
-    try:
-        yield
-    finally:
-        stop.set()
-        await asyncio.wait_for(task, timeout=30)
 
 
 async def _dead_letter_offsets(bootstrap: str) -> dict[TopicPartition, int]:
@@ -101,8 +79,9 @@ async def _package(dsn: str, request_id: uuid.UUID) -> dict[str, Any]:
         await conn.close()
 
 
+@pytest.mark.usefixtures("systems")  # the stand-ins answer every external system's commands
 async def test_a_subject_with_300_consent_changes_gets_a_complete_package(
-    stack: Stack, system: dict[str, ServiceProcess], external_systems: None
+    stack: Stack, system: dict[str, ServiceProcess]
 ) -> None:
     bootstrap, dsn = stack.endpoints.kafka_bootstrap, stack.endpoints.database_url
     subject = subject_id("active")

@@ -5,7 +5,6 @@ emails, while downstream systems are still answering; a rejected or cancelled ca
 from __future__ import annotations
 
 import uuid
-from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -20,15 +19,6 @@ from tests.helpers import ServiceProcess, get_json, publish, wait_until
 from tests.notifier.test_notifier_e2e import consumed, merger, register
 
 pytestmark = pytest.mark.stack
-
-
-@pytest.fixture(scope="module")
-async def db(stack: Stack) -> AsyncIterator[asyncpg.Connection]:
-    conn = await asyncpg.connect(stack.env()["DATABASE_URL"], server_settings={"search_path": "notifier"})
-    try:
-        yield conn
-    finally:
-        await conn.close()
 
 
 def mail_to(stack: Any, address: str) -> list[Path]:

@@ -95,7 +95,7 @@ async def consent_api() -> AsyncIterator[str]:
 
 @pytest.fixture(scope="module")
 async def notifier(stack: Stack, consent_api: str) -> AsyncIterator[ServiceProcess]:
-    service = ServiceProcess(
+    async with ServiceProcess(
         "notifier",
         stack.env(),
         {
@@ -108,21 +108,8 @@ async def notifier(stack: Stack, consent_api: str) -> AsyncIterator[ServiceProce
             # Fan-outs walk the directory in many pages, so a crash can land between two of them.
             "FANOUT_PAGE_SIZE": "100",
         },
-    ).start()
-    try:
-        await service.wait_ready()
+    ).running() as service:
         yield service
-    finally:
-        service.stop()
-
-
-@pytest.fixture(scope="module")
-async def db(stack: Stack) -> AsyncIterator[asyncpg.Connection]:
-    conn = await asyncpg.connect(stack.env()["DATABASE_URL"], server_settings={"search_path": "notifier"})
-    try:
-        yield conn
-    finally:
-        await conn.close()
 
 
 # --- helpers -----------------------------------------------------------------------------------------

@@ -117,6 +117,16 @@ def sender_for(runtime: Runtime) -> Sender:
     return Sender(runtime, settings, wakeups, ConsentDecisions(settings.consent_base_url, 0.5))
 
 
+async def send_one_round(runtime: Runtime) -> int:
+    """One sending round by a sender of its own; returns how many emails it took."""
+    sender = sender_for(runtime)
+    try:
+        return await sender.send_round()
+    finally:
+        await sender.mailer.close()
+        await sender.consent.close()
+
+
 async def queue(
     runtime: Runtime,
     subject: str,
@@ -150,11 +160,7 @@ async def row(runtime: Runtime, nid: str) -> Any:
 async def test_accepted_refused_and_bounced_emails(sending: Runtime, relay: Relay) -> None:
     await fill_directory(sending, ["ok-1", "later-1", "bounce-1"], domain="relay.example")
     ok, later, bounce = [await queue(sending, s) for s in ("ok-1", "later-1", "bounce-1")]
-    sender = sender_for(sending)
-    try:
-        assert await sender.send_round() == 3
-    finally:
-        await sender.mailer.close()
+    assert await send_one_round(sending) == 3
 
     sent = await row(sending, ok)
     assert sent["status"] == "sent" and sent["sent_at"] is not None and sent["attempts"] == 1
@@ -214,12 +220,7 @@ async def test_marketing_without_consent_and_restricted_subjects_are_suppressed(
     marketing = await queue(sending, "ok-m", "policy_changed", "marketing", policy)
     notice = await queue(sending, "ok-r", "policy_changed", "transactional", policy)
     rights = await queue(sending, "ok-r")  # a rights-request notice still goes to a restricted subject
-    sender = sender_for(sending)
-    try:
-        await sender.send_round()
-    finally:
-        await sender.mailer.close()
-        await sender.consent.close()
+    await send_one_round(sending)
     waiting = await row(sending, marketing)  # the consent service did not answer: asked again later
     assert (waiting["status"], waiting["last_error"]) == ("queued", "consent decision unavailable")
     assert (await row(sending, notice))["last_error"] == "restricted"
@@ -269,11 +270,7 @@ async def test_unknown_recipient_waits_and_erased_subject_gets_nothing(sending: 
         await store.delete_recipient(tx.conn, "ok-gone")
     erased = await queue(sending, "ok-gone")
     assert (await row(sending, erased))["status"] == "suppressed", "refused at intake"
-    sender = sender_for(sending)
-    try:
-        await sender.send_round()
-    finally:
-        await sender.mailer.close()
+    await send_one_round(sending)
     deferred = await row(sending, waiting)
     assert deferred["status"] == "queued" and "not in the directory" in deferred["last_error"]
     assert relay.received == []
@@ -357,11 +354,7 @@ async def test_erasure_confirmation_queued_before_the_erase_still_goes(sending: 
         assert await conn.fetchval("SELECT count(*) FROM recipients WHERE subject = 'ok-e1'") == 0
         assert await conn.fetchval("SELECT count(*) FROM subject_keys WHERE subject = 'ok-e1'") == 0
     assert (await row(sending, other))["status"] == "suppressed"
-    sender = sender_for(sending)
-    try:
-        await sender.send_round()
-    finally:
-        await sender.mailer.close()
+    await send_one_round(sending)
     assert (await row(sending, confirmation))["status"] == "sent"
     assert [rcpt for rcpt, _ in relay.received] == ["ok-e1@relay.example"]
     assert "Bokföringslagen 7:2" in relay.received[0][1].get_body(("plain",)).get_content()  # type: ignore[union-attr]
@@ -382,11 +375,7 @@ async def test_erasure_confirmation_arriving_after_the_erase_still_goes_but_noth
     assert (await row(sending, other_request))["status"] == "suppressed", "only the erasing request's own"
     assert (await row(sending, code))["status"] == "suppressed"
     assert (await row(sending, confirmation))["final_notice"] is True
-    sender = sender_for(sending)
-    try:
-        await sender.send_round()
-    finally:
-        await sender.mailer.close()
+    await send_one_round(sending)
     assert (await row(sending, confirmation))["status"] == "sent"
     assert [rcpt for rcpt, _ in relay.received] == ["ok-e2@relay.example"]
     assert await finals_left(sending) == 0
@@ -402,11 +391,7 @@ async def test_a_final_notice_whose_key_does_not_open_fails_alone(sending: Runti
     async with sending.pool.acquire() as conn:
         await conn.execute("UPDATE final_notices SET master_key_id = 'gone' WHERE subject = 'ok-e4'")
     other = await queue(sending, "ok-e5")
-    sender = sender_for(sending)
-    try:
-        await sender.send_round()
-    finally:
-        await sender.mailer.close()
+    await send_one_round(sending)
     failed = await row(sending, confirmation)
     assert failed["status"] == "failed" and "final notice" in failed["last_error"]
     assert (await row(sending, other))["status"] == "sent"
@@ -423,11 +408,7 @@ async def test_a_recipient_whose_entry_does_not_open_fails_alone(sending: Runtim
         await conn.execute("UPDATE recipients SET email_sealed = set_byte(email_sealed, 20, "
                            "get_byte(email_sealed, 20) # 255) WHERE subject = 'ok-e6'")
     other = await queue(sending, "ok-e7")
-    sender = sender_for(sending)
-    try:
-        await sender.send_round()
-    finally:
-        await sender.mailer.close()
+    await send_one_round(sending)
     failed = await row(sending, broken)
     assert failed["status"] == "failed" and "recipient's entry" in failed["last_error"]
     assert (await row(sending, other))["status"] == "sent"

@@ -8,7 +8,6 @@ from __future__ import annotations
 import base64
 import re
 import uuid
-from collections.abc import AsyncIterator
 from typing import TYPE_CHECKING, Any
 
 import asyncpg
@@ -19,10 +18,9 @@ from devstack.stack import Stack
 from privacy_runtime.crypto import KeyRing
 from privacy_runtime.tokens import MANAGE, TokenSigner
 from services.privacy_center.domain import request_id_for
-from tests.helpers import TEST_MASTER_KEY, ServiceProcess, get_json, wait_until
+from tests.helpers import TEST_MASTER_KEY, ExternalSystems, ServiceProcess, get_json, wait_until
 from tests.privacy_center.conftest import center_env
 from tests.privacy_center.support import register
-from tests.test_policy_scenarios import ExternalSystems
 
 if TYPE_CHECKING:
     from tests.privacy_center.conftest import CenterSystem
@@ -30,17 +28,6 @@ if TYPE_CHECKING:
 pytestmark = [pytest.mark.stack]
 
 CSRF = re.compile(r'name="csrf_token" value="([^"]+)"')
-
-
-@pytest.fixture
-async def systems(stack: Stack) -> AsyncIterator[ExternalSystems]:
-    """The downstream systems answering every command, so that an erasure runs to its end."""
-    responder = ExternalSystems(stack.endpoints.kafka_bootstrap)
-    await responder.start()
-    try:
-        yield responder
-    finally:
-        await responder.stop()
 
 
 async def _signed_in(center: str, subject: str) -> httpx.AsyncClient:

@@ -9,7 +9,6 @@ import json
 import re
 import uuid
 import zipfile
-from collections.abc import AsyncIterator
 from typing import TYPE_CHECKING, Any
 
 import asyncpg
@@ -30,6 +29,7 @@ from schemas.topics import (
 from tests.browser_kit import PHONE, assert_accessible, new_page, screenshot
 from tests.helpers import (
     TEST_MASTER_KEY,
+    ExternalSystems,
     ServiceProcess,
     event_of,
     get_json,
@@ -40,7 +40,6 @@ from tests.helpers import (
 )
 from tests.privacy_center.conftest import center_env
 from tests.privacy_center.support import body_of, code_for, mails_to, register, sign_in, sign_in_links
-from tests.test_policy_scenarios import ExternalSystems
 
 if TYPE_CHECKING:
     from tests.privacy_center.conftest import CenterSystem
@@ -55,17 +54,6 @@ def _data(message: Any) -> dict[str, Any]:
 
 def _subject_is(subject: str) -> Any:
     return lambda m: (event_of(m) or {}).get("subject") == subject
-
-
-@pytest.fixture
-async def systems(stack: Stack) -> AsyncIterator[ExternalSystems]:
-    """The downstream systems, played as `make run` plays them, so that a copy can be assembled."""
-    responder = ExternalSystems(stack.endpoints.kafka_bootstrap)
-    await responder.start()
-    try:
-        yield responder
-    finally:
-        await responder.stop()
 
 
 async def test_a_swedish_person_signs_in_switches_marketing_and_asks_for_a_csv_copy(

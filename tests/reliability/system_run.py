@@ -28,6 +28,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import email.policy
+import json
 import os
 import random
 import re
@@ -84,7 +85,7 @@ from schemas.topics import (
     command_topic,
 )
 from services.dsar import cases
-from tests.helpers import ServiceProcess, consumed_topics, downstream_answer, event_of, read_topic, stop_player
+from tests.helpers import ROOT, ServiceProcess, consumed_topics, downstream_answer, event_of, read_topic, stop_player
 
 SEED = int(os.environ.get("FAULT_SEED", "20261125"))  # another seed, another schedule of faults
 CONSENT_ONLY = 2300  # subjects known only from consent changes (4 events each)
@@ -881,3 +882,105 @@ async def count_dead_letters(bootstrap: str, w: Workload) -> int:
     return ours
 
 
+
+
+# --- the stages both fault runs go through -------------------------------------------------------------
+
+
+@dataclass
+class Progress:
+    """What a fault run notes on its way: when each stage was reached (from the workload's start), and
+    each wait that did not end within the limit (a limit only matters when something is wrong)."""
+
+    began: float
+    limit: float
+    timings: dict[str, float] = field(default_factory=dict)
+    notes: list[str] = field(default_factory=list)
+
+    def reached(self, stage: str) -> None:
+        self.timings[stage] = time.monotonic() - self.began
+
+    async def wait(self, check: Callable[[], Awaitable[bool]], what: str, interval: float = 1.0) -> None:
+        if not await poll(check, timeout=self.limit, interval=interval):
+            self.notes.append(f"{what} within {self.limit:.0f} s")
+
+
+async def run_waves_1_2(bootstrap: str, dsn: str, w: Workload, faults: Awaitable[None], progress: Progress) -> None:
+    """Waves 1 and 2 while `faults` run, then until the erasures and restrictions are completed."""
+    first = asyncio.create_task(publish_paced(bootstrap, w.first_wave, chunk=250, pause=0.5))
+    registered = list(w.registered)
+
+    async def registrations_applied() -> bool:
+        async def count(conn: asyncpg.Connection) -> bool:
+            ledger = await conn.fetchval(
+                "SELECT count(DISTINCT subject) FROM consent.consent_ledger "
+                "WHERE subject = ANY($1::text[]) AND channel = 'registration'", registered)
+            directory = await conn.fetchval(
+                "SELECT count(*) FROM notifier.recipients WHERE subject = ANY($1::text[])", registered)
+            return bool(ledger == len(registered) and directory == len(registered))
+
+        return bool(await query(dsn, count))
+
+    await progress.wait(registrations_applied, "registrations were not all applied")
+    progress.reached("registrations_applied")
+    await publish_paced(bootstrap, w.second_wave, chunk=12, pause=0.5)
+    await first
+    progress.reached("waves_1_2_published")
+    await faults
+
+    erasing = [uuid.UUID(r) for r, (_, right) in w.requests.items() if right in (cases.ERASURE, cases.RESTRICTION)]
+
+    async def erasures_and_restrictions_done() -> bool:
+        done = await query(dsn, lambda c: c.fetchval(
+            "SELECT count(*) FROM dsar.cases WHERE request_id = ANY($1::uuid[]) AND status = 'completed'", erasing))
+        return bool(done == len(erasing))
+
+    await progress.wait(erasures_and_restrictions_done, "erasures and restrictions were not all completed")
+    progress.reached("erasures_restrictions_completed")
+
+
+async def publish_merger(stack: Any, bootstrap: str, w: Workload, rng: random.Random, progress: Progress) -> None:
+    """Wave 3: the merger notice, until a random number of its emails have arrived (a fault's moment)."""
+    before = len(mail_files(stack, w.domain))
+    await publish_paced(bootstrap, w.merger, chunk=1, pause=0)
+    kill_after = rng.randrange(40, 200)
+
+    async def some_merger_mail() -> bool:
+        return len(mail_files(stack, w.domain)) >= before + kill_after
+
+    await progress.wait(some_merger_mail, f"{kill_after} merger emails had not arrived", interval=0.2)
+
+
+@dataclass(frozen=True)
+class Outcome:
+    seen: dict[str, Any]
+    mailbox: Mailbox
+    dead_letters: int
+
+
+async def settle_and_observe(stack: Any, system: SystemEnv, w: Workload, progress: Progress) -> Outcome:
+    if (pending := await wait_settled(stack, system, w, timeout=progress.limit)) is not None:
+        progress.notes.append(f"the system had not settled within {progress.limit:.0f} s: {pending}")
+    progress.reached("settled")
+    return Outcome(await observe(system.dsn, w), delivered(stack, w.domain),
+                   await count_dead_letters(stack.endpoints.kafka_bootstrap, w))
+
+
+def write_report(name: str, report: dict[str, Any]) -> None:
+    out = ROOT / "var" / "reports"
+    out.mkdir(parents=True, exist_ok=True)
+    (out / f"faults-{name}.json").write_text(json.dumps(report, indent=2, ensure_ascii=False))
+    print(f"\nFAULT REPORT ({name}):", json.dumps(report, indent=2, ensure_ascii=False))
+
+
+def assert_nothing_lost_or_duplicated(w: Workload, report: dict[str, Any]) -> None:
+    assert w.events >= 10_000
+    assert report["missing"] == 0, report
+    assert report["duplicated"] == 0, report
+    assert report["dsar_cases"]["completed"] == len(w.requests), report
+    assert report["consent_states"]["wrong"] == 0, report
+    assert report["consent_commands"]["unacknowledged"] == 0 and report["dsar_commands"]["unacknowledged"] == 0, report
+    assert report["emails"]["recorded_not_sent"] == 0 and report["emails"]["misaddressed"] == 0, report
+    assert report["emails"]["merger_rows_of_erased"] == 0, report
+    assert report["erased_subjects"] == {"keys_left": 0, "directory_entries_left": 0}, report
+    assert report["dead_letters"] == 0, report

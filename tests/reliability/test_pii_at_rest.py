@@ -3,7 +3,6 @@ erasure, not even in an operator's reasons or a system's answers."""
 
 from __future__ import annotations
 
-import asyncio
 import json
 import re
 import uuid
@@ -13,18 +12,15 @@ from typing import Any
 import asyncpg
 import httpx
 import pytest
-from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 
 from devstack.stack import Stack
 from privacy_runtime.audit import verify_chain
-from schemas.envelope import new_event
 from schemas.events import (
     ConsentGrant,
     DsarDetails,
     DsarRequested,
     ErasureRequested,
     MergerNotice,
-    PrivacyAck,
     UserRegistered,
 )
 from schemas.topics import (
@@ -32,23 +28,20 @@ from schemas.topics import (
     ERASURE_REQUESTED,
     EXTERNAL_SYSTEMS,
     MERGER_NOTICE,
-    PRIVACY_ACKS,
     PRIVACY_AUDIT,
     USER_REGISTERED,
-    command_topic,
 )
 from tests.helpers import (
     SERVICE_SCHEMAS,
     TEST_ADMIN_TOKEN,
+    CommandPlayer,
     ServiceProcess,
-    commit_group_offsets,
     downstream_answer,
     dump_tables,
-    event_of,
     get_json,
+    playing,
     publish,
     read_topic,
-    stop_player,
     subject_id,
     wait_until,
 )
@@ -178,35 +171,18 @@ async def test_no_plaintext_pii_in_any_table(stack: Stack) -> None:
                 assert person[field] not in text, f"plaintext {field} in the {service.name} log"
 
 
-class TalkativeSystems:
+class TalkativeSystems(CommandPlayer):
     """Every external system, answering each command at once, in words that name the person (as a
     support desk's note might): `detail` of every answer names them."""
 
-    def __init__(self, bootstrap: str, group: str, words: str):
+    source = "urn:test:talkative"
+
+    def __init__(self, bootstrap: str, words: str):
+        super().__init__(bootstrap, EXTERNAL_SYSTEMS, from_now=True)
         self.words = words
-        self._consumer = AIOKafkaConsumer(*(command_topic(s) for s in EXTERNAL_SYSTEMS), bootstrap_servers=bootstrap,
-                                          group_id=group, auto_offset_reset="earliest")
-        self._producer = AIOKafkaProducer(bootstrap_servers=bootstrap, acks="all")
-        self._task: asyncio.Task[None] | None = None
 
-    async def start(self) -> None:
-        await self._producer.start()
-        await self._consumer.start()
-        self._task = asyncio.create_task(self._run())
-
-    async def stop(self) -> None:
-        await stop_player(self._task, self._consumer, self._producer)
-
-    async def _run(self) -> None:
-        async for message in self._consumer:
-            event = event_of(message)
-            if event is None or "subject" not in event:
-                continue
-            ack = {**downstream_answer(event["subject"], event["data"]), "detail": self.words}
-            answer = new_event(PRIVACY_ACKS, PrivacyAck.model_validate(ack), subject=event["subject"],
-                               source="urn:test:talkative")
-            await self._producer.send_and_wait(PRIVACY_ACKS, key=event["subject"].encode(),
-                                               value=answer.model_dump_json().encode())
+    async def on_command(self, subject: str, command: dict[str, Any]) -> None:
+        await self.answer(subject, {**downstream_answer(subject, command), "detail": self.words})
 
 
 NAME = "Rut Raderasson"
@@ -214,15 +190,9 @@ NAME = "Rut Raderasson"
 
 @pytest.fixture
 async def talkative(stack: Stack) -> AsyncIterator[None]:
-    bootstrap = stack.endpoints.kafka_bootstrap
-    group = f"talkative-{uuid.uuid4().hex[:8]}"
-    await commit_group_offsets(bootstrap, group, [command_topic(s) for s in EXTERNAL_SYSTEMS], to_end=True)
-    systems = TalkativeSystems(bootstrap, group, f"removed the tickets of {NAME} (she called twice)")
-    await systems.start()
-    try:
+    words = f"removed the tickets of {NAME} (she called twice)"
+    async with playing(TalkativeSystems(stack.endpoints.kafka_bootstrap, words)):
         yield
-    finally:
-        await systems.stop()
 
 
 async def test_no_operator_reason_or_answer_detail_names_an_erased_subject(

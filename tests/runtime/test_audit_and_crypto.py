@@ -8,6 +8,7 @@ import json
 import os
 import uuid
 from pathlib import Path
+from typing import NamedTuple
 
 import asyncpg
 import pytest
@@ -36,6 +37,24 @@ async def _schema(stack: Stack, name: str) -> asyncpg.Pool:
     assert pool is not None
     await apply_migrations(pool, name, EMPTY_SQL)
     return pool
+
+
+class Parts(NamedTuple):
+    pool: asyncpg.Pool
+    keyring: KeyRing
+    outbox: Outbox
+    audit: AuditTrail
+
+
+async def scratch_parts(stack: Stack, prefix: str) -> Parts:
+    """A schema of its own with the runtime's tables, a key ring ready on it (a fresh master key), and
+    the outbox and audit trail a unit of work binds; the caller closes the pool."""
+    pool = await _schema(stack, f"{prefix}_{uuid.uuid4().hex[:8]}")
+    keyring = KeyRing(os.urandom(32))
+    async with pool.acquire() as conn:
+        await keyring.load_lookup_key(conn)
+    outbox = Outbox(keyring, "urn:test")
+    return Parts(pool, keyring, outbox, AuditTrail(outbox, actor="test"))
 
 
 async def test_tampering_with_one_audit_row_is_named(stack: Stack) -> None:
@@ -170,13 +189,8 @@ async def test_master_key_rotation_rewraps_without_touching_data(stack: Stack) -
 
 
 async def test_a_key_created_in_a_rolled_back_transaction_is_not_kept(stack: Stack) -> None:
-    pool = await _schema(stack, f"pending_{uuid.uuid4().hex[:8]}")
-    keyring = KeyRing(os.urandom(32))
-    outbox = Outbox(keyring, "urn:test")
-    audit = AuditTrail(outbox, actor="test")
+    pool, keyring, outbox, audit = await scratch_parts(stack, "pending")
     try:
-        async with pool.acquire() as conn:
-            await keyring.load_lookup_key(conn)
         with pytest.raises(RuntimeError):
             async with open_transaction(pool, keyring, outbox, audit) as tx:
                 first = await tx.keys.data_key("carol")

@@ -4,28 +4,31 @@ that entries collected in one transaction form one unbroken chain."""
 from __future__ import annotations
 
 import json
-import os
 import uuid
+from typing import Any
 
+import asyncpg
 import pytest
+from pydantic import ValidationError
 
 from devstack.stack import Stack
-from privacy_runtime.audit import AuditTrail, verify_chain
-from privacy_runtime.commands import AckIn, CommandPolicy, CommandSpec, CommandTracker
-from privacy_runtime.crypto import KeyRing
-from privacy_runtime.outbox import _RELAY_LOCK_KEY, Outbox, OutboxRelay
+from privacy_runtime.audit import verify_chain
+from privacy_runtime.command_codec import AckIn
+from privacy_runtime.commands import CommandPolicy, CommandSpec, CommandTracker
+from privacy_runtime.crypto import open_sealed
+from privacy_runtime.outbox import _RELAY_LOCK_KEY, OutboxRelay
 from privacy_runtime.processor import lock_subjects
 from privacy_runtime.unit_of_work import open_transaction
-from tests.runtime.test_audit_and_crypto import _schema
+from schemas.enums import AckStatus
+from schemas.envelope import CloudEvent, parse_event
+from schemas.events import PrivacyAck
+from tests.runtime.test_audit_and_crypto import scratch_parts
 
 pytestmark = pytest.mark.stack
 
 
 async def test_a_batch_of_acks_counts_the_first_answer_of_each_own_command_once(stack: Stack) -> None:
-    pool = await _schema(stack, f"acks_{uuid.uuid4().hex[:8]}")
-    keyring = KeyRing(os.urandom(32))
-    outbox = Outbox(keyring, "urn:test")
-    audit = AuditTrail(outbox, "test")
+    pool, keyring, outbox, audit = await scratch_parts(stack, "acks")
     tracker = CommandTracker(CommandPolicy())
     request_id = str(uuid.uuid4())
     try:
@@ -42,21 +45,22 @@ async def test_a_batch_of_acks_counts_the_first_answer_of_each_own_command_once(
             assert await conn.fetchval("SELECT count(*) FROM outbox") == 2
 
             acks = await tracker.acknowledge_many(tx, [
-                AckIn(erase, "accounts", "done"),
-                AckIn(erase, "accounts", "done", "a repeat in the same batch"),
-                AckIn(suppress, "billing", "done"),           # names the wrong system
-                AckIn(str(uuid.uuid4()), "accounts", "done"),  # another service's command
-                AckIn("not-a-uuid", "accounts", "done"),
+                AckIn(uuid.UUID(erase), "accounts", AckStatus.DONE),
+                AckIn(uuid.UUID(erase), "accounts", AckStatus.DONE, "a repeat in the same batch"),
+                AckIn(uuid.UUID(suppress), "billing", AckStatus.DONE),  # names the wrong system
+                AckIn(uuid.uuid4(), "accounts", AckStatus.DONE),        # another service's command
             ])
-            first, repeat, wrong, foreign, garbage = acks
+            first, repeat, wrong, foreign = acks
             assert first is not None and first.first and first.request_id == request_id and first.action == "erase"
             assert repeat is not None and not repeat.first
-            assert wrong is None and foreign is None and garbage is None
+            assert wrong is None and foreign is None
+            with pytest.raises(ValidationError):  # an id that is no UUID never reaches the tracker
+                PrivacyAck.model_validate({"command_id": "not-a-uuid", "system": "accounts", "status": "done"})
             rows = {str(r["command_id"]): r for r in await conn.fetch("SELECT * FROM commands")}
             assert rows[erase]["ack_status"] == "done" and rows[erase]["acked_at"] is not None
             assert rows[suppress]["acked_at"] is None, "an ack naming another system settles nothing"
 
-            later = await tracker.acknowledge_many(tx, [AckIn(erase, "accounts", "failed")])
+            later = await tracker.acknowledge_many(tx, [AckIn(uuid.UUID(erase), "accounts", AckStatus.FAILED)])
             assert later[0] is not None and not later[0].first
             assert await conn.fetchval("SELECT ack_status FROM commands WHERE command_id = $1",
                                        uuid.UUID(erase)) == "done", "the first answer stands"
@@ -65,10 +69,7 @@ async def test_a_batch_of_acks_counts_the_first_answer_of_each_own_command_once(
 
 
 async def test_entries_collected_in_a_transaction_extend_the_chain_in_order(stack: Stack) -> None:
-    pool = await _schema(stack, f"batch_{uuid.uuid4().hex[:8]}")
-    keyring = KeyRing(os.urandom(32))
-    outbox = Outbox(keyring, "urn:test")
-    trail = AuditTrail(outbox, actor="test")
+    pool, keyring, outbox, trail = await scratch_parts(stack, "batch")
     try:
         async with pool.acquire() as conn:
             await trail.record(conn, "before", subject="s0", ref="r0")  # appended at once
@@ -95,14 +96,9 @@ async def test_entries_collected_in_a_transaction_extend_the_chain_in_order(stac
 async def test_a_newer_opt_out_or_opt_in_supersedes_the_one_still_outstanding(stack: Stack) -> None:
     """A withdrawal the system has not answered, then a new grant: only the unsuppress is re-sent, so the
     system cannot end on the older answer. Other systems, purposes and kinds of command are untouched."""
-    pool = await _schema(stack, f"supersede_{uuid.uuid4().hex[:8]}")
-    keyring = KeyRing(os.urandom(32))
-    outbox = Outbox(keyring, "urn:test")
-    audit = AuditTrail(outbox, "test")
+    pool, keyring, outbox, audit = await scratch_parts(stack, "supersede")
     tracker = CommandTracker(CommandPolicy())
     try:
-        async with pool.acquire() as conn:
-            await keyring.load_lookup_key(conn)
         async with open_transaction(pool, keyring, outbox, audit) as tx:
             conn = tx.conn
             suppress, revoke, erase = await tracker.issue_many(tx, [
@@ -148,7 +144,7 @@ async def test_a_newer_opt_out_or_opt_in_supersedes_the_one_still_outstanding(st
                 assert resent == {erase, other, first_case, second_case}
         async with open_transaction(pool, keyring, outbox, audit) as tx:
             conn = tx.conn
-            late = await tracker.acknowledge_many(tx, [AckIn(suppress, "marketing_email", "done")])
+            late = await tracker.acknowledge_many(tx, [AckIn(uuid.UUID(suppress), "marketing_email", AckStatus.DONE)])
             assert late[0] is not None and not late[0].first, "its late answer settles nothing more"
     finally:
         await pool.close()
@@ -157,10 +153,7 @@ async def test_a_newer_opt_out_or_opt_in_supersedes_the_one_still_outstanding(st
 async def test_one_relay_at_a_time_publishes_a_schemas_outbox(stack: Stack) -> None:
     """While one process relays (holds the schema's relay lock), another's pass takes nothing, so two
     relays never publish one subject's events out of order."""
-    pool = await _schema(stack, f"relay_{uuid.uuid4().hex[:8]}")
-    keyring = KeyRing(os.urandom(32))
-    outbox = Outbox(keyring, "urn:test")
-    audit = AuditTrail(outbox, "test")
+    pool, keyring, outbox, audit = await scratch_parts(stack, "relay")
     tracker = CommandTracker(CommandPolicy())
     other_process = OutboxRelay(pool, None, outbox)  # type: ignore[arg-type]  # never reaches the producer
     try:
@@ -173,5 +166,50 @@ async def test_one_relay_at_a_time_publishes_a_schemas_outbox(stack: Stack) -> N
             assert await other_process.publish_pending() == 0
         async with pool.acquire() as conn:
             assert await conn.fetchval("SELECT count(*) FROM outbox") == 1, "left for the relay that holds the lock"
+    finally:
+        await pool.close()
+
+
+async def test_issue_issue_many_and_resend_encode_a_command_alike(stack: Stack) -> None:
+    """Every path that sends a command writes it through the one encoder: a re-send differs from the
+    issued event in its id and time only, and rectify's fields stay sealed on both."""
+    pool, keyring, outbox, audit = await scratch_parts(stack, "encode")
+    tracker = CommandTracker(CommandPolicy())
+
+    async def sent(conn: asyncpg.Connection) -> dict[str, CloudEvent[Any]]:
+        events = {}
+        for row in await conn.fetch("SELECT topic, subject, value FROM outbox ORDER BY id"):
+            value = bytes(row["value"])
+            if row["subject"] is not None:
+                key = await keyring.data_key(conn, row["subject"], create=False)
+                assert key is not None
+                value = open_sealed(key, value, f"outbox:{row['subject']}".encode())
+            event = parse_event(value, row["topic"])
+            events[str(event.data.command_id)] = event
+        return events
+
+    try:
+        async with open_transaction(pool, keyring, outbox, audit) as tx:
+            one = await tracker.issue(tx, subject="s1", system="marketing_email", action="suppress",
+                                      purpose="marketing_email")
+            rectify = await tracker.issue(tx, subject="s1", system="accounts", action="rectify",
+                                          fields={"email": "new@example.com"})
+            (many,) = await tracker.issue_many(tx, [CommandSpec("s2", "marketing_email", "suppress",
+                                                                purpose="marketing_email")])
+            assert await tx.conn.fetchval("SELECT count(*) FROM outbox WHERE subject IS NOT NULL") == 1, \
+                "only rectify, which carries personal data, is sealed"
+            issued = await sent(tx.conn)
+        async with open_transaction(pool, keyring, outbox, audit) as tx:
+            await tx.conn.execute("UPDATE commands SET next_attempt_at = now() - interval '1 minute'")
+            await tx.conn.execute("DELETE FROM outbox")
+            assert await tracker.resend_due(tx) == 3
+            assert await tx.conn.fetchval("SELECT count(*) FROM outbox WHERE subject IS NOT NULL") == 1
+            resent = await sent(tx.conn)
+        assert set(issued) == set(resent) == {one, rectify, many}
+        for command_id in issued:
+            first, again = issued[command_id], resent[command_id]
+            assert first.id != again.id
+            assert first.model_dump(exclude={"id", "time"}) == again.model_dump(exclude={"id", "time"}), command_id
+        assert issued[rectify].data.fields == {"email": "new@example.com"}
     finally:
         await pool.close()

@@ -54,15 +54,11 @@ async def consent_with_changed_map(stack: Stack, tmp_path_factory: pytest.TempPa
     path: Path = tmp_path_factory.mktemp("datamap") / "data_map.yaml"
     path.write_text(yaml.safe_dump(_with_support_doing_marketing()), encoding="utf-8")
     # Its own consumer group, so it sees this test's events without taking partitions from others.
-    service = ServiceProcess("consent", stack.env(), {
+    async with ServiceProcess("consent", stack.env(), {
         "DATA_MAP_PATH": str(path), "CONSUMER_GROUP": f"privacy-consent-map-{uuid.uuid4().hex[:6]}",
         "COMMAND_RESEND_BASE_SECONDS": "3600",
-    }).start()
-    try:
-        await service.wait_ready()
+    }).running() as service:
         yield service
-    finally:
-        service.stop()
 
 
 @pytest.mark.stack

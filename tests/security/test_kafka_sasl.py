@@ -20,7 +20,7 @@ from typing import Any
 import asyncpg
 import httpx
 import pytest
-from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from faust.transport.drivers.aiokafka import credentials_to_aiokafka_auth
 from pydantic import SecretStr
 
@@ -34,7 +34,7 @@ from schemas.enums import ConsentChannel, Purpose, RegistrationSource
 from schemas.envelope import new_event
 from schemas.events import ConsentChanged, ConsentGrant, UserRegistered
 from schemas.topics import CONSENT_CHANGED, USER_REGISTERED, command_topic, dlq_topic
-from tests.helpers import ServiceProcess, get_json, subject_id, wait_until
+from tests.helpers import ServiceProcess, get_json, read_from_start, subject_id, wait_until
 from tests.security.support import forget, sweep_record
 
 pytestmark = pytest.mark.stack
@@ -154,20 +154,7 @@ async def _messages_for(options: dict[str, Any], topic: str, key: str) -> list[A
     consumer = AIOKafkaConsumer(enable_auto_commit=False, **options)
     await consumer.start()
     try:
-        partitions = consumer.partitions_for_topic(topic) or set()
-        if not partitions:
-            await consumer._client.force_metadata_update()
-            partitions = consumer.partitions_for_topic(topic) or set()
-        tps = [TopicPartition(topic, p) for p in sorted(partitions)]
-        consumer.assign(tps)
-        await consumer.seek_to_beginning(*tps)
-        end = await consumer.end_offsets(tps)
-        found: list[Any] = []
-        deadline = time.monotonic() + 5
-        while any([await consumer.position(tp) < end[tp] for tp in tps]) and time.monotonic() < deadline:
-            for records in (await consumer.getmany(timeout_ms=200)).values():
-                found += [r for r in records if r.key == key.encode()]
-        return found
+        return [r for r in await read_from_start(consumer, topic) if r.key == key.encode()]
     finally:
         await consumer.stop()
 

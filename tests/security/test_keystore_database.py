@@ -41,13 +41,9 @@ async def keystore_url(stack: Stack) -> AsyncIterator[str]:
 
 @pytest.fixture(scope="module")
 async def notifier(stack: Stack, keystore_url: str) -> AsyncIterator[ServiceProcess]:
-    service = ServiceProcess("notifier", stack.env(), {"KEYSTORE_DATABASE_URL": keystore_url,
-                                                      "EMAIL_IDLE_POLL_SECONDS": "0.2"}).start()
-    try:
-        await service.wait_ready()
+    async with ServiceProcess("notifier", stack.env(), {"KEYSTORE_DATABASE_URL": keystore_url,
+                                                        "EMAIL_IDLE_POLL_SECONDS": "0.2"}).running() as service:
         yield service
-    finally:
-        service.stop()
 
 
 async def _count(dsn: str, query: str, *args: Any) -> int:
