@@ -408,6 +408,16 @@ def claim_batch_size(configured: int, rate_per_second: float, lease_seconds: flo
     return max(1, min(configured, int(rate_per_second * lease_seconds / 4)))
 
 
+#: A claimed batch spreads over one more sending lane (SMTP connection) per this many emails: a notice
+#: to one person goes over one connection, a fan-out over all of them.
+EMAILS_PER_LANE = 4
+
+
+def lane_count(claimed: int, connections: int) -> int:
+    """How many of the process's `connections` lanes send a batch of `claimed` emails."""
+    return max(1, min(connections, claimed // EMAILS_PER_LANE))
+
+
 #: A round's time budget as fractions of the lease, counted from just before its claim. No email is
 #: started after TAKE_NEW_UNTIL (the untried rest goes back to the queue); a send (consent check, rate
 #: wait, SMTP) still running at SEND_BY is cut; the rest of the lease is for the `sent` commit. So a row
