@@ -1,0 +1,132 @@
+"""The sender with several lanes (SMTP_CONNECTIONS=4) in-process, against a real PostgreSQL and a
+scripted SMTP server: a batch goes over every connection, each email once; the erasure and restriction
+re-check holds while other lanes send; two senders share one queue without sending anything twice.
+(A crash with several lanes: test_lanes.py; the one-connection behaviour: test_sender.py.)"""
+
+from __future__ import annotations
+
+import asyncio
+from collections import Counter
+from collections.abc import AsyncIterator
+
+import pytest
+
+from devstack.stack import Stack
+from services.notifier import store
+from services.notifier.delivery import Sender
+from tests.helpers import free_port, wait_until
+from tests.notifier.support import Runtime, fill_directory, scratch_runtime
+from tests.notifier.test_sender import Relay, erase, queue, row, sender_for
+from tests.notifier.test_sender import relay as relay  # the fixture
+
+pytestmark = pytest.mark.stack
+
+LANES = 4
+#: A notice a restriction holds back (unlike a rights-request notice).
+POLICY = {"version": "9", "effective_date": "2026-01-01", "summary_sv": "Ny", "summary_en": "New",
+          "url": "https://isopartner.se/p"}
+
+
+@pytest.fixture
+async def lanes(stack: Stack, relay: Relay) -> AsyncIterator[Runtime]:
+    async with scratch_runtime(
+        stack.env()["DATABASE_URL"],
+        smtp_host="127.0.0.1",
+        smtp_port=relay.port,
+        smtp_starttls=False,
+        smtp_connections=LANES,
+        email_retry_base_seconds=60,
+        consent_base_url=f"http://127.0.0.1:{free_port()}",
+        pool_size=2 * LANES + 4,  # room for two senders' lanes at once
+    ) as runtime:
+        yield runtime
+
+
+async def close(*senders: Sender) -> None:
+    for sender in senders:
+        for mailer in sender.mailers:
+            await mailer.close()
+
+
+async def test_a_batch_goes_over_every_lane_and_each_email_once(lanes: Runtime, relay: Relay) -> None:
+    subjects = [f"ok-lane-{i:02d}" for i in range(40)]
+    await fill_directory(lanes, subjects, domain="relay.example")
+    ids = [await queue(lanes, s) for s in subjects]
+    sender = sender_for(lanes)
+    try:
+        assert await sender.send_round() == 40
+    finally:
+        await close(sender)
+    assert relay.ehlos == LANES, "one session per lane, each reused for its share"
+    assert sorted(rcpt for rcpt, _ in relay.received) == sorted(f"{s}@relay.example" for s in subjects)
+    assert {(await row(lanes, nid))["status"] for nid in ids} == {"sent"}
+
+
+async def test_an_erasure_or_restriction_is_rechecked_while_the_other_lanes_send(
+    lanes: Runtime, relay: Relay
+) -> None:
+    """Every lane holds a message at the relay (not answered yet), so it holds its recipient's locks.
+    An erasure of one of those recipients waits for its message; an erasure and a restriction of
+    recipients still queued in the batch go through at once, and their emails are not sent."""
+    subjects = [f"ok-re-{i:02d}" for i in range(4 * LANES)]  # enough for every lane (rules.lane_count)
+    await fill_directory(lanes, subjects, domain="relay.example")
+    ids = {s: await queue(lanes, s, "policy_changed", "transactional", POLICY) for s in subjects}
+    relay.hold = asyncio.Event()
+    sender = sender_for(lanes)
+    sending_round = asyncio.ensure_future(sender.send_round())
+    try:
+        async def all_lanes_in_flight() -> bool:
+            return len(relay.received) >= LANES
+
+        await wait_until(all_lanes_in_flight, timeout=30, interval=0.02, what="a message in flight on every lane")
+        in_flight = sorted(rcpt.split("@")[0] for rcpt, _ in relay.received)
+        assert len(in_flight) == LANES, "one message at a time per lane"
+        waiting = [s for s in subjects if s not in in_flight]
+        erased_in_flight, erased_queued, restricted_queued = in_flight[0], waiting[0], waiting[1]
+        held_erasure = asyncio.ensure_future(erase(lanes, erased_in_flight, None))
+        # Not held up by the lanes: these recipients' emails are not being sent.
+        assert await asyncio.wait_for(erase(lanes, erased_queued, None), 10) == "done"
+        async with lanes.transaction() as tx:
+            assert await store.set_restricted(tx.conn, restricted_queued, True)
+        assert not held_erasure.done(), "the erasure waits for the email in flight to its recipient"
+        relay.hold.set()
+        assert await asyncio.wait_for(sending_round, 30) == len(subjects)
+        assert await asyncio.wait_for(held_erasure, 10) == "done"
+    finally:
+        relay.hold.set()
+        if not sending_round.done():
+            sending_round.cancel()
+        await close(sender)
+    got = Counter(rcpt.split("@")[0] for rcpt, _ in relay.received)
+    assert got == Counter(s for s in subjects if s not in (erased_queued, restricted_queued))
+    assert (await row(lanes, ids[erased_in_flight]))["status"] == "sent", "the erasure found it sent"
+    assert (await row(lanes, ids[erased_queued]))["status"] == "suppressed"
+    restricted = await row(lanes, ids[restricted_queued])
+    assert (restricted["status"], restricted["last_error"]) == ("suppressed", "restricted")
+
+
+async def test_two_senders_with_several_lanes_share_the_queue_without_sending_twice(
+    lanes: Runtime, relay: Relay
+) -> None:
+    """Two senders (as two notifier replicas), four lanes each, claiming small batches from one queue
+    at the same time: every email goes exactly once, and both senders take part."""
+    subjects = [f"ok-two-{i:03d}" for i in range(160)]
+    await fill_directory(lanes, subjects, domain="relay.example")
+    ids = [await queue(lanes, s) for s in subjects]
+    first, second = sender_for(lanes), sender_for(lanes)
+    first.batch_size = second.batch_size = 16  # many claims, so the two interleave
+
+    async def drain(sender: Sender) -> int:
+        claimed = 0
+        while n := await sender.send_round():
+            claimed += n
+        return claimed
+
+    try:
+        counts = await asyncio.wait_for(asyncio.gather(drain(first), drain(second)), 120)
+    finally:
+        await close(first, second)
+    assert sum(counts) == len(subjects) and min(counts) > 0, f"claimed by each sender: {counts}"
+    got = Counter(rcpt for rcpt, _ in relay.received)
+    assert got == Counter(f"{s}@relay.example" for s in subjects), "each email exactly once"
+    assert {(await row(lanes, nid))["status"] for nid in ids} == {"sent"}
