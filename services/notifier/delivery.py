@@ -97,6 +97,7 @@ from services.notifier.consent_client import ConsentDecisions
 from services.notifier.final_notices import FINAL_TEMPLATES, FinalNoticeKeys
 from services.notifier.intake import erased_among, params_field
 from services.notifier.mailer import Mailer
+from services.notifier.render_cache import NoticeRenderer
 from services.notifier.settings import NotifierSettings
 from services.notifier.wakeups import Wakeups
 
@@ -172,6 +173,8 @@ class Sender:
         #: One SMTP connection per sending lane (SMTP_CONNECTIONS), each kept open across rounds.
         self.mailers = [Mailer(settings) for _ in range(settings.smtp_connections)]
         self.bucket = rules.TokenBucket(settings.smtp_rate_per_second)
+        #: A notice's templates run once for all its recipients (render_cache.py).
+        self.renderer = NoticeRenderer()
         self.batch_size = rules.claim_batch_size(
             settings.email_batch_size, settings.smtp_rate_per_second, settings.email_lease_seconds
         )
@@ -508,7 +511,7 @@ class Sender:
             privacy_center_url=self.context.privacy_center_url,
             manage_url=manage,
         )
-        rendered = templates.render(item.template, locale, item.params, context)
+        rendered = self.renderer.render(item.template, locale, item.params, context)
         return rules.compose(
             rendered,
             sender=self.settings.smtp_from,
