@@ -31,7 +31,7 @@ run: $(STAMP)
 test: $(STAMP) tools
 	$(BIN)/ruff check .
 	$(BIN)/mypy $(TYPED)
-	$(BIN)/python -m pytest -q -p no:cacheprovider -n $(TEST_WORKERS) --dist loadfile --junitxml=var/junit.xml
+	$(BIN)/python -m pytest -q -p no:cacheprovider -n $(TEST_WORKERS) --dist loadfile --no-loadscope-reorder --junitxml=var/junit.xml
 
 ## make lint: ruff and mypy.
 lint: $(STAMP)

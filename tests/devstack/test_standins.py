@@ -83,7 +83,8 @@ async def test_commands_on_the_broker_are_answered_and_a_broken_one_is_passed_ov
             return event is not None and event["data"]["command_id"] in sent
 
         acks = {event["data"]["system"]: event["data"] for event in
-                (event_of(m) for m in await wait_for_messages(bootstrap, PRIVACY_ACKS, ours, count=2)) if event}
+                (event_of(m) for m in await wait_for_messages(bootstrap, PRIVACY_ACKS, ours, count=2,
+                                                                timeout=90)) if event}
         assert acks["billing"]["status"] == "retained"
         assert acks["accounts"]["status"] == "done" and acks["accounts"]["export"]["system"] == "accounts"
         assert [subject_of for subject_of, _ in seen if subject_of == subject] == [subject, subject]
