@@ -260,10 +260,10 @@ class Sender:
                  for mailer in self.mailers[:rules.lane_count(len(batch), len(self.mailers))]]
         try:
             await asyncio.gather(*tasks)
-        except BaseException:
+        except BaseException as exc:
             # Shutting down (or a lane failed): every lane finishes the email it has in flight (each
             # within SHUTDOWN_GRACE_SECONDS, see _lane); what no lane took is handed back below.
-            lanes.stop("shutting down")
+            lanes.stop("shutting down" if isinstance(exc, asyncio.CancelledError) else "a sending lane failed")
             for task in tasks:
                 task.cancel()
             await _all_done(tasks)
