@@ -3,7 +3,9 @@
 How a round works:
 
 1. In one short transaction the sender claims due rows (`FOR UPDATE SKIP LOCKED`, so several notifier
-   processes can share the queue), sets them to `sending` with the claim time, and commits.
+   processes can share the queue), sets them to `sending` with the claim time, and commits. With a
+   backlog (a full batch), the next batch is claimed while the lanes finish the current one, so they
+   do not wait for it; a batch claimed ahead and not sent (the relay failed, shutdown) is handed back.
 2. The batch is dealt to the sending lanes (SMTP_CONNECTIONS per process, fewer for a small batch:
    `rules.lane_count`). Each lane has its own SMTP connection, kept open and reused (reconnected after a
    failure), and its own database connection, and takes the next email in queue order whenever it is
@@ -77,6 +79,7 @@ import json
 import logging
 import time
 from collections import deque
+from collections.abc import Callable
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 from email.utils import parseaddr
@@ -143,15 +146,25 @@ class Lanes:
 
     def __init__(self, batch: list[Claimed], deadlines: rules.RoundDeadlines):
         self.deadlines = deadlines
+        self.claimed = len(batch)
         self._pending = deque(batch)
         self.why_stopped: str | None = None
+        self._running_low: tuple[int, Callable[[], None]] | None = None
+
+    def when_running_low(self, left: int, call: Callable[[], None]) -> None:
+        """Call `call` once, when no more than `left` emails are waiting for a lane."""
+        self._running_low = (left, call)
 
     def take(self, now: float) -> Claimed | None:
         if self.why_stopped is None and now >= self.deadlines.take_new_until:
             self.stop("half the lease had passed")
         if self.why_stopped is not None or not self._pending:
             return None
-        return self._pending.popleft()
+        item = self._pending.popleft()
+        if self._running_low is not None and len(self._pending) <= self._running_low[0]:
+            call, self._running_low = self._running_low[1], None
+            call()
+        return item
 
     def stop(self, why: str) -> None:
         """No lane starts another email (the first reason is the one recorded)."""
@@ -187,6 +200,8 @@ class Sender:
             privacy_center_url=settings.privacy_center_url,
         )
         self._connection_failures = 0
+        #: The batch claimed ahead while the lanes finish the current one (run loop only).
+        self._next: asyncio.Future[Lanes | None] | None = None
         #: Loop time before which no round starts: the relay failed (see _failed_attempt).
         self._paused_until = 0.0
         self.final_keys = FinalNoticeKeys(settings.master_key(), settings.previous_master_key())
@@ -207,7 +222,9 @@ class Sender:
                 if (pause := self._paused_until - loop.time()) > 0:
                     await asyncio.sleep(pause)  # not cut short by new emails: the relay is the problem
                 try:
-                    claimed = await self.send_round()
+                    claimed = await self._next_round()
+                    if self._next is not None and self._paused_until > loop.time():
+                        await self._drop_next("not tried: the SMTP relay is failing")
                 except TRANSIENT_DB_ERRORS as exc:
                     log.warning("sender waiting for the database (%s)", type(exc).__name__)
                     claimed = 0
@@ -219,9 +236,24 @@ class Sender:
                 if claimed == 0:
                     await self.wakeups.emails.wait_for(self.settings.email_idle_poll_seconds)
         finally:
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(self._drop_next("not tried: shutting down"), 5.0)
             for mailer in self.mailers:
                 await mailer.close()
             await self.consent.close()
+
+    async def _next_round(self) -> int:
+        """One round of the run loop: the batch claimed ahead, or a new claim. A full batch means a
+        backlog: the next one is claimed when the lanes are about to run out of this one, so they go
+        on without waiting for a claim (a claimed row is no duplicate risk: its lease covers it)."""
+        task, self._next = self._next, None
+        lanes = await task if task is not None else await self._claim()
+        if lanes is None:
+            return 0
+        if lanes.claimed >= self.batch_size:  # each lane has at most one more to go: claim the next
+            lanes.when_running_low(rules.lane_count(lanes.claimed, len(self.mailers)), self._claim_next)
+        await self._send(lanes)
+        return lanes.claimed
 
     async def maintain(self, interval: float = 2.0) -> None:
         """Retake rows whose sender died (expired lease) and keep the gauges current."""
@@ -247,17 +279,47 @@ class Sender:
 
     async def send_round(self) -> int:
         """Claim a batch and work through it over the lanes; returns how many rows were claimed."""
+        lanes = await self._claim()
+        if lanes is None:
+            return 0
+        await self._send(lanes)
+        return lanes.claimed
+
+    async def _claim(self) -> Lanes | None:
+        """Claim a batch (None: nothing is due) and open what it needs, ready for the lanes."""
         loop = asyncio.get_running_loop()
         # Taken before the claim: the rows' claimed_at (the lease's start) is a little later than this.
         deadlines = rules.round_deadlines(loop.time(), self.settings.email_lease_seconds)
         async with self.runtime.transaction() as tx:  # the runtime's: it settles keys loaded in it
             rows = await store.claim_due(tx.conn, self.batch_size)
             if not rows:
-                return 0
+                return None
             batch = await self._prepare(tx, rows)
-        lanes = Lanes(batch, deadlines)
+        return Lanes(batch, deadlines)
+
+    def _claim_next(self) -> None:
+        """Claim the next batch while the lanes finish this one (a backlog: they need not wait for it)."""
+        if self._next is None:
+            self._next = asyncio.ensure_future(self._claim())
+
+    async def _drop_next(self, why: str) -> None:
+        """Hand back a batch claimed ahead that will not be sent now (waits for its claim to end, so no
+        row is left in `sending` to its lease)."""
+        task, self._next = self._next, None
+        if task is None:
+            return
+        try:
+            lanes = await asyncio.shield(task)
+        except Exception:  # the claim failed: nothing was claimed
+            return
+        if lanes is not None:
+            lanes.stop(why)
+            await self._hand_back(lanes)
+
+    async def _send(self, lanes: Lanes) -> None:
+        """Work through a claimed batch over the lanes; what they did not take is handed back."""
         tasks = [asyncio.ensure_future(self._lane(mailer, lanes))
-                 for mailer in self.mailers[:rules.lane_count(len(batch), len(self.mailers))]]
+                 for mailer in self.mailers[:rules.lane_count(lanes.claimed, len(self.mailers))]]
         try:
             await asyncio.gather(*tasks)
         except BaseException as exc:
@@ -271,7 +333,6 @@ class Sender:
                 await asyncio.wait_for(self._hand_back(lanes), 2.0)
             raise
         await self._hand_back(lanes)
-        return len(rows)
 
     async def _lane(self, mailer: Mailer, lanes: Lanes) -> None:
         """One sending lane: its own SMTP connection and database connection, one email at a time,

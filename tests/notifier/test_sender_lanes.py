@@ -8,6 +8,7 @@ from __future__ import annotations
 import asyncio
 from collections import Counter
 from collections.abc import AsyncIterator
+from typing import Any
 
 import pytest
 
@@ -130,3 +131,64 @@ async def test_two_senders_with_several_lanes_share_the_queue_without_sending_tw
     got = Counter(rcpt for rcpt, _ in relay.received)
     assert got == Counter(f"{s}@relay.example" for s in subjects), "each email exactly once"
     assert {(await row(lanes, nid))["status"] for nid in ids} == {"sent"}
+
+
+async def test_the_run_loop_claims_ahead_and_hands_that_back_at_shutdown(lanes: Runtime, relay: Relay) -> None:
+    """With a backlog the run loop claims the next batch while the lanes finish the current one: every
+    email still goes once. At shutdown a batch claimed ahead is handed back, not left in `sending` to
+    its lease, and the emails in flight are finished and marked."""
+    subjects = [f"ok-ahead-{i:02d}" for i in range(48)]
+    await fill_directory(lanes, subjects, domain="relay.example")
+    for subject in subjects:
+        await queue(lanes, subject)
+    sender = sender_for(lanes)
+    sender.batch_size = 16
+    claims = 0
+    claim = sender._claim
+
+    async def counting() -> Any:
+        nonlocal claims
+        claims += 1
+        return await claim()
+
+    sender._claim = counting  # type: ignore[method-assign]
+    runner = asyncio.ensure_future(sender.run())
+    try:
+        async def all_sent() -> bool:
+            async with lanes.pool.acquire() as conn:
+                return await conn.fetchval("SELECT count(*) FROM emails WHERE status = 'sent'") == len(subjects)
+
+        await wait_until(all_sent, timeout=60, interval=0.1, what="the backlog to be sent")
+        assert claims >= 3
+        assert Counter(rcpt for rcpt, _ in relay.received) == Counter(f"{s}@relay.example" for s in subjects)
+
+        more = [f"ok-later-{i:02d}" for i in range(32)]
+        await fill_directory(lanes, more, domain="relay.example")
+        relay.hold = asyncio.Event()
+        relay.arrived.clear()
+        for subject in more:
+            await queue(lanes, subject)
+        sender.wakeups.emails.set()
+
+        async def in_flight() -> bool:
+            return len(relay.received) >= len(subjects) + LANES
+
+        await wait_until(in_flight, timeout=30, interval=0.02, what="a message in flight on every lane")
+        sender._claim_next()  # as the lanes would near the end of their batch
+        assert sender._next is not None
+        await asyncio.wait_for(asyncio.shield(sender._next), 10)
+        runner.cancel()
+        relay.hold.set()
+        with pytest.raises(asyncio.CancelledError):
+            await asyncio.wait_for(runner, 30)
+    finally:
+        if relay.hold is not None:
+            relay.hold.set()
+        if not runner.done():
+            runner.cancel()
+    async with lanes.pool.acquire() as conn:
+        states = dict(await conn.fetch("SELECT status, count(*) FROM emails WHERE subject LIKE 'ok-later-%' "
+                                       "GROUP BY status"))
+    assert states.get("sending", 0) == 0, f"rows left to their lease: {states}"
+    assert states.get("sent", 0) == LANES, "the emails in flight were finished and marked"
+    assert sum(states.values()) == 32
