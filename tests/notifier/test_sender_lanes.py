@@ -6,10 +6,12 @@ re-check holds while other lanes send; two senders share one queue without sendi
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from collections import Counter
 from collections.abc import AsyncIterator
 from typing import Any
 
+import aiosmtplib
 import pytest
 
 from devstack.stack import Stack
@@ -192,3 +194,49 @@ async def test_the_run_loop_claims_ahead_and_hands_that_back_at_shutdown(lanes: 
     assert states.get("sending", 0) == 0, f"rows left to their lease: {states}"
     assert states.get("sent", 0) == LANES, "the emails in flight were finished and marked"
     assert sum(states.values()) == 32
+
+
+async def test_a_batch_claimed_ahead_goes_back_to_the_queue_when_the_relay_fails(lanes: Runtime,
+                                                                                  relay: Relay) -> None:
+    """The relay fails while a batch is claimed ahead: sending pauses, and that batch is handed back due,
+    not left in `sending` until its lease."""
+    subjects = [f"ok-fail-{i:02d}" for i in range(32)]
+    await fill_directory(lanes, subjects, domain="relay.example")
+    for subject in subjects:
+        await queue(lanes, subject)
+    sender = sender_for(lanes)
+    sender.batch_size = 16
+    relay.hold = asyncio.Event()
+    runner = asyncio.ensure_future(sender.run())
+    try:
+        async def in_flight() -> bool:
+            return len(relay.received) >= LANES
+
+        await wait_until(in_flight, timeout=30, interval=0.02, what="a message in flight on every lane")
+        sender._claim_next()
+        assert sender._next is not None
+        await asyncio.wait_for(asyncio.shield(sender._next), 10)
+
+        async def relay_gone(*args: Any) -> None:
+            raise aiosmtplib.SMTPServerDisconnected("the relay went away")
+
+        for mailer in sender.mailers:  # the sends after the ones in flight meet a relay failure
+            mailer.transmit = relay_gone  # type: ignore[method-assign]
+        relay.hold.set()
+
+        async def paused_and_handed_back() -> bool:
+            async with lanes.pool.acquire() as conn:
+                sending = await conn.fetchval("SELECT count(*) FROM emails WHERE status = 'sending'")
+            return sender._paused_until > asyncio.get_running_loop().time() and sending == 0
+
+        await wait_until(paused_and_handed_back, timeout=30, interval=0.05, what="the batches to be handed back")
+    finally:
+        relay.hold.set()
+        runner.cancel()
+        with contextlib.suppress(BaseException):
+            await asyncio.wait_for(runner, 30)
+    async with lanes.pool.acquire() as conn:
+        states = dict(await conn.fetch("SELECT status, count(*) FROM emails GROUP BY status"))
+        due = await conn.fetchval("SELECT count(*) FROM emails WHERE status = 'queued' AND next_attempt_at <= now()")
+    assert states == {"sent": LANES, "queued": len(subjects) - LANES}, states
+    assert due == len(subjects) - LANES, "kept due: they go as soon as the relay is back"
