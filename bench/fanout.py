@@ -157,6 +157,9 @@ async def _notice(bench: Bench, conn: asyncpg.Connection, prefix: str, have: int
     """Top the directory up from `have` to `recipients` of our own, restart the notifier (and start a
     second replica if `replicas` is 2), publish one merger notice, count its emails (under RSS phase
     `phase`) until all arrived, the cap or a stall."""
+    # The previous notice may not have been sent in full inside its window: its rest would be counted
+    # with this one's emails (same recipients), so the queue is drained first.
+    await _drained(conn)
     subjects = [f"{prefix}{i:05d}" for i in range(have, recipients)]
     if subjects:
         await kafka.produce(bench.bootstrap, USER_REGISTERED, events.registrations(subjects))
@@ -206,6 +209,15 @@ async def _notice(bench: Bench, conn: asyncpg.Connection, prefix: str, have: int
     return {"recipients": recipients, "delivered": len(new), "seconds": round(seconds, 2),
             "emails_per_second": len(new) / seconds, "notifier_peak_rss_mb": peak, "samples": samples,
             "cpu": cpu_us}
+
+
+async def _drained(conn: asyncpg.Connection, timeout: float = 600.0) -> None:
+    """Wait until the notifier has no email queued or being sent."""
+    deadline = time.monotonic() + timeout
+    while await conn.fetchval("SELECT count(*) FROM notifier.emails WHERE status IN ('queued', 'sending')"):
+        if time.monotonic() > deadline:
+            raise RuntimeError(f"the notifier's queue was not drained within {timeout:.0f}s")
+        await asyncio.sleep(0.5)
 
 
 def ours(maildir: Path, prefix: str) -> list[str]:
