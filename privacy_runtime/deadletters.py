@@ -11,9 +11,8 @@ from __future__ import annotations
 import logging
 from collections.abc import Sequence
 
-from aiokafka import AIOKafkaProducer
-
 from privacy_runtime import metrics
+from privacy_runtime.kafka import RenewingProducer
 from privacy_runtime.logs import scrub
 from schemas.topics import (
     DLQ_HEADER_DEAD_LETTERED_BY,
@@ -50,7 +49,7 @@ def dead_letter_headers(
 
 
 class DeadLetters:
-    def __init__(self, producer: AIOKafkaProducer, service: str | None = None):
+    def __init__(self, producer: RenewingProducer, service: str | None = None):
         self.producer = producer
         self.service = service
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import ssl
 from collections.abc import Awaitable, Callable
@@ -10,7 +11,10 @@ from typing import Any
 
 from aiokafka import AIOKafkaProducer
 from aiokafka.admin import AIOKafkaAdminClient
+from aiokafka.errors import OutOfOrderSequenceNumber, ProducerFenced
+from aiokafka.structs import RecordMetadata
 
+from privacy_runtime import metrics
 from privacy_runtime.settings import ConnectionSettings
 
 log = logging.getLogger(__name__)
@@ -77,6 +81,73 @@ def make_producer(settings: ConnectionSettings, **overrides: Any) -> AIOKafkaPro
     options.update(acks="all", enable_idempotence=True, linger_ms=0, max_batch_size=256 * 1024)
     options.update(overrides)
     return AIOKafkaProducer(**options)
+
+
+#: Errors after which an idempotent aiokafka producer never delivers again: its sender task has ended
+#: and every later batch would wait out its timeout. OutOfOrderSequenceNumber is what a broker answers
+#: when its sequence for the producer and the producer's disagree (seen after a broker was down longer
+#: than a batch's timeout); aiokafka has no way back from it (the Java client bumps its epoch).
+PRODUCER_FATAL_ERRORS: tuple[type[BaseException], ...] = (OutOfOrderSequenceNumber, ProducerFenced)
+
+
+class RenewingProducer:
+    """The producer a service publishes with (outbox relay, dead letters), replaced by a fresh one (a
+    new producer id, sequences from zero) once a send failed with a fatal error.
+
+    Without this a broker restart could leave the relay failing every pass for good, its commands
+    waiting in the outbox. What the dead producer had in hand failed, so its outbox rows were rolled
+    back and go out again through the new producer: at least once, as everywhere."""
+
+    def __init__(self, factory: Callable[[], AIOKafkaProducer]):
+        self._factory = factory
+        self._producer = factory()
+        self._broken: BaseException | None = None
+        self._renewing = asyncio.Lock()
+
+    @property
+    def current(self) -> AIOKafkaProducer:
+        return self._producer
+
+    async def start(self) -> None:
+        await start_producer_with_backoff(self._producer)
+
+    async def stop(self) -> None:
+        await self._producer.stop()
+
+    async def send(self, topic: str, value: bytes | None = None, key: bytes | None = None,
+                   headers: list[tuple[str, bytes]] | None = None) -> asyncio.Future[RecordMetadata]:
+        """Queue one record (as `AIOKafkaProducer.send`); the future fails if delivery does."""
+        if self._broken is not None:
+            await self._renew()
+        future: asyncio.Future[RecordMetadata] = await self._producer.send(
+            topic, value=value, key=key, headers=headers)
+        future.add_done_callback(self._watch)
+        return future
+
+    async def send_and_wait(self, topic: str, value: bytes | None = None, key: bytes | None = None,
+                            headers: list[tuple[str, bytes]] | None = None) -> RecordMetadata:
+        return await (await self.send(topic, value=value, key=key, headers=headers))
+
+    def _watch(self, future: asyncio.Future[RecordMetadata]) -> None:
+        if not future.cancelled() and isinstance(future.exception(), PRODUCER_FATAL_ERRORS):
+            self._broken = future.exception()
+
+    async def _renew(self) -> None:
+        async with self._renewing:
+            if self._broken is None:
+                return  # another send renewed it meanwhile
+            log.warning("Kafka producer failed for good (%s); starting a new one", type(self._broken).__name__)
+            with contextlib.suppress(Exception):
+                await self._producer.stop()
+            self._producer = self._factory()
+            await start_producer_with_backoff(self._producer)
+            self._broken = None
+            metrics.KAFKA_PRODUCER_RENEWED.inc()
+
+
+def renewing_producer(settings: ConnectionSettings, **overrides: Any) -> RenewingProducer:
+    """`make_producer`'s producer, renewed after a fatal error (see `RenewingProducer`)."""
+    return RenewingProducer(lambda: make_producer(settings, **overrides))
 
 
 async def start_producer_with_backoff(producer: AIOKafkaProducer, attempts: int = 60) -> None:

@@ -42,6 +42,9 @@ OUTBOX_PUBLISHED = Counter("privacy_outbox_published_total", "Events published f
 OUTBOX_DROPPED_ERASED = Counter(
     "privacy_outbox_dropped_erased_total", "Outbox events not published because their subject was erased"
 )
+KAFKA_PRODUCER_RENEWED = Counter(
+    "privacy_kafka_producer_renewed_total", "Kafka producers replaced after a fatal error (e.g. out-of-order sequence)"
+)
 
 # --- housekeeping -----------------------------------------------------------------------------
 HOUSEKEEPING_DELETED = Counter(

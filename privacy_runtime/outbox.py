@@ -20,12 +20,12 @@ from datetime import datetime
 from typing import Any
 
 import asyncpg
-from aiokafka import AIOKafkaProducer
 
 from privacy_runtime import metrics
 from privacy_runtime.crypto import KeyRing, open_sealed
 from privacy_runtime.crypto import seal as seal_bytes
 from privacy_runtime.db import TRANSIENT_DB_ERRORS
+from privacy_runtime.kafka import RenewingProducer
 from schemas.envelope import new_event
 from schemas.events import EventData
 
@@ -157,7 +157,7 @@ class OutboxRelay:
     def __init__(
         self,
         pool: asyncpg.Pool,
-        producer: AIOKafkaProducer,
+        producer: RenewingProducer,
         outbox: Outbox,
         *,
         batch_size: int = 500,
@@ -268,7 +268,7 @@ class OutboxRelay:
 
 
 async def close_publishing(
-    relay: OutboxRelay | None, producer: AIOKafkaProducer | None, *pools: asyncpg.Pool | None
+    relay: OutboxRelay | None, producer: RenewingProducer | None, *pools: asyncpg.Pool | None
 ) -> None:
     """The end of every runtime: drain what is already committed (it leaves now rather than at the
     next start), then stop the producer and close the pools."""

@@ -20,7 +20,6 @@ from pathlib import Path
 from typing import Any, Protocol
 
 import asyncpg
-from aiokafka import AIOKafkaProducer
 
 from privacy_runtime.audit import AuditTrail
 from privacy_runtime.consumer import BatchConsumer
@@ -29,7 +28,7 @@ from privacy_runtime.datamap import DataMap, load_data_map
 from privacy_runtime.db import create_pool
 from privacy_runtime.deadletters import DeadLetters
 from privacy_runtime.housekeeping import housekeeping_loop
-from privacy_runtime.kafka import make_producer, start_producer_with_backoff, wait_for_kafka
+from privacy_runtime.kafka import RenewingProducer, renewing_producer, wait_for_kafka
 from privacy_runtime.migrations import apply_keystore_migrations, apply_migrations
 from privacy_runtime.outbox import Outbox, OutboxRelay, close_publishing
 from privacy_runtime.processor import Handler, StreamProcessor
@@ -64,7 +63,7 @@ class ServiceRuntime:
         self._start_lock = asyncio.Lock()
         self._pool: asyncpg.Pool | None = None
         self._keystore_pool: asyncpg.Pool | None = None
-        self._producer: AIOKafkaProducer | None = None
+        self._producer: RenewingProducer | None = None
         self._dead_letters: DeadLetters | None = None
         self._relay: OutboxRelay | None = None
         self._background: list[asyncio.Task[None]] = []
@@ -106,7 +105,7 @@ class ServiceRuntime:
         return self._pool
 
     @property
-    def producer(self) -> AIOKafkaProducer:
+    def producer(self) -> RenewingProducer:
         assert self._producer is not None, "runtime not started"
         return self._producer
 
@@ -148,8 +147,8 @@ class ServiceRuntime:
             self.keyring.use_keystore(self._keystore_pool)
         async with self._pool.acquire() as conn:
             await self.keyring.load_lookup_key(conn)
-        self._producer = make_producer(self.settings)
-        await self._start_producer_with_backoff(self._producer)
+        self._producer = renewing_producer(self.settings)
+        await self._producer.start()
         self._dead_letters = DeadLetters(self._producer, self.name)
         self._relay = OutboxRelay(self._pool, self._producer, self.outbox, before_publish=self.before_publish)
         self._background.append(asyncio.create_task(self._relay.run(), name=f"{self.name}-outbox-relay"))
@@ -239,10 +238,6 @@ class ServiceRuntime:
             await asyncio.sleep(interval)
             if self._consumer is not None:
                 await self._consumer.report_lag()
-
-    @staticmethod
-    async def _start_producer_with_backoff(producer: AIOKafkaProducer) -> None:
-        await start_producer_with_backoff(producer)
 
 
 async def _forever(fn: Callable[[], Awaitable[None]]) -> None:

@@ -7,7 +7,7 @@ Chromium is Debian's (`/usr/bin/chromium`, installed by `make tools` via deploy/
     async def test_start_page(phone_page, desktop_page):
         for page in (phone_page, desktop_page):
             await page.goto(url)
-            await screenshot(page, "start", "sv")   # var/screenshots/start-sv-360.png
+            await screenshot(page, "start", "sv")   # var/screenshots/start-sv-360.png (SCREENSHOTS=1)
             await assert_accessible(page)          # 0 axe-core violations
 """
 
@@ -68,12 +68,19 @@ async def desktop_page(browser: Any) -> AsyncIterator[Any]:
         await page.context.close()
 
 
+#: Screenshots are for people to look at (`make screenshots`), not for any assertion: a full-page PNG
+#: of every page in two languages and two widths is about a third of the browser tests' CPU, so the
+#: suite takes them only when SCREENSHOTS=1.
+TAKE_SCREENSHOTS = os.environ.get("SCREENSHOTS", "") not in ("", "0")
+
+
 async def screenshot(page: Any, name: str, lang: str) -> Path:
-    """Save the whole page as var/screenshots/<name>-<lang>-<width>.png (not committed)."""
-    SCREENSHOTS.mkdir(parents=True, exist_ok=True)
+    """Save the whole page as var/screenshots/<name>-<lang>-<width>.png (not committed; SCREENSHOTS=1)."""
     width = page.viewport_size["width"] if page.viewport_size else 0
     path = SCREENSHOTS / f"{name}-{lang}-{width}.png"
-    await page.screenshot(path=str(path), full_page=True)
+    if TAKE_SCREENSHOTS:
+        SCREENSHOTS.mkdir(parents=True, exist_ok=True)
+        await page.screenshot(path=str(path), full_page=True)
     return path
 
 

@@ -14,12 +14,11 @@ from contextlib import AbstractAsyncContextManager
 from pathlib import Path
 
 import asyncpg
-from aiokafka import AIOKafkaProducer
 
 from privacy_runtime.audit import AuditTrail
 from privacy_runtime.crypto import KeyRing
 from privacy_runtime.db import create_pool
-from privacy_runtime.kafka import make_producer, start_producer_with_backoff
+from privacy_runtime.kafka import RenewingProducer, renewing_producer
 from privacy_runtime.migrations import apply_keystore_migrations, apply_migrations
 from privacy_runtime.outbox import Outbox, OutboxRelay, close_publishing
 from privacy_runtime.settings import ServiceSettings
@@ -40,7 +39,7 @@ class PageRuntime:
         self.started = asyncio.Event()
         self._pool: asyncpg.Pool | None = None
         self._keystore_pool: asyncpg.Pool | None = None
-        self._producer: AIOKafkaProducer | None = None
+        self._producer: RenewingProducer | None = None
         self._relay: OutboxRelay | None = None
         self._relay_task: asyncio.Task[None] | None = None
 
@@ -60,8 +59,8 @@ class PageRuntime:
             async with self._pool.acquire() as conn:
                 await self.keyring.load_lookup_key(conn)
             if self.publishes:
-                self._producer = make_producer(self.settings)
-                await start_producer_with_backoff(self._producer)
+                self._producer = renewing_producer(self.settings)
+                await self._producer.start()
                 self._relay = OutboxRelay(self._pool, self._producer, self.outbox)
                 self._relay_task = asyncio.create_task(self._relay.run(), name=f"{self.name}-outbox-relay")
         self.started.set()

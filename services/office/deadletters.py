@@ -11,8 +11,9 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
-from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
+from aiokafka import AIOKafkaConsumer, TopicPartition
 
+from privacy_runtime.kafka import RenewingProducer
 from schemas.topics import (
     DLQ_HEADER_DEAD_LETTERED_BY,
     DLQ_HEADER_ERROR,
@@ -87,7 +88,7 @@ class DeadLetterReader:
     """Reads the newest dead letters of every `.dlq` topic and replays one. One reader at a time (a
     consumer with no group, assigned and positioned per read)."""
 
-    def __init__(self, consumer: AIOKafkaConsumer, producer: AIOKafkaProducer, topics: Sequence[str] = DLQ_TOPICS):
+    def __init__(self, consumer: AIOKafkaConsumer, producer: RenewingProducer, topics: Sequence[str] = DLQ_TOPICS):
         self.consumer = consumer
         self.producer = producer
         self.topics = tuple(topics)

@@ -2,7 +2,7 @@
 an operator takes in requests and opt-outs received by email, works the queue (rejects an objection
 with a reason, extends a deadline, bulk-approves retention erasures), re-sends to a system that never
 answers, replays nothing it should not, and sees a tampered audit row. Every page is visited in Swedish
-and in English on a phone (360 px) and a desktop (1280 px), screenshot into var/screenshots/ and checked
+and in English on a phone (360 px) and a desktop (1280 px), screenshot into var/screenshots/ (`make screenshots`) and checked
 with axe-core (0 violations) and for the absence of script; an operator switches language in the middle
 of a case and goes on with the same case."""
 

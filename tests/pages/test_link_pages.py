@@ -1,6 +1,6 @@
 """The pages behind links in emails (unsubscribe, export download) and the access package's report, in a
 real browser: Swedish and English, on a phone and a desktop, under their strict CSP, with 0 axe-core
-violations. Screenshots go to var/screenshots/ (not committed). The pages are rendered by the same
+violations. Screenshots go to var/screenshots/ (`make screenshots`; not committed). The pages are rendered by the same
 templates and texts the services use; tests/test_link_scanners.py drives them through the services."""
 
 from __future__ import annotations

@@ -1,5 +1,5 @@
 """Every page of the privacy center in both languages on a 360 px phone and a 1280 px desktop: a
-screenshot of each under var/screenshots/ and 0 axe-core violations; no script, no inline style."""
+screenshot of each under var/screenshots/ (`make screenshots`) and 0 axe-core violations; no script, no inline style."""
 
 from __future__ import annotations
 

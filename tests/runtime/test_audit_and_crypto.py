@@ -15,7 +15,7 @@ import pytest
 from devstack.stack import Stack
 from privacy_runtime.audit import AuditTrail, entry_hash, verify_chain
 from privacy_runtime.crypto import DecryptionFailed, KeyRing, SubjectErased
-from privacy_runtime.kafka import make_producer
+from privacy_runtime.kafka import renewing_producer
 from privacy_runtime.migrations import apply_migrations
 from privacy_runtime.outbox import Outbox, OutboxRelay
 from privacy_runtime.unit_of_work import open_transaction
@@ -71,7 +71,7 @@ async def test_removing_the_newest_entries_or_rewriting_one_is_caught_against_pr
     outbox = Outbox(keyring, f"{SOURCE_PREFIX}{name}")
     trail = AuditTrail(outbox, actor="test")
     kafka = CtlSettings(kafka_bootstrap_servers=stack.endpoints.kafka_bootstrap)
-    producer = make_producer(kafka)
+    producer = renewing_producer(kafka)
     await producer.start()
     try:
         async with pool.acquire() as conn:
