@@ -21,26 +21,14 @@ from privacy_runtime import metrics
 from privacy_runtime.audit import AuditTrail
 from privacy_runtime.crypto import KeyRing
 from privacy_runtime.kafka import PRODUCER_FATAL_ERRORS, RenewingProducer, renewing_producer
-from privacy_runtime.migrations import apply_migrations
 from privacy_runtime.outbox import Outbox, OutboxRelay
 from privacyctl.config import CtlSettings
 from schemas.topics import PRIVACY_AUDIT
-from tests.helpers import event_of, wait_for_messages
+from tests.helpers import event_of, scratch_schema, wait_for_messages
 
 pytestmark = pytest.mark.stack
 
 EMPTY_SQL = Path(__file__).with_name("no_service_sql")
-
-
-async def _schema(stack: Stack, name: str) -> asyncpg.Pool:
-    conn = await asyncpg.connect(stack.endpoints.database_url)
-    await conn.execute(f'DROP SCHEMA IF EXISTS "{name}" CASCADE; CREATE SCHEMA "{name}"')
-    await conn.close()
-    pool = await asyncpg.create_pool(stack.endpoints.database_url, server_settings={"search_path": name},
-                                     min_size=1, max_size=2)
-    assert pool is not None
-    await apply_migrations(pool, name, EMPTY_SQL)
-    return pool
 
 
 async def _break_sequences(producer: RenewingProducer, topic: str) -> None:
@@ -51,15 +39,19 @@ async def _break_sequences(producer: RenewingProducer, topic: str) -> None:
 
 
 async def test_after_an_out_of_order_sequence_the_relay_publishes_through_a_new_producer(stack: Stack) -> None:
-    name = f"renew_{uuid.uuid4().hex[:8]}"
-    pool = await _schema(stack, name)
+    async with scratch_schema(stack.endpoints.database_url, "renew", EMPTY_SQL) as pool:
+        await _relay_through_a_renewed_producer(stack, pool)
+
+
+async def _relay_through_a_renewed_producer(stack: Stack, pool: asyncpg.Pool) -> None:
+    name = uuid.uuid4().hex[:8]
     keyring = KeyRing(os.urandom(32))
     outbox = Outbox(keyring, f"urn:test:{name}")
     trail = AuditTrail(outbox, actor="test")
     producer = renewing_producer(CtlSettings(kafka_bootstrap_servers=stack.endpoints.kafka_bootstrap))
     await producer.start()
     relay = OutboxRelay(pool, producer, outbox)
-    refs = [f"{name}-{i}" for i in range(6)]
+    refs = [f"renew-{name}-{i}" for i in range(6)]
 
     async def record(some: list[str]) -> None:
         async with pool.acquire() as conn:
@@ -94,4 +86,3 @@ async def test_after_an_out_of_order_sequence_the_relay_publishes_through_a_new_
         assert {event["data"]["ref"] for event in map(event_of, arrived) if event} == set(refs)
     finally:
         await producer.stop()
-        await pool.close()
