@@ -16,6 +16,7 @@ import asyncio
 import contextlib
 import itertools
 import logging
+import uuid
 from collections.abc import Callable
 
 import asyncpg
@@ -49,6 +50,9 @@ class Listener:
         self._conn: asyncpg.Connection | None = None
         self._syncs: dict[str, asyncio.Future[None]] = {}
         self._numbers = itertools.count()
+        #: In every token: each process listening on the channel sends syncs of its own, and one of theirs
+        #: must never answer one of ours (theirs may have been queued before changes ours must see).
+        self._instance = uuid.uuid4().hex[:12]
         self._broken = asyncio.Event()
         self._one_query = asyncio.Lock()  # a connection runs one statement at a time
 
@@ -91,7 +95,7 @@ class Listener:
         conn = self._conn
         if conn is None:
             return False
-        token = f"{SYNC_PREFIX}{next(self._numbers)}"
+        token = f"{SYNC_PREFIX}{self._instance}:{next(self._numbers)}"
         done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         self._syncs[token] = done
         try:
