@@ -38,7 +38,7 @@ run: $(STAMP)
 test: $(STAMP)
 	@mkdir -p var; ( $(BIN)/ruff check . && $(BIN)/mypy $(TYPED) ) > var/lint.log 2>&1 & lint=$$!; \
 	$(MAKE) --no-print-directory tools && \
-	$(BIN)/python -m pytest -q -p no:cacheprovider -n $(TEST_WORKERS) --dist loadfile --no-loadscope-reorder \
+	$(BIN)/python -m pytest -q -p no:cacheprovider -n $(TEST_WORKERS) --dist loadfile \
 		--junitxml=var/junit.xml $(PYTEST_ARGS); tests=$$?; \
 	wait $$lint; linted=$$?; cat var/lint.log; \
 	if [ $$linted -ne 0 ]; then echo "make test: ruff or mypy failed (above)"; fi; \

@@ -19,8 +19,6 @@ settings.load_profile("suite")
 #: Marker -> start rank: `make test` runs files on two workers (pytest-xdist, --dist loadfile), which
 #: take files in collection order; the long ones (a stack of their own, a browser, the fault runs)
 #: go first so the short unit files fill the gaps at the end instead of a long file running alone.
-#: That order holds only with --no-loadscope-reorder (Makefile): by default xdist sorts files by their
-#: number of tests, which put the one-test files (the bench, the fault runs) last.
 _START_RANK = {"faults": 0, "bench": 0, "browser": 1, "stack": 2}
 
 
