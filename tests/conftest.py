@@ -1,13 +1,22 @@
 """Test-wide fixtures: the embedded stack (real Kafka, PostgreSQL, SMTP) started once per session,
 and the whole system (three services) for the tests that need it."""
 
+import uuid
 from collections.abc import AsyncIterator
 
 import pytest
 from hypothesis import settings
 
 from devstack.stack import Stack
-from tests.helpers import ExternalSystems, ServiceProcess, playing
+from schemas.topics import DATA_TOPICS
+from tests.helpers import (
+    CONSUMING_SERVICES,
+    ExternalSystems,
+    ServiceProcess,
+    commit_group_offsets,
+    module_group,
+    playing,
+)
 
 pytest_plugins = ["devstack.pytest_plugin", "tests.browser_kit"]
 
@@ -36,6 +45,32 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
         rank_of_file[path] = min(rank_of_file.get(path, 3), _start_rank(item))
     order_of_file = {path: index for index, path in enumerate(dict.fromkeys(i.nodeid.split("::", 1)[0] for i in items))}
     items.sort(key=lambda i: (rank_of_file[i.nodeid.split("::", 1)[0]], order_of_file[i.nodeid.split("::", 1)[0]]))
+
+
+@pytest.fixture(scope="module", autouse=True)
+async def module_consumer_groups(request: pytest.FixtureRequest) -> AsyncIterator[None]:
+    """Each test module's services consume in groups of the module's own that start at the end of every
+    topic: a module reads only what is published while it runs.
+
+    A service's default group (`privacy-<service>`) is shared by every module on a worker's stack, so a
+    service started later resumed where the last one stopped and first handled everything published in
+    between: after a fault run (more than 10,000 events, a merger notice) a notifier fanned that notice
+    out to its own test's recipients too (1,000 emails for 500), and dsar cases queued behind thousands
+    of the run's requests did not complete in time."""
+    suffix = uuid.uuid4().hex[:8]
+    uses_session_stack = any("stack" in item.fixturenames for item in request.session.items
+                             if item.module is request.module)
+    if uses_session_stack:
+        stack: Stack = request.getfixturevalue("stack")
+        topics = list(DATA_TOPICS)  # every topic a service may consume (all but the dead-letter ones)
+        for service in CONSUMING_SERVICES:
+            await commit_group_offsets(stack.endpoints.kafka_bootstrap, module_group(service, suffix), topics,
+                                       to_end=True)
+    ServiceProcess.group_suffix = suffix
+    try:
+        yield
+    finally:
+        ServiceProcess.group_suffix = None
 
 
 @pytest.fixture(scope="module")

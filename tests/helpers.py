@@ -290,6 +290,15 @@ def header(message: Any, name: str) -> str | None:
     return None
 
 
+#: The services that consume topics, each in a consumer group (the web services only call them).
+CONSUMING_SERVICES = ("consent", "dsar", "notifier")
+
+
+def module_group(service: str, suffix: str) -> str:
+    """A service's consumer group for one test module."""
+    return f"privacy-{service}-{suffix}"
+
+
 @dataclass
 class ServiceProcess:
     """A service running as a real process against the test stack."""
@@ -300,6 +309,11 @@ class ServiceProcess:
     port: int = field(default_factory=free_port)
     process: subprocess.Popen[bytes] | None = None
     log_path: Path | None = None
+
+    #: Set per test module (tests/conftest.py, `module_consumer_groups`): a service started without a
+    #: CONSUMER_GROUP of its own reads in `privacy-<service>-<suffix>`, a group that starts at the end of
+    #: every topic when the module starts, so it never consumes what earlier modules left on the topics.
+    group_suffix: typing.ClassVar[str | None] = None
 
     @property
     def url(self) -> str:
@@ -317,6 +331,8 @@ class ServiceProcess:
             "PYTHONUNBUFFERED": "1",
         })
         env.update(self.extra_env)
+        if "CONSUMER_GROUP" not in env and self.group_suffix is not None:
+            env["CONSUMER_GROUP"] = module_group(self.name, self.group_suffix)
         return env
 
     def start(self) -> ServiceProcess:
