@@ -15,8 +15,12 @@ How a round works:
    connection was idle) before step 3, holding no lock.
 3. Right before its send, in a transaction of its own, the email is checked again under row locks:
    the recipient's directory entry is share-locked, then the row (the order an erasure takes them in),
-   and both are read fresh. A row no longer `sending` by this claim (an erasure cancelled it) is left
-   alone; a recipient erased or restricted since the claim gets nothing (suppressed).
+   and both are read fresh. A row no longer `sending` by this claim (an erasure cancelled it, or its
+   lease expired and it was retaken: the claim time is the claim's token) is left alone; a row whose
+   lease is past 80% by the database's clock (the one the maintenance loop retakes rows by; a starved
+   event loop can get here later than its own deadlines say) is handed back untried and the round
+   stops; a recipient erased or restricted since the claim gets nothing (suppressed). Only the holder
+   of a row's current claim, inside its lease, ever sends it.
 4. Under those locks only the message's own transaction runs (MAIL FROM, RCPT, DATA; never a connect:
    a session found lost there is a relay failure, rolled back and retried after the pause below). As
    soon as the relay accepts it (250 after DATA), the row is marked `sent` and that transaction
@@ -479,7 +483,9 @@ class Sender:
                 # a session lost meanwhile is not reopened there (a relay failure: rolled back, retried).
                 await mailer.ready()
                 await locked.start()
-                current = await store.lock_for_sending(conn, item.notification_id, row["claimed_at"])
+                current = await store.lock_for_sending(
+                    conn, item.notification_id, row["claimed_at"], self.settings.email_lease_seconds * rules.SEND_BY
+                )
                 refusal = (rules.NOT_CLAIMED if current is None
                            else rules.recheck(item.template, params=item.params, **dict(current)))
                 if refusal is None:
@@ -508,7 +514,7 @@ class Sender:
             return Outcome.CONNECTION_LOST if kind is rules.Failure.CONNECTION else Outcome.NEXT
         if refusal is not None:
             await self._refused_at_the_last_moment(conn, locked, item, refusal)
-            return Outcome.NEXT
+            return Outcome.OUT_OF_TIME if refusal == rules.LEASE_RUNNING_OUT else Outcome.NEXT
         assert started is not None
         accepted = time.perf_counter()
         metrics.EMAIL_SEND_SECONDS.observe(accepted - started)
@@ -528,6 +534,12 @@ class Sender:
             if reason == rules.NOT_CLAIMED:  # already suppressed by the erasure, or another claim's now
                 await locked.rollback()
                 log.info("email %s: no longer this claim's at the send; not sent", item.notification_id)
+                return
+            if reason == rules.LEASE_RUNNING_OUT:  # a starved loop got here late: back, untried
+                await store.mark_retry(conn, item.notification_id, item.row["claimed_at"], 0.0,
+                                       f"not tried: {reason}", count_attempt=False)
+                await locked.commit()
+                log.warning("email %s: %s at the send; handed back", item.notification_id, reason)
                 return
             done = await store.mark_final(
                 conn, item.notification_id, item.row["claimed_at"], rules.Status.SUPPRESSED, reason

@@ -168,14 +168,21 @@ def verdict(
 #: lease expired and it was retaken): leave it alone.
 NOT_CLAIMED = "no longer this claim's"
 
+#: The re-check's answer for a row still this claim's whose lease, by the database's clock (the one the
+#: maintenance loop retakes rows by), is past SEND_BY: hand it back untried rather than start its send.
+LEASE_RUNNING_OUT = "past the safe part of its lease"
+
 
 def recheck(template: str, *, claimed: bool, final_notice: bool, listed: bool, restricted: bool,
-            holds: Sequence[str] = (), params: dict[str, object] | None = None) -> str | None:
+            holds: Sequence[str] = (), params: dict[str, object] | None = None, in_time: bool = True) -> str | None:
     """The last word on a claimed email, read under the row locks right before its send: None to send,
-    else why not. An erasure, an erasure hold (`holds`: the request ids of the subject's verified erasure
-    cases; `params`: the email's) or a restriction may have come since the batch was claimed."""
+    else why not. The row must still be this claim's and its lease not past SEND_BY (`in_time`); an
+    erasure, an erasure hold (`holds`: the request ids of the subject's verified erasure cases; `params`:
+    the email's) or a restriction may have come since the batch was claimed."""
     if not claimed:
         return NOT_CLAIMED
+    if not in_time:
+        return LEASE_RUNNING_OUT
     if final_notice:
         return None  # an erasure confirmation, addressed from its final notice (the entry is gone)
     if not listed:

@@ -174,3 +174,31 @@ async def test_a_stale_claim_meeting_rows_another_sender_holds_sends_nothing(sta
             await close(first, second)
         assert_each_once(maildir, subjects)
         assert await statuses(runtime) == {"sent": EMAILS}
+
+
+async def test_a_claim_past_the_safe_part_of_its_lease_hands_its_rows_back_unsent(stack: Any, tmp_path: Path) -> None:
+    """The lease has run out by the database's clock, the rows are not retaken yet, and the lanes' own
+    clock says they are in time: nothing is sent by that claim (the maintenance loop of another replica
+    may retake a row the moment its lock is let go); the rows go back due, their attempt not counted,
+    and the next round sends each once."""
+    maildir = tmp_path / "mail"
+    async with sink_and_runtime(stack, maildir) as runtime:
+        subjects = await queued_emails(runtime, "late")
+        first, second = sender_for(runtime), sender_for(runtime)
+        try:
+            stale = await first._claim()
+            assert stale is not None and stale.claimed == EMAILS
+            await wait_for_lease_expiry(runtime)
+            in_time_by_its_own_clock(stale)
+            await first._send(stale)
+            assert arrivals(maildir) == {}, "sent on a claim past its lease"
+            async with runtime.pool.acquire() as conn:
+                back = await conn.fetch("SELECT status, attempts, last_error, next_attempt_at <= now() AS due "
+                                        "FROM emails")
+            assert {(r["status"], r["attempts"], r["due"]) for r in back} == {("queued", 0, True)}
+            assert any(rules.LEASE_RUNNING_OUT in r["last_error"] for r in back)
+            assert await second.send_round() == EMAILS
+        finally:
+            await close(first, second)
+        assert_each_once(maildir, subjects)
+        assert await statuses(runtime) == {"sent": EMAILS}

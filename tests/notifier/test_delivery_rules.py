@@ -127,6 +127,10 @@ def test_the_last_check_before_a_send_sees_an_erasure_or_restriction_since_the_c
     # An erasure confirmation set aside by the erasure still goes; nothing else of theirs does.
     assert again(final_notice=True, listed=False) is None
     assert again(final_notice=True, claimed=False) == rules.NOT_CLAIMED
+    # Past the safe part of its lease (by the database's clock): handed back, whatever else holds.
+    assert again(in_time=False) == rules.LEASE_RUNNING_OUT
+    assert again(in_time=False, final_notice=True) == rules.LEASE_RUNNING_OUT
+    assert again(in_time=False, claimed=False) == rules.NOT_CLAIMED
 
 
 def test_only_material_policy_changes_and_permitted_disclosures_are_emailed() -> None:
