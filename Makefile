@@ -38,8 +38,9 @@ run: $(STAMP)
 test: $(STAMP)
 	@mkdir -p var; ( $(BIN)/ruff check . && $(BIN)/mypy $(TYPED) ) > var/lint.log 2>&1 & lint=$$!; \
 	$(MAKE) --no-print-directory tools && \
-	$(BIN)/python -m pytest -q -p no:cacheprovider -n $(TEST_WORKERS) --dist loadfile \
+	$(BIN)/python -m pytest -q -p no:cacheprovider -n $(TEST_WORKERS) --dist loadfile --no-loadscope-reorder \
 		--junitxml=var/junit.xml $(PYTEST_ARGS); tests=$$?; \
+	$(BIN)/python -m tests.timeline | tail -n 1; \
 	wait $$lint; linted=$$?; cat var/lint.log; \
 	if [ $$linted -ne 0 ]; then echo "make test: ruff or mypy failed (above)"; fi; \
 	[ $$tests -eq 0 ] && [ $$linted -eq 0 ]

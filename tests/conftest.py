@@ -1,14 +1,17 @@
 """Test-wide fixtures: the embedded stack (real Kafka, PostgreSQL, SMTP) started once per session,
 and the whole system (three services) for the tests that need it."""
 
+import os
+import time
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Generator
 
 import pytest
 from hypothesis import settings
 
 from devstack.stack import Stack
 from schemas.topics import DATA_TOPICS
+from tests import timeline
 from tests.helpers import (
     CONSUMING_SERVICES,
     ExternalSystems,
@@ -28,6 +31,8 @@ settings.load_profile("suite")
 #: Marker -> start rank: `make test` runs files on two workers (pytest-xdist, --dist loadfile), which
 #: take files in collection order; the long ones (a stack of their own, a browser, the fault runs)
 #: go first so the short unit files fill the gaps at the end instead of a long file running alone.
+#: That order holds only with --no-loadscope-reorder (Makefile): by default xdist sorts files by their
+#: number of tests, which put the one-test files (the bench, the fault runs) last.
 _START_RANK = {"faults": 0, "bench": 0, "browser": 1, "stack": 2}
 
 
@@ -45,6 +50,21 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
         rank_of_file[path] = min(rank_of_file.get(path, 3), _start_rank(item))
     order_of_file = {path: index for index, path in enumerate(dict.fromkeys(i.nodeid.split("::", 1)[0] for i in items))}
     items.sort(key=lambda i: (rank_of_file[i.nodeid.split("::", 1)[0]], order_of_file[i.nodeid.split("::", 1)[0]]))
+
+
+def pytest_sessionstart(session: pytest.Session) -> None:
+    if not hasattr(session.config, "workerinput"):  # the controller, before any worker starts
+        timeline.clear()
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_protocol(item: pytest.Item) -> Generator[None, object, object]:
+    """Record each test's span for `python -m tests.timeline` (where `make test`'s time goes)."""
+    began = time.time()
+    try:
+        return (yield)
+    finally:
+        timeline.record(os.environ.get("PYTEST_XDIST_WORKER", "main"), began, time.time(), item.nodeid)
 
 
 @pytest.fixture(scope="module", autouse=True)
