@@ -1,17 +1,26 @@
-"""SMTP delivery from the `emails` outbox: claim, send over one reused connection, mark sent.
+"""SMTP delivery from the `emails` outbox: claim, send over SMTP_CONNECTIONS lanes, mark sent.
 
 How a round works:
 
 1. In one short transaction the sender claims due rows (`FOR UPDATE SKIP LOCKED`, so several notifier
-   processes can share the queue), sets them to `sending` with the claim time, and commits.
-2. Each email is decided (erased? restricted? marketing consent?), rendered, rate-limited by a token
-   bucket (SMTP_RATE_PER_SECOND, per process: replicas add up) and sent over one SMTP connection that
-   is kept open and reused (reconnected after a failure). The session is made ready (connect,
-   STARTTLS, EHLO, AUTH, or a NOOP if the connection was idle) before step 3, holding no lock.
+   processes can share the queue), sets them to `sending` with the claim time, and commits. With a
+   backlog (a full batch), the next batch is claimed while the lanes finish the current one, so they
+   do not wait for it; a batch claimed ahead and not sent (the relay failed, shutdown) is handed back.
+2. The batch is dealt to the sending lanes (SMTP_CONNECTIONS per process, fewer for a small batch:
+   `rules.lane_count`). Each lane has its own SMTP connection, kept open and reused (reconnected after a
+   failure), and its own database connection, and takes the next email in queue order whenever it is
+   free. Each email is decided (erased? restricted? marketing consent?), rendered, rate-limited by a
+   token bucket shared by the lanes (SMTP_RATE_PER_SECOND, per process: replicas add up) and sent over
+   the lane's connection. The session is made ready (connect, STARTTLS, EHLO, AUTH, or a NOOP if the
+   connection was idle) before step 3, holding no lock.
 3. Right before its send, in a transaction of its own, the email is checked again under row locks:
    the recipient's directory entry is share-locked, then the row (the order an erasure takes them in),
-   and both are read fresh. A row no longer `sending` by this claim (an erasure cancelled it) is left
-   alone; a recipient erased or restricted since the claim gets nothing (suppressed).
+   and both are read fresh. A row no longer `sending` by this claim (an erasure cancelled it, or its
+   lease expired and it was retaken: the claim time is the claim's token) is left alone; a row whose
+   lease is past 80% by the database's clock (the one the maintenance loop retakes rows by; a starved
+   event loop can get here later than its own deadlines say) is handed back untried and the round
+   stops; a recipient erased or restricted since the claim gets nothing (suppressed). Only the holder
+   of a row's current claim, inside its lease, ever sends it.
 4. Under those locks only the message's own transaction runs (MAIL FROM, RCPT, DATA; never a connect:
    a session found lost there is a relay failure, rolled back and retried after the pause below). As
    soon as the relay accepts it (250 after DATA), the row is marked `sent` and that transaction
@@ -26,8 +35,9 @@ handed back before the maintenance loop could take it for abandoned and queue it
 still have been retaken by the time it is marked `sent` (only if the `sent` commit failed and was
 retried without the locks), that is logged and counted in `privacy_emails_sent_unmarked_total`.
 
-On shutdown (the runtime cancels the round) the email in flight is let finish, send and `sent` commit,
-for up to SHUTDOWN_GRACE_SECONDS; then the untried rest is handed back.
+On shutdown (the runtime cancels the round) the email in flight on each lane is let finish, send and
+`sent` commit, for up to SHUTDOWN_GRACE_SECONDS; then the untried rest is handed back. When one lane
+meets a relay failure or runs out of time, no lane starts another email of the round.
 
 Failures: a 4xx reply to an email is temporary: the row goes back to `queued` with exponential backoff
 and jitter (EMAIL_RETRY_BASE_SECONDS doubling up to EMAIL_RETRY_MAX_SECONDS) until
@@ -35,7 +45,7 @@ EMAIL_GIVE_UP_AFTER_SECONDS. The backoff only says when it may be tried again: i
 queue (claimed by when it was queued), so once due it goes before the emails queued after it. A failure
 of the relay itself (unreachable, TLS, a refused EHLO/HELO or login such as 535 for a wrong password, a
 refused MAIL FROM such as 530 "STARTTLS first", a dropped connection) is no email's fault, whatever its
-code: the process pauses sending with that backoff (by the relay's failures in a row), reopens the
+code: the process (all its lanes) pauses sending with that backoff (by the relay's failures in a row), reopens the
 connection after it, and logs a warning. The emails stay due meanwhile (no backoff of their own), so
 `privacy_email_oldest_due_seconds` keeps growing through an outage however long the pauses get. Only a
 5xx refusal of the recipient (RCPT) or of the message (after DATA), or a message that can never be
@@ -44,7 +54,8 @@ so nothing is lost.
 
 The crash window (the only way an email can be sent twice): an email is marked `sent` only after the
 relay accepted it, so a crash can never lose one. If the process dies *after* the relay accepted the
-message and *before* the `sent` commit of step 4, the row stays in `sending`; once its lease
+message and *before* the `sent` commit of step 4, the row stays in `sending` (at most one email per
+lane, so at most SMTP_CONNECTIONS per process and crash: each email has its own transaction); once its lease
 (EMAIL_LEASE_SECONDS, default 60 s) has expired it is claimed again and sent a second time. That window
 is measured by the histogram `privacy_email_unconfirmed_seconds` (typically around a millisecond), and
 a failed `sent` commit is retried until the lease ends before the row is left to it. (The other,
@@ -71,13 +82,14 @@ import contextlib
 import json
 import logging
 import time
+from collections import deque
+from collections.abc import Callable
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 from email.utils import parseaddr
 from enum import Enum
 from typing import Any
 
-import aiosmtplib
 import asyncpg
 from asyncpg.transaction import Transaction
 
@@ -91,13 +103,13 @@ from services.notifier import rules, store, templates
 from services.notifier.consent_client import ConsentDecisions
 from services.notifier.final_notices import FINAL_TEMPLATES, FinalNoticeKeys
 from services.notifier.intake import erased_among, params_field
+from services.notifier.mailer import Mailer
+from services.notifier.render_cache import NoticeRenderer
 from services.notifier.settings import NotifierSettings
 from services.notifier.wakeups import Wakeups
 
 log = logging.getLogger(__name__)
 
-#: An SMTP connection idle longer than this is checked with NOOP before use.
-IDLE_CHECK_SECONDS = 15.0
 #: On cancellation, how long the email in flight may take to be sent and marked before it is given up
 #: (and left to its lease).
 SHUTDOWN_GRACE_SECONDS = 5.0
@@ -109,111 +121,6 @@ class Outcome(Enum):
     NEXT = "next"
     CONNECTION_LOST = "connection_lost"  # the relay failed: hand the rest back and pause sending
     OUT_OF_TIME = "out_of_time"  # the send was cut at the lease's deadline: hand the rest back
-
-
-class Mailer:
-    """One SMTP connection, opened on first use, reused for every message, reopened after a failure.
-
-    Setting up the session (`ready`: connect, STARTTLS, EHLO, AUTH, or a NOOP on an idle connection)
-    and a message's transaction on it (`transmit`: MAIL FROM, RCPT, DATA) are separate, so the sender
-    can do the first, which may take as long as a slow relay likes, before it takes its row locks."""
-
-    def __init__(self, settings: NotifierSettings):
-        self.settings = settings
-        self._client: aiosmtplib.SMTP | None = None
-        self._last_used = 0.0
-
-    async def ready(self) -> None:
-        """Have a session open and usable; raises RelaySessionFailed if it cannot be set up."""
-        await self._connection()
-
-    async def _connection(self) -> aiosmtplib.SMTP:
-        client = self._client
-        if client is not None and client.is_connected and time.monotonic() - self._last_used > IDLE_CHECK_SECONDS:
-            try:
-                await client.noop()
-            except BaseException as exc:
-                await self.reset()
-                if not isinstance(exc, Exception):
-                    raise
-                client = None
-            else:
-                self._last_used = time.monotonic()
-        if client is None or not client.is_connected:
-            s = self.settings
-            client = aiosmtplib.SMTP(
-                hostname=s.smtp_host,
-                port=s.smtp_port,
-                timeout=s.smtp_timeout_seconds,
-                use_tls=s.smtp_use_tls,
-                start_tls=None if s.smtp_use_tls else s.smtp_starttls,
-                username=s.smtp_username,
-                password=s.smtp_password.get_secret_value() if s.smtp_password else None,
-            )
-            try:
-                await client.connect()  # connects, and STARTTLS and AUTH (with their EHLO) if configured
-                await _greet(client)  # else EHLO now, not in the first sendmail under the row locks
-            except BaseException as exc:
-                with contextlib.suppress(Exception):
-                    client.close()
-                if not isinstance(exc, Exception):
-                    raise
-                # Whatever the reply (a 535 for a wrong password is a 5xx), it is the relay's, not an email's.
-                raise rules.RelaySessionFailed(type(exc).__name__) from exc
-            self._client = client
-            self._last_used = time.monotonic()
-        return client
-
-    async def send(self, message: bytes, sender: str, recipient: str) -> None:
-        """Set the session up if need be, then send (for callers that hold no locks)."""
-        await self.ready()
-        await self.transmit(message, sender, recipient)
-
-    async def transmit(self, message: bytes, sender: str, recipient: str) -> None:
-        """Send one message on the session `ready` opened. Never connects: a session lost since is
-        SMTPServerDisconnected (the relay's failure), and the next `ready` opens a new one."""
-        client = self._client
-        if client is None or not client.is_connected:
-            await self.reset()
-            raise aiosmtplib.SMTPServerDisconnected("the SMTP session was lost before the send")
-        options = ["SMTPUTF8"] if rules.needs_smtputf8(sender, recipient) else None
-        try:
-            await client.sendmail(sender, [recipient], message, mail_options=options)
-        except (aiosmtplib.SMTPServerDisconnected, aiosmtplib.SMTPTimeoutError, ConnectionError, OSError):
-            await self.reset()
-            raise
-        except aiosmtplib.SMTPResponseException as exc:
-            if rules.classify(exc)[0] is rules.Failure.CONNECTION:  # 421, or the session itself refused
-                await self.reset()
-            raise
-        except asyncio.CancelledError:  # cut mid-conversation: the connection's state is unknown
-            await self.reset()
-            raise
-        finally:
-            self._last_used = time.monotonic()
-
-    async def reset(self) -> None:
-        client, self._client = self._client, None
-        if client is not None:
-            with contextlib.suppress(Exception):
-                client.close()
-
-    async def close(self) -> None:
-        client, self._client = self._client, None
-        if client is not None and client.is_connected:
-            with contextlib.suppress(Exception):
-                await asyncio.wait_for(client.quit(), 2.0)
-
-
-async def _greet(client: aiosmtplib.SMTP) -> None:
-    """EHLO (HELO if refused) unless the session has already done it, as `sendmail` would."""
-    if client.is_ehlo_or_helo_needed:
-        try:
-            await client.ehlo()
-        except aiosmtplib.SMTPHeloError:
-            if not client.is_connected:
-                raise
-            await client.helo()
 
 
 @dataclass
@@ -236,6 +143,43 @@ class Claimed:
         return str(self.row["template"])
 
 
+class Lanes:
+    """A claimed batch dealt to the sending lanes: each takes the next email in queue order when it is
+    free, until the batch is done or the round stops taking new emails (half the lease has passed, the
+    relay failed, a send ran out of time, shutdown); what is left is handed back."""
+
+    def __init__(self, batch: list[Claimed], deadlines: rules.RoundDeadlines):
+        self.deadlines = deadlines
+        self.claimed = len(batch)
+        self._pending = deque(batch)
+        self.why_stopped: str | None = None
+        self._running_low: tuple[int, Callable[[], None]] | None = None
+
+    def when_running_low(self, left: int, call: Callable[[], None]) -> None:
+        """Call `call` once, when no more than `left` emails are waiting for a lane."""
+        self._running_low = (left, call)
+
+    def take(self, now: float) -> Claimed | None:
+        if self.why_stopped is None and now >= self.deadlines.take_new_until:
+            self.stop("half the lease had passed")
+        if self.why_stopped is not None or not self._pending:
+            return None
+        item = self._pending.popleft()
+        if self._running_low is not None and len(self._pending) <= self._running_low[0]:
+            call, self._running_low = self._running_low[1], None
+            call()
+        return item
+
+    def stop(self, why: str) -> None:
+        """No lane starts another email (the first reason is the one recorded)."""
+        if self.why_stopped is None:
+            self.why_stopped = why
+
+    def untried(self) -> list[Claimed]:
+        rest, self._pending = list(self._pending), deque()
+        return rest
+
+
 class Sender:
     def __init__(self, runtime: Runtime, settings: NotifierSettings, wakeups: Wakeups, consent: ConsentDecisions):
         self.runtime = runtime
@@ -243,8 +187,11 @@ class Sender:
         self.settings = settings
         self.wakeups = wakeups
         self.consent = consent
-        self.mailer = Mailer(settings)
+        #: One SMTP connection per sending lane (SMTP_CONNECTIONS), each kept open across rounds.
+        self.mailers = [Mailer(settings) for _ in range(settings.smtp_connections)]
         self.bucket = rules.TokenBucket(settings.smtp_rate_per_second)
+        #: A notice's templates run once for all its recipients (render_cache.py).
+        self.renderer = NoticeRenderer()
         self.batch_size = rules.claim_batch_size(
             settings.email_batch_size, settings.smtp_rate_per_second, settings.email_lease_seconds
         )
@@ -257,11 +204,18 @@ class Sender:
             privacy_center_url=settings.privacy_center_url,
         )
         self._connection_failures = 0
+        #: The batch claimed ahead while the lanes finish the current one (run loop only).
+        self._next: asyncio.Future[Lanes | None] | None = None
         #: Loop time before which no round starts: the relay failed (see _failed_attempt).
         self._paused_until = 0.0
         self.final_keys = FinalNoticeKeys(settings.master_key(), settings.previous_master_key())
         if problem := settings.timeouts_beyond_lease():
             log.warning("%s", problem)
+
+    @property
+    def mailer(self) -> Mailer:
+        """The first lane's connection (the only one with SMTP_CONNECTIONS=1)."""
+        return self.mailers[0]
 
     # --- loops -------------------------------------------------------------------------------
 
@@ -272,7 +226,9 @@ class Sender:
                 if (pause := self._paused_until - loop.time()) > 0:
                     await asyncio.sleep(pause)  # not cut short by new emails: the relay is the problem
                 try:
-                    claimed = await self.send_round()
+                    claimed = await self._next_round()
+                    if self._next is not None and self._paused_until > loop.time():
+                        await self._drop_next("not tried: the SMTP relay is failing")
                 except TRANSIENT_DB_ERRORS as exc:
                     log.warning("sender waiting for the database (%s)", type(exc).__name__)
                     claimed = 0
@@ -284,8 +240,24 @@ class Sender:
                 if claimed == 0:
                     await self.wakeups.emails.wait_for(self.settings.email_idle_poll_seconds)
         finally:
-            await self.mailer.close()
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(self._drop_next("not tried: shutting down"), 5.0)
+            for mailer in self.mailers:
+                await mailer.close()
             await self.consent.close()
+
+    async def _next_round(self) -> int:
+        """One round of the run loop: the batch claimed ahead, or a new claim. A full batch means a
+        backlog: the next one is claimed when the lanes are about to run out of this one, so they go
+        on without waiting for a claim (a claimed row is no duplicate risk: its lease covers it)."""
+        task, self._next = self._next, None
+        lanes = await task if task is not None else await self._claim()
+        if lanes is None:
+            return 0
+        if lanes.claimed >= self.batch_size:  # each lane has at most one more to go: claim the next
+            lanes.when_running_low(rules.lane_count(lanes.claimed, len(self.mailers)), self._claim_next)
+        await self._send(lanes)
+        return lanes.claimed
 
     async def maintain(self, interval: float = 2.0) -> None:
         """Retake rows whose sender died (expired lease) and keep the gauges current."""
@@ -310,44 +282,89 @@ class Sender:
     # --- one round ---------------------------------------------------------------------------
 
     async def send_round(self) -> int:
-        """Claim a batch and work through it; returns how many rows were claimed."""
+        """Claim a batch and work through it over the lanes; returns how many rows were claimed."""
+        lanes = await self._claim()
+        if lanes is None:
+            return 0
+        await self._send(lanes)
+        return lanes.claimed
+
+    async def _claim(self) -> Lanes | None:
+        """Claim a batch (None: nothing is due) and open what it needs, ready for the lanes."""
         loop = asyncio.get_running_loop()
         # Taken before the claim: the rows' claimed_at (the lease's start) is a little later than this.
         deadlines = rules.round_deadlines(loop.time(), self.settings.email_lease_seconds)
         async with self.runtime.transaction() as tx:  # the runtime's: it settles keys loaded in it
             rows = await store.claim_due(tx.conn, self.batch_size)
             if not rows:
-                return 0
+                return None
             batch = await self._prepare(tx, rows)
+        return Lanes(batch, deadlines)
+
+    def _claim_next(self) -> None:
+        """Claim the next batch while the lanes finish this one (a backlog: they need not wait for it)."""
+        if self._next is None:
+            self._next = asyncio.ensure_future(self._claim())
+
+    async def _drop_next(self, why: str) -> None:
+        """Hand back a batch claimed ahead that will not be sent now (waits for its claim to end, so no
+        row is left in `sending` to its lease)."""
+        task, self._next = self._next, None
+        if task is None:
+            return
+        try:
+            lanes = await asyncio.shield(task)
+        except Exception:  # the claim failed: nothing was claimed
+            return
+        if lanes is not None:
+            lanes.stop(why)
+            await self._hand_back(lanes)
+
+    async def _send(self, lanes: Lanes) -> None:
+        """Work through a claimed batch over the lanes; what they did not take is handed back."""
+        tasks = [asyncio.ensure_future(self._lane(mailer, lanes))
+                 for mailer in self.mailers[:rules.lane_count(lanes.claimed, len(self.mailers))]]
+        try:
+            await asyncio.gather(*tasks)
+        except BaseException as exc:
+            # Shutting down (or a lane failed): every lane finishes the email it has in flight (each
+            # within SHUTDOWN_GRACE_SECONDS, see _lane); what no lane took is handed back below.
+            lanes.stop("shutting down" if isinstance(exc, asyncio.CancelledError) else "a sending lane failed")
+            for task in tasks:
+                task.cancel()
+            await _all_done(tasks)
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(self._hand_back(lanes), 2.0)
+            raise
+        await self._hand_back(lanes)
+
+    async def _lane(self, mailer: Mailer, lanes: Lanes) -> None:
+        """One sending lane: its own SMTP connection and database connection, one email at a time,
+        each in its own transaction (so a crash leaves at most one email per lane unconfirmed)."""
+        loop = asyncio.get_running_loop()
+        deadlines = lanes.deadlines
         async with self.runtime.pool.acquire() as conn:
-            pending = list(batch)
-            in_flight: asyncio.Future[Outcome] | None = None
-            try:
-                while pending:
-                    if loop.time() >= deadlines.take_new_until:
-                        await self._release(conn, pending, 0.0, "not tried: half the lease had passed")
-                        break
-                    item = pending.pop(0)
-                    # Shielded: a cancellation (shutdown) must not cut a send between the relay's 250
-                    # and the `sent` commit.
-                    in_flight = asyncio.ensure_future(self._deliver(conn, item, deadlines))
+            while (item := lanes.take(loop.time())) is not None:
+                # Shielded: a cancellation (shutdown) must not cut a send between the relay's 250 and
+                # the `sent` commit.
+                in_flight = asyncio.ensure_future(self._deliver(conn, mailer, item, deadlines))
+                try:
                     outcome = await asyncio.shield(in_flight)
-                    in_flight = None
-                    if outcome is Outcome.CONNECTION_LOST:
-                        # Still due: they go as soon as the relay is back, and their wait shows.
-                        await self._release(conn, pending, 0.0, "not tried: the SMTP relay is failing")
-                        break
-                    if outcome is Outcome.OUT_OF_TIME:
-                        await self._release(conn, pending, 0.0, "not tried: the lease's deadline had passed")
-                        break
-            except asyncio.CancelledError:
-                # Shutting down: finish the email in flight, then hand back what was not tried.
-                if in_flight is not None:
+                except asyncio.CancelledError:
                     await _finish(in_flight, SHUTDOWN_GRACE_SECONDS)
-                with contextlib.suppress(Exception):
-                    await asyncio.wait_for(self._release(conn, pending, 0.0, "not tried: shutting down"), 2.0)
-                raise
-        return len(rows)
+                    raise
+                if outcome is Outcome.CONNECTION_LOST:
+                    # Still due: they go as soon as the relay is back, and their wait shows.
+                    lanes.stop("the SMTP relay is failing")
+                elif outcome is Outcome.OUT_OF_TIME:
+                    lanes.stop("the lease's deadline had passed")
+
+    async def _hand_back(self, lanes: Lanes) -> None:
+        """Give the rows no lane took back to the queue (their attempt does not count)."""
+        untried = lanes.untried()
+        if untried:
+            async with self.runtime.pool.acquire() as conn:
+                await self._release(conn, untried, 0.0, f"not tried: {lanes.why_stopped}")
 
     async def _prepare(self, tx: UnitOfWork, rows: list[asyncpg.Record]) -> list[Claimed]:
         """Decrypt what the batch needs while the claim transaction is open (keys are cached after)."""
@@ -417,9 +434,11 @@ class Sender:
         )
         return Claimed(row, recipient, False, params)
 
-    async def _deliver(self, conn: asyncpg.Connection, item: Claimed, deadlines: rules.RoundDeadlines) -> Outcome:
-        """Decide, render and send one email; the consent check, rate wait and SMTP send are cut at
-        `deadlines.send_by`."""
+    async def _deliver(
+        self, conn: asyncpg.Connection, mailer: Mailer, item: Claimed, deadlines: rules.RoundDeadlines
+    ) -> Outcome:
+        """Decide, render and send one email over `mailer`; the consent check, rate wait and SMTP send
+        are cut at `deadlines.send_by`."""
         row = item.row
         if item.problem is not None:
             await self._fail(item, item.problem)
@@ -462,14 +481,16 @@ class Sender:
                 # The session is set up before the locks are taken: however long the relay takes to
                 # greet or log us in, nobody waits for it. Under the locks only MAIL/RCPT/DATA run, and
                 # a session lost meanwhile is not reopened there (a relay failure: rolled back, retried).
-                await self.mailer.ready()
+                await mailer.ready()
                 await locked.start()
-                current = await store.lock_for_sending(conn, item.notification_id, row["claimed_at"])
+                current = await store.lock_for_sending(
+                    conn, item.notification_id, row["claimed_at"], self.settings.email_lease_seconds * rules.SEND_BY
+                )
                 refusal = (rules.NOT_CLAIMED if current is None
                            else rules.recheck(item.template, params=item.params, **dict(current)))
                 if refusal is None:
                     started = time.perf_counter()
-                    await self.mailer.transmit(message, self.envelope_from, item.recipient.email)
+                    await mailer.transmit(message, self.envelope_from, item.recipient.email)
         except BaseException as exc:
             await _rollback(locked)
             if not isinstance(exc, Exception):
@@ -493,7 +514,7 @@ class Sender:
             return Outcome.CONNECTION_LOST if kind is rules.Failure.CONNECTION else Outcome.NEXT
         if refusal is not None:
             await self._refused_at_the_last_moment(conn, locked, item, refusal)
-            return Outcome.NEXT
+            return Outcome.OUT_OF_TIME if refusal == rules.LEASE_RUNNING_OUT else Outcome.NEXT
         assert started is not None
         accepted = time.perf_counter()
         metrics.EMAIL_SEND_SECONDS.observe(accepted - started)
@@ -513,6 +534,12 @@ class Sender:
             if reason == rules.NOT_CLAIMED:  # already suppressed by the erasure, or another claim's now
                 await locked.rollback()
                 log.info("email %s: no longer this claim's at the send; not sent", item.notification_id)
+                return
+            if reason == rules.LEASE_RUNNING_OUT:  # a starved loop got here late: back, untried
+                await store.mark_retry(conn, item.notification_id, item.row["claimed_at"], 0.0,
+                                       f"not tried: {reason}", count_attempt=False)
+                await locked.commit()
+                log.warning("email %s: %s at the send; handed back", item.notification_id, reason)
                 return
             done = await store.mark_final(
                 conn, item.notification_id, item.row["claimed_at"], rules.Status.SUPPRESSED, reason
@@ -557,7 +584,7 @@ class Sender:
             privacy_center_url=self.context.privacy_center_url,
             manage_url=manage,
         )
-        rendered = templates.render(item.template, locale, item.params, context)
+        rendered = self.renderer.render(item.template, locale, item.params, context)
         return rules.compose(
             rendered,
             sender=self.settings.smtp_from,
@@ -676,6 +703,16 @@ async def _rollback(transaction: Transaction) -> None:
     """End a transaction that may not have begun, or whose connection broke (then it is gone anyway)."""
     with contextlib.suppress(Exception):
         await transaction.rollback()
+
+
+async def _all_done(tasks: list[asyncio.Task[None]]) -> None:
+    """Wait for every lane to end (each bounds its own wait); a repeated cancellation does not end it."""
+    while not all(task.done() for task in tasks):
+        with contextlib.suppress(asyncio.CancelledError):
+            await asyncio.wait(tasks)
+    for task in tasks:
+        if not task.cancelled() and task.exception() is not None:
+            log.warning("a sending lane failed: %r", task.exception())
 
 
 async def _finish(task: asyncio.Future[Outcome], grace: float) -> None:

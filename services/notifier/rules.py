@@ -16,6 +16,7 @@ from datetime import datetime, timedelta
 from email.header import Header
 from email.utils import format_datetime, formataddr, parseaddr
 from enum import StrEnum
+from functools import lru_cache
 
 from schemas.fields import EMAIL_PATTERN, MAX_EMAIL
 from services.notifier.templates import SPECS, RenderedEmail
@@ -167,14 +168,21 @@ def verdict(
 #: lease expired and it was retaken): leave it alone.
 NOT_CLAIMED = "no longer this claim's"
 
+#: The re-check's answer for a row still this claim's whose lease, by the database's clock (the one the
+#: maintenance loop retakes rows by), is past SEND_BY: hand it back untried rather than start its send.
+LEASE_RUNNING_OUT = "past the safe part of its lease"
+
 
 def recheck(template: str, *, claimed: bool, final_notice: bool, listed: bool, restricted: bool,
-            holds: Sequence[str] = (), params: dict[str, object] | None = None) -> str | None:
+            holds: Sequence[str] = (), params: dict[str, object] | None = None, in_time: bool = True) -> str | None:
     """The last word on a claimed email, read under the row locks right before its send: None to send,
-    else why not. An erasure, an erasure hold (`holds`: the request ids of the subject's verified erasure
-    cases; `params`: the email's) or a restriction may have come since the batch was claimed."""
+    else why not. The row must still be this claim's and its lease not past SEND_BY (`in_time`); an
+    erasure, an erasure hold (`holds`: the request ids of the subject's verified erasure cases; `params`:
+    the email's) or a restriction may have come since the batch was claimed."""
     if not claimed:
         return NOT_CLAIMED
+    if not in_time:
+        return LEASE_RUNNING_OUT
     if final_notice:
         return None  # an erasure confirmation, addressed from its final notice (the entry is gone)
     if not listed:
@@ -309,6 +317,13 @@ def _address(display_name: str | None, address: str) -> str:
     return formataddr((name, address), charset="utf-8") if name else address
 
 
+@lru_cache(maxsize=8)
+def _from_header(sender: str) -> str:
+    """The From header of SMTP_FROM (the same for every email: parsed once)."""
+    sender_name, sender_address = parseaddr(sender)
+    return _address(sender_name, sender_address or sender)
+
+
 def _qp(text: str) -> bytes:
     """Quoted-printable (binascii: C speed), CRLF line ends, lines of at most 76 characters."""
     encoded = binascii.b2a_qp(text.replace("\r\n", "\n").encode("utf-8"), istext=True)
@@ -333,10 +348,9 @@ def compose(
     """
     if not is_email_address(to_email):
         raise InvalidAddress("the recipient's address is not a valid email address")
-    sender_name, sender_address = parseaddr(sender)
     headers = [
         ("Subject", _header_value("Subject", rendered.subject)),
-        ("From", _address(sender_name, sender_address or sender)),
+        ("From", _from_header(sender)),
         ("To", _address(to_name, to_email)),
         ("Message-ID", message_id),
         ("Date", format_datetime(date)),
@@ -406,6 +420,16 @@ def claim_batch_size(configured: int, rate_per_second: float, lease_seconds: flo
     """Never claim more than the rate limit lets through well inside the lease. Slow sends are not
     foreseen here: the round itself stops at TAKE_NEW_UNTIL and hands the rest back."""
     return max(1, min(configured, int(rate_per_second * lease_seconds / 4)))
+
+
+#: A claimed batch spreads over one more sending lane (SMTP connection) per this many emails: a notice
+#: to one person goes over one connection, a fan-out over all of them.
+EMAILS_PER_LANE = 4
+
+
+def lane_count(claimed: int, connections: int) -> int:
+    """How many of the process's `connections` lanes send a batch of `claimed` emails."""
+    return max(1, min(connections, claimed // EMAILS_PER_LANE))
 
 
 #: A round's time budget as fractions of the lease, counted from just before its claim. No email is

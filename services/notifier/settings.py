@@ -18,6 +18,11 @@ class NotifierSettings(ServiceSettings):
     #: Token-bucket limit that protects the SMTP relay, per process: with several replicas, the relay's
     #: limit divided by the most replicas that may run (docs/operations.md).
     smtp_rate_per_second: float = Field(500.0, gt=0)
+    #: Sending lanes per process, each with its own SMTP connection (and a database connection of the
+    #: pool, which has 10, while it sends), each sending one email per transaction: sized to the relay
+    #: (the sessions it accepts from one client, divided by the most replicas that may run). A crash
+    #: can leave at most one email per lane accepted by the relay and not yet marked `sent`.
+    smtp_connections: int = Field(4, ge=1, le=8)
     #: Per SMTP command; with the consent timeout it should fit 30% of the lease (checked at start-up).
     smtp_timeout_seconds: float = Field(15.0, gt=0)
     smtp_username: str | None = None

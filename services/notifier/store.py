@@ -258,16 +258,18 @@ async def release_expired_leases(conn: asyncpg.Connection, lease_seconds: float)
 
 
 async def lock_for_sending(
-    conn: asyncpg.Connection, notification_id: str, claimed_at: datetime
+    conn: asyncpg.Connection, notification_id: str, claimed_at: datetime, send_within_seconds: float
 ) -> asyncpg.Record | None:
     """Right before a send, in the transaction that will mark it sent: share-lock the recipient's
     directory entry, then lock the email row (the order an erasure takes them in), and read both fresh.
 
-    Columns: claimed (still `sending` by this claim), final_notice, listed (a directory entry exists),
-    restricted, holds (request ids of the subject's verified erasure cases)."""
+    Columns: claimed (still `sending` by this claim: `claimed_at` is the claim's token), in_time (by
+    the database's clock, less than `send_within_seconds` since the claim), final_notice, listed (a
+    directory entry exists), restricted, holds (request ids of the subject's verified erasure cases)."""
     return await conn.fetchrow(
         """
-        SELECT e.status = 'sending' AND e.claimed_at = $2 AS claimed, e.final_notice,
+        SELECT e.status = 'sending' AND e.claimed_at = $2 AS claimed,
+               clock_timestamp() < e.claimed_at + make_interval(secs => $3) AS in_time, e.final_notice,
                r.subject IS NOT NULL AS listed, coalesce(r.restricted, false) AS restricted,
                array(SELECT h.request_id FROM erasure_holds h WHERE h.subject = e.subject) AS holds
         FROM emails e
@@ -279,6 +281,7 @@ async def lock_for_sending(
         """,
         notification_id,
         claimed_at,
+        send_within_seconds,
     )
 
 

@@ -204,6 +204,7 @@ def environment() -> jinja2.Environment:
         trim_blocks=True,
         lstrip_blocks=True,
         keep_trailing_newline=True,
+        auto_reload=False,  # the templates ship with the code: no stat() of their files per email
     )
     env.filters["day"] = _day
     env.filters["minutes_in_words"] = minutes_in_words

@@ -29,8 +29,13 @@ Runtime = PoolRuntime
 @asynccontextmanager
 async def scratch_runtime(dsn: str, **settings: Any) -> AsyncIterator[Runtime]:
     """A Runtime on a fresh schema with the notifier's migrations, dropped afterwards."""
-    async with scratch_schema(dsn, "notifier_t", MIGRATIONS, max_size=4) as pool:
-        options: dict[str, Any] = {"fanout_page_size": PAGE, "smtp_starttls": False, **settings}
+    # One sending lane unless a test asks for more: the tests written for one connection look at its
+    # session (`sender.mailer`) and count connects. Each lane holds a pooled connection while it sends,
+    # and the claim, a failure's audit and the hand-back take others (`pool_size` for several senders).
+    pool_size: int | None = settings.pop("pool_size", None)
+    options: dict[str, Any] = {"fanout_page_size": PAGE, "smtp_starttls": False, "smtp_connections": 1, **settings}
+    size = pool_size or max(4, options["smtp_connections"] + 3)
+    async with scratch_schema(dsn, "notifier_t", MIGRATIONS, max_size=size) as pool:
         runtime = Runtime("notifier", NotifierSettings(privacy_master_key=TEST_MASTER_KEY, database_url=dsn, **options), pool)
         await runtime.start()
         yield runtime

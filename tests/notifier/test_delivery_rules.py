@@ -127,6 +127,10 @@ def test_the_last_check_before_a_send_sees_an_erasure_or_restriction_since_the_c
     # An erasure confirmation set aside by the erasure still goes; nothing else of theirs does.
     assert again(final_notice=True, listed=False) is None
     assert again(final_notice=True, claimed=False) == rules.NOT_CLAIMED
+    # Past the safe part of its lease (by the database's clock): handed back, whatever else holds.
+    assert again(in_time=False) == rules.LEASE_RUNNING_OUT
+    assert again(in_time=False, final_notice=True) == rules.LEASE_RUNNING_OUT
+    assert again(in_time=False, claimed=False) == rules.NOT_CLAIMED
 
 
 def test_only_material_policy_changes_and_permitted_disclosures_are_emailed() -> None:
@@ -397,6 +401,40 @@ def test_token_bucket_holds_the_long_run_rate() -> None:
     for _ in range(5000):
         clock.now += bucket.reserve()
     assert clock.now - 100.0 == pytest.approx((5000 - bucket.burst) / 500, rel=0.01)
+
+
+def test_a_small_batch_takes_one_lane_and_a_fan_out_every_lane() -> None:
+    assert rules.lane_count(1, 4) == 1  # a notice to one person: one connection
+    assert rules.lane_count(7, 4) == 1
+    assert rules.lane_count(8, 4) == 2
+    assert rules.lane_count(200, 4) == 4
+    assert rules.lane_count(200, 1) == 1
+    assert rules.lane_count(0, 4) == 1
+
+
+def test_lanes_take_the_batch_in_queue_order_until_half_the_lease_and_hand_back_the_rest() -> None:
+    from services.notifier.delivery import Claimed, Lanes
+
+    batch = [Claimed({"notification_id": f"n{i}"}, None, False, None) for i in range(5)]  # type: ignore[arg-type]
+    deadlines = rules.round_deadlines(100.0, 60.0)
+    lanes = Lanes(batch, deadlines)
+    assert [lanes.take(100.0), lanes.take(110.0)] == batch[:2]
+    assert lanes.take(deadlines.take_new_until) is None, "nothing new after half the lease"
+    assert lanes.why_stopped == "half the lease had passed"
+    lanes.stop("the SMTP relay is failing")
+    assert lanes.why_stopped == "half the lease had passed", "the first reason is the one recorded"
+    assert lanes.untried() == batch[2:] and lanes.untried() == []
+
+
+def test_a_lane_that_stops_the_round_stops_every_lane() -> None:
+    from services.notifier.delivery import Claimed, Lanes
+
+    batch = [Claimed({"notification_id": f"n{i}"}, None, False, None) for i in range(3)]  # type: ignore[arg-type]
+    lanes = Lanes(batch, rules.round_deadlines(0.0, 60.0))
+    assert lanes.take(1.0) is batch[0]
+    lanes.stop("the SMTP relay is failing")
+    assert lanes.take(1.0) is None
+    assert lanes.untried() == batch[1:] and lanes.why_stopped == "the SMTP relay is failing"
 
 
 def test_claim_batch_fits_inside_the_lease() -> None:

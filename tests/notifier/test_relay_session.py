@@ -14,7 +14,7 @@ from aiosmtpd.smtp import SMTP, AuthResult, LoginPassword
 from pydantic import SecretStr
 
 from services.notifier import rules, smtp_failures
-from services.notifier.delivery import Mailer
+from services.notifier.mailer import Mailer
 from services.notifier.settings import NotifierSettings
 from tests.helpers import TEST_MASTER_KEY, free_port
 

@@ -13,6 +13,7 @@ import yaml
 from deploy import validate
 from deploy.k8s import generate
 from schemas import topics
+from services.notifier.settings import NotifierSettings
 from tests.helpers import consumed_topics
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -354,6 +355,18 @@ def test_the_notifiers_rate_limit_holds_for_all_replicas_together(rendered: dict
     most = named(docs, "ScaledObject", SERVICES["notifier"].app)["spec"]["maxReplicaCount"]
     assert "SMTP_RATE_PER_SECOND" in config["data"], "the default (500 per replica) would multiply by the replicas"
     assert float(config["data"]["SMTP_RATE_PER_SECOND"]) * most <= RELAY_EMAILS_PER_SECOND
+
+
+@pytest.mark.parametrize("overlay", OVERLAYS)
+def test_the_notifiers_smtp_connections_are_a_setting_it_accepts(rendered: dict[str, Docs], overlay: str) -> None:
+    """Each sending lane holds a database connection of the pool (10) while it sends: the notifier
+    accepts 1 to 8, and would not start otherwise."""
+    config = next(d for d in of_kind(rendered[overlay], "ConfigMap")
+                  if d["metadata"]["name"].startswith("privacy-config"))
+    connections = int(config["data"]["SMTP_CONNECTIONS"])
+    fields = NotifierSettings.model_fields["smtp_connections"].metadata
+    assert 1 <= connections <= 8
+    assert any(getattr(f, "le", None) == 8 for f in fields) and any(getattr(f, "ge", None) == 1 for f in fields)
 
 
 @pytest.mark.parametrize("overlay", OVERLAYS)

@@ -105,6 +105,9 @@ SERVICE_ENV: dict[str, dict[str, str]] = {
         "EMAIL_RETRY_MAX_SECONDS": "2",
         "EMAIL_IDLE_POLL_SECONDS": "0.2",
         "EMAIL_LEASE_SECONDS": "15",  # rows a killed sender held are retaken after this
+        # One sending lane: crash_window_copies allows one copy per notifier process a fault cuts off (the
+        # email in flight on its one connection). Several lanes' crash window: tests/notifier/test_lanes.py.
+        "SMTP_CONNECTIONS": "1",
     },
 }
 
