@@ -82,7 +82,7 @@ async def main(argv: list[str] | None = None) -> int:
     stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
     var_dir = default_var_dir()
     root = var_dir / f"bench-{os.getpid()}"
-    stack = Stack(root, cache_dir=var_dir, durable=False, statement_stats=True,
+    stack = Stack(root, cache_dir=var_dir, durable=False, statement_stats=True, kafka_peak_jit=True,
                   cleanup=not args.keep, environ={})
     endpoints = await stack.start()
     bench = Bench(endpoints, root, var_dir, Sizes.quick() if args.quick else Sizes(), args.quick)

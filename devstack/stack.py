@@ -122,6 +122,7 @@ class Stack:
         durable: bool = True,
         statement_stats: bool = False,
         kafka_heap: str = DEFAULT_HEAP,
+        kafka_peak_jit: bool = False,
         with_topics: bool = True,
         cleanup: bool = False,
         environ: Mapping[str, str] | None = None,
@@ -139,7 +140,8 @@ class Stack:
         self.smtp: SmtpSink | None = None
         if not self.environ.get("KAFKA_BOOTSTRAP_SERVERS"):
             self.kafka = KafkaBroker(
-                self.root, cache_dir=self.cache_dir, num_partitions=partitions, heap=kafka_heap
+                self.root, cache_dir=self.cache_dir, num_partitions=partitions, heap=kafka_heap,
+                peak_jit=kafka_peak_jit,
             )
         if not self.environ.get("DATABASE_URL"):
             self.postgres = PostgresServer(self.root, durable=durable, statement_stats=statement_stats)

@@ -289,3 +289,16 @@ def _taken_port(host: str) -> Iterator[int]:
         squatter.bind((host, 0))
         squatter.listen()
         yield squatter.getsockname()[1]
+
+
+def test_a_local_broker_compiles_with_c1_unless_asked_for_its_peak(tmp_path: Path) -> None:
+    from devstack.kafka import KafkaBroker
+
+    libs = tmp_path / "libs"
+    quick = KafkaBroker(tmp_path / "a", libs_dir=libs)._java_argv(libs, "kafka.Kafka", "x", heap="64m")
+    peak = KafkaBroker(tmp_path / "b", libs_dir=libs, peak_jit=True)._java_argv(libs, "kafka.Kafka", "x",
+                                                                                  heap="64m")
+    assert "-XX:TieredStopAtLevel=1" in quick  # tests and `make run`: less CPU
+    assert "-XX:TieredStopAtLevel=1" not in peak  # the bench: the broker as deployed
+    assert Stack(tmp_path / "c", environ={}).kafka.peak_jit is False  # type: ignore[union-attr]
+    assert Stack(tmp_path / "d", environ={}, kafka_peak_jit=True).kafka.peak_jit is True  # type: ignore[union-attr]
