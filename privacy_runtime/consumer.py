@@ -117,7 +117,7 @@ class BatchConsumer:
             enable_auto_commit=False,
             auto_offset_reset="earliest",
             max_poll_records=self.batch_max_events,
-            fetch_max_wait_ms=20,
+            fetch_max_wait_ms=settings.kafka_fetch_max_wait_ms,
             # A member killed without leaving is noticed after this long (the default is 45 s).
             session_timeout_ms=10_000,
             heartbeat_interval_ms=2_000,

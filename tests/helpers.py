@@ -330,6 +330,10 @@ class ServiceProcess:
             "PUBLIC_BASE_URL": self.url,
             "PYTHONUNBUFFERED": "1",
         })
+        # An idle service's empty fetches every 20 ms (the production default) cost it and the broker
+        # about 4% of a core each; the suite's services sit idle most of the time. Measured on the dsar
+        # and consent e2e files: ~10% less CPU, the same wall time.
+        env.setdefault("KAFKA_FETCH_MAX_WAIT_MS", "100")
         env.update(self.extra_env)
         if "CONSUMER_GROUP" not in env and self.group_suffix is not None:
             env["CONSUMER_GROUP"] = module_group(self.name, self.group_suffix)
