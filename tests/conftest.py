@@ -28,7 +28,7 @@ pytest_plugins = ["devstack.pytest_plugin", "tests.browser_kit"]
 settings.register_profile("suite", deadline=None)
 settings.load_profile("suite")
 
-#: Marker -> start rank: `make test` runs files on two workers (pytest-xdist, --dist loadfile), which
+#: Marker -> start rank: `make test` runs files on three workers (pytest-xdist, --dist loadfile), which
 #: take files in collection order; the long ones (a stack of their own, a browser, the fault runs)
 #: go first so the short unit files fill the gaps at the end instead of a long file running alone.
 #: That order holds only with --no-loadscope-reorder (Makefile): by default xdist sorts files by their
