@@ -15,7 +15,10 @@ from aiosmtpd.smtp import SMTP
 from devstack.smtp_sink import MaildirHandler
 from privacy_runtime.unit_of_work import PoolRuntime
 from services.notifier import store
+from services.notifier.consent_client import ConsentDecisions
+from services.notifier.delivery import Sender
 from services.notifier.settings import NotifierSettings
+from services.notifier.wakeups import Wakeups
 from tests.helpers import TEST_MASTER_KEY, free_port, scratch_schema
 
 MIGRATIONS = Path(__file__).resolve().parents[2] / "services" / "notifier" / "migrations"
@@ -98,6 +101,30 @@ async def slow_sink(maildir: Path, delay: float) -> AsyncIterator[int]:
     finally:
         server.close()
         await server.wait_closed()
+
+
+@asynccontextmanager
+async def sink_runtime(stack: Any, maildir: Path, delay: float, **settings: Any) -> AsyncIterator[Runtime]:
+    """A scratch runtime sending to a `slow_sink` in this loop, with a consent service nobody runs (no
+    answer, so no marketing)."""
+    async with (
+        slow_sink(maildir, delay) as port,
+        scratch_runtime(
+            stack.env()["DATABASE_URL"],
+            smtp_host="127.0.0.1",
+            smtp_port=port,
+            smtp_starttls=False,
+            consent_base_url=f"http://127.0.0.1:{free_port()}",
+            **settings,
+        ) as runtime,
+    ):
+        yield runtime
+
+
+def sender_for(runtime: Runtime) -> Sender:
+    """A Sender on `runtime` as the service builds it."""
+    settings = runtime.settings
+    return Sender(runtime, settings, Wakeups(settings.database_url), ConsentDecisions(settings.consent_base_url, 0.5))
 
 
 def arrivals(maildir: Path) -> Counter[str]:

@@ -16,18 +16,16 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 
 from services.notifier import rules
-from services.notifier.consent_client import ConsentDecisions
 from services.notifier.delivery import Lanes, Sender
-from services.notifier.wakeups import Wakeups
-from tests.helpers import free_port, wait_until
-from tests.notifier.support import Runtime, arrivals, fill_directory, scratch_runtime, slow_sink
+from tests.helpers import wait_until
+from tests.notifier import support
+from tests.notifier.support import Runtime, arrivals, fill_directory, sink_runtime
 from tests.notifier.test_sender import queue
 
 pytestmark = pytest.mark.stack
@@ -38,28 +36,20 @@ EMAILS = 16
 DOMAIN = "ahead.example"
 
 
-@contextlib.asynccontextmanager
-async def sink_and_runtime(stack: Any, maildir: Path) -> AsyncIterator[Runtime]:
-    async with (
-        slow_sink(maildir, 0.0) as port,  # the devstack sink's handler, answering at once
-        scratch_runtime(
-            stack.env()["DATABASE_URL"],
-            smtp_host="127.0.0.1",
-            smtp_port=port,
-            smtp_starttls=False,
-            smtp_timeout_seconds=5.0,
-            email_lease_seconds=LEASE,
-            smtp_connections=LANES,
-            consent_base_url=f"http://127.0.0.1:{free_port()}",
-            pool_size=2 * LANES + 4,  # two senders' lanes at once
-        ) as runtime,
-    ):
-        yield runtime
+def sink_and_runtime(stack: Any, maildir: Path) -> contextlib.AbstractAsyncContextManager[Runtime]:
+    return sink_runtime(
+        stack,
+        maildir,
+        0.0,  # the devstack sink's handler, answering at once
+        smtp_timeout_seconds=5.0,
+        email_lease_seconds=LEASE,
+        smtp_connections=LANES,
+        pool_size=2 * LANES + 4,  # two senders' lanes at once
+    )
 
 
 def sender_for(runtime: Runtime) -> Sender:
-    settings = runtime.settings
-    sender = Sender(runtime, settings, Wakeups(settings.database_url), ConsentDecisions(settings.consent_base_url, 0.5))
+    sender = support.sender_for(runtime)
     sender.batch_size = EMAILS  # the whole queue in one claim
     return sender
 

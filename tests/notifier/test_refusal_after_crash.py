@@ -22,11 +22,8 @@ import pytest
 
 from devstack.smtp_sink import set_refusing
 from services.notifier import store
-from services.notifier.consent_client import ConsentDecisions
-from services.notifier.delivery import Sender
-from services.notifier.wakeups import Wakeups
-from tests.helpers import free_port, wait_until
-from tests.notifier.support import PAGE, Runtime, fill_directory, scratch_runtime, slow_sink
+from tests.helpers import wait_until
+from tests.notifier.support import PAGE, Runtime, fill_directory, sender_for, sink_runtime
 from tests.notifier.test_fanout_resume import fanout, start_notice
 
 pytestmark = pytest.mark.stack
@@ -49,20 +46,15 @@ async def statuses(runtime: Runtime, subjects: list[str]) -> dict[str, str]:
 
 async def test_emails_a_crash_and_a_refusal_left_behind_keep_their_place(stack: Any, tmp_path: Path) -> None:
     maildir = tmp_path / "mail"
-    async with (
-        slow_sink(maildir, 0.0) as port,  # the devstack sink's handler: 451 while REFUSE exists
-        scratch_runtime(
-            stack.env()["DATABASE_URL"],
-            smtp_host="127.0.0.1",
-            smtp_port=port,
-            smtp_starttls=False,
-            email_lease_seconds=LEASE,
-            email_batch_size=PAGE,  # one round claims one page
-            email_retry_base_seconds=0.5,  # as in the system fault run
-            email_retry_max_seconds=2.0,
-            consent_base_url=f"http://127.0.0.1:{free_port()}",
-        ) as runtime,
-    ):
+    async with sink_runtime(
+        stack,
+        maildir,
+        0.0,  # the devstack sink's handler: 451 while REFUSE exists
+        email_lease_seconds=LEASE,
+        email_batch_size=PAGE,  # one round claims one page
+        email_retry_base_seconds=0.5,  # as in the system fault run
+        email_retry_max_seconds=2.0,
+    ) as runtime:
         subjects = await fill_directory(runtime, [f"cr-{i:03d}" for i in range(PAGES * PAGE)], domain=DOMAIN)
         first_page, behind = subjects[:PAGE], subjects[PAGE:]
         assert await start_notice(runtime)
@@ -78,8 +70,7 @@ async def test_emails_a_crash_and_a_refusal_left_behind_keep_their_place(stack: 
         assert set((await statuses(runtime, behind)).values()) == {"queued"}
 
         set_refusing(maildir.parent, True)
-        sender = Sender(runtime, runtime.settings, Wakeups(runtime.settings.database_url),
-                        ConsentDecisions(runtime.settings.consent_base_url, 0.5))
+        sender = sender_for(runtime)
         try:
             async def lease_expired() -> bool:
                 async with runtime.pool.acquire() as conn:

@@ -34,7 +34,7 @@ from services.notifier.downstream import notifier_actions
 from services.notifier.intake import Intake, Request
 from services.notifier.wakeups import Wakeups
 from tests.helpers import free_port
-from tests.notifier.support import Runtime, fill_directory, scratch_runtime
+from tests.notifier.support import Runtime, fill_directory, scratch_runtime, sender_for
 from tests.notifier.test_relay_session import AUTH, Scripted
 from tests.notifier.test_relay_session import relay as scripted_relay
 
@@ -109,12 +109,6 @@ async def sending(stack: Stack, relay: Relay) -> AsyncIterator[Runtime]:
         consent_base_url=f"http://127.0.0.1:{free_port()}",  # nobody listens: no answer, so no marketing yet
     ) as runtime:
         yield runtime
-
-
-def sender_for(runtime: Runtime) -> Sender:
-    settings = runtime.settings
-    wakeups = Wakeups(settings.database_url)
-    return Sender(runtime, settings, wakeups, ConsentDecisions(settings.consent_base_url, 0.5))
 
 
 async def send_one_round(runtime: Runtime) -> int:

@@ -10,7 +10,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
-from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
@@ -19,12 +18,9 @@ from prometheus_client import REGISTRY
 from pydantic import ValidationError
 
 from services.notifier import rules
-from services.notifier.consent_client import ConsentDecisions
-from services.notifier.delivery import Sender
 from services.notifier.settings import NotifierSettings
-from services.notifier.wakeups import Wakeups
-from tests.helpers import TEST_MASTER_KEY, free_port
-from tests.notifier.support import Runtime, arrivals, fill_directory, scratch_runtime, slow_sink
+from tests.helpers import TEST_MASTER_KEY
+from tests.notifier.support import Runtime, arrivals, fill_directory, sender_for, sink_runtime
 from tests.notifier.test_sender import queue, row
 
 pytestmark = pytest.mark.stack
@@ -39,27 +35,15 @@ def counter(name: str) -> float:
     return REGISTRY.get_sample_value(name) or 0.0
 
 
-@contextlib.asynccontextmanager
-async def slow_runtime(stack: Any, maildir: Path, delay: float) -> AsyncIterator[Runtime]:
-    async with (
-        slow_sink(maildir, delay) as port,
-        scratch_runtime(
-            stack.env()["DATABASE_URL"],
-            smtp_host="127.0.0.1",
-            smtp_port=port,
-            smtp_starttls=False,
-            smtp_timeout_seconds=5.0,
-            email_lease_seconds=LEASE,
-            email_batch_size=EMAILS,  # the whole queue in one claim, as a big fan-out would be
-            consent_base_url=f"http://127.0.0.1:{free_port()}",
-        ) as runtime,
-    ):
-        yield runtime
-
-
-def sender_for(runtime: Runtime) -> Sender:
-    settings = runtime.settings
-    return Sender(runtime, settings, Wakeups(settings.database_url), ConsentDecisions(settings.consent_base_url, 0.5))
+def slow_runtime(stack: Any, maildir: Path, delay: float) -> contextlib.AbstractAsyncContextManager[Runtime]:
+    return sink_runtime(
+        stack,
+        maildir,
+        delay,
+        smtp_timeout_seconds=5.0,
+        email_lease_seconds=LEASE,
+        email_batch_size=EMAILS,  # the whole queue in one claim, as a big fan-out would be
+    )
 
 
 async def test_a_slow_relay_never_gets_an_email_twice(stack: Any, tmp_path: Path) -> None:
