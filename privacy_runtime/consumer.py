@@ -14,10 +14,7 @@ statements the service prepares another's, and the next poll is fetched and deco
 most two polls are in flight. Applied offsets are committed by one committer, coalesced (at most five
 commits a second), so the next batch never waits on the broker. Before a rebalance takes partitions
 away, and at shutdown, every lane is finished and its offsets committed. A trickle of events is
-applied at once, one transaction per topic (lower latency), and while it is applied the consumer reads
-on: what arrives meanwhile is polled and decoded at once and goes into the next transaction, all of it.
-(Without that, aiokafka fetches nothing for a partition whose fetched records wait to be taken, so an
-event that arrived during a transaction waited one more transaction before it was even fetched.)
+applied at once, one transaction per topic (lower latency).
 """
 
 from __future__ import annotations
@@ -108,9 +105,6 @@ class BatchConsumer:
         self._committer: asyncio.Task[None] | None = None
         #: Partitions whose lag series this consumer set (removed when they are revoked).
         self._lag_reported: set[TopicPartition] = set()
-        #: The trickle batch being applied, and the polls (decoded) that arrived meanwhile: the next one.
-        self._trickle: asyncio.Task[None] | None = None
-        self._held: list[tuple[dict[str, list[Inbound]], Polled]] = []
 
     def stop(self) -> None:
         """Finish the batches in hand, commit them, then leave the group."""
@@ -133,53 +127,32 @@ class BatchConsumer:
         self._consumer = consumer
         await self._start(consumer)
         self._committer = asyncio.create_task(self._commit_forever())
-        poll: asyncio.Task[Polled] | None = None
         try:
             while not self._stopping.is_set():
-                self._start_held_trickle()
-                # getmany returns as soon as records arrive; the timeout only bounds an idle wait. A poll
-                # outlives a trickle batch that ends first (records it takes are never dropped).
-                if poll is None:
-                    poll = asyncio.create_task(
-                        consumer.getmany(timeout_ms=250, max_records=self.batch_max_events * POLL_BATCHES))
-                trickle = self._trickle
-                await asyncio.wait([poll] if trickle is None else [poll, trickle],
-                                   return_when=asyncio.FIRST_COMPLETED)
-                if trickle is not None and trickle.done():
-                    if self._trickle is trickle:  # (a rebalance may have finished it and started the next)
-                        self._trickle = None
-                    trickle.result()  # a failed batch stops the loop; nothing after it was committed
-                if not poll.done():
-                    continue
-                polled, poll = poll.result(), None
+                # getmany returns as soon as records arrive; the timeout only bounds an idle wait.
+                polled = await consumer.getmany(
+                    timeout_ms=250, max_records=self.batch_max_events * POLL_BATCHES)
                 if not polled:
                     for tasks in self._polls:  # surfaces a failed lane while idle
                         await self._wait_for(tasks)
                     continue
                 decoded = await self._decode(polled)
-                count = sum(len(records) for records in polled.values())
-                if count + sum(len(records) for _, held in self._held for records in held.values()) < OVERLAP_FROM:
+                if sum(len(records) for records in polled.values()) < OVERLAP_FROM:
                     await self._drain_lanes()  # their offsets are committed in the background
-                    self._held.append((decoded, polled))  # a trickle: latency first
+                    await self._apply_whole(decoded, polled)  # a trickle: latency first
                 else:
-                    await self._finish_trickle()  # earlier events of the same partitions go first
                     self._polls.append(self._to_lanes(decoded, polled))
                     if len(self._polls) >= POLLS_IN_FLIGHT:
                         await self._wait_for(self._polls.popleft())
             await self.finish_in_flight()
         finally:
-            if poll is not None:
-                poll.cancel()  # what it took is not committed: it comes again after a restart
-            for task in [*self._lanes.values(), *(t for tasks in self._polls for t in tasks),
-                         *([self._trickle] if self._trickle is not None else [])]:
+            for task in [*self._lanes.values(), *(t for tasks in self._polls for t in tasks)]:
                 if not task.done():
                     task.cancel()  # not committed: the batch comes again after a restart
                 elif not task.cancelled():
                     task.exception()  # seen: the first failure is what this loop raises
             self._lanes.clear()
             self._polls.clear()
-            self._trickle = None
-            self._held.clear()
             if self._committer is not None:
                 self._committer.cancel()
                 with contextlib.suppress(asyncio.CancelledError):
@@ -191,27 +164,8 @@ class BatchConsumer:
     async def finish_in_flight(self) -> None:
         """Wait until every lane's batches are applied and their offsets committed (also called before
         a rebalance). An error propagates: the loop restarts and what was not committed is re-delivered."""
-        await self._finish_trickle()
         await self._drain_lanes()
         await self._commit_now()
-
-    def _start_held_trickle(self) -> None:
-        """Apply what was polled during the last trickle batch, all of it in one batch, once that one is done."""
-        if self._trickle is None and self._held:
-            held, self._held = self._held, []
-            self._trickle = asyncio.create_task(self._apply_whole(held))
-
-    async def _finish_trickle(self) -> None:
-        """Wait until the trickle batch in hand and the polls held for the next one are applied."""
-        while self._trickle is not None or self._held:
-            self._start_held_trickle()
-            trickle = self._trickle
-            assert trickle is not None
-            try:
-                await trickle
-            finally:
-                if self._trickle is trickle:
-                    self._trickle = None
 
     async def _drain_lanes(self) -> None:
         lanes = list(self._lanes.values())
@@ -260,17 +214,10 @@ class BatchConsumer:
             await self.processors[tp.topic].apply(items)
         self._mark_applied({tp: offset})
 
-    async def _apply_whole(self, polls: list[tuple[dict[str, list[Inbound]], Polled]]) -> None:
-        """Apply a few polls' events, one transaction per topic, in the order they were polled."""
-        by_topic: dict[str, list[Inbound]] = defaultdict(list)
-        offsets: dict[TopicPartition, OffsetAndMetadata] = {}
-        for decoded, polled in polls:
-            for topic, good in decoded.items():
-                by_topic[topic].extend(good)
-            offsets.update({tp: OffsetAndMetadata(records[-1].offset + 1, "") for tp, records in polled.items()})
-        for topic, good in by_topic.items():
+    async def _apply_whole(self, decoded: dict[str, list[Inbound]], polled: Polled) -> None:
+        for topic, good in decoded.items():
             await self.processors[topic].apply(good)  # few events: one transaction per topic
-        self._mark_applied(offsets)
+        self._mark_applied({tp: OffsetAndMetadata(records[-1].offset + 1, "") for tp, records in polled.items()})
 
     def _mark_applied(self, offsets: dict[TopicPartition, OffsetAndMetadata]) -> None:
         self._to_commit.update(offsets)
