@@ -24,7 +24,7 @@ from schemas.topics import MERGER_NOTICE
 from tests.helpers import ServiceProcess, publish, wait_until
 from tests.notifier.support import slow_sink
 from tests.notifier.test_notifier_e2e import merger, new_domain, register
-from tests.notifier.test_notifier_shutdown import Isolated, mine, statuses
+from tests.notifier.test_notifier_shutdown import Isolated, mine, sink_env, wait_all_sent
 from tests.notifier.test_notifier_shutdown import db as db  # the fixtures
 from tests.notifier.test_notifier_shutdown import isolated as isolated
 
@@ -51,16 +51,7 @@ async def test_a_crash_mid_send_with_four_lanes_loses_nothing_and_resends_at_mos
     transaction_id = f"tx-lanes-{run}"
     job = f"merger-notice:{transaction_id}"
     async with slow_sink(maildir, PER_MESSAGE) as port:
-        extra = {
-            "SMTP_HOST": "127.0.0.1",
-            "SMTP_PORT": str(port),
-            "SMTP_STARTTLS": "false",
-            "SMTP_CONNECTIONS": str(LANES),
-            "EMAIL_IDLE_POLL_SECONDS": "0.2",
-            "EMAIL_LEASE_SECONDS": "4",  # the rows the killed process held are retaken soon
-            "DATABASE_URL": isolated.database_url,
-            "CONSUMER_GROUP": isolated.group,
-        }
+        extra = sink_env(port, isolated, SMTP_CONNECTIONS=str(LANES))
         service = ServiceProcess("notifier", stack.env(), extra).start()
         try:
             await service.wait_ready()
@@ -77,12 +68,7 @@ async def test_a_crash_mid_send_with_four_lanes_loses_nothing_and_resends_at_mos
             service = ServiceProcess("notifier", stack.env(), extra, port=service.port).start()
             await service.wait_ready()
 
-            async def everyone() -> bool:
-                return len(mine(maildir, domain)) >= RECIPIENTS and (await statuses(db, job, subjects)) == {
-                    "sent": RECIPIENTS
-                }
-
-            await wait_until(everyone, timeout=180, interval=0.5, what="every recipient after the restart")
+            await wait_all_sent(maildir, domain, db, job, subjects, timeout=180)
         finally:
             service.stop()
     received = mine(maildir, domain)

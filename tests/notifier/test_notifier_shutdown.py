@@ -98,6 +98,35 @@ def mine(maildir: Path, domain: str) -> dict[str, int]:
     return {rcpt: n for rcpt, n in arrivals(maildir).items() if rcpt.endswith(f"@{domain}")}
 
 
+def sink_env(port: int, isolated: Isolated, **settings: str) -> dict[str, str]:
+    """A notifier process's settings: the in-loop sink at `port`, the module's own database and group,
+    and a short lease, so that rows a stopped process left in `sending` are retaken (and would be
+    resent) soon."""
+    return {
+        "SMTP_HOST": "127.0.0.1",
+        "SMTP_PORT": str(port),
+        "SMTP_STARTTLS": "false",
+        "EMAIL_IDLE_POLL_SECONDS": "0.2",
+        "EMAIL_LEASE_SECONDS": "4",
+        "DATABASE_URL": isolated.database_url,
+        "CONSUMER_GROUP": isolated.group,
+        **settings,
+    }
+
+
+async def wait_all_sent(
+    maildir: Path, domain: str, db: asyncpg.Connection, job: str, subjects: list[str], timeout: float
+) -> None:
+    """Until every subject got the job's email and every row of theirs is `sent`."""
+
+    async def everyone() -> bool:
+        return len(mine(maildir, domain)) >= len(subjects) and (await statuses(db, job, subjects)) == {
+            "sent": len(subjects)
+        }
+
+    await wait_until(everyone, timeout=timeout, interval=0.5, what="every recipient after the restart")
+
+
 async def test_sigterm_mid_fanout_then_restart_sends_each_email_once(
     stack: Any, isolated: Isolated, db: asyncpg.Connection, tmp_path: Path
 ) -> None:
@@ -109,16 +138,8 @@ async def test_sigterm_mid_fanout_then_restart_sends_each_email_once(
     transaction_id = f"tx-term-{run}"
     job = f"merger-notice:{transaction_id}"
     async with slow_sink(maildir, PER_MESSAGE) as port:
-        extra = {
-            "SMTP_HOST": "127.0.0.1",
-            "SMTP_PORT": str(port),
-            "SMTP_STARTTLS": "false",
-            "EMAIL_IDLE_POLL_SECONDS": "0.2",
-            "EMAIL_LEASE_SECONDS": "4",  # a row left in `sending` would be resent soon after the restart
-            "FANOUT_PAGE_SIZE": "1",  # many small pages: SIGTERM lands while the directory is still paged
-            "DATABASE_URL": isolated.database_url,
-            "CONSUMER_GROUP": isolated.group,
-        }
+        # Many small pages: SIGTERM lands while the directory is still paged.
+        extra = sink_env(port, isolated, FANOUT_PAGE_SIZE="1")
         service = ServiceProcess("notifier", stack.env(), extra).start()
         try:
             await service.wait_ready()
@@ -148,12 +169,7 @@ async def test_sigterm_mid_fanout_then_restart_sends_each_email_once(
             service = ServiceProcess("notifier", stack.env(), extra, port=service.port).start()
             await service.wait_ready()
 
-            async def everyone() -> bool:
-                return len(mine(maildir, domain)) >= RECIPIENTS and (await statuses(db, job, subjects)) == {
-                    "sent": RECIPIENTS
-                }
-
-            await wait_until(everyone, timeout=120, interval=0.5, what="every recipient after the restart")
+            await wait_all_sent(maildir, domain, db, job, subjects, timeout=120)
             await asyncio.sleep(6.0)  # longer than the lease: a row left behind would have been resent by now
         finally:
             service.stop()
