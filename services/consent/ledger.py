@@ -42,22 +42,25 @@ class Ledger:
         self.tracker = tracker
         self.routing = systems_by_purpose(runtime.data_map)
 
-    async def _not_erased(
-        self, tx: UnitOfWork, batch: list[Inbound], *, claim_topic: str | None = None
-    ) -> tuple[list[Inbound], int]:
-        """Drop events about subjects already erased here: a late event must not bring them back.
-        Returns the events to apply and how many new events were ignored.
+    async def _not_erased(self, tx: UnitOfWork, batch: list[Inbound]) -> list[Inbound]:
+        """Drop events about subjects already erased here: a late event must not bring them back."""
+        erased = await tx.keys.erased_among(item.event.subject for item in batch)
+        if not erased:
+            return batch
+        await self._ignore_erased(tx, [item for item in batch if item.event.subject in erased], erased)
+        return [item for item in batch if item.event.subject not in erased]
+
+    async def _ignore_erased(
+        self, tx: UnitOfWork, ignored: list[Inbound], erased: dict[str, str], *, claim_topic: str | None = None
+    ) -> int:
+        """Keep what is left of events about erased subjects (`erased`: subject -> tombstone digest);
+        returns how many were new.
 
         A late withdrawal is still kept, as a keyed-hash opt-out proof like those erasure leaves.
         A stream that deduplicates through the ledger (`claim_topic`) has no claim on an ignored event
         yet, and it appends nothing to the ledger: it is claimed here, so a re-delivery is not audited twice."""
-        conn = tx.conn
-        erased = await tx.keys.erased_among(item.event.subject for item in batch)
-        if not erased:
-            return batch, 0
-        ignored = [item for item in batch if item.event.subject in erased]
         if claim_topic is not None:
-            ids = await claim(conn, claim_topic, (item.event.id for item in ignored))
+            ids = await claim(tx.conn, claim_topic, (item.event.id for item in ignored))
             ignored = [item for item in ignored if item.event.id in ids]
         proofs: list[store.OptOutProof] = []
         for item in ignored:
@@ -71,12 +74,12 @@ class Ledger:
             await tx.audit.record("event_ignored_subject_erased", subject=item.event.subject, ref=item.event.id,
                 detail={"topic": item.raw.topic},
             )
-        await store.add_opt_out_proofs(conn, proofs)
-        return [item for item in batch if item.event.subject not in erased], len(ignored)
+        await store.add_opt_out_proofs(tx.conn, proofs)
+        return len(ignored)
 
     async def record_registrations(self, tx: UnitOfWork, batch: list[Inbound]) -> None:
         conn = tx.conn
-        batch, _ = await self._not_erased(tx, batch)
+        batch = await self._not_erased(tx, batch)
         today = datetime.now(UTC).date()
         registrations: list[store.RegistrationRow] = []
         entries: list[Entry] = []
@@ -108,8 +111,9 @@ class Ledger:
     async def record_changes(self, tx: UnitOfWork, batch: list[Inbound]) -> int:
         """The busiest stream deduplicates through the ledger: an entry id is the event id and purpose,
         so a re-delivered event appends nothing and changes nothing (no processed_events claim per
-        event). Returns how many events were new."""
-        batch, ignored = await self._not_erased(tx, batch, claim_topic=CONSENT_CHANGED)
+        event). The erased check rides on the append (`store.append_ledger`). Returns how many events
+        were new."""
+        digest_of = {subject: tx.keys.subject_digest(subject) for subject in {item.event.subject for item in batch}}
         entries: list[Entry] = []
         for item in batch:
             data = item.data
@@ -119,22 +123,30 @@ class Ledger:
                     effective_at=item.event.time, channel=data.channel, policy_version=data.policy_version,
                     ordered_at=item.ordered_at,
                 )))
-        appended = await self._apply(tx, entries)
-        return ignored + len({entry_id.rpartition(":")[0] for entry_id in appended})
+        done = await self._apply(tx, entries, digests=[digest_of[entry.subject] for entry in entries])
+        ignored = 0
+        if done.erased:
+            erased = {subject: digest for subject, digest in digest_of.items() if digest in done.erased}
+            ignored = await self._ignore_erased(
+                tx, [item for item in batch if item.event.subject in erased], erased, claim_topic=CONSENT_CHANGED)
+        return ignored + len({entry_id.rpartition(":")[0] for entry_id in done.entry_ids})
 
-    async def _apply(self, tx: UnitOfWork, entries: list[Entry]) -> set[str]:
+    async def _apply(
+        self, tx: UnitOfWork, entries: list[Entry], digests: list[str | None] | None = None
+    ) -> store.Appended:
         """Append to the ledger, move current state forward in ordering time, send what changed
         (decided by `transition`: this only loads, asks and stores).
 
-        Only entries new to the ledger count: returns their entry ids."""
+        `digests`: per entry, its subject's tombstone digest, to skip the entries of erased subjects
+        (`store.append_ledger`). Only entries new to the ledger count: `entry_ids` of the result."""
         conn = tx.conn
         if not entries:
-            return set()
-        appended = await store.append_ledger(conn, entries)  # creates profiles for subjects not seen yet
-        entries = transition.new_entries(entries, appended)
+            return store.Appended(set(), {}, set())
+        done = await store.append_ledger(conn, entries, digests)  # creates profiles for subjects not seen yet
+        entries = transition.new_entries(entries, done.entry_ids)
         for (purpose, granted), count in transition.counts(entries).items():
             metrics.CONSENT_CHANGES.labels(purpose=purpose, granted=str(granted).lower()).inc(count)
-        step = transition.advance(entries, await store.current_states(conn, transition.keys(entries)))
+        step = transition.advance(entries, done.states)
         await store.save_states(conn, step.saved)
         profiles = await store.denying_profiles(conn, step.regranted) if step.regranted else {}
         if step.signed_up:
@@ -142,12 +154,12 @@ class Ledger:
         await self.tracker.issue_many(tx, [
             CommandSpec(c.subject, c.system, c.action, c.purpose) for c in step.commands(self.routing, profiles)
         ])
-        return appended
+        return done
 
     async def record_objections(self, tx: UnitOfWork, batch: list[Inbound]) -> None:
         """An objection to marketing or profiling (Art. 21(2)-(3)) is absolute: withdraw at once."""
         conn = tx.conn
-        batch, _ = await self._not_erased(tx, batch)
+        batch = await self._not_erased(tx, batch)
         entries: list[Entry] = []
         for item in batch:
             data = item.data

@@ -121,20 +121,48 @@ async def ensure_subjects(conn: asyncpg.Connection, subjects: Sequence[str]) -> 
     )
 
 
-async def append_ledger(conn: asyncpg.Connection, entries: Sequence[tuple[str, ConsentRecord]]) -> set[str]:
-    """Append (subject, record) entries, each with its subject's jurisdiction at the time; returns the
-    entry ids that were new (an entry already in the ledger is a re-delivered event).
+class Appended(NamedTuple):
+    """What `append_ledger` did, and what the step after it needs to know."""
 
-    One round trip: a subject not seen yet gets a strict profile (country unknown), since a consent
-    change may arrive before its registration; its entries get no jurisdiction, as before it existed.
-    The rows appended are sealed by the same statement: each with its content's hash, the batch with a
-    seal over those hashes (migration 0004; `anchor_seals` ties the seals into the audit chain)."""
+    #: The entry ids new to the ledger (the others are a re-delivered event's).
+    entry_ids: set[str]
+    #: The stored current state, from before this append, of every (subject, purpose) it was given.
+    states: dict[tuple[str, str], ConsentRecord]
+    #: The digests (of those given) found erased: their subjects' entries were not appended.
+    erased: set[str]
+
+
+async def append_ledger(
+    conn: asyncpg.Connection, entries: Sequence[tuple[str, ConsentRecord]],
+    digests: Sequence[str | None] | None = None,
+) -> Appended:
+    """Append (subject, record) entries, each with its subject's jurisdiction at the time, and read the
+    current state of the purposes they touch, in one round trip (the withdrawal's latency is mostly
+    round trips).
+
+    `digests`: per entry, its subject's tombstone digest, or None; an entry whose digest is in
+    `erased_subjects` is not appended (a late event must not bring an erased subject back), and the
+    digest is returned. The caller holds the subjects' locks, taken in an earlier statement, so this
+    statement's snapshot sees every erasure committed before them.
+
+    A subject not seen yet gets a strict profile (country unknown), since a consent change may arrive
+    before its registration; its entries get no jurisdiction, as before it existed. The rows appended
+    are sealed by the same statement: each with its content's hash, the batch with a seal over those
+    hashes (migration 0004; `anchor_seals` ties the seals into the audit chain)."""
     if not entries:
-        return set()
+        return Appended(set(), {}, set())
     rows = await conn.fetch(
         """
-        WITH created AS (
-            INSERT INTO subjects (subject) SELECT DISTINCT unnest($2::text[]) ON CONFLICT DO NOTHING
+        WITH erased AS MATERIALIZED (
+            SELECT subject_digest FROM erased_subjects WHERE subject_digest = ANY($10::text[])
+        ), e AS MATERIALIZED (
+            SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::bool[], $5::text[], $6::text[],
+                                 $7::timestamptz[], $9::timestamptz[], $10::text[])
+                 WITH ORDINALITY AS e(entry_id, subject, purpose, granted, channel, policy_version, effective_at,
+                                      ordered_at, digest, n)
+            WHERE e.digest IS NULL OR e.digest NOT IN (SELECT subject_digest FROM erased)
+        ), created AS (
+            INSERT INTO subjects (subject) SELECT DISTINCT subject FROM e ON CONFLICT DO NOTHING
         ), appended AS (
             INSERT INTO consent_ledger (entry_id, subject, purpose, granted, channel, policy_version,
                                         jurisdiction, effective_at, ordered_at, row_hash, sealed_in)
@@ -142,11 +170,7 @@ async def append_ledger(conn: asyncpg.Connection, entries: Sequence[tuple[str, C
                    e.effective_at, e.ordered_at,
                    consent_ledger_row_hash(e.entry_id, e.subject, e.purpose, e.granted, e.channel,
                                            e.policy_version, p.country, e.effective_at), $8
-            FROM unnest($1::text[], $2::text[], $3::text[], $4::bool[], $5::text[], $6::text[], $7::timestamptz[],
-                        $9::timestamptz[])
-                 WITH ORDINALITY AS e(entry_id, subject, purpose, granted, channel, policy_version, effective_at,
-                                      ordered_at, n)
-            LEFT JOIN subjects p ON p.subject = e.subject
+            FROM e LEFT JOIN subjects p ON p.subject = e.subject
             ORDER BY e.n
             ON CONFLICT (entry_id) DO NOTHING
             RETURNING entry_id, row_hash
@@ -155,14 +179,35 @@ async def append_ledger(conn: asyncpg.Connection, entries: Sequence[tuple[str, C
             SELECT $8, count(*), sha256(string_agg(row_hash, ''::bytea ORDER BY row_hash)) FROM appended
             HAVING count(*) > 0
         )
-        SELECT entry_id FROM appended
+        SELECT 'appended' AS row_kind, entry_id, NULL AS subject, NULL AS purpose, NULL::bool AS granted,
+               NULL AS channel, NULL AS policy_version, NULL::timestamptz AS effective_at,
+               NULL::timestamptz AS ordered_at
+        FROM appended
+        UNION ALL
+        SELECT 'state', s.entry_id, s.subject, s.purpose, s.granted, s.channel, s.policy_version, s.effective_at,
+               s.ordered_at
+        FROM consent_state s JOIN (SELECT DISTINCT subject, purpose FROM e) k
+          ON s.subject = k.subject AND s.purpose = k.purpose
+        UNION ALL
+        SELECT 'erased', subject_digest, NULL, NULL, NULL, NULL, NULL, NULL, NULL FROM erased
         """,
         [r.event_id for _, r in entries], [s for s, _ in entries], [r.purpose for _, r in entries],
         [r.granted for _, r in entries], [r.channel for _, r in entries],
         [r.policy_version for _, r in entries], [r.effective_at for _, r in entries], uuid.uuid4(),
-        [r.order_time for _, r in entries],
+        [r.order_time for _, r in entries], list(digests) if digests is not None else [None] * len(entries),
     )
-    return {r["entry_id"] for r in rows}
+    appended: set[str] = set()
+    states: dict[tuple[str, str], ConsentRecord] = {}
+    erased: set[str] = set()
+    for row in rows:
+        kind = row["row_kind"]
+        if kind == "appended":
+            appended.add(row["entry_id"])
+        elif kind == "state":
+            states[(row["subject"], row["purpose"])] = _record(row)
+        else:
+            erased.add(row["entry_id"])
+    return Appended(appended, states, erased)
 
 
 async def claim_unanchored_seals(conn: asyncpg.Connection, anchor: uuid.UUID) -> list[asyncpg.Record]:
@@ -201,22 +246,6 @@ async def seal_anchors(conn: asyncpg.Connection) -> list[asyncpg.Record]:
     """The audit entries that anchor seals (ref: the anchor id; detail: seals, digest)."""
     return list(await conn.fetch(
         "SELECT seq, ref, detail FROM audit_log WHERE action = 'consent_ledger_anchored' ORDER BY seq"))
-
-
-async def current_states(
-    conn: asyncpg.Connection, keys: Sequence[tuple[str, str]]
-) -> dict[tuple[str, str], ConsentRecord]:
-    if not keys:
-        return {}
-    rows = await conn.fetch(
-        """
-        SELECT s.* FROM consent_state s
-        JOIN unnest($1::text[], $2::text[]) AS k(subject, purpose)
-          ON s.subject = k.subject AND s.purpose = k.purpose
-        """,
-        [k[0] for k in keys], [k[1] for k in keys],
-    )
-    return {(r["subject"], r["purpose"]): _record(r) for r in rows}
 
 
 async def save_states(conn: asyncpg.Connection, entry_ids: Sequence[str]) -> None:

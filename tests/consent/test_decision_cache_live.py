@@ -59,7 +59,7 @@ async def _read(pool: asyncpg.Pool, subject: str) -> SubjectView:
 async def _grant(conn: asyncpg.Connection, subject: str, granted: bool, entry: str) -> None:
     record = rules.ConsentRecord(f"{entry}:marketing_email", "marketing_email", granted, datetime.now(UTC), "web")
     appended = await store.append_ledger(conn, [(subject, record)])
-    await store.save_states(conn, sorted(appended))
+    await store.save_states(conn, sorted(appended.entry_ids))
 
 
 async def test_a_committed_change_is_notified_a_rolled_back_one_is_not(stack: Stack) -> None:

@@ -54,11 +54,11 @@ async def _verify(conn: asyncpg.Connection) -> list[str]:
 async def test_appended_batches_are_sealed_anchored_and_verify(pool: asyncpg.Pool) -> None:
     runtime = PoolRuntime("consent", ConsentSettings(privacy_master_key=base64.b64encode(os.urandom(32)).decode()), pool)
     async with pool.acquire() as conn:
-        first = await store.append_ledger(conn, _entries("u1", 3) + _entries("u2", 2))
-        again = await store.append_ledger(conn, _entries("u3", 1))
+        first = (await store.append_ledger(conn, _entries("u1", 3) + _entries("u2", 2))).entry_ids
+        again = (await store.append_ledger(conn, _entries("u3", 1))).entry_ids
         # A re-delivered batch appends nothing and leaves no seal.
-        assert await store.append_ledger(conn, [("u1", ConsentRecord(next(iter(first)), "marketing_email", True,
-                                                                         T0, "api"))]) == set()
+        assert (await store.append_ledger(conn, [("u1", ConsentRecord(next(iter(first)), "marketing_email", True,
+                                                                          T0, "api"))])).entry_ids == set()
         assert len(first) == 5 and len(again) == 1
         report = await seals.verify(conn)
         assert (report.rows_checked, report.seals_checked, report.not_anchored_yet) == (6, 2, 2)
