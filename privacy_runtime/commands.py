@@ -32,7 +32,7 @@ import asyncpg
 
 from privacy_runtime import metrics
 from privacy_runtime.command_codec import AckIn, Command, CommandEncoder
-from privacy_runtime.outbox import OutboxMessage
+from privacy_runtime.outbox import queue_statement
 from privacy_runtime.processor import try_lock_subjects
 from privacy_runtime.unit_of_work import Runtime, UnitOfWork
 from schemas.enums import AckStatus, CommandAction
@@ -138,7 +138,7 @@ class CommandTracker:
         return command_id
 
     async def issue_many(self, tx: UnitOfWork, specs: list[CommandSpec]) -> list[str]:
-        """Issue many field-less commands (suppress, erase, ...) in two round trips; returns their ids.
+        """Issue many field-less commands (suppress, erase, ...) in one round trip; returns their ids.
 
         These carry no PII, so their events are not sealed and no data key is needed. A spec whose
         `command_id` was issued before is not sent again."""
@@ -148,31 +148,36 @@ class CommandTracker:
         respond_by = now + self.policy.respond_within
         command_ids = [uuid.UUID(c.command_id) if c.command_id else uuid.uuid4() for c in specs]
         request_ids = [uuid.UUID(c.request_id) if c.request_id else None for c in specs]
+        messages = [
+            self.encoder.encode(
+                Command(command_id, spec.subject, spec.system, spec.action, spec.purpose, request_id, respond_by),
+                source=tx.outbox.source, time=now,
+            )
+            for command_id, request_id, spec in zip(command_ids, request_ids, specs, strict=True)
+        ]
+        # The commands and their events in one round trip: an event is queued only for a command new to
+        # the table (the message's position picks its command id).
         inserted = {
             row["command_id"]
             for row in await tx.conn.fetch(
-                "INSERT INTO commands (command_id, subject, system, action, purpose, request_id, respond_by, "
-                "next_attempt_at) SELECT * FROM unnest($1::uuid[], $2::text[], $3::text[], $4::text[], "
+                "WITH inserted AS (INSERT INTO commands (command_id, subject, system, action, purpose, request_id, "
+                "respond_by, next_attempt_at) SELECT * FROM unnest($1::uuid[], $2::text[], $3::text[], $4::text[], "
                 "$5::text[], $6::uuid[], $7::timestamptz[], $8::timestamptz[]) "
-                "ON CONFLICT (command_id) DO NOTHING RETURNING command_id",
+                "ON CONFLICT (command_id) DO NOTHING RETURNING command_id), "
+                f"queued AS ({queue_statement(9, 'WHERE ($1::uuid[])[m.n::int] IN (SELECT command_id FROM inserted)')}) "
+                "SELECT command_id FROM inserted",
                 command_ids, [c.subject for c in specs], [c.system for c in specs], [c.action for c in specs],
                 [c.purpose for c in specs], request_ids,
                 [respond_by] * len(specs), [now + self.policy.next_delay(1) for _ in specs],
+                *await tx.outbox.columns(messages),
             )
         }
-        messages: list[OutboxMessage] = []
-        sent: Counter[tuple[str, str]] = Counter()
-        for command_id, request_id, spec in zip(command_ids, request_ids, specs, strict=True):
-            if command_id not in inserted:
-                continue
-            messages.append(self.encoder.encode(
-                Command(command_id, spec.subject, spec.system, spec.action, spec.purpose, request_id, respond_by),
-                source=tx.outbox.source, time=now,
-            ))
-            sent[(spec.system, spec.action)] += 1
+        sent: Counter[tuple[str, str]] = Counter(
+            (spec.system, spec.action) for command_id, spec in zip(command_ids, specs, strict=True)
+            if command_id in inserted
+        )
         for (system, action), count in sent.items():
             metrics.COMMANDS_SENT.labels(system=system, action=action).inc(count)
-        await tx.outbox.write(messages)
         return [str(c) for c in command_ids]
 
     async def resend_due(self, tx: UnitOfWork, limit: int = 500) -> int:

@@ -92,6 +92,13 @@ class Outbox:
         `pending`: the data keys the caller's transaction created (see `TransactionKeys`)."""
         if not messages:
             return
+        await conn.execute(queue_statement(1), *await self.columns(conn, messages, pending))
+
+    async def columns(
+        self, conn: asyncpg.Connection, messages: Sequence[OutboxMessage], pending: dict[str, bytes] | None = None
+    ) -> list[list[Any]]:
+        """The four arrays `queue_statement` takes (topic, key, subject, value), each value sealed as
+        `write` says: for a caller that queues messages in a statement of its own."""
         if pending is None:
             pending = {}  # keys created here are not cached: nobody commits them
         subjects = {m.sealed_for for m in messages if m.sealed_for is not None}
@@ -105,11 +112,18 @@ class Outbox:
                 assert data_key is not None
                 value = seal_bytes(data_key, value, f"outbox:{message.sealed_for}".encode())
             values.append(value)
-        await conn.execute(
-            "INSERT INTO outbox (topic, key, subject, value) "
-            "SELECT * FROM unnest($1::text[], $2::bytea[], $3::text[], $4::bytea[])",
-            [m.topic for m in messages], [m.key for m in messages], [m.sealed_for for m in messages], values,
-        )
+        return [[m.topic for m in messages], [m.key for m in messages], [m.sealed_for for m in messages], values]
+
+
+def queue_statement(first: int, where: str = "") -> str:
+    """The one INSERT into the outbox: the messages given as four arrays (`Outbox.columns`) from parameter
+    `$first` on, queued in their order. `where`, a condition on `m` (the message) and `m.n` (its position
+    from 1), lets a caller's data-modifying CTE decide which are queued, in the same round trip."""
+    return (
+        "INSERT INTO outbox (topic, key, subject, value) SELECT m.topic, m.key, m.subject, m.value "
+        f"FROM unnest(${first}::text[], ${first + 1}::bytea[], ${first + 2}::text[], ${first + 3}::bytea[]) "
+        f"WITH ORDINALITY AS m(topic, key, subject, value, n) {where} ORDER BY m.n"
+    )
 
 
 #: With the schema's hash: one relay pass at a time per schema, across processes.

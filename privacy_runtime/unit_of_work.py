@@ -15,7 +15,7 @@ from __future__ import annotations
 from collections.abc import AsyncIterator, Iterable, Sequence
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from datetime import datetime
-from typing import Protocol, Unpack
+from typing import Any, Protocol, Unpack
 
 import asyncpg
 
@@ -106,6 +106,10 @@ class TransactionOutbox:
 
     async def write(self, messages: Sequence[OutboxMessage]) -> None:
         await self.outbox.write(self.conn, messages, pending=self.keys.pending)
+
+    async def columns(self, messages: Sequence[OutboxMessage]) -> list[list[Any]]:
+        """The messages as `outbox.queue_statement` takes them, for a statement that queues them itself."""
+        return await self.outbox.columns(self.conn, messages, pending=self.keys.pending)
 
     async def add(self, topic: str, data: EventData, *, subject: str | None, key: str | None = None,
                   event_id: str | None = None, time: datetime | None = None, seal: bool = True) -> str:

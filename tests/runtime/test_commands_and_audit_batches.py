@@ -170,6 +170,32 @@ async def test_one_relay_at_a_time_publishes_a_schemas_outbox(stack: Stack) -> N
         await pool.close()
 
 
+async def test_issue_many_queues_the_new_commands_events_in_order_and_no_repeat(stack: Stack) -> None:
+    """The commands and their events go in one statement: an id issued before queues nothing, and the
+    new ones' events are queued in the order given (a suppress before a later unsuppress)."""
+    pool, keyring, outbox, audit = await scratch_parts(stack, "issue_order")
+    tracker = CommandTracker(CommandPolicy())
+    try:
+        async with open_transaction(pool, keyring, outbox, audit) as tx:
+            (decided,) = await tracker.issue_many(tx, [CommandSpec("s1", "accounts", "erase",
+                                                                   request_id=str(uuid.uuid4()))])
+            await tx.conn.execute("DELETE FROM outbox")
+            ids = await tracker.issue_many(tx, [
+                CommandSpec("s2", "marketing_email", "suppress", purpose="marketing_email"),
+                CommandSpec("s1", "accounts", "erase", command_id=decided),
+                CommandSpec("s2", "marketing_email", "unsuppress", purpose="marketing_email"),
+                CommandSpec("s3", "analytics", "suppress", purpose="analytics"),
+            ])
+            assert ids[1] == decided
+            queued = [parse_event(bytes(r["value"]), r["topic"])
+                      for r in await tx.conn.fetch("SELECT topic, value FROM outbox ORDER BY id")]
+            assert [str(e.data.command_id) for e in queued] == [ids[0], ids[2], ids[3]]
+            assert [e.data.action for e in queued] == ["suppress", "unsuppress", "suppress"]
+            assert await tx.conn.fetchval("SELECT count(*) FROM commands") == 4
+    finally:
+        await pool.close()
+
+
 async def test_issue_issue_many_and_resend_encode_a_command_alike(stack: Stack) -> None:
     """Every path that sends a command writes it through the one encoder: a re-send differs from the
     issued event in its id and time only, and rectify's fields stay sealed on both."""
