@@ -33,7 +33,7 @@ import asyncpg
 from privacy_runtime import metrics
 from privacy_runtime.command_codec import AckIn, Command, CommandEncoder
 from privacy_runtime.outbox import queue_statement
-from privacy_runtime.processor import try_lock_subjects
+from privacy_runtime.subject_locks import try_lock_subjects
 from privacy_runtime.unit_of_work import Runtime, UnitOfWork
 from schemas.enums import AckStatus, CommandAction
 
@@ -90,6 +90,10 @@ class Ack:
     request_id: str | None
     action: str
     first: bool  # False when the command was already acknowledged
+
+
+#: For `issue_many`: the message at position n is queued only if the command id at position n was inserted.
+_NEW_COMMANDS_ONLY = "WHERE ($1::uuid[])[m.n::int] IN (SELECT command_id FROM inserted)"
 
 
 class CommandTracker:
@@ -164,7 +168,7 @@ class CommandTracker:
                 "respond_by, next_attempt_at) SELECT * FROM unnest($1::uuid[], $2::text[], $3::text[], $4::text[], "
                 "$5::text[], $6::uuid[], $7::timestamptz[], $8::timestamptz[]) "
                 "ON CONFLICT (command_id) DO NOTHING RETURNING command_id), "
-                f"queued AS ({queue_statement(9, 'WHERE ($1::uuid[])[m.n::int] IN (SELECT command_id FROM inserted)')}) "
+                f"queued AS ({queue_statement(9, _NEW_COMMANDS_ONLY)}) "
                 "SELECT command_id FROM inserted",
                 command_ids, [c.subject for c in specs], [c.system for c in specs], [c.action for c in specs],
                 [c.purpose for c in specs], request_ids,

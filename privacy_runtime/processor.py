@@ -10,9 +10,9 @@ a crash at any point re-delivers the batch and the claims make the replay a no-o
   dead-lettered with the error, so one poison event never blocks its partition.
 
 Events about one subject are applied one transaction at a time, whichever topic or partition they
-came on (`lock_subjects`): lanes run partitions concurrently, and without the lock a registration and
-a withdrawal of one subject, or an erasure and a late event, could each decide on what the other had
-not committed yet.
+came on (`subject_locks`, taken with the transaction's BEGIN): lanes run partitions concurrently, and
+without the lock a registration and a withdrawal of one subject, or an erasure and a late event, could
+each decide on what the other had not committed yet.
 
 Deduplication is by a `processed_events` claim per event id, unless the stream's own rows already have
 a unique key derived from the event id (the consent ledger's entry ids): such a handler is registered
@@ -83,7 +83,7 @@ class StreamRuntime(Protocol):
     @property
     def dead_letters(self) -> DeadLetters: ...
 
-    def transaction(self) -> AbstractAsyncContextManager[UnitOfWork]: ...
+    def transaction(self, *, locking: Iterable[str | None] = ()) -> AbstractAsyncContextManager[UnitOfWork]: ...
 
 
 async def claim(conn: asyncpg.Connection, topic: str, event_ids: Iterable[str]) -> set[str]:
@@ -95,33 +95,6 @@ async def claim(conn: asyncpg.Connection, topic: str, event_ids: Iterable[str]) 
         topic,
     )
     return {r["event_id"] for r in claimed}
-
-
-async def lock_subjects(conn: asyncpg.Connection, subjects: Iterable[str | None]) -> None:
-    """Take a transaction-scoped lock per subject (of this schema), in one fixed order, so that two
-    transactions never wait for each other in a cycle."""
-    keys = sorted({s for s in subjects if s is not None})
-    if not keys:
-        return
-    await conn.execute(
-        "SELECT count(pg_advisory_xact_lock(k)) FROM (SELECT DISTINCT "
-        "hashtextextended(current_schema() || '/' || s, 0) AS k FROM unnest($1::text[]) AS s ORDER BY k) AS keys",
-        keys,
-    )
-
-
-async def try_lock_subjects(conn: asyncpg.Connection, subjects: Iterable[str]) -> set[str]:
-    """The subjects whose lock (as `lock_subjects` takes it) this transaction now holds, without waiting
-    for those another transaction holds: for background passes that must never wait in a cycle."""
-    keys = sorted(set(subjects))
-    if not keys:
-        return set()
-    rows = await conn.fetch(
-        "SELECT s FROM unnest($1::text[]) AS s WHERE pg_try_advisory_xact_lock("
-        "hashtextextended(current_schema() || '/' || s, 0))",
-        keys,
-    )
-    return {r["s"] for r in rows}
 
 
 class StreamProcessor:
@@ -189,8 +162,7 @@ class StreamProcessor:
         first: dict[str, Inbound] = {}
         for item in batch:  # the same event twice in one batch (a producer retry) counts once
             first.setdefault(item.event.id, item)
-        async with self.runtime.transaction() as tx:
-            await lock_subjects(tx.conn, (item.event.subject for item in first.values()))
+        async with self.runtime.transaction(locking=(item.event.subject for item in first.values())) as tx:
             if self.deduplicate:
                 ids = await claim(tx.conn, self.topic, first)
                 fresh = [item for event_id, item in first.items() if event_id in ids]

@@ -13,7 +13,7 @@ from __future__ import annotations
 import asyncio
 import gc
 import logging
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterable
 from contextlib import AbstractAsyncContextManager
 from datetime import UTC, datetime
 from pathlib import Path
@@ -118,9 +118,9 @@ class ServiceRuntime:
         assert self._dead_letters is not None, "runtime not started"
         return self._dead_letters
 
-    def transaction(self) -> AbstractAsyncContextManager[Transaction]:
+    def transaction(self, *, locking: Iterable[str | None] = ()) -> AbstractAsyncContextManager[Transaction]:
         """A unit of work (`privacy_runtime.unit_of_work`); after commit the outbox relay is woken at once."""
-        return open_transaction(self.pool, self.keyring, self.outbox, self.audit)
+        return open_transaction(self.pool, self.keyring, self.outbox, self.audit, locking)
 
     # --- lifecycle ------------------------------------------------------------------------
 

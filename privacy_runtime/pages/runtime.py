@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+from collections.abc import Iterable
 from contextlib import AbstractAsyncContextManager
 from pathlib import Path
 
@@ -81,6 +82,6 @@ class PageRuntime:
             return None
         return {"runtime": "started", "database": "ok"}
 
-    def transaction(self) -> AbstractAsyncContextManager[Transaction]:
+    def transaction(self, *, locking: Iterable[str | None] = ()) -> AbstractAsyncContextManager[Transaction]:
         """A unit of work (`privacy_runtime.unit_of_work`); after commit the outbox relay is woken at once."""
-        return open_transaction(self.pool, self.keyring, self.outbox, self.audit)
+        return open_transaction(self.pool, self.keyring, self.outbox, self.audit, locking)

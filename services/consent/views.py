@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING, Any
 
 from privacy_runtime import metrics
 from privacy_runtime.pages.linkpages import LinkPages, PageView, register_stylesheet
-from privacy_runtime.processor import lock_subjects
+from privacy_runtime.subject_locks import lock_subjects
 from privacy_runtime.tokens import InvalidToken
 from privacy_runtime.web import ApiView, HttpError, Request, Response, Routes
 from schemas.enums import ConsentChannel, Purpose

@@ -5,7 +5,7 @@ notifications, commands, exports, audit) in the caller's transaction, so a crash
 duplicates an effect. The drivers build on it: the stream handlers (`intake`), identity verification
 and operator actions over HTTP (`operations`), export downloads (`downloads`) and the timers (`timers`).
 
-A transaction that changes a case holds the case's subject's lock (`processor.lock_subjects`) before
+A transaction that changes a case holds the case's subject's lock (`subject_locks.lock_subjects`) before
 the case's row lock, as the stream processor does for every batch: a subject's cases then change one
 transaction at a time, whichever path changes them, and a decision about one case (lifting a
 restriction) reads the subject's other cases as committed, never while another path changes them
@@ -33,7 +33,7 @@ from privacy_runtime.command_codec import AckIn
 from privacy_runtime.commands import Ack, CommandSpec, CommandTracker
 from privacy_runtime.crypto import seal
 from privacy_runtime.notice_secrets import NoticeSecrets
-from privacy_runtime.processor import lock_subjects, try_lock_subjects
+from privacy_runtime.subject_locks import lock_subjects, try_lock_subjects
 from privacy_runtime.unit_of_work import Runtime, UnitOfWork
 from schemas.enums import AckStatus, CaseRight, CaseStatus, Locale, NotificationCategory
 from schemas.events import DsarStatus, NotificationRequested, PrivacyAck

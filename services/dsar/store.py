@@ -338,7 +338,7 @@ async def count_failed_attempt(conn: asyncpg.Connection, request_id: str, lock: 
 
 async def recent_failed_verifications(conn: asyncpg.Connection, subject: str, window_seconds: float) -> int:
     """Wrong codes for any of the subject's requests within the window (older ones are deleted).
-    The caller holds the subject's lock (`processor.lock_subjects`), so that two requests of one
+    The caller holds the subject's lock (`subject_locks.lock_subjects`), so that two requests of one
     subject verified at once cannot both pass the count."""
     await conn.execute("DELETE FROM failed_verifications WHERE subject = $1 "
                        "AND failed_at < now() - make_interval(secs => $2)", subject, window_seconds)

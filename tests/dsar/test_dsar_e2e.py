@@ -22,7 +22,7 @@ import httpx
 import pytest
 
 from devstack.stack import Stack
-from privacy_runtime.processor import lock_subjects
+from privacy_runtime.subject_locks import lock_subjects
 from schemas.enums import ConsentChannel, ErasureGround, Purpose, RequestedVia, Right
 from schemas.events import (
     ConsentChanged,

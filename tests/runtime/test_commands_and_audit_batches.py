@@ -17,7 +17,7 @@ from privacy_runtime.command_codec import AckIn
 from privacy_runtime.commands import CommandPolicy, CommandSpec, CommandTracker
 from privacy_runtime.crypto import open_sealed
 from privacy_runtime.outbox import _RELAY_LOCK_KEY, OutboxRelay
-from privacy_runtime.processor import lock_subjects
+from privacy_runtime.subject_locks import lock_subjects
 from privacy_runtime.unit_of_work import open_transaction
 from schemas.enums import AckStatus
 from schemas.envelope import CloudEvent, parse_event

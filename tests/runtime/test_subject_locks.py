@@ -17,6 +17,7 @@ import pytest
 from devstack.stack import Stack
 from privacy_runtime.processor import Inbound, RawMessage, StreamProcessor
 from privacy_runtime.settings import ServiceSettings
+from privacy_runtime.subject_locks import lock_statement, lock_subjects, try_lock_subjects
 from privacy_runtime.unit_of_work import PoolRuntime, UnitOfWork
 from tests.helpers import TEST_MASTER_KEY, scratch_schema
 
@@ -24,7 +25,9 @@ pytestmark = pytest.mark.stack
 
 MIGRATIONS = Path(__file__).resolve().parents[2] / "services" / "consent" / "migrations"
 
-
+#: Ids as a producer might send them: quotes, braces and backslashes that could end an SQL or array
+#: literal, non-ASCII, and the empty string.
+ODD_SUBJECTS = ["usr_plain", "o'brien", 'a"b', "{x,y}", "back\\slash", "'; DROP TABLE subjects; --", "Åsa ☃", ""]
 
 
 def _event(topic: str, subject: str) -> Inbound:
@@ -84,3 +87,36 @@ async def test_a_full_lock_table_is_waited_out_not_dead_lettered(runtime: PoolRu
     processor: Any = StreamProcessor(runtime, "consent-changed", handler)
     await asyncio.wait_for(processor.apply([_event("consent-changed", "usr_c"), _event("consent-changed", "usr_d")]), 10)
     assert calls == [2, 2] and dead_lettered == [], "retried as one batch, nothing dead-lettered"
+
+
+async def test_the_lock_taken_with_begin_is_the_lock_of_each_subject(runtime: PoolRuntime) -> None:
+    """A stream batch takes its subjects' locks in the statement that begins its transaction, the ids
+    inlined (hex-encoded): each is the same lock as `lock_subjects` takes, and nothing in an id gets
+    out of its literal."""
+    async with runtime.transaction(locking=[*ODD_SUBJECTS, None]) as tx:
+        async with runtime.pool.acquire() as other, other.transaction():
+            assert await try_lock_subjects(other, [*ODD_SUBJECTS, "usr_free"]) == {"usr_free"}
+        assert await tx.conn.fetchval("SELECT count(*) FROM subjects") == 0, "the table is still there"
+    async with runtime.pool.acquire() as conn, conn.transaction():
+        await lock_subjects(conn, ODD_SUBJECTS)
+        async with runtime.pool.acquire() as other, other.transaction():
+            assert await try_lock_subjects(other, ODD_SUBJECTS) == set()
+    async with runtime.pool.acquire() as conn, conn.transaction():
+        assert await try_lock_subjects(conn, ODD_SUBJECTS) == set(ODD_SUBJECTS), "released at the end"
+    assert lock_statement([None]) is None
+
+
+async def test_a_transaction_begun_with_its_locks_commits_or_rolls_back_whole(runtime: PoolRuntime) -> None:
+    async with runtime.transaction(locking=["usr_kept"]) as tx:
+        await tx.conn.execute("INSERT INTO subjects (subject) VALUES ('usr_kept')")
+    with pytest.raises(RuntimeError):
+        async with runtime.transaction(locking=["usr_lost"]) as tx:
+            await tx.conn.execute("INSERT INTO subjects (subject) VALUES ('usr_lost')")
+            raise RuntimeError("the handler failed")
+    with pytest.raises(asyncpg.exceptions.UniqueViolationError):
+        async with runtime.transaction(locking=["usr_kept"]) as tx:
+            await tx.conn.execute("INSERT INTO subjects (subject) VALUES ('usr_kept')")
+    async with runtime.pool.acquire() as conn:
+        assert [r["subject"] for r in await conn.fetch("SELECT subject FROM subjects")] == ["usr_kept"]
+        async with conn.transaction():
+            assert await try_lock_subjects(conn, ["usr_kept", "usr_lost"]) == {"usr_kept", "usr_lost"}
