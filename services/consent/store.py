@@ -155,14 +155,11 @@ async def append_ledger(
         """
         WITH erased AS MATERIALIZED (
             SELECT subject_digest FROM erased_subjects WHERE subject_digest = ANY($10::text[])
-        ), e AS MATERIALIZED (
-            SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::bool[], $5::text[], $6::text[],
-                                 $7::timestamptz[], $9::timestamptz[], $10::text[])
-                 WITH ORDINALITY AS e(entry_id, subject, purpose, granted, channel, policy_version, effective_at,
-                                      ordered_at, digest, n)
-            WHERE e.digest IS NULL OR e.digest NOT IN (SELECT subject_digest FROM erased)
         ), created AS (
-            INSERT INTO subjects (subject) SELECT DISTINCT subject FROM e ON CONFLICT DO NOTHING
+            INSERT INTO subjects (subject)
+            SELECT DISTINCT u.subject FROM unnest($2::text[], $10::text[]) AS u(subject, digest)
+            WHERE u.digest IS NULL OR u.digest NOT IN (SELECT subject_digest FROM erased)
+            ON CONFLICT DO NOTHING
         ), appended AS (
             INSERT INTO consent_ledger (entry_id, subject, purpose, granted, channel, policy_version,
                                         jurisdiction, effective_at, ordered_at, row_hash, sealed_in)
@@ -170,7 +167,12 @@ async def append_ledger(
                    e.effective_at, e.ordered_at,
                    consent_ledger_row_hash(e.entry_id, e.subject, e.purpose, e.granted, e.channel,
                                            e.policy_version, p.country, e.effective_at), $8
-            FROM e LEFT JOIN subjects p ON p.subject = e.subject
+            FROM unnest($1::text[], $2::text[], $3::text[], $4::bool[], $5::text[], $6::text[], $7::timestamptz[],
+                        $9::timestamptz[], $10::text[])
+                 WITH ORDINALITY AS e(entry_id, subject, purpose, granted, channel, policy_version, effective_at,
+                                      ordered_at, digest, n)
+            LEFT JOIN subjects p ON p.subject = e.subject
+            WHERE e.digest IS NULL OR e.digest NOT IN (SELECT subject_digest FROM erased)
             ORDER BY e.n
             ON CONFLICT (entry_id) DO NOTHING
             RETURNING entry_id, row_hash
@@ -186,7 +188,7 @@ async def append_ledger(
         UNION ALL
         SELECT 'state', s.entry_id, s.subject, s.purpose, s.granted, s.channel, s.policy_version, s.effective_at,
                s.ordered_at
-        FROM consent_state s JOIN (SELECT DISTINCT subject, purpose FROM e) k
+        FROM consent_state s JOIN (SELECT DISTINCT * FROM unnest($2::text[], $3::text[])) AS k(subject, purpose)
           ON s.subject = k.subject AND s.purpose = k.purpose
         UNION ALL
         SELECT 'erased', subject_digest, NULL, NULL, NULL, NULL, NULL, NULL, NULL FROM erased
