@@ -27,6 +27,30 @@ TRANSIENT_DB_ERRORS: tuple[type[BaseException], ...] = (
 )
 
 
+class OneTripTransaction:
+    """A transaction on `conn` whose BEGIN may carry its first statement and whose COMMIT its last, each
+    pair in one simple query: on loopback every round trip costs both ends a send, and a short
+    transaction is mostly round trips (asyncpg's own transaction sends BEGIN and COMMIT alone).
+
+    A simple query takes no parameters: `first` and `last` are SQL a caller builds from values it
+    formats itself (`subject_locks.lock_statement`). Inside, statements run as usual; asyncpg's
+    `conn.transaction()` must not be nested in it (asyncpg refuses)."""
+
+    def __init__(self, conn: asyncpg.Connection):
+        self.conn = conn
+
+    async def start(self, first: str | None = None) -> None:
+        await self.conn.execute(f"BEGIN; {first}" if first else "BEGIN")
+
+    async def commit(self, last: str | None = None) -> None:
+        await self.conn.execute(f"{last}; COMMIT" if last else "COMMIT")
+
+    async def rollback(self) -> None:
+        """Roll back what is open, if anything (a failed start or commit leaves it open and aborted)."""
+        if not self.conn.is_closed() and self.conn.is_in_transaction():
+            await self.conn.execute("ROLLBACK")
+
+
 async def _keep_session(conn: asyncpg.Connection) -> None:
     """Return a connection to the pool without the reset query (a round trip per transaction).
 

@@ -23,6 +23,7 @@ import asyncpg
 from privacy_runtime.audit import AuditEntry, AuditTrail, EntryFields
 from privacy_runtime.crypto import KeyRing
 from privacy_runtime.datamap import DataMap
+from privacy_runtime.db import OneTripTransaction
 from privacy_runtime.outbox import Outbox, OutboxMessage
 from privacy_runtime.settings import ServiceSettings
 from privacy_runtime.subject_locks import lock_statement
@@ -167,21 +168,21 @@ async def open_transaction(pool: asyncpg.Pool, keyring: KeyRing, outbox: Outbox,
 
 @asynccontextmanager
 async def _begun(conn: asyncpg.Connection, first: str | None) -> AsyncIterator[None]:
-    """A transaction whose BEGIN carries its first statement (`first`, no parameters) in one simple
-    query: for a batch of a few events, each round trip is a good part of its latency."""
+    """A transaction whose BEGIN carries its first statement (`first`, no parameters): for a batch of a
+    few events, each round trip is a good part of its latency."""
     if first is None:
         async with conn.transaction():
             yield
         return
+    transaction = OneTripTransaction(conn)
     try:
-        await conn.execute(f"BEGIN; {first}")
+        await transaction.start(first)
         yield
     except BaseException:
-        if not conn.is_closed() and conn.is_in_transaction():
-            with contextlib.suppress(Exception):  # the caller's error is the one to see; the pool resets a broken one
-                await conn.execute("ROLLBACK")
+        with contextlib.suppress(Exception):  # the caller's error is the one to see; the pool resets a broken one
+            await transaction.rollback()
         raise
-    await conn.execute("COMMIT")
+    await transaction.commit()
 
 
 class Runtime(Protocol):

@@ -91,11 +91,10 @@ from enum import Enum
 from typing import Any
 
 import asyncpg
-from asyncpg.transaction import Transaction
 
 from privacy_runtime import metrics
 from privacy_runtime.crypto import DecryptionFailed
-from privacy_runtime.db import TRANSIENT_DB_ERRORS
+from privacy_runtime.db import TRANSIENT_DB_ERRORS, OneTripTransaction
 from privacy_runtime.logs import scrub
 from privacy_runtime.tokens import MANAGE, UNSUBSCRIBE, TokenSigner
 from privacy_runtime.unit_of_work import Runtime, UnitOfWork
@@ -473,7 +472,7 @@ class Sender:
         refusal: str | None = None
         cut = asyncio.timeout_at(deadlines.send_by)
         # Held from the re-check across the send to the `sent` commit (see the module's docstring).
-        locked = conn.transaction()
+        locked = OneTripTransaction(conn)
         try:
             async with cut:
                 if wait > 0:
@@ -527,7 +526,7 @@ class Sender:
         return Outcome.NEXT
 
     async def _refused_at_the_last_moment(
-        self, conn: asyncpg.Connection, locked: Transaction, item: Claimed, reason: str
+        self, conn: asyncpg.Connection, locked: OneTripTransaction, item: Claimed, reason: str
     ) -> None:
         """The re-check said no: an erasure or restriction came after the claim."""
         try:
@@ -599,13 +598,15 @@ class Sender:
     # --- outcomes ----------------------------------------------------------------------------
 
     async def _confirm_sent(
-        self, conn: asyncpg.Connection, locked: Transaction, item: Claimed, lease_ends: float
+        self, conn: asyncpg.Connection, locked: OneTripTransaction, item: Claimed, lease_ends: float
     ) -> None:
         """Commit `sent` in the transaction holding the row locks; if the database hiccups, keep trying
         on a fresh connection until the lease ends (the crash window)."""
         try:
-            marked = await store.mark_sent(conn, item.notification_id, item.row["claimed_at"])
-            await locked.commit()
+            # `sent` rides on the COMMIT: the locks held since the re-check (the row `sending` by this
+            # claim) leave the update nothing to miss.
+            await locked.commit(store.mark_sent_statement(item.notification_id, item.row["claimed_at"]))
+            marked = True
         except TRANSIENT_DB_ERRORS:
             await _rollback(locked)
             marked = await self._mark_sent_again(conn, item, lease_ends)
@@ -699,7 +700,7 @@ class Sender:
             )
 
 
-async def _rollback(transaction: Transaction) -> None:
+async def _rollback(transaction: OneTripTransaction) -> None:
     """End a transaction that may not have begun, or whose connection broke (then it is gone anyway)."""
     with contextlib.suppress(Exception):
         await transaction.rollback()

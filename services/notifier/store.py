@@ -299,6 +299,20 @@ async def mark_sent(conn: asyncpg.Connection, notification_id: str, claimed_at: 
     return done is not None
 
 
+def mark_sent_statement(notification_id: str, claimed_at: datetime) -> str:
+    """`mark_sent` as a statement without parameters, for the COMMIT of the transaction that holds the
+    row's lock (the send's, which read it `sending` by this claim: the update cannot miss). The id
+    travels hex-encoded and the claim time as an ISO timestamp formatted here: nothing else reaches
+    the SQL text."""
+    stamp = claimed_at.isoformat()
+    assert claimed_at.tzinfo is not None and all(c in "0123456789-:.+T" for c in stamp), stamp
+    return (
+        "UPDATE emails SET status = 'sent', sent_at = now(), updated_at = now(), last_error = NULL "
+        f"WHERE notification_id = convert_from(decode('{notification_id.encode().hex()}', 'hex'), 'UTF8') "
+        f"AND status = 'sending' AND claimed_at = '{stamp}'::timestamptz"
+    )
+
+
 async def mark_retry(
     conn: asyncpg.Connection,
     notification_id: str,

@@ -284,6 +284,24 @@ async def test_a_retaken_row_is_not_marked_by_its_old_claim(sending: Runtime) ->
         assert await store.mark_sent(conn, nid, second["claimed_at"])
 
 
+async def test_the_sent_mark_on_the_commit_marks_only_its_own_claim(sending: Runtime) -> None:
+    """The statement that rides on the send's COMMIT is `mark_sent` with its values inlined: the claim
+    time to the microsecond, an old claim matching nothing."""
+    await fill_directory(sending, ["ok-inline"], domain="relay.example")
+    nid = await queue(sending, "ok-inline")
+    async with sending.pool.acquire() as conn:
+        first = (await store.claim_due(conn, 10))[0]
+        await asyncio.sleep(0.01)
+        assert await store.release_expired_leases(conn, 0.0) == [nid]
+        second = (await store.claim_due(conn, 10))[0]
+        assert await conn.execute(store.mark_sent_statement(nid, first["claimed_at"])) == "UPDATE 0"
+        assert await conn.execute(store.mark_sent_statement(nid, second["claimed_at"])) == "UPDATE 1"
+        assert (await row(sending, nid))["status"] == "sent"
+        assert await conn.execute(store.mark_sent_statement("x'); DELETE FROM emails; --", second["claimed_at"])) \
+            == "UPDATE 0"
+        assert await conn.fetchval("SELECT count(*) FROM emails") == 1
+
+
 async def test_a_notice_to_one_person_goes_before_a_fanned_out_notice(sending: Runtime) -> None:
     subjects = await fill_directory(sending, [f"ok-{i:02d}" for i in range(5)], domain="relay.example")
     async with sending.transaction() as tx:
