@@ -329,3 +329,25 @@ async def test_a_refused_replay_is_explained_in_the_operators_language(client: t
     assert answer.status == 303
     page = visible(await (await test_client.get("/dead-letters")).text())
     assert "Inte skickat igen: consent-changed är inget ämne för olästa meddelanden" in page
+
+
+async def test_the_case_page_says_why_a_case_waits_in_the_operators_language(
+        client: tuple[TestClient, FakeServices], monkeypatch: pytest.MonkeyPatch) -> None:
+    test_client, _ = client
+    await signed_in(test_client)
+    sentence = "accounts, support could not lift the restriction; approve to retry or handle by hand"
+    monkeypatch.setitem(CASE, "review_reason", sentence)
+    monkeypatch.setitem(CASE, "review_code", "lift_failed")
+    monkeypatch.setitem(CASE, "review_params", {"systems": "accounts, support"})
+    swedish = visible(await (await test_client.get(f"/cases/{RID}?lang=sv")).text())
+    said = "Kundkonton, Kundtjänst kunde inte häva begränsningen; godkänn för att försöka igen eller hantera för hand"
+    assert f"Varför det väntar {said}" in swedish, swedish
+    assert f"Fortsätt: {said}" in swedish, "the approve form says it too"
+    assert sentence not in swedish and "could not lift" not in swedish
+    english = visible(await (await test_client.get(f"/cases/{RID}?lang=en")).text())
+    assert "Customer accounts, Customer support could not lift the restriction" in english
+    # A code this office has no words for (a newer dsar), or a case flagged before codes: dsar's sentence.
+    monkeypatch.setitem(CASE, "review_code", "a_reason_from_a_newer_dsar")
+    assert f"Varför det väntar {sentence}" in visible(await (await test_client.get(f"/cases/{RID}?lang=sv")).text())
+    monkeypatch.setitem(CASE, "review_code", None)
+    assert f"Varför det väntar {sentence}" in visible(await (await test_client.get(f"/cases/{RID}?lang=sv")).text())
