@@ -132,7 +132,7 @@ def review_text(case: Mapping[str, Any], lang: str = "en") -> str | None:
     # `_` has the text formatted even without parameters, so a missing one falls back, never shows "{fields}".
     try:
         return CATALOGUE.text(lang, key, _=None, **{k: _review_param(k, v, lang) for k, v in params.items()})
-    except (KeyError, IndexError, ValueError):  # the words need a parameter this case does not carry
+    except (KeyError, IndexError, ValueError, TypeError):  # a parameter the words need is missing or odd
         return reason
 
 

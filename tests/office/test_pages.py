@@ -32,7 +32,8 @@ CASE = {
     "extended": False, "subject": "u-1", "overdue": False, "identity_verified": True, "requested_via": "email",
     "ground": None, "circumstance": None, "processing": "legitimate_interest", "export_format": None,
     "corrected_fields": [], "fields_not_held": [], "extension_months": 0, "extension_reason": None,
-    "manual_review": True, "review_reason": "weigh the grounds", "reason": None, "closed_at": None,
+    "manual_review": True, "review_reason": "weigh the grounds", "review_code": "objection_to_weigh",
+    "review_params": {}, "reason": None, "closed_at": None,
     "systems_told": [], "retained": [], "steps": [
         {"system": "accounts", "action": "export", "purpose": None, "phase": 1, "attempt": 1,
          "command_id": str(uuid.uuid4()), "outcome": None, "expect": None, "retained_basis": None}],
