@@ -26,8 +26,6 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 from privacy_runtime.datamap import RETAIN, DataMap
-from services.dsar import reviews
-from services.dsar.reviews import Review
 from schemas.enums import (
     AckStatus,
     CaseRight,
@@ -39,6 +37,8 @@ from schemas.enums import (
     RestrictionCircumstance,
     Right,
 )
+from services.dsar import reviews
+from services.dsar.reviews import Review
 
 # --- statuses, rights, transitions ----------------------------------------------------------------
 
