@@ -76,7 +76,9 @@ class Sizes:
             latency_seconds=3.0, echo_seconds=1.0, decision_seconds=3.0, decision_subjects=500,
             closed_loop_seconds=0.75, erasures=100, fanout_recipients=1_000, fanout_small_recipients=200,
             smtp_baseline_emails=300,
-            scaling_events=3_000, cap_seconds=30.0, scaling_cap_seconds=10.0,
+            # One partition count: the smoke run checks the group of one and of two workers runs and
+            # is measured; each configuration restarts the service (a third of the run with three).
+            scaling_events=3_000, scaling_partitions=(2,), cap_seconds=30.0, scaling_cap_seconds=10.0,
             erasure_cap_seconds=45.0, fanout_cap_seconds=20.0,
         )
 

@@ -10,7 +10,6 @@ from typing import TYPE_CHECKING, Any
 
 from privacy_runtime import metrics
 from privacy_runtime.pages.linkpages import LinkPages, PageView, register_stylesheet
-from privacy_runtime.subject_locks import lock_subjects
 from privacy_runtime.tokens import InvalidToken
 from privacy_runtime.web import ApiView, HttpError, Request, Response, Routes
 from schemas.enums import ConsentChannel, Purpose
@@ -186,8 +185,8 @@ async def withdraw_from_footer(service: ConsentService, subject: str, purpose: s
     a repeated or concurrent click before the ledger has applied the first (the same event id, claimed
     once); a click after the person granted again withdraws again (a new basis, a new event id).
     Returns whether a withdrawal was published."""
-    async with service.runtime.transaction() as tx:
-        await lock_subjects(tx.conn, [subject])  # clicks on one subject's links one at a time
+    # Clicks on one subject's links one at a time (the lock is taken with the BEGIN).
+    async with service.runtime.transaction(locking=[subject]) as tx:
         _, current = await store.profile_and_state(tx.conn, subject, purpose)
         if current is not None and not current.granted:
             return False

@@ -3,28 +3,17 @@
 from __future__ import annotations
 
 import uuid
-from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 
 import asyncpg
 import pytest
 
-from devstack.stack import Stack
 from services.consent import store
 from services.consent.rules import ConsentRecord
-from tests.helpers import scratch_schema
 
 pytestmark = pytest.mark.stack
 
-MIGRATIONS = Path(__file__).resolve().parents[2] / "services" / "consent" / "migrations"
 T0 = datetime(2026, 1, 5, 9, 0, tzinfo=UTC)
-
-
-@pytest.fixture
-async def pool(stack: Stack) -> AsyncIterator[asyncpg.Pool]:
-    async with scratch_schema(stack.endpoints.database_url, "consent_append", MIGRATIONS) as created:
-        yield created
 
 
 def _record(purpose: str, granted: bool, minutes: int = 0) -> ConsentRecord:

@@ -6,31 +6,21 @@ from __future__ import annotations
 import base64
 import os
 import uuid
-from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 
 import asyncpg
 import pytest
 
-from devstack.stack import Stack
 from privacy_runtime.audit import verify_chain
 from privacy_runtime.unit_of_work import PoolRuntime
 from services.consent import seals, store
 from services.consent.rules import ConsentRecord
 from services.consent.settings import ConsentSettings
-from tests.helpers import scratch_schema
 
 pytestmark = pytest.mark.stack
 
-MIGRATIONS = Path(__file__).resolve().parents[2] / "services" / "consent" / "migrations"
 T0 = datetime(2026, 1, 5, 9, 0, tzinfo=UTC)
 
-
-@pytest.fixture
-async def pool(stack: Stack) -> AsyncIterator[asyncpg.Pool]:
-    async with scratch_schema(stack.endpoints.database_url, "consent_seals", MIGRATIONS) as created:
-        yield created
 
 
 def _entries(subject: str, count: int) -> list[tuple[str, ConsentRecord]]:
