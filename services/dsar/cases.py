@@ -475,13 +475,19 @@ def _no_review() -> dict[str, Any]:
     return {"review_reason": None, "review_code": None, "review_params": {}}
 
 
+def _review_note(review: Review) -> Note:
+    """The audit entry of a case handed to an operator: the sentence, and its code for other words."""
+    return Note("case_manual_review", {"reason": review.text, "review_code": review.code,
+                                       "review_params": dict(review.params)})
+
+
 def _review(case: Case, review: Review, now: datetime) -> Decision:
     """Hand the case to an operator: in_progress with the manual_review flag."""
     if case.status == IN_PROGRESS:
         decision = Decision(replace(case, **_in_review(review)))
     else:
         decision = _move(case, IN_PROGRESS, now, **_in_review(review))
-    return Decision(decision.case, (*decision.effects, Note("case_manual_review", {"reason": review.text})))
+    return Decision(decision.case, (*decision.effects, _review_note(review)))
 
 
 def _dispatch(case: Case, steps: tuple[Step, ...], now: datetime) -> Decision:
@@ -906,7 +912,7 @@ def record_ack(case: Case, command_id: str, status: str, now: datetime, retained
         if status == "failed" and step.action == "lift_restriction":
             review = reviews.lift_failed(s.system for s in case.lift_steps if s.outcome == "failed")
             flagged = replace(case, **_in_review(review))
-            return Decision(flagged, (note, Note("case_manual_review", {"reason": review.text})))
+            return Decision(flagged, (note, _review_note(review)))
         return recorded
     if case.status != AWAITING_SYSTEMS:
         return recorded  # answers while under review

@@ -94,6 +94,8 @@ def timeline(events: Sequence[Mapping[str, Any]], lang: str = "en") -> list[Entr
     entries = []
     for event in events:
         detail = event.get("detail") or {}
+        if detail.get("review_code"):  # a case handed to an operator: the reason in the operator's words
+            detail = {**detail, "reason": review_text({"review_reason": detail.get("reason"), **detail}, lang)}
         shown = "; ".join(f"{word(lang, 'detail', k)}: {_value(k, detail[k], lang)}" for k in DETAIL_KEYS
                           if k in detail and detail[k] not in (None, "", []))
         entries.append(Entry(

@@ -95,7 +95,9 @@ def test_the_english_sentences_are_the_ones_the_api_always_had() -> None:
         "accounts's answer to export cannot be used: too large; approve to ask again or handle by hand")
     assert Review(reviews.FIELDS_NOT_HELD, {"fields": ""}).text == "no system in the data map holds the fields (none)"
     [note] = [e for e in objection().effects if isinstance(e, cases.Note)]
-    assert note.detail == {"reason": objection().case.review_reason}, "the audit entry keeps its sentence"
+    assert note.action == "case_manual_review"
+    assert note.detail == {"reason": objection().case.review_reason, "review_code": reviews.OBJECTION_TO_WEIGH,
+                           "review_params": {}}, "the audit entry keeps its sentence, and gets the code"
 
 
 def cleared(case: Case) -> bool:

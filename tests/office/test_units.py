@@ -213,3 +213,19 @@ def test_a_review_reason_is_said_in_the_operators_language_with_ids_in_words() -
     for fallback in (case("made_up"), case(None), case("fields_not_held"), case("system_failed", system="billing")):
         assert present.review_text(fallback, "sv") == "the service's English sentence", fallback
     assert present.review_text({"review_reason": None}, "sv") is None
+
+
+def test_the_timeline_says_why_a_case_went_to_an_operator_in_the_operators_language() -> None:
+    from services.office import present
+
+    sentence = "billing could not erase; retry or handle by hand"
+    entries = present.timeline([
+        {"at": "2026-12-01T10:00:00+00:00", "action": "case_manual_review", "actor": "service:dsar",
+         "detail": {"reason": sentence, "review_code": "system_failed",
+                    "review_params": {"system": "billing", "action": "erase"}}},
+        {"at": "2026-12-01T10:00:01+00:00", "action": "case_manual_review", "actor": "service:dsar",
+         "detail": {"reason": sentence}},  # recorded before reasons had codes
+    ], "sv")
+    assert entries[0].detail == ("skäl: Fakturering och bokföring kunde inte utföra kommandot ”radera”; försök igen "
+                                 "eller hantera för hand")
+    assert entries[1].detail == f"skäl: {sentence}"
