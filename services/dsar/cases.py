@@ -37,6 +37,8 @@ from schemas.enums import (
     RestrictionCircumstance,
     Right,
 )
+from services.dsar import reviews
+from services.dsar.reviews import Review
 
 # --- statuses, rights, transitions ----------------------------------------------------------------
 
@@ -66,9 +68,7 @@ RETENTION_EXPIRED = ErasureGround.RETENTION_EXPIRED
 #: Why a retention erasure waits for an operator: the sweep sees only the events the dsar service
 #: consumes (registrations, consent changes, rights requests), not logins or purchases, so "inactive"
 #: may be a paying customer whose account still needs the data.
-RETENTION_REVIEW = ("retention expired: no registration, consent change or request seen for longer than the "
-                    "data map's retention, but logins and purchases are not seen; check the subject is "
-                    "really inactive, then approve to erase or reject to keep")
+RETENTION_REVIEW = reviews.retention_expired().text
 #: Why a retention erasure waiting for review was cancelled (see `subject_active`).
 ACTIVE_AGAIN = "the subject was active again"
 
@@ -223,7 +223,11 @@ class Case:
     extension_months: int = 0
     extension_reason: str | None = None
     manual_review: bool = False
+    #: Why it waits for an operator, in English (the API's sentence), and as a code with parameters for
+    #: a reader who says it in words of its own (see `reviews`). Set and cleared together.
     review_reason: str | None = None
+    review_code: str | None = None
+    review_params: dict[str, str] = field(default_factory=dict)
     #: Why the case was rejected, cancelled or closed (named in the status event and the email).
     reason: str | None = None
     steps: tuple[Step, ...] = ()
@@ -255,6 +259,10 @@ class Case:
     def status_reason(self) -> str | None:
         """The `reason` of the status event: required by the contract when rejected or extended."""
         return self.reason or self.review_reason or self.extension_reason
+
+    @property
+    def review(self) -> Review | None:
+        return Review(self.review_code, self.review_params) if self.review_code else None
 
     @property
     def retained(self) -> list[dict[str, str]]:
@@ -456,18 +464,35 @@ def _issue(case: Case, phase: int) -> Decision:
     return Decision(updated, (IssueCommands(tuple(fresh)),) if fresh else ())
 
 
-def _review(case: Case, why: str, now: datetime) -> Decision:
+def _in_review(review: Review) -> dict[str, Any]:
+    """The case's fields of a review: flagged, with the English sentence and the code it is made from."""
+    return {"manual_review": True, "review_reason": review.text, "review_code": review.code,
+            "review_params": dict(review.params)}
+
+
+def _no_review() -> dict[str, Any]:
+    """The case's fields once nothing waits for an operator (the flag itself is the caller's)."""
+    return {"review_reason": None, "review_code": None, "review_params": {}}
+
+
+def _review_note(review: Review) -> Note:
+    """The audit entry of a case handed to an operator: the sentence, and its code for other words."""
+    return Note("case_manual_review", {"reason": review.text, "review_code": review.code,
+                                       "review_params": dict(review.params)})
+
+
+def _review(case: Case, review: Review, now: datetime) -> Decision:
     """Hand the case to an operator: in_progress with the manual_review flag."""
     if case.status == IN_PROGRESS:
-        decision = Decision(replace(case, manual_review=True, review_reason=why))
+        decision = Decision(replace(case, **_in_review(review)))
     else:
-        decision = _move(case, IN_PROGRESS, now, manual_review=True, review_reason=why)
-    return Decision(decision.case, (*decision.effects, Note("case_manual_review", {"reason": why})))
+        decision = _move(case, IN_PROGRESS, now, **_in_review(review))
+    return Decision(decision.case, (*decision.effects, _review_note(review)))
 
 
 def _dispatch(case: Case, steps: tuple[Step, ...], now: datetime) -> Decision:
     """From in_progress: send the first phase and wait, or complete when there is nothing to send."""
-    case = replace(case, steps=case.steps + steps, manual_review=False, review_reason=None)
+    case = replace(case, steps=case.steps + steps, manual_review=False, **_no_review())
     pending = sorted({s.phase for s in case.steps if not s.issued})
     if not pending:
         return _complete(case, now)
@@ -627,7 +652,7 @@ def open_case(
         # the subject's to confirm; the erasure email says why it happened.
         if retention_review and case.right == ERASURE and case.ground == RETENTION_EXPIRED:
             progress = _move(case, IN_PROGRESS, now)
-            return opened.then(progress).then(_review(progress.case, RETENTION_REVIEW, now))
+            return opened.then(progress).then(_review(progress.case, reviews.retention_expired(), now))
         return opened.then(start(case, data_map, now))
     received = Notify(
         "request_received",
@@ -660,8 +685,7 @@ def start(case: Case, data_map: DataMap, now: datetime) -> Decision:
     if case.right == RECTIFICATION:
         steps = rectification_plan(data_map, case.corrected_fields)
         if not steps:  # an operator finds out where the data is, or rejects with the reason
-            fields = ", ".join(case.corrected_fields) or "(none)"
-            return progress.then(_review(case, f"no system in the data map holds the fields {fields}", now))
+            return progress.then(_review(case, reviews.fields_not_held(case.corrected_fields), now))
         # The subject is told which of the fields there was nothing of to correct.
         held = {f for system in data_map.systems_holding_fields(set(case.corrected_fields)) for f in system.fields}
         case = replace(case, fields_not_held=tuple(f for f in case.corrected_fields if f not in held))
@@ -670,13 +694,7 @@ def start(case: Case, data_map: DataMap, now: datetime) -> Decision:
     if case.processing in ABSOLUTE_OBJECTIONS:
         # Absolute (Art. 21(2)-(3)): the consent service withdraws on the same event; nothing to weigh.
         return progress.then(_complete(case, now))
-    return progress.then(
-        _review(
-            case,
-            "objection to legitimate-interest processing: weigh the grounds (Art. 21(1)) and approve or reject",
-            now,
-        )
-    )
+    return progress.then(_review(case, reviews.objection_to_weigh(), now))
 
 
 def verify(case: Case, data_map: DataMap, now: datetime) -> Decision:
@@ -710,7 +728,7 @@ def approve(case: Case, data_map: DataMap, now: datetime) -> Decision:
         return _dispatch(case, objection_plan(data_map), now)
     if case.right == ERASURE and not case.steps:  # a retention erasure an operator confirmed
         return _dispatch(case, erasure_plan(data_map), now)
-    return _complete(replace(case, review_reason=None), now)
+    return _complete(replace(case, **_no_review()), now)
 
 
 def _retry_failed(case: Case, failed: list[Step], data_map: DataMap, now: datetime) -> Decision:
@@ -727,7 +745,7 @@ def _retry_failed(case: Case, failed: list[Step], data_map: DataMap, now: dateti
         for s in case.steps
         if s not in gone
     )
-    retried = replace(case, steps=steps, manual_review=False, review_reason=None)
+    retried = replace(case, steps=steps, manual_review=False, **_no_review())
     left_out: tuple[Effect, ...] = ()
     if gone:
         told = {s.system for s in steps if s.action == "rectify"}
@@ -736,9 +754,8 @@ def _retry_failed(case: Case, failed: list[Step], data_map: DataMap, now: dateti
         left_out = (Note("case_systems_left_out", {"systems": sorted({s.system for s in gone}),
                                                     "reason": "no longer holds the corrected fields"}),)
         if not told:  # as when the plan finds no holder: an operator finds the data, or accepts
-            fields = ", ".join(case.corrected_fields) or "(none)"
             return Decision(retried, left_out).then(
-                _review(retried, f"no system in the data map holds the fields {fields}", now))
+                _review(retried, reviews.fields_not_held(case.corrected_fields), now))
     if retry:
         moved = _move(retried, AWAITING_SYSTEMS, now)
         reissue = _issue(moved.case, min(s.phase for s in retry))
@@ -761,9 +778,7 @@ def rectify_not_sent(case: Case, systems: Iterable[str], now: datetime) -> Decis
         replace(s, outcome="failed") if s.action == "rectify" and s.system in names and s.outcome is None else s
         for s in case.steps
     )
-    why = (f"no correction values to send to {', '.join(sorted(names))} (they can no longer be read); "
-           "retry or handle by hand")
-    return _review(replace(case, steps=steps), why, now)
+    return _review(replace(case, steps=steps), reviews.correction_unreadable(names), now)
 
 
 def _retry_lift(case: Case) -> Decision:
@@ -774,7 +789,7 @@ def _retry_lift(case: Case) -> Decision:
     steps = tuple(
         replace(s, attempt=s.attempt + 1, command_id=None, outcome=None) if s in failed else s for s in case.steps
     )
-    retried = replace(case, steps=steps, manual_review=False, review_reason=None)
+    retried = replace(case, steps=steps, manual_review=False, **_no_review())
     reissue = _issue(retried, min(s.phase for s in failed))
     note = Note("case_retry_approved", {"systems": sorted({s.system for s in failed}), "action": "lift_restriction"})
     return Decision(reissue.case, (note, *reissue.effects))
@@ -821,7 +836,7 @@ def subject_active(case: Case, active_at: datetime, inactive_before: datetime, n
     nothing. Anything else, a case already cancelled included (redelivery), is left as it is."""
     if not awaits_retention_review(case) or active_at < inactive_before:
         return Decision(case)  # an old event arriving late is not the subject coming back
-    cancelled = _move(case, CANCELLED, now, reason=ACTIVE_AGAIN, review_reason=None)
+    cancelled = _move(case, CANCELLED, now, reason=ACTIVE_AGAIN, **_no_review())
     note = Note("case_subject_active", {"active_at": active_at.isoformat()})
     return Decision(cancelled.case, (note, *cancelled.effects))
 
@@ -895,17 +910,14 @@ def record_ack(case: Case, command_id: str, status: str, now: datetime, retained
         # not lift still restricts the data: the case cannot reopen (completed is final), so it is
         # flagged for an operator, who retries with approve.
         if status == "failed" and step.action == "lift_restriction":
-            failed = ", ".join(sorted({s.system for s in case.lift_steps if s.outcome == "failed"}))
-            why = f"{failed} could not lift the restriction; approve to retry or handle by hand"
-            flagged = replace(case, manual_review=True, review_reason=why)
-            return Decision(flagged, (note, Note("case_manual_review", {"reason": why})))
+            review = reviews.lift_failed(s.system for s in case.lift_steps if s.outcome == "failed")
+            flagged = replace(case, **_in_review(review))
+            return Decision(flagged, (note, _review_note(review)))
         return recorded
     if case.status != AWAITING_SYSTEMS:
         return recorded  # answers while under review
     if status == "failed":
-        why = (f"{step.system}'s answer to {step.action} cannot be used: {problem}; approve to ask again or handle "
-               "by hand" if problem else f"{step.system} could not {step.action}; retry or handle by hand")
-        return recorded.then(_review(case, why, now))
+        return recorded.then(_review(case, reviews.system_failed(step.system, step.action, problem), now))
     return recorded.then(_advance(case, now))
 
 

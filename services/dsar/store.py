@@ -37,6 +37,8 @@ def case_from_json(raw: str | dict[str, Any]) -> Case:
     value["steps"] = tuple(Step(**s) for s in value.get("steps", ()))
     value["corrected_fields"] = tuple(value.get("corrected_fields", ()))
     value["fields_not_held"] = tuple(value.get("fields_not_held", ()))
+    # A case stored before reviews had codes has only the sentence (`review_code` stays None).
+    value["review_params"] = dict(value.get("review_params") or {})
     return Case(**value)
 
 

@@ -104,6 +104,9 @@ def _operator(case: Case, now: datetime) -> dict[str, Any]:
         "extension_reason": case.extension_reason,
         "manual_review": case.manual_review,
         "review_reason": case.review_reason,
+        # The same reason as a code and its parameters (`services.dsar.reviews`), for words of one's own.
+        "review_code": case.review_code,
+        "review_params": dict(case.review_params),
         "reason": case.reason,
         "closed_at": case.closed_at.isoformat() if case.closed_at else None,
         "systems_told": case.told,

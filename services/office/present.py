@@ -74,9 +74,9 @@ DETAIL_WORDS: Mapping[str, tuple[str, str]] = {
 }
 
 
-def _value(key: str, value: Any, lang: str) -> str:
+def _value(key: str, value: Any, lang: str, words: Mapping[str, tuple[str, str]] = DETAIL_WORDS) -> str:
     def one(item: Any) -> str:
-        source, kind = DETAIL_WORDS.get(key, ("", ""))
+        source, kind = words.get(key, ("", ""))
         if source == "vocabulary":
             return vocabulary.word(kind, item, lang)
         if source == "office":
@@ -94,6 +94,8 @@ def timeline(events: Sequence[Mapping[str, Any]], lang: str = "en") -> list[Entr
     entries = []
     for event in events:
         detail = event.get("detail") or {}
+        if detail.get("review_code"):  # a case handed to an operator: the reason in the operator's words
+            detail = {**detail, "reason": review_text({"review_reason": detail.get("reason"), **detail}, lang)}
         shown = "; ".join(f"{word(lang, 'detail', k)}: {_value(k, detail[k], lang)}" for k in DETAIL_KEYS
                           if k in detail and detail[k] not in (None, "", []))
         entries.append(Entry(
@@ -104,6 +106,36 @@ def timeline(events: Sequence[Mapping[str, Any]], lang: str = "en") -> list[Entr
             by_operator=str(event.get("actor", "")).startswith("operator"),
         ))
     return entries
+
+
+#: Parameters of a review reason that are ids with words; `systems` and `fields` are lists (ids joined
+#: with ", "); anything else (the `problem` of an unusable answer) is dsar's own text, shown as it is.
+REVIEW_WORDS: Mapping[str, tuple[str, str]] = {**DETAIL_WORDS, "fields": ("vocabulary", "field")}
+REVIEW_LISTS = frozenset({"systems", "fields"})
+
+
+def _review_param(key: str, value: Any, lang: str) -> str:
+    if key in REVIEW_LISTS:
+        ids = [part for part in str(value or "").split(", ") if part]
+        return _value(key, ids, lang, REVIEW_WORDS) if ids else CATALOGUE.text(lang, "none")
+    return _value(key, value, lang, REVIEW_WORDS)
+
+
+def review_text(case: Mapping[str, Any], lang: str = "en") -> str | None:
+    """Why the case waits for an operator, in `lang`: the office's words for dsar's `review_code` with
+    its parameters' ids in words; dsar's English sentence (`review_reason`) for a code the office has no
+    words for, a parameter missing, or a case flagged before reasons had codes."""
+    reason = case.get("review_reason")
+    code = case.get("review_code")
+    key = f"review.{code}"
+    if not code or not CATALOGUE.has(key):
+        return reason
+    params = case.get("review_params") or {}
+    # `_` has the text formatted even without parameters, so a missing one falls back, never shows "{fields}".
+    try:
+        return CATALOGUE.text(lang, key, _=None, **{k: _review_param(k, v, lang) for k, v in params.items()})
+    except (KeyError, IndexError, ValueError, TypeError):  # a parameter the words need is missing or odd
+        return reason
 
 
 def case_actions(case: Mapping[str, Any], now: datetime) -> set[str]:

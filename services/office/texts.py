@@ -120,6 +120,38 @@ CASES: M = {
     "button.reject": both("Avslå", "Reject"),
 }
 
+#: Why a case waits for an operator, per dsar's `review_code` (`services.dsar.reviews`), with its
+#: parameters in words (`present.review_text`). A code without words here shows dsar's English sentence.
+REVIEW: M = {
+    "review.retention_expired": both(
+        "lagringstiden har gått ut: ingen registrering, samtyckesändring eller begäran har setts på längre tid "
+        "än datakartans lagringstid, men inloggningar och köp syns inte här; kontrollera att personen verkligen "
+        "är inaktiv, godkänn sedan för att radera eller avslå för att behålla uppgifterna",
+        "retention expired: no registration, consent change or request seen for longer than the data map's "
+        "retention, but logins and purchases are not seen here; check the person is really inactive, then "
+        "approve to erase or reject to keep the data"),
+    "review.fields_not_held": both("inget system i datakartan har fälten {fields}",
+                                   "no system in the data map holds the fields {fields}"),
+    "review.objection_to_weigh": both(
+        "invändning mot behandling som grundar sig på berättigat intresse: väg skälen mot varandra "
+        "(art. 21.1) och godkänn eller avslå",
+        "objection to legitimate-interest processing: weigh the grounds (Art. 21(1)) and approve or reject"),
+    "review.correction_values_unreadable": both(
+        "de rättade värdena till {systems} går inte längre att läsa, så inget skickades; försök igen eller "
+        "hantera för hand",
+        "no correction values to send to {systems} (they can no longer be read); retry or handle by hand"),
+    "review.lift_failed": both(
+        "{systems} kunde inte häva begränsningen; godkänn för att försöka igen eller hantera för hand",
+        "{systems} could not lift the restriction; approve to retry or handle by hand"),
+    "review.answer_unusable": both(
+        "svaret från {system} på kommandot ”{action}” går inte att använda: {problem}; godkänn för att fråga "
+        "igen eller hantera för hand",
+        "{system}'s answer to “{action}” cannot be used: {problem}; approve to ask again or handle by hand"),
+    "review.system_failed": both(
+        "{system} kunde inte utföra kommandot ”{action}”; försök igen eller hantera för hand",
+        "{system} could not carry out “{action}”; retry or handle by hand"),
+}
+
 CASE: M = {
     "case.title": both("Ärende {id}", "Case {id}"),
     "case.right": both("Rättighet", "Right"),
@@ -466,8 +498,8 @@ WORDS: M = {
     "action.subject_shredded": both("Personens nyckel förstörd", "Subject's key destroyed"),
 }
 
-MESSAGES: M = {**LAYOUT, **SIGN_IN, **OVERVIEW, **CASES, **CASE, **INTAKE, **SYSTEMS, **DEAD_LETTERS, **AUDIT,
-               **FLASH, **REJECTION, **WORDS}
+MESSAGES: M = {**LAYOUT, **SIGN_IN, **OVERVIEW, **CASES, **REVIEW, **CASE, **INTAKE, **SYSTEMS, **DEAD_LETTERS,
+               **AUDIT, **FLASH, **REJECTION, **WORDS}
 #: The office's texts with the kit's (layout, error pages): what the pages are rendered with.
 CATALOGUE: Catalogue = kit_catalogue(MESSAGES)
 

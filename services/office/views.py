@@ -278,7 +278,9 @@ async def case_page(request: web.Request) -> web.Response:
         raise
     case = answer["case"]
     now = datetime.now(UTC)
-    return page(request, "case.html.j2", case=case, timeline=present.timeline(answer["events"], lang_of(request)),
+    lang = lang_of(request)
+    return page(request, "case.html.j2", case=case, timeline=present.timeline(answer["events"], lang),
+                review=present.review_text(case, lang),
                 commands=answer["commands"], actions=present.case_actions(case, now),
                 waiting=present.waiting_systems(case), grounds=present.REJECTION_KEYS, now=now.isoformat())
 

@@ -886,6 +886,10 @@ def check_invariants(before: Case, decision: Decision) -> None:
     assert after.due_at <= after.received_at + timedelta(days=92, hours=1)  # three months at most
     if after.extension_months:
         assert after.extension_reason
+    # Why it waits: the code and the English sentence are set and cleared together, from one `Review`.
+    assert (after.review_code is None) == (after.review_reason is None)
+    if after.review is not None:
+        assert after.review_reason == after.review.text
     if after.manual_review:  # or a completed restriction some system could not lift
         assert after.status == IN_PROGRESS or any(s.outcome == "failed" for s in after.lift_steps)
     if after.status == AWAITING_SYSTEMS:

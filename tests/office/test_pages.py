@@ -32,7 +32,8 @@ CASE = {
     "extended": False, "subject": "u-1", "overdue": False, "identity_verified": True, "requested_via": "email",
     "ground": None, "circumstance": None, "processing": "legitimate_interest", "export_format": None,
     "corrected_fields": [], "fields_not_held": [], "extension_months": 0, "extension_reason": None,
-    "manual_review": True, "review_reason": "weigh the grounds", "reason": None, "closed_at": None,
+    "manual_review": True, "review_reason": "weigh the grounds", "review_code": "objection_to_weigh",
+    "review_params": {}, "reason": None, "closed_at": None,
     "systems_told": [], "retained": [], "steps": [
         {"system": "accounts", "action": "export", "purpose": None, "phase": 1, "attempt": 1,
          "command_id": str(uuid.uuid4()), "outcome": None, "expect": None, "retained_basis": None}],
@@ -329,3 +330,25 @@ async def test_a_refused_replay_is_explained_in_the_operators_language(client: t
     assert answer.status == 303
     page = visible(await (await test_client.get("/dead-letters")).text())
     assert "Inte skickat igen: consent-changed är inget ämne för olästa meddelanden" in page
+
+
+async def test_the_case_page_says_why_a_case_waits_in_the_operators_language(
+        client: tuple[TestClient, FakeServices], monkeypatch: pytest.MonkeyPatch) -> None:
+    test_client, _ = client
+    await signed_in(test_client)
+    sentence = "accounts, support could not lift the restriction; approve to retry or handle by hand"
+    monkeypatch.setitem(CASE, "review_reason", sentence)
+    monkeypatch.setitem(CASE, "review_code", "lift_failed")
+    monkeypatch.setitem(CASE, "review_params", {"systems": "accounts, support"})
+    swedish = visible(await (await test_client.get(f"/cases/{RID}?lang=sv")).text())
+    said = "Kundkonton, Kundtjänst kunde inte häva begränsningen; godkänn för att försöka igen eller hantera för hand"
+    assert f"Varför det väntar {said}" in swedish, swedish
+    assert f"Fortsätt: {said}" in swedish, "the approve form says it too"
+    assert sentence not in swedish and "could not lift" not in swedish
+    english = visible(await (await test_client.get(f"/cases/{RID}?lang=en")).text())
+    assert "Customer accounts, Customer support could not lift the restriction" in english
+    # A code this office has no words for (a newer dsar), or a case flagged before codes: dsar's sentence.
+    monkeypatch.setitem(CASE, "review_code", "a_reason_from_a_newer_dsar")
+    assert f"Varför det väntar {sentence}" in visible(await (await test_client.get(f"/cases/{RID}?lang=sv")).text())
+    monkeypatch.setitem(CASE, "review_code", None)
+    assert f"Varför det väntar {sentence}" in visible(await (await test_client.get(f"/cases/{RID}?lang=sv")).text())

@@ -54,3 +54,14 @@ def test_ids_read_as_words_in_both_languages() -> None:
     assert entries[0].what == "Avslaget" and entries[0].actor == "tjänsten dsar"
     assert entries[0].detail == "skäl: Art. 21(1); system: Fakturering och bokföring; från: pågår; till: avslaget"
     assert present.week_label("2026-11-30", "sv") == "v. 49" and present.week_label("2026-11-30", "en") == "W49"
+
+
+def test_every_review_code_of_dsar_has_words_in_both_languages() -> None:
+    from services.dsar import reviews
+
+    for code in reviews.CODES:
+        assert texts.CATALOGUE.has(f"review.{code}"), code
+        # The same parameters as dsar's English sentence: none is dropped, none is missing.
+        needed = set(re.findall(r"{(\w+)}", reviews.ENGLISH[code]))
+        for lang in LANGUAGES:
+            assert set(re.findall(r"{(\w+)}", texts.CATALOGUE.table(lang)[f"review.{code}"])) == needed, (code, lang)

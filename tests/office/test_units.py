@@ -190,3 +190,42 @@ def test_timeline_names_the_operator() -> None:
     assert (entries[0].what, entries[0].actor, entries[0].by_operator) == ("Operator rejected", "anna", True)
     assert entries[1].actor == "dsar service" and "reason: Art. 21(1)" in entries[1].detail
     assert "secret" not in entries[1].detail
+
+
+def test_a_review_reason_is_said_in_the_operators_language_with_ids_in_words() -> None:
+    from services.office import present
+
+    def case(code: str | None, **params: str) -> dict[str, object]:
+        return {"review_reason": "the service's English sentence", "review_code": code, "review_params": params}
+
+    unusable = case("answer_unusable", system="billing", action="export", problem="too large")
+    assert present.review_text(unusable, "sv") == (
+        "svaret från Fakturering och bokföring på kommandot ”exportera” går inte att använda: too large; "
+        "godkänn för att fråga igen eller hantera för hand")
+    assert present.review_text(unusable, "en") == (
+        "Billing and bookkeeping's answer to “export” cannot be used: too large; approve to ask again or "
+        "handle by hand")
+    fields = case("fields_not_held", fields="phone, shoe_size")
+    assert present.review_text(fields, "sv") == "inget system i datakartan har fälten telefonnummer, shoe size"
+    assert present.review_text(case("fields_not_held", fields=""), "sv") == "inget system i datakartan har fälten –"
+    assert (present.review_text(case("retention_expired"), "sv") or "").startswith("lagringstiden har gått ut")
+    # The service's sentence: an unknown code, no code (a case flagged before codes), a parameter missing.
+    for fallback in (case("made_up"), case(None), case("fields_not_held"), case("system_failed", system="billing")):
+        assert present.review_text(fallback, "sv") == "the service's English sentence", fallback
+    assert present.review_text({"review_reason": None}, "sv") is None
+
+
+def test_the_timeline_says_why_a_case_went_to_an_operator_in_the_operators_language() -> None:
+    from services.office import present
+
+    sentence = "billing could not erase; retry or handle by hand"
+    entries = present.timeline([
+        {"at": "2026-12-01T10:00:00+00:00", "action": "case_manual_review", "actor": "service:dsar",
+         "detail": {"reason": sentence, "review_code": "system_failed",
+                    "review_params": {"system": "billing", "action": "erase"}}},
+        {"at": "2026-12-01T10:00:01+00:00", "action": "case_manual_review", "actor": "service:dsar",
+         "detail": {"reason": sentence}},  # recorded before reasons had codes
+    ], "sv")
+    assert entries[0].detail == ("skäl: Fakturering och bokföring kunde inte utföra kommandot ”radera”; försök igen "
+                                 "eller hantera för hand")
+    assert entries[1].detail == f"skäl: {sentence}"
