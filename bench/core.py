@@ -73,9 +73,9 @@ class Sizes:
     def quick(cls) -> Sizes:
         return cls(
             ingest_events=10_000, ingest_subjects=1_000, ingest_registrations=10, perf_records=20_000,
-            latency_seconds=3.0, echo_seconds=1.0, decision_seconds=3.0, decision_subjects=500,
-            closed_loop_seconds=0.75, erasures=100, fanout_recipients=1_000, fanout_small_recipients=200,
-            smtp_baseline_emails=300,
+            latency_seconds=2.0, echo_seconds=1.0, decision_seconds=2.0, decision_subjects=500,
+            closed_loop_seconds=0.75, closed_loop_rounds=1, erasures=100, fanout_recipients=600,
+            fanout_small_recipients=200, smtp_baseline_emails=200,
             # One partition count: the smoke run checks the group of one and of two workers runs and
             # is measured; each configuration restarts the service (a third of the run with three).
             scaling_events=3_000, scaling_partitions=(2,), cap_seconds=30.0, scaling_cap_seconds=10.0,
