@@ -38,11 +38,22 @@ def say(message: str) -> None:
     print(f"[devstack] {message}", file=sys.stderr, flush=True)
 
 
+#: Every port `free_port` handed out in this process.
+_handed_out: set[int] = set()
+
+
 def free_port(host: str = "127.0.0.1") -> int:
-    """A port the kernel says is free right now (bind to port 0, then release it)."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind((host, 0))
-        return int(sock.getsockname()[1])
+    """A port the kernel says is free right now (bind to port 0, then release it), and never one this
+    process handed out before: the kernel may give a just-released port again, and once gave one
+    test's consent and dsar services the same port (the second failed to bind, and the first answered
+    for both)."""
+    while True:
+        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+            sock.bind((host, 0))
+            port = int(sock.getsockname()[1])
+        if port not in _handed_out:
+            _handed_out.add(port)
+            return port
 
 
 def port_is_free(port: int, host: str = "127.0.0.1") -> bool:

@@ -13,7 +13,6 @@ import importlib
 import json
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -30,6 +29,7 @@ import httpx
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 
 from devstack import standins
+from devstack._proc import free_port as devstack_free_port
 from privacy_runtime.codec import DecodeError, decode
 from privacy_runtime.datamap import load_data_map
 from privacy_runtime.migrations import apply_migrations
@@ -51,9 +51,8 @@ WEB_PORT_ENV = {"consent": "CONSENT_WEB_PORT", "dsar": "DSAR_WEB_PORT", "notifie
 
 
 def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
+    """A free port on 127.0.0.1 that no other part of this test process was given (`devstack`'s)."""
+    return devstack_free_port()
 
 
 def subject_id(prefix: str = "u") -> str:
