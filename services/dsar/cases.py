@@ -466,8 +466,7 @@ def _issue(case: Case, phase: int) -> Decision:
 
 def _in_review(review: Review) -> dict[str, Any]:
     """The case's fields of a review: flagged, with the English sentence and the code it is made from."""
-    return {"manual_review": True, "review_reason": review.text, "review_code": review.code,
-            "review_params": dict(review.params)}
+    return {"manual_review": True, "review_reason": review.text, **review.fields()}
 
 
 def _no_review() -> dict[str, Any]:
@@ -477,8 +476,7 @@ def _no_review() -> dict[str, Any]:
 
 def _review_note(review: Review) -> Note:
     """The audit entry of a case handed to an operator: the sentence, and its code for other words."""
-    return Note("case_manual_review", {"reason": review.text, "review_code": review.code,
-                                       "review_params": dict(review.params)})
+    return Note("case_manual_review", {"reason": review.text, **review.fields()})
 
 
 def _review(case: Case, review: Review, now: datetime) -> Decision:

@@ -182,6 +182,8 @@ class CaseEffects:
         sealed = {"reason": reason} if reason and reason in operator_words(case) else {}
         if reason and not sealed:
             detail["reason"] = reason
+            if case.review is not None and reason == case.review_reason:  # the office says it in its own words
+                detail.update(case.review.fields())
         await audit_case(tx, case, f"case_{change.status}", detail, sealed=sealed)
         if change.status in cases.TERMINAL:
             metrics.CASES_CLOSED.labels(right=case.right, status=change.status).inc()

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
+from typing import Any
 
 #: A retention erasure the services opened: the operator confirms the subject is really inactive.
 RETENTION_EXPIRED = "retention_expired"
@@ -62,6 +63,10 @@ def split(value: str) -> list[str]:
 class Review:
     code: str
     params: Mapping[str, str] = field(default_factory=dict)
+
+    def fields(self) -> dict[str, Any]:
+        """The code and parameters as a case, its audit entries and its JSON carry them."""
+        return {"review_code": self.code, "review_params": dict(self.params)}
 
     @property
     def text(self) -> str:

@@ -387,6 +387,10 @@ async def test_a_retention_erasure_waiting_for_review_is_cancelled_when_the_subj
         actions = [r["action"] for r in audit]
         assert actions[-2:] == ["case_subject_active", "case_cancelled"]
         assert json.loads(audit[-1]["detail"])["reason"] == "the subject was active again"
+        # The move into review names its reason by code too, so the office can say it in Swedish.
+        [into_review] = [json.loads(r["detail"]) for r in audit if r["action"] == "case_in_progress"]
+        assert (into_review["review_code"], into_review["review_params"]) == ("retention_expired", {})
+        assert into_review["reason"].startswith("retention expired:")
     finally:
         await conn.close()
 
