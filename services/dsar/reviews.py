@@ -54,11 +54,6 @@ def joined(ids: Iterable[str]) -> str:
     return ", ".join(ids)
 
 
-def split(value: str) -> list[str]:
-    """A list parameter back as its ids."""
-    return [part for part in value.split(", ") if part]
-
-
 @dataclass(frozen=True)
 class Review:
     code: str
