@@ -432,6 +432,12 @@ def lane_count(claimed: int, connections: int) -> int:
     return max(1, min(connections, claimed // EMAILS_PER_LANE))
 
 
+def send_group_size(configured: int, burst: float) -> int:
+    """Emails a lane sends under one transaction: EMAILS_PER_SEND_TRANSACTION, but never more than the
+    rate limit's burst (a group goes out at once when its last token is due)."""
+    return max(1, min(configured, int(burst)))
+
+
 #: A round's time budget as fractions of the lease, counted from just before its claim. No email is
 #: started after TAKE_NEW_UNTIL (the untried rest goes back to the queue); a send (consent check, rate
 #: wait, SMTP) still running at SEND_BY is cut; the rest of the lease is for the `sent` commit. So a row

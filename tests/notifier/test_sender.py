@@ -440,11 +440,11 @@ class RacedSender(Sender):
         super().__init__(runtime, settings, Wakeups(settings.database_url), consent)
         self.race: Callable[[], Awaitable[None]] | None = race
 
-    async def _deliver(self, conn: Any, mailer: Any, item: Any, deadlines: Any) -> Any:
+    async def _deliver(self, conn: Any, mailer: Any, group: Any, deadlines: Any, lanes: Any) -> Any:
         if self.race is not None:
             race, self.race = self.race, None
             await race()
-        return await super()._deliver(conn, mailer, item, deadlines)
+        return await super()._deliver(conn, mailer, group, deadlines, lanes)
 
 
 async def test_an_erasure_or_restriction_after_the_claim_stops_the_send(sending: Runtime, relay: Relay) -> None:
