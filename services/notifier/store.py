@@ -270,15 +270,17 @@ async def lock_for_sending(
     directory entry exists), restricted, holds (request ids of the subject's verified erasure cases)."""
     rows = await conn.fetch(
         """
-        SELECT e.notification_id, e.status = 'sending' AND e.claimed_at = c.claimed_at AS claimed,
+        SELECT e.notification_id,
+               e.status = 'sending'
+                   AND e.claimed_at = ($2::timestamptz[])[array_position($1::text[], e.notification_id)] AS claimed,
                clock_timestamp() < e.claimed_at + make_interval(secs => $3) AS in_time, e.final_notice,
                r.subject IS NOT NULL AS listed, coalesce(r.restricted, false) AS restricted,
                array(SELECT h.request_id FROM erasure_holds h WHERE h.subject = e.subject) AS holds
-        FROM unnest($1::text[], $2::timestamptz[]) AS c (notification_id, claimed_at)
-        JOIN emails e ON e.notification_id = c.notification_id
+        FROM emails e
         LEFT JOIN LATERAL (
             SELECT subject, restricted FROM recipients WHERE subject = e.subject FOR SHARE
         ) r ON true
+        WHERE e.notification_id = ANY($1::text[])  -- the primary key's index, whatever the plan's guess
         FOR UPDATE OF e
         """,
         [notification_id for notification_id, _ in claims],
