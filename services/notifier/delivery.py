@@ -165,14 +165,12 @@ class Lanes:
         self._running_low = (left, call)
 
     def take(self, now: float, most: int = 1, lanes: int = 1) -> list[Claimed]:
-        """The next emails in queue order for a lane, at most `most` and no more than its share of what
-        is left among `lanes` (none: the round is over)."""
+        """The next emails in queue order for a lane (`rules.group_share`; none: the round is over)."""
         if self.why_stopped is None and now >= self.deadlines.take_new_until:
             self.stop("half the lease had passed")
         if self.why_stopped is not None:
             return []
-        share = -(-len(self._pending) // max(1, lanes))
-        group = [self._pending.popleft() for _ in range(min(most, share))]
+        group = [self._pending.popleft() for _ in range(rules.group_share(len(self._pending), lanes, most))]
         if self._running_low is not None and len(self._pending) <= self._running_low[0]:
             call, self._running_low = self._running_low[1], None
             call()

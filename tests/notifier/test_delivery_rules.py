@@ -431,12 +431,14 @@ def test_a_lane_takes_a_group_no_larger_than_its_share_and_puts_back_what_it_did
 
     batch = [Claimed({"notification_id": f"n{i}"}, None, False, None) for i in range(10)]  # type: ignore[arg-type]
     lanes = Lanes(batch, rules.round_deadlines(0.0, 60.0))
-    assert lanes.take(1.0, most=8, lanes=4) == batch[:3], "10 among 4 lanes: 3 each, not 8 for one"
+    assert lanes.take(1.0, most=8, lanes=4) == batch[:2], "10 among 4 lanes: groups of 2, not 8 for one"
     group = lanes.take(1.0, most=2, lanes=1)
-    assert group == batch[3:5], "never more than `most`"
+    assert group == batch[2:4], "never more than `most`"
     lanes.put_back(group[1:])
-    assert lanes.take(1.0, most=3, lanes=1) == [batch[4], *batch[5:7]], "put back first in line, in order"
-    assert lanes.take(1.0, most=8, lanes=1) == batch[7:] and lanes.take(1.0, most=8) == []
+    assert lanes.take(1.0, most=3, lanes=1) == [batch[3], *batch[4:6]], "put back first in line, in order"
+    assert lanes.take(1.0, most=8, lanes=1) == batch[6:8], "half of what is left"
+    assert lanes.take(1.0, most=8, lanes=1) == [batch[8]] and lanes.take(1.0, most=8) == [batch[9]]
+    assert lanes.take(1.0, most=8) == []
 
 
 def test_a_lane_that_stops_the_round_stops_every_lane() -> None:
@@ -448,6 +450,12 @@ def test_a_lane_that_stops_the_round_stops_every_lane() -> None:
     lanes.stop("the SMTP relay is failing")
     assert lanes.take(1.0) == []
     assert lanes.untried() == batch[1:] and lanes.why_stopped == "the SMTP relay is failing"
+
+
+def test_groups_shrink_as_the_batch_runs_out() -> None:
+    assert [rules.group_share(pending, 8, 8) for pending in (200, 128, 64, 32, 16, 8, 1)] == [8, 8, 4, 2, 1, 1, 1]
+    assert rules.group_share(10, 1, 8) == 5
+    assert rules.group_share(0, 4, 8) == 0 and rules.group_share(100, 0, 8) == 8
 
 
 def test_a_send_group_is_never_larger_than_the_rate_limits_burst() -> None:
