@@ -8,25 +8,29 @@ How a round works:
    do not wait for it; a batch claimed ahead and not sent (the relay failed, shutdown) is handed back.
 2. The batch is dealt to the sending lanes (SMTP_CONNECTIONS per process, fewer for a small batch:
    `rules.lane_count`). Each lane has its own SMTP connection, kept open and reused (reconnected after a
-   failure), and its own database connection, and takes the next email in queue order whenever it is
-   free. Each email is decided (erased? restricted? marketing consent?), rendered, rate-limited by a
+   failure), and its own database connection, and takes the next group of emails in queue order
+   whenever it is free (at most EMAILS_PER_SEND_TRANSACTION, and no more than its share of what is
+   left). Each email is decided (erased? restricted? marketing consent?), rendered, rate-limited by a
    token bucket shared by the lanes (SMTP_RATE_PER_SECOND, per process: replicas add up) and sent over
    the lane's connection. The session is made ready (connect, STARTTLS, EHLO, AUTH, or a NOOP if the
    connection was idle) before step 3, holding no lock.
-3. Right before its send, in a transaction of its own, the email is checked again under row locks:
-   the recipient's directory entry is share-locked, then the row (the order an erasure takes them in),
-   and both are read fresh. A row no longer `sending` by this claim (an erasure cancelled it, or its
-   lease expired and it was retaken: the claim time is the claim's token) is left alone; a row whose
-   lease is past 80% by the database's clock (the one the maintenance loop retakes rows by; a starved
-   event loop can get here later than its own deadlines say) is handed back untried and the round
-   stops; a recipient erased or restricted since the claim gets nothing (suppressed). Only the holder
-   of a row's current claim, inside its lease, ever sends it.
-4. Under those locks only the message's own transaction runs (MAIL FROM, RCPT, DATA; never a connect:
-   a session found lost there is a relay failure, rolled back and retried after the pause below). As
-   soon as the relay accepts it (250 after DATA), the row is marked `sent` and that transaction
-   commits. Its locks are held across the send, so an erasure or restriction arriving meanwhile waits
-   for this one message transaction (at most SMTP_TIMEOUT_SECONDS per reply) instead of overtaking it,
-   and never for a relay that is slow to connect or log in.
+3. Right before the group's sends, in a transaction of its own, its emails are checked again under
+   row locks, in one round trip: each recipient's directory entry is share-locked, then the email's
+   row (the order an erasure takes them in), and both are read fresh. A row no longer `sending` by
+   this claim (an erasure cancelled it, or its lease expired and it was retaken: the claim time is
+   the claim's token) is left alone; a row whose lease is past 80% by the database's clock (the one
+   the maintenance loop retakes rows by; a starved event loop can get here later than its own
+   deadlines say) is handed back untried and the round stops; a recipient erased or restricted since
+   the claim gets nothing (suppressed). Only the holder of a row's current claim, inside its lease,
+   ever sends it.
+4. Under those locks only the messages' own SMTP transactions run, one after the other (MAIL FROM,
+   RCPT, DATA; never a connect: a session found lost there is a relay failure, retried after the pause
+   below). Once the group is through, the rows the relay accepted (250 after DATA) are marked `sent`
+   in that transaction's COMMIT. Its locks are held across the sends, so an erasure or restriction
+   arriving meanwhile waits for the group's message transactions (at most SMTP_TIMEOUT_SECONDS per
+   reply) instead of overtaking them, and never for a relay that is slow to connect or log in. The
+   group stops at its first failure: the emails accepted before it are marked all the same, the
+   failing one is handled as below, and the untried rest goes back in line.
 
 A round keeps inside its lease (EMAIL_LEASE_SECONDS), however slow the relay or the consent check: it
 starts no email after half the lease has passed since the claim and hands the untried rest back to the
@@ -35,9 +39,9 @@ handed back before the maintenance loop could take it for abandoned and queue it
 still have been retaken by the time it is marked `sent` (only if the `sent` commit failed and was
 retried without the locks), that is logged and counted in `privacy_emails_sent_unmarked_total`.
 
-On shutdown (the runtime cancels the round) the email in flight on each lane is let finish, send and
+On shutdown (the runtime cancels the round) the group in flight on each lane is let finish, sends and
 `sent` commit, for up to SHUTDOWN_GRACE_SECONDS; then the untried rest is handed back. When one lane
-meets a relay failure or runs out of time, no lane starts another email of the round.
+meets a relay failure or runs out of time, no lane starts another group of the round.
 
 Failures: a 4xx reply to an email is temporary: the row goes back to `queued` with exponential backoff
 and jitter (EMAIL_RETRY_BASE_SECONDS doubling up to EMAIL_RETRY_MAX_SECONDS) until
@@ -54,11 +58,13 @@ so nothing is lost.
 
 The crash window (the only way an email can be sent twice): an email is marked `sent` only after the
 relay accepted it, so a crash can never lose one. If the process dies *after* the relay accepted the
-message and *before* the `sent` commit of step 4, the row stays in `sending` (at most one email per
-lane, so at most SMTP_CONNECTIONS per process and crash: each email has its own transaction); once its lease
-(EMAIL_LEASE_SECONDS, default 60 s) has expired it is claimed again and sent a second time. That window
-is measured by the histogram `privacy_email_unconfirmed_seconds` (typically around a millisecond), and
-a failed `sent` commit is retried until the lease ends before the row is left to it. (The other,
+message and *before* the `sent` commit of step 4, the row stays in `sending` (at most one group per
+lane, so at most SMTP_CONNECTIONS x EMAILS_PER_SEND_TRANSACTION per process and crash: each group has
+its own transaction); once its lease (EMAIL_LEASE_SECONDS, default 60 s) has expired it is claimed
+again and sent a second time. That window is measured by the histogram
+`privacy_email_unconfirmed_seconds` (from each email's 250 to its group's commit: a few milliseconds
+per email sent after it in the group), and a failed `sent` commit is retried until the lease ends
+before the row is left to it. (The other,
 rarer case: a send cut at 80% of its lease after the relay had already taken the message.) Every
 message carries a Message-ID derived from its notification_id, the same on every attempt, so a
 receiver can recognise such a duplicate. Rows re-taken after an expired lease are counted in
@@ -158,16 +164,21 @@ class Lanes:
         """Call `call` once, when no more than `left` emails are waiting for a lane."""
         self._running_low = (left, call)
 
-    def take(self, now: float) -> Claimed | None:
+    def take(self, now: float, most: int = 1, lanes: int = 1) -> list[Claimed]:
+        """The next emails in queue order for a lane (`rules.group_share`; none: the round is over)."""
         if self.why_stopped is None and now >= self.deadlines.take_new_until:
             self.stop("half the lease had passed")
-        if self.why_stopped is not None or not self._pending:
-            return None
-        item = self._pending.popleft()
+        if self.why_stopped is not None:
+            return []
+        group = [self._pending.popleft() for _ in range(rules.group_share(len(self._pending), lanes, most))]
         if self._running_low is not None and len(self._pending) <= self._running_low[0]:
             call, self._running_low = self._running_low[1], None
             call()
-        return item
+        return group
+
+    def put_back(self, group: list[Claimed]) -> None:
+        """Emails a lane took and did not try (its group stopped early): first in line again."""
+        self._pending.extendleft(reversed(group))
 
     def stop(self, why: str) -> None:
         """No lane starts another email (the first reason is the one recorded)."""
@@ -253,8 +264,9 @@ class Sender:
         lanes = await task if task is not None else await self._claim()
         if lanes is None:
             return 0
-        if lanes.claimed >= self.batch_size:  # each lane has at most one more to go: claim the next
-            lanes.when_running_low(rules.lane_count(lanes.claimed, len(self.mailers)), self._claim_next)
+        if lanes.claimed >= self.batch_size:  # each lane has at most one more group to go: claim the next
+            width = rules.lane_count(lanes.claimed, len(self.mailers))
+            lanes.when_running_low(width * self.settings.emails_per_send_transaction, self._claim_next)
         await self._send(lanes)
         return lanes.claimed
 
@@ -321,12 +333,12 @@ class Sender:
 
     async def _send(self, lanes: Lanes) -> None:
         """Work through a claimed batch over the lanes; what they did not take is handed back."""
-        tasks = [asyncio.ensure_future(self._lane(mailer, lanes))
-                 for mailer in self.mailers[:rules.lane_count(lanes.claimed, len(self.mailers))]]
+        width = rules.lane_count(lanes.claimed, len(self.mailers))
+        tasks = [asyncio.ensure_future(self._lane(mailer, lanes, width)) for mailer in self.mailers[:width]]
         try:
             await asyncio.gather(*tasks)
         except BaseException as exc:
-            # Shutting down (or a lane failed): every lane finishes the email it has in flight (each
+            # Shutting down (or a lane failed): every lane finishes the group it has in flight (each
             # within SHUTDOWN_GRACE_SECONDS, see _lane); what no lane took is handed back below.
             lanes.stop("shutting down" if isinstance(exc, asyncio.CancelledError) else "a sending lane failed")
             for task in tasks:
@@ -337,16 +349,18 @@ class Sender:
             raise
         await self._hand_back(lanes)
 
-    async def _lane(self, mailer: Mailer, lanes: Lanes) -> None:
-        """One sending lane: its own SMTP connection and database connection, one email at a time,
-        each in its own transaction (so a crash leaves at most one email per lane unconfirmed)."""
+    async def _lane(self, mailer: Mailer, lanes: Lanes, width: int = 1) -> None:
+        """One sending lane: its own SMTP connection and database connection, a group of at most
+        EMAILS_PER_SEND_TRANSACTION emails at a time, each group in its own transaction (so a crash
+        leaves at most one group per lane unconfirmed)."""
         loop = asyncio.get_running_loop()
         deadlines = lanes.deadlines
+        most = rules.send_group_size(self.settings.emails_per_send_transaction, self.bucket.burst)
         async with self.runtime.pool.acquire() as conn:
-            while (item := lanes.take(loop.time())) is not None:
+            while group := lanes.take(loop.time(), most, width):
                 # Shielded: a cancellation (shutdown) must not cut a send between the relay's 250 and
                 # the `sent` commit.
-                in_flight = asyncio.ensure_future(self._deliver(conn, mailer, item, deadlines))
+                in_flight = asyncio.ensure_future(self._deliver(conn, mailer, group, deadlines, lanes))
                 try:
                     outcome = await asyncio.shield(in_flight)
                 except asyncio.CancelledError:
@@ -434,15 +448,40 @@ class Sender:
         return Claimed(row, recipient, False, params)
 
     async def _deliver(
-        self, conn: asyncpg.Connection, mailer: Mailer, item: Claimed, deadlines: rules.RoundDeadlines
+        self,
+        conn: asyncpg.Connection,
+        mailer: Mailer,
+        group: list[Claimed],
+        deadlines: rules.RoundDeadlines,
+        lanes: Lanes,
     ) -> Outcome:
-        """Decide, render and send one email over `mailer`; the consent check, rate wait and SMTP send
-        are cut at `deadlines.send_by`."""
+        """Decide and compose each email of a lane's group, then send those that may go under one
+        transaction (`_send_group`); the consent checks, rate wait and SMTP sends are cut at
+        `deadlines.send_by`."""
+        now = datetime.now(UTC)
+        ready: list[tuple[Claimed, bytes]] = []
+        for position, item in enumerate(group):
+            decided = await self._decide(conn, item, now, deadlines)
+            if decided is Outcome.OUT_OF_TIME:  # nothing of the group goes now: back, untried
+                rest = [waiting for waiting, _ in ready] + group[position + 1:]
+                await self._release(conn, rest, 0.0, "not tried: the consent check ran into the lease's deadline")
+                return Outcome.OUT_OF_TIME
+            if isinstance(decided, bytes):
+                ready.append((item, decided))
+        if not ready:
+            return Outcome.NEXT
+        return await self._send_group(conn, mailer, ready, deadlines, lanes)
+
+    async def _decide(
+        self, conn: asyncpg.Connection, item: Claimed, now: datetime, deadlines: rules.RoundDeadlines
+    ) -> bytes | Outcome:
+        """One email before the locks: its message when it may be sent, else what was done with it (a
+        suppression, deferral or failure recorded: NEXT; its consent check out of time: OUT_OF_TIME,
+        the email handed back)."""
         row = item.row
         if item.problem is not None:
             await self._fail(item, item.problem)
             return Outcome.NEXT
-        now = datetime.now(UTC)
         verdict = self._verdict(item, now)
         if verdict.needs_consent:
             try:
@@ -463,15 +502,32 @@ class Sender:
             return Outcome.NEXT
         assert item.recipient is not None
         try:
-            message = self._message(item, item.recipient, now)
+            return self._message(item, item.recipient, now)
         except (templates.TemplateProblem, rules.InvalidAddress) as exc:
             await self._fail(item, f"cannot compose: {exc}")
             return Outcome.NEXT
-        wait = self.bucket.reserve()
-        started: float | None = None
-        refusal: str | None = None
+
+    async def _send_group(
+        self,
+        conn: asyncpg.Connection,
+        mailer: Mailer,
+        ready: list[tuple[Claimed, bytes]],
+        deadlines: rules.RoundDeadlines,
+        lanes: Lanes,
+    ) -> Outcome:
+        """Steps 3 and 4 of the module's docstring for a group: its rows re-checked under locks in one
+        round trip, each email that may still go sent, and all of them marked in one commit. The group
+        stops at the first failure: what the relay accepted before it is marked, the failing email is
+        retried or failed as alone, and the untried rest is put back in line."""
+        # The group goes once the last of its tokens is due (none goes before its own).
+        wait = max(self.bucket.reserve() for _ in ready)
+        accepted: list[tuple[Claimed, float]] = []
+        refused: list[tuple[Claimed, str]] = []
+        tried = 0  # emails of `ready` gone through (sent or refused); the next one failed if any did
+        transmitting = False
+        failure: Exception | None = None
         cut = asyncio.timeout_at(deadlines.send_by)
-        # Held from the re-check across the send to the `sent` commit (see the module's docstring).
+        # Held from the re-check across the sends to the `sent` commit (see the module's docstring).
         locked = OneTripTransaction(conn)
         try:
             async with cut:
@@ -483,72 +539,109 @@ class Sender:
                 await mailer.ready()
                 await locked.start()
                 current = await store.lock_for_sending(
-                    conn, item.notification_id, row["claimed_at"], self.settings.email_lease_seconds * rules.SEND_BY
-                )
-                refusal = (rules.NOT_CLAIMED if current is None
-                           else rules.recheck(item.template, params=item.params, **dict(current)))
-                if refusal is None:
-                    started = time.perf_counter()
-                    await mailer.transmit(message, self.envelope_from, item.recipient.email)
-        except BaseException as exc:
-            await _rollback(locked)
-            if not isinstance(exc, Exception):
-                raise
-            if cut.expired():
-                # Not a relay failure: no backoff, and an attempt only if the relay was being talked to.
-                await store.mark_retry(
                     conn,
-                    item.notification_id,
-                    row["claimed_at"],
-                    0.0,
-                    "send cut at the lease's deadline",
-                    count_attempt=started is not None,
+                    [(item.notification_id, item.row["claimed_at"]) for item, _ in ready],
+                    self.settings.email_lease_seconds * rules.SEND_BY,
                 )
-                log.warning(
-                    "email %s: send cut at %.0f%% of the lease; retried", item.notification_id, 100 * rules.SEND_BY
-                )
-                return Outcome.OUT_OF_TIME
-            kind, description = rules.classify(exc)
-            await self._failed_attempt(conn, item, kind, scrub(description))
-            return Outcome.CONNECTION_LOST if kind is rules.Failure.CONNECTION else Outcome.NEXT
-        if refusal is not None:
-            await self._refused_at_the_last_moment(conn, locked, item, refusal)
-            return Outcome.OUT_OF_TIME if refusal == rules.LEASE_RUNNING_OUT else Outcome.NEXT
-        assert started is not None
-        accepted = time.perf_counter()
-        metrics.EMAIL_SEND_SECONDS.observe(accepted - started)
-        self._connection_failures = 0
-        await self._confirm_sent(conn, locked, item, deadlines.lease_ends)
-        metrics.EMAIL_UNCONFIRMED_SECONDS.observe(time.perf_counter() - accepted)
-        if item.template in FINAL_TEMPLATES:  # the last email went (an erase may have raced it): shred
-            await store.delete_final_notice(conn, item.row["subject"])
-        metrics.EMAILS_SENT.labels(template=item.template).inc()
-        return Outcome.NEXT
-
-    async def _refused_at_the_last_moment(
-        self, conn: asyncpg.Connection, locked: OneTripTransaction, item: Claimed, reason: str
-    ) -> None:
-        """The re-check said no: an erasure or restriction came after the claim."""
-        try:
-            if reason == rules.NOT_CLAIMED:  # already suppressed by the erasure, or another claim's now
-                await locked.rollback()
-                log.info("email %s: no longer this claim's at the send; not sent", item.notification_id)
-                return
-            if reason == rules.LEASE_RUNNING_OUT:  # a starved loop got here late: back, untried
-                await store.mark_retry(conn, item.notification_id, item.row["claimed_at"], 0.0,
-                                       f"not tried: {reason}", count_attempt=False)
-                await locked.commit()
-                log.warning("email %s: %s at the send; handed back", item.notification_id, reason)
-                return
-            done = await store.mark_final(
-                conn, item.notification_id, item.row["claimed_at"], rules.Status.SUPPRESSED, reason
+                for item, message in ready:
+                    refusal = _recheck(item, current.get(item.notification_id))
+                    if refusal is None:
+                        assert item.recipient is not None
+                        transmitting = True
+                        started = time.perf_counter()
+                        await mailer.transmit(message, self.envelope_from, item.recipient.email)
+                        transmitting = False
+                        accepted.append((item, time.perf_counter()))
+                        metrics.EMAIL_SEND_SECONDS.observe(accepted[-1][1] - started)
+                        self._connection_failures = 0
+                    else:
+                        refused.append((item, refusal))
+                    tried += 1
+        except Exception as exc:
+            failure = exc
+        except BaseException:
+            # Cancelled past the shutdown grace: what the relay has is still marked, if it can be.
+            if accepted:
+                with contextlib.suppress(BaseException):
+                    await locked.commit(_sent_statements(accepted))
+            await _rollback(locked)
+            raise
+        await self._settle(conn, locked, accepted, refused, deadlines.lease_ends)
+        outcome = Outcome.OUT_OF_TIME if any(r == rules.LEASE_RUNNING_OUT for _, r in refused) else Outcome.NEXT
+        if failure is None:
+            return outcome
+        failed, rest = ready[tried][0], [item for item, _ in ready[tried + 1:]]
+        lanes.put_back(rest)
+        if cut.expired():
+            # Not a relay failure: no backoff, and an attempt only if the relay was being talked to.
+            await store.mark_retry(conn, failed.notification_id, failed.row["claimed_at"], 0.0,
+                                   "send cut at the lease's deadline", count_attempt=transmitting)
+            log.warning(
+                "email %s: send cut at %.0f%% of the lease; retried", failed.notification_id, 100 * rules.SEND_BY
             )
-            await locked.commit()
+            return Outcome.OUT_OF_TIME
+        kind, description = rules.classify(failure)
+        await self._failed_attempt(conn, failed, kind, scrub(description))
+        return Outcome.CONNECTION_LOST if kind is rules.Failure.CONNECTION else outcome
+
+    async def _settle(
+        self,
+        conn: asyncpg.Connection,
+        locked: OneTripTransaction,
+        accepted: list[tuple[Claimed, float]],
+        refused: list[tuple[Claimed, str]],
+        lease_ends: float,
+    ) -> None:
+        """End a group's transaction: the refusals recorded and `sent` riding on the COMMIT (the locks
+        held since the re-check, every row `sending` by this claim, leave the updates nothing to miss).
+        If the database hiccups, each accepted email is marked again on a fresh connection until the
+        lease ends (the crash window); a refusal's record is then left to its lease."""
+        suppressed: list[str] = []
+        for item, reason in refused:
+            if reason == rules.NOT_CLAIMED:  # already suppressed by the erasure, or another claim's now
+                log.info("email %s: no longer this claim's at the send; not sent", item.notification_id)
+            elif reason == rules.LEASE_RUNNING_OUT:  # a starved loop got here late: back, untried
+                log.warning("email %s: %s at the send; handed back", item.notification_id, reason)
+        writes = [(item, reason) for item, reason in refused if reason != rules.NOT_CLAIMED]
+        if not accepted and not writes:
+            await _rollback(locked)
+            return
+        try:
+            for item, reason in writes:
+                claimed_at = item.row["claimed_at"]
+                if reason == rules.LEASE_RUNNING_OUT:
+                    await store.mark_retry(conn, item.notification_id, claimed_at, 0.0, f"not tried: {reason}",
+                                           count_attempt=False)
+                elif await store.mark_final(conn, item.notification_id, claimed_at, rules.Status.SUPPRESSED, reason):
+                    suppressed.append(reason)
+            await locked.commit(_sent_statements(accepted) if accepted else None)
+            unmarked: set[str] = set()
+        except TRANSIENT_DB_ERRORS:
+            await _rollback(locked)
+            suppressed = []
+            unmarked = {item.notification_id for item, _ in accepted
+                        if not await self._mark_sent_again(conn, item, lease_ends)}
         except BaseException:
             await _rollback(locked)
             raise
-        if done:
+        committed = time.perf_counter()
+        for reason in suppressed:
             metrics.EMAILS_SUPPRESSED.labels(reason=reason).inc()
+        for item, accepted_at in accepted:
+            metrics.EMAIL_UNCONFIRMED_SECONDS.observe(committed - accepted_at)
+            if item.notification_id in unmarked:
+                # Retaken after its lease (another send may follow) or cancelled by an erasure while the
+                # locks were lost to a database failure.
+                metrics.EMAILS_SENT_UNMARKED.inc()
+                log.warning(
+                    "email %s was accepted by the relay but its row was no longer this claim's "
+                    "(lease expired or cancelled); it may be sent again",
+                    item.notification_id,
+                )
+            if item.template in FINAL_TEMPLATES:  # the last email went (an erase may have raced it): shred
+                await store.delete_final_notice(conn, item.row["subject"])
+            metrics.EMAILS_SENT.labels(template=item.template).inc()
+
     def _verdict(self, item: Claimed, now: datetime, marketing_allowed: bool | None = None,
                  consent_unavailable: bool = False) -> rules.Verdict:
         return rules.verdict(
@@ -596,32 +689,6 @@ class Sender:
         )
 
     # --- outcomes ----------------------------------------------------------------------------
-
-    async def _confirm_sent(
-        self, conn: asyncpg.Connection, locked: OneTripTransaction, item: Claimed, lease_ends: float
-    ) -> None:
-        """Commit `sent` in the transaction holding the row locks; if the database hiccups, keep trying
-        on a fresh connection until the lease ends (the crash window)."""
-        try:
-            # `sent` rides on the COMMIT: the locks held since the re-check (the row `sending` by this
-            # claim) leave the update nothing to miss.
-            await locked.commit(store.mark_sent_statement(item.notification_id, item.row["claimed_at"]))
-            marked = True
-        except TRANSIENT_DB_ERRORS:
-            await _rollback(locked)
-            marked = await self._mark_sent_again(conn, item, lease_ends)
-        except BaseException:
-            await _rollback(locked)
-            raise
-        if not marked:
-            # Retaken after its lease (another send may follow) or cancelled by an erasure while the
-            # locks were lost to a database failure.
-            metrics.EMAILS_SENT_UNMARKED.inc()
-            log.warning(
-                "email %s was accepted by the relay but its row was no longer this claim's "
-                "(lease expired or cancelled); it may be sent again",
-                item.notification_id,
-            )
 
     async def _mark_sent_again(self, conn: asyncpg.Connection, item: Claimed, lease_ends: float) -> bool:
         loop = asyncio.get_running_loop()
@@ -698,6 +765,26 @@ class Sender:
             await store.mark_retry(
                 conn, item.notification_id, item.row["claimed_at"], delay, reason, count_attempt=False
             )
+
+
+def _recheck(item: Claimed, current: asyncpg.Record | None) -> str | None:
+    """The re-check's verdict on one email of a group from its row read under the locks (none: gone)."""
+    if current is None:
+        return rules.NOT_CLAIMED
+    return rules.recheck(
+        item.template,
+        params=item.params,
+        claimed=current["claimed"],
+        in_time=current["in_time"],
+        final_notice=current["final_notice"],
+        listed=current["listed"],
+        restricted=current["restricted"],
+        holds=current["holds"],
+    )
+
+
+def _sent_statements(accepted: list[tuple[Claimed, float]]) -> str:
+    return "; ".join(store.mark_sent_statement(item.notification_id, item.row["claimed_at"]) for item, _ in accepted)
 
 
 async def _rollback(transaction: OneTripTransaction) -> None:

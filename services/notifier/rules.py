@@ -432,6 +432,20 @@ def lane_count(claimed: int, connections: int) -> int:
     return max(1, min(connections, claimed // EMAILS_PER_LANE))
 
 
+def send_group_size(configured: int, burst: float) -> int:
+    """Emails a lane sends under one transaction: EMAILS_PER_SEND_TRANSACTION, but never more than the
+    rate limit's burst (a group goes out at once when its last token is due)."""
+    return max(1, min(configured, int(burst)))
+
+
+def group_share(pending: int, lanes: int, most: int) -> int:
+    """How many of a batch's `pending` emails a lane takes as its next group: at most `most`, and half
+    its share of what is left among `lanes`, so groups shrink as the batch runs out. The next batch is
+    only dealt once every lane is done with this one: a lane still sending a full group at the end
+    would keep the others waiting (groups of eight: 20% fewer emails per second in the bench)."""
+    return min(pending, max(1, min(most, -(-pending // (2 * max(1, lanes))))))
+
+
 #: A round's time budget as fractions of the lease, counted from just before its claim. No email is
 #: started after TAKE_NEW_UNTIL (the untried rest goes back to the queue); a send (consent check, rate
 #: wait, SMTP) still running at SEND_BY is cut; the rest of the lease is for the `sent` commit. So a row

@@ -19,10 +19,14 @@ class NotifierSettings(ServiceSettings):
     #: limit divided by the most replicas that may run (docs/operations.md).
     smtp_rate_per_second: float = Field(500.0, gt=0)
     #: Sending lanes per process, each with its own SMTP connection (and a database connection of the
-    #: pool, which has 10, while it sends), each sending one email per transaction: sized to the relay
-    #: (the sessions it accepts from one client, divided by the most replicas that may run). A crash
-    #: can leave at most one email per lane accepted by the relay and not yet marked `sent`.
+    #: pool, which has 10, while it sends): sized to the relay (the sessions it accepts from one client,
+    #: divided by the most replicas that may run).
     smtp_connections: int = Field(4, ge=1, le=8)
+    #: The most emails a lane sends under one transaction (one re-check of their locks, one `sent`
+    #: commit for them all): fewer round trips to PostgreSQL per email, and the crash window. A crash
+    #: can leave at most this many emails per lane accepted by the relay and not yet marked `sent`
+    #: (sent again after their lease), and an erasure waits for at most this many sends.
+    emails_per_send_transaction: int = Field(8, ge=1, le=50)
     #: Per SMTP command; with the consent timeout it should fit 30% of the lease (checked at start-up).
     smtp_timeout_seconds: float = Field(15.0, gt=0)
     smtp_username: str | None = None

@@ -258,17 +258,21 @@ async def release_expired_leases(conn: asyncpg.Connection, lease_seconds: float)
 
 
 async def lock_for_sending(
-    conn: asyncpg.Connection, notification_id: str, claimed_at: datetime, send_within_seconds: float
-) -> asyncpg.Record | None:
-    """Right before a send, in the transaction that will mark it sent: share-lock the recipient's
-    directory entry, then lock the email row (the order an erasure takes them in), and read both fresh.
+    conn: asyncpg.Connection, claims: Sequence[tuple[str, datetime]], send_within_seconds: float
+) -> dict[str, asyncpg.Record]:
+    """Right before a lane sends a group of emails, in the transaction that will mark them sent: for
+    each (notification_id, claimed_at), share-lock the recipient's directory entry, then lock the email
+    row (the order an erasure takes them in: a row's entry is always locked before the row), and read
+    both fresh. One round trip for the group; by notification_id, a row that no longer exists missing.
 
     Columns: claimed (still `sending` by this claim: `claimed_at` is the claim's token), in_time (by
     the database's clock, less than `send_within_seconds` since the claim), final_notice, listed (a
     directory entry exists), restricted, holds (request ids of the subject's verified erasure cases)."""
-    return await conn.fetchrow(
+    rows = await conn.fetch(
         """
-        SELECT e.status = 'sending' AND e.claimed_at = $2 AS claimed,
+        SELECT e.notification_id,
+               e.status = 'sending'
+                   AND e.claimed_at = ($2::timestamptz[])[array_position($1::text[], e.notification_id)] AS claimed,
                clock_timestamp() < e.claimed_at + make_interval(secs => $3) AS in_time, e.final_notice,
                r.subject IS NOT NULL AS listed, coalesce(r.restricted, false) AS restricted,
                array(SELECT h.request_id FROM erasure_holds h WHERE h.subject = e.subject) AS holds
@@ -276,13 +280,14 @@ async def lock_for_sending(
         LEFT JOIN LATERAL (
             SELECT subject, restricted FROM recipients WHERE subject = e.subject FOR SHARE
         ) r ON true
-        WHERE e.notification_id = $1
+        WHERE e.notification_id = ANY($1::text[])  -- the primary key's index, whatever the plan's guess
         FOR UPDATE OF e
         """,
-        notification_id,
-        claimed_at,
+        [notification_id for notification_id, _ in claims],
+        [claimed_at for _, claimed_at in claims],
         send_within_seconds,
     )
+    return {row["notification_id"]: row for row in rows}
 
 
 async def mark_sent(conn: asyncpg.Connection, notification_id: str, claimed_at: datetime) -> bool:

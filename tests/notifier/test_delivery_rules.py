@@ -418,12 +418,27 @@ def test_lanes_take_the_batch_in_queue_order_until_half_the_lease_and_hand_back_
     batch = [Claimed({"notification_id": f"n{i}"}, None, False, None) for i in range(5)]  # type: ignore[arg-type]
     deadlines = rules.round_deadlines(100.0, 60.0)
     lanes = Lanes(batch, deadlines)
-    assert [lanes.take(100.0), lanes.take(110.0)] == batch[:2]
-    assert lanes.take(deadlines.take_new_until) is None, "nothing new after half the lease"
+    assert [lanes.take(100.0), lanes.take(110.0)] == [batch[:1], batch[1:2]]
+    assert lanes.take(deadlines.take_new_until) == [], "nothing new after half the lease"
     assert lanes.why_stopped == "half the lease had passed"
     lanes.stop("the SMTP relay is failing")
     assert lanes.why_stopped == "half the lease had passed", "the first reason is the one recorded"
     assert lanes.untried() == batch[2:] and lanes.untried() == []
+
+
+def test_a_lane_takes_a_group_no_larger_than_its_share_and_puts_back_what_it_did_not_try() -> None:
+    from services.notifier.delivery import Claimed, Lanes
+
+    batch = [Claimed({"notification_id": f"n{i}"}, None, False, None) for i in range(10)]  # type: ignore[arg-type]
+    lanes = Lanes(batch, rules.round_deadlines(0.0, 60.0))
+    assert lanes.take(1.0, most=8, lanes=4) == batch[:2], "10 among 4 lanes: groups of 2, not 8 for one"
+    group = lanes.take(1.0, most=2, lanes=1)
+    assert group == batch[2:4], "never more than `most`"
+    lanes.put_back(group[1:])
+    assert lanes.take(1.0, most=3, lanes=1) == [batch[3], *batch[4:6]], "put back first in line, in order"
+    assert lanes.take(1.0, most=8, lanes=1) == batch[6:8], "half of what is left"
+    assert lanes.take(1.0, most=8, lanes=1) == [batch[8]] and lanes.take(1.0, most=8) == [batch[9]]
+    assert lanes.take(1.0, most=8) == []
 
 
 def test_a_lane_that_stops_the_round_stops_every_lane() -> None:
@@ -431,10 +446,23 @@ def test_a_lane_that_stops_the_round_stops_every_lane() -> None:
 
     batch = [Claimed({"notification_id": f"n{i}"}, None, False, None) for i in range(3)]  # type: ignore[arg-type]
     lanes = Lanes(batch, rules.round_deadlines(0.0, 60.0))
-    assert lanes.take(1.0) is batch[0]
+    assert lanes.take(1.0) == [batch[0]]
     lanes.stop("the SMTP relay is failing")
-    assert lanes.take(1.0) is None
+    assert lanes.take(1.0) == []
     assert lanes.untried() == batch[1:] and lanes.why_stopped == "the SMTP relay is failing"
+
+
+def test_groups_shrink_as_the_batch_runs_out() -> None:
+    assert [rules.group_share(pending, 8, 8) for pending in (200, 128, 64, 32, 16, 8, 1)] == [8, 8, 4, 2, 1, 1, 1]
+    assert rules.group_share(10, 1, 8) == 5
+    assert rules.group_share(0, 4, 8) == 0 and rules.group_share(100, 0, 8) == 8
+
+
+def test_a_send_group_is_never_larger_than_the_rate_limits_burst() -> None:
+    assert rules.send_group_size(8, rules.TokenBucket(500).burst) == 8
+    assert rules.send_group_size(8, rules.TokenBucket(41).burst) == 4, "the prod overlay's 41/s: bursts of 4"
+    assert rules.send_group_size(8, rules.TokenBucket(1).burst) == 1
+    assert rules.send_group_size(1, 100.0) == 1
 
 
 def test_claim_batch_fits_inside_the_lease() -> None:

@@ -105,9 +105,10 @@ async def notifier(stack: Stack, consent_api: str) -> AsyncIterator[ServiceProce
             "EMAIL_RETRY_MAX_SECONDS": "1",
             "EMAIL_IDLE_POLL_SECONDS": "0.2",
             "EMAIL_LEASE_SECONDS": "4",  # so the crash test sees abandoned rows retaken quickly
-            # One sending lane: the crash test allows the one email in flight per crash to arrive twice
-            # (several lanes, one per lane: tests/notifier/test_lanes.py).
+            # One sending lane, one email per transaction: the crash test allows the one email in flight
+            # per crash to arrive twice (several lanes and groups: tests/notifier/test_lanes.py).
             "SMTP_CONNECTIONS": "1",
+            "EMAILS_PER_SEND_TRANSACTION": "1",
             # Fan-outs walk the directory in many pages, so a crash can land between two of them.
             "FANOUT_PAGE_SIZE": "100",
         },

@@ -177,6 +177,64 @@ async def test_accepted_refused_and_bounced_emails(sending: Runtime, relay: Rela
     assert json.loads(audit["detail"])["template"] == "verification_code"
 
 
+async def test_a_refusal_inside_a_group_stops_it_and_the_rest_still_go_in_the_round(
+    sending: Runtime, relay: Relay
+) -> None:
+    """One lane, one group of five: the 550 and the 451 each end the group they are in. What the relay
+    accepted before them is marked, and the emails after them go in the same round, each once."""
+    subjects = ["ok-g1", "bounce-g2", "ok-g3", "later-g4", "ok-g5"]
+    await fill_directory(sending, subjects, domain="relay.example")
+    ids = {s: await queue(sending, s) for s in subjects}
+    sender = sender_for(sending)
+    assert sender.settings.emails_per_send_transaction >= len(subjects), "one group, were it not for the refusals"
+    try:
+        assert await sender.send_round() == 5
+    finally:
+        await sender.mailer.close()
+    assert [rcpt for rcpt, _ in relay.received] == ["ok-g1@relay.example", "ok-g3@relay.example",
+                                                     "ok-g5@relay.example"]
+    states = {s: (await row(sending, nid))["status"] for s, nid in ids.items()}
+    assert states == {"ok-g1": "sent", "bounce-g2": "failed", "ok-g3": "sent", "later-g4": "queued", "ok-g5": "sent"}
+    assert (await row(sending, ids["later-g4"]))["attempts"] == 1
+
+
+async def test_a_session_lost_inside_a_group_marks_what_went_and_hands_back_the_rest(
+    sending: Runtime, relay: Relay
+) -> None:
+    """The relay's session drops before the third email of a group of four: the two it accepted are
+    marked sent (never sent again), the third is a relay failure (due again, its attempt counted),
+    the fourth goes back untried; the next round sends those two, once each."""
+    subjects = [f"ok-drop-{i}" for i in range(4)]
+    await fill_directory(sending, subjects, domain="relay.example")
+    ids = [await queue(sending, s) for s in subjects]
+    sender = sender_for(sending)
+    transmit = sender.mailer.transmit
+    calls = 0
+
+    async def dropping_before_the_third(*args: Any) -> None:
+        nonlocal calls
+        calls += 1
+        if calls == 3:
+            assert sender.mailer._client is not None
+            sender.mailer._client.close()
+        await transmit(*args)
+
+    sender.mailer.transmit = dropping_before_the_third  # type: ignore[method-assign]
+    try:
+        assert await asyncio.wait_for(sender.send_round(), 20) == 4
+        rows = [await row(sending, nid) for nid in ids]
+        assert [r["status"] for r in rows] == ["sent", "sent", "queued", "queued"]
+        assert [r["attempts"] for r in rows[2:]] == [1, 0], "the failing one counted, the untried one not"
+        assert [rcpt for rcpt, _ in relay.received] == [f"{s}@relay.example" for s in subjects[:2]]
+        sender.mailer.transmit = transmit  # type: ignore[method-assign]
+        sender._paused_until = 0.0
+        assert await asyncio.wait_for(sender.send_round(), 20) == 2
+    finally:
+        await sender.mailer.close()
+    assert [(await row(sending, nid))["status"] for nid in ids] == ["sent"] * 4
+    assert sorted(rcpt for rcpt, _ in relay.received) == sorted(f"{s}@relay.example" for s in subjects)
+
+
 async def test_one_connection_is_reused_for_a_batch(sending: Runtime, relay: Relay) -> None:
     subjects = [f"ok-{i}" for i in range(20)]
     await fill_directory(sending, subjects, domain="relay.example")
@@ -440,11 +498,11 @@ class RacedSender(Sender):
         super().__init__(runtime, settings, Wakeups(settings.database_url), consent)
         self.race: Callable[[], Awaitable[None]] | None = race
 
-    async def _deliver(self, conn: Any, mailer: Any, item: Any, deadlines: Any) -> Any:
+    async def _deliver(self, conn: Any, mailer: Any, group: Any, deadlines: Any, lanes: Any) -> Any:
         if self.race is not None:
             race, self.race = self.race, None
             await race()
-        return await super()._deliver(conn, mailer, item, deadlines)
+        return await super()._deliver(conn, mailer, group, deadlines, lanes)
 
 
 async def test_an_erasure_or_restriction_after_the_claim_stops_the_send(sending: Runtime, relay: Relay) -> None:

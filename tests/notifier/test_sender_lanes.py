@@ -65,17 +65,20 @@ async def test_a_batch_goes_over_every_lane_and_each_email_once(lanes: Runtime, 
     assert {(await row(lanes, nid))["status"] for nid in ids} == {"sent"}
 
 
+@pytest.mark.parametrize("per_transaction", [1, 2])
 async def test_an_erasure_or_restriction_is_rechecked_while_the_other_lanes_send(
-    lanes: Runtime, relay: Relay
+    lanes: Runtime, relay: Relay, per_transaction: int
 ) -> None:
-    """Every lane holds a message at the relay (not answered yet), so it holds its recipient's locks.
-    An erasure of one of those recipients waits for its message; an erasure and a restriction of
-    recipients still queued in the batch go through at once, and their emails are not sent."""
+    """Every lane holds a message at the relay (not answered yet), so it holds the locks of its group's
+    recipients (one email per transaction, or two). An erasure of one of those recipients waits for
+    its group; an erasure and a restriction of recipients no lane has taken yet go through at once,
+    and their emails are not sent."""
     subjects = [f"ok-re-{i:02d}" for i in range(4 * LANES)]  # enough for every lane (rules.lane_count)
     await fill_directory(lanes, subjects, domain="relay.example")
     ids = {s: await queue(lanes, s, "policy_changed", "transactional", POLICY) for s in subjects}
     relay.hold = asyncio.Event()
     sender = sender_for(lanes)
+    sender.settings = sender.settings.model_copy(update={"emails_per_send_transaction": per_transaction})
     sending_round = asyncio.ensure_future(sender.send_round())
     try:
         async def all_lanes_in_flight() -> bool:
@@ -84,17 +87,21 @@ async def test_an_erasure_or_restriction_is_rechecked_while_the_other_lanes_send
         await wait_until(all_lanes_in_flight, timeout=30, interval=0.02, what="a message in flight on every lane")
         in_flight = sorted(rcpt.split("@")[0] for rcpt, _ in relay.received)
         assert len(in_flight) == LANES, "one message at a time per lane"
-        waiting = [s for s in subjects if s not in in_flight]
-        erased_in_flight, erased_queued, restricted_queued = in_flight[0], waiting[0], waiting[1]
-        held_erasure = asyncio.ensure_future(erase(lanes, erased_in_flight, None))
-        # Not held up by the lanes: these recipients' emails are not being sent.
+        taken = subjects[:LANES * per_transaction]  # the lanes' groups, in queue order
+        assert set(in_flight) <= set(taken)
+        waiting = subjects[LANES * per_transaction:]
+        in_a_group = [s for s in taken if s not in in_flight][:1]  # locked, its own send still to come
+        erased_queued, restricted_queued = waiting[0], waiting[1]
+        held_erasures = [asyncio.ensure_future(erase(lanes, s, None)) for s in [in_flight[0], *in_a_group]]
+        # Not held up by the lanes: these recipients' emails are in no lane's group.
         assert await asyncio.wait_for(erase(lanes, erased_queued, None), 10) == "done"
         async with lanes.transaction() as tx:
             assert await store.set_restricted(tx.conn, restricted_queued, True)
-        assert not held_erasure.done(), "the erasure waits for the email in flight to its recipient"
+        assert not any(e.done() for e in held_erasures), "an erasure waits for the group sending to its recipient"
         relay.hold.set()
         assert await asyncio.wait_for(sending_round, 30) == len(subjects)
-        assert await asyncio.wait_for(held_erasure, 10) == "done"
+        for held in held_erasures:
+            assert await asyncio.wait_for(held, 10) == "done"
     finally:
         relay.hold.set()
         if not sending_round.done():
@@ -102,7 +109,8 @@ async def test_an_erasure_or_restriction_is_rechecked_while_the_other_lanes_send
         await close(sender)
     got = Counter(rcpt.split("@")[0] for rcpt, _ in relay.received)
     assert got == Counter(s for s in subjects if s not in (erased_queued, restricted_queued))
-    assert (await row(lanes, ids[erased_in_flight]))["status"] == "sent", "the erasure found it sent"
+    for erased_in_flight in [in_flight[0], *in_a_group]:
+        assert (await row(lanes, ids[erased_in_flight]))["status"] == "sent", "the erasure found it sent"
     assert (await row(lanes, ids[erased_queued]))["status"] == "suppressed"
     restricted = await row(lanes, ids[restricted_queued])
     assert (restricted["status"], restricted["last_error"]) == ("suppressed", "restricted")
@@ -138,13 +146,14 @@ async def test_two_senders_with_several_lanes_share_the_queue_without_sending_tw
 async def test_the_run_loop_claims_ahead_and_hands_that_back_at_shutdown(lanes: Runtime, relay: Relay) -> None:
     """With a backlog the run loop claims the next batch while the lanes finish the current one: every
     email still goes once. At shutdown a batch claimed ahead is handed back, not left in `sending` to
-    its lease, and the emails in flight are finished and marked."""
+    its lease, and the groups in flight are finished and marked."""
     subjects = [f"ok-ahead-{i:02d}" for i in range(48)]
     await fill_directory(lanes, subjects, domain="relay.example")
     for subject in subjects:
         await queue(lanes, subject)
     sender = sender_for(lanes)
     sender.batch_size = 16
+    sender.settings = sender.settings.model_copy(update={"emails_per_send_transaction": 2})
     claims = 0
     claim = sender._claim
 
@@ -192,7 +201,7 @@ async def test_the_run_loop_claims_ahead_and_hands_that_back_at_shutdown(lanes: 
         states = dict(await conn.fetch("SELECT status, count(*) FROM emails WHERE subject LIKE 'ok-later-%' "
                                        "GROUP BY status"))
     assert states.get("sending", 0) == 0, f"rows left to their lease: {states}"
-    assert states.get("sent", 0) == LANES, "the emails in flight were finished and marked"
+    assert states.get("sent", 0) == 2 * LANES, "the groups in flight (two emails each) were finished and marked"
     assert sum(states.values()) == 32
 
 

@@ -105,9 +105,11 @@ SERVICE_ENV: dict[str, dict[str, str]] = {
         "EMAIL_RETRY_MAX_SECONDS": "2",
         "EMAIL_IDLE_POLL_SECONDS": "0.2",
         "EMAIL_LEASE_SECONDS": "15",  # rows a killed sender held are retaken after this
-        # One sending lane: crash_window_copies allows one copy per notifier process a fault cuts off (the
-        # email in flight on its one connection). Several lanes' crash window: tests/notifier/test_lanes.py.
+        # One sending lane, one email per transaction: crash_window_copies allows one copy per notifier
+        # process a fault cuts off (the email in flight on its one connection). Several lanes' and groups'
+        # crash window: tests/notifier/test_lanes.py.
         "SMTP_CONNECTIONS": "1",
+        "EMAILS_PER_SEND_TRANSACTION": "1",
     },
 }
 

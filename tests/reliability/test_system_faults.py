@@ -33,8 +33,9 @@ erasure confirmation), so it counts as delivered at most once. A message the SMT
 before the sender was killed (or the relay went down) is sent again with the same Message-ID once its
 lease expires (the documented crash window of services/notifier/delivery.py): such a copy is reported
 in `smtp_redeliveries` and accepted only when its first copy was the last message of an SMTP session
-one of those faults ended, one per notifier process it cut off (these runs pin SMTP_CONNECTIONS=1, so a
-sender has one message in flight); any other second copy is a duplicate.
+one of those faults ended, one per notifier process it cut off (these runs pin SMTP_CONNECTIONS=1 and
+EMAILS_PER_SEND_TRANSACTION=1, so a sender has one message in flight); any other second copy is a
+duplicate.
 """
 
 from __future__ import annotations
