@@ -27,6 +27,13 @@ TRANSIENT_DB_ERRORS: tuple[type[BaseException], ...] = (
 )
 
 
+def inline_text(value: str) -> str:
+    """A text value as SQL, for a statement without parameters (`OneTripTransaction`'s first and last
+    statements): hex-encoded, so only [0-9a-f] reaches the SQL text whatever the value holds, and
+    nothing in it can end the literal."""
+    return f"convert_from(decode('{value.encode().hex()}', 'hex'), 'UTF8')"
+
+
 class OneTripTransaction:
     """A transaction on `conn` whose BEGIN may carry its first statement and whose COMMIT its last, each
     pair in one simple query: on loopback every round trip costs both ends a send, and a short

@@ -15,6 +15,8 @@ from collections.abc import Iterable
 
 import asyncpg
 
+from privacy_runtime.db import inline_text
+
 #: The lock of each subject in `unnest(<array of subjects>) AS s`: sorted and distinct, taken in order.
 _LOCK_IN_ORDER = (
     "SELECT count(pg_advisory_xact_lock(k)) FROM (SELECT DISTINCT "
@@ -35,13 +37,11 @@ async def lock_subjects(conn: asyncpg.Connection, subjects: Iterable[str | None]
 
 def lock_statement(subjects: Iterable[str | None]) -> str | None:
     """`lock_subjects` as a statement without parameters (None: no subject), to go in a simple query
-    with others. The subjects travel hex-encoded: only [0-9a-f] reaches the SQL text, whatever the id
-    holds, so nothing in it can end the literal."""
+    with others; the subjects are inlined by `db.inline_text`."""
     keys = _subjects(subjects)
     if not keys:
         return None
-    array = "'{" + ",".join(f'"{key.encode().hex()}"' for key in keys) + "}'::text[]"
-    return _LOCK_IN_ORDER.format(subject="convert_from(decode(s, 'hex'), 'UTF8')", subjects=array)
+    return _LOCK_IN_ORDER.format(subject="s", subjects="ARRAY[" + ", ".join(map(inline_text, keys)) + "]")
 
 
 async def try_lock_subjects(conn: asyncpg.Connection, subjects: Iterable[str]) -> set[str]:

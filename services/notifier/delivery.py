@@ -223,6 +223,11 @@ class Sender:
             log.warning("%s", problem)
 
     @property
+    def group_size(self) -> int:
+        """The most emails a lane sends under one transaction (`rules.send_group_size`)."""
+        return rules.send_group_size(self.settings.emails_per_send_transaction, self.bucket.burst)
+
+    @property
     def mailer(self) -> Mailer:
         """The first lane's connection (the only one with SMTP_CONNECTIONS=1)."""
         return self.mailers[0]
@@ -266,7 +271,7 @@ class Sender:
             return 0
         if lanes.claimed >= self.batch_size:  # each lane has at most one more group to go: claim the next
             width = rules.lane_count(lanes.claimed, len(self.mailers))
-            lanes.when_running_low(width * self.settings.emails_per_send_transaction, self._claim_next)
+            lanes.when_running_low(width * self.group_size, self._claim_next)
         await self._send(lanes)
         return lanes.claimed
 
@@ -349,15 +354,14 @@ class Sender:
             raise
         await self._hand_back(lanes)
 
-    async def _lane(self, mailer: Mailer, lanes: Lanes, width: int = 1) -> None:
+    async def _lane(self, mailer: Mailer, lanes: Lanes, width: int) -> None:
         """One sending lane: its own SMTP connection and database connection, a group of at most
         EMAILS_PER_SEND_TRANSACTION emails at a time, each group in its own transaction (so a crash
         leaves at most one group per lane unconfirmed)."""
         loop = asyncio.get_running_loop()
         deadlines = lanes.deadlines
-        most = rules.send_group_size(self.settings.emails_per_send_transaction, self.bucket.burst)
         async with self.runtime.pool.acquire() as conn:
-            while group := lanes.take(loop.time(), most, width):
+            while group := lanes.take(loop.time(), self.group_size, width):
                 # Shielded: a cancellation (shutdown) must not cut a send between the relay's 250 and
                 # the `sent` commit.
                 in_flight = asyncio.ensure_future(self._deliver(conn, mailer, group, deadlines, lanes))
@@ -563,7 +567,7 @@ class Sender:
             # Cancelled past the shutdown grace: what the relay has is still marked, if it can be.
             if accepted:
                 with contextlib.suppress(BaseException):
-                    await locked.commit(_sent_statements(accepted))
+                    await locked.commit(_sent_statement(accepted))
             await _rollback(locked)
             raise
         await self._settle(conn, locked, accepted, refused, deadlines.lease_ends)
@@ -614,7 +618,7 @@ class Sender:
                                            count_attempt=False)
                 elif await store.mark_final(conn, item.notification_id, claimed_at, rules.Status.SUPPRESSED, reason):
                     suppressed.append(reason)
-            await locked.commit(_sent_statements(accepted) if accepted else None)
+            await locked.commit(_sent_statement(accepted) if accepted else None)
             unmarked: set[str] = set()
         except TRANSIENT_DB_ERRORS:
             await _rollback(locked)
@@ -783,8 +787,8 @@ def _recheck(item: Claimed, current: asyncpg.Record | None) -> str | None:
     )
 
 
-def _sent_statements(accepted: list[tuple[Claimed, float]]) -> str:
-    return "; ".join(store.mark_sent_statement(item.notification_id, item.row["claimed_at"]) for item, _ in accepted)
+def _sent_statement(accepted: list[tuple[Claimed, float]]) -> str:
+    return store.mark_sent_statement([(item.notification_id, item.row["claimed_at"]) for item, _ in accepted])
 
 
 async def _rollback(transaction: OneTripTransaction) -> None:

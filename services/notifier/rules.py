@@ -440,9 +440,10 @@ def send_group_size(configured: int, burst: float) -> int:
 
 def group_share(pending: int, lanes: int, most: int) -> int:
     """How many of a batch's `pending` emails a lane takes as its next group: at most `most`, and half
-    its share of what is left among `lanes`, so groups shrink as the batch runs out. The next batch is
-    only dealt once every lane is done with this one: a lane still sending a full group at the end
-    would keep the others waiting (groups of eight: 20% fewer emails per second in the bench)."""
+    its share of what is left among `lanes`, so groups shrink as the batch runs out: the next batch is
+    only dealt once every lane is done with this one, and a lane still sending a full group at the end
+    would keep the others waiting (bench/README.md: the bench does not separate the effect from its
+    spread)."""
     return min(pending, max(1, min(most, -(-pending // (2 * max(1, lanes))))))
 
 

@@ -10,6 +10,8 @@ from typing import Any
 
 import asyncpg
 
+from privacy_runtime.db import inline_text
+
 #: NOTIFY channels: sent inside the writing transaction, so they arrive when it commits.
 EMAILS_CHANNEL = "notifier_emails"
 FANOUT_CHANNEL = "notifier_fanout"
@@ -304,17 +306,19 @@ async def mark_sent(conn: asyncpg.Connection, notification_id: str, claimed_at: 
     return done is not None
 
 
-def mark_sent_statement(notification_id: str, claimed_at: datetime) -> str:
-    """`mark_sent` as a statement without parameters, for the COMMIT of the transaction that holds the
-    row's lock (the send's, which read it `sending` by this claim: the update cannot miss). The id
-    travels hex-encoded and the claim time as an ISO timestamp formatted here: nothing else reaches
-    the SQL text."""
-    stamp = claimed_at.isoformat()
-    assert claimed_at.tzinfo is not None and all(c in "0123456789-:.+T" for c in stamp), stamp
+def mark_sent_statement(claims: Sequence[tuple[str, datetime]]) -> str:
+    """`mark_sent` for each (notification_id, claimed_at) as one statement without parameters, for the
+    COMMIT of the transaction that holds the rows' locks (the send's, which read them `sending` by
+    these claims: the update cannot miss). The ids are inlined by `inline_text`, the claim times as
+    ISO timestamps formatted here: nothing else reaches the SQL text."""
+    pairs = []
+    for notification_id, claimed_at in claims:
+        stamp = claimed_at.isoformat()
+        assert claimed_at.tzinfo is not None and all(c in "0123456789-:.+T" for c in stamp), stamp
+        pairs.append(f"({inline_text(notification_id)}, '{stamp}'::timestamptz)")
     return (
         "UPDATE emails SET status = 'sent', sent_at = now(), updated_at = now(), last_error = NULL "
-        f"WHERE notification_id = convert_from(decode('{notification_id.encode().hex()}', 'hex'), 'UTF8') "
-        f"AND status = 'sending' AND claimed_at = '{stamp}'::timestamptz"
+        f"WHERE status = 'sending' AND (notification_id, claimed_at) IN ({', '.join(pairs)})"
     )
 
 

@@ -341,14 +341,14 @@ async def test_a_retaken_row_is_not_marked_by_its_old_claim(sending: Runtime) ->
         second = (await store.claim_due(conn, 10))[0]
         assert second["attempts"] == 2
         assert not await store.mark_sent(conn, nid, first["claimed_at"])
-        assert await conn.execute(store.mark_sent_statement(nid, first["claimed_at"])) == "UPDATE 0"
+        assert await conn.execute(store.mark_sent_statement([(nid, first["claimed_at"])])) == "UPDATE 0"
         undone = conn.transaction()
         await undone.start()
         assert await store.mark_sent(conn, nid, second["claimed_at"])
         await undone.rollback()
         hostile = "x'); DELETE FROM emails; --"
-        assert await conn.execute(store.mark_sent_statement(hostile, second["claimed_at"])) == "UPDATE 0"
-        assert await conn.execute(store.mark_sent_statement(nid, second["claimed_at"])) == "UPDATE 1"
+        assert await conn.execute(store.mark_sent_statement([(hostile, second["claimed_at"])])) == "UPDATE 0"
+        assert await conn.execute(store.mark_sent_statement([(hostile, second["claimed_at"]), (nid, second["claimed_at"])])) == "UPDATE 1"
         assert (await row(sending, nid))["status"] == "sent"
         assert await conn.fetchval("SELECT count(*) FROM emails") == 1
 
